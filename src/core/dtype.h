@@ -1,0 +1,43 @@
+#pragma once
+// Element types. Packed types store `block_elems` elements in `block_bytes` bytes along the
+// innermost dimension; a row's length must be a multiple of block_elems. I2_S additionally carries
+// a 32-byte trailer per tensor (its fp32 scale, padded), as bitnet.cpp writes it.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace bitnet {
+
+enum class DType : uint8_t {
+  F32,
+  F16,
+  BF16,
+  I8,
+  I32,
+  Q8_0,   // ggml: 32 int8 + fp16 scale
+  Q4_0,   // ggml: 32 x 4-bit + fp16 scale
+  Q6_K,   // ggml: 256-element super-block, 210 bytes
+  TQ1_0,  // ggml: 256 trits, base-3 packed, 54 bytes
+  TQ2_0,  // ggml: 256 x 2-bit + fp16 scale, 66 bytes
+  I2_S,   // bitnet.cpp: 2-bit codes, one fp32 scale per tensor
+  TNAT,   // ours: kernel-native packed ternary (src/quant/native_layout.h)
+};
+
+struct DTypeInfo {
+  std::string_view name;
+  uint32_t block_elems;
+  uint32_t block_bytes;
+  uint32_t tensor_trailer_bytes;
+  bool ternary;
+};
+
+const DTypeInfo& dtype_info(DType t);
+std::string_view dtype_name(DType t);
+std::optional<DType> dtype_from_name(std::string_view name);  // case-insensitive
+
+// Bytes of a contiguous row of `n` elements; throws bitnet::Error when n is not a whole number of
+// blocks.
+size_t row_bytes(DType t, int64_t n);
+
+}  // namespace bitnet

@@ -1,0 +1,47 @@
+#include "core/memory.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace bitnet {
+namespace {
+std::atomic<size_t> g_live{0};
+std::atomic<size_t> g_peak{0};
+std::atomic<uint64_t> g_count{0};
+}  // namespace
+
+void* aligned_alloc_bytes(size_t bytes) {
+  const size_t n = round_up(bytes == 0 ? 1 : bytes, kAlign);
+  void* p = std::aligned_alloc(kAlign, n);
+  if (!p) fail("out of memory allocating {} bytes", bytes);
+  const size_t live = g_live.fetch_add(bytes) + bytes;
+  size_t peak = g_peak.load();
+  while (live > peak && !g_peak.compare_exchange_weak(peak, live)) {
+  }
+  g_count.fetch_add(1);
+  return p;
+}
+
+void aligned_free_bytes(void* p, size_t bytes) {
+  if (!p) return;
+  g_live.fetch_sub(bytes);
+  std::free(p);
+}
+
+MemoryStats memory_stats() { return {g_live.load(), g_peak.load(), g_count.load()}; }
+void reset_peak_memory() { g_peak.store(g_live.load()); }
+
+AlignedBuffer::AlignedBuffer(size_t bytes) : p_(aligned_alloc_bytes(bytes)), n_(bytes) {
+  std::memset(p_, 0, round_up(bytes == 0 ? 1 : bytes, kAlign));
+}
+
+void AlignedBuffer::reset() {
+  aligned_free_bytes(p_, n_);
+  p_ = nullptr;
+  n_ = 0;
+}
+
+}  // namespace bitnet

@@ -1,0 +1,44 @@
+#pragma once
+// Per-token absmax int8 activation quantization (BitNet b1.58 `activation_quant`):
+//   s  = 127 / max(|x|), with max clamped below at 1e-5
+//   xq = clamp(nearbyint(x * s), -128, 127)          (round half to even, like torch.round)
+// Every variant computes exactly these float operations, so all variants agree bit for bit.
+// Rows are stored zero-padded to k_pad = round_up(k, 64) (the kernels' K step), and each row's
+// integer sum is kept for the kernels' zero-point correction (src/quant/native.h).
+#include <cstdint>
+
+#include "core/arena.h"
+
+namespace bitnet {
+
+inline constexpr int64_t kActKAlign = 64;
+
+struct QuantizedActs {
+  int64_t m = 0, k = 0, k_pad = 0;
+  int8_t* q = nullptr;      // [m][k_pad], 64-byte aligned rows, zero padding
+  float* scale = nullptr;   // [m]: s = 127 / max|x|
+  float* dq = nullptr;      // [m]: 1 / s, the dequantization factor the kernels' epilogue uses
+  int32_t* sum = nullptr;   // [m]: sum of q over the row
+};
+
+// Storage comes from `arena` (valid until its next reset()).
+QuantizedActs alloc_quantized_acts(Arena& arena, int64_t m, int64_t k);
+
+// x is [m][ldx] floats; uses the fastest variant the CPU has (or BITNET_KERNEL's choice).
+void quantize_acts(const float* x, int64_t ldx, QuantizedActs& out);
+
+// One row, plain C++: the spec.
+void quantize_act_row_ref(const float* x, int64_t k, int64_t k_pad, int8_t* q, float* scale,
+                          float* dq, int32_t* sum);
+
+using QuantizeRowFn = void (*)(const float*, int64_t, int64_t, int8_t*, float*, float*, int32_t*);
+struct ActQuantVariant {
+  const char* name;
+  bool (*cpu_ok)();
+  QuantizeRowFn fn;
+};
+// All compiled variants, reference first.
+const ActQuantVariant* act_quant_variants(int* count);
+void quantize_acts_with(const ActQuantVariant& v, const float* x, int64_t ldx, QuantizedActs& out);
+
+}  // namespace bitnet

@@ -1,0 +1,188 @@
+#include "quant/formats.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/half.h"
+
+namespace bitnet {
+namespace {
+
+inline uint8_t code_of(int8_t w) { return static_cast<uint8_t>(w + 1); }
+
+[[noreturn]] void bad_code(const std::string& fmt_name, const std::string& what, int64_t idx,
+                           unsigned code) {
+  fail("{} tensor{}{}: invalid ternary code {} at element {}", fmt_name, what.empty() ? "" : " ",
+       what, code, idx);
+}
+
+void check_ternary(const int8_t* w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    BN_CHECK(w[i] >= -1 && w[i] <= 1, "value {} at {} is not ternary", w[i], i);
+}
+
+// 5 trits, first most significant, to one byte: ceil(v * 256 / 243).
+inline uint8_t pack_trits(const uint8_t* t, int count) {
+  unsigned v = 0;
+  for (int i = 0; i < count; ++i) v = v * 3 + t[i];
+  for (int i = count; i < 5; ++i) v *= 3;
+  return static_cast<uint8_t>((v * 256 + 242) / 243);
+}
+
+inline uint8_t trit(uint8_t byte, int n) {
+  static constexpr uint8_t kPow3[5] = {1, 3, 9, 27, 81};
+  const uint8_t q = static_cast<uint8_t>(byte * kPow3[n]);
+  return static_cast<uint8_t>((static_cast<unsigned>(q) * 3) >> 8);
+}
+
+}  // namespace
+
+// ---- I2_S -------------------------------------------------------------------------------------
+
+size_t i2s_bytes(int64_t n) {
+  if (n <= 0 || n % kI2sBlock) fail("I2_S needs a multiple of {} elements, got {}", kI2sBlock, n);
+  return static_cast<size_t>(n / 4 + 32);
+}
+
+void pack_i2s(const int8_t* w, int64_t n, float scale, uint8_t* out) {
+  const size_t bytes = i2s_bytes(n);
+  check_ternary(w, n);
+  std::memset(out, 0, bytes);
+  for (int64_t b = 0; b < n / kI2sBlock; ++b)
+    for (int j = 0; j < kI2sBlock; ++j)
+      out[32 * b + j % 32] |= static_cast<uint8_t>(code_of(w[kI2sBlock * b + j]) << (6 - 2 * (j / 32)));
+  std::memcpy(out + n / 4, &scale, sizeof(float));
+}
+
+void unpack_i2s(const uint8_t* in, int64_t n, int8_t* w, float* scale, const std::string& what) {
+  i2s_bytes(n);
+  for (int64_t b = 0; b < n / kI2sBlock; ++b)
+    for (int j = 0; j < kI2sBlock; ++j) {
+      const unsigned c = (in[32 * b + j % 32] >> (6 - 2 * (j / 32))) & 3;
+      if (c == 3) bad_code("I2_S", what, kI2sBlock * b + j, c);
+      w[kI2sBlock * b + j] = static_cast<int8_t>(static_cast<int>(c) - 1);
+    }
+  std::memcpy(scale, in + n / 4, sizeof(float));
+}
+
+// ---- TQ2_0 ------------------------------------------------------------------------------------
+
+size_t tq2_0_bytes(int64_t n) {
+  if (n <= 0 || n % kTqBlock) fail("TQ2_0 needs a multiple of {} elements, got {}", kTqBlock, n);
+  return static_cast<size_t>(n / kTqBlock) * kTq2Bytes;
+}
+
+void pack_tq2_0(const int8_t* w, int64_t n, float scale, uint8_t* out) {
+  const size_t bytes = tq2_0_bytes(n);
+  check_ternary(w, n);
+  std::memset(out, 0, bytes);
+  const uint16_t d = f32_to_f16(scale);
+  for (int64_t b = 0; b < n / kTqBlock; ++b) {
+    uint8_t* blk = out + b * kTq2Bytes;
+    const int8_t* x = w + b * kTqBlock;
+    for (int h = 0; h < 2; ++h)
+      for (int m = 0; m < 32; ++m)
+        for (int s = 0; s < 4; ++s)
+          blk[32 * h + m] |= static_cast<uint8_t>(code_of(x[128 * h + m + 32 * s]) << (2 * s));
+    std::memcpy(blk + 64, &d, 2);
+  }
+}
+
+void unpack_tq2_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales,
+                  const std::string& what) {
+  tq2_0_bytes(n);
+  for (int64_t b = 0; b < n / kTqBlock; ++b) {
+    const uint8_t* blk = in + b * kTq2Bytes;
+    int8_t* x = w + b * kTqBlock;
+    for (int h = 0; h < 2; ++h)
+      for (int m = 0; m < 32; ++m)
+        for (int s = 0; s < 4; ++s) {
+          const unsigned c = (blk[32 * h + m] >> (2 * s)) & 3;
+          if (c == 3) bad_code("TQ2_0", what, b * kTqBlock + 128 * h + m + 32 * s, c);
+          x[128 * h + m + 32 * s] = static_cast<int8_t>(static_cast<int>(c) - 1);
+        }
+    uint16_t d;
+    std::memcpy(&d, blk + 64, 2);
+    block_scales[b] = f16_to_f32(d);
+  }
+}
+
+// ---- TQ1_0 ------------------------------------------------------------------------------------
+
+size_t tq1_0_bytes(int64_t n) {
+  if (n <= 0 || n % kTqBlock) fail("TQ1_0 needs a multiple of {} elements, got {}", kTqBlock, n);
+  return static_cast<size_t>(n / kTqBlock) * kTq1Bytes;
+}
+
+void pack_tq1_0(const int8_t* w, int64_t n, float scale, uint8_t* out) {
+  const size_t bytes = tq1_0_bytes(n);
+  check_ternary(w, n);
+  std::memset(out, 0, bytes);
+  const uint16_t d = f32_to_f16(scale);
+  for (int64_t b = 0; b < n / kTqBlock; ++b) {
+    uint8_t* blk = out + b * kTq1Bytes;
+    const int8_t* x = w + b * kTqBlock;
+    uint8_t t[5];
+    for (int m = 0; m < 32; ++m) {
+      for (int i = 0; i < 5; ++i) t[i] = code_of(x[m + 32 * i]);
+      blk[m] = pack_trits(t, 5);
+    }
+    for (int m = 0; m < 16; ++m) {
+      for (int i = 0; i < 5; ++i) t[i] = code_of(x[160 + m + 16 * i]);
+      blk[32 + m] = pack_trits(t, 5);
+    }
+    for (int j = 0; j < 4; ++j) {
+      for (int i = 0; i < 4; ++i) t[i] = code_of(x[240 + j + 4 * i]);
+      blk[48 + j] = pack_trits(t, 4);
+    }
+    std::memcpy(blk + 52, &d, 2);
+  }
+}
+
+void unpack_tq1_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales,
+                  const std::string& what) {
+  tq1_0_bytes(n);
+  // Every byte decodes to trits in {0,1,2} by construction ((q*3)>>8 <= 2), so nothing to reject.
+  for (int64_t b = 0; b < n / kTqBlock; ++b) {
+    const uint8_t* blk = in + b * kTq1Bytes;
+    int8_t* x = w + b * kTqBlock;
+    for (int m = 0; m < 32; ++m)
+      for (int i = 0; i < 5; ++i) x[m + 32 * i] = static_cast<int8_t>(trit(blk[m], i) - 1);
+    for (int m = 0; m < 16; ++m)
+      for (int i = 0; i < 5; ++i) x[160 + m + 16 * i] = static_cast<int8_t>(trit(blk[32 + m], i) - 1);
+    for (int j = 0; j < 4; ++j)
+      for (int i = 0; i < 4; ++i) x[240 + j + 4 * i] = static_cast<int8_t>(trit(blk[48 + j], i) - 1);
+    uint16_t d;
+    std::memcpy(&d, blk + 52, 2);
+    block_scales[b] = f16_to_f32(d);
+  }
+}
+
+// ---- HF packed uint8 --------------------------------------------------------------------------
+
+size_t hf_packed_rows(int64_t out) { return static_cast<size_t>((out + 3) / 4); }
+
+void pack_hf(const int8_t* w, int64_t out, int64_t in, uint8_t* packed) {
+  const int64_t R = static_cast<int64_t>(hf_packed_rows(out));
+  check_ternary(w, out * in);
+  std::memset(packed, 0, static_cast<size_t>(R * in));
+  for (int64_t row = 0; row < out; ++row) {
+    const int64_t r = row % R, s = row / R;
+    for (int64_t c = 0; c < in; ++c)
+      packed[r * in + c] |= static_cast<uint8_t>(code_of(w[row * in + c]) << (2 * s));
+  }
+}
+
+void unpack_hf(const uint8_t* packed, int64_t out, int64_t in, int8_t* w, const std::string& what) {
+  const int64_t R = static_cast<int64_t>(hf_packed_rows(out));
+  for (int64_t row = 0; row < out; ++row) {
+    const int64_t r = row % R, s = row / R;
+    for (int64_t c = 0; c < in; ++c) {
+      const unsigned code = (packed[r * in + c] >> (2 * s)) & 3;
+      if (code == 3) bad_code("HF packed", what, row * in + c, code);
+      w[row * in + c] = static_cast<int8_t>(static_cast<int>(code) - 1);
+    }
+  }
+}
+
+}  // namespace bitnet

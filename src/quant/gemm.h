@@ -1,0 +1,59 @@
+#pragma once
+// Ternary x int8 matrix products on the native layout (native.h):
+//   acc[m][n] = sum_k xq[m][k] * w[n][k]                    (exact int32)
+//   y[m][n]   = float(acc) * (row_scale[n] * dq[m])          (dq = 1/s; one rounding order for all)
+// M = 1 is the decode GEMV, M > 1 the prefill GEMM. Every variant's int32 accumulators equal the
+// reference's bit for bit; tests force each variant through BITNET_KERNEL.
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "quant/act_quant.h"
+#include "quant/native.h"
+
+namespace bitnet {
+
+class ThreadPool;
+
+struct GemmOut {
+  int32_t* i32 = nullptr;  // optional [m][ld_i32]: raw accumulators
+  int64_t ld_i32 = 0;
+  float* f32 = nullptr;    // optional [m][ld_f32]: scaled output
+  int64_t ld_f32 = 0;
+};
+
+// Computes output columns [n0, n1) for every token. n0 is a multiple of 16 (a row block); n1 is a
+// multiple of 16 or equals w.n.
+using TernaryGemmFn = void (*)(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0,
+                               int64_t n1, const GemmOut& out);
+
+struct GemmVariant {
+  const char* name;
+  bool (*cpu_ok)();                                                  // can this CPU run it?
+  bool (*supports)(const TernaryMatrix& w, const QuantizedActs& x);  // does it handle this case?
+  TernaryGemmFn fn;
+  int64_t row_grain;  // rows per work item when splitting across threads (multiple of 16)
+};
+
+// Every compiled variant, slowest first ("scalar" is the reference and always first).
+std::span<const GemmVariant> gemm_variants();
+// Throws bitnet::Error for an unknown name.
+const GemmVariant& gemm_variant(std::string_view name);
+// The fastest variant the CPU can run for this case, or the BITNET_KERNEL one (error if it cannot).
+const GemmVariant& select_gemm(const TernaryMatrix& w, const QuantizedActs& x);
+
+// Threaded product over all rows. pool may be null (single thread).
+void ternary_gemm(ThreadPool* pool, const TernaryMatrix& w, const QuantizedActs& x, const GemmOut& out);
+void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatrix& w,
+                       const QuantizedActs& x, const GemmOut& out);
+
+// The plain reference (decodes each weight from the native layout; no zero-point tricks).
+void ternary_gemm_ref(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1,
+                      const GemmOut& out);
+
+// Epilogue shared by every variant for rows it cannot store whole (partial row blocks).
+inline float gemm_scale(int32_t acc, float row_scale, float dq) {
+  return static_cast<float>(acc) * (row_scale * dq);
+}
+
+}  // namespace bitnet

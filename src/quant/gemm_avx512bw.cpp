@@ -1,0 +1,8 @@
+// AVX-512BW variant for CPUs without VNNI (Skylake-X): vpmaddubsw + vpmaddwd per 64 products.
+#define KERNEL_NAME ternary_gemm_avx512bw
+#include <immintrin.h>
+static inline __m512i dot4(__m512i acc, __m512i u, __m512i x) {
+  const __m512i pairs = _mm512_maddubs_epi16(u, x);  // exact: |pair| <= 512
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
+}
+#include "quant/gemm_avx512.inc"

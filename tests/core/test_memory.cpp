@@ -1,0 +1,49 @@
+#include <gtest/gtest.h>
+
+#include "core/arena.h"
+#include "core/memory.h"
+
+namespace bitnet {
+
+TEST(Memory, AccountsLiveAndPeak) {
+  const auto before = memory_stats();
+  {
+    AlignedBuffer a(1000), b(3000);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(a.data()) % 64, 0u);
+    EXPECT_EQ(memory_stats().live_bytes, before.live_bytes + 4000);
+    EXPECT_GE(memory_stats().peak_bytes, before.live_bytes + 4000);
+  }
+  EXPECT_EQ(memory_stats().live_bytes, before.live_bytes);
+}
+
+TEST(Arena, ReachesZeroAllocationsInSteadyState) {
+  Arena arena;
+  auto step = [&] {
+    for (int i = 1; i <= 20; ++i) {
+      void* p = arena.alloc_bytes(static_cast<size_t>(i) * 100000);
+      ASSERT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
+    }
+    arena.reset();
+  };
+  step();  // grows: several blocks
+  step();  // one merged block of the high-water size
+  const uint64_t blocks = arena.block_allocations();
+  const uint64_t global = memory_stats().allocations;
+  for (int i = 0; i < 5; ++i) step();
+  EXPECT_EQ(arena.block_allocations(), blocks);
+  EXPECT_EQ(memory_stats().allocations, global);
+  EXPECT_GE(arena.capacity(), arena.high_water());
+}
+
+TEST(Arena, DistinctAllocationsDoNotOverlap) {
+  Arena arena(256);
+  auto* a = arena.alloc<uint8_t>(100);
+  auto* b = arena.alloc<uint8_t>(100);
+  auto* c = arena.alloc<uint8_t>(5000);  // forces a new block
+  EXPECT_GE(b, a + 100);
+  for (int i = 0; i < 100; ++i) a[i] = 1, b[i] = 2;
+  for (int i = 0; i < 5000; ++i) c[i] = 3;
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(a[i] + b[i], 3);
+}
+
+}  // namespace bitnet

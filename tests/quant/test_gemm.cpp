@@ -1,0 +1,145 @@
+// Every ternary GEMM/GEMV variant the CPU supports, forced through the dispatch table
+// (BITNET_KERNEL), must reproduce the plain int8 reference's int32 accumulators bit for bit, on
+// awkward sizes and extreme activations, single- and multi-threaded.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "quant/gemm.h"
+#include "quant/random_data.h"
+
+namespace bitnet {
+namespace {
+
+struct ForceKernel {
+  explicit ForceKernel(const char* name) { setenv("BITNET_KERNEL", name, 1); }
+  ~ForceKernel() { unsetenv("BITNET_KERNEL"); }
+};
+
+// acc[m][n] = sum_k x[m][k] * w[n][k] straight from int8 matrices: independent of the native layout.
+std::vector<int32_t> plain_reference(const std::vector<int8_t>& w, const QuantizedActs& x, int64_t n) {
+  std::vector<int32_t> acc(static_cast<size_t>(x.m * n));
+  for (int64_t m = 0; m < x.m; ++m)
+    for (int64_t j = 0; j < n; ++j) {
+      int32_t s = 0;
+      for (int64_t k = 0; k < x.k; ++k) s += w[static_cast<size_t>(j * x.k + k)] * x.q[m * x.k_pad + k];
+      acc[static_cast<size_t>(m * n + j)] = s;
+    }
+  return acc;
+}
+
+enum class Fill { kRandom, kAllMin, kAllMax, kAlternating };
+
+QuantizedActs make_acts(Arena& arena, int64_t m, int64_t k, Fill fill, uint64_t seed) {
+  auto x = alloc_quantized_acts(arena, m, k);
+  if (fill == Fill::kRandom) {
+    auto xf = random_floats(static_cast<size_t>(m * k), seed, -2.0f, 2.0f);
+    quantize_acts(xf.data(), k, x);
+    return x;
+  }
+  for (int64_t i = 0; i < m; ++i) {
+    int32_t sum = 0;
+    for (int64_t j = 0; j < x.k_pad; ++j) {
+      int8_t v = 0;
+      if (j < k) v = fill == Fill::kAllMin ? -128 : fill == Fill::kAllMax ? 127 : (j % 2 ? -128 : 127);
+      x.q[i * x.k_pad + j] = v;
+      sum += v;
+    }
+    x.sum[i] = sum;
+    x.scale[i] = 1.0f;
+    x.dq[i] = 1.0f;
+  }
+  return x;
+}
+
+}  // namespace
+
+class GemmVariantTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GemmVariantTest, BitExactOnAwkwardShapes) {
+  const GemmVariant& v = gemm_variant(GetParam());
+  if (!v.cpu_ok()) GTEST_SKIP() << GetParam() << " is not supported by this CPU";
+  ForceKernel force(v.name);
+  ThreadPool pool2(2), pool3(3);
+  const int64_t ms[] = {1, 3, 17, 130};
+  const int64_t ns[] = {1, 15, 33, 100};
+  const int64_t ks[] = {64, 100, 1000, 2593};
+  int cases = 0;
+  for (int64_t m : ms)
+    for (int64_t n : ns)
+      for (int64_t k : ks) {
+        if (m * n * k > 20'000'000) continue;  // keep the plain reference cheap under sanitizers
+        auto wq = random_ternary(static_cast<size_t>(n * k), static_cast<uint64_t>(m * 7 + n * 13 + k));
+        auto W = pack_native(wq.data(), n, k, 0.5f);
+        Arena arena;
+        const Fill fill = cases % 4 == 1 ? Fill::kAllMin : cases % 4 == 2 ? Fill::kAllMax
+                        : cases % 4 == 3 ? Fill::kAlternating : Fill::kRandom;
+        auto X = make_acts(arena, m, k, fill, static_cast<uint64_t>(cases));
+        const auto want = plain_reference(wq, X, n);
+        ThreadPool* pool = cases % 3 == 0 ? nullptr : cases % 3 == 1 ? &pool2 : &pool3;
+        std::vector<int32_t> got(want.size(), 0x7eadbeef);  // poisoned: every element must be written
+        ternary_gemm(pool, W, X, {got.data(), n, nullptr, 0});
+        ASSERT_EQ(got, want) << v.name << " m=" << m << " n=" << n << " k=" << k;
+        ++cases;
+      }
+  EXPECT_GT(cases, 30);
+}
+
+TEST_P(GemmVariantTest, FloatEpilogueWithinDerivedTolerance) {
+  // y = float(acc) * fl(row_scale * fl(1/s)): acc is exact in float (|acc| < 2^24) and three
+  // roundings of relative size 2^-24 follow, so |y - acc*scale/s| <= 4 * 2^-24 * |acc*scale/s|.
+  const GemmVariant& v = gemm_variant(GetParam());
+  if (!v.cpu_ok()) GTEST_SKIP() << GetParam() << " is not supported by this CPU";
+  ForceKernel force(v.name);
+  const int64_t m = 5, n = 37, k = 777;
+  auto wq = random_ternary(static_cast<size_t>(n * k), 77);
+  std::vector<float> scales(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) scales[static_cast<size_t>(j)] = 0.01f * static_cast<float>(j + 1);
+  auto W = pack_native(wq.data(), n, k, scales.data());
+  Arena arena;
+  auto X = make_acts(arena, m, k, Fill::kRandom, 5);
+  std::vector<int32_t> acc(static_cast<size_t>(m * n));
+  std::vector<float> y(acc.size(), std::nanf(""));
+  ThreadPool pool(2);
+  ternary_gemm(&pool, W, X, {acc.data(), n, y.data(), n});
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      const double exact = static_cast<double>(acc[static_cast<size_t>(i * n + j)]) * scales[static_cast<size_t>(j)] / X.scale[i];
+      EXPECT_LE(std::fabs(y[static_cast<size_t>(i * n + j)] - exact), 4 * std::ldexp(1.0, -24) * std::fabs(exact) + 1e-30)
+          << v.name << " " << i << "," << j;
+    }
+}
+
+std::vector<std::string> all_variant_names() {
+  std::vector<std::string> names;
+  for (const auto& v : gemm_variants()) names.emplace_back(v.name);
+  return names;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllVariants, GemmVariantTest, ::testing::ValuesIn(all_variant_names()),
+                         [](const auto& info) { return info.param; });
+
+TEST(GemmDispatch, ForcingUnknownOrUnsupportedKernelIsAnError) {
+  auto wq = random_ternary(16 * 64, 1);
+  auto W = pack_native(wq.data(), 16, 64, 1.0f);
+  Arena arena;
+  auto X = make_acts(arena, 1, 64, Fill::kRandom, 1);
+  std::vector<int32_t> out(16);
+  {
+    ForceKernel f("no-such-kernel");
+    EXPECT_THROW(ternary_gemm(nullptr, W, X, {out.data(), 16, nullptr, 0}), Error);
+  }
+  for (const auto& v : gemm_variants()) {
+    if (v.cpu_ok()) continue;
+    ForceKernel f(v.name);
+    EXPECT_THROW(ternary_gemm(nullptr, W, X, {out.data(), 16, nullptr, 0}), Error) << v.name;
+  }
+  auto X2 = make_acts(arena, 1, 100, Fill::kRandom, 1);  // k mismatch
+  EXPECT_THROW(ternary_gemm(nullptr, W, X2, {out.data(), 16, nullptr, 0}), Error);
+}
+
+}  // namespace bitnet

@@ -1,0 +1,10 @@
+#pragma once
+// Each subcommand lives in its own cmd_<name>.cpp and registers itself on the CLI11 app.
+#include <CLI/CLI.hpp>
+
+namespace bitnet::cli {
+
+void register_info(CLI::App& app);
+void register_selftest(CLI::App& app);
+
+}  // namespace bitnet::cli

@@ -1,0 +1,23 @@
+// `bitnet`: one binary, one subcommand per job. User errors (bitnet::Error) print one line and
+// exit 1; programmer errors abort inside BN_CHECK.
+#include <cstdio>
+
+#include "commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"bitnet: run, convert, serve and train ternary (BitNet b1.58) language models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "bitnet 0.1.0");
+  bitnet::cli::register_info(app);
+  bitnet::cli::register_selftest(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const bitnet::Error& e) {
+    std::fprintf(stderr, "bitnet: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
