@@ -59,8 +59,8 @@ void ThreadPool::run_impl(JobFn fn, void* ctx) {
   if (sleepers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
   fn(ctx, 0);
   // The caller never sleeps on a futex (so workers need no wake-up syscall when they finish):
-  // it spins, and past 2 ms (a long prefill job) it yields between polls.
-  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; }, 2000)) {
+  // it spins for 50 us, then yields between polls (so an oversubscribed machine still makes progress).
+  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; }, 50)) {
     while (pending_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   }
 }

@@ -1,0 +1,74 @@
+// The machine's limits that every kernel figure is read against:
+//  * read bandwidth: threads stream disjoint parts of a 1 GiB buffer (sum of 64-bit words), the
+//    decode GEMV's access pattern; reported as bytes/s over all threads;
+//  * peak int8 dot-product rate: 12 independent vpdpbusd chains per thread (64 MAC each).
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/memory.h"
+#include "core/thread_pool.h"
+
+namespace bitnet {
+#if defined(BITNET_HAVE_X86_KERNELS)
+double vnni_peak_macs_per_call();           // limits_avx512.cpp
+uint64_t vnni_peak_kernel(int64_t iters);  // returns a checksum
+#endif
+
+namespace {
+
+void BM_ReadBandwidth(benchmark::State& st) {
+  const int threads = static_cast<int>(st.range(0));
+  const size_t bytes = size_t{1} << 30;
+  AlignedBuffer buf(bytes);
+  std::memset(buf.data(), 1, bytes);
+  ThreadPool pool(threads);
+  const auto* words = buf.as<uint64_t>();
+  const size_t n = bytes / 8;
+  std::vector<uint64_t> sums(static_cast<size_t>(threads) * 8);
+  for (auto _ : st) {
+    pool.run([&](int tid) {
+      const size_t b = n * static_cast<size_t>(tid) / static_cast<size_t>(threads);
+      const size_t e = n * static_cast<size_t>(tid + 1) / static_cast<size_t>(threads);
+      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (size_t i = b; i + 4 <= e; i += 4) {
+        s0 += words[i];
+        s1 += words[i + 1];
+        s2 += words[i + 2];
+        s3 += words[i + 3];
+      }
+      sums[static_cast<size_t>(tid) * 8] = s0 + s1 + s2 + s3;
+    });
+    benchmark::DoNotOptimize(sums.data());
+  }
+  st.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * static_cast<double>(st.iterations()) / 1e9,
+                                           benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+#if defined(BITNET_HAVE_X86_KERNELS)
+void BM_Int8PeakVnni(benchmark::State& st) {
+  if (!cpu_features().avx512vnni) {
+    st.SkipWithError("no AVX-512 VNNI");
+    return;
+  }
+  const int threads = static_cast<int>(st.range(0));
+  ThreadPool pool(threads);
+  const int64_t iters = 1 << 22;
+  for (auto _ : st) {
+    pool.run([&](int) { benchmark::DoNotOptimize(vnni_peak_kernel(iters)); });
+  }
+  st.counters["GMAC/s"] = benchmark::Counter(
+      vnni_peak_macs_per_call() * static_cast<double>(iters) * threads * static_cast<double>(st.iterations()) / 1e9,
+      benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Int8PeakVnni)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+#endif
+
+}  // namespace
+}  // namespace bitnet
+
+BENCHMARK_MAIN();
