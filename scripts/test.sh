@@ -14,3 +14,6 @@ echo "== address + undefined-behavior sanitizer build + tests"
 scripts/build.sh build/asan -DCMAKE_BUILD_TYPE=Debug -DBITNET_SANITIZE=ON -DBITNET_BENCH=OFF
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/asan -j"$jobs" --output-on-failure
+
+echo "== aarch64 NEON dotprod kernel under qemu-user (bit-exactness only)"
+scripts/test-neon-qemu.sh
