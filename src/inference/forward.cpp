@@ -1,0 +1,133 @@
+#include "inference/forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "inference/ops.h"
+#include "quant/act_quant.h"
+#include "quant/gemm.h"
+
+namespace bitnet {
+
+Session::Session(const Model& model, const SessionOptions& opts)
+    : model_(model), opts_(opts), pool_(opts.threads) {
+  const ModelConfig& c = model.cfg;
+  if (opts.n_ctx <= 0) fail("context size must be positive, got {}", opts.n_ctx);
+  const size_t cache = static_cast<size_t>(c.n_layer * opts.n_ctx * c.kv_dim());
+  k_cache_.assign(cache, 0.0f);
+  v_cache_.assign(cache, 0.0f);
+}
+
+void Session::truncate(int64_t n) {
+  BN_CHECK(n >= 0 && n <= n_past_, "truncate to {} of {}", n, n_past_);
+  n_past_ = n;
+}
+
+// Quantizes `n` rows of `x` (row stride ld) and multiplies them with `w` into y [n][w.n].
+static void bit_linear(ThreadPool& pool, Arena& arena, const TernaryMatrix& w, const float* x,
+                       int64_t n, int64_t ld, float* y) {
+  QuantizedActs q = alloc_quantized_acts(arena, n, w.k);
+  quantize_acts(x, ld, q);
+  ternary_gemm(&pool, w, q, {nullptr, 0, y, w.n});
+}
+
+void Session::layer(int64_t il, int64_t n, float* x) {
+  const ModelConfig& c = model_.cfg;
+  const LayerWeights& L = model_.layers[static_cast<size_t>(il)];
+  const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim;
+  const int64_t qkv_n = qd + 2 * kvd;
+
+  // Attention block.
+  float* h = arena_.alloc<float>(static_cast<size_t>(n * d));
+  for (int64_t t = 0; t < n; ++t) rms_norm(x + t * d, L.attn_norm.data(), d, c.rms_eps, h + t * d);
+  float* qkv = arena_.alloc<float>(static_cast<size_t>(n * qkv_n));
+  bit_linear(pool_, arena_, L.wqkv, h, n, d, qkv);
+  float* kc = k_cache_.data() + il * opts_.n_ctx * kvd;
+  float* vc = v_cache_.data() + il * opts_.n_ctx * kvd;
+  for (int64_t t = 0; t < n; ++t) {
+    float* q = qkv + t * qkv_n;
+    float* k = q + qd;
+    const int64_t pos = n_past_ + t;
+    rope(q, c.n_head, hd, c.rope_dim, pos, c.rope_theta, c.rope);
+    rope(k, c.n_head_kv, hd, c.rope_dim, pos, c.rope_theta, c.rope);
+    std::memcpy(kc + pos * kvd, k, static_cast<size_t>(kvd) * 4);
+    std::memcpy(vc + pos * kvd, k + kvd, static_cast<size_t>(kvd) * 4);
+  }
+  float* attn = arena_.alloc<float>(static_cast<size_t>(n * qd));
+  const int64_t group = c.n_head / c.n_head_kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t n_kv_max = n_past_ + n;
+  float* scores_all = arena_.alloc<float>(static_cast<size_t>(pool_.size() * n_kv_max));
+  pool_.run([&](int tid) {
+    float* scores = scores_all + tid * n_kv_max;
+    for (int64_t job = tid; job < n * c.n_head; job += pool_.size()) {
+      const int64_t t = job / c.n_head, hh = job % c.n_head, kvh = hh / group;
+      const float* q = qkv + t * qkv_n + hh * hd;
+      const int64_t n_kv = n_past_ + t + 1;  // causal
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < n_kv; ++j) {
+        const float* k = kc + j * kvd + kvh * hd;
+        float s = 0;
+        for (int64_t i = 0; i < hd; ++i) s += q[i] * k[i];
+        scores[j] = s * scale;
+        mx = std::max(mx, scores[j]);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < n_kv; ++j) {
+        scores[j] = std::exp(scores[j] - mx);
+        sum += scores[j];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      float* o = attn + t * qd + hh * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (int64_t j = 0; j < n_kv; ++j) {
+        const float p = scores[j] * inv;
+        const float* v = vc + j * kvd + kvh * hd;
+        for (int64_t i = 0; i < hd; ++i) o[i] += p * v[i];
+      }
+    }
+  });
+  if (!L.attn_sub_norm.empty())
+    for (int64_t t = 0; t < n; ++t) rms_norm(attn + t * qd, L.attn_sub_norm.data(), qd, c.rms_eps, attn + t * qd);
+  float* o = arena_.alloc<float>(static_cast<size_t>(n * d));
+  bit_linear(pool_, arena_, L.wo, attn, n, qd, o);
+  for (int64_t i = 0; i < n * d; ++i) x[i] += o[i];
+
+  // Feed-forward block.
+  for (int64_t t = 0; t < n; ++t) rms_norm(x + t * d, L.ffn_norm.data(), d, c.rms_eps, h + t * d);
+  const int64_t ff = c.n_ff;
+  float* gu = arena_.alloc<float>(static_cast<size_t>(n * 2 * ff));
+  bit_linear(pool_, arena_, L.w_gate_up, h, n, d, gu);
+  float* act = arena_.alloc<float>(static_cast<size_t>(n * ff));
+  for (int64_t t = 0; t < n; ++t) {
+    gated_act(gu + t * 2 * ff, gu + t * 2 * ff + ff, ff, c.act, act + t * ff);
+    if (!L.ffn_sub_norm.empty()) rms_norm(act + t * ff, L.ffn_sub_norm.data(), ff, c.rms_eps, act + t * ff);
+  }
+  bit_linear(pool_, arena_, L.w_down, act, n, ff, o);
+  for (int64_t i = 0; i < n * d; ++i) x[i] += o[i];
+}
+
+const float* Session::forward(std::span<const int32_t> tokens, bool all_logits) {
+  const ModelConfig& c = model_.cfg;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) fail("forward: no tokens");
+  if (n_past_ + n > opts_.n_ctx)
+    fail("context overflow: {} cached + {} new tokens > context size {}", n_past_, n, opts_.n_ctx);
+  arena_.reset();
+  const int64_t d = c.n_embd;
+  float* x = arena_.alloc<float>(static_cast<size_t>(n * d));
+  for (int64_t t = 0; t < n; ++t) embedding_row(model_.token_embd, tokens[static_cast<size_t>(t)], x + t * d);
+  for (int64_t il = 0; il < c.n_layer; ++il) layer(il, n, x);
+  const int64_t n_out = all_logits ? n : 1;
+  const float* last = x + (n - n_out) * d;
+  float* xn = arena_.alloc<float>(static_cast<size_t>(n_out * d));
+  for (int64_t t = 0; t < n_out; ++t) rms_norm(last + t * d, model_.output_norm.data(), d, c.rms_eps, xn + t * d);
+  logits_.resize(static_cast<size_t>(n_out * c.n_vocab));
+  head_matmul(&pool_, model_.output, xn, n_out, logits_.data());
+  n_past_ += n;
+  return logits_.data();
+}
+
+}  // namespace bitnet

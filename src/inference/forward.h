@@ -1,0 +1,48 @@
+#pragma once
+// The forward pass over a KV cache. A Session owns the cache, the thread pool and the per-step
+// arena; forward() runs a batch of consecutive tokens (the prompt at once through the GEMM
+// kernels, or one token through the GEMV) and returns logits.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/arena.h"
+#include "core/thread_pool.h"
+#include "inference/model.h"
+
+namespace bitnet {
+
+struct SessionOptions {
+  int64_t n_ctx = 4096;  // KV cache capacity in tokens
+  int threads = 2;
+};
+
+class Session {
+ public:
+  Session(const Model& model, const SessionOptions& opts);
+
+  // Appends `tokens` at positions n_past() .. n_past() + n - 1. Returns logits for the last token
+  // ([n_vocab]) or, with all_logits, for every token ([n][n_vocab]); valid until the next call.
+  // Throws bitnet::Error when the cache would overflow or a token id is out of range.
+  const float* forward(std::span<const int32_t> tokens, bool all_logits = false);
+
+  int64_t n_past() const { return n_past_; }
+  int64_t n_ctx() const { return opts_.n_ctx; }
+  // Forgets cached positions >= n (n <= n_past()).
+  void truncate(int64_t n);
+  const Model& model() const { return model_; }
+  ThreadPool& pool() { return pool_; }
+
+ private:
+  void layer(int64_t il, int64_t n, float* x);
+
+  const Model& model_;
+  SessionOptions opts_;
+  ThreadPool pool_;
+  Arena arena_;
+  std::vector<float> k_cache_, v_cache_;  // [n_layer][n_ctx][kv_dim]
+  std::vector<float> logits_;
+  int64_t n_past_ = 0;
+};
+
+}  // namespace bitnet

@@ -1,0 +1,87 @@
+#include "inference/synthetic.h"
+
+#include <random>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "quant/random_data.h"
+
+namespace bitnet {
+
+ModelConfig config_2b4t() {
+  ModelConfig c;
+  c.arch = "bitnet-b1.58";
+  c.n_vocab = 128256;
+  c.n_embd = 2560;
+  c.n_layer = 30;
+  c.n_head = 20;
+  c.n_head_kv = 5;
+  c.head_dim = 128;
+  c.n_ff = 6912;
+  c.n_ctx_train = 4096;
+  c.rope_dim = 128;
+  c.rope_theta = 500000.0f;
+  c.rms_eps = 1e-5f;
+  c.rope = RopeStyle::kNeox;
+  c.act = FfnAct::kRelu2;
+  c.sub_norms = true;
+  return c;
+}
+
+namespace {
+
+TernaryMatrix random_matrix(int64_t n, int64_t k, uint64_t seed, float scale) {
+  auto w = random_ternary(static_cast<size_t>(n * k), seed);
+  return pack_native(w.data(), n, k, scale);
+}
+
+std::vector<float> random_norm(int64_t n, uint64_t seed) {
+  return random_floats(static_cast<size_t>(n), seed, 0.5f, 1.5f);
+}
+
+}  // namespace
+
+Model make_synthetic_model(const ModelConfig& cfg, uint64_t seed, DType embd_type) {
+  validate(cfg);
+  if (embd_type != DType::F32 && embd_type != DType::F16 && embd_type != DType::BF16)
+    fail("synthetic model: embedding type {} not supported (f32, f16, bf16)", dtype_name(embd_type));
+  Model m;
+  m.cfg = cfg;
+  const int64_t d = cfg.n_embd;
+  m.token_embd = Tensor::empty(embd_type, {cfg.n_vocab, d}, "token_embd.weight");
+  auto e = random_floats(static_cast<size_t>(cfg.n_vocab * d), seed, -1.0f, 1.0f);
+  uint8_t* dst = m.token_embd.mutable_data();
+  for (size_t i = 0; i < e.size(); ++i) {
+    if (embd_type == DType::F32) {
+      reinterpret_cast<float*>(dst)[i] = e[i];
+    } else {
+      reinterpret_cast<uint16_t*>(dst)[i] = embd_type == DType::F16 ? f32_to_f16(e[i]) : f32_to_bf16(e[i]);
+    }
+  }
+  m.output = m.token_embd;
+  m.tied_head = true;
+  m.output_norm = random_norm(d, seed + 1);
+  for (int64_t il = 0; il < cfg.n_layer; ++il) {
+    const uint64_t s = seed + 1000 * static_cast<uint64_t>(il + 1);
+    LayerWeights L;
+    L.attn_norm = random_norm(d, s + 1);
+    L.ffn_norm = random_norm(d, s + 2);
+    if (cfg.sub_norms) {
+      L.attn_sub_norm = random_norm(cfg.q_dim(), s + 3);
+      L.ffn_sub_norm = random_norm(cfg.n_ff, s + 4);
+    }
+    auto q = random_matrix(cfg.q_dim(), d, s + 5, 0.9f);
+    auto k = random_matrix(cfg.kv_dim(), d, s + 6, 1.1f);
+    auto v = random_matrix(cfg.kv_dim(), d, s + 7, 0.7f);
+    L.wqkv = concat_rows({&q, &k, &v});
+    L.wo = random_matrix(d, cfg.q_dim(), s + 8, 0.8f);
+    auto g = random_matrix(cfg.n_ff, d, s + 9, 1.2f);
+    auto u = random_matrix(cfg.n_ff, d, s + 10, 0.6f);
+    L.w_gate_up = concat_rows({&g, &u});
+    L.w_down = random_matrix(d, cfg.n_ff, s + 11, 0.5f);
+    m.layers.push_back(std::move(L));
+  }
+  return m;
+}
+
+}  // namespace bitnet
