@@ -31,8 +31,7 @@ ModelConfig config_2b4t() {
 namespace {
 
 TernaryMatrix random_matrix(int64_t n, int64_t k, uint64_t seed, float scale) {
-  auto w = random_ternary(static_cast<size_t>(n * k), seed);
-  return pack_native(w.data(), n, k, scale);
+  return random_native(n, k, seed, scale);
 }
 
 std::vector<float> random_norm(int64_t n, uint64_t seed) {
@@ -70,14 +69,16 @@ Model make_synthetic_model(const ModelConfig& cfg, uint64_t seed, DType embd_typ
       L.attn_sub_norm = random_norm(cfg.q_dim(), s + 3);
       L.ffn_sub_norm = random_norm(cfg.n_ff, s + 4);
     }
-    auto q = random_matrix(cfg.q_dim(), d, s + 5, 0.9f);
-    auto k = random_matrix(cfg.kv_dim(), d, s + 6, 1.1f);
-    auto v = random_matrix(cfg.kv_dim(), d, s + 7, 0.7f);
-    L.wqkv = concat_rows({&q, &k, &v});
+    // Fused matrices are generated whole (random codes are random either way), with one scale per
+    // logical part as a loaded model has.
+    L.wqkv = random_matrix(cfg.q_dim() + 2 * cfg.kv_dim(), d, s + 5, 0.9f);
+    float* qs = L.wqkv.row_scale_buf.as<float>();
+    for (int64_t r = cfg.q_dim(); r < cfg.q_dim() + cfg.kv_dim(); ++r) qs[r] = 1.1f;
+    for (int64_t r = cfg.q_dim() + cfg.kv_dim(); r < cfg.q_dim() + 2 * cfg.kv_dim(); ++r) qs[r] = 0.7f;
     L.wo = random_matrix(d, cfg.q_dim(), s + 8, 0.8f);
-    auto g = random_matrix(cfg.n_ff, d, s + 9, 1.2f);
-    auto u = random_matrix(cfg.n_ff, d, s + 10, 0.6f);
-    L.w_gate_up = concat_rows({&g, &u});
+    L.w_gate_up = random_matrix(2 * cfg.n_ff, d, s + 9, 1.2f);
+    float* gs = L.w_gate_up.row_scale_buf.as<float>();
+    for (int64_t r = cfg.n_ff; r < 2 * cfg.n_ff; ++r) gs[r] = 0.6f;
     L.w_down = random_matrix(d, cfg.n_ff, s + 11, 0.5f);
     m.layers.push_back(std::move(L));
   }

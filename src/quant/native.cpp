@@ -15,24 +15,20 @@ TernaryMatrix pack_native(const int8_t* w, int64_t n, int64_t k, const float* ro
   m.k_pad = static_cast<int64_t>(round_up(static_cast<size_t>(k), kKAlign));
   m.packed = AlignedBuffer(static_cast<size_t>(m.n_pad * m.k_pad / 4));
   m.row_scale_buf = AlignedBuffer(static_cast<size_t>(m.n_pad) * sizeof(float));
-  m.row_sum_buf = AlignedBuffer(static_cast<size_t>(m.n_pad) * sizeof(int32_t));
   // Start from all codes = 1 (w = 0): 0b01010101 per byte, so padding contributes nothing.
   std::memset(m.packed.data(), 0x55, m.packed.size());
   uint8_t* p = m.packed.data();
   const int64_t chunks = m.k_pad / kChunkK;
   for (int64_t row = 0; row < n; ++row) {
     const int64_t rb = row / kRowBlock, r = row % kRowBlock;
-    int32_t sum = 0;
     for (int64_t col = 0; col < k; ++col) {
       const int8_t v = w[row * k + col];
       BN_CHECK(v >= -1 && v <= 1, "value {} at ({}, {}) is not ternary", v, row, col);
-      sum += v;
       const int64_t c = col / kChunkK, s = (col % kChunkK) / 4, i = col % 4;
       uint8_t& byte = p[(rb * chunks + c) * kChunkBytes + 4 * r + i];
       byte = static_cast<uint8_t>((byte & ~(3u << (2 * s))) | (static_cast<unsigned>(v + 1) << (2 * s)));
     }
     m.row_scale_buf.as<float>()[row] = row_scales[row];
-    m.row_sum_buf.as<int32_t>()[row] = sum;
   }
   return m;
 }
@@ -40,6 +36,36 @@ TernaryMatrix pack_native(const int8_t* w, int64_t n, int64_t k, const float* ro
 TernaryMatrix pack_native(const int8_t* w, int64_t n, int64_t k, float scale) {
   std::vector<float> s(static_cast<size_t>(n), scale);
   return pack_native(w, n, k, s.data());
+}
+
+TernaryMatrix random_native(int64_t n, int64_t k, uint64_t seed, float scale) {
+  BN_CHECK(n > 0 && k > 0, "empty matrix {}x{}", n, k);
+  TernaryMatrix m;
+  m.n = n;
+  m.k = k;
+  m.n_pad = static_cast<int64_t>(round_up(static_cast<size_t>(n), kRowBlock));
+  m.k_pad = static_cast<int64_t>(round_up(static_cast<size_t>(k), kKAlign));
+  m.packed = AlignedBuffer(static_cast<size_t>(m.n_pad * m.k_pad / 4));
+  m.row_scale_buf = AlignedBuffer(static_cast<size_t>(m.n_pad) * sizeof(float));
+  // The 81 bytes whose four 2-bit fields are all valid codes (0, 1, 2).
+  uint8_t valid[81];
+  for (int i = 0; i < 81; ++i) valid[i] = static_cast<uint8_t>(i % 3 | (i / 3 % 3) << 2 | (i / 9 % 3) << 4 | (i / 27) << 6);
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  uint8_t* p = m.packed.data();
+  for (size_t i = 0; i < m.packed.size(); ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift64
+    p[i] = valid[(x >> 32) % 81];
+  }
+  // Padding rows and columns must hold code 1 (w = 0).
+  const int64_t chunks = m.k_pad / kChunkK;
+  for (int64_t row = 0; row < m.n_pad; ++row)
+    for (int64_t col = row < n ? k : 0; col < m.k_pad; ++col) {
+      const int64_t c = col / kChunkK, s = (col % kChunkK) / 4, i = col % 4;
+      uint8_t& byte = p[((row / kRowBlock) * chunks + c) * kChunkBytes + 4 * (row % kRowBlock) + i];
+      byte = static_cast<uint8_t>((byte & ~(3u << (2 * s))) | (1u << (2 * s)));
+    }
+  for (int64_t row = 0; row < n; ++row) m.row_scale_buf.as<float>()[row] = scale;
+  return m;
 }
 
 void unpack_native(const TernaryMatrix& m, int8_t* w) {

@@ -16,8 +16,8 @@
 // thread's rows are one contiguous stream, and no kernel needs a horizontal reduction.
 //
 // Codes are u8 {0,1,2}; a kernel computes sum_k c*x = sum_k w*x + sum_k x and subtracts the
-// activation row sum (QuantizedActs::sum) to get the exact dot product. AMX instead feeds w = c-1
-// as s8 with activations offset to u8 (x + 128) and subtracts 128 * row_sum[n] (sum of w).
+// activation row sum (QuantizedActs::sum) to get the exact dot product. AMX instead stages
+// w = c - 1 as s8 and multiplies s8 x s8 (tdpbssd), needing no correction.
 //
 // Scales: one float per row (`row_scale`), so fused matrices (q|k|v, gate|up) keep one scale per
 // logical sub-matrix; a plain BitNet tensor repeats its single absmean scale.
@@ -37,11 +37,9 @@ struct TernaryMatrix {
   int64_t n = 0, k = 0, n_pad = 0, k_pad = 0;
   AlignedBuffer packed;            // n_pad * k_pad / 4 bytes
   AlignedBuffer row_scale_buf;     // float[n_pad], 0 for padding rows
-  AlignedBuffer row_sum_buf;       // int32[n_pad]: sum of w over the row
 
   const uint8_t* block(int64_t rb) const { return packed.data() + rb * (k_pad / kChunkK) * kChunkBytes; }
   const float* row_scale() const { return row_scale_buf.as<float>(); }
-  const int32_t* row_sum() const { return row_sum_buf.as<int32_t>(); }
   size_t bytes() const { return packed.size(); }
 };
 
@@ -49,6 +47,9 @@ struct TernaryMatrix {
 TernaryMatrix pack_native(const int8_t* w, int64_t n, int64_t k, const float* row_scales);
 // Same with one scale for the whole matrix.
 TernaryMatrix pack_native(const int8_t* w, int64_t n, int64_t k, float scale);
+// An n x k matrix of uniformly random codes {-1, 0, +1} written straight into the layout (fast:
+// for synthetic models of billions of weights), one scale for all rows.
+TernaryMatrix random_native(int64_t n, int64_t k, uint64_t seed, float scale);
 // Back to int8 [n][k] (for tests and `inspect`).
 void unpack_native(const TernaryMatrix& m, int8_t* w);
 

@@ -163,10 +163,19 @@ TEST(Native, RoundTripAndLayoutFormula) {
         const uint8_t byte = m.packed.data()[((row / 16) * chunks + col / 16) * 64 + 4 * (row % 16) + col % 4];
         ASSERT_EQ(static_cast<int>((byte >> (2 * ((col % 16) / 4))) & 3) - 1, w[static_cast<size_t>(row * k + col)]);
       }
-    int32_t sum0 = 0;
-    for (int64_t col = 0; col < k; ++col) sum0 += w[static_cast<size_t>(col)];
-    EXPECT_EQ(m.row_sum()[0], sum0);
   }
+}
+
+TEST(Native, RandomNativeIsTernaryWithZeroPadding) {
+  auto m = random_native(37, 100, 5, 0.25f);
+  std::vector<int8_t> w(37 * 100);
+  unpack_native(m, w.data());  // would CHECK-fail on code 3
+  auto ref = pack_native(w.data(), 37, 100, 0.25f);
+  ASSERT_EQ(ref.bytes(), m.bytes());
+  EXPECT_EQ(std::memcmp(ref.packed.data(), m.packed.data(), m.bytes()), 0);  // padding is code 1
+  int counts[3] = {0, 0, 0};
+  for (int8_t v : w) ++counts[v + 1];
+  for (int c : counts) EXPECT_GT(c, 37 * 100 / 4);
 }
 
 TEST(Native, ConcatKeepsPerPartScales) {

@@ -1,0 +1,36 @@
+#pragma once
+// Token sampling in llama.cpp's spirit: repetition penalty over recent tokens, then top-k, top-p,
+// min-p and temperature. temperature <= 0 is greedy (argmax, ties to the lowest id), which makes
+// generation deterministic regardless of the seed.
+#include <cstdint>
+#include <random>
+#include <span>
+#include <vector>
+
+namespace bitnet {
+
+struct SamplerOptions {
+  float temperature = 0.8f;
+  int top_k = 40;         // <= 0: off
+  float top_p = 0.95f;    // >= 1: off
+  float min_p = 0.05f;    // <= 0: off
+  float repeat_penalty = 1.0f;  // 1: off
+  int repeat_last_n = 64;
+  uint64_t seed = 0;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplerOptions& o);
+  // Picks the next token from logits [n_vocab] given the tokens seen so far.
+  int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+
+ private:
+  SamplerOptions o_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<float, int32_t>> cand_;
+};
+
+int32_t argmax(std::span<const float> logits);
+
+}  // namespace bitnet

@@ -1,0 +1,115 @@
+// `bitnet bench`: prompt processing (ppN: N tokens in one forward pass from an empty cache) and
+// text generation (tgN: N tokens decoded one at a time) in tokens per second, like llama-bench.
+// Prints a table, or with --json one object per test per line.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <vector>
+
+#include "commands.h"
+#include "core/error.h"
+#include "core/memory.h"
+#include "inference/forward.h"
+#include "model_source.h"
+
+namespace bitnet::cli {
+namespace {
+
+struct Opts {
+  ModelSource src;
+  std::vector<int> n_prompt{128};
+  std::vector<int> n_gen{64};
+  int reps = 3;
+  int threads = 2;
+  bool json = false;
+};
+
+struct Stats {
+  double median, mean, sd;
+};
+
+Stats stats(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const double mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  double ss = 0;
+  for (double x : v) ss += (x - mean) * (x - mean);
+  const double sd = v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0;
+  const size_t h = v.size() / 2;
+  const double med = v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
+  return {med, mean, sd};
+}
+
+void run(const Opts& o) {
+  auto model = load_model(o.src);
+  const int max_ctx = std::max(*std::max_element(o.n_prompt.begin(), o.n_prompt.end()),
+                               *std::max_element(o.n_gen.begin(), o.n_gen.end())) + 1;
+  Session s(*model, {max_ctx, o.threads});
+  const double gib = static_cast<double>(decode_weight_bytes(*model)) / (1 << 30);
+  if (!o.json) {
+    std::printf("| model | weights read/token | threads | test | t/s |\n|---|---:|---:|---:|---:|\n");
+  }
+  auto tokens = [&](int n) {
+    std::vector<int32_t> t(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) t[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % model->cfg.n_vocab);
+    return t;
+  };
+  auto report = [&](const std::string& test, int n, const std::vector<double>& secs) {
+    std::vector<double> tps;
+    for (double x : secs) tps.push_back(n / x);
+    const Stats st = stats(tps);
+    if (o.json) {
+      std::printf("{\"model\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"n\": %d, \"repetitions\": %d, "
+                  "\"tokens_per_second\": %.3f, \"mean\": %.3f, \"sd\": %.3f}\n",
+                  model_label(o.src).c_str(), o.threads, test.c_str(), n, o.reps, st.median, st.mean, st.sd);
+    } else {
+      std::printf("| %s | %.2f GiB | %d | %s | %.2f ± %.2f |\n", model_label(o.src).c_str(), gib, o.threads,
+                  test.c_str(), st.median, st.sd);
+    }
+    std::fflush(stdout);
+  };
+  using clock = std::chrono::steady_clock;
+  for (int p : o.n_prompt) {
+    if (p <= 0) continue;
+    const auto t = tokens(p);
+    std::vector<double> secs;
+    for (int r = 0; r <= o.reps; ++r) {  // first run warms up
+      s.truncate(0);
+      const auto t0 = clock::now();
+      s.forward(t);
+      const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+      if (r) secs.push_back(dt);
+    }
+    report("pp" + std::to_string(p), p, secs);
+  }
+  for (int g : o.n_gen) {
+    if (g <= 0) continue;
+    const auto t = tokens(g);
+    std::vector<double> secs;
+    for (int r = 0; r <= o.reps; ++r) {
+      s.truncate(0);
+      const auto t0 = clock::now();
+      for (int i = 0; i < g; ++i) s.forward(std::span(t).subspan(static_cast<size_t>(i), 1));
+      const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+      if (r) secs.push_back(dt);
+    }
+    report("tg" + std::to_string(g), g, secs);
+  }
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Prompt-processing and generation speed (tokens/s), like llama-bench");
+  static Opts o;
+  add_model_options(cmd, o.src);
+  cmd->add_option("-p,--n-prompt", o.n_prompt, "prompt lengths to test")->delimiter(',');
+  cmd->add_option("-n,--n-gen", o.n_gen, "generation lengths to test")->delimiter(',');
+  cmd->add_option("-r,--repetitions", o.reps, "timed repetitions (median reported)")->check(CLI::Range(1, 1000));
+  cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
+  cmd->add_flag("--json", o.json, "one JSON object per test per line");
+  cmd->callback([] { run(o); });
+}
+
+}  // namespace bitnet::cli
