@@ -1,0 +1,99 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "core/error.h"
+#include "inference/perplexity.h"
+#include "inference/sampler.h"
+#include "inference/synthetic.h"
+
+namespace bitnet {
+
+TEST(Sampler, GreedyIsArgmaxWithLowestIdOnTies) {
+  const std::vector<float> l = {0.5f, 2.0f, -1.0f, 2.0f};
+  EXPECT_EQ(argmax(l), 1);
+  SamplerOptions o;
+  o.temperature = 0;
+  Sampler s(o);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(s.sample(l, {}), 1);
+}
+
+TEST(Sampler, SeedReproducibleAndFiltersApply) {
+  std::vector<float> l(50);
+  for (int i = 0; i < 50; ++i) l[static_cast<size_t>(i)] = static_cast<float>(i % 7) * 0.3f;
+  SamplerOptions o;
+  o.temperature = 1.0f;
+  o.seed = 42;
+  o.top_k = 0;
+  o.top_p = 1.0f;
+  o.min_p = 0.0f;
+  Sampler a(o), b(o);
+  std::map<int, int> seen;
+  for (int i = 0; i < 200; ++i) {
+    const int32_t x = a.sample(l, {});
+    ASSERT_EQ(x, b.sample(l, {}));
+    ++seen[x];
+  }
+  EXPECT_GT(seen.size(), 10u);  // genuinely random at temperature 1
+  o.top_k = 1;
+  Sampler k1(o);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(k1.sample(l, {}), 6);  // first id with the max logit
+  o.top_k = 0;
+  o.min_p = 0.99f;  // only tokens with the max probability survive
+  Sampler mp(o);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(mp.sample(l, {}) % 7, 6);
+}
+
+TEST(Sampler, RepeatPenaltyDemotesRecentTokens) {
+  const std::vector<float> l = {1.0f, 0.9f, 0.1f};
+  SamplerOptions o;
+  o.temperature = 0;
+  o.repeat_penalty = 2.0f;
+  Sampler s(o);
+  const std::vector<int32_t> hist = {0};
+  EXPECT_EQ(s.sample(l, hist), 1);  // 1.0 / 2 = 0.5 < 0.9
+}
+
+TEST(Perplexity, FollowsTheLlamaPerplexityConvention) {
+  ModelConfig c = config_2b4t();
+  c.n_vocab = 61;
+  c.n_embd = 64;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_head_kv = 1;
+  c.head_dim = 32;
+  c.rope_dim = 32;
+  c.n_ff = 64;
+  const Model m = make_synthetic_model(c, 9);
+  std::vector<int32_t> toks;
+  for (int i = 0; i < 70; ++i) toks.push_back((i * 13 + 5) % 61);
+  const int64_t n_ctx = 16;
+  Session s(m, {n_ctx, 2});
+  const auto r = perplexity(s, toks, n_ctx, 3, true, 60);
+  EXPECT_EQ(r.windows, 3);
+  EXPECT_EQ(r.tokens, 3 * (n_ctx - 1 - n_ctx / 2));
+  // Recompute by hand: window w = toks[16w .. 16w+15] with the first replaced by BOS (60),
+  // positions 8..14 predict the next token.
+  Session s2(m, {n_ctx, 1});
+  double nll = 0;
+  int count = 0;
+  for (int w = 0; w < 3; ++w) {
+    std::vector<int32_t> win(toks.begin() + 16 * w, toks.begin() + 16 * (w + 1));
+    win[0] = 60;
+    s2.truncate(0);
+    const float* l = s2.forward(win, true);
+    for (int p = 8; p < 15; ++p) {
+      double z = 0;
+      for (int v = 0; v < 61; ++v) z += std::exp(static_cast<double>(l[p * 61 + v]));
+      nll -= static_cast<double>(l[p * 61 + win[static_cast<size_t>(p + 1)]]) - std::log(z);
+      ++count;
+    }
+  }
+  EXPECT_NEAR(r.ppl, std::exp(nll / count), 1e-6 * r.ppl);
+  EXPECT_GT(r.ppl_err, 0);
+  EXPECT_THROW(perplexity(s, std::span(toks).first(20), n_ctx, 0, true, 60), Error);  // < 2 windows
+}
+
+}  // namespace bitnet
