@@ -22,7 +22,7 @@ inline float f16_to_f32(uint16_t h) {
       bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (mant & 0x3FF) << 13;
     }
   } else if (exp == 0x1F) {
-    bits = sign | 0x7F800000u | mant << 13;
+    bits = sign | 0x7F800000u | mant << 13 | (mant ? 0x400000u : 0);  // NaNs come out quiet, as in hardware
   } else {
     bits = sign | (exp + 127 - 15) << 23 | mant << 13;
   }

@@ -8,6 +8,7 @@
 #include "inference/ops.h"
 #include "quant/act_quant.h"
 #include "quant/gemm.h"
+#include "quant/vec.h"
 
 namespace bitnet {
 
@@ -69,9 +70,7 @@ void Session::layer(int64_t il, int64_t n, float* x) {
       float mx = -INFINITY;
       for (int64_t j = 0; j < n_kv; ++j) {
         const float* k = kc + j * kvd + kvh * hd;
-        float s = 0;
-        for (int64_t i = 0; i < hd; ++i) s += q[i] * k[i];
-        scores[j] = s * scale;
+        scores[j] = dot_f32(q, k, hd) * scale;
         mx = std::max(mx, scores[j]);
       }
       double sum = 0;
@@ -83,9 +82,7 @@ void Session::layer(int64_t il, int64_t n, float* x) {
       float* o = attn + t * qd + hh * hd;
       std::fill(o, o + hd, 0.0f);
       for (int64_t j = 0; j < n_kv; ++j) {
-        const float p = scores[j] * inv;
-        const float* v = vc + j * kvd + kvh * hd;
-        for (int64_t i = 0; i < hd; ++i) o[i] += p * v[i];
+        axpy_f32(scores[j] * inv, vc + j * kvd + kvh * hd, o, hd);
       }
     }
   });

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "quant/dequant.h"
+#include "quant/vec.h"
 
 namespace bitnet {
 
@@ -65,12 +66,7 @@ void head_matmul(ThreadPool* pool, const Tensor& w, const float* x, int64_t m, f
     std::vector<float> row(static_cast<size_t>(n));
     for (int64_t r = r0; r < r1; ++r) {
       dequantize_row(w.dtype(), w.data() + static_cast<size_t>(r) * w.row_stride_bytes(), n, row.data());
-      for (int64_t t = 0; t < m; ++t) {
-        const float* xt = x + t * n;
-        float s = 0;
-        for (int64_t i = 0; i < n; ++i) s += xt[i] * row[static_cast<size_t>(i)];
-        logits[t * rows + r] = s;
-      }
+      for (int64_t t = 0; t < m; ++t) logits[t * rows + r] = dot_f32(x + t * n, row.data(), n);
     }
   };
   if (pool) {

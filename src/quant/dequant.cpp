@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "quant/vec.h"
 
 namespace bitnet {
 namespace {
@@ -38,14 +39,10 @@ void dequantize_row(DType t, const uint8_t* src, int64_t n, float* dst) {
       std::memcpy(dst, src, static_cast<size_t>(n) * 4);
       return;
     case DType::F16:
-      for (int64_t i = 0; i < n; ++i) dst[i] = load_f16(src + 2 * i);
+      f16_to_f32_row(reinterpret_cast<const uint16_t*>(src), dst, n);  // rows are 2-byte aligned
       return;
     case DType::BF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = bf16_to_f32(h);
-      }
+      bf16_to_f32_row(reinterpret_cast<const uint16_t*>(src), dst, n);
       return;
     case DType::Q8_0:
       for (int64_t b = 0; b < n / be; ++b) {

@@ -1,0 +1,60 @@
+#include "quant/vec.h"
+
+#include "core/cpu.h"
+#include "core/half.h"
+
+namespace bitnet {
+
+#if defined(BITNET_HAVE_X86_KERNELS)
+float dot_f32_avx512(const float* a, const float* b, int64_t n);
+void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n);
+void f16_to_f32_row_avx512(const uint16_t* src, float* dst, int64_t n);
+void bf16_to_f32_row_avx512(const uint16_t* src, float* dst, int64_t n);
+#endif
+
+namespace {
+bool use_avx512() {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  static const bool ok = cpu_features().avx512f;
+  return ok;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+float dot_f32_ref(const float* a, const float* b, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return dot_f32_avx512(a, b, n);
+#endif
+  return dot_f32_ref(a, b, n);
+}
+
+void axpy_f32(float alpha, const float* x, float* y, int64_t n) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return axpy_f32_avx512(alpha, x, y, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return f16_to_f32_row_avx512(src, dst, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+}
+
+void bf16_to_f32_row(const uint16_t* src, float* dst, int64_t n) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return bf16_to_f32_row_avx512(src, dst, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+}
+
+}  // namespace bitnet

@@ -1,0 +1,21 @@
+#pragma once
+// Float vector primitives for the high-precision parts of the forward pass (output head,
+// attention), with an AVX-512 variant chosen at run time. Results may differ from the scalar
+// reference in the last bits (different summation order) but each variant is deterministic and
+// independent of how work is split across threads.
+#include <cstdint>
+
+namespace bitnet {
+
+// sum_i a[i] * b[i]
+float dot_f32(const float* a, const float* b, int64_t n);
+// y[i] += alpha * x[i]
+void axpy_f32(float alpha, const float* x, float* y, int64_t n);
+// IEEE half / bfloat16 rows to float.
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
+void bf16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
+
+// The plain versions (tests compare against these).
+float dot_f32_ref(const float* a, const float* b, int64_t n);
+
+}  // namespace bitnet

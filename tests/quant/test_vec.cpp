@@ -1,0 +1,69 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "core/half.h"
+#include "quant/dequant.h"
+#include "quant/random_data.h"
+#include "quant/vec.h"
+
+namespace bitnet {
+
+TEST(Vec, DotAndAxpyMatchReferenceOnOddSizes) {
+  for (int64_t n : {1, 15, 16, 17, 63, 64, 65, 1000, 2561}) {
+    auto a = random_floats(static_cast<size_t>(n), 1), b = random_floats(static_cast<size_t>(n), 2);
+    double exact = 0, mag = 0;
+    for (int64_t i = 0; i < n; ++i) exact += static_cast<double>(a[i]) * b[i], mag += std::fabs(a[i] * b[i]);
+    EXPECT_NEAR(dot_f32(a.data(), b.data(), n), exact, 1e-6 * mag + 1e-7) << n;
+    auto y = random_floats(static_cast<size_t>(n), 3);
+    auto y2 = y;
+    axpy_f32(0.5f, a.data(), y.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], y2[i] + 0.5f * a[i], 1e-6f) << n;
+  }
+}
+
+TEST(Vec, HalfConversionsAreExact) {
+  std::vector<uint16_t> h(1000);
+  for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<uint16_t>(i * 65 + 7);
+  std::vector<float> f(h.size()), g(h.size());
+  f16_to_f32_row(h.data(), f.data(), 999);
+  bf16_to_f32_row(h.data(), g.data(), 999);
+  for (size_t i = 0; i < 999; ++i) {
+    const float want = f16_to_f32(h[i]), wantb = bf16_to_f32(h[i]);
+    EXPECT_EQ(std::memcmp(&f[i], &want, 4), 0) << i;
+    EXPECT_EQ(std::memcmp(&g[i], &wantb, 4), 0) << i;
+  }
+}
+
+TEST(Dequant, KnownBlocks) {
+  // Q8_0: d = 0.5 (fp16 0x3800), qs = -3, 4, 0...
+  uint8_t q8[34] = {0x00, 0x38, 0xFD, 0x04};
+  float y[256];
+  dequantize_row(DType::Q8_0, q8, 32, y);
+  EXPECT_EQ(y[0], -1.5f);
+  EXPECT_EQ(y[1], 2.0f);
+  EXPECT_EQ(y[2], 0.0f);
+  // Q4_0: d = 2.0 (0x4000), qs[0] = 0x9F: low nibble 15 -> (15-8)*2 = 14 at y[0], high 9 -> 2 at y[16].
+  uint8_t q4[18] = {0x00, 0x40, 0x9F};
+  dequantize_row(DType::Q4_0, q4, 32, y);
+  EXPECT_EQ(y[0], 14.0f);
+  EXPECT_EQ(y[16], 2.0f);
+  EXPECT_EQ(y[1], -16.0f);  // nibble 0 -> -8 * 2
+  // Q6_K: d = 1.0 (0x3C00 at byte 208), scales[0] = 2, scales[2] = -1; ql[0] = 0x21, qh[0] = 0b00000110
+  // -> q1 = (1 | (2 << 4)) - 32 = 1 -> y[0] = 2;  q3 = (2 | (0 << 4)) - 32 = -30 -> y[64] = scales[4] * -30.
+  uint8_t q6[210] = {};
+  q6[0] = 0x21;
+  q6[128] = 0b00000110;
+  q6[192] = 2;
+  q6[194] = static_cast<uint8_t>(-1);
+  q6[196] = 3;
+  q6[208] = 0x00;
+  q6[209] = 0x3C;
+  dequantize_row(DType::Q6_K, q6, 256, y);
+  EXPECT_EQ(y[0], 2.0f);                          // 1 * scales[0]=2 * 1
+  EXPECT_EQ(y[32], 16.0f);  // q2 = (ql[32] & 15) | (qh[0] >> 2 & 3) << 4 = 16 -> -16 * scales[2] (-1)
+  EXPECT_EQ(y[64], 3.0f * -30.0f);
+}
+
+}  // namespace bitnet
