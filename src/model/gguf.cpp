@@ -16,7 +16,6 @@ namespace bitnet {
 
 namespace {
 
-constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 constexpr uint32_t kMaxDims = 4;
 
 // Bytes one element of a metadata type occupies at least (strings: their u64 length).

@@ -123,7 +123,7 @@ SafetensorsFile SafetensorsFile::parse(std::shared_ptr<const void> owner, const 
   const std::string& fn = f.name_;
   if (size < 8) fail("{}: truncated: {} bytes, a safetensors file starts with an 8-byte header length", fn, size);
   const uint64_t n = read_u64le(data);
-  if (n > kMaxHeader) fail("{}: header length {} exceeds the {} byte limit", fn, n, kMaxHeader);
+  if (n > kMaxHeader) fail("{}: header length {} exceeds the {} byte limit (not a safetensors file?)", fn, n, kMaxHeader);
   if (n > size - 8)
     fail("{}: header length {} runs past the end of the file ({} bytes)", fn, n, size);
   if (n < 2 || data[8] != '{') fail("{}: header (byte offset 8) is not a JSON object", fn);
