@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   bitnet::cli::register_info(app);
   bitnet::cli::register_selftest(app);
   bitnet::cli::register_bench(app);
+  bitnet::cli::register_inspect(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
