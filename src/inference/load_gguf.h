@@ -1,0 +1,16 @@
+#pragma once
+// Builds an engine Model from a GGUF file written by bitnet.cpp (arch `bitnet-b1.58`,
+// `bitnet-25`; I2_S) or llama.cpp (arch `bitnet`, TQ1_0 / TQ2_0; `llama` with ternary layers).
+// Ternary tensors are unpacked once and repacked into the native layout with q|k|v and gate|up
+// fused; embeddings, head and norms are borrowed from the mapping (norms copied to float).
+// Anything unsupported (architecture, tensor type, shape) is an error naming it.
+#include <memory>
+
+#include "inference/model.h"
+#include "model/gguf.h"
+
+namespace bitnet {
+
+std::unique_ptr<Model> load_gguf_model(const GgufFile& f);
+
+}  // namespace bitnet
