@@ -6,5 +6,7 @@ namespace bitnet::cli {
 
 void register_info(CLI::App& app);
 void register_selftest(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_detokenize(CLI::App& app);
 
 }  // namespace bitnet::cli

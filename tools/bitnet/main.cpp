@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "bitnet 0.1.0");
   bitnet::cli::register_info(app);
   bitnet::cli::register_selftest(app);
+  bitnet::cli::register_tokenize(app);
+  bitnet::cli::register_detokenize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
