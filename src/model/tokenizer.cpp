@@ -364,9 +364,9 @@ void Tokenizer::encode_segment(std::string_view text, bool after_special, std::v
 }
 
 // Byte-level BPE of one piece: start from single bytes, repeatedly merge the adjacent pair of
-// lowest rank (leftmost on ties) until no adjacent pair has a merge. With ranks derived from a
-// tiktoken table this is tiktoken's _byte_pair_merge; with merges from tokenizer.json / GGUF it is
-// HF's BPE. A heap with lazy invalidation keeps long pieces O(n log n).
+// lowest rank (leftmost on ties) until no adjacent pair has a merge. With a tiktoken table (rank of
+// a pair = rank of its concatenated bytes) this is tiktoken's _byte_pair_merge; with merges from
+// tokenizer.json / GGUF (rank = index in the merge list) it is HF's BPE. A heap with lazy invalidation keeps long pieces O(n log n).
 void Tokenizer::bpe_piece(std::string_view piece, std::vector<int32_t>& out) const {
   if (piece.empty()) return;
   if (ignore_merges_) {
@@ -394,6 +394,12 @@ void Tokenizer::bpe_piece(std::string_view piece, std::vector<int32_t>& out) con
     const int32_t r = next[static_cast<size_t>(l)];
     if (r < 0) return;
     const int32_t a = id[static_cast<size_t>(l)], b = id[static_cast<size_t>(r)];
+    if (rank_by_bytes_) {  // tiktoken: the rank of the pair is the rank (= id) of its bytes
+      const int32_t end = next[static_cast<size_t>(r)] >= 0 ? next[static_cast<size_t>(r)] : n;
+      const auto it = lookup_.find(piece.substr(static_cast<size_t>(l), static_cast<size_t>(end - l)));
+      if (it != lookup_.end()) heap.push(Cand{it->second, l, r, a, b, it->second});
+      return;
+    }
     const auto it = merges_.find(pair_key(a, b));
     if (it != merges_.end()) heap.push(Cand{it->second.rank, l, r, a, b, it->second.result});
   };

@@ -133,6 +133,7 @@ class Tokenizer {
   std::array<bool, 256> special_first_{};                   // first bytes of specials_
   std::shared_ptr<const Regex> regex_;  // BPE pre-tokenizer
   bool ignore_merges_ = false;          // BPE: look a whole piece up first
+  bool rank_by_bytes_ = false;          // BPE from tiktoken: pair rank = id of the pair's bytes
   bool add_prefix_space_ = false;       // BPE (HF ByteLevel add_prefix_space)
   bool add_space_prefix_ = false;       // SPM
   int32_t bos_id_ = -1, eos_id_ = -1, eot_id_ = -1, unk_id_ = -1;

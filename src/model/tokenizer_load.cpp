@@ -115,22 +115,9 @@ Tokenizer Tokenizer::from_tiktoken(std::string_view text, const std::string& nam
     t.bytes_[static_cast<size_t>(n) + i] = specials[i];
     t.types_[static_cast<size_t>(n) + i] = TokenType::Control;
   }
-  // tiktoken merges the adjacent pair whose concatenation has the lowest rank: the merge (l, r)
-  // exists for every split of a token into two tokens, with the rank of the whole.
-  for (int32_t id = 0; id < n; ++id) {
-    const std::string& b = t.bytes_[static_cast<size_t>(id)];
-    if (t.types_[static_cast<size_t>(id)] != TokenType::Normal || b.size() < 2) continue;
-    const std::string_view s(b);
-    for (size_t k = 1; k < s.size(); ++k) {
-      const auto l = t.lookup_.find(s.substr(0, k));
-      if (l == t.lookup_.end()) continue;
-      const auto r = t.lookup_.find(s.substr(k));
-      if (r == t.lookup_.end()) continue;
-      const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(l->second)) << 32) |
-                           static_cast<uint32_t>(r->second);
-      t.merges_.try_emplace(key, Merge{id, id});
-    }
-  }
+  // tiktoken merges the adjacent pair whose concatenation has the lowest rank: bpe_piece looks the
+  // pair's bytes up instead of a merge table.
+  t.rank_by_bytes_ = true;
   for (int b = 0; b < 256; ++b) {
     const char c = static_cast<char>(b);
     const auto it = t.lookup_.find(std::string_view(&c, 1));
