@@ -20,7 +20,10 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
   set(BITNET_FLAGS_AVX2 -mavx2 -mfma -mf16c -mbmi2)
   set(BITNET_FLAGS_AVXVNNI -mavx2 -mfma -mf16c -mavxvnni)
   # GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on _mm512_undefined_* (GCC bug 105593).
-  set(BITNET_NO_HDR_WARN -Wno-uninitialized -Wno-maybe-uninitialized)
+  set(BITNET_NO_HDR_WARN -Wno-uninitialized)
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")  # clang has no -Wmaybe-uninitialized
+    list(APPEND BITNET_NO_HDR_WARN -Wno-maybe-uninitialized)
+  endif()
   set(BITNET_FLAGS_AVX512 ${BITNET_NO_HDR_WARN} -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c -mbmi2)
   set(BITNET_FLAGS_AMX ${BITNET_NO_HDR_WARN} -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mamx-tile -mamx-int8 -mfma -mf16c)
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64")

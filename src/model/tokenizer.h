@@ -54,7 +54,13 @@ struct EncodeOptions {
   bool parse_special = false;  // control-token strings in the text become their ids
 };
 
-class Regex;  // PCRE2 wrapper (tokenizer_regex.h)
+class Regex;     // PCRE2 wrapper (tokenizer_regex.h)
+class GgufFile;  // model/gguf.h
+
+// The tokenizer.ggml.* keys of a GGUF file (model, pre, tokens, merges, scores, token_type,
+// bos/eos/eot/unknown_token_id, add_bos_token, add_space_prefix). Throws bitnet::Error naming the
+// file and key when one is missing or malformed.
+TokenizerVocab tokenizer_vocab_from_gguf(const GgufFile& f);
 
 class Tokenizer {
  public:
@@ -72,6 +78,8 @@ class Tokenizer {
   static Tokenizer from_hf_json(std::string_view json, const std::string& name);
   // By content: a JSON object -> tokenizer.json, else a tiktoken rank file.
   static Tokenizer from_file(const std::string& path);
+  // The tokenizer stored in a GGUF model file.
+  static Tokenizer from_gguf_file(const std::string& path);
 
   Tokenizer();
   ~Tokenizer();

@@ -10,11 +10,13 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <unistd.h>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "model/gguf.h"
 #include "model/tokenizer.h"
 #include "model/tokenizer_regex.h"
 
@@ -226,27 +228,38 @@ const StoredVocab& stored_vocab(const Tokenizer& tok) {
   return sv;
 }
 
-TEST(Tokenizer, Llama3FromGgufStyleVocabMatchesTiktoken) {
+// The GGUF path: the vocabulary written with GgufWriter as llama.cpp's converter stores it,
+// read back with GgufFile and tokenizer_vocab_from_gguf.
+TEST(Tokenizer, Llama3FromGgufMatchesTiktoken) {
   REQUIRE_LLAMA3();
   const StoredVocab& sv = stored_vocab(tok);
-  TokenizerVocab v;
-  v.model = "gpt2";
-  v.pre = "llama-bpe";
-  v.tokens = sv.tokens;
-  v.merges = sv.merges;
-  v.token_types.assign(128000, static_cast<int32_t>(TokenType::Normal));
+  std::vector<std::string> tokens = sv.tokens;
+  std::vector<int64_t> types(128000, static_cast<int64_t>(TokenType::Normal));
   for (int32_t id = 128000; id < 128256; ++id) {
-    v.tokens.push_back(tok.token_bytes(id));
-    v.token_types.push_back(static_cast<int32_t>(TokenType::Control));
+    tokens.push_back(tok.token_bytes(id));
+    types.push_back(static_cast<int64_t>(TokenType::Control));
   }
-  v.bos_id = 128000;
-  v.eos_id = 128001;
-  v.eot_id = 128009;
-  v.add_bos = true;
+  GgufWriter w;
+  w.set("general.architecture", GgufValue::str("bitnet-b1.58"));
+  w.set("tokenizer.ggml.model", GgufValue::str("gpt2"));
+  w.set("tokenizer.ggml.pre", GgufValue::str("llama-bpe"));
+  w.set("tokenizer.ggml.tokens", GgufValue::array(std::move(tokens)));
+  w.set("tokenizer.ggml.token_type", GgufValue::array(GgufType::I32, std::move(types)));
+  w.set("tokenizer.ggml.merges", GgufValue::array(std::vector<std::string>(sv.merges)));
+  w.set("tokenizer.ggml.bos_token_id", GgufValue::u32(128000));
+  w.set("tokenizer.ggml.eos_token_id", GgufValue::u32(128001));
+  w.set("tokenizer.ggml.eot_token_id", GgufValue::u32(128009));
+  w.set("tokenizer.ggml.add_bos_token", GgufValue::boolean(true));
+  auto bytes = std::make_shared<std::vector<uint8_t>>(w.serialize());
+  const GgufFile f = GgufFile::parse(bytes, bytes->data(), bytes->size(), "llama3-tokenizer.gguf");
+  const TokenizerVocab v = tokenizer_vocab_from_gguf(f);
+  EXPECT_EQ(v.model, "gpt2");
+  EXPECT_EQ(v.eot_id, 128009);
   const Tokenizer t = Tokenizer::from_vocab(v);
   expect_goldens(t, false);
   expect_goldens(t, true);
   EXPECT_EQ(t.encode("Hi", {}), (Ids{128000, 13347}));
+  EXPECT_EQ(t.stop_ids(), (Ids{128001, 128009}));
 }
 
 TEST(Tokenizer, Llama3FromHfTokenizerJsonMatchesTiktoken) {
@@ -402,6 +415,50 @@ TEST(Tokenizer, StreamDecoderFlushesAnIncompleteTail) {
   EXPECT_EQ(d.push(3 + 0xE4), "");
   EXPECT_EQ(d.push(3 + 0xBD), "");
   EXPECT_EQ(d.flush(), "\xE4\xBD");
+}
+
+// A SentencePiece GGUF file on disk (scores, token types, <0xNN> bytes), read by path.
+TEST(Tokenizer, SentencePieceFromGgufFile) {
+  const Tokenizer& ref = llama2();
+  std::vector<std::string> tokens;
+  std::vector<double> scores;
+  std::vector<int64_t> types;
+  for (const auto& j : read_jsonl(kData + "llama2_vocab.jsonl")) {
+    tokens.push_back(j[0].get<std::string>());
+    scores.push_back(j[1].get<double>());
+    types.push_back(j[2].get<int64_t>());
+  }
+  GgufWriter w;
+  w.set("tokenizer.ggml.model", GgufValue::str("llama"));
+  w.set("tokenizer.ggml.tokens", GgufValue::array(std::move(tokens)));
+  w.set("tokenizer.ggml.scores", GgufValue::array(GgufType::F32, std::move(scores)));
+  w.set("tokenizer.ggml.token_type", GgufValue::array(GgufType::I32, std::move(types)));
+  w.set("tokenizer.ggml.bos_token_id", GgufValue::u32(1));
+  w.set("tokenizer.ggml.eos_token_id", GgufValue::u32(2));
+  w.set("tokenizer.ggml.unknown_token_id", GgufValue::u32(0));
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("bitnet_tok_" + std::to_string(::getpid()) + ".gguf")).string();
+  w.write(path);
+  const Tokenizer t = Tokenizer::from_gguf_file(path);
+  std::filesystem::remove(path);
+  EXPECT_TRUE(t.add_bos());  // llama.cpp's default for SentencePiece
+  EXPECT_TRUE(t.add_space_prefix());
+  for (const auto& j : read_jsonl(kData + "goldens_spm.jsonl")) {
+    const std::string text = j["text"].get<std::string>();
+    ASSERT_EQ(t.encode(text, {.add_bos = false}), j["ids"].get<Ids>()) << show(text);
+  }
+  EXPECT_EQ(t.encode("Hello", {}), ref.encode("Hello", {}));
+  // Missing keys are named.
+  GgufWriter bad;
+  bad.set("tokenizer.ggml.model", GgufValue::str("llama"));
+  auto b = std::make_shared<std::vector<uint8_t>>(bad.serialize());
+  const GgufFile fb = GgufFile::parse(b, b->data(), b->size(), "bad.gguf");
+  try {
+    tokenizer_vocab_from_gguf(fb);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer.ggml.tokens"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #pragma once
-// Where the CLI's tokenizer comes from: --tokenizer FILE (tokenizer.json or a tiktoken rank file).
+// Where the CLI's tokenizer comes from: -m MODEL.gguf (its tokenizer.ggml.* keys) or
+// --tokenizer FILE (tokenizer.json or a tiktoken rank file).
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -9,6 +10,7 @@
 namespace bitnet::cli {
 
 struct TokenizerSource {
+  std::string model;      // GGUF
   std::string tokenizer;  // tokenizer.json or .tiktoken
 };
 

@@ -8,5 +8,6 @@ void register_info(CLI::App& app);
 void register_selftest(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_detokenize(CLI::App& app);
+void register_inspect(CLI::App& app);
 
 }  // namespace bitnet::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   bitnet::cli::register_selftest(app);
   bitnet::cli::register_tokenize(app);
   bitnet::cli::register_detokenize(app);
+  bitnet::cli::register_inspect(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
