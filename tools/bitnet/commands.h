@@ -7,6 +7,8 @@ namespace bitnet::cli {
 void register_info(CLI::App& app);
 void register_selftest(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_detokenize(CLI::App& app);
 void register_inspect(CLI::App& app);
 
 }  // namespace bitnet::cli

@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   bitnet::cli::register_info(app);
   bitnet::cli::register_selftest(app);
   bitnet::cli::register_bench(app);
+  bitnet::cli::register_tokenize(app);
+  bitnet::cli::register_detokenize(app);
   bitnet::cli::register_inspect(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,19 @@
+#include "cli_tokenizer.h"
+
+#include "core/error.h"
+
+namespace bitnet::cli {
+
+void add_tokenizer_options(CLI::App* cmd, TokenizerSource& src) {
+  cmd->add_option("-m,--model", src.model, "GGUF model file whose tokenizer to use");
+  cmd->add_option("--tokenizer", src.tokenizer, "HF tokenizer.json or tiktoken rank file (LLaMA-3 specials)");
+}
+
+Tokenizer load_tokenizer(const TokenizerSource& src) {
+  if (!src.model.empty() && !src.tokenizer.empty()) fail("give -m MODEL.gguf or --tokenizer FILE, not both");
+  if (!src.model.empty()) return Tokenizer::from_gguf_file(src.model);
+  if (!src.tokenizer.empty()) return Tokenizer::from_file(src.tokenizer);
+  fail("no tokenizer: pass -m MODEL.gguf or --tokenizer FILE");
+}
+
+}  // namespace bitnet::cli
