@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "inference/ops.h"
 #include "quant/act_quant.h"
 #include "quant/gemm.h"
@@ -17,8 +18,13 @@ Session::Session(const Model& model, const SessionOptions& opts)
   const ModelConfig& c = model.cfg;
   if (opts.n_ctx <= 0) fail("context size must be positive, got {}", opts.n_ctx);
   const size_t cache = static_cast<size_t>(c.n_layer * opts.n_ctx * c.kv_dim());
-  k_cache_.assign(cache, 0.0f);
-  v_cache_.assign(cache, 0.0f);
+  if (opts.kv_f16) {
+    k16_.assign(cache, 0);
+    v16_.assign(cache, 0);
+  } else {
+    k_cache_.assign(cache, 0.0f);
+    v_cache_.assign(cache, 0.0f);
+  }
 }
 
 void Session::truncate(int64_t n) {
@@ -45,32 +51,48 @@ void Session::layer(int64_t il, int64_t n, float* x) {
   for (int64_t t = 0; t < n; ++t) rms_norm(x + t * d, L.attn_norm.data(), d, c.rms_eps, h + t * d);
   float* qkv = arena_.alloc<float>(static_cast<size_t>(n * qkv_n));
   bit_linear(pool_, arena_, L.wqkv, h, n, d, qkv);
-  float* kc = k_cache_.data() + il * opts_.n_ctx * kvd;
-  float* vc = v_cache_.data() + il * opts_.n_ctx * kvd;
+  const bool f16 = opts_.kv_f16;
+  const size_t layer_off = static_cast<size_t>(il * opts_.n_ctx * kvd);
   for (int64_t t = 0; t < n; ++t) {
     float* q = qkv + t * qkv_n;
     float* k = q + qd;
     const int64_t pos = n_past_ + t;
     rope(q, c.n_head, hd, c.rope_dim, pos, c.rope_theta, c.rope);
     rope(k, c.n_head_kv, hd, c.rope_dim, pos, c.rope_theta, c.rope);
-    std::memcpy(kc + pos * kvd, k, static_cast<size_t>(kvd) * 4);
-    std::memcpy(vc + pos * kvd, k + kvd, static_cast<size_t>(kvd) * 4);
+    const size_t at = layer_off + static_cast<size_t>(pos * kvd);
+    if (f16) {
+      f32_to_f16_row(k, k16_.data() + at, kvd);
+      f32_to_f16_row(k + kvd, v16_.data() + at, kvd);
+    } else {
+      std::memcpy(k_cache_.data() + at, k, static_cast<size_t>(kvd) * 4);
+      std::memcpy(v_cache_.data() + at, k + kvd, static_cast<size_t>(kvd) * 4);
+    }
   }
   float* attn = arena_.alloc<float>(static_cast<size_t>(n * qd));
   const int64_t group = c.n_head / c.n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t n_kv_max = n_past_ + n;
-  float* scores_all = arena_.alloc<float>(static_cast<size_t>(pool_.size() * n_kv_max));
+  const int nt = pool_.size();
+  float* scores_all = arena_.alloc<float>(static_cast<size_t>(nt * n_kv_max));
+  float* qh_all = arena_.alloc<float>(static_cast<size_t>(nt * hd));
+  uint16_t* q16_all = arena_.alloc<uint16_t>(static_cast<size_t>(nt * hd));
   pool_.run([&](int tid) {
     float* scores = scores_all + tid * n_kv_max;
-    for (int64_t job = tid; job < n * c.n_head; job += pool_.size()) {
+    for (int64_t job = tid; job < n * c.n_head; job += nt) {
       const int64_t t = job / c.n_head, hh = job % c.n_head, kvh = hh / group;
       const float* q = qkv + t * qkv_n + hh * hd;
+      if (f16) {  // the query meets half keys as a half, like ggml's f16 dot product
+        float* qh = qh_all + tid * hd;
+        uint16_t* q16 = q16_all + tid * hd;
+        f32_to_f16_row(q, q16, hd);
+        f16_to_f32_row(q16, qh, hd);
+        q = qh;
+      }
       const int64_t n_kv = n_past_ + t + 1;  // causal
       float mx = -INFINITY;
       for (int64_t j = 0; j < n_kv; ++j) {
-        const float* k = kc + j * kvd + kvh * hd;
-        scores[j] = dot_f32(q, k, hd) * scale;
+        const size_t kat = layer_off + static_cast<size_t>(j * kvd + kvh * hd);
+        scores[j] = (f16 ? dot_f16_f32(k16_.data() + kat, q, hd) : dot_f32(q, k_cache_.data() + kat, hd)) * scale;
         mx = std::max(mx, scores[j]);
       }
       double sum = 0;
@@ -82,7 +104,10 @@ void Session::layer(int64_t il, int64_t n, float* x) {
       float* o = attn + t * qd + hh * hd;
       std::fill(o, o + hd, 0.0f);
       for (int64_t j = 0; j < n_kv; ++j) {
-        axpy_f32(scores[j] * inv, vc + j * kvd + kvh * hd, o, hd);
+        const size_t vat = layer_off + static_cast<size_t>(j * kvd + kvh * hd);
+        const float p = scores[j] * inv;
+        if (f16) axpy_f16(f16_to_f32(f32_to_f16(p)), v16_.data() + vat, o, hd);
+        else axpy_f32(p, v_cache_.data() + vat, o, hd);
       }
     }
   });

@@ -15,6 +15,10 @@ namespace bitnet {
 struct SessionOptions {
   int64_t n_ctx = 4096;  // KV cache capacity in tokens
   int threads = 2;
+  // KV cache in IEEE half (llama.cpp's and bitnet.cpp's default): half the memory and bandwidth,
+  // and the same numerics as those tools: keys, values, queries and attention probabilities are
+  // rounded to half before their products (accumulated in float). false: float everywhere.
+  bool kv_f16 = true;
 };
 
 class Session {
@@ -40,7 +44,8 @@ class Session {
   SessionOptions opts_;
   ThreadPool pool_;
   Arena arena_;
-  std::vector<float> k_cache_, v_cache_;  // [n_layer][n_ctx][kv_dim]
+  std::vector<float> k_cache_, v_cache_;     // [n_layer][n_ctx][kv_dim] when !kv_f16
+  std::vector<uint16_t> k16_, v16_;          // the same in half when kv_f16
   std::vector<float> logits_;
   int64_t n_past_ = 0;
 };

@@ -146,7 +146,7 @@ std::unique_ptr<Model> load_gguf_model(const GgufFile& f) {
   // FFN activation: the file's hidden_act when present, else the arch's: relu^2 for BitNet
   // b1.58 2B4T (bitnet-b1.58 / bitnet-25), SiLU for llama.cpp's `bitnet` and `llama`.
   c.act = b158 ? FfnAct::kRelu2 : FfnAct::kSilu;
-  if (const GgufValue* act = f.find(key("hidden_act"))) {
+  if (const GgufValue* act = f.find(key("hidden_act")); act && b158) {
     const std::string a = f.get_str(key("hidden_act"));
     if (a == "relu2" || a == "relu_sqr" || a == "relu_squared") c.act = FfnAct::kRelu2;
     else if (a == "silu" || a == "swish") c.act = FfnAct::kSilu;

@@ -1,5 +1,6 @@
 #include "inference/synthetic.h"
 
+#include <cmath>
 #include <random>
 
 #include "core/error.h"
@@ -30,8 +31,12 @@ ModelConfig config_2b4t() {
 
 namespace {
 
+// `scale` is relative to the unit-variance scale sqrt(1.5 / k) (2/3 of random ternary weights are
+// nonzero), so activations keep their size through the layers as in a trained model.
 TernaryMatrix random_matrix(int64_t n, int64_t k, uint64_t seed, float scale) {
-  return random_native(n, k, seed, scale);
+  const float unit = std::sqrt(1.5f / static_cast<float>(k));
+  TernaryMatrix m = random_native(n, k, seed, scale * unit);
+  return m;
 }
 
 std::vector<float> random_norm(int64_t n, uint64_t seed) {
@@ -73,12 +78,13 @@ Model make_synthetic_model(const ModelConfig& cfg, uint64_t seed, DType embd_typ
     // logical part as a loaded model has.
     L.wqkv = random_matrix(cfg.q_dim() + 2 * cfg.kv_dim(), d, s + 5, 0.9f);
     float* qs = L.wqkv.row_scale_buf.as<float>();
-    for (int64_t r = cfg.q_dim(); r < cfg.q_dim() + cfg.kv_dim(); ++r) qs[r] = 1.1f;
-    for (int64_t r = cfg.q_dim() + cfg.kv_dim(); r < cfg.q_dim() + 2 * cfg.kv_dim(); ++r) qs[r] = 0.7f;
+    const float unit = std::sqrt(1.5f / static_cast<float>(d));
+    for (int64_t r = cfg.q_dim(); r < cfg.q_dim() + cfg.kv_dim(); ++r) qs[r] = 1.1f * unit;
+    for (int64_t r = cfg.q_dim() + cfg.kv_dim(); r < cfg.q_dim() + 2 * cfg.kv_dim(); ++r) qs[r] = 0.7f * unit;
     L.wo = random_matrix(d, cfg.q_dim(), s + 8, 0.8f);
     L.w_gate_up = random_matrix(2 * cfg.n_ff, d, s + 9, 1.2f);
     float* gs = L.w_gate_up.row_scale_buf.as<float>();
-    for (int64_t r = cfg.n_ff; r < 2 * cfg.n_ff; ++r) gs[r] = 0.6f;
+    for (int64_t r = cfg.n_ff; r < 2 * cfg.n_ff; ++r) gs[r] = 0.6f * unit;
     L.w_down = random_matrix(d, cfg.n_ff, s + 11, 0.5f);
     m.layers.push_back(std::move(L));
   }

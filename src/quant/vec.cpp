@@ -10,6 +10,9 @@ float dot_f32_avx512(const float* a, const float* b, int64_t n);
 void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n);
 void f16_to_f32_row_avx512(const uint16_t* src, float* dst, int64_t n);
 void bf16_to_f32_row_avx512(const uint16_t* src, float* dst, int64_t n);
+float dot_f16_f32_avx512(const uint16_t* a, const float* b, int64_t n);
+void axpy_f16_avx512(float alpha, const uint16_t* x, float* y, int64_t n);
+void f32_to_f16_row_avx512(const float* src, uint16_t* dst, int64_t n);
 #endif
 
 namespace {
@@ -55,6 +58,29 @@ void bf16_to_f32_row(const uint16_t* src, float* dst, int64_t n) {
   if (use_avx512()) return bf16_to_f32_row_avx512(src, dst, n);
 #endif
   for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+}
+
+float dot_f16_f32(const uint16_t* a, const float* b, int64_t n) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return dot_f16_f32_avx512(a, b, n);
+#endif
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += f16_to_f32(a[i]) * b[i];
+  return s;
+}
+
+void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return axpy_f16_avx512(alpha, x, y, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * f16_to_f32(x[i]);
+}
+
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return f32_to_f16_row_avx512(src, dst, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
 }  // namespace bitnet

@@ -15,6 +15,12 @@ void axpy_f32(float alpha, const float* x, float* y, int64_t n);
 void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
 void bf16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
 
+// Mixed half/float: a holds IEEE halves. sum_i half(a[i]) * b[i]; y[i] += alpha * half(x[i]).
+float dot_f16_f32(const uint16_t* a, const float* b, int64_t n);
+void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);
+// float -> IEEE half, round to nearest even.
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
+
 // The plain versions (tests compare against these).
 float dot_f32_ref(const float* a, const float* b, int64_t n);
 

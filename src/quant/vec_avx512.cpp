@@ -56,4 +56,38 @@ void bf16_to_f32_row_avx512(const uint16_t* src, float* dst, int64_t n) {
   }
 }
 
+float dot_f16_f32_avx512(const uint16_t* a, const float* b, int64_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i))), _mm512_loadu_ps(b + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i + 16))), _mm512_loadu_ps(b + i + 16), s1);
+  }
+  for (; i < n; i += 16) {
+    const int64_t r = n - i < 16 ? n - i : 16;
+    const __mmask16 m = static_cast<__mmask16>(r == 16 ? 0xFFFF : (1u << r) - 1);
+    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a + i)), _mm512_maskz_loadu_ps(m, b + i), s0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+void axpy_f16_avx512(float alpha, const uint16_t* x, float* y, int64_t n) {
+  const __m512 a = _mm512_set1_ps(alpha);
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t r = n - i < 16 ? n - i : 16;
+    const __mmask16 m = static_cast<__mmask16>(r == 16 ? 0xFFFF : (1u << r) - 1);
+    const __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(a, xv, _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+void f32_to_f16_row_avx512(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t r = n - i < 16 ? n - i : 16;
+    const __mmask16 m = static_cast<__mmask16>(r == 16 ? 0xFFFF : (1u << r) - 1);
+    const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_mask_storeu_epi16(dst + i, m, h);
+  }
+}
+
 }  // namespace bitnet

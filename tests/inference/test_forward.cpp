@@ -86,7 +86,11 @@ void ref_rope(double* v, int64_t hd, int64_t rd, int64_t pos, double theta, Rope
 }
 
 // Logits for every position of `tokens`, recomputing everything from scratch.
-std::vector<std::vector<double>> reference_forward(const Model& m, const std::vector<int32_t>& tokens) {
+double h16(double v) { return f16_to_f32(f32_to_f16(static_cast<float>(v))); }
+
+// half_kv: keys, values, queries and attention probabilities rounded to IEEE half, as the
+// engine's (and llama.cpp's) f16 KV cache does.
+std::vector<std::vector<double>> reference_forward(const Model& m, const std::vector<int32_t>& tokens, bool half_kv) {
   const ModelConfig& c = m.cfg;
   const int64_t d = c.n_embd, hd = c.head_dim, T = static_cast<int64_t>(tokens.size());
   std::vector<std::vector<double>> x(static_cast<size_t>(T));
@@ -106,6 +110,9 @@ std::vector<std::vector<double>> reference_forward(const Model& m, const std::ve
       v[static_cast<size_t>(t)].assign(y.begin() + c.q_dim() + c.kv_dim(), y.end());
       for (int64_t h = 0; h < c.n_head; ++h) ref_rope(q[static_cast<size_t>(t)].data() + h * hd, hd, c.rope_dim, t, c.rope_theta, c.rope);
       for (int64_t h = 0; h < c.n_head_kv; ++h) ref_rope(k[static_cast<size_t>(t)].data() + h * hd, hd, c.rope_dim, t, c.rope_theta, c.rope);
+      if (half_kv)
+        for (auto* vec : {&q[static_cast<size_t>(t)], &k[static_cast<size_t>(t)], &v[static_cast<size_t>(t)]})
+          for (auto& e : *vec) e = h16(e);
     }
     for (int64_t t = 0; t < T; ++t) {
       std::vector<double> att(static_cast<size_t>(c.q_dim()), 0.0);
@@ -122,7 +129,7 @@ std::vector<std::vector<double>> reference_forward(const Model& m, const std::ve
         for (auto& e : s) sum += (e = std::exp(e - mx));
         for (int64_t j = 0; j <= t; ++j)
           for (int64_t i = 0; i < hd; ++i)
-            att[static_cast<size_t>(h * hd + i)] += s[static_cast<size_t>(j)] / sum * v[static_cast<size_t>(j)][static_cast<size_t>(kvh * hd + i)];
+            att[static_cast<size_t>(h * hd + i)] += (half_kv ? h16(s[static_cast<size_t>(j)] / sum) : s[static_cast<size_t>(j)] / sum) * v[static_cast<size_t>(j)][static_cast<size_t>(kvh * hd + i)];
       }
       if (!L.attn_sub_norm.empty()) att = ref_rms(att, L.attn_sub_norm, c.rms_eps);
       auto o = ref_bitlinear(wo, att);
@@ -167,8 +174,9 @@ TEST_P(ForwardVsReference, LogitsAgree) {
                                     variant / 2 % 2 ? FfnAct::kSilu : FfnAct::kRelu2, variant != 3);
   const Model m = make_synthetic_model(c, 7 + static_cast<uint64_t>(variant), variant == 2 ? DType::F32 : DType::F16);
   const auto tokens = some_tokens(12, static_cast<int>(c.n_vocab));
-  const auto ref = reference_forward(m, tokens);
-  Session s(m, {64, 2});
+  const bool half_kv = variant % 2 == 1;
+  const auto ref = reference_forward(m, tokens, half_kv);
+  Session s(m, {64, 2, half_kv});
   const float* got = s.forward(tokens, true);
   // Float rounding in the engine can flip an activation's int8 rounding now and then; each flip
   // moves a logit by well under 0.1% of the logit range (seen: 3e-7 overall), while any wiring

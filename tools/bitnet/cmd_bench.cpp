@@ -42,7 +42,8 @@ Stats stats(std::vector<double> v) {
 }
 
 void run(const Opts& o) {
-  auto model = load_model(o.src);
+  LoadedModel lm = load_model(o.src, false);
+  Model* model = lm.model.get();
   const int max_ctx = std::max(*std::max_element(o.n_prompt.begin(), o.n_prompt.end()),
                                *std::max_element(o.n_gen.begin(), o.n_gen.end())) + 1;
   Session s(*model, {max_ctx, o.threads});
@@ -62,9 +63,9 @@ void run(const Opts& o) {
     if (o.json) {
       std::printf("{\"model\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"n\": %d, \"repetitions\": %d, "
                   "\"tokens_per_second\": %.3f, \"mean\": %.3f, \"sd\": %.3f}\n",
-                  model_label(o.src).c_str(), o.threads, test.c_str(), n, o.reps, st.median, st.mean, st.sd);
+                  lm.label.c_str(), o.threads, test.c_str(), n, o.reps, st.median, st.mean, st.sd);
     } else {
-      std::printf("| %s | %.2f GiB | %d | %s | %.2f ± %.2f |\n", model_label(o.src).c_str(), gib, o.threads,
+      std::printf("| %s | %.2f GiB | %d | %s | %.2f ± %.2f |\n", lm.label.c_str(), gib, o.threads,
                   test.c_str(), st.median, st.sd);
     }
     std::fflush(stdout);
@@ -103,7 +104,7 @@ void run(const Opts& o) {
 void register_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Prompt-processing and generation speed (tokens/s), like llama-bench");
   static Opts o;
-  add_model_options(cmd, o.src);
+  add_model_options(cmd, o.src, true);
   cmd->add_option("-p,--n-prompt", o.n_prompt, "prompt lengths to test")->delimiter(',');
   cmd->add_option("-n,--n-gen", o.n_gen, "generation lengths to test")->delimiter(',');
   cmd->add_option("-r,--repetitions", o.reps, "timed repetitions (median reported)")->check(CLI::Range(1, 1000));

@@ -7,6 +7,9 @@ namespace bitnet::cli {
 void register_info(CLI::App& app);
 void register_selftest(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_synth(CLI::App& app);
+void register_run(CLI::App& app);
+void register_perplexity(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_detokenize(CLI::App& app);
 void register_inspect(CLI::App& app);

@@ -11,7 +11,10 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "bitnet 0.1.0");
   bitnet::cli::register_info(app);
   bitnet::cli::register_selftest(app);
+  bitnet::cli::register_run(app);
+  bitnet::cli::register_perplexity(app);
   bitnet::cli::register_bench(app);
+  bitnet::cli::register_synth(app);
   bitnet::cli::register_tokenize(app);
   bitnet::cli::register_detokenize(app);
   bitnet::cli::register_inspect(app);

@@ -1,37 +1,51 @@
 #include "model_source.h"
 
+#include <chrono>
+#include <cstdio>
+#include <unistd.h>
+
 #include "core/error.h"
+#include "inference/load_gguf.h"
 #include "inference/synthetic.h"
+#include "inference/synthetic_gguf.h"
+#include "model/gguf.h"
 
 namespace bitnet::cli {
 
-void add_model_options(CLI::App* cmd, ModelSource& src) {
+void add_model_options(CLI::App* cmd, ModelSource& src, bool allow_synthetic) {
+  cmd->add_option("-m,--model", src.path, "model file (GGUF)");
+  if (!allow_synthetic) return;
   cmd->add_option("--synthetic", src.synthetic,
-                  "use a random model generated in memory: 2b4t (BitNet b1.58 2B4T shape) or tiny")
+                  "instead of -m: a random model generated in memory, 2b4t (BitNet b1.58 2B4T shape) or tiny")
       ->check(CLI::IsMember({"2b4t", "tiny"}));
   cmd->add_option("--embd-type", src.embd_type, "synthetic model's embedding/head type")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   cmd->add_option("--seed-model", src.seed, "synthetic model's random seed");
 }
 
-std::unique_ptr<Model> load_model(const ModelSource& src) {
-  if (src.synthetic.empty()) fail("no model: pass --synthetic 2b4t|tiny (model files are not supported yet)");
-  ModelConfig c = config_2b4t();
-  if (src.synthetic == "tiny") {
-    c.n_vocab = 2048;
-    c.n_embd = 256;
-    c.n_layer = 4;
-    c.n_head = 4;
-    c.n_head_kv = 2;
-    c.head_dim = 64;
-    c.rope_dim = 64;
-    c.n_ff = 768;
+LoadedModel load_model(const ModelSource& src, bool need_tokenizer) {
+  LoadedModel lm;
+  if (!src.path.empty() && !src.synthetic.empty()) fail("pass either -m or --synthetic, not both");
+  if (!src.synthetic.empty()) {
+    lm.model = std::make_unique<Model>(make_synthetic_model(synthetic_config(src.synthetic), src.seed,
+                                                            *dtype_from_name(src.embd_type)));
+    lm.label = "synthetic " + src.synthetic + " (" + src.embd_type + " head)";
+    return lm;
   }
-  return std::make_unique<Model>(make_synthetic_model(c, src.seed, *dtype_from_name(src.embd_type)));
-}
-
-std::string model_label(const ModelSource& src) {
-  return "synthetic " + src.synthetic + " (" + src.embd_type + " head)";
+  if (src.path.empty()) fail("no model: pass -m MODEL.gguf");
+  const bool tty = isatty(STDERR_FILENO);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (tty) std::fprintf(stderr, "loading %s ...", src.path.c_str());
+  GgufFile f = GgufFile::open(src.path);
+  lm.model = load_gguf_model(f);
+  if (need_tokenizer) lm.tokenizer = Tokenizer::from_vocab(tokenizer_vocab_from_gguf(f));
+  lm.label = src.path;
+  lm.file_bytes = f.file_size();
+  if (tty)
+    std::fprintf(stderr, "\rloaded %s in %.1f s (%s)\n", src.path.c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                 describe(lm.model->cfg).c_str());
+  return lm;
 }
 
 }  // namespace bitnet::cli

@@ -1,24 +1,35 @@
 #pragma once
-// Where a subcommand's model comes from: a model file (-m) or a synthetic model generated
-// deterministically in memory (--synthetic), whose text is meaningless.
+// Where a subcommand's model comes from: a GGUF file (-m, with its embedded tokenizer) or a
+// synthetic model generated in memory (--synthetic; random weights, meaningless text, no
+// tokenizer: only for `bench`).
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
 #include "inference/model.h"
+#include "model/tokenizer.h"
 
 namespace bitnet::cli {
 
 struct ModelSource {
+  std::string path;       // -m
   std::string synthetic;  // "2b4t", "tiny" or empty
   std::string embd_type = "f16";
   uint64_t seed = 1;
 };
 
-void add_model_options(CLI::App* cmd, ModelSource& src);
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  std::optional<Tokenizer> tokenizer;  // from the GGUF file
+  std::string label;
+  size_t file_bytes = 0;
+};
+
+// allow_synthetic adds --synthetic/--embd-type/--seed-model.
+void add_model_options(CLI::App* cmd, ModelSource& src, bool allow_synthetic);
 // Throws bitnet::Error when no source was given or it cannot be loaded.
-std::unique_ptr<Model> load_model(const ModelSource& src);
-std::string model_label(const ModelSource& src);
+LoadedModel load_model(const ModelSource& src, bool need_tokenizer);
 
 }  // namespace bitnet::cli
