@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build.sh build/release -DCMAKE_BUILD_TYPE=Release -DBITNET_TESTS=OFF -DBITNET_BENCH=OFF
+# Same configuration as the test command (so the two share one build), but only the CLI is built.
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/release -j"$(nproc)" --target bitnet
 bin=build/release/tools/bitnet/bitnet
 model=build/default-tiny-i2_s.gguf
 [ -f "$model" ] || "$bin" synth -o "$model" --shape tiny --type i2_s --seed 1

@@ -9,6 +9,7 @@ void register_selftest(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_synth(CLI::App& app);
 void register_run(CLI::App& app);
+void register_chat(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_detokenize(CLI::App& app);
