@@ -105,11 +105,17 @@ TEST(Tokenizer, Gpt2ByteAlphabetIsABijection) {
 }
 
 TEST(Tokenizer, WhitespaceClassesFollowUnicodeWhiteSpace) {
-  EXPECT_EQ(translate_whitespace_classes(R"(\s+)"), R"([\t\n\x{0B}\f\r\x{85}\p{Z}]+)");
-  EXPECT_EQ(translate_whitespace_classes(R"([^\s\p{L}])"), R"([^\t\n\x{0B}\f\r\x{85}\p{Z}\p{L}])");
-  EXPECT_EQ(translate_whitespace_classes(R"(\s+(?!\S))"),
+  EXPECT_EQ(translate_pattern(R"(\s+)"), R"([\t\n\x{0B}\f\r\x{85}\p{Z}]+)");
+  EXPECT_EQ(translate_pattern(R"([^\s\r])"), R"([^\t\n\x{0B}\f\r\x{85}\p{Z}\r])");
+  EXPECT_EQ(translate_pattern(R"(\s+(?!\S))"),
             R"([\t\n\x{0B}\f\r\x{85}\p{Z}]+(?![^\t\n\x{0B}\f\r\x{85}\p{Z}]))");
-  EXPECT_EQ(translate_whitespace_classes(R"(\\s[]\s])"), R"(\\s[]\t\n\x{0B}\f\r\x{85}\p{Z}])");
+  EXPECT_EQ(translate_pattern(R"(\\s[]\s])"), R"(\\s[]\t\n\x{0B}\f\r\x{85}\p{Z}])");
+  // \p{L} / \p{N} gain the letters and numbers PCRE2's Unicode 14 tables lack.
+  const std::string l = translate_pattern(R"(\p{L}+)"), n = translate_pattern(R"([^\p{N}])");
+  EXPECT_EQ(l.substr(0, 6), R"([\p{L})");
+  EXPECT_NE(l.find(R"(\x{31350}-\x{323AF}]+)"), std::string::npos);
+  EXPECT_EQ(n.substr(0, 7), R"([^\p{N})");
+  EXPECT_NE(n.find(R"(\x{1E5F1}-\x{1E5FA}])"), std::string::npos);
   Regex re(kLlama3Pattern);
   std::vector<std::string_view> pieces;
   re.split("a\xC2\x85  b\xFF c", pieces);  // NEL is whitespace; invalid bytes become own pieces
