@@ -135,10 +135,13 @@ size_t GgufValue::size() const {
 }
 
 std::string GgufValue::to_string(size_t max_elems) const {
-  auto one = [](const auto& x) -> std::string {
+  const bool f32 = (is_array() ? elem : type) == GgufType::F32;
+  auto one = [f32](const auto& x) -> std::string {
     using T = std::decay_t<decltype(x)>;
     if constexpr (std::is_same_v<T, std::string>) return "\"" + escape(x, 200) + "\"";
     else if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
+    else if constexpr (std::is_same_v<T, double>)
+      return f32 ? fmt::format("{}", static_cast<float>(x)) : fmt::format("{}", x);  // shortest
     else return fmt::format("{}", x);
   };
   if (!is_array()) {
@@ -677,6 +680,8 @@ void GgufWriter::add_tensor(std::string name, uint32_t ggml_type, std::vector<in
                             std::vector<uint8_t> bytes) {
   if (shape.size() > kMaxDims)
     fail("gguf writer: tensor '{}' has {} dimensions (at most {})", name, shape.size(), kMaxDims);
+  for (auto d : shape)
+    if (d < 0) fail("gguf writer: tensor '{}': negative dimension in {}", name, shape_str(shape));
   if (auto dt = dtype_from_ggml(ggml_type); dt && Tensor::nbytes(*dt, shape) != bytes.size())
     fail("gguf writer: tensor '{}': {} bytes for {} {}, expected {}", name, bytes.size(),
          ggml_type_name(ggml_type), shape_str(shape), Tensor::nbytes(*dt, shape));
@@ -693,6 +698,9 @@ std::vector<uint8_t> GgufWriter::serialize() const {
   for (const auto& [k, v] : meta) has_align |= k == "general.alignment";
   if (!has_align && alignment != 32) meta.emplace_back("general.alignment", GgufValue::u32(alignment));
 
+  for (size_t i = 0; i < meta.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (meta[i].first == meta[j].first) fail("gguf writer: duplicate metadata key '{}'", meta[i].first);
   Out o;
   o.b.insert(o.b.end(), {'G', 'G', 'U', 'F'});
   o.put<uint32_t>(3);

@@ -192,6 +192,28 @@ TEST(Gguf, GettersCheckTypesAndRanges) {
   EXPECT_EQ(f.find_tensor("nope"), nullptr);
   EXPECT_EQ(f.find("k.u8")->to_string(), "200");
   EXPECT_EQ(f.find("a.str")->to_string(2), "[string x 3] [\"a\", \"\", ...]");
+  EXPECT_EQ(f.find("k.f32")->to_string(), "0.1");
+  EXPECT_EQ(f.find("a.f32")->to_string(), "[f32 x 2] [0.5, -2]");
+}
+
+TEST(Gguf, WriterChecksItsInput) {
+  GgufWriter w;
+  w.set("k", GgufValue::u32(1));
+  w.kv.emplace_back("k", GgufValue::u32(2));
+  EXPECT_THROW(w.serialize(), Error);  // duplicate key
+  w.kv.pop_back();
+  w.set("big", GgufValue::array(GgufType::U8, std::vector<uint64_t>{256}));
+  EXPECT_THROW(w.serialize(), Error);  // does not fit u8
+  w.set("big", GgufValue::array(GgufType::I8, std::vector<uint64_t>{1}));
+  EXPECT_THROW(w.serialize(), Error);  // unsigned values for a signed type
+  w.kv.pop_back();
+  EXPECT_NO_THROW(w.serialize());
+  EXPECT_THROW(w.add_tensor("t", kGgmlF32, {3}, std::vector<uint8_t>(8)), Error);
+  EXPECT_THROW(w.add_tensor("t", 12, {-1}, {}), Error);
+  EXPECT_THROW(w.add_tensor("t", kGgmlF32, {1, 1, 1, 1, 1}, std::vector<uint8_t>(4)), Error);
+  w.add_tensor("t", kGgmlF32, {1}, std::vector<uint8_t>(4));
+  EXPECT_THROW(w.add_tensor("t", kGgmlF32, {1}, std::vector<uint8_t>(4)), Error);
+  EXPECT_THROW(w.add_tensor(Tensor::empty(DType::TNAT, {4}, "n")), Error);
 }
 
 // The exact bytes of a tiny file: one u32 key, one F32 tensor of 2 elements.
