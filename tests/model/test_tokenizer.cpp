@@ -525,6 +525,13 @@ TEST(Tokenizer, SentencePieceFromHfTokenizerJson) {
   }
   EXPECT_EQ(bad, 0);
   EXPECT_EQ(t.encode("grabbed", {}), (Ids{1, 2646, 1327, 287}));
+  // Tokenizer::from_file tells tokenizer.json from a tiktoken file by content.
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("bitnet_tok_" + std::to_string(::getpid()) + ".json")).string();
+  std::ofstream(path) << "\n  " << j.dump();
+  const Tokenizer f = Tokenizer::from_file(path);
+  std::filesystem::remove(path);
+  EXPECT_EQ(f.encode("Hello world", {}), t.encode("Hello world", {}));
 }
 
 }  // namespace
