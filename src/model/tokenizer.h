@@ -72,8 +72,9 @@ class Tokenizer {
   // special tokens at ids n..n+255 (n = number of ranks: 128000 for LLaMA-3).
   static Tokenizer from_tiktoken_file(const std::string& path);
   static Tokenizer from_tiktoken(std::string_view text, const std::string& name);
-  // HF tokenizer.json with model.type "BPE" and a ByteLevel pre-tokenizer (optionally after a
-  // Split regex), added_tokens, and a TemplateProcessing post-processor for BOS.
+  // HF tokenizer.json with model.type "BPE": byte-level (a ByteLevel pre-tokenizer, optionally
+  // after a Split regex) or SentencePiece-style (byte_fallback, "▁", Prepend normalizer or
+  // Metaspace); added_tokens; BOS from a TemplateProcessing post-processor.
   static Tokenizer from_hf_json_file(const std::string& path);
   static Tokenizer from_hf_json(std::string_view json, const std::string& name);
   // By content: a JSON object -> tokenizer.json, else a tiktoken rank file.

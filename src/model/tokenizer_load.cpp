@@ -1,4 +1,5 @@
 // Tokenizer loaders: tiktoken rank files and HF tokenizer.json.
+#include <cctype>
 #include <fstream>
 #include <sstream>
 
@@ -62,6 +63,8 @@ std::vector<std::string> llama3_special_names() {
 }
 
 }  // namespace
+
+TokenizerVocab hf_json_spm_vocab(const nlohmann::json& j, const std::string& name);
 
 Tokenizer Tokenizer::from_tiktoken_file(const std::string& path) { return from_tiktoken(read_file(path), path); }
 
@@ -152,8 +155,16 @@ Tokenizer Tokenizer::from_hf_json(std::string_view text, const std::string& name
     const json& m = j["model"];
     const std::string type = m.value("type", std::string("BPE"));
     if (type != "BPE") fail("{}: model.type '{}' is not supported (only BPE)", name, type);
-    if (m.contains("normalizer") || (j.contains("normalizer") && !j["normalizer"].is_null()))
-      fail("{}: normalizers are not supported (byte-level BPE tokenizers have none)", name);
+    if (m.value("byte_fallback", false)) {
+      const TokenizerVocab v = hf_json_spm_vocab(j, name);
+      try {
+        return from_vocab(v);
+      } catch (const Error& e) {
+        fail("{}: {}", name, e.what());
+      }
+    }
+    if (j.contains("normalizer") && !j["normalizer"].is_null())
+      fail("{}: normalizers are not supported with byte-level BPE", name);
 
     // Pre-tokenizer: [Split(Regex, Isolated)] then ByteLevel.
     std::string pattern;
@@ -260,6 +271,112 @@ Tokenizer Tokenizer::from_hf_json(std::string_view text, const std::string& name
   } catch (const json::exception& e) {
     fail("{}: unexpected tokenizer.json layout: {}", name, e.what());
   }
+}
+
+// SentencePiece-style BPE in tokenizer.json (LLaMA-1/2, Mistral): vocabulary with "▁" and
+// <0xNN> byte tokens, byte_fallback, merges; a space prefix from a Prepend("▁") normalizer or a
+// Metaspace pre-tokenizer. Merge ranks become SentencePiece scores (score = -rank of the first merge
+// that makes the token), so llama.cpp's score-ordered merging gives HF's rank-ordered result.
+TokenizerVocab hf_json_spm_vocab(const nlohmann::json& j, const std::string& name) {
+  using nlohmann::json;
+  const json& m = j["model"];
+  bool prefix = false;
+  auto check_normalizer = [&](const json& n) {
+    const std::string t = n.value("type", "");
+    if (t == "Prepend" && n.value("prepend", "") == "\xE2\x96\x81") {
+      prefix = true;
+    } else if (t == "Replace" && n.contains("pattern") && n["pattern"].value("String", "") == " " &&
+               n.value("content", "") == "\xE2\x96\x81") {
+      // spaces -> "▁": what build_spm's encoder does anyway
+    } else {
+      fail("{}: normalizer '{}' is not supported with SentencePiece-style BPE", name, t);
+    }
+  };
+  if (j.contains("normalizer") && !j["normalizer"].is_null()) {
+    const json& n = j["normalizer"];
+    if (n.value("type", "") == "Sequence")
+      for (const auto& x : n.at("normalizers")) check_normalizer(x);
+    else
+      check_normalizer(n);
+  }
+  if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
+    const json& p = j["pre_tokenizer"];
+    if (p.value("type", "") != "Metaspace" || p.value("split", true))
+      fail("{}: pre-tokenizer '{}' is not supported with SentencePiece-style BPE (Metaspace, split false)", name,
+           p.value("type", ""));
+    prefix = p.value("prepend_scheme", std::string("always")) != "never";
+  }
+  TokenizerVocab v;
+  v.model = "llama";
+  v.add_space_prefix = prefix;
+  int64_t n = 0;
+  for (const auto& [tok, id] : m.at("vocab").items()) n = std::max<int64_t>(n, id.get<int64_t>() + 1);
+  if (j.contains("added_tokens"))
+    for (const auto& a : j["added_tokens"]) n = std::max<int64_t>(n, a.at("id").get<int64_t>() + 1);
+  if (n <= 0 || n >= (int64_t{1} << 24)) fail("{}: vocabulary size {} is out of range", name, n);
+  v.tokens.assign(static_cast<size_t>(n), std::string());
+  v.token_types.assign(static_cast<size_t>(n), static_cast<int32_t>(TokenType::Unused));
+  v.scores.assign(static_cast<size_t>(n), -1e9f);
+  std::unordered_map<std::string, int32_t> ids;
+  for (const auto& [tok, idj] : m.at("vocab").items()) {
+    const int64_t id = idj.get<int64_t>();
+    if (id < 0) fail("{}: negative id for token '{}'", name, tok);
+    v.tokens[static_cast<size_t>(id)] = tok;
+    const bool byte = tok.size() == 6 && tok.compare(0, 3, "<0x") == 0 && tok[5] == '>' &&
+                      std::isxdigit(static_cast<unsigned char>(tok[3])) && std::isxdigit(static_cast<unsigned char>(tok[4]));
+    v.token_types[static_cast<size_t>(id)] = static_cast<int32_t>(byte ? TokenType::Byte : TokenType::Normal);
+    ids[tok] = static_cast<int32_t>(id);
+  }
+  const std::string unk = m.contains("unk_token") && m["unk_token"].is_string() ? m["unk_token"].get<std::string>() : "";
+  if (!unk.empty()) {
+    const auto it = ids.find(unk);
+    if (it != ids.end()) {
+      v.unk_id = it->second;
+      v.token_types[static_cast<size_t>(it->second)] = static_cast<int32_t>(TokenType::Unknown);
+    }
+  }
+  if (j.contains("added_tokens"))
+    for (const auto& a : j["added_tokens"]) {
+      const auto id = static_cast<size_t>(a.at("id").get<int64_t>());
+      v.tokens[id] = a.at("content").get<std::string>();
+      if (static_cast<int32_t>(id) != v.unk_id)
+        v.token_types[id] = static_cast<int32_t>(a.value("special", false) ? TokenType::Control : TokenType::UserDefined);
+      if (v.tokens[id] == "<s>") v.bos_id = static_cast<int32_t>(id);
+      if (v.tokens[id] == "</s>") v.eos_id = static_cast<int32_t>(id);
+    }
+  size_t rank = 0;
+  if (m.contains("merges"))
+    for (const auto& mg : m["merges"]) {
+      std::string merged;
+      if (mg.is_string()) {
+        const std::string s = mg.get<std::string>();
+        const size_t sp = s.find(' ');
+        if (sp == std::string::npos) fail("{}: merge {} ('{}') is not 'left right'", name, rank, s);
+        merged = s.substr(0, sp) + s.substr(sp + 1);
+      } else if (mg.is_array() && mg.size() == 2) {
+        merged = mg[0].get<std::string>() + mg[1].get<std::string>();
+      } else {
+        fail("{}: merge {} is neither 'a b' nor [a, b]", name, rank);
+      }
+      const auto it = ids.find(merged);
+      if (it == ids.end()) fail("{}: merge {} makes '{}', which is not in the vocabulary", name, rank, merged);
+      float& sc = v.scores[static_cast<size_t>(it->second)];
+      sc = std::max(sc, -static_cast<float>(rank));
+      ++rank;
+    }
+  // BOS from the post-processor, as for byte-level tokenizers.
+  if (j.contains("post_processor") && !j["post_processor"].is_null()) {
+    const json& p = j["post_processor"];
+    if (p.value("type", "") == "TemplateProcessing" && p.contains("single") && !p["single"].empty() &&
+        p["single"][0].contains("SpecialToken")) {
+      const auto it = ids.find(p["single"][0]["SpecialToken"].at("id").get<std::string>());
+      if (it != ids.end()) {
+        v.bos_id = it->second;
+        v.add_bos = true;
+      }
+    }
+  }
+  return v;
 }
 
 Tokenizer Tokenizer::from_file(const std::string& path) {

@@ -12,9 +12,26 @@ namespace {
 // the separators (Zs, Zl, Zp). PCRE2's UCP `\s` is the same set without U+0085.
 constexpr const char* kWhiteSpaceItems = R"(\t\n\x{0B}\f\r\x{85}\p{Z})";
 
+// Letters and numbers assigned in Unicode 15.0-16.0, which tiktoken's Rust regex classifies as
+// \p{L} / \p{N} and PCRE2 10.42 (Unicode 14 tables) does not: Kawi, Nag Mundari, Kaktovik
+// numerals, CJK extensions H and I, Egyptian hieroglyphs extension A, Garay, Todhri, Sunuwar,
+// Kirat Rai, Ol Onal, Tulu-Tigalari, Gurung Khema, and a few Latin/Cyrillic/kana letters. Computed
+// as (ICU 78 / Unicode 17 classes) minus (PCRE2 10.42 classes) minus the blocks of Unicode 17,
+// whose classification tiktoken 0.14 does not have yet. Duplicates of a newer PCRE2 are harmless.
+constexpr const char* kExtraLetters =
+    R"(\x{A7CB}-\x{A7CD}\x{A7DA}-\x{A7DC}\x{105C0}-\x{105F3}\x{10D4A}-\x{10D65}\x{10D6F}-\x{10D85})"
+    R"(\x{10EC2}-\x{10EC4}\x{1123F}-\x{11240}\x{11380}-\x{11389}\x{1138B}\x{1138E}\x{11390}-\x{113B5})"
+    R"(\x{113B7}\x{113D1}\x{113D3}\x{11BC0}-\x{11BE0}\x{11F02}\x{11F04}-\x{11F10}\x{11F12}-\x{11F33})"
+    R"(\x{1342F}\x{13441}-\x{13446}\x{13460}-\x{143FA}\x{16100}-\x{1611D}\x{16D40}-\x{16D6C}\x{18CFF})"
+    R"(\x{1B132}\x{1B155}\x{1DF25}-\x{1DF2A}\x{1E030}-\x{1E06D}\x{1E4D0}-\x{1E4EB}\x{1E5D0}-\x{1E5ED})"
+    R"(\x{1E5F0}\x{2B739}\x{2EBF0}-\x{2EE5D}\x{31350}-\x{323AF})";
+constexpr const char* kExtraNumbers =
+    R"(\x{10D40}-\x{10D49}\x{116D0}-\x{116E3}\x{11BF0}-\x{11BF9}\x{11F50}-\x{11F59}\x{16130}-\x{16139})"
+    R"(\x{16D70}-\x{16D79}\x{1CCF0}-\x{1CCF9}\x{1D2C0}-\x{1D2D3}\x{1E4F0}-\x{1E4F9}\x{1E5F1}-\x{1E5FA})";
+
 }  // namespace
 
-std::string translate_whitespace_classes(std::string_view p) {
+std::string translate_pattern(std::string_view p) {
   std::string out;
   out.reserve(p.size() + 64);
   bool in_class = false;
@@ -28,6 +45,11 @@ std::string translate_whitespace_classes(std::string_view p) {
           out += kWhiteSpaceItems;
         else
           out += std::string("[") + kWhiteSpaceItems + "]";
+      } else if (n == 'p' && (p.substr(i + 1, 3) == "{L}" || p.substr(i + 1, 3) == "{N}")) {
+        const std::string items = std::string(p[i + 2] == 'L' ? R"(\p{L})" : R"(\p{N})") +
+                                  (p[i + 2] == 'L' ? kExtraLetters : kExtraNumbers);
+        out += in_class ? items : "[" + items + "]";
+        i += 3;
       } else if (n == 'S') {
         if (in_class) fail("tokenizer regex: \\S inside a character class is not supported: {}", p);
         out += std::string("[^") + kWhiteSpaceItems + "]";
@@ -52,7 +74,7 @@ std::string translate_whitespace_classes(std::string_view p) {
 }
 
 Regex::Regex(std::string_view pattern) : pattern_(pattern) {
-  const std::string translated = translate_whitespace_classes(pattern);
+  const std::string translated = translate_pattern(pattern);
   int err = 0;
   PCRE2_SIZE err_off = 0;
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),

@@ -1,6 +1,8 @@
 #pragma once
 // Pre-tokenizer regex on PCRE2 (UTF + UCP, JIT when available), with tiktoken's semantics:
-// `\s` is Unicode White_Space (PCRE2's own \s lacks U+0085), and invalid UTF-8 never matches.
+// `\s` is Unicode White_Space (PCRE2's own \s lacks U+0085), `\p{L}` / `\p{N}` include the
+// letters and numbers of Unicode 15-16 (PCRE2 10.42 has Unicode 14 tables), and invalid UTF-8
+// never matches.
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,7 +31,8 @@ class Regex {
   bool jit_ = false;
 };
 
-// Rewrites `\s` / `\S` to explicit Unicode White_Space classes (exposed for tests).
-std::string translate_whitespace_classes(std::string_view pattern);
+// Rewrites `\s` / `\S` to explicit Unicode White_Space classes and extends `\p{L}` / `\p{N}`
+// (exposed for tests).
+std::string translate_pattern(std::string_view pattern);
 
 }  // namespace bitnet

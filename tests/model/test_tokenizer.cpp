@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <tuple>
 #include <unistd.h>
 #include <unordered_map>
 
@@ -105,11 +106,17 @@ TEST(Tokenizer, Gpt2ByteAlphabetIsABijection) {
 }
 
 TEST(Tokenizer, WhitespaceClassesFollowUnicodeWhiteSpace) {
-  EXPECT_EQ(translate_whitespace_classes(R"(\s+)"), R"([\t\n\x{0B}\f\r\x{85}\p{Z}]+)");
-  EXPECT_EQ(translate_whitespace_classes(R"([^\s\p{L}])"), R"([^\t\n\x{0B}\f\r\x{85}\p{Z}\p{L}])");
-  EXPECT_EQ(translate_whitespace_classes(R"(\s+(?!\S))"),
+  EXPECT_EQ(translate_pattern(R"(\s+)"), R"([\t\n\x{0B}\f\r\x{85}\p{Z}]+)");
+  EXPECT_EQ(translate_pattern(R"([^\s\r])"), R"([^\t\n\x{0B}\f\r\x{85}\p{Z}\r])");
+  EXPECT_EQ(translate_pattern(R"(\s+(?!\S))"),
             R"([\t\n\x{0B}\f\r\x{85}\p{Z}]+(?![^\t\n\x{0B}\f\r\x{85}\p{Z}]))");
-  EXPECT_EQ(translate_whitespace_classes(R"(\\s[]\s])"), R"(\\s[]\t\n\x{0B}\f\r\x{85}\p{Z}])");
+  EXPECT_EQ(translate_pattern(R"(\\s[]\s])"), R"(\\s[]\t\n\x{0B}\f\r\x{85}\p{Z}])");
+  // \p{L} / \p{N} gain the letters and numbers PCRE2's Unicode 14 tables lack.
+  const std::string l = translate_pattern(R"(\p{L}+)"), n = translate_pattern(R"([^\p{N}])");
+  EXPECT_EQ(l.substr(0, 6), R"([\p{L})");
+  EXPECT_NE(l.find(R"(\x{31350}-\x{323AF}]+)"), std::string::npos);
+  EXPECT_EQ(n.substr(0, 7), R"([^\p{N})");
+  EXPECT_NE(n.find(R"(\x{1E5F1}-\x{1E5FA}])"), std::string::npos);
   Regex re(kLlama3Pattern);
   std::vector<std::string_view> pieces;
   re.split("a\xC2\x85  b\xFF c", pieces);  // NEL is whitespace; invalid bytes become own pieces
@@ -459,6 +466,72 @@ TEST(Tokenizer, SentencePieceFromGgufFile) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("tokenizer.ggml.tokens"), std::string::npos) << e.what();
   }
+}
+
+// A SentencePiece-style tokenizer.json (LLaMA-2 layout: Prepend/Replace normalizer, BPE with
+// byte_fallback and merges) made from the same vocabulary, merges ordered by score as HF's
+// converter orders them.
+TEST(Tokenizer, SentencePieceFromHfTokenizerJson) {
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<int32_t> types;
+  for (const auto& j : read_jsonl(kData + "llama2_vocab.jsonl")) {
+    tokens.push_back(j[0].get<std::string>());
+    scores.push_back(j[1].get<float>());
+    types.push_back(j[2].get<int32_t>());
+  }
+  std::unordered_map<std::string, int32_t> id;
+  for (size_t i = 0; i < tokens.size(); ++i) id.emplace(tokens[i], static_cast<int32_t>(i));
+  std::vector<std::tuple<float, int32_t, std::string, std::string>> m;  // -score, id, left, right
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (types[i] != 1) continue;
+    const std::string& t = tokens[i];
+    for (size_t k = 1; k < t.size(); ++k) {
+      if ((static_cast<uint8_t>(t[k]) & 0xC0) == 0x80) continue;  // split between characters only
+      if (id.count(t.substr(0, k)) && id.count(t.substr(k)))
+        m.emplace_back(-scores[i], static_cast<int32_t>(i), t.substr(0, k), t.substr(k));
+    }
+  }
+  std::sort(m.begin(), m.end());
+  json merges = json::array(), vocab = json::object();
+  for (const auto& [s, i, l, r] : m) merges.push_back(l + " " + r);
+  for (size_t i = 0; i < tokens.size(); ++i) vocab[tokens[i]] = i;
+  const std::string sp = "\xE2\x96\x81";
+  json j;
+  j["normalizer"] = {{"type", "Sequence"},
+                     {"normalizers",
+                      {{{"type", "Prepend"}, {"prepend", sp}},
+                       {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", sp}}}}};
+  j["pre_tokenizer"] = nullptr;
+  j["added_tokens"] = {{{"id", 0}, {"content", "<unk>"}, {"special", true}},
+                       {{"id", 1}, {"content", "<s>"}, {"special", true}},
+                       {{"id", 2}, {"content", "</s>"}, {"special", true}}};
+  j["post_processor"] = {{"type", "TemplateProcessing"},
+                         {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+                                     {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}}};
+  j["model"] = {{"type", "BPE"}, {"byte_fallback", true}, {"fuse_unk", true}, {"unk_token", "<unk>"},
+                {"vocab", vocab}, {"merges", merges}};
+  const Tokenizer t = Tokenizer::from_hf_json(j.dump(), "llama2 tokenizer.json");
+  EXPECT_EQ(t.kind(), Tokenizer::Kind::SentencePiece);
+  EXPECT_EQ(t.bos_id(), 1);
+  EXPECT_TRUE(t.add_bos());
+  int bad = 0;
+  for (const auto& g : read_jsonl(kData + "goldens_spm.jsonl")) {
+    const std::string text = g["text"].get<std::string>();
+    const Ids got = t.encode(text, {.add_bos = false});
+    if (got != g["ids"].get<Ids>() && ++bad <= 5)
+      ADD_FAILURE() << "text " << show(text) << "\n got  " << json(got).dump() << "\n want " << g["ids"].dump();
+    ASSERT_EQ(t.decode(got), text);
+  }
+  EXPECT_EQ(bad, 0);
+  EXPECT_EQ(t.encode("grabbed", {}), (Ids{1, 2646, 1327, 287}));
+  // Tokenizer::from_file tells tokenizer.json from a tiktoken file by content.
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("bitnet_tok_" + std::to_string(::getpid()) + ".json")).string();
+  std::ofstream(path) << "\n  " << j.dump();
+  const Tokenizer f = Tokenizer::from_file(path);
+  std::filesystem::remove(path);
+  EXPECT_EQ(f.encode("Hello world", {}), t.encode("Hello world", {}));
 }
 
 }  // namespace

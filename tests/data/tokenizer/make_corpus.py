@@ -93,6 +93,17 @@ add("a\u00a0b\u3000c\u2028d\u0085e", "x \t\u00a0\n y", "😀 \n\n", " 123 456", 
     "Ω≈ç√∫˜µ≤≥÷", "åß∂ƒ©˙∆˚¬…æ", "\u0000 NUL byte", "bell\u0007 esc\u001b[31m red", "\u001c\u001d\u001e\u001f info seps",
     "a" * 300, " " * 100, "ab" * 150, "1" * 50, "\n" * 20, "😀" * 30,
     )
+# Letters and digits assigned after Unicode 14 (PCRE2 10.42's tables): Kawi, Nag Mundari, CJK
+# extensions H and I, Unicode 16 scripts (Garay, Todhri, Sunuwar, Kirat Rai, Ol Onal), new Latin,
+# Cyrillic modifier and kana letters.
+add("x \U00011F04\U00011F05\U00011F06 y", "\U00011F50\U00011F51\U00011F52\U00011F53 Kawi digits",
+    "\U0001E4D0\U0001E4D1\U0001E4D2 abc \U0001E4F0\U0001E4F1", "\U00031350\U00031351 text",
+    "\U0002EBF0\U0002EBF1 CJK-I", "\U00010D4A\U00010D4B \U00010D40\U00010D41\U00010D42\U00010D43 Garay",
+    "\U000105C0\U000105C1 Todhri", "\U00011BC0\U00011BC1 \U00011BF0\U00011BF1 Sunuwar",
+    "\U00016D43\U00016D44 \U00016D70\U00016D71 Kirat", "\U0001E5D0\U0001E5D1 \U0001E5F1\U0001E5F2 Onal",
+    "ab\U0001DF25c", "a\U0001E030b", "\U0001B132\U0001B155 kana", "\u0ccb\u0cf3 kannada",
+    "'s\U0001E4D0", " \U00011F04",
+    )
 # Longer prose.
 add("Machine learning is a field of study in artificial intelligence concerned with the development and study of statistical algorithms that can learn from data and generalize to unseen data, and thus perform tasks without explicit instructions.\n\nRecently, artificial neural networks have been able to surpass many previous approaches in performance.",
     "Q: What is 2+2?\nA: 4.\n\nQ: What's the capital of France?\nA: Paris.",
