@@ -54,6 +54,18 @@ struct EncodeOptions {
   bool parse_special = false;  // control-token strings in the text become their ids
 };
 
+// A HF tokenizer.json (byte-level BPE) as a TokenizerVocab (tokens in the stored GPT-2 alphabet,
+// added tokens Control when "special", else UserDefined; ids without a token are empty and
+// Unused; BOS from a TemplateProcessing post-processor, EOS/EOT by their usual names) plus the
+// pre-tokenizer settings it uses. `vocab.pre` is left empty: the caller names the pattern.
+struct HfTokenizerJson {
+  TokenizerVocab vocab;
+  std::string pattern;  // pre-tokenizer regex
+  bool ignore_merges = false;
+  bool add_prefix_space = false;
+};
+HfTokenizerJson parse_hf_tokenizer_json(std::string_view json, const std::string& name);
+
 class Regex;     // PCRE2 wrapper (tokenizer_regex.h)
 class GgufFile;  // model/gguf.h
 

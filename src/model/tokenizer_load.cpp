@@ -143,6 +143,18 @@ Tokenizer Tokenizer::from_tiktoken(std::string_view text, const std::string& nam
 Tokenizer Tokenizer::from_hf_json_file(const std::string& path) { return from_hf_json(read_file(path), path); }
 
 Tokenizer Tokenizer::from_hf_json(std::string_view text, const std::string& name) {
+  const HfTokenizerJson h = parse_hf_tokenizer_json(text, name);
+  if (h.vocab.model == "llama") {  // SentencePiece-style BPE with byte fallback
+    try {
+      return from_vocab(h.vocab);
+    } catch (const Error& e) {
+      fail("{}: {}", name, e.what());
+    }
+  }
+  return build_bpe(h.vocab, h.pattern, h.ignore_merges, h.add_prefix_space, name);
+}
+
+HfTokenizerJson parse_hf_tokenizer_json(std::string_view text, const std::string& name) {
   using nlohmann::json;
   json j;
   try {
@@ -156,12 +168,9 @@ Tokenizer Tokenizer::from_hf_json(std::string_view text, const std::string& name
     const std::string type = m.value("type", std::string("BPE"));
     if (type != "BPE") fail("{}: model.type '{}' is not supported (only BPE)", name, type);
     if (m.value("byte_fallback", false)) {
-      const TokenizerVocab v = hf_json_spm_vocab(j, name);
-      try {
-        return from_vocab(v);
-      } catch (const Error& e) {
-        fail("{}: {}", name, e.what());
-      }
+      HfTokenizerJson h;
+      h.vocab = hf_json_spm_vocab(j, name);  // model "llama": no pre-tokenizer pattern
+      return h;
     }
     if (j.contains("normalizer") && !j["normalizer"].is_null())
       fail("{}: normalizers are not supported with byte-level BPE", name);
@@ -267,7 +276,12 @@ Tokenizer Tokenizer::from_hf_json(std::string_view text, const std::string& name
     if (v.bos_id < 0) v.bos_id = find_added({"<|begin_of_text|>", "<s>"});
     v.eos_id = find_added({"<|end_of_text|>", "</s>", "<|endoftext|>"});
     v.eot_id = find_added({"<|eot_id|>", "<|im_end|>", "<|end|>"});
-    return build_bpe(v, pattern, m.value("ignore_merges", false), add_prefix_space, name);
+    HfTokenizerJson h;
+    h.vocab = std::move(v);
+    h.pattern = std::move(pattern);
+    h.ignore_merges = m.value("ignore_merges", false);
+    h.add_prefix_space = add_prefix_space;
+    return h;
   } catch (const json::exception& e) {
     fail("{}: unexpected tokenizer.json layout: {}", name, e.what());
   }

@@ -8,6 +8,7 @@ void register_info(CLI::App& app);
 void register_selftest(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_synth(CLI::App& app);
+void register_convert(CLI::App& app);
 void register_run(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_perplexity(CLI::App& app);

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   bitnet::cli::register_perplexity(app);
   bitnet::cli::register_bench(app);
   bitnet::cli::register_synth(app);
+  bitnet::cli::register_convert(app);
   bitnet::cli::register_tokenize(app);
   bitnet::cli::register_detokenize(app);
   bitnet::cli::register_inspect(app);

@@ -1,0 +1,41 @@
+// `bitnet convert`: a Hugging Face BitNet b1.58 checkpoint folder -> GGUF.
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "commands.h"
+#include "core/error.h"
+#include "inference/convert_hf.h"
+
+namespace bitnet::cli {
+
+void register_convert(CLI::App& app) {
+  auto* cmd = app.add_subcommand("convert", "Convert a Hugging Face BitNet checkpoint folder to GGUF");
+  struct Opts {
+    std::string dir, out, type = "i2_s", embd = "f16";
+  };
+  static Opts o;
+  cmd->add_option("dir", o.dir, "checkpoint folder (config.json, *.safetensors, tokenizer.json)")->required();
+  cmd->add_option("-o,--output", o.out, "output GGUF file")->required();
+  cmd->add_option("--type", o.type, "ternary layer type")->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
+  cmd->add_option("--embd-type", o.embd, "embedding / untied head type")->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  cmd->callback([] {
+    ConvertOptions opt;
+    opt.ternary_type = *dtype_from_name(o.type);
+    opt.embd_type = *dtype_from_name(o.embd);
+    const bool tty = isatty(STDERR_FILENO) != 0;
+    if (tty)
+      opt.progress = [](size_t i, size_t n, const std::string& name) {
+        std::fprintf(stderr, "\rconvert: tensor %zu/%zu %-40s", i, n, name.c_str());
+        std::fflush(stderr);
+      };
+    const GgufWriter w = convert_hf(o.dir, opt);
+    if (tty) std::fprintf(stderr, "\rconvert: writing %s%-40s\n", o.out.c_str(), "");
+    w.write(o.out);
+    const ModelConfig c = hf_config(o.dir);
+    std::printf("wrote %s: %s, %s layers, %s embedding\n", o.out.c_str(), describe(c).c_str(), o.type.c_str(),
+                o.embd.c_str());
+  });
+}
+
+}  // namespace bitnet::cli
