@@ -1,6 +1,6 @@
 // The machine's limits that every kernel figure is read against:
-//  * read bandwidth: threads stream disjoint parts of a 1 GiB buffer (sum of 64-bit words), the
-//    decode GEMV's access pattern; reported as bytes/s over all threads;
+//  * read bandwidth: threads stream disjoint parts of a 1 GiB buffer with 64-byte loads (AVX-512
+//    where available), the decode GEMV's access pattern; reported as bytes/s over all threads;
 //  * peak int8 dot-product rate: 12 independent vpdpbusd chains per thread (64 MAC each).
 #include <benchmark/benchmark.h>
 
@@ -16,6 +16,7 @@ namespace bitnet {
 #if defined(BITNET_HAVE_X86_KERNELS)
 double vnni_peak_macs_per_call();           // limits_avx512.cpp
 uint64_t vnni_peak_kernel(int64_t iters);  // returns a checksum
+uint64_t read_stream_avx512(const uint8_t* p, size_t bytes);
 #endif
 
 namespace {
@@ -29,10 +30,18 @@ void BM_ReadBandwidth(benchmark::State& st) {
   const auto* words = buf.as<uint64_t>();
   const size_t n = bytes / 8;
   std::vector<uint64_t> sums(static_cast<size_t>(threads) * 8);
+  [[maybe_unused]] const bool wide = cpu_features().avx512f;
   for (auto _ : st) {
     pool.run([&](int tid) {
-      const size_t b = n * static_cast<size_t>(tid) / static_cast<size_t>(threads);
-      const size_t e = n * static_cast<size_t>(tid + 1) / static_cast<size_t>(threads);
+      // Each thread reads one contiguous part (64-byte aligned), as a GEMV thread does.
+      const size_t b = n * static_cast<size_t>(tid) / static_cast<size_t>(threads) / 32 * 32;
+      const size_t e = tid + 1 == threads ? n : n * static_cast<size_t>(tid + 1) / static_cast<size_t>(threads) / 32 * 32;
+#if defined(BITNET_HAVE_X86_KERNELS)
+      if (wide) {
+        sums[static_cast<size_t>(tid) * 8] = read_stream_avx512(reinterpret_cast<const uint8_t*>(words + b), (e - b) * 8);
+        return;
+      }
+#endif
       uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       for (size_t i = b; i + 4 <= e; i += 4) {
         s0 += words[i];
