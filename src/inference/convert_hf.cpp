@@ -16,6 +16,7 @@
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
 #include "quant/formats.h"
+#include "quant/quantize_rows.h"
 #include "quant/ternary.h"
 
 namespace bitnet {
@@ -83,19 +84,6 @@ std::vector<float> read_float(const SafetensorsModel& st, const std::string& nam
     fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", f->name(), name, info->dtype);
   }
   return out;
-}
-
-std::vector<uint8_t> float_bytes(const std::vector<float>& v, DType t) {
-  std::vector<uint8_t> b(v.size() * (t == DType::F32 ? 4 : 2));
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (t == DType::F32) {
-      std::memcpy(b.data() + 4 * i, &v[i], 4);
-    } else {
-      const uint16_t h = t == DType::F16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
-      std::memcpy(b.data() + 2 * i, &h, 2);
-    }
-  }
-  return b;
 }
 
 enum class ScaleMode { kDivide, kMultiply };
@@ -296,8 +284,8 @@ ModelConfig hf_config(const std::string& dir_s) {
 GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
   if (opt.ternary_type != DType::I2_S && opt.ternary_type != DType::TQ2_0 && opt.ternary_type != DType::TQ1_0)
     fail("convert: ternary type must be i2_s, tq2_0 or tq1_0, not {}", dtype_name(opt.ternary_type));
-  if (opt.embd_type != DType::F32 && opt.embd_type != DType::F16 && opt.embd_type != DType::BF16)
-    fail("convert: embedding type must be f32, f16 or bf16, not {}", dtype_name(opt.embd_type));
+  if (!quantize_supported(opt.embd_type))
+    fail("convert: embedding type must be f32, f16, bf16, q8_0 or q6_k, not {}", dtype_name(opt.embd_type));
   const fs::path dir(dir_s);
   const ModelConfig c = hf_config(dir_s);
   const json j = read_config(dir);
@@ -360,7 +348,8 @@ GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
     const std::vector<float> v = read_float(st, hname, shape);
     for (size_t i = 0; i < v.size(); ++i)
       if (!std::isfinite(v[i])) fail("{}: tensor '{}' has a non-finite value at {}", st.file_of(hname)->name(), hname, i);
-    w.add_tensor(gname, *ggml_from_dtype(t), std::move(shape), float_bytes(v, t));
+    const int64_t cols = shape.back(), rows = static_cast<int64_t>(v.size()) / cols;
+    w.add_tensor(gname, *ggml_from_dtype(t), std::move(shape), quantize_rows(t, v.data(), rows, cols));
   };
   auto add_lin = [&](const std::string& gname, const std::string& hname, int64_t out, int64_t in) {
     step(gname);

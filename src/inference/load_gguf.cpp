@@ -119,7 +119,7 @@ Tensor read_matrix(const GgufFile& f, const std::string& name, int64_t rows, int
 
 }  // namespace
 
-std::unique_ptr<Model> load_gguf_model(const GgufFile& f) {
+std::unique_ptr<Model> load_gguf_model(const GgufFile& f, const std::function<void(int64_t, int64_t)>& progress) {
   const std::string arch = f.get_str("general.architecture");
   const bool b158 = arch == "bitnet-b1.58" || arch == "bitnet-25";
   if (!b158 && arch != "bitnet" && arch != "llama")
@@ -188,6 +188,7 @@ std::unique_ptr<Model> load_gguf_model(const GgufFile& f) {
     L.w_gate_up = pack_fused({read_ternary(f, p + "ffn_gate.weight", c.n_ff, d), read_ternary(f, p + "ffn_up.weight", c.n_ff, d)});
     L.w_down = pack_fused({read_ternary(f, p + "ffn_down.weight", d, c.n_ff)});
     m->layers.push_back(std::move(L));
+    if (progress) progress(il + 1, c.n_layer);
   }
   return m;
 }

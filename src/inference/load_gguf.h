@@ -4,6 +4,7 @@
 // Ternary tensors are unpacked once and repacked into the native layout with q|k|v and gate|up
 // fused; embeddings, head and norms are borrowed from the mapping (norms copied to float).
 // Anything unsupported (architecture, tensor type, shape) is an error naming it.
+#include <functional>
 #include <memory>
 
 #include "inference/model.h"
@@ -11,6 +12,8 @@
 
 namespace bitnet {
 
-std::unique_ptr<Model> load_gguf_model(const GgufFile& f);
+// progress(done, total) is called after each layer is repacked (total = block count).
+std::unique_ptr<Model> load_gguf_model(const GgufFile& f,
+                                       const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace bitnet

@@ -9,6 +9,7 @@
 #include "inference/synthetic.h"
 #include "model/tokenizer.h"
 #include "quant/formats.h"
+#include "quant/quantize_rows.h"
 
 namespace bitnet {
 namespace {
@@ -83,8 +84,8 @@ ModelConfig synthetic_config(const std::string& shape) {
 
 GgufWriter synthetic_gguf(const ModelConfig& c, DType ternary_type, DType embd_type, uint64_t seed) {
   validate(c);
-  if (embd_type != DType::F32 && embd_type != DType::F16 && embd_type != DType::BF16)
-    fail("synthetic model: embedding type must be f32, f16 or bf16, not {}", dtype_name(embd_type));
+  if (!quantize_supported(embd_type))
+    fail("synthetic model: embedding type must be f32, f16, bf16, q8_0 or q6_k, not {}", dtype_name(embd_type));
   if (c.n_vocab < 259) fail("synthetic model: vocabulary must hold the 256 byte tokens and specials");
   const std::string a = c.arch;
   GgufWriter w;
@@ -124,7 +125,8 @@ GgufWriter synthetic_gguf(const ModelConfig& c, DType ternary_type, DType embd_t
   Rng rng{seed * 0x9E3779B97F4A7C15ull + 12345};
   std::vector<float> e(static_cast<size_t>(c.n_vocab * c.n_embd));
   for (auto& x : e) x = rng.uniform(-1.0f, 1.0f);
-  w.add_tensor("token_embd.weight", *ggml_from_dtype(embd_type), {c.n_vocab, c.n_embd}, float_bytes(e, embd_type));
+  w.add_tensor("token_embd.weight", *ggml_from_dtype(embd_type), {c.n_vocab, c.n_embd},
+               quantize_rows(embd_type, e.data(), c.n_vocab, c.n_embd));
   e.clear();
   add_norm(w, "output_norm.weight", c.n_embd, rng);
   for (int64_t il = 0; il < c.n_layer; ++il) {

@@ -4,7 +4,9 @@
 #include <cstring>
 
 #include "core/half.h"
+#include "core/error.h"
 #include "quant/dequant.h"
+#include "quant/quantize_rows.h"
 #include "quant/random_data.h"
 #include "quant/vec.h"
 
@@ -64,6 +66,46 @@ TEST(Dequant, KnownBlocks) {
   EXPECT_EQ(y[0], 2.0f);                          // 1 * scales[0]=2 * 1
   EXPECT_EQ(y[32], 16.0f);  // q2 = (ql[32] & 15) | (qh[0] >> 2 & 3) << 4 = 16 -> -16 * scales[2] (-1)
   EXPECT_EQ(y[64], 3.0f * -30.0f);
+}
+
+}  // namespace bitnet
+
+namespace bitnet {
+
+TEST(QuantizeRows, RoundTripWithinEachTypesStep) {
+  const int64_t rows = 3, cols = 512;
+  auto x = random_floats(static_cast<size_t>(rows * cols), 17, -2.0f, 2.0f);
+  for (int i = 0; i < 16; ++i) x[static_cast<size_t>(300 + i)] = 0.0f;  // an all-zero Q6_K sub-block
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q6_K}) {
+    const auto bytes = quantize_rows(t, x.data(), rows, cols);
+    ASSERT_EQ(bytes.size(), row_bytes(t, cols) * rows);
+    std::vector<float> y(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      dequantize_row(t, bytes.data() + static_cast<size_t>(r) * row_bytes(t, cols), cols, y.data());
+      for (int64_t i = 0; i < cols; ++i) {
+        const float xi = x[static_cast<size_t>(r * cols + i)], yi = y[static_cast<size_t>(i)];
+        float bound = 0;
+        if (t == DType::F16) bound = std::fabs(xi) * 0x1p-11f;
+        if (t == DType::BF16) bound = std::fabs(xi) * 0x1p-8f;
+        if (t == DType::Q8_0) {  // half a step of the block's d, plus fp16 rounding of d times |q| <= 127
+          const uint8_t* blk = bytes.data() + static_cast<size_t>(r) * row_bytes(t, cols) + static_cast<size_t>(i / 32) * 34;
+          uint16_t h;
+          std::memcpy(&h, blk, 2);
+          bound = 0.5f * f16_to_f32(h) + 127.0f * f16_to_f32(h) * 0x1p-10f;
+        }
+        if (t == DType::Q6_K) {  // half a step of the sub-block: d * scale / 2
+          const uint8_t* blk = bytes.data() + static_cast<size_t>(r) * row_bytes(t, cols) + static_cast<size_t>(i / 256) * 210;
+          uint16_t h;
+          std::memcpy(&h, blk + 208, 2);
+          const int8_t sc = static_cast<int8_t>(blk[192 + (i % 256) / 16]);
+          bound = 0.5f * f16_to_f32(h) * static_cast<float>(sc) * 1.001f + 1e-7f;
+        }
+        ASSERT_LE(std::fabs(xi - yi), bound) << dtype_name(t) << " row " << r << " col " << i;
+      }
+    }
+  }
+  EXPECT_FALSE(quantize_supported(DType::TQ2_0));
+  EXPECT_THROW(quantize_rows(DType::Q6_K, x.data(), 1, 100), Error);
 }
 
 }  // namespace bitnet

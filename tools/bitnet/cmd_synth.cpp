@@ -19,7 +19,8 @@ void register_synth(CLI::App& app) {
   cmd->add_option("--shape", o.shape, "2b4t (hidden 2560, 30 layers, vocab 128256) or tiny")
       ->check(CLI::IsMember({"2b4t", "tiny"}));
   cmd->add_option("--type", o.type, "ternary layer type")->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
-  cmd->add_option("--embd-type", o.embd, "embedding / tied head type")->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  cmd->add_option("--embd-type", o.embd, "embedding / tied head type")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q6_k"}));
   cmd->add_option("--arch", o.arch, "architecture name written to the file")
       ->check(CLI::IsMember({"bitnet-b1.58", "bitnet"}));
   cmd->add_option("--seed", o.seed, "random seed");

@@ -35,14 +35,20 @@ LoadedModel load_model(const ModelSource& src, bool need_tokenizer) {
   if (src.path.empty()) fail("no model: pass -m MODEL.gguf");
   const bool tty = isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
-  if (tty) std::fprintf(stderr, "loading %s ...", src.path.c_str());
   GgufFile f = GgufFile::open(src.path);
-  lm.model = load_gguf_model(f);
+  lm.model = load_gguf_model(f, [&](int64_t done, int64_t total) {
+    if (!tty) return;
+    const int width = 30, fill = static_cast<int>(width * done / total);
+    std::fprintf(stderr, "\rloading %s [%.*s%*s] %lld/%lld layers", src.path.c_str(), fill,
+                 "##############################", width - fill, "", static_cast<long long>(done),
+                 static_cast<long long>(total));
+    std::fflush(stderr);
+  });
   if (need_tokenizer) lm.tokenizer = Tokenizer::from_vocab(tokenizer_vocab_from_gguf(f));
   lm.label = src.path;
   lm.file_bytes = f.file_size();
   if (tty)
-    std::fprintf(stderr, "\rloaded %s in %.1f s (%s)\n", src.path.c_str(),
+    std::fprintf(stderr, "\r\033[Kloaded %s in %.1f s (%s)\n", src.path.c_str(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                  describe(lm.model->cfg).c_str());
   return lm;

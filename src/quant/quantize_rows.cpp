@@ -1,0 +1,102 @@
+#include "quant/quantize_rows.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/half.h"
+
+namespace bitnet {
+namespace {
+
+void put_f16(uint8_t* p, float v) {
+  const uint16_t h = f32_to_f16(v);
+  std::memcpy(p, &h, 2);
+}
+
+void q8_0_row(const float* x, int64_t n, uint8_t* dst) {
+  for (int64_t b = 0; b < n / 32; ++b, dst += 34) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + j]));
+    const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    put_f16(dst, d);
+    for (int j = 0; j < 32; ++j)
+      dst[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::clamp(std::nearbyint(x[b * 32 + j] * id), -127.0f, 127.0f)));
+  }
+}
+
+void q6_k_row(const float* x, int64_t n, uint8_t* dst) {
+  for (int64_t b = 0; b < n / 256; ++b, dst += 210) {
+    const float* v = x + b * 256;
+    float sub[16], smax = 0;
+    for (int s = 0; s < 16; ++s) {
+      float amax = 0;
+      for (int j = 0; j < 16; ++j) amax = std::max(amax, std::fabs(v[16 * s + j]));
+      sub[s] = amax / 31.0f;
+      smax = std::max(smax, sub[s]);
+    }
+    std::memset(dst, 0, 210);
+    const float d = smax / 127.0f;
+    const float d16 = f16_to_f32(f32_to_f16(d));  // the d the reader will see
+    int8_t* scales = reinterpret_cast<int8_t*>(dst + 192);
+    int q[256];
+    for (int s = 0; s < 16; ++s) {
+      // Rounding the sub-scale up keeps |x| / step <= 31, so no value needs clamping.
+      const int sc = d16 != 0 ? static_cast<int>(std::min(std::ceil(sub[s] / d16), 127.0f)) : 0;
+      scales[s] = static_cast<int8_t>(sc);
+      const float step = d16 * static_cast<float>(sc);
+      for (int j = 0; j < 16; ++j)
+        q[16 * s + j] = step != 0 ? static_cast<int>(std::clamp(std::nearbyint(v[16 * s + j] / step), -32.0f, 31.0f)) : 0;
+    }
+    for (int h = 0; h < 2; ++h) {
+      uint8_t* ql = dst + 64 * h;
+      uint8_t* qh = dst + 128 + 32 * h;
+      for (int l = 0; l < 32; ++l) {
+        const int q1 = q[128 * h + l] + 32, q2 = q[128 * h + l + 32] + 32;
+        const int q3 = q[128 * h + l + 64] + 32, q4 = q[128 * h + l + 96] + 32;
+        ql[l] = static_cast<uint8_t>((q1 & 15) | (q3 & 15) << 4);
+        ql[l + 32] = static_cast<uint8_t>((q2 & 15) | (q4 & 15) << 4);
+        qh[l] = static_cast<uint8_t>((q1 >> 4) | (q2 >> 4) << 2 | (q3 >> 4) << 4 | (q4 >> 4) << 6);
+      }
+    }
+    put_f16(dst + 208, d);
+  }
+}
+
+}  // namespace
+
+bool quantize_supported(DType t) {
+  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q6_K;
+}
+
+std::vector<uint8_t> quantize_rows(DType t, const float* x, int64_t rows, int64_t cols) {
+  if (!quantize_supported(t)) fail("cannot write type {} (supported: f32, f16, bf16, q8_0, q6_k)", dtype_name(t));
+  const size_t rb = row_bytes(t, cols);  // checks whole blocks
+  std::vector<uint8_t> out(rb * static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    uint8_t* d = out.data() + static_cast<size_t>(r) * rb;
+    switch (t) {
+      case DType::F32:
+        std::memcpy(d, xr, static_cast<size_t>(cols) * 4);
+        break;
+      case DType::F16:
+      case DType::BF16:
+        for (int64_t i = 0; i < cols; ++i) {
+          const uint16_t h = t == DType::F16 ? f32_to_f16(xr[i]) : f32_to_bf16(xr[i]);
+          std::memcpy(d + 2 * i, &h, 2);
+        }
+        break;
+      case DType::Q8_0:
+        q8_0_row(xr, cols, d);
+        break;
+      default:
+        q6_k_row(xr, cols, d);
+        break;
+    }
+  }
+  return out;
+}
+
+}  // namespace bitnet
