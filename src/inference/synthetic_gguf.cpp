@@ -85,7 +85,7 @@ ModelConfig synthetic_config(const std::string& shape) {
 GgufWriter synthetic_gguf(const ModelConfig& c, DType ternary_type, DType embd_type, uint64_t seed) {
   validate(c);
   if (!quantize_supported(embd_type))
-    fail("synthetic model: embedding type must be f32, f16, bf16, q8_0 or q6_k, not {}", dtype_name(embd_type));
+    fail("synthetic model: embedding type must be f32, f16, bf16, q8_0, q4_0 or q6_k, not {}", dtype_name(embd_type));
   if (c.n_vocab < 259) fail("synthetic model: vocabulary must hold the 256 byte tokens and specials");
   const std::string a = c.arch;
   GgufWriter w;

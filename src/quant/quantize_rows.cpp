@@ -26,6 +26,23 @@ void q8_0_row(const float* x, int64_t n, uint8_t* dst) {
   }
 }
 
+// ggml's reference rule: d = (the value of largest magnitude) / -8, q = min(15, trunc(x / d + 8.5)).
+void q4_0_row(const float* x, int64_t n, uint8_t* dst) {
+  for (int64_t b = 0; b < n / 32; ++b, dst += 18) {
+    const float* v = x + b * 32;
+    float amax = 0, mx = 0;
+    for (int j = 0; j < 32; ++j)
+      if (std::fabs(v[j]) > amax) amax = std::fabs(v[j]), mx = v[j];
+    const float d = mx / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    put_f16(dst, d);
+    for (int j = 0; j < 16; ++j) {
+      const int a = std::min(15, static_cast<int>(static_cast<int8_t>(v[j] * id + 8.5f)));
+      const int c = std::min(15, static_cast<int>(static_cast<int8_t>(v[j + 16] * id + 8.5f)));
+      dst[2 + j] = static_cast<uint8_t>(a | c << 4);
+    }
+  }
+}
+
 void q6_k_row(const float* x, int64_t n, uint8_t* dst) {
   for (int64_t b = 0; b < n / 256; ++b, dst += 210) {
     const float* v = x + b * 256;
@@ -67,11 +84,12 @@ void q6_k_row(const float* x, int64_t n, uint8_t* dst) {
 }  // namespace
 
 bool quantize_supported(DType t) {
-  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q6_K;
+  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0 ||
+         t == DType::Q6_K;
 }
 
 std::vector<uint8_t> quantize_rows(DType t, const float* x, int64_t rows, int64_t cols) {
-  if (!quantize_supported(t)) fail("cannot write type {} (supported: f32, f16, bf16, q8_0, q6_k)", dtype_name(t));
+  if (!quantize_supported(t)) fail("cannot write type {} (supported: f32, f16, bf16, q8_0, q4_0, q6_k)", dtype_name(t));
   const size_t rb = row_bytes(t, cols);  // checks whole blocks
   std::vector<uint8_t> out(rb * static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
@@ -90,6 +108,9 @@ std::vector<uint8_t> quantize_rows(DType t, const float* x, int64_t rows, int64_
         break;
       case DType::Q8_0:
         q8_0_row(xr, cols, d);
+        break;
+      case DType::Q4_0:
+        q4_0_row(xr, cols, d);
         break;
       default:
         q6_k_row(xr, cols, d);

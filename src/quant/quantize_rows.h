@@ -1,7 +1,8 @@
 #pragma once
-// Float rows to the stored types embeddings and heads use: F32, F16, BF16, Q8_0 and Q6_K (block
+// Float rows to the stored types embeddings and heads use: F32, F16, BF16, Q8_0, Q4_0, Q6_K (block
 // layouts in dequant.h). The inverse of dequantize_row up to each type's rounding:
 //   Q8_0: per 32 values d = max|x| / 127, q = round(x / d)            (ggml's reference rule)
+//   Q4_0: per 32 values d = x_maxabs / -8 (signed), q = min(15, trunc(x / d + 8.5))   (likewise)
 //   Q6_K: per 16 values a sub-scale s = max|x| / 31, per 256 values d = max(s) / 127 stored as
 //         fp16, sub-scales as int8 ceil(s / d), q = clamp(round(x / (d * sub)), -32, 31).
 //         (A valid Q6_K encoding; ggml's own quantizer additionally searches scales to lower the

@@ -76,7 +76,7 @@ TEST(QuantizeRows, RoundTripWithinEachTypesStep) {
   const int64_t rows = 3, cols = 512;
   auto x = random_floats(static_cast<size_t>(rows * cols), 17, -2.0f, 2.0f);
   for (int i = 0; i < 16; ++i) x[static_cast<size_t>(300 + i)] = 0.0f;  // an all-zero Q6_K sub-block
-  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q6_K}) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q6_K}) {
     const auto bytes = quantize_rows(t, x.data(), rows, cols);
     ASSERT_EQ(bytes.size(), row_bytes(t, cols) * rows);
     std::vector<float> y(static_cast<size_t>(cols));
@@ -92,6 +92,14 @@ TEST(QuantizeRows, RoundTripWithinEachTypesStep) {
           uint16_t h;
           std::memcpy(&h, blk, 2);
           bound = 0.5f * f16_to_f32(h) + 127.0f * f16_to_f32(h) * 0x1p-10f;
+        }
+        if (t == DType::Q4_0) {  // q - 8 spans [-8, 7]: values near -max/... clip to 7, so up to one
+                                 // step |d| (ggml's asymmetric range), plus fp16 rounding of d times 8
+          const uint8_t* blk = bytes.data() + static_cast<size_t>(r) * row_bytes(t, cols) + static_cast<size_t>(i / 32) * 18;
+          uint16_t h;
+          std::memcpy(&h, blk, 2);
+          const float d = std::fabs(f16_to_f32(h));
+          bound = d * 1.001f + 8.0f * d * 0x1p-10f;
         }
         if (t == DType::Q6_K) {  // half a step of the sub-block: d * scale / 2
           const uint8_t* blk = bytes.data() + static_cast<size_t>(r) * row_bytes(t, cols) + static_cast<size_t>(i / 256) * 210;

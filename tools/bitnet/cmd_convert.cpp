@@ -18,7 +18,7 @@ void register_convert(CLI::App& app) {
   cmd->add_option("dir", o.dir, "checkpoint folder (config.json, *.safetensors, tokenizer.json)")->required();
   cmd->add_option("-o,--output", o.out, "output GGUF file")->required();
   cmd->add_option("--type", o.type, "ternary layer type")->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
-  cmd->add_option("--embd-type", o.embd, "embedding / untied head type")->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q6_k"}));
+  cmd->add_option("--embd-type", o.embd, "embedding / untied head type")->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q6_k"}));
   cmd->callback([] {
     ConvertOptions opt;
     opt.ternary_type = *dtype_from_name(o.type);

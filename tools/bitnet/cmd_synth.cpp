@@ -20,7 +20,7 @@ void register_synth(CLI::App& app) {
       ->check(CLI::IsMember({"2b4t", "tiny"}));
   cmd->add_option("--type", o.type, "ternary layer type")->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
   cmd->add_option("--embd-type", o.embd, "embedding / tied head type")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q6_k"}));
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q6_k"}));
   cmd->add_option("--arch", o.arch, "architecture name written to the file")
       ->check(CLI::IsMember({"bitnet-b1.58", "bitnet"}));
   cmd->add_option("--seed", o.seed, "random seed");
