@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/tensor.h"
+#include "inference/load_gguf.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
 #include "quant/formats.h"
@@ -315,24 +316,10 @@ GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
   const SafetensorsModel st = SafetensorsModel::open(st_path.string());
 
   GgufWriter w;
-  const std::string a = c.arch;
-  w.set("general.architecture", GgufValue::str(a));
   w.set("general.name", GgufValue::str(fs::absolute(dir).lexically_normal().filename().string().empty()
                                           ? std::string("bitnet")
                                           : fs::absolute(dir).lexically_normal().filename().string()));
-  w.set(a + ".vocab_size", GgufValue::u32(static_cast<uint32_t>(c.n_vocab)));
-  w.set(a + ".context_length", GgufValue::u32(static_cast<uint32_t>(c.n_ctx_train)));
-  w.set(a + ".embedding_length", GgufValue::u32(static_cast<uint32_t>(c.n_embd)));
-  w.set(a + ".block_count", GgufValue::u32(static_cast<uint32_t>(c.n_layer)));
-  w.set(a + ".feed_forward_length", GgufValue::u32(static_cast<uint32_t>(c.n_ff)));
-  w.set(a + ".attention.head_count", GgufValue::u32(static_cast<uint32_t>(c.n_head)));
-  w.set(a + ".attention.head_count_kv", GgufValue::u32(static_cast<uint32_t>(c.n_head_kv)));
-  w.set(a + ".attention.key_length", GgufValue::u32(static_cast<uint32_t>(c.head_dim)));
-  w.set(a + ".attention.value_length", GgufValue::u32(static_cast<uint32_t>(c.head_dim)));
-  w.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::f32(c.rms_eps));
-  w.set(a + ".rope.freq_base", GgufValue::f32(c.rope_theta));
-  w.set(a + ".rope.dimension_count", GgufValue::u32(static_cast<uint32_t>(c.rope_dim)));
-  w.set(a + ".hidden_act", GgufValue::str(c.act == FfnAct::kRelu2 ? "relu2" : "silu"));
+  write_config_metadata(w, c);
   add_tokenizer(w, dir, j, c.n_vocab);
 
   const bool has_head = !tied;

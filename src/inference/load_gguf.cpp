@@ -119,6 +119,25 @@ Tensor read_matrix(const GgufFile& f, const std::string& name, int64_t rows, int
 
 }  // namespace
 
+void write_config_metadata(GgufWriter& w, const ModelConfig& c) {
+  const std::string& a = c.arch;
+  auto u32 = [](int64_t v) { return GgufValue::u32(static_cast<uint32_t>(v)); };
+  w.set("general.architecture", GgufValue::str(a));
+  w.set(a + ".vocab_size", u32(c.n_vocab));
+  w.set(a + ".context_length", u32(c.n_ctx_train));
+  w.set(a + ".embedding_length", u32(c.n_embd));
+  w.set(a + ".block_count", u32(c.n_layer));
+  w.set(a + ".feed_forward_length", u32(c.n_ff));
+  w.set(a + ".attention.head_count", u32(c.n_head));
+  w.set(a + ".attention.head_count_kv", u32(c.n_head_kv));
+  w.set(a + ".attention.key_length", u32(c.head_dim));
+  w.set(a + ".attention.value_length", u32(c.head_dim));
+  w.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::f32(c.rms_eps));
+  w.set(a + ".rope.freq_base", GgufValue::f32(c.rope_theta));
+  w.set(a + ".rope.dimension_count", u32(c.rope_dim));
+  w.set(a + ".hidden_act", GgufValue::str(c.act == FfnAct::kRelu2 ? "relu2" : "silu"));
+}
+
 std::unique_ptr<Model> load_gguf_model(const GgufFile& f, const std::function<void(int64_t, int64_t)>& progress) {
   const std::string arch = f.get_str("general.architecture");
   const bool b158 = arch == "bitnet-b1.58" || arch == "bitnet-25";

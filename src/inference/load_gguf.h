@@ -12,6 +12,9 @@
 
 namespace bitnet {
 
+// Writes the `{arch}.*` hyper-parameter keys that load_gguf_model reads (one place for the names).
+void write_config_metadata(GgufWriter& w, const ModelConfig& c);
+
 // progress(done, total) is called after each layer is repacked (total = block count).
 std::unique_ptr<Model> load_gguf_model(const GgufFile& f,
                                        const std::function<void(int64_t, int64_t)>& progress = {});

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "inference/load_gguf.h"
 #include "inference/synthetic.h"
 #include "model/tokenizer.h"
 #include "quant/formats.h"
@@ -87,21 +88,9 @@ GgufWriter synthetic_gguf(const ModelConfig& c, DType ternary_type, DType embd_t
   if (!quantize_supported(embd_type))
     fail("synthetic model: embedding type must be f32, f16, bf16, q8_0, q4_0 or q6_k, not {}", dtype_name(embd_type));
   if (c.n_vocab < 259) fail("synthetic model: vocabulary must hold the 256 byte tokens and specials");
-  const std::string a = c.arch;
   GgufWriter w;
-  w.set("general.architecture", GgufValue::str(a));
+  write_config_metadata(w, c);
   w.set("general.name", GgufValue::str("bitnet synthetic (random weights: meaningless text)"));
-  w.set(a + ".vocab_size", GgufValue::u32(static_cast<uint32_t>(c.n_vocab)));
-  w.set(a + ".context_length", GgufValue::u32(static_cast<uint32_t>(c.n_ctx_train)));
-  w.set(a + ".embedding_length", GgufValue::u32(static_cast<uint32_t>(c.n_embd)));
-  w.set(a + ".block_count", GgufValue::u32(static_cast<uint32_t>(c.n_layer)));
-  w.set(a + ".feed_forward_length", GgufValue::u32(static_cast<uint32_t>(c.n_ff)));
-  w.set(a + ".attention.head_count", GgufValue::u32(static_cast<uint32_t>(c.n_head)));
-  w.set(a + ".attention.head_count_kv", GgufValue::u32(static_cast<uint32_t>(c.n_head_kv)));
-  w.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::f32(c.rms_eps));
-  w.set(a + ".rope.freq_base", GgufValue::f32(c.rope_theta));
-  w.set(a + ".rope.dimension_count", GgufValue::u32(static_cast<uint32_t>(c.rope_dim)));
-  w.set(a + ".hidden_act", GgufValue::str(c.act == FfnAct::kRelu2 ? "relu2" : "silu"));
   // Byte-level tokenizer: ids 0..255 are the bytes (GPT-2 alphabet), then BOS, EOS, reserved.
   std::vector<std::string> tokens;
   std::vector<int64_t> types;
