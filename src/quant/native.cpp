@@ -5,8 +5,10 @@
 #include "core/error.h"
 
 namespace bitnet {
+namespace {
 
-TernaryMatrix pack_native(const int8_t* w, int64_t n, int64_t k, const float* row_scales) {
+// Sizes and zeroed buffers of an n x k matrix in the native layout (codes to be filled in).
+TernaryMatrix alloc_native(int64_t n, int64_t k) {
   BN_CHECK(n > 0 && k > 0, "empty matrix {}x{}", n, k);
   TernaryMatrix m;
   m.n = n;
@@ -15,6 +17,13 @@ TernaryMatrix pack_native(const int8_t* w, int64_t n, int64_t k, const float* ro
   m.k_pad = static_cast<int64_t>(round_up(static_cast<size_t>(k), kKAlign));
   m.packed = AlignedBuffer(static_cast<size_t>(m.n_pad * m.k_pad / 4));
   m.row_scale_buf = AlignedBuffer(static_cast<size_t>(m.n_pad) * sizeof(float));
+  return m;
+}
+
+}  // namespace
+
+TernaryMatrix pack_native(const int8_t* w, int64_t n, int64_t k, const float* row_scales) {
+  TernaryMatrix m = alloc_native(n, k);
   // Start from all codes = 1 (w = 0): 0b01010101 per byte, so padding contributes nothing.
   std::memset(m.packed.data(), 0x55, m.packed.size());
   uint8_t* p = m.packed.data();
@@ -39,14 +48,7 @@ TernaryMatrix pack_native(const int8_t* w, int64_t n, int64_t k, float scale) {
 }
 
 TernaryMatrix random_native(int64_t n, int64_t k, uint64_t seed, float scale) {
-  BN_CHECK(n > 0 && k > 0, "empty matrix {}x{}", n, k);
-  TernaryMatrix m;
-  m.n = n;
-  m.k = k;
-  m.n_pad = static_cast<int64_t>(round_up(static_cast<size_t>(n), kRowBlock));
-  m.k_pad = static_cast<int64_t>(round_up(static_cast<size_t>(k), kKAlign));
-  m.packed = AlignedBuffer(static_cast<size_t>(m.n_pad * m.k_pad / 4));
-  m.row_scale_buf = AlignedBuffer(static_cast<size_t>(m.n_pad) * sizeof(float));
+  TernaryMatrix m = alloc_native(n, k);
   // The 81 bytes whose four 2-bit fields are all valid codes (0, 1, 2).
   uint8_t valid[81];
   for (int i = 0; i < 81; ++i) valid[i] = static_cast<uint8_t>(i % 3 | (i / 3 % 3) << 2 | (i / 9 % 3) << 4 | (i / 27) << 6);

@@ -18,6 +18,7 @@
 #include "inference/forward.h"
 #include "inference/sampler.h"
 #include "model_source.h"
+#include "sampling_options.h"
 
 namespace bitnet::cli {
 namespace {
@@ -102,12 +103,7 @@ void register_chat(CLI::App& app) {
   cmd->add_option("-n,--n-predict", o.n_predict, "maximum tokens per answer")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("-c,--ctx-size", o.n_ctx, "context size for the whole conversation")->check(CLI::Range(int64_t{16}, int64_t{1} << 22));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
-  cmd->add_option("--temp", o.sampling.temperature, "temperature (0: greedy)");
-  cmd->add_option("--top-k", o.sampling.top_k, "top-k (0: off)");
-  cmd->add_option("--top-p", o.sampling.top_p, "top-p (1: off)");
-  cmd->add_option("--min-p", o.sampling.min_p, "min-p (0: off)");
-  cmd->add_option("--repeat-penalty", o.sampling.repeat_penalty, "repetition penalty (1: off)");
-  cmd->add_option("--seed", o.sampling.seed, "sampling seed");
+  add_sampling_options(cmd, o.sampling);
   cmd->callback([] { run(o); });
 }
 

@@ -11,6 +11,7 @@
 #include "inference/forward.h"
 #include "inference/sampler.h"
 #include "model_source.h"
+#include "sampling_options.h"
 
 namespace bitnet::cli {
 namespace {
@@ -98,13 +99,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("-n,--n-predict", o.n_predict, "tokens to generate")->check(CLI::Range(0, 1 << 24));
   cmd->add_option("-c,--ctx-size", o.n_ctx, "context size (default: prompt + n-predict)");
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
-  cmd->add_option("--temp", o.sampling.temperature, "temperature (0: greedy)");
-  cmd->add_option("--top-k", o.sampling.top_k, "top-k (0: off)");
-  cmd->add_option("--top-p", o.sampling.top_p, "top-p (1: off)");
-  cmd->add_option("--min-p", o.sampling.min_p, "min-p (0: off)");
-  cmd->add_option("--repeat-penalty", o.sampling.repeat_penalty, "repetition penalty (1: off)");
-  cmd->add_option("--repeat-last-n", o.sampling.repeat_last_n, "tokens the penalty looks back over");
-  cmd->add_option("--seed", o.sampling.seed, "sampling seed");
+  add_sampling_options(cmd, o.sampling);
   cmd->add_flag("--parse-special", o.parse_special, "special-token strings in the prompt become their ids");
   cmd->add_flag("--no-bos", o.no_bos, "do not add BOS");
   cmd->add_flag("--json", o.json, "print one JSON object instead of streaming text");
