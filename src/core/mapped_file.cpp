@@ -41,6 +41,17 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   return f;
 }
 
+void MappedFile::release(const uint8_t* p, size_t n) const {
+  if (!data_ || n == 0) return;
+  BN_CHECK(p >= data_ && p + n <= data_ + size_, "release outside the mapping of '{}'", path_);
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  // MADV_DONTNEED on a private read-only file mapping that was never written discards only the
+  // process's page-table entries; the data comes back from the file on the next access.
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
 }

@@ -20,6 +20,11 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the resident pages wholly inside [p, p + n) from this process (the bytes stay readable:
+  // a later read faults them back in from the page cache or the file). Called once a tensor has
+  // been repacked into its own buffer, so the file's copy stops counting towards the process's
+  // memory. p must lie inside the mapping.
+  void release(const uint8_t* p, size_t n) const;
 
  private:
   MappedFile() = default;

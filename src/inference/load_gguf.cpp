@@ -1,6 +1,11 @@
 #include "inference/load_gguf.h"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <numeric>
+#include <thread>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -12,87 +17,123 @@
 namespace bitnet {
 namespace {
 
-struct Ternary {
+// A stored ternary tensor (I2_S, TQ2_0 or TQ1_0), validated, decoded a slice of rows at a time.
+struct TernarySource {
+  std::string name;
+  const GgufTensorInfo* info = nullptr;
   int64_t rows = 0, cols = 0;
-  std::vector<int8_t> w;       // [rows][cols]
-  std::vector<float> scale;    // [rows]
+  float i2s_scale = 0;    // I2_S: the tensor's one scale
+  float extra_scale = 1;  // llama.cpp's `bitnet` arch: a separate per-tensor scale
 };
 
-// Unpacks a stored ternary tensor to int8 and one scale per row. TQ blocks carry their own fp16
-// scale; BitNet tensors have one scale, so every block of a row holding a nonzero weight must
-// agree (all-zero blocks may carry any scale, llama.cpp writes 0 there).
-Ternary read_ternary(const GgufFile& f, const std::string& name, int64_t rows, int64_t cols) {
-  const GgufTensorInfo* info = f.find_tensor(name);
-  if (!info) fail("{}: missing tensor '{}'", f.name(), name);
-  if (info->shape.size() != 2 || info->shape[0] != rows || info->shape[1] != cols)
-    fail("{}: tensor '{}' has shape {}, expected [{}, {}]", f.name(), name, shape_str(info->shape), rows, cols);
-  Ternary t;
+TernarySource open_ternary(const GgufFile& f, const std::string& name, int64_t rows, int64_t cols) {
+  TernarySource t;
+  t.name = name;
+  t.info = f.find_tensor(name);
+  if (!t.info) fail("{}: missing tensor '{}'", f.name(), name);
+  if (t.info->shape.size() != 2 || t.info->shape[0] != rows || t.info->shape[1] != cols)
+    fail("{}: tensor '{}' has shape {}, expected [{}, {}]", f.name(), name, shape_str(t.info->shape), rows, cols);
   t.rows = rows;
   t.cols = cols;
-  t.w.resize(static_cast<size_t>(rows * cols));
-  t.scale.resize(static_cast<size_t>(rows));
-  const uint8_t* data = f.tensor_data(*info);
-  const int64_t n = rows * cols;
-  switch (info->dtype) {
+  switch (t.info->dtype) {
     case DType::I2_S: {
-      float s = 0;
-      unpack_i2s(data, n, t.w.data(), &s, name);
-      if (!std::isfinite(s) || s < 0) fail("{}: tensor '{}' has invalid I2_S scale {}", f.name(), name, s);
-      std::fill(t.scale.begin(), t.scale.end(), s);
+      i2s_bytes(rows * cols);
+      std::memcpy(&t.i2s_scale, f.tensor_data(*t.info) + rows * cols / 4, 4);
+      if (!std::isfinite(t.i2s_scale) || t.i2s_scale < 0)
+        fail("{}: tensor '{}' has invalid I2_S scale {}", f.name(), name, t.i2s_scale);
       break;
     }
     case DType::TQ2_0:
-    case DType::TQ1_0: {
-      std::vector<float> d(static_cast<size_t>(n / kTqBlock));
-      if (info->dtype == DType::TQ2_0) unpack_tq2_0(data, n, t.w.data(), d.data(), name);
-      else unpack_tq1_0(data, n, t.w.data(), d.data(), name);
-      const int64_t per_row = cols / kTqBlock;
-      for (int64_t r = 0; r < rows; ++r) {
-        float s = 0;
-        bool have = false;
-        for (int64_t b = 0; b < per_row; ++b) {
-          const int8_t* blk = t.w.data() + r * cols + b * kTqBlock;
-          if (std::all_of(blk, blk + kTqBlock, [](int8_t v) { return v == 0; })) continue;
-          const float db = d[static_cast<size_t>(r * per_row + b)];
-          if (have && db != s)
-            fail("{}: tensor '{}' row {} has blocks with different scales ({} and {}); per-block "
-                 "scales are not supported for ternary layers", f.name(), name, r, s, db);
-          s = db;
-          have = true;
-        }
-        t.scale[static_cast<size_t>(r)] = s;
-      }
+    case DType::TQ1_0:
+      if (cols % kTqBlock) fail("{}: tensor '{}': {} columns are not whole {}-weight blocks", f.name(), name, cols, kTqBlock);
       break;
-    }
     default:
       fail("{}: tensor '{}' has type {}; ternary layers must be I2_S, TQ2_0 or TQ1_0", f.name(), name,
-           dtype_name(info->dtype));
+           dtype_name(t.info->dtype));
   }
-  // llama.cpp's `bitnet` arch may carry a separate per-tensor scale (blk.N.attn_q.scale).
   std::string scale_name = name;
   if (scale_name.size() > 7 && scale_name.ends_with(".weight")) {
     scale_name.replace(scale_name.size() - 7, 7, ".scale");
     if (const GgufTensorInfo* si = f.find_tensor(scale_name)) {
       if (si->dtype != DType::F32 || si->nbytes != 4)
         fail("{}: scale tensor '{}' must be one F32 value", f.name(), scale_name);
-      float s;
-      std::memcpy(&s, f.tensor_data(*si), 4);
-      for (auto& v : t.scale) v *= s;
+      std::memcpy(&t.extra_scale, f.tensor_data(*si), 4);
     }
   }
   return t;
 }
 
-TernaryMatrix pack_fused(const std::vector<Ternary>& parts) {
-  const int64_t cols = parts[0].cols;
-  std::vector<int8_t> w;
-  std::vector<float> s;
-  for (const auto& p : parts) {
-    BN_CHECK(p.cols == cols);
-    w.insert(w.end(), p.w.begin(), p.w.end());
-    s.insert(s.end(), p.scale.begin(), p.scale.end());
+// Rows a slice may start at: element r0 * cols must begin a block of the stored type.
+int64_t row_step(const TernarySource& t) {
+  const int64_t blk = t.info->dtype == DType::I2_S ? kI2sBlock : kTqBlock;
+  return blk / std::gcd(t.cols, blk);
+}
+
+// Decodes rows [r0, r1) to int8 w [r1 - r0][cols] and one scale per row. TQ blocks carry their
+// own fp16 scale; BitNet tensors have one scale, so every block of a row holding a nonzero weight
+// must agree (all-zero blocks may carry any scale, llama.cpp writes 0 there).
+void decode_rows(const GgufFile& f, const TernarySource& t, int64_t r0, int64_t r1, int8_t* w, float* scale) {
+  const int64_t first = r0 * t.cols, n = (r1 - r0) * t.cols;
+  const uint8_t* data = f.tensor_data(*t.info);
+  if (t.info->dtype == DType::I2_S) {
+    unpack_i2s_codes(data + first / 4, n, w, t.name, first);
+    std::fill(scale, scale + (r1 - r0), t.i2s_scale * t.extra_scale);
+    return;
   }
-  return pack_native(w.data(), static_cast<int64_t>(s.size()), cols, s.data());
+  std::vector<float> d(static_cast<size_t>(n / kTqBlock));
+  if (t.info->dtype == DType::TQ2_0) unpack_tq2_0(data + first / kTqBlock * kTq2Bytes, n, w, d.data(), t.name, first);
+  else unpack_tq1_0(data + first / kTqBlock * kTq1Bytes, n, w, d.data(), t.name);
+  const int64_t per_row = t.cols / kTqBlock;
+  for (int64_t r = 0; r < r1 - r0; ++r) {
+    float s = 0;
+    bool have = false;
+    for (int64_t b = 0; b < per_row; ++b) {
+      const int8_t* blk = w + r * t.cols + b * kTqBlock;
+      if (std::all_of(blk, blk + kTqBlock, [](int8_t v) { return v == 0; })) continue;
+      const float db = d[static_cast<size_t>(r * per_row + b)];
+      if (have && db != s)
+        fail("{}: tensor '{}' row {} has blocks with different scales ({} and {}); per-block "
+             "scales are not supported for ternary layers", f.name(), t.name, r0 + r, s, db);
+      s = db;
+      have = true;
+    }
+    scale[r] = s * t.extra_scale;
+  }
+}
+
+// Reads stored ternary tensors of equal width and packs them, stacked, into one native matrix
+// (fused q|k|v or gate|up keep one scale per part). Each tensor is decoded in slices of about
+// 64k weights (cache-sized), and its file pages are dropped once packed, so neither the file's copy of the
+// ternary weights nor an int8 copy ever stays resident beside ours.
+struct Part {
+  std::string name;
+  int64_t rows;
+};
+TernaryMatrix load_fused(const GgufFile& f, const std::vector<Part>& parts, int64_t cols) {
+  std::vector<TernarySource> src;
+  int64_t n = 0;
+  for (const Part& p : parts) {
+    src.push_back(open_ternary(f, p.name, p.rows, cols));
+    n += p.rows;
+  }
+  TernaryMatrix m = alloc_native(n, cols);
+  std::vector<int8_t> w;
+  std::vector<float> scale;
+  int64_t row0 = 0;
+  for (const TernarySource& t : src) {
+    const int64_t step = row_step(t);
+    const int64_t slice = std::max<int64_t>(1, (int64_t{1} << 16) / cols / step) * step;
+    w.resize(static_cast<size_t>(std::min(slice, t.rows) * cols));
+    scale.resize(static_cast<size_t>(std::min(slice, t.rows)));
+    for (int64_t r0 = 0; r0 < t.rows; r0 += slice) {
+      const int64_t r1 = std::min(t.rows, r0 + slice);
+      decode_rows(f, t, r0, r1, w.data(), scale.data());
+      pack_native_rows(m, row0 + r0, w.data(), r1 - r0, scale.data());
+    }
+    f.release_tensor(*t.info);
+    row0 += t.rows;
+  }
+  return m;
 }
 
 std::vector<float> read_vector(const GgufFile& f, const std::string& name, int64_t n) {
@@ -192,7 +233,7 @@ std::unique_ptr<Model> load_gguf_model(const GgufFile& f, const std::function<vo
   m->output_norm = read_vector(f, "output_norm.weight", c.n_embd);
 
   const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim();
-  for (int64_t il = 0; il < c.n_layer; ++il) {
+  auto load_layer = [&](int64_t il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     LayerWeights L;
     L.attn_norm = read_vector(f, p + "attn_norm.weight", d);
@@ -201,14 +242,41 @@ std::unique_ptr<Model> load_gguf_model(const GgufFile& f, const std::function<vo
       L.attn_sub_norm = read_vector(f, p + "attn_sub_norm.weight", qd);
       L.ffn_sub_norm = read_vector(f, p + "ffn_sub_norm.weight", c.n_ff);
     }
-    L.wqkv = pack_fused({read_ternary(f, p + "attn_q.weight", qd, d), read_ternary(f, p + "attn_k.weight", kvd, d),
-                         read_ternary(f, p + "attn_v.weight", kvd, d)});
-    L.wo = pack_fused({read_ternary(f, p + "attn_output.weight", d, qd)});
-    L.w_gate_up = pack_fused({read_ternary(f, p + "ffn_gate.weight", c.n_ff, d), read_ternary(f, p + "ffn_up.weight", c.n_ff, d)});
-    L.w_down = pack_fused({read_ternary(f, p + "ffn_down.weight", d, c.n_ff)});
-    m->layers.push_back(std::move(L));
-    if (progress) progress(il + 1, c.n_layer);
-  }
+    L.wqkv = load_fused(f, {{p + "attn_q.weight", qd}, {p + "attn_k.weight", kvd}, {p + "attn_v.weight", kvd}}, d);
+    L.wo = load_fused(f, {{p + "attn_output.weight", d}}, qd);
+    L.w_gate_up = load_fused(f, {{p + "ffn_gate.weight", c.n_ff}, {p + "ffn_up.weight", c.n_ff}}, d);
+    L.w_down = load_fused(f, {{p + "ffn_down.weight", d}}, c.n_ff);
+    return L;
+  };
+  // Layers are repacked in parallel (every weight is decoded and re-encoded once, about 1 ns per
+  // weight on one core). The first error any worker meets is rethrown here.
+  m->layers.resize(static_cast<size_t>(c.n_layer));
+  std::atomic<int64_t> next{0};
+  int64_t done = 0;
+  std::mutex mu;
+  std::exception_ptr err;
+  auto worker = [&] {
+    for (;;) {
+      const int64_t il = next++;
+      if (il >= c.n_layer) return;
+      try {
+        m->layers[static_cast<size_t>(il)] = load_layer(il);
+      } catch (...) {
+        std::lock_guard lock(mu);
+        if (!err) err = std::current_exception();
+        next = c.n_layer;
+        return;
+      }
+      std::lock_guard lock(mu);
+      if (progress && !err) progress(++done, c.n_layer);
+    }
+  };
+  const int nt = static_cast<int>(std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, std::min<int64_t>(c.n_layer, 16)));
+  std::vector<std::thread> threads;
+  for (int t = 1; t < nt; ++t) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+  if (err) std::rethrow_exception(err);
   return m;
 }
 

@@ -8,6 +8,7 @@
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "quant/dequant.h"
+#include "quant/head_dot.h"
 #include "quant/vec.h"
 
 namespace bitnet {
@@ -61,30 +62,11 @@ void embedding_row(const Tensor& table, int64_t row, float* out) {
                  table.cols(), out);
 }
 
-void head_matmul(ThreadPool* pool, const Tensor& w, const float* x_in, int64_t m, float* logits) {
-  const int64_t rows = w.rows(), n = w.cols();
-  // ggml's F16 and BF16 dot products convert the activation to the weight's type first; doing
-  // the same keeps our logits within rounding of llama.cpp's and bitnet.cpp's.
-  std::vector<float> rounded;
-  const float* x = x_in;
-  if (w.dtype() == DType::F16 || w.dtype() == DType::BF16) {
-    rounded.resize(static_cast<size_t>(m * n));
-    for (int64_t i = 0; i < m * n; ++i)
-      rounded[static_cast<size_t>(i)] = w.dtype() == DType::F16 ? f16_to_f32(f32_to_f16(x_in[i])) : bf16_to_f32(f32_to_bf16(x_in[i]));
-    x = rounded.data();
-  }
-  auto work = [&](int64_t r0, int64_t r1) {
-    std::vector<float> row(static_cast<size_t>(n));
-    for (int64_t r = r0; r < r1; ++r) {
-      dequantize_row(w.dtype(), w.data() + static_cast<size_t>(r) * w.row_stride_bytes(), n, row.data());
-      for (int64_t t = 0; t < m; ++t) logits[t * rows + r] = dot_f32(x + t * n, row.data(), n);
-    }
-  };
-  if (pool) {
-    pool->parallel_for(rows, 64, work);
-  } else {
-    work(0, rows);
-  }
+void head_matmul(ThreadPool* pool, const Tensor& w, const float* x, int64_t m, float* logits) {
+  if (!head_supported(w.dtype())) fail("'{}': type {} cannot be an output head", w.name(), dtype_name(w.dtype()));
+  HeadActs acts;
+  head_prepare(w.dtype(), x, m, w.cols(), acts);
+  head_matvec(pool, w.data(), w.row_stride_bytes(), w.rows(), acts, logits);
 }
 
 }  // namespace bitnet

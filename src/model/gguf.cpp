@@ -292,7 +292,14 @@ GgufFile GgufFile::open(const std::string& path) {
   auto mf = MappedFile::open(path);
   const uint8_t* d = mf->data();
   const size_t n = mf->size();
-  return parse(std::move(mf), d, n, path);
+  const MappedFile* raw = mf.get();
+  GgufFile f = parse(std::move(mf), d, n, path);
+  f.mapped_ = raw;
+  return f;
+}
+
+void GgufFile::release_tensor(const GgufTensorInfo& info) const {
+  if (mapped_) mapped_->release(tensor_data(info), info.nbytes);
 }
 
 GgufFile GgufFile::parse(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,

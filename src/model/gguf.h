@@ -29,6 +29,8 @@
 
 namespace bitnet {
 
+class MappedFile;
+
 // GGUF metadata value types (the numbers are the file's).
 enum class GgufType : uint32_t {
   U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8,
@@ -157,10 +159,14 @@ class GgufFile {
   const uint8_t* tensor_data(const GgufTensorInfo& info) const {
     return data_ + data_offset_ + info.offset;
   }
+  // For a file opened with open(): drops the tensor's mapped pages from memory (see
+  // MappedFile::release); a no-op for parse() over a caller's buffer.
+  void release_tensor(const GgufTensorInfo& info) const;
 
  private:
   std::string name_;
   std::shared_ptr<const void> owner_;
+  const MappedFile* mapped_ = nullptr;  // owner_ when open() made it
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   uint32_t version_ = 0;

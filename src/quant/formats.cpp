@@ -54,14 +54,27 @@ void pack_i2s(const int8_t* w, int64_t n, float scale, uint8_t* out) {
   std::memcpy(out + n / 4, &scale, sizeof(float));
 }
 
+void unpack_i2s_codes(const uint8_t* in, int64_t n, int8_t* w, const std::string& what, int64_t first) {
+  if (n < 0 || n % kI2sBlock) fail("I2_S needs a multiple of {} elements, got {}", kI2sBlock, n);
+  // Branch-free over each block (this runs over every weight at load); code 3 is looked for
+  // afterwards only in a block that has one.
+  for (int64_t b = 0; b < n / kI2sBlock; ++b) {
+    unsigned bad = 0;
+    for (int q = 0; q < 4; ++q)
+      for (int p = 0; p < 32; ++p) {
+        const unsigned c = (in[32 * b + p] >> (6 - 2 * q)) & 3;
+        bad |= c == 3;
+        w[kI2sBlock * b + 32 * q + p] = static_cast<int8_t>(static_cast<int>(c) - 1);
+      }
+    if (bad)
+      for (int j = 0; j < kI2sBlock; ++j)
+        if (w[kI2sBlock * b + j] == 2) bad_code("I2_S", what, first + kI2sBlock * b + j, 3);
+  }
+}
+
 void unpack_i2s(const uint8_t* in, int64_t n, int8_t* w, float* scale, const std::string& what) {
   i2s_bytes(n);
-  for (int64_t b = 0; b < n / kI2sBlock; ++b)
-    for (int j = 0; j < kI2sBlock; ++j) {
-      const unsigned c = (in[32 * b + j % 32] >> (6 - 2 * (j / 32))) & 3;
-      if (c == 3) bad_code("I2_S", what, kI2sBlock * b + j, c);
-      w[kI2sBlock * b + j] = static_cast<int8_t>(static_cast<int>(c) - 1);
-    }
+  unpack_i2s_codes(in, n, w, what, 0);
   std::memcpy(scale, in + n / 4, sizeof(float));
 }
 
@@ -89,18 +102,22 @@ void pack_tq2_0(const int8_t* w, int64_t n, float scale, uint8_t* out) {
 }
 
 void unpack_tq2_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales,
-                  const std::string& what) {
+                  const std::string& what, int64_t first) {
   tq2_0_bytes(n);
   for (int64_t b = 0; b < n / kTqBlock; ++b) {
     const uint8_t* blk = in + b * kTq2Bytes;
     int8_t* x = w + b * kTqBlock;
+    unsigned bad = 0;
     for (int h = 0; h < 2; ++h)
-      for (int m = 0; m < 32; ++m)
-        for (int s = 0; s < 4; ++s) {
+      for (int s = 0; s < 4; ++s)
+        for (int m = 0; m < 32; ++m) {
           const unsigned c = (blk[32 * h + m] >> (2 * s)) & 3;
-          if (c == 3) bad_code("TQ2_0", what, b * kTqBlock + 128 * h + m + 32 * s, c);
+          bad |= c == 3;
           x[128 * h + m + 32 * s] = static_cast<int8_t>(static_cast<int>(c) - 1);
         }
+    if (bad)
+      for (int j = 0; j < kTqBlock; ++j)
+        if (x[j] == 2) bad_code("TQ2_0", what, first + b * kTqBlock + j, 3);
     uint16_t d;
     std::memcpy(&d, blk + 64, 2);
     block_scales[b] = f16_to_f32(d);

@@ -40,13 +40,17 @@ size_t i2s_bytes(int64_t n);  // n / 4 + 32; n must be a multiple of 128
 void pack_i2s(const int8_t* w, int64_t n, float scale, uint8_t* out);
 // `what` names the tensor in error messages.
 void unpack_i2s(const uint8_t* in, int64_t n, int8_t* w, float* scale, const std::string& what = "");
+// Only the codes of elements [first, first + n) (n a multiple of 128), `in` pointing at their
+// first block (byte first / 4 of the tensor); `first` only numbers elements in error messages.
+void unpack_i2s_codes(const uint8_t* in, int64_t n, int8_t* w, const std::string& what, int64_t first);
 
 size_t tq2_0_bytes(int64_t n);  // n must be a multiple of 256
 // One scale for every block (a BitNet tensor has one); d stored as fp16.
 void pack_tq2_0(const int8_t* w, int64_t n, float scale, uint8_t* out);
 // block_scales (size n/256) receives each block's d as float.
+// `first` numbers the elements in error messages when `in` is a slice of a larger tensor.
 void unpack_tq2_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales,
-                  const std::string& what = "");
+                  const std::string& what = "", int64_t first = 0);
 
 size_t tq1_0_bytes(int64_t n);
 void pack_tq1_0(const int8_t* w, int64_t n, float scale, uint8_t* out);

@@ -5,9 +5,6 @@
 #include "core/error.h"
 
 namespace bitnet {
-namespace {
-
-// Sizes and zeroed buffers of an n x k matrix in the native layout (codes to be filled in).
 TernaryMatrix alloc_native(int64_t n, int64_t k) {
   BN_CHECK(n > 0 && k > 0, "empty matrix {}x{}", n, k);
   TernaryMatrix m;
@@ -17,28 +14,48 @@ TernaryMatrix alloc_native(int64_t n, int64_t k) {
   m.k_pad = static_cast<int64_t>(round_up(static_cast<size_t>(k), kKAlign));
   m.packed = AlignedBuffer(static_cast<size_t>(m.n_pad * m.k_pad / 4));
   m.row_scale_buf = AlignedBuffer(static_cast<size_t>(m.n_pad) * sizeof(float));
+  // All codes 1 (w = 0): 0b01010101 per byte, so padding contributes nothing.
+  std::memset(m.packed.data(), 0x55, m.packed.size());
   return m;
 }
 
-}  // namespace
+void pack_native_rows(TernaryMatrix& m, int64_t row0, const int8_t* w, int64_t rows, const float* row_scales) {
+  BN_CHECK(row0 >= 0 && rows >= 0 && row0 + rows <= m.n, "rows {}+{} of {}", row0, rows, m.n);
+  uint8_t* p = m.packed.data();
+  const int64_t k = m.k, chunks = m.k_pad / kChunkK, full = k / kChunkK;
+  for (int64_t j = 0; j < rows; ++j) {
+    const int64_t row = row0 + j, rb = row / kRowBlock, r = row % kRowBlock;
+    const int8_t* src = w + j * k;
+    uint8_t* dst = p + rb * chunks * kChunkBytes + 4 * r;
+    unsigned bad = 0;
+    // Byte i of a row's 4-byte group in chunk c holds columns 16c + 4s + i at bits 2s.
+    for (int64_t c = 0; c < full; ++c) {
+      const int8_t* v = src + c * kChunkK;
+      for (int i = 0; i < 4; ++i) {
+        unsigned byte = 0;
+        for (int s = 0; s < 4; ++s) {
+          const unsigned code = static_cast<unsigned>(v[4 * s + i] + 1);
+          bad |= code > 2;
+          byte |= (code & 3) << (2 * s);
+        }
+        dst[c * kChunkBytes + i] = static_cast<uint8_t>(byte);
+      }
+    }
+    for (int64_t col = full * kChunkK; col < k; ++col) {  // a partial last chunk
+      const unsigned code = static_cast<unsigned>(src[col] + 1);
+      bad |= code > 2;
+      const int64_t c = col / kChunkK, s = (col % kChunkK) / 4, i = col % 4;
+      uint8_t& byte = dst[c * kChunkBytes + i];
+      byte = static_cast<uint8_t>((byte & ~(3u << (2 * s))) | ((code & 3) << (2 * s)));
+    }
+    BN_CHECK(!bad, "row {} holds a value that is not ternary", row);
+    m.row_scale_buf.as<float>()[row] = row_scales[j];
+  }
+}
 
 TernaryMatrix pack_native(const int8_t* w, int64_t n, int64_t k, const float* row_scales) {
   TernaryMatrix m = alloc_native(n, k);
-  // Start from all codes = 1 (w = 0): 0b01010101 per byte, so padding contributes nothing.
-  std::memset(m.packed.data(), 0x55, m.packed.size());
-  uint8_t* p = m.packed.data();
-  const int64_t chunks = m.k_pad / kChunkK;
-  for (int64_t row = 0; row < n; ++row) {
-    const int64_t rb = row / kRowBlock, r = row % kRowBlock;
-    for (int64_t col = 0; col < k; ++col) {
-      const int8_t v = w[row * k + col];
-      BN_CHECK(v >= -1 && v <= 1, "value {} at ({}, {}) is not ternary", v, row, col);
-      const int64_t c = col / kChunkK, s = (col % kChunkK) / 4, i = col % 4;
-      uint8_t& byte = p[(rb * chunks + c) * kChunkBytes + 4 * r + i];
-      byte = static_cast<uint8_t>((byte & ~(3u << (2 * s))) | (static_cast<unsigned>(v + 1) << (2 * s)));
-    }
-    m.row_scale_buf.as<float>()[row] = row_scales[row];
-  }
+  pack_native_rows(m, 0, w, n, row_scales);
   return m;
 }
 

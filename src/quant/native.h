@@ -43,6 +43,11 @@ struct TernaryMatrix {
   size_t bytes() const { return packed.size(); }
 };
 
+// An n x k matrix with every weight 0 (code 1) and every scale 0, to be filled by pack_native_rows.
+TernaryMatrix alloc_native(int64_t n, int64_t k);
+// Packs `rows` rows of int8 ternary w [rows][m.k] into rows row0 .. row0 + rows - 1 of m, with
+// their scales (one per row).
+void pack_native_rows(TernaryMatrix& m, int64_t row0, const int8_t* w, int64_t rows, const float* row_scales);
 // w: int8 ternary [n][k] (row stride k); scales: one per row (size n).
 TernaryMatrix pack_native(const int8_t* w, int64_t n, int64_t k, const float* row_scales);
 // Same with one scale for the whole matrix.

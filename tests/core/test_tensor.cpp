@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -85,6 +89,43 @@ TEST(MappedFile, MapsAndNamesMissingFile) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/model.gguf"), std::string::npos);
   }
+}
+
+// Resident bytes of the mapping that contains p, from /proc/self/smaps (Linux).
+static long resident_kb_of_mapping(const void* p) {
+  std::ifstream in("/proc/self/smaps");
+  std::string line;
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  bool inside = false;
+  while (std::getline(in, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find('-') < 17) {
+      inside = a >= lo && a < hi;
+    } else if (inside && line.rfind("Rss:", 0) == 0) {
+      return std::stol(line.substr(4));
+    }
+  }
+  return -1;
+}
+
+TEST(MappedFile, ReleaseDropsResidentPagesAndKeepsTheData) {
+  const std::string path = ::testing::TempDir() + "/bitnet_release_test.bin";
+  std::vector<uint8_t> bytes(8 << 20);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 31 + 7);
+  FILE* f = std::fopen(path.c_str(), "wb");
+  ASSERT_TRUE(f);
+  ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
+  std::fclose(f);
+  auto m = MappedFile::open(path);
+  ASSERT_EQ(std::memcmp(m->data(), bytes.data(), bytes.size()), 0);  // touches every page
+  const long before = resident_kb_of_mapping(m->data());
+  if (before < 0) GTEST_SKIP() << "no /proc/self/smaps here";
+  EXPECT_GE(before, 7 * 1024);
+  m->release(m->data() + 100, bytes.size() - 200);  // interior pages only
+  const long after = resident_kb_of_mapping(m->data());
+  EXPECT_LE(after, 16) << "before " << before;
+  EXPECT_EQ(std::memcmp(m->data(), bytes.data(), bytes.size()), 0);  // faults back in intact
+  std::remove(path.c_str());
 }
 
 }  // namespace bitnet

@@ -166,6 +166,26 @@ TEST(Native, RoundTripAndLayoutFormula) {
   }
 }
 
+// The loader packs a fused matrix part by part and a tensor slice by slice: rows packed in pieces
+// at any row offset must give the same bytes and scales as packing the whole at once.
+TEST(Native, PackingRowsInPiecesEqualsPackingTheWhole) {
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{37, 100}, {48, 2593}, {5, 64}}) {
+    auto w = random_ternary(static_cast<size_t>(n * k), static_cast<uint64_t>(n + k));
+    std::vector<float> s(static_cast<size_t>(n));
+    for (int64_t r = 0; r < n; ++r) s[static_cast<size_t>(r)] = 0.5f + static_cast<float>(r);
+    const TernaryMatrix whole = pack_native(w.data(), n, k, s.data());
+    TernaryMatrix parts = alloc_native(n, k);
+    for (int64_t r0 = 0; r0 < n;) {
+      const int64_t r1 = std::min(n, r0 + 1 + r0 % 7);  // uneven pieces
+      pack_native_rows(parts, r0, w.data() + r0 * k, r1 - r0, s.data() + r0);
+      r0 = r1;
+    }
+    ASSERT_EQ(whole.bytes(), parts.bytes());
+    EXPECT_EQ(std::memcmp(whole.packed.data(), parts.packed.data(), whole.bytes()), 0) << n << "x" << k;
+    EXPECT_EQ(std::memcmp(whole.row_scale(), parts.row_scale(), static_cast<size_t>(whole.n_pad) * 4), 0);
+  }
+}
+
 TEST(Native, RandomNativeIsTernaryWithZeroPadding) {
   auto m = random_native(37, 100, 5, 0.25f);
   std::vector<int8_t> w(37 * 100);

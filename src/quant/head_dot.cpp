@@ -1,0 +1,222 @@
+#include "quant/head_dot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "core/cpu.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "core/thread_pool.h"
+#include "quant/dequant.h"
+
+namespace bitnet {
+
+#if defined(BITNET_HAVE_X86_KERNELS)
+bool head_avx512_supports(DType t);
+void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1,
+                      const HeadActs& a, float* y, int64_t ld_y);
+#endif
+
+bool head_supported(DType t) {
+  switch (t) {
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+namespace {
+
+// Symmetric int8 quantization of one block: d = amax/127, q = nearbyint(x * 127/amax).
+void quantize_block(const float* x, int64_t n, int8_t* q, float* d) {
+  float amax = 0;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  if (amax == 0) {
+    std::memset(q, 0, static_cast<size_t>(n));
+    *d = 0;
+    return;
+  }
+  const float inv = 127.0f / amax;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::nearbyint(x[i] * inv);
+    q[i] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
+  }
+  *d = amax / 127.0f;
+}
+
+void rows_ref(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a,
+              float* y, int64_t ld_y) {
+  const int64_t n = a.n;
+  switch (a.wtype) {
+    case DType::Q8_0: {
+      const int64_t nb = n / 32;
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
+        for (int64_t t = 0; t < a.m; ++t) {
+          const int8_t* xq = a.q.data() + t * n;
+          const float* xd = a.d.data() + t * nb;
+          float acc = 0;
+          for (int64_t b = 0; b < nb; ++b) {
+            const uint8_t* blk = row + b * 34;
+            uint16_t dh;
+            std::memcpy(&dh, blk, 2);
+            const auto* qs = reinterpret_cast<const int8_t*>(blk + 2);
+            int32_t isum = 0;
+            for (int i = 0; i < 32; ++i) isum += qs[i] * xq[b * 32 + i];
+            acc += f16_to_f32(dh) * xd[b] * static_cast<float>(isum);
+          }
+          y[t * ld_y + r] = acc;
+        }
+      }
+      return;
+    }
+    case DType::Q6_K: {
+      const int64_t nb = n / 256;
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
+        for (int64_t t = 0; t < a.m; ++t) {
+          const int8_t* xq = a.q.data() + t * n;
+          const float* xd = a.d.data() + t * nb;
+          float acc = 0;
+          for (int64_t b = 0; b < nb; ++b) {
+            const uint8_t* blk = row + b * 210;
+            const uint8_t* ql = blk;
+            const uint8_t* qh = blk + 128;
+            const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
+            uint16_t dh;
+            std::memcpy(&dh, blk + 208, 2);
+            int32_t sub[16] = {};
+            for (int h = 0; h < 2; ++h) {
+              for (int l = 0; l < 32; ++l) {
+                const int q1 = (ql[64 * h + l] & 15) | ((qh[32 * h + l] >> 0 & 3) << 4);
+                const int q2 = (ql[64 * h + l + 32] & 15) | ((qh[32 * h + l] >> 2 & 3) << 4);
+                const int q3 = (ql[64 * h + l] >> 4) | ((qh[32 * h + l] >> 4 & 3) << 4);
+                const int q4 = (ql[64 * h + l + 32] >> 4) | ((qh[32 * h + l] >> 6 & 3) << 4);
+                const int8_t* xb = xq + b * 256 + 128 * h;
+                sub[8 * h + (l + 0) / 16] += (q1 - 32) * xb[l];
+                sub[8 * h + (l + 32) / 16] += (q2 - 32) * xb[l + 32];
+                sub[8 * h + (l + 64) / 16] += (q3 - 32) * xb[l + 64];
+                sub[8 * h + (l + 96) / 16] += (q4 - 32) * xb[l + 96];
+              }
+            }
+            int32_t bsum = 0;
+            for (int j = 0; j < 16; ++j) bsum += sc[j] * sub[j];
+            acc += f16_to_f32(dh) * xd[b] * static_cast<float>(bsum);
+          }
+          y[t * ld_y + r] = acc;
+        }
+      }
+      return;
+    }
+    default: {
+      std::vector<float> row(static_cast<size_t>(n));
+      for (int64_t r = r0; r < r1; ++r) {
+        dequantize_row(a.wtype, w + static_cast<size_t>(r) * row_bytes, n, row.data());
+        for (int64_t t = 0; t < a.m; ++t) {
+          const float* x = a.f.data() + t * n;
+          float acc = 0;
+          for (int64_t i = 0; i < n; ++i) acc += row[static_cast<size_t>(i)] * x[i];
+          y[t * ld_y + r] = acc;
+        }
+      }
+      return;
+    }
+  }
+}
+
+bool always() { return true; }
+
+#if defined(BITNET_HAVE_X86_KERNELS)
+bool avx512_ok() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni && f.f16c;
+}
+#endif
+
+const HeadVariant kVariants[] = {
+    {"scalar", always, head_supported, rows_ref},
+#if defined(BITNET_HAVE_X86_KERNELS)
+    {"avx512", avx512_ok, head_avx512_supports, head_rows_avx512},
+#endif
+};
+
+}  // namespace
+
+void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a) {
+  if (!head_supported(wtype)) fail("output head: weight type {} is not supported", dtype_name(wtype));
+  const int64_t blk = dtype_info(wtype).block_elems;
+  if (n % blk) fail("output head: row length {} is not a multiple of {}'s block of {}", n, dtype_name(wtype), blk);
+  a.wtype = wtype;
+  a.m = m;
+  a.n = n;
+  const size_t mn = static_cast<size_t>(m * n);
+  if (wtype == DType::Q8_0 || wtype == DType::Q6_K) {
+    const int64_t qb = wtype == DType::Q8_0 ? 32 : 256;
+    a.q.resize(mn);
+    a.d.resize(static_cast<size_t>(m * (n / qb)));
+    for (int64_t t = 0; t < m; ++t)
+      for (int64_t b = 0; b < n / qb; ++b)
+        quantize_block(x + t * n + b * qb, qb, a.q.data() + t * n + b * qb, &a.d[static_cast<size_t>(t * (n / qb) + b)]);
+    if (wtype == DType::Q6_K) {
+      a.bsum.resize(static_cast<size_t>(m * (n / 16)));
+      for (int64_t g = 0; g < m * (n / 16); ++g) {
+        int32_t s = 0;
+        for (int i = 0; i < 16; ++i) s += a.q[static_cast<size_t>(g * 16 + i)];
+        a.bsum[static_cast<size_t>(g)] = static_cast<int16_t>(s);
+      }
+    }
+    return;
+  }
+  a.f.resize(mn);
+  for (size_t i = 0; i < mn; ++i) {
+    if (wtype == DType::F16) a.f[i] = f16_to_f32(f32_to_f16(x[i]));
+    else if (wtype == DType::BF16) a.f[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    else a.f[i] = x[i];
+  }
+}
+
+std::span<const HeadVariant> head_variants() { return kVariants; }
+
+const HeadVariant& select_head(DType t) {
+  const char* e = std::getenv("BITNET_HEAD_KERNEL");
+  const std::string_view forced = e ? e : "";
+  if (!forced.empty()) {
+    for (const auto& v : kVariants) {
+      if (forced != v.name) continue;
+      if (!v.cpu_ok()) fail("BITNET_HEAD_KERNEL={}: this CPU cannot run it ({})", forced, cpu_summary());
+      if (!v.supports(t)) fail("BITNET_HEAD_KERNEL={}: weight type {} is not supported", forced, dtype_name(t));
+      return v;
+    }
+    fail("BITNET_HEAD_KERNEL={}: unknown head kernel", forced);
+  }
+  const HeadVariant* best = nullptr;
+  for (const auto& v : kVariants)
+    if (v.cpu_ok() && v.supports(t)) best = &v;  // later entries are faster
+  if (!best) fail("output head: no kernel for weight type {}", dtype_name(t));
+  return *best;
+}
+
+void head_matvec_with(const HeadVariant& v, ThreadPool* pool, const uint8_t* w, size_t row_bytes,
+                      int64_t rows, const HeadActs& a, float* y) {
+  BN_CHECK(v.supports(a.wtype), "head kernel {} does not support {}", v.name, dtype_name(a.wtype));
+  auto work = [&](int64_t r0, int64_t r1) { v.fn(w, row_bytes, r0, r1, a, y, rows); };
+  // 256 rows (>= 170 KB of weights) per work item keeps the dispatch cost negligible.
+  if (pool) pool->parallel_for(rows, 256, work);
+  else work(0, rows);
+}
+
+void head_matvec(ThreadPool* pool, const uint8_t* w, size_t row_bytes, int64_t rows,
+                 const HeadActs& a, float* y) {
+  head_matvec_with(select_head(a.wtype), pool, w, row_bytes, rows, a, y);
+}
+
+}  // namespace bitnet

@@ -1,0 +1,70 @@
+#pragma once
+// Dot products of float activations with the rows of a high-precision matrix stored in a ggml
+// type: the output head (and any other F32/F16/BF16/Q8_0/Q4_0/Q6_K matrix-vector product).
+// Decode reads the whole head once per token, so these kernels must run at memory bandwidth:
+// they read the stored rows directly (no dequantized copy) and, for the block types, multiply
+// in integers.
+//
+// Numerics, per weight type (what llama.cpp does, so head-type quality figures are comparable):
+//   F32:        sum_i w[i] * x[i] in float.
+//   F16, BF16:  x is first rounded to the weight type (ggml converts the activation to the
+//               weight's type), then products accumulate in float.
+//   Q8_0:       x is quantized per 32-value block: dx = amax/127, xq = nearbyint(x * 127/amax);
+//               y = sum_b dw_b * dx_b * isum_b, isum_b = sum of 32 int8 x int8 products (exact).
+//   Q6_K:       x is quantized per 256-value block the same way (ggml's Q8_K), with the sums of
+//               each 16 quantized values kept (bsum); per block
+//               y_b = dw * dx * sum_j scale_j * (sum_{16 i in j} q6_i * xq_i - 32 * bsum_j),
+//               q6 in [0, 63] the stored 6-bit code (value q6 - 32).
+//   Q4_0:       scalar reference only: each row dequantized to float, then a float dot.
+// The integer parts are exact in every variant; the float combination order differs between
+// variants, so variants agree to float rounding (tests bound it), and each is deterministic and
+// independent of the thread count.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace bitnet {
+
+class ThreadPool;
+
+// Activations prepared once for a weight type: m rows of n values.
+struct HeadActs {
+  DType wtype = DType::F32;
+  int64_t m = 0, n = 0;
+  std::vector<float> f;       // [m][n] for F32/F16/BF16/Q4_0 (rounded to the weight type)
+  std::vector<int8_t> q;      // [m][n] for Q8_0/Q6_K
+  std::vector<float> d;       // [m][n / block] block scales for Q8_0/Q6_K
+  std::vector<int16_t> bsum;  // [m][n / 16] for Q6_K
+};
+
+// Whether the head kernels handle weight type t (n must be a whole number of blocks).
+bool head_supported(DType t);
+void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a);
+
+// y[t * ld_y + r] = dot(row r, activation t) for rows [r0, r1), every t < a.m. Rows are
+// `row_bytes` apart starting at w.
+using HeadFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1,
+                        const HeadActs& a, float* y, int64_t ld_y);
+
+struct HeadVariant {
+  const char* name;
+  bool (*cpu_ok)();
+  bool (*supports)(DType t);
+  HeadFn fn;
+};
+
+// Every compiled variant, the scalar reference first.
+std::span<const HeadVariant> head_variants();
+// The fastest variant that runs here and supports t (BITNET_HEAD_KERNEL forces one by name;
+// an error if it cannot run or does not support t).
+const HeadVariant& select_head(DType t);
+
+// All rows, split across the pool (may be null). y is [a.m][rows].
+void head_matvec(ThreadPool* pool, const uint8_t* w, size_t row_bytes, int64_t rows,
+                 const HeadActs& a, float* y);
+void head_matvec_with(const HeadVariant& v, ThreadPool* pool, const uint8_t* w, size_t row_bytes,
+                      int64_t rows, const HeadActs& a, float* y);
+
+}  // namespace bitnet

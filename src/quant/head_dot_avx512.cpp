@@ -1,0 +1,183 @@
+// AVX-512 (F, BW, VL, VNNI, F16C) head kernels; numerics in head_dot.h. Each reads its rows once,
+// straight from the stored (usually mmap'd) bytes: decode is bound by these reads.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "quant/head_dot.h"
+
+namespace bitnet {
+
+bool head_avx512_supports(DType t) {
+  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q6_K;
+}
+
+namespace {
+
+// Loads 16 stored values starting at p as floats (masked for a tail of fewer than 16).
+template <DType T>
+inline __m512 load16(const uint8_t* p, __mmask16 k) {
+  if constexpr (T == DType::F32) {
+    return _mm512_maskz_loadu_ps(k, p);
+  } else if constexpr (T == DType::F16) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p));
+  } else {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
+  }
+}
+
+// Four rows at a time share each activation load; four independent accumulators hide the FMA
+// latency. Rows stream from memory, the activation row stays in L1.
+template <DType T>
+void rows_float(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a,
+                float* y, int64_t ld_y) {
+  constexpr int64_t es = T == DType::F32 ? 4 : 2;
+  const int64_t n = a.n, n16 = n / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (n - n16)) - 1);
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const uint8_t* w0 = w + static_cast<size_t>(r) * row_bytes;
+    const uint8_t* w1 = w0 + row_bytes;
+    const uint8_t* w2 = w1 + row_bytes;
+    const uint8_t* w3 = w2 + row_bytes;
+    for (int64_t t = 0; t < a.m; ++t) {
+      const float* x = a.f.data() + t * n;
+      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t i = 0; i < n16; i += 16) {
+        const __m512 xv = _mm512_loadu_ps(x + i);
+        a0 = _mm512_fmadd_ps(load16<T>(w0 + i * es, 0xFFFF), xv, a0);
+        a1 = _mm512_fmadd_ps(load16<T>(w1 + i * es, 0xFFFF), xv, a1);
+        a2 = _mm512_fmadd_ps(load16<T>(w2 + i * es, 0xFFFF), xv, a2);
+        a3 = _mm512_fmadd_ps(load16<T>(w3 + i * es, 0xFFFF), xv, a3);
+      }
+      if (tail) {
+        const __m512 xv = _mm512_maskz_loadu_ps(tail, x + n16);
+        a0 = _mm512_fmadd_ps(load16<T>(w0 + n16 * es, tail), xv, a0);
+        a1 = _mm512_fmadd_ps(load16<T>(w1 + n16 * es, tail), xv, a1);
+        a2 = _mm512_fmadd_ps(load16<T>(w2 + n16 * es, tail), xv, a2);
+        a3 = _mm512_fmadd_ps(load16<T>(w3 + n16 * es, tail), xv, a3);
+      }
+      float* yt = y + t * ld_y + r;
+      yt[0] = _mm512_reduce_add_ps(a0);
+      yt[1] = _mm512_reduce_add_ps(a1);
+      yt[2] = _mm512_reduce_add_ps(a2);
+      yt[3] = _mm512_reduce_add_ps(a3);
+    }
+  }
+  for (; r < r1; ++r) {
+    const uint8_t* w0 = w + static_cast<size_t>(r) * row_bytes;
+    for (int64_t t = 0; t < a.m; ++t) {
+      const float* x = a.f.data() + t * n;
+      __m512 a0 = _mm512_setzero_ps();
+      for (int64_t i = 0; i < n16; i += 16) a0 = _mm512_fmadd_ps(load16<T>(w0 + i * es, 0xFFFF), _mm512_loadu_ps(x + i), a0);
+      if (tail) a0 = _mm512_fmadd_ps(load16<T>(w0 + n16 * es, tail), _mm512_maskz_loadu_ps(tail, x + n16), a0);
+      y[t * ld_y + r] = _mm512_reduce_add_ps(a0);
+    }
+  }
+}
+
+inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// Q8_0: per 32-value block, |w| (u8) x sign(w)*x (s8) with vpdpbusd gives 8 exact partial sums;
+// they are scaled by dw*dx in float. Two accumulators alternate blocks. xq never holds -128
+// (head_prepare clamps to +-127), so negating it cannot overflow; w = -128 works since |w| is
+// read as unsigned 128.
+float dot_q8_0(const uint8_t* row, const int8_t* xq, const float* xd, int64_t nb) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+  int64_t b = 0;
+  auto block = [&](int64_t bb) {
+    const uint8_t* blk = row + bb * 34;
+    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + bb * 32));
+    const __m256i isum =
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wq), _mm256_sign_epi8(xv, wq));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(half_at(blk) * xd[bb]));
+  };
+  for (; b + 2 <= nb; b += 2) {
+    acc0 = _mm256_add_ps(acc0, block(b));
+    acc1 = _mm256_add_ps(acc1, block(b + 1));
+  }
+  if (b < nb) acc0 = _mm256_add_ps(acc0, block(b));
+  const __m256 s = _mm256_add_ps(acc0, acc1);
+  __m128 v = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+  v = _mm_add_ss(v, _mm_movehdup_ps(v));
+  return _mm_cvtss_f32(v);
+}
+
+void rows_q8_0(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a,
+               float* y, int64_t ld_y) {
+  const int64_t n = a.n, nb = n / 32;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
+    for (int64_t t = 0; t < a.m; ++t) y[t * ld_y + r] = dot_q8_0(row, a.q.data() + t * n, a.d.data() + t * nb, nb);
+  }
+}
+
+// Q6_K: one 128-value half of a block at a time. The 64 low-nibble values (ql & 15 with qh bits
+// 0-1 / 2-3) and the 64 high-nibble values (ql >> 4 with qh bits 4-5 / 6-7) are each one 64-byte
+// vector of u8 codes in [0, 63], in the order of the values (see dequant.h), so each meets a
+// contiguous 64-byte run of xq in one vpdpbusd. Lane j of its result covers values 4j..4j+3, i.e.
+// sub-block j/4; the per-sub-block float scales dw*dx*scale_j are spread to those lanes with one
+// permute. The -32 offset is applied once per block: 32 * sum_j scale_j * bsum_j.
+float dot_q6_k(const uint8_t* row, const int8_t* xq, const float* xd, const int16_t* bsum, int64_t nb) {
+  const __m512i m0f = _mm512_set1_epi8(0x0F), m03 = _mm512_set1_epi8(0x03), m30 = _mm512_set1_epi8(0x30);
+  const __m512i idx0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512i four = _mm512_set1_epi32(4);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, corr = acc0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * 210;
+    const int8_t* xb = xq + b * 256;
+    const __m512 sc = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)))),
+        _mm512_set1_ps(half_at(blk + 208) * xd[b]));
+    corr = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(
+                                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsum + 16 * b)))),
+                           corr);
+    __m512i idx = idx0;
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(blk + 64 * h);
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+      const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+      const __m512i lo = _mm512_or_si512(_mm512_and_si512(ql, m0f), _mm512_slli_epi16(_mm512_and_si512(qhz, m03), 4));
+      const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m0f), _mm512_and_si512(qhz, m30));
+      const __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xb + 128 * h));
+      const __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_loadu_si512(xb + 128 * h + 64));
+      acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_permutexvar_ps(idx, sc), acc0);
+      idx = _mm512_add_epi32(idx, four);
+      acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_permutexvar_ps(idx, sc), acc1);
+      idx = _mm512_add_epi32(idx, four);
+    }
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - 32.0f * _mm512_reduce_add_ps(corr);
+}
+
+void rows_q6_k(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a,
+               float* y, int64_t ld_y) {
+  const int64_t n = a.n, nb = n / 256;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
+    for (int64_t t = 0; t < a.m; ++t)
+      y[t * ld_y + r] = dot_q6_k(row, a.q.data() + t * n, a.d.data() + t * nb, a.bsum.data() + t * (n / 16), nb);
+  }
+}
+
+}  // namespace
+
+void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1,
+                      const HeadActs& a, float* y, int64_t ld_y) {
+  switch (a.wtype) {
+    case DType::F32: return rows_float<DType::F32>(w, row_bytes, r0, r1, a, y, ld_y);
+    case DType::F16: return rows_float<DType::F16>(w, row_bytes, r0, r1, a, y, ld_y);
+    case DType::BF16: return rows_float<DType::BF16>(w, row_bytes, r0, r1, a, y, ld_y);
+    case DType::Q8_0: return rows_q8_0(w, row_bytes, r0, r1, a, y, ld_y);
+    case DType::Q6_K: return rows_q6_k(w, row_bytes, r0, r1, a, y, ld_y);
+    default: return;  // head_avx512_supports excludes the rest; head_matvec_with checks it
+  }
+}
+
+}  // namespace bitnet

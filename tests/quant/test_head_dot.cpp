@@ -1,0 +1,176 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/thread_pool.h"
+#include "quant/dequant.h"
+#include "quant/head_dot.h"
+#include "quant/quantize_rows.h"
+#include "quant/random_data.h"
+
+namespace bitnet {
+namespace {
+
+const DType kTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q6_K};
+
+struct Case {
+  std::vector<uint8_t> w;
+  size_t row_bytes;
+  std::vector<float> wf;  // dequantized rows
+  std::vector<float> x;
+};
+
+Case make_case(DType t, int64_t rows, int64_t n, int64_t m, uint64_t seed) {
+  Case c;
+  auto src = random_floats(static_cast<size_t>(rows * n), seed);
+  c.w = quantize_rows(t, src.data(), rows, n);
+  c.row_bytes = row_bytes(t, n);
+  c.wf.resize(static_cast<size_t>(rows * n));
+  for (int64_t r = 0; r < rows; ++r)
+    dequantize_row(t, c.w.data() + static_cast<size_t>(r) * c.row_bytes, n, c.wf.data() + r * n);
+  c.x = random_floats(static_cast<size_t>(m * n), seed + 1);
+  for (size_t i = 0; i < c.x.size(); i += 7) c.x[i] *= 9.0f;  // uneven block maxima
+  return c;
+}
+
+std::vector<float> run(const HeadVariant& v, const Case& c, DType t, int64_t rows, int64_t n, int64_t m,
+                       ThreadPool* pool = nullptr) {
+  HeadActs a;
+  head_prepare(t, c.x.data(), m, n, a);
+  std::vector<float> y(static_cast<size_t>(m * rows), NAN);
+  head_matvec_with(v, pool, c.w.data(), c.row_bytes, rows, a, y.data());
+  return y;
+}
+
+// Every variant against the scalar reference: the integer parts are exact and only the float
+// combination order differs, so the gap is bounded by a few ulps of the sum of |terms|.
+TEST(HeadDot, EveryVariantMatchesTheReference) {
+  const HeadVariant& ref = head_variants()[0];
+  for (DType t : kTypes) {
+    const int64_t blk = dtype_info(t).block_elems;
+    for (int64_t n : {blk, 2 * blk, 10 * blk, blk == 1 ? 1001 : 4 * blk}) {
+      for (int64_t rows : {1, 5, 37}) {
+        for (int64_t m : {1, 3}) {
+          const Case c = make_case(t, rows, n, m, static_cast<uint64_t>(n * 131 + rows * 7 + m));
+          const auto want = run(ref, c, t, rows, n, m);
+          for (const HeadVariant& v : head_variants()) {
+            if (!v.cpu_ok() || !v.supports(t)) continue;
+            const auto got = run(v, c, t, rows, n, m);
+            for (int64_t tk = 0; tk < m; ++tk)
+              for (int64_t r = 0; r < rows; ++r) {
+                double mag = 0;
+                for (int64_t i = 0; i < n; ++i) mag += std::fabs(c.wf[r * n + i] * c.x[tk * n + i]);
+                const size_t at = static_cast<size_t>(tk * rows + r);
+                ASSERT_NEAR(got[at], want[at], 2e-6 * mag + 1e-30)
+                    << v.name << " " << dtype_name(t) << " n=" << n << " rows=" << rows << " m=" << m << " r=" << r;
+              }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The reference against the exact dot product of the stored weights and the float input: F32 is
+// exact up to float summation; F16/BF16 round x to the weight type; Q8_0 and Q6_K quantize x per
+// block, which moves each product by at most |w| * dx / 2.
+TEST(HeadDot, ReferenceIsWithinTheActivationRounding) {
+  for (DType t : kTypes) {
+    const int64_t n = 1024, rows = 9, m = 2;
+    const Case c = make_case(t, rows, n, m, 77);
+    const auto got = run(head_variants()[0], c, t, rows, n, m);
+    HeadActs a;
+    head_prepare(t, c.x.data(), m, n, a);
+    const int64_t qb = t == DType::Q8_0 ? 32 : 256;
+    for (int64_t tk = 0; tk < m; ++tk)
+      for (int64_t r = 0; r < rows; ++r) {
+        double exact = 0, mag = 0, bound = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const double wv = c.wf[r * n + i], xv = c.x[tk * n + i];
+          exact += wv * xv;
+          mag += std::fabs(wv * xv);
+          if (t == DType::Q8_0 || t == DType::Q6_K) bound += std::fabs(wv) * a.d[static_cast<size_t>(tk * (n / qb) + i / qb)] / 2;
+          if (t == DType::F16) bound += std::fabs(wv * xv) * std::ldexp(1.0, -11);
+          if (t == DType::BF16) bound += std::fabs(wv * xv) * std::ldexp(1.0, -8);
+        }
+        EXPECT_NEAR(got[static_cast<size_t>(tk * rows + r)], exact, bound * 1.001 + 1e-5 * mag)
+            << dtype_name(t) << " r=" << r;
+      }
+  }
+}
+
+// Extreme stored values: Q8_0 quants of -128 and 127 (the unsigned |w| trick must read -128 as
+// 128) and Q6_K codes 0 and 63 (and between) with sub-scales -128 and 127; all variants must agree exactly with
+// hand-computed integers (the scales are powers of two, so the float parts are exact too).
+TEST(HeadDot, ExtremeStoredValues) {
+  const int64_t n = 256;
+  std::vector<float> x(n);
+  for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = (i % 3 == 0) ? -1.0f : 1.0f;  // xq = +-127, dx = 1/127
+  // Q8_0: 8 blocks of {d = 1.0, qs alternating -128, 127}.
+  std::vector<uint8_t> q8(8 * 34);
+  double want8 = 0;
+  for (int b = 0; b < 8; ++b) {
+    const uint16_t one = f32_to_f16(1.0f);
+    std::memcpy(&q8[static_cast<size_t>(b * 34)], &one, 2);
+    for (int i = 0; i < 32; ++i) {
+      const int8_t q = i % 2 ? 127 : -128;
+      q8[static_cast<size_t>(b * 34 + 2 + i)] = static_cast<uint8_t>(q);
+      want8 += q * (x[static_cast<size_t>(b * 32 + i)] < 0 ? -127 : 127);
+    }
+  }
+  want8 /= 127.0;
+  // Q6_K: codes 0, 48, 15 and 63 (the extremes -32 and 31 included), scales alternate -128 and
+  // 127, d = 2^-10.
+  std::vector<uint8_t> q6(210, 0);
+  for (int i = 0; i < 128; ++i) q6[static_cast<size_t>(i)] = 0xF0;  // low nibble 0, high nibble 15
+  for (int i = 0; i < 64; ++i) q6[static_cast<size_t>(128 + i)] = 0xCC;  // qh pairs: 0,3,0,3
+  for (int j = 0; j < 16; ++j) q6[static_cast<size_t>(192 + j)] = static_cast<uint8_t>(static_cast<int8_t>(j % 2 ? 127 : -128));
+  const uint16_t dh = f32_to_f16(std::ldexp(1.0f, -10));
+  std::memcpy(&q6[208], &dh, 2);
+  std::vector<float> wf6(n);
+  dequantize_row(DType::Q6_K, q6.data(), n, wf6.data());
+  double want6 = 0;
+  for (int64_t i = 0; i < n; ++i) want6 += wf6[static_cast<size_t>(i)] * (x[static_cast<size_t>(i)] < 0 ? -127 : 127);
+  want6 /= 127.0;
+  for (const HeadVariant& v : head_variants()) {
+    if (!v.cpu_ok()) continue;
+    for (auto [t, bytes, want] : {std::tuple{DType::Q8_0, &q8, want8}, std::tuple{DType::Q6_K, &q6, want6}}) {
+      if (!v.supports(t)) continue;
+      HeadActs a;
+      head_prepare(t, x.data(), 1, n, a);
+      float y = NAN;
+      head_matvec_with(v, nullptr, bytes->data(), bytes->size(), 1, a, &y);
+      EXPECT_NEAR(y, want, 1e-6 * std::fabs(want) + 1e-6) << v.name << " " << dtype_name(t);
+    }
+  }
+}
+
+TEST(HeadDot, ThreadCountDoesNotChangeTheResult) {
+  ThreadPool pool(2);
+  for (DType t : {DType::F16, DType::Q8_0, DType::Q6_K}) {
+    const int64_t rows = 1000, n = 512;
+    const Case c = make_case(t, rows, n, 1, 5);
+    const HeadVariant& v = select_head(t);
+    const auto one = run(v, c, t, rows, n, 1);
+    const auto two = run(v, c, t, rows, n, 1, &pool);
+    EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * 4), 0) << dtype_name(t);
+  }
+}
+
+TEST(HeadDot, BadInputsAreErrors) {
+  HeadActs a;
+  std::vector<float> x(100, 1.0f);
+  EXPECT_THROW(head_prepare(DType::TQ2_0, x.data(), 1, 256, a), Error);
+  try {
+    head_prepare(DType::Q8_0, x.data(), 1, 100, a);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("100"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace bitnet
