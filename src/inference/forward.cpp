@@ -32,28 +32,34 @@ void Session::truncate(int64_t n) {
   n_past_ = n;
 }
 
-// Quantizes `n` rows of `x` (row stride ld) and multiplies them with `w` into y [n][w.n].
-static void bit_linear(ThreadPool& pool, Arena& arena, const TernaryMatrix& w, const float* x,
-                       int64_t n, int64_t ld, float* y) {
-  QuantizedActs q = alloc_quantized_acts(arena, n, w.k);
-  quantize_acts(x, ld, q);
-  ternary_gemm(&pool, w, q, {nullptr, 0, y, w.n});
+// Per-token work (norms, activation quantization, RoPE, residual adds) runs split over tokens;
+// each token's result is computed by one thread in one order, so logits do not depend on the
+// thread count. A single token (decode) runs inline on the caller.
+template <typename F>
+static void per_token(ThreadPool& pool, int64_t n, F&& f) {
+  pool.parallel_for(n, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) f(t);
+  });
 }
 
 void Session::layer(int64_t il, int64_t n, float* x) {
   const ModelConfig& c = model_.cfg;
   const LayerWeights& L = model_.layers[static_cast<size_t>(il)];
-  const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim;
+  const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ff = c.n_ff;
   const int64_t qkv_n = qd + 2 * kvd;
-
-  // Attention block.
-  float* h = arena_.alloc<float>(static_cast<size_t>(n * d));
-  for (int64_t t = 0; t < n; ++t) rms_norm(x + t * d, L.attn_norm.data(), d, c.rms_eps, h + t * d);
-  float* qkv = arena_.alloc<float>(static_cast<size_t>(n * qkv_n));
-  bit_linear(pool_, arena_, L.wqkv, h, n, d, qkv);
   const bool f16 = opts_.kv_f16;
   const size_t layer_off = static_cast<size_t>(il * opts_.n_ctx * kvd);
-  for (int64_t t = 0; t < n; ++t) {
+  float* h = arena_.alloc<float>(static_cast<size_t>(n * d));  // normed rows
+
+  // Attention block: RMSNorm and quantization fused per token, then one q|k|v product.
+  QuantizedActs qa = alloc_quantized_acts(arena_, n, d);
+  per_token(pool_, n, [&](int64_t t) {
+    rms_norm(x + t * d, L.attn_norm.data(), d, c.rms_eps, h + t * d);
+    quantize_act_row(h + t * d, qa, t);
+  });
+  float* qkv = arena_.alloc<float>(static_cast<size_t>(n * qkv_n));
+  ternary_gemm(&pool_, L.wqkv, qa, {nullptr, 0, qkv, qkv_n});
+  per_token(pool_, n, [&](int64_t t) {
     float* q = qkv + t * qkv_n;
     float* k = q + qd;
     const int64_t pos = n_past_ + t;
@@ -67,7 +73,7 @@ void Session::layer(int64_t il, int64_t n, float* x) {
       std::memcpy(k_cache_.data() + at, k, static_cast<size_t>(kvd) * 4);
       std::memcpy(v_cache_.data() + at, k + kvd, static_cast<size_t>(kvd) * 4);
     }
-  }
+  });
   float* attn = arena_.alloc<float>(static_cast<size_t>(n * qd));
   const int64_t group = c.n_head / c.n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -111,24 +117,40 @@ void Session::layer(int64_t il, int64_t n, float* x) {
       }
     }
   });
-  if (!L.attn_sub_norm.empty())
-    for (int64_t t = 0; t < n; ++t) rms_norm(attn + t * qd, L.attn_sub_norm.data(), qd, c.rms_eps, attn + t * qd);
+  QuantizedActs qo = alloc_quantized_acts(arena_, n, qd);
+  per_token(pool_, n, [&](int64_t t) {
+    float* a = attn + t * qd;
+    if (!L.attn_sub_norm.empty()) rms_norm(a, L.attn_sub_norm.data(), qd, c.rms_eps, a);
+    quantize_act_row(a, qo, t);
+  });
   float* o = arena_.alloc<float>(static_cast<size_t>(n * d));
-  bit_linear(pool_, arena_, L.wo, attn, n, qd, o);
-  for (int64_t i = 0; i < n * d; ++i) x[i] += o[i];
+  ternary_gemm(&pool_, L.wo, qo, {nullptr, 0, o, d});
 
-  // Feed-forward block.
-  for (int64_t t = 0; t < n; ++t) rms_norm(x + t * d, L.ffn_norm.data(), d, c.rms_eps, h + t * d);
-  const int64_t ff = c.n_ff;
+  // Feed-forward block: the residual add, RMSNorm and quantization fused per token.
+  QuantizedActs qf = alloc_quantized_acts(arena_, n, d);
+  per_token(pool_, n, [&](int64_t t) {
+    float* xt = x + t * d;
+    const float* ot = o + t * d;
+    for (int64_t i = 0; i < d; ++i) xt[i] += ot[i];
+    rms_norm(xt, L.ffn_norm.data(), d, c.rms_eps, h + t * d);
+    quantize_act_row(h + t * d, qf, t);
+  });
   float* gu = arena_.alloc<float>(static_cast<size_t>(n * 2 * ff));
-  bit_linear(pool_, arena_, L.w_gate_up, h, n, d, gu);
+  ternary_gemm(&pool_, L.w_gate_up, qf, {nullptr, 0, gu, 2 * ff});
+  QuantizedActs qd_ = alloc_quantized_acts(arena_, n, ff);
   float* act = arena_.alloc<float>(static_cast<size_t>(n * ff));
-  for (int64_t t = 0; t < n; ++t) {
-    gated_act(gu + t * 2 * ff, gu + t * 2 * ff + ff, ff, c.act, act + t * ff);
-    if (!L.ffn_sub_norm.empty()) rms_norm(act + t * ff, L.ffn_sub_norm.data(), ff, c.rms_eps, act + t * ff);
-  }
-  bit_linear(pool_, arena_, L.w_down, act, n, ff, o);
-  for (int64_t i = 0; i < n * d; ++i) x[i] += o[i];
+  per_token(pool_, n, [&](int64_t t) {
+    float* at = act + t * ff;
+    gated_act(gu + t * 2 * ff, gu + t * 2 * ff + ff, ff, c.act, at);
+    if (!L.ffn_sub_norm.empty()) rms_norm(at, L.ffn_sub_norm.data(), ff, c.rms_eps, at);
+    quantize_act_row(at, qd_, t);
+  });
+  ternary_gemm(&pool_, L.w_down, qd_, {nullptr, 0, o, d});
+  per_token(pool_, n, [&](int64_t t) {
+    float* xt = x + t * d;
+    const float* ot = o + t * d;
+    for (int64_t i = 0; i < d; ++i) xt[i] += ot[i];
+  });
 }
 
 const float* Session::forward(std::span<const int32_t> tokens, bool all_logits) {

@@ -14,11 +14,10 @@
 namespace bitnet {
 
 void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const double ss = sum_squares_f64(x, n);
   const float mean = static_cast<float>(ss / static_cast<double>(n));
   const float scale = 1.0f / std::sqrt(mean + eps);
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
+  scale_mul_f32(x, scale, w, y, n);
 }
 
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t pos, float theta,

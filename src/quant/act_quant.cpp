@@ -72,7 +72,8 @@ void quantize_acts_with(const ActQuantVariant& v, const float* x, int64_t ldx, Q
          out.sum + i);
 }
 
-void quantize_acts(const float* x, int64_t ldx, QuantizedActs& out) {
+// Chosen on every call: tests switch BITNET_KERNEL at run time (the cost is a getenv).
+static const ActQuantVariant& chosen_act_quant() {
   const ActQuantVariant* chosen = [] {
     int n = 0;
     const ActQuantVariant* vs = act_quant_variants(&n);
@@ -88,7 +89,15 @@ void quantize_acts(const float* x, int64_t ldx, QuantizedActs& out) {
     }
     return best;
   }();
-  quantize_acts_with(*chosen, x, ldx, out);
+  return *chosen;
+}
+
+void quantize_acts(const float* x, int64_t ldx, QuantizedActs& out) {
+  quantize_acts_with(chosen_act_quant(), x, ldx, out);
+}
+
+void quantize_act_row(const float* x, QuantizedActs& out, int64_t t) {
+  chosen_act_quant().fn(x, out.k, out.k_pad, out.q + t * out.k_pad, out.scale + t, out.dq + t, out.sum + t);
 }
 
 }  // namespace bitnet

@@ -26,6 +26,8 @@ QuantizedActs alloc_quantized_acts(Arena& arena, int64_t m, int64_t k);
 
 // x is [m][ldx] floats; uses the fastest variant the CPU has (or BITNET_KERNEL's choice).
 void quantize_acts(const float* x, int64_t ldx, QuantizedActs& out);
+// Row t of out from x[out.k] (the same variant), for callers that fuse it into per-token work.
+void quantize_act_row(const float* x, QuantizedActs& out, int64_t t);
 
 // One row, plain C++: the spec.
 void quantize_act_row_ref(const float* x, int64_t k, int64_t k_pad, int8_t* q, float* scale,

@@ -8,6 +8,8 @@ namespace bitnet {
 #if defined(BITNET_HAVE_X86_KERNELS)
 float dot_f32_avx512(const float* a, const float* b, int64_t n);
 void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n);
+double sum_squares_f64_avx512(const float* x, int64_t n);
+void scale_mul_f32_avx512(const float* x, float s, const float* w, float* y, int64_t n);
 void f16_to_f32_row_avx512(const uint16_t* src, float* dst, int64_t n);
 void bf16_to_f32_row_avx512(const uint16_t* src, float* dst, int64_t n);
 float dot_f16_f32_avx512(const uint16_t* a, const float* b, int64_t n);
@@ -37,6 +39,22 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   if (use_avx512()) return dot_f32_avx512(a, b, n);
 #endif
   return dot_f32_ref(a, b, n);
+}
+
+double sum_squares_f64(const float* x, int64_t n) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return sum_squares_f64_avx512(x, n);
+#endif
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+  return s;
+}
+
+void scale_mul_f32(const float* x, float s, const float* w, float* y, int64_t n) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return scale_mul_f32_avx512(x, s, w, y, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s * w[i];
 }
 
 void axpy_f32(float alpha, const float* x, float* y, int64_t n) {

@@ -21,6 +21,12 @@ void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);
 // float -> IEEE half, round to nearest even.
 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
 
+// sum_i x[i]^2 accumulated in double (RMSNorm's sum, like ggml's ggml_float); the order of the
+// additions differs between variants, so results agree to double rounding.
+double sum_squares_f64(const float* x, int64_t n);
+// y[i] = (x[i] * s) * w[i]  (exact: the same two roundings in every variant; y may alias x)
+void scale_mul_f32(const float* x, float s, const float* w, float* y, int64_t n);
+
 // The plain versions (tests compare against these).
 float dot_f32_ref(const float* a, const float* b, int64_t n);
 

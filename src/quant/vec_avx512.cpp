@@ -23,6 +23,37 @@ float dot_f32_avx512(const float* a, const float* b, int64_t n) {
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
+double sum_squares_f64_avx512(const float* x, int64_t n) {
+  __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512d a = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    const __m512d b = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+    s0 = _mm512_fmadd_pd(a, a, s0);
+    s1 = _mm512_fmadd_pd(b, b, s1);
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m512d a = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    s0 = _mm512_fmadd_pd(a, a, s0);
+  }
+  if (i < n) {
+    const __m512d a = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << (n - i)) - 1), x + i));
+    s1 = _mm512_fmadd_pd(a, a, s1);
+  }
+  return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
+void scale_mul_f32_avx512(const float* x, float s, const float* w, float* y, int64_t n) {
+  const __m512 sv = _mm512_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), sv), _mm512_loadu_ps(w + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), sv), _mm512_maskz_loadu_ps(m, w + i)));
+  }
+}
+
 void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n) {
   const __m512 a = _mm512_set1_ps(alpha);
   int64_t i = 0;

@@ -25,6 +25,23 @@ TEST(Vec, DotAndAxpyMatchReferenceOnOddSizes) {
   }
 }
 
+TEST(Vec, SumSquaresAndScaleMulMatchThePlainLoops) {
+  for (int64_t n : {1, 7, 8, 15, 16, 17, 100, 2560, 6913}) {
+    auto x = random_floats(static_cast<size_t>(n), 11), w = random_floats(static_cast<size_t>(n), 12);
+    double ss = 0;
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+    EXPECT_NEAR(sum_squares_f64(x.data(), n), ss, static_cast<double>(n) * std::ldexp(1.0, -53) * ss) << n;  // summation-order bound
+    std::vector<float> y(static_cast<size_t>(n)), z = x;
+    scale_mul_f32(x.data(), 0.37f, w.data(), y.data(), n);
+    scale_mul_f32(z.data(), 0.37f, w.data(), z.data(), n);  // in place
+    for (int64_t i = 0; i < n; ++i) {
+      const float want = x[i] * 0.37f * w[i];
+      ASSERT_EQ(std::memcmp(&y[i], &want, 4), 0) << n << " " << i;
+      ASSERT_EQ(std::memcmp(&z[i], &want, 4), 0) << n << " " << i;
+    }
+  }
+}
+
 TEST(Vec, HalfConversionsAreExact) {
   std::vector<uint16_t> h(1000);
   for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<uint16_t>(i * 65 + 7);
