@@ -10,9 +10,9 @@
 // Blocking (all tiles are 16 x 64 bytes; one tile configuration per call):
 //   token chunk (sized so its activations, M_c x k_pad bytes, stay in L2)
 //     row panel of kPanelBlocks row blocks (16 rows each)
-//       K block of kb k-tiles (64 k each): the panel's weights for this K block are staged once
-//       into a small per-thread buffer (kPanelBlocks x kb KiB, L1-resident) and reused by every
-//       token tile of the chunk
+//       K block of kb <= kMaxKBlock k-tiles (64 k each): the panel's weights for this K block are
+//         staged once into a per-thread buffer (kPanelBlocks x kb KiB, L2-resident) and reused by
+//         every token tile of the chunk
 //         token-tile pair x row-block pair: 2 x 2 accumulators tmm0..3, activations tmm4,5,
 //         weights tmm6,7, so each tile load feeds two tdpbssd; the accumulators are parked in a
 //         per-thread int32 buffer between K blocks and scaled out after the last one.
@@ -21,7 +21,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -43,26 +42,12 @@ static_assert(sizeof(TileConfig) == 64);
 constexpr int64_t kTileBytes = 1024;  // 16 rows x 64 bytes
 constexpr int kTileInts = 256;        // an int32 C tile
 
-// Tuning knobs (read once; BITNET_AMX_KB = k-tiles per K block, BITNET_AMX_MB = max tokens per
-// chunk, BITNET_AMX_PF = 1 to prefetch the next token pair's activations into L1,
-// BITNET_AMX_NP = row blocks per panel, 2 or 4).
-struct Tuning {
-  int64_t kb = 8;
-  int64_t mb = 0;  // 0: from k_pad (activations of one chunk <= 1 MiB)
-  int pf = 0;
-  int64_t np = 2;
-};
-const Tuning& tuning() {
-  static const Tuning t = [] {
-    Tuning r;
-    if (const char* e = std::getenv("BITNET_AMX_KB")) r.kb = std::max<int64_t>(1, std::atoll(e));
-    if (const char* e = std::getenv("BITNET_AMX_MB")) r.mb = std::max<int64_t>(0, std::atoll(e));
-    if (const char* e = std::getenv("BITNET_AMX_PF")) r.pf = std::atoi(e);
-    if (const char* e = std::getenv("BITNET_AMX_NP")) r.np = std::atoll(e) >= 4 ? 4 : 2;
-    return r;
-  }();
-  return t;
-}
+// Blocking. K blocks hold at most kMaxKBlock k-tiles (4096 k; a 2560- or 2624-wide matrix is one
+// block, 6912 is two of 54) and are balanced; token chunks hold activations of at most
+// kChunkActBytes so they stay in L2 while every row panel streams past them.
+constexpr int64_t kPanelBlocks = 2;   // row blocks per panel (one B tile pair)
+constexpr int64_t kMaxKBlock = 64;    // k-tiles
+constexpr int64_t kChunkActBytes = int64_t{1} << 20;
 
 void configure_full() {
   TileConfig cfg;
@@ -117,7 +102,7 @@ void store_tile(const int32_t* c, int rows, const TernaryMatrix& w, const Quanti
 // (tile (i, j) at c + (2i + j) * 256).
 template <int TA, int TB>
 void micro(const int8_t* a0, const int8_t* a1, int64_t lda, const int8_t* b, int64_t bstride,
-           int64_t nk, int32_t* c, bool first, const int8_t* pf0, const int8_t* pf1, bool pf) {
+           int64_t nk, int32_t* c, bool first) {
   if (first) {
     _tile_zero(0);
     if constexpr (TB == 2) _tile_zero(1);
@@ -143,10 +128,6 @@ void micro(const int8_t* a0, const int8_t* a1, int64_t lda, const int8_t* b, int
       _tile_dpbssd(2, 5, 6);
       if constexpr (TB == 2) _tile_dpbssd(3, 5, 7);
     }
-    if (pf) {
-      for (int r = 0; r < 16; ++r) _mm_prefetch(reinterpret_cast<const char*>(pf0 + r * lda + kt * 64), _MM_HINT_T0);
-      for (int r = 0; r < 16; ++r) _mm_prefetch(reinterpret_cast<const char*>(pf1 + r * lda + kt * 64), _MM_HINT_T0);
-    }
   }
   _tile_stored(0, c, 64);
   if constexpr (TB == 2) _tile_stored(1, c + kTileInts, 64);
@@ -155,7 +136,7 @@ void micro(const int8_t* a0, const int8_t* a1, int64_t lda, const int8_t* b, int
 }
 
 using MicroFn = void (*)(const int8_t*, const int8_t*, int64_t, const int8_t*, int64_t, int64_t,
-                         int32_t*, bool, const int8_t*, const int8_t*, bool);
+                         int32_t*, bool);
 constexpr MicroFn kMicro[2][2] = {{micro<1, 1>, micro<1, 2>}, {micro<2, 1>, micro<2, 2>}};
 
 }  // namespace
@@ -163,16 +144,15 @@ constexpr MicroFn kMicro[2][2] = {{micro<1, 1>, micro<1, 2>}, {micro<2, 1>, micr
 void ternary_gemm_amx(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1,
                       const GemmOut& out) {
   if (n0 >= n1 || x.m <= 0) return;
-  const Tuning& tu = tuning();
   const int64_t lda = x.k_pad;
   const int64_t ktiles = w.k_pad / 64;
-  const int64_t kb = std::min(tu.kb, ktiles);
-  const int64_t nkb = (ktiles + kb - 1) / kb;
-  const int64_t np = tu.np;  // row blocks per panel
+  const int64_t nkb = (ktiles + kMaxKBlock - 1) / kMaxKBlock;
+  const int64_t kb = (ktiles + nkb - 1) / nkb;
+  constexpr int64_t np = kPanelBlocks;
 
   // Token tiles, and chunks of an even number of them whose activations stay in L2.
   const int64_t tiles = (x.m + 15) / 16, full_tiles = x.m / 16;
-  int64_t max_chunk = tu.mb > 0 ? tu.mb / 16 : (int64_t{1} << 20) / (16 * x.k_pad);
+  int64_t max_chunk = kChunkActBytes / (16 * x.k_pad);
   max_chunk = std::max<int64_t>(2, max_chunk & ~int64_t{1});
   const int64_t nchunks = (tiles + max_chunk - 1) / max_chunk;
   int64_t chunk = (tiles + nchunks - 1) / nchunks;
@@ -209,14 +189,10 @@ void ternary_gemm_amx(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0
           const int ta = t + 1 < c1 ? 2 : 1;
           const int8_t* a0 = a_tile(t) + kt0 * 64;
           const int8_t* a1 = ta == 2 ? a_tile(t + 1) + kt0 * 64 : a0;
-          const bool pf = tu.pf && t + 2 < c1;
-          const int8_t* p0 = pf ? a_tile(t + 2) + kt0 * 64 : a0;
-          const int8_t* p1 = pf && t + 3 < c1 ? a_tile(t + 3) + kt0 * 64 : p0;
           for (int64_t j = 0; j < nbp; j += 2) {
             const int tb = j + 1 < nbp ? 2 : 1;
             int32_t* c = acc + (((t - c0) / 2) * (np / 2) + j / 2) * 4 * kTileInts;
-            kMicro[ta - 1][tb - 1](a0, a1, lda, bst + j * kTileBytes, nbp * kTileBytes, nk, c, first,
-                                   p0, p1, pf && j == 0);
+            kMicro[ta - 1][tb - 1](a0, a1, lda, bst + j * kTileBytes, nbp * kTileBytes, nk, c, first);
             if (!last) continue;
             for (int i = 0; i < ta; ++i) {
               const int64_t m0 = (t + i) * 16;
