@@ -7,9 +7,20 @@
 // shifted by 2s and masked is exactly B tile row 4*(chunk % 4) + s of k-tile chunk / 4, so staging
 // is shift, mask, subtract 1 and store. No zero-point correction is needed.
 //
-// Tiles: tmm0..3 accumulators (2 token tiles x 2 row blocks), tmm4,5 activations, tmm6,7 weights.
+// Blocking (all tiles are 16 x 64 bytes; one tile configuration per call):
+//   token chunk (sized so its activations, M_c x k_pad bytes, stay in L2)
+//     row panel of kPanelBlocks row blocks (16 rows each)
+//       K block of kb <= kMaxKBlock k-tiles (64 k each): the panel's weights for this K block are
+//         staged once into a per-thread buffer (kPanelBlocks x kb KiB, L2-resident) and reused by
+//         every token tile of the chunk
+//         token-tile pair x row-block pair: 2 x 2 accumulators tmm0..3, activations tmm4,5,
+//         weights tmm6,7, so each tile load feeds two tdpbssd; the accumulators are parked in a
+//         per-thread int32 buffer between K blocks and scaled out after the last one.
+// A last partial token tile (M % 16 rows) is copied, zero-padded, into a 16-row scratch so every
+// tile is full; rows beyond M are computed and discarded. Only n_pad rows of the matrix are read.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -28,37 +39,43 @@ struct alignas(64) TileConfig {
 };
 static_assert(sizeof(TileConfig) == 64);
 
-void configure(int rows_a0, int rows_a1) {
+constexpr int64_t kTileBytes = 1024;  // 16 rows x 64 bytes
+constexpr int kTileInts = 256;        // an int32 C tile
+
+// Blocking. K blocks hold at most kMaxKBlock k-tiles (4096 k; a 2560- or 2624-wide matrix is one
+// block, 6912 is two of 54) and are balanced; token chunks hold activations of at most
+// kChunkActBytes so they stay in L2 while every row panel streams past them.
+constexpr int64_t kPanelBlocks = 2;   // row blocks per panel (one B tile pair)
+constexpr int64_t kMaxKBlock = 64;    // k-tiles
+constexpr int64_t kChunkActBytes = int64_t{1} << 20;
+
+void configure_full() {
   TileConfig cfg;
   std::memset(&cfg, 0, sizeof cfg);
   cfg.palette_id = 1;
-  const int rows_c[4] = {rows_a0, rows_a0, rows_a1, rows_a1};  // C(t, b): token tile t, block b
-  for (int i = 0; i < 4; ++i) {
-    cfg.rows[i] = static_cast<uint8_t>(rows_c[i] ? rows_c[i] : 1);
-    cfg.colsb[i] = 64;
-  }
-  cfg.rows[4] = static_cast<uint8_t>(rows_a0);
-  cfg.colsb[4] = 64;
-  cfg.rows[5] = static_cast<uint8_t>(rows_a1 ? rows_a1 : 1);
-  cfg.colsb[5] = 64;
-  for (int i = 6; i < 8; ++i) {
+  for (int i = 0; i < 8; ++i) {
     cfg.rows[i] = 16;
     cfg.colsb[i] = 64;
   }
   _tile_loadconfig(&cfg);
 }
 
-// Stages row block rb as s8 B tiles: k_pad/64 tiles of 1 KiB.
-void stage_b(const TernaryMatrix& w, int64_t rb, int8_t* dst) {
-  const uint8_t* p = w.block(rb);
-  const int64_t chunks = w.k_pad / kChunkK;
+// Stages k-tiles [kt0, kt0 + nk) of row blocks rb0 .. rb0 + nb - 1 as s8 B tiles, laid out
+// [kt][block] (tile (kt, b) at dst + (kt * nb + b) KiB).
+void stage_b(const TernaryMatrix& w, int64_t rb0, int64_t nb, int64_t kt0, int64_t nk, int8_t* dst) {
   const __m512i low2 = _mm512_set1_epi8(0x03), one = _mm512_set1_epi8(1);
-  for (int64_t c = 0; c < chunks; ++c) {
-    const __m512i v = _mm512_load_si512(p + c * kChunkBytes);
-    int8_t* tile_base = dst + (c / 4) * 1024 + (c % 4) * 4 * 64;
-    for (int s = 0; s < 4; ++s) {
-      const __m512i u = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 2 * s), low2), one);
-      _mm512_store_si512(tile_base + s * 64, u);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* p = w.block(rb0 + b) + kt0 * 4 * kChunkBytes;
+    for (int64_t kt = 0; kt < nk; ++kt) {
+      int8_t* tile = dst + (kt * nb + b) * kTileBytes;
+      for (int c = 0; c < 4; ++c) {
+        const __m512i v = _mm512_load_si512(p + (kt * 4 + c) * kChunkBytes);
+        int8_t* q = tile + c * 4 * 64;
+        _mm512_store_si512(q + 0, _mm512_sub_epi8(_mm512_and_si512(v, low2), one));
+        _mm512_store_si512(q + 64, _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 2), low2), one));
+        _mm512_store_si512(q + 128, _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low2), one));
+        _mm512_store_si512(q + 192, _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 6), low2), one));
+      }
     }
   }
 }
@@ -80,65 +97,110 @@ void store_tile(const int32_t* c, int rows, const TernaryMatrix& w, const Quanti
   }
 }
 
+// TA token tiles (a0, a1: stride lda) x TB row blocks (b: tile (kt, j) at b + kt * bstride + j KiB)
+// over nk k-tiles. Accumulators start at zero (first) or from c, and are parked in c
+// (tile (i, j) at c + (2i + j) * 256).
+template <int TA, int TB>
+void micro(const int8_t* a0, const int8_t* a1, int64_t lda, const int8_t* b, int64_t bstride,
+           int64_t nk, int32_t* c, bool first) {
+  if (first) {
+    _tile_zero(0);
+    if constexpr (TB == 2) _tile_zero(1);
+    if constexpr (TA == 2) _tile_zero(2);
+    if constexpr (TA == 2 && TB == 2) _tile_zero(3);
+  } else {
+    _tile_loadd(0, c, 64);
+    if constexpr (TB == 2) _tile_loadd(1, c + kTileInts, 64);
+    if constexpr (TA == 2) _tile_loadd(2, c + 2 * kTileInts, 64);
+    if constexpr (TA == 2 && TB == 2) _tile_loadd(3, c + 3 * kTileInts, 64);
+  }
+  for (int64_t kt = 0; kt < nk; ++kt) {
+    const int8_t* bk = b + kt * bstride;
+    _tile_loadd(4, a0 + kt * 64, lda);
+    _tile_loadd(6, bk, 64);
+    _tile_dpbssd(0, 4, 6);
+    if constexpr (TB == 2) {
+      _tile_loadd(7, bk + kTileBytes, 64);
+      _tile_dpbssd(1, 4, 7);
+    }
+    if constexpr (TA == 2) {
+      _tile_loadd(5, a1 + kt * 64, lda);
+      _tile_dpbssd(2, 5, 6);
+      if constexpr (TB == 2) _tile_dpbssd(3, 5, 7);
+    }
+  }
+  _tile_stored(0, c, 64);
+  if constexpr (TB == 2) _tile_stored(1, c + kTileInts, 64);
+  if constexpr (TA == 2) _tile_stored(2, c + 2 * kTileInts, 64);
+  if constexpr (TA == 2 && TB == 2) _tile_stored(3, c + 3 * kTileInts, 64);
+}
+
+using MicroFn = void (*)(const int8_t*, const int8_t*, int64_t, const int8_t*, int64_t, int64_t,
+                         int32_t*, bool);
+constexpr MicroFn kMicro[2][2] = {{micro<1, 1>, micro<1, 2>}, {micro<2, 1>, micro<2, 2>}};
+
 }  // namespace
 
 void ternary_gemm_amx(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1,
                       const GemmOut& out) {
+  if (n0 >= n1 || x.m <= 0) return;
+  const int64_t lda = x.k_pad;
   const int64_t ktiles = w.k_pad / 64;
-  const size_t bytes_per_block = static_cast<size_t>(ktiles) * 1024;
-  thread_local AlignedBuffer stage;
-  if (stage.size() < 2 * bytes_per_block) stage = AlignedBuffer(2 * bytes_per_block);
-  int8_t* b0 = reinterpret_cast<int8_t*>(stage.data());
-  int8_t* b1 = b0 + bytes_per_block;
-  alignas(64) int32_t cbuf[4][256];
-  int cfg_a0 = -1, cfg_a1 = -1;
-  const int64_t ldx = x.k_pad;
+  const int64_t nkb = (ktiles + kMaxKBlock - 1) / kMaxKBlock;
+  const int64_t kb = (ktiles + nkb - 1) / nkb;
+  constexpr int64_t np = kPanelBlocks;
 
-  for (int64_t row0 = n0; row0 < n1; row0 += 2 * kRowBlock) {
-    const bool two = row0 + kRowBlock < n1;  // second block holds valid rows
-    stage_b(w, row0 / kRowBlock, b0);
-    if (two) stage_b(w, row0 / kRowBlock + 1, b1);
-    for (int64_t m0 = 0; m0 < x.m; m0 += 32) {
-      const int ra0 = static_cast<int>(x.m - m0 < 16 ? x.m - m0 : 16);
-      const int64_t rest = x.m - m0 - ra0;
-      const int ra1 = static_cast<int>(rest <= 0 ? 0 : rest < 16 ? rest : 16);
-      if (ra0 != cfg_a0 || ra1 != cfg_a1) {
-        configure(ra0, ra1);
-        cfg_a0 = ra0;
-        cfg_a1 = ra1;
-      }
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-      const int8_t* a0 = x.q + m0 * ldx;
-      const int8_t* a1 = a0 + 16 * ldx;
-      for (int64_t kt = 0; kt < ktiles; ++kt) {
-        _tile_loadd(4, a0 + kt * 64, ldx);
-        _tile_loadd(6, b0 + kt * 1024, 64);
-        _tile_dpbssd(0, 4, 6);
-        if (two) {
-          _tile_loadd(7, b1 + kt * 1024, 64);
-          _tile_dpbssd(1, 4, 7);
-        }
-        if (ra1) {
-          _tile_loadd(5, a1 + kt * 64, ldx);
-          _tile_dpbssd(2, 5, 6);
-          if (two) _tile_dpbssd(3, 5, 7);
-        }
-      }
-      _tile_stored(0, cbuf[0], 64);
-      store_tile(cbuf[0], ra0, w, x, m0, row0, n1, out);
-      if (two) {
-        _tile_stored(1, cbuf[1], 64);
-        store_tile(cbuf[1], ra0, w, x, m0, row0 + kRowBlock, n1, out);
-      }
-      if (ra1) {
-        _tile_stored(2, cbuf[2], 64);
-        store_tile(cbuf[2], ra1, w, x, m0 + 16, row0, n1, out);
-        if (two) {
-          _tile_stored(3, cbuf[3], 64);
-          store_tile(cbuf[3], ra1, w, x, m0 + 16, row0 + kRowBlock, n1, out);
+  // Token tiles, and chunks of an even number of them whose activations stay in L2.
+  const int64_t tiles = (x.m + 15) / 16, full_tiles = x.m / 16;
+  int64_t max_chunk = kChunkActBytes / (16 * x.k_pad);
+  max_chunk = std::max<int64_t>(2, max_chunk & ~int64_t{1});
+  const int64_t nchunks = (tiles + max_chunk - 1) / max_chunk;
+  int64_t chunk = (tiles + nchunks - 1) / nchunks;
+  chunk += chunk & 1;
+
+  // Per-thread scratch: staged weights, parked accumulators, the zero-padded last token tile.
+  const size_t stage_bytes = static_cast<size_t>(np * kb * kTileBytes);
+  const size_t acc_bytes = static_cast<size_t>((chunk / 2) * (np / 2) * 4 * kTileBytes);
+  const size_t tail_bytes = x.m % 16 ? static_cast<size_t>(16 * lda) : 0;
+  thread_local AlignedBuffer scratch;
+  if (scratch.size() < stage_bytes + acc_bytes + tail_bytes)
+    scratch = AlignedBuffer(stage_bytes + acc_bytes + tail_bytes);
+  int8_t* bst = reinterpret_cast<int8_t*>(scratch.data());
+  int32_t* acc = reinterpret_cast<int32_t*>(scratch.data() + stage_bytes);
+  int8_t* tail = reinterpret_cast<int8_t*>(scratch.data() + stage_bytes + acc_bytes);
+  if (tail_bytes) {
+    const int64_t r = x.m % 16;
+    std::memcpy(tail, x.q + full_tiles * 16 * lda, static_cast<size_t>(r * lda));
+    std::memset(tail + r * lda, 0, static_cast<size_t>((16 - r) * lda));
+  }
+  auto a_tile = [&](int64_t t) -> const int8_t* { return t < full_tiles ? x.q + t * 16 * lda : tail; };
+
+  configure_full();
+  const int64_t nb_end = (n1 + kRowBlock - 1) / kRowBlock;  // row blocks holding rows < n1
+  for (int64_t c0 = 0; c0 < tiles; c0 += chunk) {
+    const int64_t c1 = std::min(tiles, c0 + chunk);
+    for (int64_t rb0 = n0 / kRowBlock; rb0 < nb_end; rb0 += np) {
+      const int64_t nbp = std::min(np, nb_end - rb0);  // blocks in this panel
+      for (int64_t kq = 0; kq < nkb; ++kq) {
+        const int64_t kt0 = kq * kb, nk = std::min(kb, ktiles - kt0);
+        stage_b(w, rb0, nbp, kt0, nk, bst);
+        const bool first = kq == 0, last = kq == nkb - 1;
+        for (int64_t t = c0; t < c1; t += 2) {
+          const int ta = t + 1 < c1 ? 2 : 1;
+          const int8_t* a0 = a_tile(t) + kt0 * 64;
+          const int8_t* a1 = ta == 2 ? a_tile(t + 1) + kt0 * 64 : a0;
+          for (int64_t j = 0; j < nbp; j += 2) {
+            const int tb = j + 1 < nbp ? 2 : 1;
+            int32_t* c = acc + (((t - c0) / 2) * (np / 2) + j / 2) * 4 * kTileInts;
+            kMicro[ta - 1][tb - 1](a0, a1, lda, bst + j * kTileBytes, nbp * kTileBytes, nk, c, first);
+            if (!last) continue;
+            for (int i = 0; i < ta; ++i) {
+              const int64_t m0 = (t + i) * 16;
+              const int rows = static_cast<int>(std::min<int64_t>(16, x.m - m0));
+              for (int jj = 0; jj < tb; ++jj)
+                store_tile(c + (2 * i + jj) * kTileInts, rows, w, x, m0, (rb0 + j + jj) * kRowBlock, n1, out);
+            }
+          }
         }
       }
     }

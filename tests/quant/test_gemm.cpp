@@ -89,6 +89,26 @@ TEST_P(GemmVariantTest, BitExactOnAwkwardShapes) {
   EXPECT_GT(cases, 30);
 }
 
+TEST_P(GemmVariantTest, BitExactOnLongInputsAndManyRowPanels) {
+  // Long enough (m * k_pad > 1 MiB) that blocked kernels split tokens into several chunks, with
+  // many K blocks, several row panels per thread, a partial last panel and a partial token tile.
+  const GemmVariant& v = gemm_variant(GetParam());
+  if (!v.cpu_ok()) GTEST_SKIP() << GetParam() << " is not supported by this CPU";
+  ForceKernel force(v.name);
+  ThreadPool pool2(2), pool3(3);
+  const int64_t m = 403, n = 150, k = 2593;
+  auto wq = random_ternary(static_cast<size_t>(n * k), 99);
+  auto W = pack_native(wq.data(), n, k, 0.5f);
+  Arena arena;
+  auto X = make_acts(arena, m, k, Fill::kRandom, 11);
+  const auto want = plain_reference(wq, X, n);
+  for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
+    std::vector<int32_t> got(want.size(), 0x7eadbeef);
+    ternary_gemm(pool, W, X, {got.data(), n, nullptr, 0});
+    ASSERT_EQ(got, want) << v.name << " threads=" << (pool ? pool->size() : 1);
+  }
+}
+
 TEST_P(GemmVariantTest, FloatEpilogueWithinDerivedTolerance) {
   // y = float(acc) * fl(row_scale * fl(1/s)): acc is exact in float (|acc| < 2^24) and three
   // roundings of relative size 2^-24 follow, so |y - acc*scale/s| <= 4 * 2^-24 * |acc*scale/s|.
