@@ -1,5 +1,7 @@
 #include "core/memory.h"
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +31,12 @@ void aligned_free_bytes(void* p, size_t bytes) {
   if (!p) return;
   g_live.fetch_sub(bytes);
   std::free(p);
+}
+
+size_t peak_rss_bytes() {
+  struct rusage ru {};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return static_cast<size_t>(ru.ru_maxrss) * 1024;  // Linux reports kilobytes
 }
 
 MemoryStats memory_stats() { return {g_live.load(), g_peak.load(), g_count.load()}; }

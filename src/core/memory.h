@@ -20,6 +20,8 @@ struct MemoryStats {
   uint64_t allocations;  // number of aligned_alloc_bytes calls so far
 };
 MemoryStats memory_stats();
+// The process's peak resident set size so far (getrusage), in bytes; 0 where unavailable.
+size_t peak_rss_bytes();
 void reset_peak_memory();
 
 // Owning, move-only, zero-initialized aligned byte buffer.

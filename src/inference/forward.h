@@ -32,6 +32,10 @@ class Session {
 
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return opts_.n_ctx; }
+  // Bytes of the KV cache (allocated whole when the session is made).
+  size_t kv_cache_bytes() const {
+    return (k16_.size() + v16_.size()) * sizeof(uint16_t) + (k_cache_.size() + v_cache_.size()) * sizeof(float);
+  }
   // Forgets cached positions >= n (n <= n_past()).
   void truncate(int64_t n);
   const Model& model() const { return model_; }

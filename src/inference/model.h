@@ -31,5 +31,7 @@ struct Model {
 // Bytes of weights the forward pass reads per decoded token (ternary layers + head), for
 // bandwidth-bound estimates.
 size_t decode_weight_bytes(const Model& m);
+// Bytes of all weights held (ternary layers as packed, embedding, separate head, norms).
+size_t model_weight_bytes(const Model& m);
 
 }  // namespace bitnet

@@ -1,10 +1,14 @@
 #include "inference/synthetic.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "quant/head_dot.h"
+#include "quant/quantize_rows.h"
 #include "quant/random_data.h"
 
 namespace bitnet {
@@ -47,20 +51,19 @@ std::vector<float> random_norm(int64_t n, uint64_t seed) {
 
 Model make_synthetic_model(const ModelConfig& cfg, uint64_t seed, DType embd_type) {
   validate(cfg);
-  if (embd_type != DType::F32 && embd_type != DType::F16 && embd_type != DType::BF16)
-    fail("synthetic model: embedding type {} not supported (f32, f16, bf16)", dtype_name(embd_type));
+  if (!quantize_supported(embd_type) || !head_supported(embd_type))
+    fail("synthetic model: embedding type {} not supported (f32, f16, bf16, q8_0, q4_0, q6_k)", dtype_name(embd_type));
   Model m;
   m.cfg = cfg;
   const int64_t d = cfg.n_embd;
   m.token_embd = Tensor::empty(embd_type, {cfg.n_vocab, d}, "token_embd.weight");
-  auto e = random_floats(static_cast<size_t>(cfg.n_vocab * d), seed, -1.0f, 1.0f);
-  uint8_t* dst = m.token_embd.mutable_data();
-  for (size_t i = 0; i < e.size(); ++i) {
-    if (embd_type == DType::F32) {
-      reinterpret_cast<float*>(dst)[i] = e[i];
-    } else {
-      reinterpret_cast<uint16_t*>(dst)[i] = embd_type == DType::F16 ? f32_to_f16(e[i]) : f32_to_bf16(e[i]);
-    }
+  // Generated and stored 4096 rows at a time (the 2B4T table is 1.3 GB as floats).
+  const size_t rb = row_bytes(embd_type, d);
+  for (int64_t r0 = 0; r0 < cfg.n_vocab; r0 += 4096) {
+    const int64_t rows = std::min<int64_t>(4096, cfg.n_vocab - r0);
+    auto e = random_floats(static_cast<size_t>(rows * d), seed + 7919 * static_cast<uint64_t>(r0 / 4096), -1.0f, 1.0f);
+    const auto bytes = quantize_rows(embd_type, e.data(), rows, d);
+    std::memcpy(m.token_embd.mutable_data() + static_cast<size_t>(r0) * rb, bytes.data(), bytes.size());
   }
   m.output = m.token_embd;
   m.tied_head = true;

@@ -21,6 +21,7 @@ struct Opts {
   ModelSource src;
   std::vector<int> n_prompt{128};
   std::vector<int> n_gen{64};
+  std::vector<int> depth{0};
   int reps = 3;
   int threads = 2;
   bool json = false;
@@ -44,19 +45,23 @@ Stats stats(std::vector<double> v) {
 void run(const Opts& o) {
   LoadedModel lm = load_model(o.src, false);
   Model* model = lm.model.get();
-  const int max_ctx = std::max(*std::max_element(o.n_prompt.begin(), o.n_prompt.end()),
-                               *std::max_element(o.n_gen.begin(), o.n_gen.end())) + 1;
+  const int max_depth = *std::max_element(o.depth.begin(), o.depth.end());
+  const int max_ctx = max_depth + std::max(*std::max_element(o.n_prompt.begin(), o.n_prompt.end()),
+                                           *std::max_element(o.n_gen.begin(), o.n_gen.end())) + 1;
   Session s(*model, {max_ctx, o.threads});
+  const size_t kv_bytes = s.kv_cache_bytes();
   const double gib = static_cast<double>(decode_weight_bytes(*model)) / (1 << 30);
   if (!o.json) {
     std::printf("| model | weights read/token | threads | test | t/s |\n|---|---:|---:|---:|---:|\n");
+    std::fflush(stdout);
   }
   auto tokens = [&](int n) {
     std::vector<int32_t> t(static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) t[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % model->cfg.n_vocab);
     return t;
   };
-  auto report = [&](const std::string& test, int n, const std::vector<double>& secs) {
+  auto report = [&](std::string test, int n, int depth, const std::vector<double>& secs) {
+    if (depth) test += " @ d" + std::to_string(depth);
     std::vector<double> tps;
     for (double x : secs) tps.push_back(n / x);
     const Stats st = stats(tps);
@@ -71,31 +76,50 @@ void run(const Opts& o) {
     std::fflush(stdout);
   };
   using clock = std::chrono::steady_clock;
-  for (int p : o.n_prompt) {
-    if (p <= 0) continue;
-    const auto t = tokens(p);
-    std::vector<double> secs;
-    for (int r = 0; r <= o.reps; ++r) {  // first run warms up
-      s.truncate(0);
-      const auto t0 = clock::now();
-      s.forward(t);
-      const double dt = std::chrono::duration<double>(clock::now() - t0).count();
-      if (r) secs.push_back(dt);
+  // A depth d prefills d tokens first (not timed), so the test runs with d tokens of context.
+  auto prefill_depth = [&](int depth) {
+    s.truncate(0);
+    if (depth > 0) s.forward(tokens(depth));
+  };
+  for (int depth : o.depth)
+    for (int p : o.n_prompt) {
+      if (p <= 0) continue;
+      const auto t = tokens(p);
+      std::vector<double> secs;
+      for (int r = 0; r <= o.reps; ++r) {  // first run warms up
+        prefill_depth(depth);
+        const auto t0 = clock::now();
+        s.forward(t);
+        const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+        if (r) secs.push_back(dt);
+      }
+      report("pp" + std::to_string(p), p, depth, secs);
     }
-    report("pp" + std::to_string(p), p, secs);
-  }
-  for (int g : o.n_gen) {
-    if (g <= 0) continue;
-    const auto t = tokens(g);
-    std::vector<double> secs;
-    for (int r = 0; r <= o.reps; ++r) {
-      s.truncate(0);
-      const auto t0 = clock::now();
-      for (int i = 0; i < g; ++i) s.forward(std::span(t).subspan(static_cast<size_t>(i), 1));
-      const double dt = std::chrono::duration<double>(clock::now() - t0).count();
-      if (r) secs.push_back(dt);
+  for (int depth : o.depth)
+    for (int g : o.n_gen) {
+      if (g <= 0) continue;
+      const auto t = tokens(g);
+      std::vector<double> secs;
+      for (int r = 0; r <= o.reps; ++r) {
+        prefill_depth(depth);
+        const auto t0 = clock::now();
+        for (int i = 0; i < g; ++i) s.forward(std::span(t).subspan(static_cast<size_t>(i), 1));
+        const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+        if (r) secs.push_back(dt);
+      }
+      report("tg" + std::to_string(g), g, depth, secs);
     }
-    report("tg" + std::to_string(g), g, secs);
+  // Peak resident memory of the whole process against what must be resident: the model file
+  // (or, for a synthetic model, its weights) plus the KV cache.
+  const double rss = static_cast<double>(peak_rss_bytes());
+  const double need = static_cast<double>(lm.file_bytes ? lm.file_bytes : model_weight_bytes(*model)) + static_cast<double>(kv_bytes);
+  if (o.json) {
+    std::printf("{\"model\": \"%s\", \"peak_rss_bytes\": %.0f, \"model_bytes\": %zu, \"kv_cache_bytes\": %zu, \"rss_ratio\": %.4f}\n",
+                lm.label.c_str(), rss, lm.file_bytes ? lm.file_bytes : model_weight_bytes(*model), kv_bytes, rss / need);
+  } else {
+    std::printf("\npeak RSS %.1f MiB = %.3f x (model %s %.1f MiB + KV cache %.1f MiB)\n", rss / (1 << 20), rss / need,
+                lm.file_bytes ? "file" : "weights", (need - static_cast<double>(kv_bytes)) / (1 << 20),
+                static_cast<double>(kv_bytes) / (1 << 20));
   }
 }
 
@@ -107,6 +131,7 @@ void register_bench(CLI::App& app) {
   add_model_options(cmd, o.src, true);
   cmd->add_option("-p,--n-prompt", o.n_prompt, "prompt lengths to test")->delimiter(',');
   cmd->add_option("-n,--n-gen", o.n_gen, "generation lengths to test")->delimiter(',');
+  cmd->add_option("-d,--n-depth", o.depth, "context depths: tokens already in the cache before each test")->delimiter(',');
   cmd->add_option("-r,--repetitions", o.reps, "timed repetitions (median reported)")->check(CLI::Range(1, 1000));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   cmd->add_flag("--json", o.json, "one JSON object per test per line");

@@ -19,7 +19,7 @@ void add_model_options(CLI::App* cmd, ModelSource& src, bool allow_synthetic) {
                   "instead of -m: a random model generated in memory, 2b4t (BitNet b1.58 2B4T shape) or tiny")
       ->check(CLI::IsMember({"2b4t", "tiny"}));
   cmd->add_option("--embd-type", src.embd_type, "synthetic model's embedding/head type")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q6_k"}));
   cmd->add_option("--seed-model", src.seed, "synthetic model's random seed");
 }
 
