@@ -42,6 +42,75 @@ static void per_token(ThreadPool& pool, int64_t n, F&& f) {
   });
 }
 
+// Causal attention of n new tokens (queries in qkv) over the cache, into attn [n][q_dim].
+// One job is a token and a group of query heads sharing a KV head, so each cached key and value
+// row is read and converted once per group. With few jobs (decode), groups are halved so that
+// the threads stay busy. Results do not depend on that split (vec.h).
+void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
+  const ModelConfig& c = model_.cfg;
+  const int64_t qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, qkv_n = qd + 2 * kvd;
+  const int64_t group = c.n_head / c.n_head_kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t n_kv_max = n_past_ + n;
+  const bool f16 = opts_.kv_f16;
+  const size_t layer_off = static_cast<size_t>(il * opts_.n_ctx * kvd);
+  const int nt = pool_.size();
+  int64_t gs = group;  // query heads per job
+  while (gs % 2 == 0 && n * c.n_head_kv * (group / gs) < 4 * nt) gs /= 2;
+  const int64_t per_kv = group / gs, jobs = n * c.n_head_kv * per_kv;
+  float* scores_all = arena_.alloc<float>(static_cast<size_t>(nt * gs * n_kv_max));
+  float* q_all = arena_.alloc<float>(static_cast<size_t>(nt * gs * hd));
+  uint16_t* q16_all = arena_.alloc<uint16_t>(static_cast<size_t>(nt * hd));
+  pool_.run([&](int tid) {
+    float* scores = scores_all + static_cast<int64_t>(tid) * gs * n_kv_max;
+    float* qr = q_all + static_cast<int64_t>(tid) * gs * hd;
+    uint16_t* q16 = q16_all + static_cast<int64_t>(tid) * hd;
+    for (int64_t job = tid; job < jobs; job += nt) {
+      const int64_t t = job / (c.n_head_kv * per_kv), rest = job % (c.n_head_kv * per_kv);
+      const int64_t kvh = rest / per_kv, h0 = kvh * group + (rest % per_kv) * gs;
+      const int64_t n_kv = n_past_ + t + 1;  // causal
+      const float* q = qkv + t * qkv_n + h0 * hd;
+      float* o = attn + t * qd + h0 * hd;
+      std::fill(o, o + gs * hd, 0.0f);
+      if (f16) {
+        // The query meets half keys as a half, like ggml's f16 dot product.
+        for (int64_t g = 0; g < gs; ++g) {
+          f32_to_f16_row(q + g * hd, q16, hd);
+          f16_to_f32_row(q16, qr + g * hd, hd);
+        }
+        dot_f16_rows(k16_.data() + layer_off + kvh * hd, kvd, n_kv, qr, hd, static_cast<int>(gs), hd, scale,
+                     scores, n_kv_max);
+      } else {
+        for (int64_t g = 0; g < gs; ++g)
+          for (int64_t j = 0; j < n_kv; ++j)
+            scores[g * n_kv_max + j] =
+                dot_f32(q + g * hd, k_cache_.data() + layer_off + static_cast<size_t>(j * kvd + kvh * hd), hd) * scale;
+      }
+      for (int64_t g = 0; g < gs; ++g) {
+        float* sc = scores + g * n_kv_max;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n_kv; ++j) mx = std::max(mx, sc[j]);
+        double sum = 0;
+        for (int64_t j = 0; j < n_kv; ++j) {
+          sc[j] = std::exp(sc[j] - mx);
+          sum += sc[j];
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        // ggml multiplies half values by the probabilities rounded to half.
+        for (int64_t j = 0; j < n_kv; ++j) sc[j] = f16 ? f16_to_f32(f32_to_f16(sc[j] * inv)) : sc[j] * inv;
+      }
+      if (f16) {
+        axpy_f16_rows(scores, n_kv_max, v16_.data() + layer_off + kvh * hd, kvd, n_kv, static_cast<int>(gs), hd, o, hd);
+      } else {
+        for (int64_t g = 0; g < gs; ++g)
+          for (int64_t j = 0; j < n_kv; ++j)
+            axpy_f32(scores[g * n_kv_max + j], v_cache_.data() + layer_off + static_cast<size_t>(j * kvd + kvh * hd),
+                     o + g * hd, hd);
+      }
+    }
+  });
+}
+
 void Session::layer(int64_t il, int64_t n, float* x) {
   const ModelConfig& c = model_.cfg;
   const LayerWeights& L = model_.layers[static_cast<size_t>(il)];
@@ -75,48 +144,7 @@ void Session::layer(int64_t il, int64_t n, float* x) {
     }
   });
   float* attn = arena_.alloc<float>(static_cast<size_t>(n * qd));
-  const int64_t group = c.n_head / c.n_head_kv;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t n_kv_max = n_past_ + n;
-  const int nt = pool_.size();
-  float* scores_all = arena_.alloc<float>(static_cast<size_t>(nt * n_kv_max));
-  float* qh_all = arena_.alloc<float>(static_cast<size_t>(nt * hd));
-  uint16_t* q16_all = arena_.alloc<uint16_t>(static_cast<size_t>(nt * hd));
-  pool_.run([&](int tid) {
-    float* scores = scores_all + tid * n_kv_max;
-    for (int64_t job = tid; job < n * c.n_head; job += nt) {
-      const int64_t t = job / c.n_head, hh = job % c.n_head, kvh = hh / group;
-      const float* q = qkv + t * qkv_n + hh * hd;
-      if (f16) {  // the query meets half keys as a half, like ggml's f16 dot product
-        float* qh = qh_all + tid * hd;
-        uint16_t* q16 = q16_all + tid * hd;
-        f32_to_f16_row(q, q16, hd);
-        f16_to_f32_row(q16, qh, hd);
-        q = qh;
-      }
-      const int64_t n_kv = n_past_ + t + 1;  // causal
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < n_kv; ++j) {
-        const size_t kat = layer_off + static_cast<size_t>(j * kvd + kvh * hd);
-        scores[j] = (f16 ? dot_f16_f32(k16_.data() + kat, q, hd) : dot_f32(q, k_cache_.data() + kat, hd)) * scale;
-        mx = std::max(mx, scores[j]);
-      }
-      double sum = 0;
-      for (int64_t j = 0; j < n_kv; ++j) {
-        scores[j] = std::exp(scores[j] - mx);
-        sum += scores[j];
-      }
-      const float inv = static_cast<float>(1.0 / sum);
-      float* o = attn + t * qd + hh * hd;
-      std::fill(o, o + hd, 0.0f);
-      for (int64_t j = 0; j < n_kv; ++j) {
-        const size_t vat = layer_off + static_cast<size_t>(j * kvd + kvh * hd);
-        const float p = scores[j] * inv;
-        if (f16) axpy_f16(f16_to_f32(f32_to_f16(p)), v16_.data() + vat, o, hd);
-        else axpy_f32(p, v_cache_.data() + vat, o, hd);
-      }
-    }
-  });
+  attention(il, n, qkv, attn);
   QuantizedActs qo = alloc_quantized_acts(arena_, n, qd);
   per_token(pool_, n, [&](int64_t t) {
     float* a = attn + t * qd;

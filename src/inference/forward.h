@@ -43,6 +43,7 @@ class Session {
 
  private:
   void layer(int64_t il, int64_t n, float* x);
+  void attention(int64_t il, int64_t n, const float* qkv, float* attn);
 
   const Model& model_;
   SessionOptions opts_;

@@ -15,6 +15,10 @@ void bf16_to_f32_row_avx512(const uint16_t* src, float* dst, int64_t n);
 float dot_f16_f32_avx512(const uint16_t* a, const float* b, int64_t n);
 void axpy_f16_avx512(float alpha, const uint16_t* x, float* y, int64_t n);
 void f32_to_f16_row_avx512(const float* src, uint16_t* dst, int64_t n);
+void dot_f16_rows_avx512(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G,
+                         int64_t n, float scale, float* s, int64_t lds);
+void axpy_f16_rows_avx512(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
+                          int64_t n, float* o, int64_t ldo);
 #endif
 
 namespace {
@@ -39,6 +43,29 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   if (use_avx512()) return dot_f32_avx512(a, b, n);
 #endif
   return dot_f32_ref(a, b, n);
+}
+
+void dot_f16_rows(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G,
+                  int64_t n, float scale, float* s, int64_t lds) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return dot_f16_rows_avx512(k, ldk, rows, q, ldq, G, n, scale, s, lds);
+#endif
+  for (int g = 0; g < G; ++g)
+    for (int64_t j = 0; j < rows; ++j) {
+      float acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += f16_to_f32(k[j * ldk + i]) * q[g * ldq + i];
+      s[g * lds + j] = acc * scale;
+    }
+}
+
+void axpy_f16_rows(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
+                   int64_t n, float* o, int64_t ldo) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return axpy_f16_rows_avx512(p, ldp, v, ldv, rows, G, n, o, ldo);
+#endif
+  for (int g = 0; g < G; ++g)
+    for (int64_t j = 0; j < rows; ++j)
+      for (int64_t i = 0; i < n; ++i) o[g * ldo + i] += p[g * ldp + j] * f16_to_f32(v[j * ldv + i]);
 }
 
 double sum_squares_f64(const float* x, int64_t n) {

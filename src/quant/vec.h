@@ -18,6 +18,15 @@ void bf16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
 // Mixed half/float: a holds IEEE halves. sum_i half(a[i]) * b[i]; y[i] += alpha * half(x[i]).
 float dot_f16_f32(const uint16_t* a, const float* b, int64_t n);
 void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);
+// Attention over a half KV cache, G queries at a time (the query heads sharing one KV head), so
+// each key and value row is read and converted once per pass:
+//   s[g * lds + j] = scale * sum_i half(k[j * ldk + i]) * q[g * ldq + i]      (j < rows, i < n)
+//   o[g * ldo + i] += p[g * ldp + j] * half(v[j * ldv + i])                  (j in order)
+// A query's results do not depend on G.
+void dot_f16_rows(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G,
+                  int64_t n, float scale, float* s, int64_t lds);
+void axpy_f16_rows(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
+                   int64_t n, float* o, int64_t ldo);
 // float -> IEEE half, round to nearest even.
 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
 

@@ -112,6 +112,58 @@ void axpy_f16_avx512(float alpha, const uint16_t* x, float* y, int64_t n) {
   }
 }
 
+// Each query's sum runs over 16-wide chunks of the row in one accumulator, so a query's score does
+// not depend on how many queries share the pass (nor, therefore, on the thread count).
+void dot_f16_rows_avx512(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G,
+                         int64_t n, float scale, float* s, int64_t lds) {
+  for (int g0 = 0; g0 < G; g0 += 8) {
+    const int gn = G - g0 < 8 ? G - g0 : 8;
+    for (int64_t j = 0; j < rows; ++j) {
+      const uint16_t* kr = k + j * ldk;
+      __m512 acc[8];
+      for (int g = 0; g < 8; ++g) acc[g] = _mm512_setzero_ps();
+      for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = static_cast<__mmask16>(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+        const __m512 kv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, kr + i));
+        for (int g = 0; g < gn; ++g) acc[g] = _mm512_fmadd_ps(kv, _mm512_maskz_loadu_ps(m, q + (g0 + g) * ldq + i), acc[g]);
+      }
+      for (int g = 0; g < gn; ++g) s[(g0 + g) * lds + j] = _mm512_reduce_add_ps(acc[g]) * scale;
+    }
+  }
+}
+
+// o[g] += p[g][j] * v[j] for j in order, one fma per element and row: the same roundings as a
+// sequence of axpy_f16 calls. 64 columns x 4 queries of accumulators stay in registers while the
+// rows stream past.
+void axpy_f16_rows_avx512(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
+                          int64_t n, float* o, int64_t ldo) {
+  for (int64_t c = 0; c < n; c += 64) {
+    __mmask16 m[4];
+    for (int i = 0; i < 4; ++i) {
+      const int64_t r = n - c - 16 * i;
+      m[i] = static_cast<__mmask16>(r >= 16 ? 0xFFFF : r <= 0 ? 0 : (1u << r) - 1);
+    }
+    for (int g0 = 0; g0 < G; g0 += 4) {
+      const int gn = G - g0 < 4 ? G - g0 : 4;
+      __m512 acc[4][4];
+      for (int g = 0; g < 4; ++g)
+        for (int i = 0; i < 4; ++i)
+          acc[g][i] = g < gn ? _mm512_maskz_loadu_ps(m[i], o + (g0 + g) * ldo + c + 16 * i) : _mm512_setzero_ps();
+      for (int64_t j = 0; j < rows; ++j) {
+        const uint16_t* vr = v + j * ldv + c;
+        __m512 vv[4];
+        for (int i = 0; i < 4; ++i) vv[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[i], vr + 16 * i));
+        for (int g = 0; g < gn; ++g) {
+          const __m512 pg = _mm512_set1_ps(p[(g0 + g) * ldp + j]);
+          for (int i = 0; i < 4; ++i) acc[g][i] = _mm512_fmadd_ps(pg, vv[i], acc[g][i]);
+        }
+      }
+      for (int g = 0; g < gn; ++g)
+        for (int i = 0; i < 4; ++i) _mm512_mask_storeu_ps(o + (g0 + g) * ldo + c + 16 * i, m[i], acc[g][i]);
+    }
+  }
+}
+
 void f32_to_f16_row_avx512(const float* src, uint16_t* dst, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const int64_t r = n - i < 16 ? n - i : 16;

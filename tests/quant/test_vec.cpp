@@ -42,6 +42,41 @@ TEST(Vec, SumSquaresAndScaleMulMatchThePlainLoops) {
   }
 }
 
+// The grouped attention primitives against plain loops, for head sizes with tails, and a query's
+// result independent of how many queries share the pass.
+TEST(Vec, GroupedHalfAttentionPrimitives) {
+  for (int64_t n : {16, 64, 80, 128, 130}) {
+    for (int G : {1, 3, 4, 5, 9}) {
+      const int64_t rows = 37, ld = n + 8;
+      std::vector<uint16_t> kv(static_cast<size_t>(rows * ld));
+      auto f = random_floats(kv.size(), static_cast<uint64_t>(n + G));
+      for (size_t i = 0; i < kv.size(); ++i) kv[i] = f32_to_f16(f[i]);
+      auto q = random_floats(static_cast<size_t>(G * n), 3);
+      std::vector<float> s(static_cast<size_t>(G * rows));
+      dot_f16_rows(kv.data(), ld, rows, q.data(), n, G, n, 0.5f, s.data(), rows);
+      for (int g = 0; g < G; ++g)
+        for (int64_t j = 0; j < rows; ++j) {
+          double want = 0, mag = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            const double t = static_cast<double>(f16_to_f32(kv[static_cast<size_t>(j * ld + i)])) * q[static_cast<size_t>(g * n + i)];
+            want += t, mag += std::fabs(t);
+          }
+          ASSERT_NEAR(s[static_cast<size_t>(g * rows + j)], 0.5 * want, 1e-6 * mag) << n << " " << G;
+          float one = 0;  // the same query alone
+          dot_f16_rows(kv.data() + j * ld, ld, 1, q.data() + g * n, n, 1, n, 0.5f, &one, 1);
+          ASSERT_EQ(one, s[static_cast<size_t>(g * rows + j)]);
+        }
+      auto p = random_floats(static_cast<size_t>(G * rows), 4, 0.0f, 1.0f);
+      std::vector<float> o(static_cast<size_t>(G * n), 0.25f), o1 = o;
+      axpy_f16_rows(p.data(), rows, kv.data(), ld, rows, G, n, o.data(), n);
+      for (int g = 0; g < G; ++g)  // the same as one axpy_f16 per row, in order
+        for (int64_t j = 0; j < rows; ++j)
+          axpy_f16(p[static_cast<size_t>(g * rows + j)], kv.data() + j * ld, o1.data() + g * n, n);
+      for (size_t i = 0; i < o.size(); ++i) ASSERT_NEAR(o[i], o1[i], 1e-5f) << n << " " << G << " " << i;
+    }
+  }
+}
+
 TEST(Vec, HalfConversionsAreExact) {
   std::vector<uint16_t> h(1000);
   for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<uint16_t>(i * 65 + 7);
