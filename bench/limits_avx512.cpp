@@ -22,9 +22,14 @@ uint64_t read_stream_avx512(const uint8_t* p, size_t bytes) {
 }
 
 uint64_t vnni_peak_kernel(int64_t iters) {
-  __m512i a0 = _mm512_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
-          a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-  const __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(2);
+  // Distinct starting values and opaque operands: with equal chains GCC merges all twelve into one
+  // dependent chain (which then measures 12 x the latency-bound rate, not the issue rate).
+  __m512i a0 = _mm512_set1_epi32(0), a1 = _mm512_set1_epi32(1), a2 = _mm512_set1_epi32(2),
+          a3 = _mm512_set1_epi32(3), a4 = _mm512_set1_epi32(4), a5 = _mm512_set1_epi32(5),
+          a6 = _mm512_set1_epi32(6), a7 = _mm512_set1_epi32(7), a8 = _mm512_set1_epi32(8),
+          a9 = _mm512_set1_epi32(9), a10 = _mm512_set1_epi32(10), a11 = _mm512_set1_epi32(11);
+  __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(2);
+  __asm__("" : "+v"(x), "+v"(y));
   for (int64_t i = 0; i < iters; ++i) {
     a0 = _mm512_dpbusd_epi32(a0, x, y);
     a1 = _mm512_dpbusd_epi32(a1, x, y);

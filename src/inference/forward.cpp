@@ -58,9 +58,9 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
   int64_t gs = group;  // query heads per job
   while (gs % 2 == 0 && n * c.n_head_kv * (group / gs) < 4 * nt) gs /= 2;
   const int64_t per_kv = group / gs, jobs = n * c.n_head_kv * per_kv;
-  float* scores_all = arena_.alloc<float>(static_cast<size_t>(nt * gs * n_kv_max));
-  float* q_all = arena_.alloc<float>(static_cast<size_t>(nt * gs * hd));
-  uint16_t* q16_all = arena_.alloc<uint16_t>(static_cast<size_t>(nt * hd));
+  float* scores_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * gs * n_kv_max));
+  float* q_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * gs * hd));
+  uint16_t* q16_all = layer_arena_.alloc<uint16_t>(static_cast<size_t>(nt * hd));
   pool_.run([&](int tid) {
     float* scores = scores_all + static_cast<int64_t>(tid) * gs * n_kv_max;
     float* qr = q_all + static_cast<int64_t>(tid) * gs * hd;
@@ -118,15 +118,15 @@ void Session::layer(int64_t il, int64_t n, float* x) {
   const int64_t qkv_n = qd + 2 * kvd;
   const bool f16 = opts_.kv_f16;
   const size_t layer_off = static_cast<size_t>(il * opts_.n_ctx * kvd);
-  float* h = arena_.alloc<float>(static_cast<size_t>(n * d));  // normed rows
+  float* h = layer_arena_.alloc<float>(static_cast<size_t>(n * d));  // normed rows
 
   // Attention block: RMSNorm and quantization fused per token, then one q|k|v product.
-  QuantizedActs qa = alloc_quantized_acts(arena_, n, d);
+  QuantizedActs qa = alloc_quantized_acts(layer_arena_, n, d);
   per_token(pool_, n, [&](int64_t t) {
     rms_norm(x + t * d, L.attn_norm.data(), d, c.rms_eps, h + t * d);
     quantize_act_row(h + t * d, qa, t);
   });
-  float* qkv = arena_.alloc<float>(static_cast<size_t>(n * qkv_n));
+  float* qkv = layer_arena_.alloc<float>(static_cast<size_t>(n * qkv_n));
   ternary_gemm(&pool_, L.wqkv, qa, {nullptr, 0, qkv, qkv_n});
   per_token(pool_, n, [&](int64_t t) {
     float* q = qkv + t * qkv_n;
@@ -143,19 +143,19 @@ void Session::layer(int64_t il, int64_t n, float* x) {
       std::memcpy(v_cache_.data() + at, k + kvd, static_cast<size_t>(kvd) * 4);
     }
   });
-  float* attn = arena_.alloc<float>(static_cast<size_t>(n * qd));
+  float* attn = layer_arena_.alloc<float>(static_cast<size_t>(n * qd));
   attention(il, n, qkv, attn);
-  QuantizedActs qo = alloc_quantized_acts(arena_, n, qd);
+  QuantizedActs qo = alloc_quantized_acts(layer_arena_, n, qd);
   per_token(pool_, n, [&](int64_t t) {
     float* a = attn + t * qd;
     if (!L.attn_sub_norm.empty()) rms_norm(a, L.attn_sub_norm.data(), qd, c.rms_eps, a);
     quantize_act_row(a, qo, t);
   });
-  float* o = arena_.alloc<float>(static_cast<size_t>(n * d));
+  float* o = layer_arena_.alloc<float>(static_cast<size_t>(n * d));
   ternary_gemm(&pool_, L.wo, qo, {nullptr, 0, o, d});
 
   // Feed-forward block: the residual add, RMSNorm and quantization fused per token.
-  QuantizedActs qf = alloc_quantized_acts(arena_, n, d);
+  QuantizedActs qf = alloc_quantized_acts(layer_arena_, n, d);
   per_token(pool_, n, [&](int64_t t) {
     float* xt = x + t * d;
     const float* ot = o + t * d;
@@ -163,10 +163,10 @@ void Session::layer(int64_t il, int64_t n, float* x) {
     rms_norm(xt, L.ffn_norm.data(), d, c.rms_eps, h + t * d);
     quantize_act_row(h + t * d, qf, t);
   });
-  float* gu = arena_.alloc<float>(static_cast<size_t>(n * 2 * ff));
+  float* gu = layer_arena_.alloc<float>(static_cast<size_t>(n * 2 * ff));
   ternary_gemm(&pool_, L.w_gate_up, qf, {nullptr, 0, gu, 2 * ff});
-  QuantizedActs qd_ = alloc_quantized_acts(arena_, n, ff);
-  float* act = arena_.alloc<float>(static_cast<size_t>(n * ff));
+  QuantizedActs qd_ = alloc_quantized_acts(layer_arena_, n, ff);
+  float* act = layer_arena_.alloc<float>(static_cast<size_t>(n * ff));
   per_token(pool_, n, [&](int64_t t) {
     float* at = act + t * ff;
     gated_act(gu + t * 2 * ff, gu + t * 2 * ff + ff, ff, c.act, at);
@@ -187,18 +187,30 @@ const float* Session::forward(std::span<const int32_t> tokens, bool all_logits) 
   if (n == 0) fail("forward: no tokens");
   if (n_past_ + n > opts_.n_ctx)
     fail("context overflow: {} cached + {} new tokens > context size {}", n_past_, n, opts_.n_ctx);
-  arena_.reset();
+  for (int32_t id : tokens)  // before any work, so a bad id leaves the cache untouched
+    if (id < 0 || id >= c.n_vocab) fail("token id {} is out of range (vocabulary of {})", id, c.n_vocab);
   const int64_t d = c.n_embd;
-  float* x = arena_.alloc<float>(static_cast<size_t>(n * d));
-  for (int64_t t = 0; t < n; ++t) embedding_row(model_.token_embd, tokens[static_cast<size_t>(t)], x + t * d);
-  for (int64_t il = 0; il < c.n_layer; ++il) layer(il, n, x);
-  const int64_t n_out = all_logits ? n : 1;
-  const float* last = x + (n - n_out) * d;
-  float* xn = arena_.alloc<float>(static_cast<size_t>(n_out * d));
-  for (int64_t t = 0; t < n_out; ++t) rms_norm(last + t * d, model_.output_norm.data(), d, c.rms_eps, xn + t * d);
-  logits_.resize(static_cast<size_t>(n_out * c.n_vocab));
-  head_matmul(&pool_, model_.output, xn, n_out, logits_.data());
-  n_past_ += n;
+  logits_.resize(static_cast<size_t>((all_logits ? n : 1) * c.n_vocab));
+  // Long prompts run in micro-batches: activation memory stays bounded by the batch, not the prompt.
+  const int64_t ub = std::max<int64_t>(1, opts_.n_ubatch);
+  for (int64_t c0 = 0; c0 < n; c0 += ub) {
+    const int64_t cn = std::min(ub, n - c0);
+    arena_.reset();
+    float* x = arena_.alloc<float>(static_cast<size_t>(cn * d));
+    for (int64_t t = 0; t < cn; ++t) embedding_row(model_.token_embd, tokens[static_cast<size_t>(c0 + t)], x + t * d);
+    for (int64_t il = 0; il < c.n_layer; ++il) {
+      layer_arena_.reset();
+      layer(il, cn, x);
+    }
+    n_past_ += cn;
+    const bool last_chunk = c0 + cn == n;
+    if (!all_logits && !last_chunk) continue;
+    const int64_t n_out = all_logits ? cn : 1;
+    const float* from = x + (cn - n_out) * d;
+    float* xn = arena_.alloc<float>(static_cast<size_t>(n_out * d));
+    per_token(pool_, n_out, [&](int64_t t) { rms_norm(from + t * d, model_.output_norm.data(), d, c.rms_eps, xn + t * d); });
+    head_matmul(&pool_, model_.output, xn, n_out, logits_.data() + (all_logits ? c0 : 0) * c.n_vocab);
+  }
   return logits_.data();
 }
 

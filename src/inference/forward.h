@@ -19,6 +19,8 @@ struct SessionOptions {
   // and the same numerics as those tools: keys, values, queries and attention probabilities are
   // rounded to half before their products (accumulated in float). false: float everywhere.
   bool kv_f16 = true;
+  // Tokens per forward step of a long prompt (activation memory grows with it).
+  int64_t n_ubatch = 512;
 };
 
 class Session {
@@ -48,7 +50,8 @@ class Session {
   const Model& model_;
   SessionOptions opts_;
   ThreadPool pool_;
-  Arena arena_;
+  Arena arena_;        // per micro-batch: the residual stream, head input
+  Arena layer_arena_;  // per layer: everything else
   std::vector<float> k_cache_, v_cache_;     // [n_layer][n_ctx][kv_dim] when !kv_f16
   std::vector<uint16_t> k16_, v16_;          // the same in half when kv_f16
   std::vector<float> logits_;

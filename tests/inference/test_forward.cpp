@@ -223,6 +223,26 @@ TEST(Forward, ThreadCountDoesNotChangeLogits) {
   for (size_t i = 0; i < ca.size(); ++i) ASSERT_EQ(ca[i], lb[i]) << i;
 }
 
+// A long prompt runs in micro-batches; the split must not change any logit, and all-logits output
+// must cover every token.
+TEST(Forward, MicroBatchesDoNotChangeLogits) {
+  const ModelConfig c = tiny_config(RopeStyle::kNeox, FfnAct::kRelu2, true);
+  const Model m = make_synthetic_model(c, 8, DType::Q8_0);
+  const auto tokens = some_tokens(23, static_cast<int>(c.n_vocab));
+  SessionOptions whole{32, 2};
+  SessionOptions pieces = whole;
+  pieces.n_ubatch = 5;
+  Session a(m, whole), b(m, pieces);
+  const float* la = a.forward(tokens, true);
+  std::vector<float> ca(la, la + 23 * c.n_vocab);
+  const float* lb = b.forward(tokens, true);
+  for (size_t i = 0; i < ca.size(); ++i) ASSERT_EQ(ca[i], lb[i]) << i;
+  Session d(m, pieces);
+  const float* last = d.forward(tokens, false);
+  for (int64_t v = 0; v < c.n_vocab; ++v) ASSERT_EQ(last[v], ca[22 * static_cast<size_t>(c.n_vocab) + static_cast<size_t>(v)]);
+  EXPECT_EQ(d.n_past(), 23);
+}
+
 TEST(Forward, ErrorsOnOverflowAndBadToken) {
   const ModelConfig c = tiny_config(RopeStyle::kNeox, FfnAct::kRelu2, true);
   const Model m = make_synthetic_model(c, 5);
@@ -231,6 +251,9 @@ TEST(Forward, ErrorsOnOverflowAndBadToken) {
   EXPECT_THROW(s.forward(five), Error);
   const std::vector<int32_t> bad = {1000};
   EXPECT_THROW(s.forward(bad), Error);
+  const std::vector<int32_t> late_bad = {1, 2, -1};  // rejected before any token is cached
+  EXPECT_THROW(s.forward(late_bad), Error);
+  EXPECT_EQ(s.n_past(), 0);
 }
 
 }  // namespace bitnet
