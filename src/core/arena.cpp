@@ -6,7 +6,7 @@ namespace bitnet {
 
 Arena::Arena(size_t initial_bytes) {
   if (initial_bytes) {
-    blocks_.emplace_back(round_up(initial_bytes, kAlign));
+    blocks_.emplace_back(round_up(initial_bytes, kAlign), false);
     ++block_allocations_;
   }
 }
@@ -14,8 +14,10 @@ Arena::Arena(size_t initial_bytes) {
 void* Arena::alloc_bytes(size_t bytes) {
   const size_t n = round_up(bytes == 0 ? 1 : bytes, kAlign);
   if (blocks_.empty() || offset_ + n > blocks_.back().size()) {
+    // Blocks are not zeroed: the arena hands out uninitialized memory, and pages never written
+    // (the unused tail of a block) then cost no resident memory.
     const size_t grow = std::max(n, blocks_.empty() ? size_t{1} << 20 : blocks_.back().size());
-    blocks_.emplace_back(grow);
+    blocks_.emplace_back(grow, false);
     ++block_allocations_;
     offset_ = 0;
   }
@@ -30,7 +32,7 @@ void Arena::reset() {
   if (blocks_.size() > 1) {
     // Replace the chain by one block big enough for the largest step seen.
     blocks_.clear();
-    blocks_.emplace_back(round_up(high_water_, kAlign));
+    blocks_.emplace_back(round_up(high_water_, kAlign), false);
     ++block_allocations_;
   }
   offset_ = 0;

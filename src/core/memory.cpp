@@ -42,8 +42,8 @@ size_t peak_rss_bytes() {
 MemoryStats memory_stats() { return {g_live.load(), g_peak.load(), g_count.load()}; }
 void reset_peak_memory() { g_peak.store(g_live.load()); }
 
-AlignedBuffer::AlignedBuffer(size_t bytes) : p_(aligned_alloc_bytes(bytes)), n_(bytes) {
-  std::memset(p_, 0, round_up(bytes == 0 ? 1 : bytes, kAlign));
+AlignedBuffer::AlignedBuffer(size_t bytes, bool zero) : p_(aligned_alloc_bytes(bytes)), n_(bytes) {
+  if (zero) std::memset(p_, 0, round_up(bytes == 0 ? 1 : bytes, kAlign));
 }
 
 void AlignedBuffer::reset() {

@@ -24,11 +24,12 @@ MemoryStats memory_stats();
 size_t peak_rss_bytes();
 void reset_peak_memory();
 
-// Owning, move-only, zero-initialized aligned byte buffer.
+// Owning, move-only aligned byte buffer, zero-initialized unless asked not to be (an untouched
+// large buffer costs no resident memory until written).
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;
-  explicit AlignedBuffer(size_t bytes);
+  explicit AlignedBuffer(size_t bytes, bool zero = true);
   ~AlignedBuffer() { reset(); }
   AlignedBuffer(AlignedBuffer&& o) noexcept
       : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}

@@ -111,6 +111,21 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
   });
 }
 
+// The same with a scratch row of `width` floats per thread (for values needed only on the way to
+// their quantization), from `arena`.
+template <typename F>
+static void per_token_scratch(ThreadPool& pool, Arena& arena, int64_t n, int64_t width, F&& f) {
+  float* scratch = arena.alloc<float>(static_cast<size_t>(pool.size() * width));
+  if (n == 1 || pool.size() == 1) {
+    for (int64_t t = 0; t < n; ++t) f(t, scratch);
+    return;
+  }
+  const int nt = pool.size();
+  pool.run([&](int tid) {
+    for (int64_t t = n * tid / nt; t < n * (tid + 1) / nt; ++t) f(t, scratch + tid * width);
+  });
+}
+
 void Session::layer(int64_t il, int64_t n, float* x) {
   const ModelConfig& c = model_.cfg;
   const LayerWeights& L = model_.layers[static_cast<size_t>(il)];
@@ -118,13 +133,12 @@ void Session::layer(int64_t il, int64_t n, float* x) {
   const int64_t qkv_n = qd + 2 * kvd;
   const bool f16 = opts_.kv_f16;
   const size_t layer_off = static_cast<size_t>(il * opts_.n_ctx * kvd);
-  float* h = layer_arena_.alloc<float>(static_cast<size_t>(n * d));  // normed rows
 
   // Attention block: RMSNorm and quantization fused per token, then one q|k|v product.
   QuantizedActs qa = alloc_quantized_acts(layer_arena_, n, d);
-  per_token(pool_, n, [&](int64_t t) {
-    rms_norm(x + t * d, L.attn_norm.data(), d, c.rms_eps, h + t * d);
-    quantize_act_row(h + t * d, qa, t);
+  per_token_scratch(pool_, layer_arena_, n, d, [&](int64_t t, float* h) {
+    rms_norm(x + t * d, L.attn_norm.data(), d, c.rms_eps, h);
+    quantize_act_row(h, qa, t);
   });
   float* qkv = layer_arena_.alloc<float>(static_cast<size_t>(n * qkv_n));
   ternary_gemm(&pool_, L.wqkv, qa, {nullptr, 0, qkv, qkv_n});
@@ -156,19 +170,17 @@ void Session::layer(int64_t il, int64_t n, float* x) {
 
   // Feed-forward block: the residual add, RMSNorm and quantization fused per token.
   QuantizedActs qf = alloc_quantized_acts(layer_arena_, n, d);
-  per_token(pool_, n, [&](int64_t t) {
+  per_token_scratch(pool_, layer_arena_, n, d, [&](int64_t t, float* h) {
     float* xt = x + t * d;
     const float* ot = o + t * d;
     for (int64_t i = 0; i < d; ++i) xt[i] += ot[i];
-    rms_norm(xt, L.ffn_norm.data(), d, c.rms_eps, h + t * d);
-    quantize_act_row(h + t * d, qf, t);
+    rms_norm(xt, L.ffn_norm.data(), d, c.rms_eps, h);
+    quantize_act_row(h, qf, t);
   });
   float* gu = layer_arena_.alloc<float>(static_cast<size_t>(n * 2 * ff));
   ternary_gemm(&pool_, L.w_gate_up, qf, {nullptr, 0, gu, 2 * ff});
   QuantizedActs qd_ = alloc_quantized_acts(layer_arena_, n, ff);
-  float* act = layer_arena_.alloc<float>(static_cast<size_t>(n * ff));
-  per_token(pool_, n, [&](int64_t t) {
-    float* at = act + t * ff;
+  per_token_scratch(pool_, layer_arena_, n, ff, [&](int64_t t, float* at) {
     gated_act(gu + t * 2 * ff, gu + t * 2 * ff + ff, ff, c.act, at);
     if (!L.ffn_sub_norm.empty()) rms_norm(at, L.ffn_sub_norm.data(), ff, c.rms_eps, at);
     quantize_act_row(at, qd_, t);

@@ -12,7 +12,7 @@ TernaryMatrix alloc_native(int64_t n, int64_t k) {
   m.k = k;
   m.n_pad = static_cast<int64_t>(round_up(static_cast<size_t>(n), kRowBlock));
   m.k_pad = static_cast<int64_t>(round_up(static_cast<size_t>(k), kKAlign));
-  m.packed = AlignedBuffer(static_cast<size_t>(m.n_pad * m.k_pad / 4));
+  m.packed = AlignedBuffer(static_cast<size_t>(m.n_pad * m.k_pad / 4), false);  // filled below
   m.row_scale_buf = AlignedBuffer(static_cast<size_t>(m.n_pad) * sizeof(float));
   // All codes 1 (w = 0): 0b01010101 per byte, so padding contributes nothing.
   std::memset(m.packed.data(), 0x55, m.packed.size());
