@@ -1,7 +1,8 @@
 // The machine's limits that every kernel figure is read against:
 //  * read bandwidth: threads stream disjoint parts of a 1 GiB buffer with 64-byte loads (AVX-512
 //    where available), the decode GEMV's access pattern; reported as bytes/s over all threads;
-//  * peak int8 dot-product rate: 12 independent vpdpbusd chains per thread (64 MAC each).
+//  * peak int8 dot-product rate: 12 independent vpdpbusd chains per thread (64 MAC each), and
+//    on AMX machines four independent tdpbssd tiles per thread (16,384 MAC each).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -17,6 +18,8 @@ namespace bitnet {
 double vnni_peak_macs_per_call();           // limits_avx512.cpp
 uint64_t vnni_peak_kernel(int64_t iters);  // returns a checksum
 uint64_t read_stream_avx512(const uint8_t* p, size_t bytes);
+double amx_peak_macs_per_call();            // limits_amx.cpp
+uint64_t amx_peak_kernel(int64_t iters);
 #endif
 
 namespace {
@@ -75,6 +78,24 @@ void BM_Int8PeakVnni(benchmark::State& st) {
       benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Int8PeakVnni)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_Int8PeakAmx(benchmark::State& st) {
+  if (!cpu_features().amx_int8 || !request_amx()) {
+    st.SkipWithError("no AMX-INT8");
+    return;
+  }
+  const int threads = static_cast<int>(st.range(0));
+  ThreadPool pool(threads);
+  pool.run([](int) { request_amx(); });
+  const int64_t iters = 1 << 18;
+  for (auto _ : st) {
+    pool.run([&](int) { benchmark::DoNotOptimize(amx_peak_kernel(iters)); });
+  }
+  st.counters["GMAC/s"] = benchmark::Counter(
+      amx_peak_macs_per_call() * static_cast<double>(iters) * threads * static_cast<double>(st.iterations()) / 1e9,
+      benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Int8PeakAmx)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 #endif
 
 }  // namespace

@@ -1,0 +1,58 @@
+// The output head at decode (one token): the 2B4T head [128256][2560] in each stored type the
+// head kernels handle, streamed from DRAM (the table is larger than any cache). Counters: weight
+// bytes read per second (compare with bench_limits' read bandwidth at the same thread count).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "quant/head_dot.h"
+#include "quant/quantize_rows.h"
+#include "quant/random_data.h"
+
+namespace bitnet::bench {
+namespace {
+
+constexpr int64_t kVocab = 128256, kEmbd = 2560;
+const DType kTypes[] = {DType::F16, DType::BF16, DType::Q8_0, DType::Q6_K, DType::F32};
+
+const std::vector<uint8_t>& table(DType t) {
+  static std::vector<uint8_t> cache[5];
+  const size_t i = static_cast<size_t>(std::find(std::begin(kTypes), std::end(kTypes), t) - std::begin(kTypes));
+  if (cache[i].empty()) {
+    cache[i].reserve(row_bytes(t, kEmbd) * kVocab);
+    for (int64_t r0 = 0; r0 < kVocab; r0 += 4096) {  // generated in pieces: 1.3 GB as floats
+      const int64_t rows = std::min<int64_t>(4096, kVocab - r0);
+      auto f = random_floats(static_cast<size_t>(rows * kEmbd), static_cast<uint64_t>(r0 + 1));
+      const auto b = quantize_rows(t, f.data(), rows, kEmbd);
+      cache[i].insert(cache[i].end(), b.begin(), b.end());
+    }
+  }
+  return cache[i];
+}
+
+void BM_Head(benchmark::State& st) {
+  const DType t = kTypes[st.range(0)];
+  const int threads = static_cast<int>(st.range(1));
+  const auto& w = table(t);
+  auto x = random_floats(kEmbd, 7);
+  HeadActs a;
+  std::vector<float> y(kVocab);
+  ThreadPool pool(threads);
+  const HeadVariant& v = select_head(t);
+  for (auto _ : st) {
+    head_prepare(t, x.data(), 1, kEmbd, a);
+    head_matvec_with(v, &pool, w.data(), row_bytes(t, kEmbd), kVocab, a, y.data());
+  }
+  benchmark::DoNotOptimize(y.data());
+  st.SetLabel(std::string(dtype_name(t)) + " " + v.name);
+  st.counters["weight_GB/s"] = benchmark::Counter(static_cast<double>(w.size()) * static_cast<double>(st.iterations()) / 1e9,
+                                                  benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Head)->ArgsProduct({{0, 1, 2, 3, 4}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace bitnet::bench
+
+BENCHMARK_MAIN();
