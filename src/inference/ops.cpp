@@ -45,10 +45,7 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t
 
 void gated_act(const float* gate, const float* up, int64_t n, FfnAct act, float* out) {
   if (act == FfnAct::kRelu2) {
-    for (int64_t i = 0; i < n; ++i) {
-      const float g = gate[i] > 0 ? gate[i] : 0.0f;
-      out[i] = g * g * up[i];
-    }
+    relu2_mul(gate, up, out, n);
   } else {
     for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
   }

@@ -9,6 +9,7 @@ namespace bitnet {
 float dot_f32_avx512(const float* a, const float* b, int64_t n);
 void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n);
 double sum_squares_f64_avx512(const float* x, int64_t n);
+void relu2_mul_avx512(const float* gate, const float* up, float* out, int64_t n);
 void scale_mul_f32_avx512(const float* x, float s, const float* w, float* y, int64_t n);
 void f16_to_f32_row_avx512(const uint16_t* src, float* dst, int64_t n);
 void bf16_to_f32_row_avx512(const uint16_t* src, float* dst, int64_t n);
@@ -66,6 +67,16 @@ void axpy_f16_rows(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, 
   for (int g = 0; g < G; ++g)
     for (int64_t j = 0; j < rows; ++j)
       for (int64_t i = 0; i < n; ++i) o[g * ldo + i] += p[g * ldp + j] * f16_to_f32(v[j * ldv + i]);
+}
+
+void relu2_mul(const float* gate, const float* up, float* out, int64_t n) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return relu2_mul_avx512(gate, up, out, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i] > 0 ? gate[i] : 0.0f;
+    out[i] = g * g * up[i];
+  }
 }
 
 double sum_squares_f64(const float* x, int64_t n) {

@@ -36,6 +36,9 @@ double sum_squares_f64(const float* x, int64_t n);
 // y[i] = (x[i] * s) * w[i]  (exact: the same two roundings in every variant; y may alias x)
 void scale_mul_f32(const float* x, float s, const float* w, float* y, int64_t n);
 
+// out[i] = (g * g) * up[i] with g = max(gate[i], 0)   (exact; BitNet b1.58's relu^2 gate)
+void relu2_mul(const float* gate, const float* up, float* out, int64_t n);
+
 // The plain versions (tests compare against these).
 float dot_f32_ref(const float* a, const float* b, int64_t n);
 

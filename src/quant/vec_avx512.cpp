@@ -54,6 +54,15 @@ void scale_mul_f32_avx512(const float* x, float s, const float* w, float* y, int
   }
 }
 
+void relu2_mul_avx512(const float* gate, const float* up, float* out, int64_t n) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = static_cast<__mmask16>(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+    const __m512 g = _mm512_max_ps(_mm512_maskz_loadu_ps(m, gate + i), zero);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_mul_ps(g, g), _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
 void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n) {
   const __m512 a = _mm512_set1_ps(alpha);
   int64_t i = 0;

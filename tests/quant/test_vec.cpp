@@ -31,6 +31,12 @@ TEST(Vec, SumSquaresAndScaleMulMatchThePlainLoops) {
     double ss = 0;
     for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
     EXPECT_NEAR(sum_squares_f64(x.data(), n), ss, static_cast<double>(n) * std::ldexp(1.0, -53) * ss) << n;  // summation-order bound
+    std::vector<float> r(static_cast<size_t>(n));
+    relu2_mul(x.data(), w.data(), r.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const float g = x[i] > 0 ? x[i] : 0.0f, want = g * g * w[i];
+      ASSERT_EQ(std::memcmp(&r[i], &want, 4), 0) << n << " " << i;
+    }
     std::vector<float> y(static_cast<size_t>(n)), z = x;
     scale_mul_f32(x.data(), 0.37f, w.data(), y.data(), n);
     scale_mul_f32(z.data(), 0.37f, w.data(), z.data(), n);  // in place
