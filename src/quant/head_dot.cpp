@@ -20,19 +20,9 @@ void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1
                       const HeadActs& a, float* y, int64_t ld_y);
 #endif
 
-bool head_supported(DType t) {
-  switch (t) {
-    case DType::F32:
-    case DType::F16:
-    case DType::BF16:
-    case DType::Q8_0:
-    case DType::Q4_0:
-    case DType::Q6_K:
-      return true;
-    default:
-      return false;
-  }
-}
+// Every type rows can be dequantized from: Q8_0/Q6_K have integer kernels, the rest are read
+// through the float path (Q4_0 through dequantize_row in the reference).
+bool head_supported(DType t) { return dequant_supported(t); }
 
 namespace {
 
