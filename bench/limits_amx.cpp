@@ -5,14 +5,23 @@
 #include <cstdint>
 #include <cstring>
 
-#include "quant/gemm.h"
-
 namespace bitnet {
 
 double amx_peak_macs_per_call() { return 4.0 * 16384; }
 
 uint64_t amx_peak_kernel(int64_t iters) {
-  amx_configure_full_tiles();
+  struct alignas(64) Config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+  } cfg;
+  std::memset(&cfg, 0, sizeof cfg);
+  cfg.palette = 1;
+  for (int i = 0; i < 8; ++i) {
+    cfg.rows[i] = 16;
+    cfg.colsb[i] = 64;
+  }
+  _tile_loadconfig(&cfg);
   alignas(64) static thread_local int8_t src[4][1024];
   for (int i = 0; i < 4 * 1024; ++i) src[i / 1024][i % 1024] = static_cast<int8_t>(i * 7);
   _tile_zero(0);

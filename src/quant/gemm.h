@@ -51,12 +51,6 @@ void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatr
 void ternary_gemm_ref(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1,
                       const GemmOut& out);
 
-#if defined(BITNET_HAVE_X86_KERNELS)
-// AMX: loads a tile configuration of all 8 tiles as 16 rows x 64 bytes (the kernel's and the
-// peak probe's); the caller must have request_amx() permission and runs only on an AMX CPU.
-void amx_configure_full_tiles();
-#endif
-
 // Epilogue shared by every variant for rows it cannot store whole (partial row blocks).
 inline float gemm_scale(int32_t acc, float row_scale, float dq) {
   return static_cast<float>(acc) * (row_scale * dq);

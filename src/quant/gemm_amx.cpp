@@ -49,6 +49,17 @@ constexpr int64_t kPanelBlocks = 2;   // row blocks per panel (one B tile pair)
 constexpr int64_t kMaxKBlock = 64;    // k-tiles
 constexpr int64_t kChunkActBytes = int64_t{1} << 20;
 
+void configure_full() {
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof cfg);
+  cfg.palette_id = 1;
+  for (int i = 0; i < 8; ++i) {
+    cfg.rows[i] = 16;
+    cfg.colsb[i] = 64;
+  }
+  _tile_loadconfig(&cfg);
+}
+
 // Stages k-tiles [kt0, kt0 + nk) of row blocks rb0 .. rb0 + nb - 1 as s8 B tiles, laid out
 // [kt][block] (tile (kt, b) at dst + (kt * nb + b) KiB).
 void stage_b(const TernaryMatrix& w, int64_t rb0, int64_t nb, int64_t kt0, int64_t nk, int8_t* dst) {
@@ -164,7 +175,7 @@ void ternary_gemm_amx(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0
   }
   auto a_tile = [&](int64_t t) -> const int8_t* { return t < full_tiles ? x.q + t * 16 * lda : tail; };
 
-  amx_configure_full_tiles();
+  configure_full();
   const int64_t nb_end = (n1 + kRowBlock - 1) / kRowBlock;  // row blocks holding rows < n1
   for (int64_t c0 = 0; c0 < tiles; c0 += chunk) {
     const int64_t c1 = std::min(tiles, c0 + chunk);
@@ -195,17 +206,6 @@ void ternary_gemm_amx(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0
     }
   }
   _tile_release();
-}
-
-void amx_configure_full_tiles() {
-  TileConfig cfg;
-  std::memset(&cfg, 0, sizeof cfg);
-  cfg.palette_id = 1;
-  for (int i = 0; i < 8; ++i) {
-    cfg.rows[i] = 16;
-    cfg.colsb[i] = 64;
-  }
-  _tile_loadconfig(&cfg);
 }
 
 }  // namespace bitnet
