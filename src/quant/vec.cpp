@@ -1,5 +1,8 @@
 #include "quant/vec.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/cpu.h"
 #include "core/half.h"
 
@@ -20,6 +23,9 @@ void dot_f16_rows_avx512(const uint16_t* k, int64_t ldk, int64_t rows, const flo
                          int64_t n, float scale, float* s, int64_t lds);
 void axpy_f16_rows_avx512(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
                           int64_t n, float* o, int64_t ldo);
+void softmax_row_avx512(float* x, int64_t n, bool half_probs);
+void dot_cols_f32_avx512(const float* kt, int64_t ldk, int64_t cols, const float* q, int64_t ldq, int G,
+                         int64_t n, float scale, float* s, int64_t lds);
 #endif
 
 namespace {
@@ -46,8 +52,8 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return dot_f32_ref(a, b, n);
 }
 
-void dot_f16_rows(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G,
-                  int64_t n, float scale, float* s, int64_t lds) {
+void dot_f16_rows(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G, int64_t n,
+                  float scale, float* s, int64_t lds) {
 #if defined(BITNET_HAVE_X86_KERNELS)
   if (use_avx512()) return dot_f16_rows_avx512(k, ldk, rows, q, ldq, G, n, scale, s, lds);
 #endif
@@ -57,6 +63,43 @@ void dot_f16_rows(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, 
       for (int64_t i = 0; i < n; ++i) acc += f16_to_f32(k[j * ldk + i]) * q[g * ldq + i];
       s[g * lds + j] = acc * scale;
     }
+}
+
+void softmax_row_ref(float* x, int64_t n, bool half_probs) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j]);
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    x[j] = std::exp(x[j] - mx);
+    sum += x[j];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t j = 0; j < n; ++j) x[j] = half_probs ? f16_to_f32(f32_to_f16(x[j] * inv)) : x[j] * inv;
+}
+
+void softmax_row(float* x, int64_t n, bool half_probs) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return softmax_row_avx512(x, n, half_probs);
+#endif
+  softmax_row_ref(x, n, half_probs);
+}
+
+void dot_cols_f32_ref(const float* kt, int64_t ldk, int64_t cols, const float* q, int64_t ldq, int G,
+                      int64_t n, float scale, float* s, int64_t lds) {
+  for (int g = 0; g < G; ++g)
+    for (int64_t j = 0; j < cols; ++j) {
+      float c = 0;
+      for (int64_t i = 0; i < n; ++i) c = std::fma(q[g * ldq + i], kt[i * ldk + j], c);
+      s[g * lds + j] = c * scale;
+    }
+}
+
+void dot_cols_f32(const float* kt, int64_t ldk, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
+                  float scale, float* s, int64_t lds) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return dot_cols_f32_avx512(kt, ldk, cols, q, ldq, G, n, scale, s, lds);
+#endif
+  dot_cols_f32_ref(kt, ldk, cols, q, ldq, G, n, scale, s, lds);
 }
 
 void axpy_f16_rows(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,

@@ -23,10 +23,26 @@ void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);
 //   s[g * lds + j] = scale * sum_i half(k[j * ldk + i]) * q[g * ldq + i]      (j < rows, i < n)
 //   o[g * ldo + i] += p[g * ldp + j] * half(v[j * ldv + i])                  (j in order)
 // A query's results do not depend on G.
-void dot_f16_rows(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G,
-                  int64_t n, float scale, float* s, int64_t lds);
+void dot_f16_rows(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G, int64_t n,
+                  float scale, float* s, int64_t lds);
 void axpy_f16_rows(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
                    int64_t n, float* o, int64_t ldo);
+// Scores against keys stored transposed (key j's value i at kt[i * ldk + j]), G queries at a time;
+// for prompts, where one transposition serves every query of the batch and the loop runs across
+// keys with no horizontal sums:
+//   s[g * lds + j] = scale * c_(n-1),  c_i = fma(q[g * ldq + i], kt[i * ldk + j], c_(i-1)), c_(-1) = 0
+// (j < cols). One fma chain per score in the order of i, in every variant: results are bit-identical
+// to the plain loop and independent of G and of how keys are split.
+void dot_cols_f32(const float* kt, int64_t ldk, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
+                  float scale, float* s, int64_t lds);
+void dot_cols_f32_ref(const float* kt, int64_t ldk, int64_t cols, const float* q, int64_t ldq, int G,
+                      int64_t n, float scale, float* s, int64_t lds);
+// Softmax in place: x[j] = exp(x[j] - max) / sum, the sum of the exponentials in double; with
+// half_probs each probability is then rounded to IEEE half (ggml's f16 attention). The AVX-512
+// variant computes exp with a polynomial (within 2 ulp of std::exp, tests bound it); each
+// variant is deterministic.
+void softmax_row(float* x, int64_t n, bool half_probs);
+void softmax_row_ref(float* x, int64_t n, bool half_probs);
 // float -> IEEE half, round to nearest even.
 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
 

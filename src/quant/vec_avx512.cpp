@@ -2,6 +2,7 @@
 // without rounding), so they equal the scalar ones bit for bit; dot sums 4 x 16 lanes.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 
 namespace bitnet {
@@ -37,7 +38,8 @@ double sum_squares_f64_avx512(const float* x, int64_t n) {
     s0 = _mm512_fmadd_pd(a, a, s0);
   }
   if (i < n) {
-    const __m512d a = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << (n - i)) - 1), x + i));
+    const __m512d a =
+        _mm512_cvtps_pd(_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << (n - i)) - 1), x + i));
     s1 = _mm512_fmadd_pd(a, a, s1);
   }
   return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
@@ -50,7 +52,9 @@ void scale_mul_f32_avx512(const float* x, float s, const float* w, float* y, int
     _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), sv), _mm512_loadu_ps(w + i)));
   if (i < n) {
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), sv), _mm512_maskz_loadu_ps(m, w + i)));
+    _mm512_mask_storeu_ps(
+        y + i, m,
+        _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), sv), _mm512_maskz_loadu_ps(m, w + i)));
   }
 }
 
@@ -66,10 +70,12 @@ void relu2_mul_avx512(const float* gate, const float* up, float* out, int64_t n)
 void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n) {
   const __m512 a = _mm512_set1_ps(alpha);
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(a, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(a, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
   if (i < n) {
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    _mm512_mask_storeu_ps(
+        y + i, m, _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
   }
 }
 
@@ -100,13 +106,16 @@ float dot_f16_f32_avx512(const uint16_t* a, const float* b, int64_t n) {
   __m512 s0 = _mm512_setzero_ps(), s1 = s0;
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i))), _mm512_loadu_ps(b + i), s0);
-    s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i + 16))), _mm512_loadu_ps(b + i + 16), s1);
+    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i))),
+                         _mm512_loadu_ps(b + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i + 16))),
+                         _mm512_loadu_ps(b + i + 16), s1);
   }
   for (; i < n; i += 16) {
     const int64_t r = n - i < 16 ? n - i : 16;
     const __mmask16 m = static_cast<__mmask16>(r == 16 ? 0xFFFF : (1u << r) - 1);
-    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a + i)), _mm512_maskz_loadu_ps(m, b + i), s0);
+    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a + i)), _mm512_maskz_loadu_ps(m, b + i),
+                         s0);
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
@@ -123,52 +132,200 @@ void axpy_f16_avx512(float alpha, const uint16_t* x, float* y, int64_t n) {
 
 // Each query's sum runs over 16-wide chunks of the row in one accumulator, so a query's score does
 // not depend on how many queries share the pass (nor, therefore, on the thread count).
+// GN queries per pass, a compile-time count so the accumulators stay in registers.
+template <int GN>
+static void dot_f16_rows_pass(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq,
+                              int64_t n, float scale, float* s, int64_t lds) {
+  for (int64_t j = 0; j < rows; ++j) {
+    const uint16_t* kr = k + j * ldk;
+    __m512 acc[GN];
+#pragma GCC unroll 8
+    for (int g = 0; g < GN; ++g) acc[g] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = static_cast<__mmask16>(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+      const __m512 kv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, kr + i));
+#pragma GCC unroll 8
+      for (int g = 0; g < GN; ++g)
+        acc[g] = _mm512_fmadd_ps(kv, _mm512_maskz_loadu_ps(m, q + g * ldq + i), acc[g]);
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < GN; ++g) s[g * lds + j] = _mm512_reduce_add_ps(acc[g]) * scale;
+  }
+}
+
 void dot_f16_rows_avx512(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G,
                          int64_t n, float scale, float* s, int64_t lds) {
-  for (int g0 = 0; g0 < G; g0 += 8) {
-    const int gn = G - g0 < 8 ? G - g0 : 8;
-    for (int64_t j = 0; j < rows; ++j) {
-      const uint16_t* kr = k + j * ldk;
-      __m512 acc[8];
-      for (int g = 0; g < 8; ++g) acc[g] = _mm512_setzero_ps();
-      for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = static_cast<__mmask16>(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
-        const __m512 kv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, kr + i));
-        for (int g = 0; g < gn; ++g) acc[g] = _mm512_fmadd_ps(kv, _mm512_maskz_loadu_ps(m, q + (g0 + g) * ldq + i), acc[g]);
-      }
-      for (int g = 0; g < gn; ++g) s[(g0 + g) * lds + j] = _mm512_reduce_add_ps(acc[g]) * scale;
+  for (int g0 = 0; g0 < G; g0 += 4) {
+    const float* qg = q + g0 * ldq;
+    float* sg = s + g0 * lds;
+    switch (G - g0 < 4 ? G - g0 : 4) {
+      case 1:
+        dot_f16_rows_pass<1>(k, ldk, rows, qg, ldq, n, scale, sg, lds);
+        break;
+      case 2:
+        dot_f16_rows_pass<2>(k, ldk, rows, qg, ldq, n, scale, sg, lds);
+        break;
+      case 3:
+        dot_f16_rows_pass<3>(k, ldk, rows, qg, ldq, n, scale, sg, lds);
+        break;
+      default:
+        dot_f16_rows_pass<4>(k, ldk, rows, qg, ldq, n, scale, sg, lds);
+        break;
     }
   }
 }
 
 // o[g] += p[g][j] * v[j] for j in order, one fma per element and row: the same roundings as a
-// sequence of axpy_f16 calls. 64 columns x 4 queries of accumulators stay in registers while the
-// rows stream past.
-void axpy_f16_rows_avx512(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
-                          int64_t n, float* o, int64_t ldo) {
+// sequence of axpy_f16 calls. 64 columns x GN (<= 4) queries of accumulators stay in registers
+// (loops unrolled: GN is a compile-time count) while the rows stream past.
+template <int GN>
+static void axpy_f16_rows_pass(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows,
+                               int64_t n, float* o, int64_t ldo) {
   for (int64_t c = 0; c < n; c += 64) {
     __mmask16 m[4];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; ++i) {
       const int64_t r = n - c - 16 * i;
       m[i] = static_cast<__mmask16>(r >= 16 ? 0xFFFF : r <= 0 ? 0 : (1u << r) - 1);
     }
-    for (int g0 = 0; g0 < G; g0 += 4) {
-      const int gn = G - g0 < 4 ? G - g0 : 4;
-      __m512 acc[4][4];
-      for (int g = 0; g < 4; ++g)
-        for (int i = 0; i < 4; ++i)
-          acc[g][i] = g < gn ? _mm512_maskz_loadu_ps(m[i], o + (g0 + g) * ldo + c + 16 * i) : _mm512_setzero_ps();
-      for (int64_t j = 0; j < rows; ++j) {
-        const uint16_t* vr = v + j * ldv + c;
-        __m512 vv[4];
-        for (int i = 0; i < 4; ++i) vv[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[i], vr + 16 * i));
-        for (int g = 0; g < gn; ++g) {
-          const __m512 pg = _mm512_set1_ps(p[(g0 + g) * ldp + j]);
-          for (int i = 0; i < 4; ++i) acc[g][i] = _mm512_fmadd_ps(pg, vv[i], acc[g][i]);
-        }
+    __m512 acc[GN][4];
+#pragma GCC unroll 4
+    for (int g = 0; g < GN; ++g)
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) acc[g][i] = _mm512_maskz_loadu_ps(m[i], o + g * ldo + c + 16 * i);
+    for (int64_t j = 0; j < rows; ++j) {
+      const uint16_t* vr = v + j * ldv + c;
+      __m512 vv[4];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) vv[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[i], vr + 16 * i));
+#pragma GCC unroll 4
+      for (int g = 0; g < GN; ++g) {
+        const __m512 pg = _mm512_set1_ps(p[g * ldp + j]);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) acc[g][i] = _mm512_fmadd_ps(pg, vv[i], acc[g][i]);
       }
-      for (int g = 0; g < gn; ++g)
-        for (int i = 0; i < 4; ++i) _mm512_mask_storeu_ps(o + (g0 + g) * ldo + c + 16 * i, m[i], acc[g][i]);
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < GN; ++g)
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) _mm512_mask_storeu_ps(o + g * ldo + c + 16 * i, m[i], acc[g][i]);
+  }
+}
+
+void axpy_f16_rows_avx512(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
+                          int64_t n, float* o, int64_t ldo) {
+  for (int g0 = 0; g0 < G; g0 += 4) {
+    const float* pg = p + g0 * ldp;
+    float* og = o + g0 * ldo;
+    switch (G - g0 < 4 ? G - g0 : 4) {
+      case 1:
+        axpy_f16_rows_pass<1>(pg, ldp, v, ldv, rows, n, og, ldo);
+        break;
+      case 2:
+        axpy_f16_rows_pass<2>(pg, ldp, v, ldv, rows, n, og, ldo);
+        break;
+      case 3:
+        axpy_f16_rows_pass<3>(pg, ldp, v, ldv, rows, n, og, ldo);
+        break;
+      default:
+        axpy_f16_rows_pass<4>(pg, ldp, v, ldv, rows, n, og, ldo);
+        break;
+    }
+  }
+}
+
+// exp(x) for x <= 0 (softmax arguments): x = k ln2 + r, |r| <= ln2/2, e^r = 1 + r + r^2 P(r) with
+// Cephes expf's minimax coefficients (relative error < 2^-23), times 2^k with vscalefps, which
+// also takes results below the float range to zero as k falls.
+static inline __m512 exp_neg(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // exp(-104) is below the smallest subnormal
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, k);
+}
+
+void softmax_row_avx512(float* x, int64_t n, bool half_probs) {
+  auto mask = [&](int64_t j) { return static_cast<__mmask16>(n - j >= 16 ? 0xFFFF : (1u << (n - j)) - 1); };
+  __m512 mv = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16)
+    mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask(j), x + j));
+  const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+  __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = mask(j);
+    const __m512 e = _mm512_maskz_mov_ps(m, exp_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), mx)));
+    _mm512_mask_storeu_ps(x + j, m, e);
+    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+  }
+  const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = mask(j);
+    __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + j), inv);
+    if (half_probs) p = _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm512_mask_storeu_ps(x + j, m, p);
+  }
+}
+
+// 4 queries x 32 keys of fma chains in 8 registers; per value i, 2 key loads + 4 broadcasts + 8 fmas.
+// The g loops are unrolled so the accumulators live in registers (GCC otherwise keeps them on the
+// stack, even at -O3: 4x slower).
+template <int GN>
+static void dot_cols_block(const float* kt, int64_t ldk, int64_t j, __mmask16 m0, __mmask16 m1,
+                           const float* q, int64_t ldq, int64_t n, float scale, float* s, int64_t lds) {
+  __m512 a0[GN], a1[GN];
+#pragma GCC unroll 8
+  for (int g = 0; g < GN; ++g) a0[g] = a1[g] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; ++i) {
+    const float* kr = kt + i * ldk + j;
+    const __m512 k0 = _mm512_maskz_loadu_ps(m0, kr), k1 = _mm512_maskz_loadu_ps(m1, kr + 16);
+#pragma GCC unroll 8
+    for (int g = 0; g < GN; ++g) {
+      const __m512 qv = _mm512_set1_ps(q[g * ldq + i]);
+      a0[g] = _mm512_fmadd_ps(qv, k0, a0[g]);
+      a1[g] = _mm512_fmadd_ps(qv, k1, a1[g]);
+    }
+  }
+  const __m512 sc = _mm512_set1_ps(scale);
+#pragma GCC unroll 8
+  for (int g = 0; g < GN; ++g) {
+    _mm512_mask_storeu_ps(s + g * lds + j, m0, _mm512_mul_ps(a0[g], sc));
+    _mm512_mask_storeu_ps(s + g * lds + j + 16, m1, _mm512_mul_ps(a1[g], sc));
+  }
+}
+
+void dot_cols_f32_avx512(const float* kt, int64_t ldk, int64_t cols, const float* q, int64_t ldq, int G,
+                         int64_t n, float scale, float* s, int64_t lds) {
+  for (int64_t j = 0; j < cols; j += 32) {
+    const int64_t r = cols - j;
+    const __mmask16 m0 = static_cast<__mmask16>(r >= 16 ? 0xFFFF : (1u << r) - 1);
+    const __mmask16 m1 = static_cast<__mmask16>(r >= 32 ? 0xFFFF : r <= 16 ? 0 : (1u << (r - 16)) - 1);
+    for (int g = 0; g < G; g += 4) {
+      const float* qg = q + g * ldq;
+      float* sg = s + g * lds;
+      switch (G - g < 4 ? G - g : 4) {
+        case 1:
+          dot_cols_block<1>(kt, ldk, j, m0, m1, qg, ldq, n, scale, sg, lds);
+          break;
+        case 2:
+          dot_cols_block<2>(kt, ldk, j, m0, m1, qg, ldq, n, scale, sg, lds);
+          break;
+        case 3:
+          dot_cols_block<3>(kt, ldk, j, m0, m1, qg, ldq, n, scale, sg, lds);
+          break;
+        default:
+          dot_cols_block<4>(kt, ldk, j, m0, m1, qg, ldq, n, scale, sg, lds);
+          break;
+      }
     }
   }
 }
@@ -177,7 +334,8 @@ void f32_to_f16_row_avx512(const float* src, uint16_t* dst, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const int64_t r = n - i < 16 ? n - i : 16;
     const __mmask16 m = static_cast<__mmask16>(r == 16 ? 0xFFFF : (1u << r) - 1);
-    const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i h =
+        _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     _mm256_mask_storeu_epi16(dst + i, m, h);
   }
 }

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "core/half.h"
 #include "core/error.h"
+#include "core/half.h"
 #include "quant/dequant.h"
 #include "quant/quantize_rows.h"
 #include "quant/random_data.h"
@@ -30,7 +30,8 @@ TEST(Vec, SumSquaresAndScaleMulMatchThePlainLoops) {
     auto x = random_floats(static_cast<size_t>(n), 11), w = random_floats(static_cast<size_t>(n), 12);
     double ss = 0;
     for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
-    EXPECT_NEAR(sum_squares_f64(x.data(), n), ss, static_cast<double>(n) * std::ldexp(1.0, -53) * ss) << n;  // summation-order bound
+    EXPECT_NEAR(sum_squares_f64(x.data(), n), ss, static_cast<double>(n) * std::ldexp(1.0, -53) * ss)
+        << n;  // summation-order bound
     std::vector<float> r(static_cast<size_t>(n));
     relu2_mul(x.data(), w.data(), r.data(), n);
     for (int64_t i = 0; i < n; ++i) {
@@ -64,7 +65,8 @@ TEST(Vec, GroupedHalfAttentionPrimitives) {
         for (int64_t j = 0; j < rows; ++j) {
           double want = 0, mag = 0;
           for (int64_t i = 0; i < n; ++i) {
-            const double t = static_cast<double>(f16_to_f32(kv[static_cast<size_t>(j * ld + i)])) * q[static_cast<size_t>(g * n + i)];
+            const double t = static_cast<double>(f16_to_f32(kv[static_cast<size_t>(j * ld + i)])) *
+                             q[static_cast<size_t>(g * n + i)];
             want += t, mag += std::fabs(t);
           }
           ASSERT_NEAR(s[static_cast<size_t>(g * rows + j)], 0.5 * want, 1e-6 * mag) << n << " " << G;
@@ -79,6 +81,66 @@ TEST(Vec, GroupedHalfAttentionPrimitives) {
         for (int64_t j = 0; j < rows; ++j)
           axpy_f16(p[static_cast<size_t>(g * rows + j)], kv.data() + j * ld, o1.data() + g * n, n);
       for (size_t i = 0; i < o.size(); ++i) ASSERT_NEAR(o[i], o1[i], 1e-5f) << n << " " << G << " " << i;
+    }
+  }
+}
+
+// Scores against transposed keys: bit-identical to the plain fma chains for key counts with
+// tails and any number of queries, and a query's scores independent of G and of the key range.
+TEST(Vec, TransposedKeyScoresAreExactFmaChains) {
+  for (int64_t n : {1, 64, 128, 130}) {
+    for (int64_t cols : {1, 15, 16, 17, 31, 32, 33, 100}) {
+      for (int G : {1, 2, 3, 4, 5, 9}) {
+        const int64_t ldk = cols + 7;
+        auto kt = random_floats(static_cast<size_t>(n * ldk), static_cast<uint64_t>(n * 131 + cols));
+        auto q = random_floats(static_cast<size_t>(G * n), static_cast<uint64_t>(G));
+        std::vector<float> s(static_cast<size_t>(G * cols), -1.0f), want = s;
+        dot_cols_f32(kt.data(), ldk, cols, q.data(), n, G, n, 0.125f, s.data(), cols);
+        dot_cols_f32_ref(kt.data(), ldk, cols, q.data(), n, G, n, 0.125f, want.data(), cols);
+        ASSERT_EQ(std::memcmp(s.data(), want.data(), s.size() * 4), 0) << n << " " << cols << " " << G;
+        // one query, keys from 3 on: the same values
+        if (cols > 3) {
+          std::vector<float> one(static_cast<size_t>(cols - 3));
+          dot_cols_f32(kt.data() + 3, ldk, cols - 3, q.data() + (G - 1) * n, n, 1, n, 0.125f, one.data(),
+                       cols - 3);
+          ASSERT_EQ(std::memcmp(one.data(), s.data() + (G - 1) * cols + 3, one.size() * 4), 0)
+              << n << " " << cols;
+        }
+      }
+    }
+  }
+  // The chain is an fma chain, not a float sum of products: 1 + 2^-24 * 1 - 1 keeps the low bit.
+  const float kt[3] = {1.0f, 1.0f, 1.0f}, q[3] = {1.0f, 0x1p-24f, -1.0f};
+  float s = 0;
+  dot_cols_f32(kt, 1, 1, q, 3, 1, 3, 1.0f, &s, 1);
+  float r = 0;
+  dot_cols_f32_ref(kt, 1, 1, q, 3, 1, 3, 1.0f, &r, 1);
+  EXPECT_EQ(s, r);
+}
+
+// The dispatched softmax (polynomial exp on AVX-512) against std::exp: within a few float ulps,
+// probabilities summing to 1, masked tails untouched, extreme spreads (underflow to 0) handled.
+TEST(Vec, SoftmaxMatchesReference) {
+  for (int64_t n : {1, 2, 15, 16, 17, 100, 1000}) {
+    for (float spread : {0.01f, 5.0f, 60.0f, 300.0f}) {
+      auto x = random_floats(static_cast<size_t>(n + 1), static_cast<uint64_t>(n), -spread, spread);
+      x[static_cast<size_t>(n)] = 12345.0f;  // past the end: must stay
+      for (bool half : {false, true}) {
+        auto a = x, b = x;
+        softmax_row(a.data(), n, half);
+        softmax_row_ref(b.data(), n, half);
+        double sum = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          const float got = a[static_cast<size_t>(j)], want = b[static_cast<size_t>(j)];
+          sum += got;
+          ASSERT_GE(got, 0.0f);
+          // float: a few ulps (exp's error and the sum's rounding); half: at most one half ulp step
+          const float tol = half ? std::max(want * 0x1p-10f, 0x1p-24f) : std::max(want * 4e-7f, 1e-38f);
+          ASSERT_NEAR(got, want, tol) << n << " " << spread << " " << half << " " << j;
+        }
+        EXPECT_NEAR(sum, 1.0, half ? 1e-3 * std::sqrt(static_cast<double>(n)) : 1e-5) << n << " " << spread;
+        EXPECT_EQ(a[static_cast<size_t>(n)], 12345.0f);
+      }
     }
   }
 }
@@ -121,7 +183,7 @@ TEST(Dequant, KnownBlocks) {
   q6[208] = 0x00;
   q6[209] = 0x3C;
   dequantize_row(DType::Q6_K, q6, 256, y);
-  EXPECT_EQ(y[0], 2.0f);                          // 1 * scales[0]=2 * 1
+  EXPECT_EQ(y[0], 2.0f);    // 1 * scales[0]=2 * 1
   EXPECT_EQ(y[32], 16.0f);  // q2 = (ql[32] & 15) | (qh[0] >> 2 & 3) << 4 = 16 -> -16 * scales[2] (-1)
   EXPECT_EQ(y[64], 3.0f * -30.0f);
 }
@@ -146,21 +208,24 @@ TEST(QuantizeRows, RoundTripWithinEachTypesStep) {
         if (t == DType::F16) bound = std::fabs(xi) * 0x1p-11f;
         if (t == DType::BF16) bound = std::fabs(xi) * 0x1p-8f;
         if (t == DType::Q8_0) {  // half a step of the block's d, plus fp16 rounding of d times |q| <= 127
-          const uint8_t* blk = bytes.data() + static_cast<size_t>(r) * row_bytes(t, cols) + static_cast<size_t>(i / 32) * 34;
+          const uint8_t* blk =
+              bytes.data() + static_cast<size_t>(r) * row_bytes(t, cols) + static_cast<size_t>(i / 32) * 34;
           uint16_t h;
           std::memcpy(&h, blk, 2);
           bound = 0.5f * f16_to_f32(h) + 127.0f * f16_to_f32(h) * 0x1p-10f;
         }
         if (t == DType::Q4_0) {  // q - 8 spans [-8, 7]: values near -max/... clip to 7, so up to one
                                  // step |d| (ggml's asymmetric range), plus fp16 rounding of d times 8
-          const uint8_t* blk = bytes.data() + static_cast<size_t>(r) * row_bytes(t, cols) + static_cast<size_t>(i / 32) * 18;
+          const uint8_t* blk =
+              bytes.data() + static_cast<size_t>(r) * row_bytes(t, cols) + static_cast<size_t>(i / 32) * 18;
           uint16_t h;
           std::memcpy(&h, blk, 2);
           const float d = std::fabs(f16_to_f32(h));
           bound = d * 1.001f + 8.0f * d * 0x1p-10f;
         }
         if (t == DType::Q6_K) {  // half a step of the sub-block: d * scale / 2
-          const uint8_t* blk = bytes.data() + static_cast<size_t>(r) * row_bytes(t, cols) + static_cast<size_t>(i / 256) * 210;
+          const uint8_t* blk =
+              bytes.data() + static_cast<size_t>(r) * row_bytes(t, cols) + static_cast<size_t>(i / 256) * 210;
           uint16_t h;
           std::memcpy(&h, blk + 208, 2);
           const int8_t sc = static_cast<int8_t>(blk[192 + (i % 256) / 16]);
