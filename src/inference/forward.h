@@ -24,6 +24,34 @@ struct SessionOptions {
   int64_t n_ubatch = 128;
 };
 
+// Where the time of forward() goes, summed over calls while enabled: wall time of the calling
+// thread per section (a parallel section includes its join, so waits show up where they happen).
+struct StepProfile {
+  enum Section {
+    kNormQuant,
+    kQkv,
+    kRopeKv,
+    kAttention,
+    kSubNormQuant,
+    kWo,
+    kFfnNormQuant,
+    kGateUp,
+    kGateAct,
+    kDown,
+    kResidual,
+    kEmbed,
+    kHead,
+    kCount
+  };
+  static const char* name(int s);
+  // Weight bytes each ternary/head section reads per token (0 for the others), for GB/s.
+  static bool reads_weights(int s) {
+    return s == kQkv || s == kWo || s == kGateUp || s == kDown || s == kHead;
+  }
+  double seconds[kCount] = {};
+  int64_t tokens = 0, calls = 0;
+};
+
 class Session {
  public:
   Session(const Model& model, const SessionOptions& opts);
@@ -37,26 +65,37 @@ class Session {
   int64_t n_ctx() const { return opts_.n_ctx; }
   // Bytes of the KV cache (allocated whole when the session is made).
   size_t kv_cache_bytes() const {
-    return (k16_.size() + v16_.size()) * sizeof(uint16_t) + (k_cache_.size() + v_cache_.size()) * sizeof(float);
+    return (k16_.size() + v16_.size()) * sizeof(uint16_t) +
+           (k_cache_.size() + v_cache_.size()) * sizeof(float);
   }
   // Forgets cached positions >= n (n <= n_past()).
   void truncate(int64_t n);
   const Model& model() const { return model_; }
+  // Per-section timing of forward() (off by default: two clock reads per section when on).
+  void set_profiling(bool on) { profiling_ = on; }
+  const StepProfile& profile() const { return profile_; }
+  void reset_profile() { profile_ = {}; }
   ThreadPool& pool() { return pool_; }
 
  private:
-  void layer(int64_t il, int64_t n, float* x);
+  // rope_cs: [n][rope_dim] per token, cosines then sines of its RoPE angles (rope_angles).
+  void layer(int64_t il, int64_t n, float* x, const float* rope_cs);
   void attention(int64_t il, int64_t n, const float* qkv, float* attn);
 
   const Model& model_;
   SessionOptions opts_;
   ThreadPool pool_;
-  Arena arena_;        // per micro-batch: the residual stream, head input
-  Arena layer_arena_;  // per layer: everything else
-  std::vector<float> k_cache_, v_cache_;     // [n_layer][n_ctx][kv_dim] when !kv_f16
-  std::vector<uint16_t> k16_, v16_;          // the same in half when kv_f16
+  Arena arena_;                           // per micro-batch: the residual stream, head input
+  Arena layer_arena_;                     // per layer: everything else
+  std::vector<float> k_cache_, v_cache_;  // [n_layer][n_ctx][kv_dim] when !kv_f16
+  std::vector<uint16_t> k16_, v16_;       // the same in half when kv_f16
   std::vector<float> logits_;
   int64_t n_past_ = 0;
+  bool profiling_ = false;
+  bool prompt_call_ = false;  // this forward() has several tokens: attention takes the prompt path
+  StepProfile profile_;
+  // Ends section s (started at *t0) and starts the next at now.
+  void mark(StepProfile::Section s, int64_t& t0);
 };
 
 }  // namespace bitnet

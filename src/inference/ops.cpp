@@ -20,17 +20,19 @@ void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y) {
   scale_mul_f32(x, scale, w, y, n);
 }
 
-void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t pos, float theta,
-          RopeStyle style) {
-  const int64_t half = rope_dim / 2;
-  float cs[512], sn[512];
-  BN_CHECK(half <= 512, "rope_dim {} too large", rope_dim);
-  for (int64_t i = 0; i < half; ++i) {
-    const double angle = static_cast<double>(pos) *
-                         std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(rope_dim));
+void rope_angles(int64_t pos, int64_t rope_dim, float theta, float* cs, float* sn) {
+  for (int64_t i = 0; i < rope_dim / 2; ++i) {
+    const double angle =
+        static_cast<double>(pos) *
+        std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(rope_dim));
     cs[i] = static_cast<float>(std::cos(angle));
     sn[i] = static_cast<float>(std::sin(angle));
   }
+}
+
+void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float* cs,
+                const float* sn, RopeStyle style) {
+  const int64_t half = rope_dim / 2;
   for (int64_t h = 0; h < n_heads; ++h) {
     float* v = x + h * head_dim;
     for (int64_t i = 0; i < half; ++i) {
@@ -41,6 +43,14 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t
       v[b] = x0 * sn[i] + x1 * cs[i];
     }
   }
+}
+
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t pos, float theta,
+          RopeStyle style) {
+  BN_CHECK(rope_dim / 2 <= 512, "rope_dim {} too large", rope_dim);
+  float cs[512], sn[512];
+  rope_angles(pos, rope_dim, theta, cs, sn);
+  rope_apply(x, n_heads, head_dim, rope_dim, cs, sn, style);
 }
 
 void gated_act(const float* gate, const float* up, int64_t n, FfnAct act, float* out) {
@@ -59,7 +69,8 @@ void embedding_row(const Tensor& table, int64_t row, float* out) {
 }
 
 void head_matmul(ThreadPool* pool, const Tensor& w, const float* x, int64_t m, float* logits) {
-  if (!head_supported(w.dtype())) fail("'{}': type {} cannot be an output head", w.name(), dtype_name(w.dtype()));
+  if (!head_supported(w.dtype()))
+    fail("'{}': type {} cannot be an output head", w.name(), dtype_name(w.dtype()));
   HeadActs acts;
   head_prepare(w.dtype(), x, m, w.cols(), acts);
   head_matvec(pool, w.data(), w.row_stride_bytes(), w.rows(), acts, logits);

@@ -18,6 +18,11 @@ void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y);
 // angle pos * theta^(-2i / rope_dim).
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t pos, float theta,
           RopeStyle style);
+// The same in two steps, so that a position's angles are computed once for every layer and head:
+// cs[i], sn[i] (i < rope_dim / 2) are the cosine and sine of its angles, then rope_apply rotates.
+void rope_angles(int64_t pos, int64_t rope_dim, float theta, float* cs, float* sn);
+void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float* cs,
+                const float* sn, RopeStyle style);
 
 // out[i] = act(gate[i]) * up[i]; relu2: max(g, 0)^2, silu: g / (1 + exp(-g)).
 void gated_act(const float* gate, const float* up, int64_t n, FfnAct act, float* out);

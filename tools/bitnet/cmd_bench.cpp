@@ -25,6 +25,7 @@ struct Opts {
   int reps = 3;
   int threads = 2;
   bool json = false;
+  bool profile = false;
 };
 
 struct Stats {
@@ -42,12 +43,58 @@ Stats stats(std::vector<double> v) {
   return {med, mean, sd};
 }
 
+// Bytes of weights one token's pass reads in each profiled section (ternary sections: all layers).
+double section_bytes(const Model& m, int sec) {
+  double b = 0;
+  for (const auto& L : m.layers) {
+    if (sec == StepProfile::kQkv) b += static_cast<double>(L.wqkv.bytes());
+    if (sec == StepProfile::kWo) b += static_cast<double>(L.wo.bytes());
+    if (sec == StepProfile::kGateUp) b += static_cast<double>(L.w_gate_up.bytes());
+    if (sec == StepProfile::kDown) b += static_cast<double>(L.w_down.bytes());
+  }
+  if (sec == StepProfile::kHead) b = static_cast<double>(m.output.nbytes());
+  return b;
+}
+
+// Per-section time of the profiled calls: ms per call (a call is one forward(): a decoded token or
+// a whole prompt), share of the total and, for sections that multiply weights, the weight bytes
+// streamed per second (decode's limit) and the multiply-adds per second (prefill's limit; the
+// ternary sections count tokens x weights, the head one output row of logits per call).
+void print_profile(const std::string& test, const Model& m, const StepProfile& p) {
+  double total = 0;
+  for (double x : p.seconds) total += x;
+  if (p.calls == 0 || total <= 0) return;
+  const double tokens_per_call = static_cast<double>(p.tokens) / static_cast<double>(p.calls);
+  std::printf(
+      "\nprofile of %s (%lld calls, %lld tokens):\n| section | ms/call | share | weights GB/s | GMAC/s "
+      "|\n|---|---:|---:|---:|---:|\n",
+      test.c_str(), static_cast<long long>(p.calls), static_cast<long long>(p.tokens));
+  for (int sec = 0; sec < StepProfile::kCount; ++sec) {
+    const double per = p.seconds[sec] / static_cast<double>(p.calls);
+    std::printf("| %s | %.3f | %.1f%% |", StepProfile::name(sec), per * 1e3, 100 * p.seconds[sec] / total);
+    if (StepProfile::reads_weights(sec) && per > 0) {
+      const double bytes = section_bytes(m, sec);
+      // ternary: 4 weights per packed byte; head: rows x cols stored values
+      const double macs = sec == StepProfile::kHead ? static_cast<double>(m.output.rows() * m.output.cols())
+                                                    : bytes * 4 * tokens_per_call;
+      std::printf(" %.1f | %.1f |\n", bytes / per * 1e-9, macs / per * 1e-9);
+    } else {
+      std::printf(" | |\n");
+    }
+  }
+  std::printf("| total | %.3f | 100%% | %.1f | |\n\n", total / static_cast<double>(p.calls) * 1e3,
+              static_cast<double>(decode_weight_bytes(m)) / (total / static_cast<double>(p.calls)) * 1e-9);
+  std::fflush(stdout);
+}
+
 void run(const Opts& o) {
   LoadedModel lm = load_model(o.src, false);
   Model* model = lm.model.get();
   const int max_depth = *std::max_element(o.depth.begin(), o.depth.end());
-  const int max_ctx = max_depth + std::max(*std::max_element(o.n_prompt.begin(), o.n_prompt.end()),
-                                           *std::max_element(o.n_gen.begin(), o.n_gen.end())) + 1;
+  const int max_ctx = max_depth +
+                      std::max(*std::max_element(o.n_prompt.begin(), o.n_prompt.end()),
+                               *std::max_element(o.n_gen.begin(), o.n_gen.end())) +
+                      1;
   Session s(*model, {max_ctx, o.threads});
   const size_t kv_bytes = s.kv_cache_bytes();
   const double gib = static_cast<double>(decode_weight_bytes(*model)) / (1 << 30);
@@ -57,7 +104,8 @@ void run(const Opts& o) {
   }
   auto tokens = [&](int n) {
     std::vector<int32_t> t(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) t[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % model->cfg.n_vocab);
+    for (int i = 0; i < n; ++i)
+      t[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % model->cfg.n_vocab);
     return t;
   };
   auto report = [&](std::string test, int n, int depth, const std::vector<double>& secs) {
@@ -66,9 +114,10 @@ void run(const Opts& o) {
     for (double x : secs) tps.push_back(n / x);
     const Stats st = stats(tps);
     if (o.json) {
-      std::printf("{\"model\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"n\": %d, \"repetitions\": %d, "
-                  "\"tokens_per_second\": %.3f, \"mean\": %.3f, \"sd\": %.3f}\n",
-                  lm.label.c_str(), o.threads, test.c_str(), n, o.reps, st.median, st.mean, st.sd);
+      std::printf(
+          "{\"model\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"n\": %d, \"repetitions\": %d, "
+          "\"tokens_per_second\": %.3f, \"mean\": %.3f, \"sd\": %.3f}\n",
+          lm.label.c_str(), o.threads, test.c_str(), n, o.reps, st.median, st.mean, st.sd);
     } else {
       std::printf("| %s | %.2f GiB | %d | %s | %.2f ± %.2f |\n", lm.label.c_str(), gib, o.threads,
                   test.c_str(), st.median, st.sd);
@@ -86,39 +135,56 @@ void run(const Opts& o) {
       if (p <= 0) continue;
       const auto t = tokens(p);
       std::vector<double> secs;
+      s.reset_profile();
       for (int r = 0; r <= o.reps; ++r) {  // first run warms up
         prefill_depth(depth);
+        s.set_profiling(o.profile && r > 0);
         const auto t0 = clock::now();
         s.forward(t);
         const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+        s.set_profiling(false);
         if (r) secs.push_back(dt);
       }
       report("pp" + std::to_string(p), p, depth, secs);
+      if (o.profile && !o.json)
+        print_profile("pp" + std::to_string(p) + (depth ? " @ d" + std::to_string(depth) : ""), *model,
+                      s.profile());
     }
   for (int depth : o.depth)
     for (int g : o.n_gen) {
       if (g <= 0) continue;
       const auto t = tokens(g);
       std::vector<double> secs;
+      s.reset_profile();
       for (int r = 0; r <= o.reps; ++r) {
         prefill_depth(depth);
+        s.set_profiling(o.profile && r > 0);
         const auto t0 = clock::now();
         for (int i = 0; i < g; ++i) s.forward(std::span(t).subspan(static_cast<size_t>(i), 1));
         const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+        s.set_profiling(false);
         if (r) secs.push_back(dt);
       }
       report("tg" + std::to_string(g), g, depth, secs);
+      if (o.profile && !o.json)
+        print_profile("tg" + std::to_string(g) + (depth ? " @ d" + std::to_string(depth) : ""), *model,
+                      s.profile());
     }
   // Peak resident memory of the whole process against what must be resident: the model file
   // (or, for a synthetic model, its weights) plus the KV cache.
   const double rss = static_cast<double>(peak_rss_bytes());
-  const double need = static_cast<double>(lm.file_bytes ? lm.file_bytes : model_weight_bytes(*model)) + static_cast<double>(kv_bytes);
+  const double need = static_cast<double>(lm.file_bytes ? lm.file_bytes : model_weight_bytes(*model)) +
+                      static_cast<double>(kv_bytes);
   if (o.json) {
-    std::printf("{\"model\": \"%s\", \"peak_rss_bytes\": %.0f, \"model_bytes\": %zu, \"kv_cache_bytes\": %zu, \"rss_ratio\": %.4f}\n",
-                lm.label.c_str(), rss, lm.file_bytes ? lm.file_bytes : model_weight_bytes(*model), kv_bytes, rss / need);
+    std::printf(
+        "{\"model\": \"%s\", \"peak_rss_bytes\": %.0f, \"model_bytes\": %zu, \"kv_cache_bytes\": %zu, "
+        "\"rss_ratio\": %.4f}\n",
+        lm.label.c_str(), rss, lm.file_bytes ? lm.file_bytes : model_weight_bytes(*model), kv_bytes,
+        rss / need);
   } else {
-    std::printf("\npeak RSS %.1f MiB = %.3f x (model %s %.1f MiB + KV cache %.1f MiB)\n", rss / (1 << 20), rss / need,
-                lm.file_bytes ? "file" : "weights", (need - static_cast<double>(kv_bytes)) / (1 << 20),
+    std::printf("\npeak RSS %.1f MiB = %.3f x (model %s %.1f MiB + KV cache %.1f MiB)\n", rss / (1 << 20),
+                rss / need, lm.file_bytes ? "file" : "weights",
+                (need - static_cast<double>(kv_bytes)) / (1 << 20),
                 static_cast<double>(kv_bytes) / (1 << 20));
   }
 }
@@ -126,15 +192,20 @@ void run(const Opts& o) {
 }  // namespace
 
 void register_bench(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench", "Prompt-processing and generation speed (tokens/s), like llama-bench");
+  auto* cmd =
+      app.add_subcommand("bench", "Prompt-processing and generation speed (tokens/s), like llama-bench");
   static Opts o;
   add_model_options(cmd, o.src, true);
   cmd->add_option("-p,--n-prompt", o.n_prompt, "prompt lengths to test")->delimiter(',');
   cmd->add_option("-n,--n-gen", o.n_gen, "generation lengths to test")->delimiter(',');
-  cmd->add_option("-d,--n-depth", o.depth, "context depths: tokens already in the cache before each test")->delimiter(',');
-  cmd->add_option("-r,--repetitions", o.reps, "timed repetitions (median reported)")->check(CLI::Range(1, 1000));
+  cmd->add_option("-d,--n-depth", o.depth, "context depths: tokens already in the cache before each test")
+      ->delimiter(',');
+  cmd->add_option("-r,--repetitions", o.reps, "timed repetitions (median reported)")
+      ->check(CLI::Range(1, 1000));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   cmd->add_flag("--json", o.json, "one JSON object per test per line");
+  cmd->add_flag("--profile", o.profile,
+                "after each test, the time per section of the forward pass (not with --json)");
   cmd->callback([] { run(o); });
 }
 
