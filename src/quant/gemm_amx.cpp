@@ -45,8 +45,8 @@ constexpr int kTileInts = 256;        // an int32 C tile
 // Blocking. K blocks hold at most kMaxKBlock k-tiles (4096 k; a 2560- or 2624-wide matrix is one
 // block, 6912 is two of 54) and are balanced; token chunks hold activations of at most
 // kChunkActBytes so they stay in L2 while every row panel streams past them.
-constexpr int64_t kPanelBlocks = 2;  // row blocks per panel (one B tile pair)
-constexpr int64_t kMaxKBlock = 64;   // k-tiles
+constexpr int64_t kPanelBlocks = 2;   // row blocks per panel (one B tile pair)
+constexpr int64_t kMaxKBlock = 64;    // k-tiles
 constexpr int64_t kChunkActBytes = int64_t{1} << 20;
 
 void configure_full() {
@@ -80,8 +80,8 @@ void stage_b(const TernaryMatrix& w, int64_t rb0, int64_t nb, int64_t kt0, int64
   }
 }
 
-void store_tile(const int32_t* c, int rows, const TernaryMatrix& w, const QuantizedActs& x, int64_t m0,
-                int64_t row0, int64_t n1, const GemmOut& out) {
+void store_tile(const int32_t* c, int rows, const TernaryMatrix& w, const QuantizedActs& x,
+                int64_t m0, int64_t row0, int64_t n1, const GemmOut& out) {
   const int64_t valid = n1 - row0 < 16 ? n1 - row0 : 16;
   if (valid <= 0) return;
   const __mmask16 mask = static_cast<__mmask16>(valid == 16 ? 0xFFFF : (1u << valid) - 1);
@@ -101,8 +101,8 @@ void store_tile(const int32_t* c, int rows, const TernaryMatrix& w, const Quanti
 // over nk k-tiles. Accumulators start at zero (first) or from c, and are parked in c
 // (tile (i, j) at c + (2i + j) * 256).
 template <int TA, int TB>
-void micro(const int8_t* a0, const int8_t* a1, int64_t lda, const int8_t* b, int64_t bstride, int64_t nk,
-           int32_t* c, bool first) {
+void micro(const int8_t* a0, const int8_t* a1, int64_t lda, const int8_t* b, int64_t bstride,
+           int64_t nk, int32_t* c, bool first) {
   if (first) {
     _tile_zero(0);
     if constexpr (TB == 2) _tile_zero(1);
@@ -135,8 +135,8 @@ void micro(const int8_t* a0, const int8_t* a1, int64_t lda, const int8_t* b, int
   if constexpr (TA == 2 && TB == 2) _tile_stored(3, c + 3 * kTileInts, 64);
 }
 
-using MicroFn = void (*)(const int8_t*, const int8_t*, int64_t, const int8_t*, int64_t, int64_t, int32_t*,
-                         bool);
+using MicroFn = void (*)(const int8_t*, const int8_t*, int64_t, const int8_t*, int64_t, int64_t,
+                         int32_t*, bool);
 constexpr MicroFn kMicro[2][2] = {{micro<1, 1>, micro<1, 2>}, {micro<2, 1>, micro<2, 2>}};
 
 }  // namespace
@@ -185,20 +185,7 @@ void ternary_gemm_amx(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0
         const int64_t kt0 = kq * kb, nk = std::min(kb, ktiles - kt0);
         stage_b(w, rb0, nbp, kt0, nk, bst);
         const bool first = kq == 0, last = kq == nkb - 1;
-        // The 2-bit weights the next stage_b reads (next K block, else the next panel's first),
-        // prefetched into L2 a share per token-tile pair: staging otherwise waits on DRAM at the
-        // start of every panel (measured: the GEMM ran at half its L3-resident rate in the model).
-        const int64_t nrb = last ? rb0 + np : rb0, nkt0 = last ? 0 : kt0 + kb;
-        const int64_t nnb = std::max<int64_t>(0, std::min(np, nb_end - nrb)),
-                      nnk = std::min(kb, ktiles - nkt0);
-        const int64_t lines = nnb * nnk * 4, pairs = (c1 - c0 + 1) / 2;
-        const int64_t per_pair = (lines + pairs - 1) / pairs;
-        int64_t line = 0;
         for (int64_t t = c0; t < c1; t += 2) {
-          for (int64_t e = std::min(lines, line + per_pair); line < e; ++line)
-            _mm_prefetch(reinterpret_cast<const char*>(w.block(nrb + line / (nnk * 4)) +
-                                                       (nkt0 * 4 + line % (nnk * 4)) * kChunkBytes),
-                         _MM_HINT_T1);
           const int ta = t + 1 < c1 ? 2 : 1;
           const int8_t* a0 = a_tile(t) + kt0 * 64;
           const int8_t* a1 = ta == 2 ? a_tile(t + 1) + kt0 * 64 : a0;
