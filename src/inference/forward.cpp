@@ -84,6 +84,10 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
   const bool f16 = opts_.kv_f16;
   const bool cols = f16 && prompt_call_;
   const size_t layer_off = static_cast<size_t>(il * opts_.n_ctx * kvd);
+  // The cache is head-major ([layer][kv head][position][head_dim]): one job's keys and values are
+  // one contiguous stream (position-major interleaved the 5 heads' 256-byte rows, and decode at
+  // long context ran at a few GB/s on the strided reads).
+  auto head_base = [&](int64_t kvh) { return layer_off + static_cast<size_t>(kvh * opts_.n_ctx * hd); };
   const int nt = pool_.size();
   int64_t gs = group;  // query heads per job
   while (gs % 2 == 0 && n * c.n_head_kv * (group / gs) < 4 * nt) gs /= 2;
@@ -103,7 +107,7 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
         const int64_t kvh = job / kblocks, j0 = job % kblocks * 64, j1 = std::min(n_kv_max, j0 + 64);
         float* dst = kt + kvh * hd * ldk;
         for (int64_t j = j0; j < j1; ++j) {
-          f16_to_f32_row(k16_.data() + layer_off + static_cast<size_t>(j * kvd + kvh * hd), row, hd);
+          f16_to_f32_row(k16_.data() + head_base(kvh) + static_cast<size_t>(j * hd), row, hd);
           for (int64_t i = 0; i < hd; ++i) dst[i * ldk + j] = row[i];
         }
       }
@@ -130,26 +134,25 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
           dot_cols_f32(kt + kvh * hd * ldk, ldk, n_kv, qr, hd, static_cast<int>(gs), hd, scale, scores,
                        n_kv_max);
         else
-          dot_f16_rows(k16_.data() + layer_off + kvh * hd, kvd, n_kv, qr, hd, static_cast<int>(gs), hd, scale,
+          dot_f16_rows(k16_.data() + head_base(kvh), hd, n_kv, qr, hd, static_cast<int>(gs), hd, scale,
                        scores, n_kv_max);
       } else {
         for (int64_t g = 0; g < gs; ++g)
           for (int64_t j = 0; j < n_kv; ++j)
             scores[g * n_kv_max + j] =
-                dot_f32(q + g * hd, k_cache_.data() + layer_off + static_cast<size_t>(j * kvd + kvh * hd),
-                        hd) *
+                dot_f32(q + g * hd, k_cache_.data() + head_base(kvh) + static_cast<size_t>(j * hd), hd) *
                 scale;
       }
       // ggml multiplies half values by the probabilities rounded to half.
       for (int64_t g = 0; g < gs; ++g) softmax_row(scores + g * n_kv_max, n_kv, f16);
       if (f16) {
-        axpy_f16_rows(scores, n_kv_max, v16_.data() + layer_off + kvh * hd, kvd, n_kv, static_cast<int>(gs),
-                      hd, o, hd);
+        axpy_f16_rows(scores, n_kv_max, v16_.data() + head_base(kvh), hd, n_kv, static_cast<int>(gs), hd, o,
+                      hd);
       } else {
         for (int64_t g = 0; g < gs; ++g)
           for (int64_t j = 0; j < n_kv; ++j)
-            axpy_f32(scores[g * n_kv_max + j],
-                     v_cache_.data() + layer_off + static_cast<size_t>(j * kvd + kvh * hd), o + g * hd, hd);
+            axpy_f32(scores[g * n_kv_max + j], v_cache_.data() + head_base(kvh) + static_cast<size_t>(j * hd),
+                     o + g * hd, hd);
       }
     }
   });
@@ -196,13 +199,15 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
     const float* cs = rope_cs + t * c.rope_dim;
     rope_apply(q, c.n_head, hd, c.rope_dim, cs, cs + c.rope_dim / 2, c.rope);
     rope_apply(k, c.n_head_kv, hd, c.rope_dim, cs, cs + c.rope_dim / 2, c.rope);
-    const size_t at = layer_off + static_cast<size_t>(pos * kvd);
-    if (f16) {
-      f32_to_f16_row(k, k16_.data() + at, kvd);
-      f32_to_f16_row(k + kvd, v16_.data() + at, kvd);
-    } else {
-      std::memcpy(k_cache_.data() + at, k, static_cast<size_t>(kvd) * 4);
-      std::memcpy(v_cache_.data() + at, k + kvd, static_cast<size_t>(kvd) * 4);
+    for (int64_t h = 0; h < c.n_head_kv; ++h) {  // head-major cache (see attention)
+      const size_t at = layer_off + static_cast<size_t>((h * opts_.n_ctx + pos) * hd);
+      if (f16) {
+        f32_to_f16_row(k + h * hd, k16_.data() + at, hd);
+        f32_to_f16_row(k + kvd + h * hd, v16_.data() + at, hd);
+      } else {
+        std::memcpy(k_cache_.data() + at, k + h * hd, static_cast<size_t>(hd) * 4);
+        std::memcpy(v_cache_.data() + at, k + kvd + h * hd, static_cast<size_t>(hd) * 4);
+      }
     }
   });
   mark(StepProfile::kRopeKv, t0);

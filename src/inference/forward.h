@@ -87,7 +87,7 @@ class Session {
   ThreadPool pool_;
   Arena arena_;                           // per micro-batch: the residual stream, head input
   Arena layer_arena_;                     // per layer: everything else
-  std::vector<float> k_cache_, v_cache_;  // [n_layer][n_ctx][kv_dim] when !kv_f16
+  std::vector<float> k_cache_, v_cache_;  // [n_layer][n_head_kv][n_ctx][head_dim] when !kv_f16
   std::vector<uint16_t> k16_, v16_;       // the same in half when kv_f16
   std::vector<float> logits_;
   int64_t n_past_ = 0;
