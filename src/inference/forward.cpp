@@ -83,11 +83,7 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
   const int64_t n_kv_max = n_past_ + n;
   const bool f16 = opts_.kv_f16;
   const bool cols = f16 && prompt_call_;
-  const size_t layer_off = static_cast<size_t>(il * opts_.n_ctx * kvd);
-  // The cache is head-major ([layer][kv head][position][head_dim]): one job's keys and values are
-  // one contiguous stream (position-major interleaved the 5 heads' 256-byte rows, and decode at
-  // long context ran at a few GB/s on the strided reads).
-  auto head_base = [&](int64_t kvh) { return layer_off + static_cast<size_t>(kvh * opts_.n_ctx * hd); };
+  auto head_base = [&](int64_t kvh) { return kv_at(il, kvh, 0); };
   const int nt = pool_.size();
   int64_t gs = group;  // query heads per job
   while (gs % 2 == 0 && n * c.n_head_kv * (group / gs) < 4 * nt) gs /= 2;
@@ -179,7 +175,6 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
   const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ff = c.n_ff;
   const int64_t qkv_n = qd + 2 * kvd;
   const bool f16 = opts_.kv_f16;
-  const size_t layer_off = static_cast<size_t>(il * opts_.n_ctx * kvd);
 
   // Attention block: RMSNorm and quantization fused per token, then one q|k|v product.
   int64_t t0 = profiling_ ? now_ns() : 0;
@@ -199,8 +194,8 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
     const float* cs = rope_cs + t * c.rope_dim;
     rope_apply(q, c.n_head, hd, c.rope_dim, cs, cs + c.rope_dim / 2, c.rope);
     rope_apply(k, c.n_head_kv, hd, c.rope_dim, cs, cs + c.rope_dim / 2, c.rope);
-    for (int64_t h = 0; h < c.n_head_kv; ++h) {  // head-major cache (see attention)
-      const size_t at = layer_off + static_cast<size_t>((h * opts_.n_ctx + pos) * hd);
+    for (int64_t h = 0; h < c.n_head_kv; ++h) {
+      const size_t at = kv_at(il, h, pos);
       if (f16) {
         f32_to_f16_row(k + h * hd, k16_.data() + at, hd);
         f32_to_f16_row(k + kvd + h * hd, v16_.data() + at, hd);

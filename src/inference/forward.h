@@ -81,6 +81,13 @@ class Session {
   // rope_cs: [n][rope_dim] per token, cosines then sines of its RoPE angles (rope_angles).
   void layer(int64_t il, int64_t n, float* x, const float* rope_cs);
   void attention(int64_t il, int64_t n, const float* qkv, float* attn);
+  // Index of (layer, KV head, position) in the cache, which is head-major: one attention job's
+  // keys and values are one contiguous run (position-major interleaved the heads' 256-byte rows,
+  // and long-context decode crawled over the strided reads).
+  size_t kv_at(int64_t il, int64_t kvh, int64_t pos) const {
+    const ModelConfig& c = model_.cfg;
+    return static_cast<size_t>(((il * c.n_head_kv + kvh) * opts_.n_ctx + pos) * c.head_dim);
+  }
 
   const Model& model_;
   SessionOptions opts_;

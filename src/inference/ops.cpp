@@ -45,14 +45,6 @@ void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, c
   }
 }
 
-void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t pos, float theta,
-          RopeStyle style) {
-  BN_CHECK(rope_dim / 2 <= 512, "rope_dim {} too large", rope_dim);
-  float cs[512], sn[512];
-  rope_angles(pos, rope_dim, theta, cs, sn);
-  rope_apply(x, n_heads, head_dim, rope_dim, cs, sn, style);
-}
-
 void gated_act(const float* gate, const float* up, int64_t n, FfnAct act, float* out) {
   if (act == FfnAct::kRelu2) {
     relu2_mul(gate, up, out, n);

@@ -13,13 +13,11 @@ class ThreadPool;
 // y = x / sqrt(mean(x^2) + eps) * w   (sum of squares in double, like ggml's ggml_float)
 void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y);
 
-// Rotates `n_heads` heads of `head_dim` floats in place for position `pos`; the first `rope_dim`
-// dimensions of each head rotate, in pairs (i, i + rope_dim/2) (NEOX) or (2i, 2i+1) (NORM), by
-// angle pos * theta^(-2i / rope_dim).
-void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t pos, float theta,
-          RopeStyle style);
-// The same in two steps, so that a position's angles are computed once for every layer and head:
-// cs[i], sn[i] (i < rope_dim / 2) are the cosine and sine of its angles, then rope_apply rotates.
+// RoPE in two steps, so that a position's angles are computed once for every layer and head:
+// rope_angles gives cs[i], sn[i] (i < rope_dim / 2), the cosine and sine of angle
+// pos * theta^(-2i / rope_dim); rope_apply rotates the first `rope_dim` dimensions of each of
+// `n_heads` heads of `head_dim` floats in place, in pairs (i, i + rope_dim/2) (NEOX) or
+// (2i, 2i+1) (NORM).
 void rope_angles(int64_t pos, int64_t rope_dim, float theta, float* cs, float* sn);
 void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float* cs,
                 const float* sn, RopeStyle style);
