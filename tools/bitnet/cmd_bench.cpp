@@ -130,45 +130,37 @@ void run(const Opts& o) {
     s.truncate(0);
     if (depth > 0) s.forward(tokens(depth));
   };
+  // One test: `body` o.reps times after a warm-up run, each from a cache refilled to `depth`
+  // (profiled when asked, the warm-up excluded), then its line and profile.
+  auto run_test = [&](const std::string& name, int n, int depth, auto&& body) {
+    std::vector<double> secs;
+    s.reset_profile();
+    for (int r = 0; r <= o.reps; ++r) {
+      prefill_depth(depth);
+      s.set_profiling(o.profile && r > 0);
+      const auto t0 = clock::now();
+      body();
+      const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+      s.set_profiling(false);
+      if (r) secs.push_back(dt);
+    }
+    report(name, n, depth, secs);
+    if (o.profile && !o.json)
+      print_profile(name + (depth ? " @ d" + std::to_string(depth) : ""), *model, s.profile());
+  };
   for (int depth : o.depth)
     for (int p : o.n_prompt) {
       if (p <= 0) continue;
       const auto t = tokens(p);
-      std::vector<double> secs;
-      s.reset_profile();
-      for (int r = 0; r <= o.reps; ++r) {  // first run warms up
-        prefill_depth(depth);
-        s.set_profiling(o.profile && r > 0);
-        const auto t0 = clock::now();
-        s.forward(t);
-        const double dt = std::chrono::duration<double>(clock::now() - t0).count();
-        s.set_profiling(false);
-        if (r) secs.push_back(dt);
-      }
-      report("pp" + std::to_string(p), p, depth, secs);
-      if (o.profile && !o.json)
-        print_profile("pp" + std::to_string(p) + (depth ? " @ d" + std::to_string(depth) : ""), *model,
-                      s.profile());
+      run_test("pp" + std::to_string(p), p, depth, [&] { s.forward(t); });
     }
   for (int depth : o.depth)
     for (int g : o.n_gen) {
       if (g <= 0) continue;
       const auto t = tokens(g);
-      std::vector<double> secs;
-      s.reset_profile();
-      for (int r = 0; r <= o.reps; ++r) {
-        prefill_depth(depth);
-        s.set_profiling(o.profile && r > 0);
-        const auto t0 = clock::now();
+      run_test("tg" + std::to_string(g), g, depth, [&] {
         for (int i = 0; i < g; ++i) s.forward(std::span(t).subspan(static_cast<size_t>(i), 1));
-        const double dt = std::chrono::duration<double>(clock::now() - t0).count();
-        s.set_profiling(false);
-        if (r) secs.push_back(dt);
-      }
-      report("tg" + std::to_string(g), g, depth, secs);
-      if (o.profile && !o.json)
-        print_profile("tg" + std::to_string(g) + (depth ? " @ d" + std::to_string(depth) : ""), *model,
-                      s.profile());
+      });
     }
   // Peak resident memory of the whole process against what must be resident: the model file
   // (or, for a synthetic model, its weights) plus the KV cache.
