@@ -16,13 +16,15 @@ namespace bitnet {
 
 #if defined(BITNET_HAVE_X86_KERNELS)
 bool head_avx512_supports(DType t);
-void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1,
-                      const HeadActs& a, float* y, int64_t ld_y);
+void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
+                      int64_t ld_y);
 #endif
 
 // Every type rows can be dequantized from: Q8_0/Q6_K have integer kernels, the rest are read
 // through the float path (Q4_0 through dequantize_row in the reference).
-bool head_supported(DType t) { return dequant_supported(t); }
+bool head_supported(DType t) {
+  return dequant_supported(t);
+}
 
 namespace {
 
@@ -43,70 +45,65 @@ void quantize_block(const float* x, int64_t n, int8_t* q, float* d) {
   *d = amax / 127.0f;
 }
 
-void rows_ref(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a,
-              float* y, int64_t ld_y) {
+// Q8_0: sum over 32-value blocks of dw * dx * (exact int8 x int8 sum).
+float dot_q8_0_ref(const uint8_t* row, const int8_t* xq, const float* xd, int64_t nb) {
+  float acc = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * 34;
+    uint16_t dh;
+    std::memcpy(&dh, blk, 2);
+    const auto* qs = reinterpret_cast<const int8_t*>(blk + 2);
+    int32_t isum = 0;
+    for (int i = 0; i < 32; ++i) isum += qs[i] * xq[b * 32 + i];
+    acc += f16_to_f32(dh) * xd[b] * static_cast<float>(isum);
+  }
+  return acc;
+}
+
+// Q6_K: per 256-value block, dw * dx * sum_j scale_j * (sum of 16 (q6 - 32) * xq), all integer
+// inside the block.
+float dot_q6_k_ref(const uint8_t* row, const int8_t* xq, const float* xd, int64_t nb) {
+  float acc = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * 210;
+    const uint8_t* ql = blk;
+    const uint8_t* qh = blk + 128;
+    const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
+    uint16_t dh;
+    std::memcpy(&dh, blk + 208, 2);
+    int32_t sub[16] = {};
+    for (int h = 0; h < 2; ++h) {
+      for (int l = 0; l < 32; ++l) {
+        const int q1 = (ql[64 * h + l] & 15) | ((qh[32 * h + l] >> 0 & 3) << 4);
+        const int q2 = (ql[64 * h + l + 32] & 15) | ((qh[32 * h + l] >> 2 & 3) << 4);
+        const int q3 = (ql[64 * h + l] >> 4) | ((qh[32 * h + l] >> 4 & 3) << 4);
+        const int q4 = (ql[64 * h + l + 32] >> 4) | ((qh[32 * h + l] >> 6 & 3) << 4);
+        const int8_t* xb = xq + b * 256 + 128 * h;
+        sub[8 * h + (l + 0) / 16] += (q1 - 32) * xb[l];
+        sub[8 * h + (l + 32) / 16] += (q2 - 32) * xb[l + 32];
+        sub[8 * h + (l + 64) / 16] += (q3 - 32) * xb[l + 64];
+        sub[8 * h + (l + 96) / 16] += (q4 - 32) * xb[l + 96];
+      }
+    }
+    int32_t bsum = 0;
+    for (int j = 0; j < 16; ++j) bsum += sc[j] * sub[j];
+    acc += f16_to_f32(dh) * xd[b] * static_cast<float>(bsum);
+  }
+  return acc;
+}
+
+void rows_ref(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
+              int64_t ld_y) {
   const int64_t n = a.n;
   switch (a.wtype) {
-    case DType::Q8_0: {
-      const int64_t nb = n / 32;
-      for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
-        for (int64_t t = 0; t < a.m; ++t) {
-          const int8_t* xq = a.q.data() + t * n;
-          const float* xd = a.d.data() + t * nb;
-          float acc = 0;
-          for (int64_t b = 0; b < nb; ++b) {
-            const uint8_t* blk = row + b * 34;
-            uint16_t dh;
-            std::memcpy(&dh, blk, 2);
-            const auto* qs = reinterpret_cast<const int8_t*>(blk + 2);
-            int32_t isum = 0;
-            for (int i = 0; i < 32; ++i) isum += qs[i] * xq[b * 32 + i];
-            acc += f16_to_f32(dh) * xd[b] * static_cast<float>(isum);
-          }
-          y[t * ld_y + r] = acc;
-        }
-      }
-      return;
-    }
-    case DType::Q6_K: {
-      const int64_t nb = n / 256;
-      for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
-        for (int64_t t = 0; t < a.m; ++t) {
-          const int8_t* xq = a.q.data() + t * n;
-          const float* xd = a.d.data() + t * nb;
-          float acc = 0;
-          for (int64_t b = 0; b < nb; ++b) {
-            const uint8_t* blk = row + b * 210;
-            const uint8_t* ql = blk;
-            const uint8_t* qh = blk + 128;
-            const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
-            uint16_t dh;
-            std::memcpy(&dh, blk + 208, 2);
-            int32_t sub[16] = {};
-            for (int h = 0; h < 2; ++h) {
-              for (int l = 0; l < 32; ++l) {
-                const int q1 = (ql[64 * h + l] & 15) | ((qh[32 * h + l] >> 0 & 3) << 4);
-                const int q2 = (ql[64 * h + l + 32] & 15) | ((qh[32 * h + l] >> 2 & 3) << 4);
-                const int q3 = (ql[64 * h + l] >> 4) | ((qh[32 * h + l] >> 4 & 3) << 4);
-                const int q4 = (ql[64 * h + l + 32] >> 4) | ((qh[32 * h + l] >> 6 & 3) << 4);
-                const int8_t* xb = xq + b * 256 + 128 * h;
-                sub[8 * h + (l + 0) / 16] += (q1 - 32) * xb[l];
-                sub[8 * h + (l + 32) / 16] += (q2 - 32) * xb[l + 32];
-                sub[8 * h + (l + 64) / 16] += (q3 - 32) * xb[l + 64];
-                sub[8 * h + (l + 96) / 16] += (q4 - 32) * xb[l + 96];
-              }
-            }
-            int32_t bsum = 0;
-            for (int j = 0; j < 16; ++j) bsum += sc[j] * sub[j];
-            acc += f16_to_f32(dh) * xd[b] * static_cast<float>(bsum);
-          }
-          y[t * ld_y + r] = acc;
-        }
-      }
-      return;
-    }
+    case DType::Q8_0:
+      return for_each_row_token(w, row_bytes, r0, r1, a.m, y, ld_y, [&](const uint8_t* row, int64_t t) {
+        return dot_q8_0_ref(row, a.q.data() + t * n, a.d.data() + t * (n / 32), n / 32);
+      });
+    case DType::Q6_K:
+      return for_each_row_token(w, row_bytes, r0, r1, a.m, y, ld_y, [&](const uint8_t* row, int64_t t) {
+        return dot_q6_k_ref(row, a.q.data() + t * n, a.d.data() + t * (n / 256), n / 256);
+      });
     default: {
       std::vector<float> row(static_cast<size_t>(n));
       for (int64_t r = r0; r < r1; ++r) {
@@ -123,7 +120,9 @@ void rows_ref(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const 
   }
 }
 
-bool always() { return true; }
+bool always() {
+  return true;
+}
 
 #if defined(BITNET_HAVE_X86_KERNELS)
 bool avx512_ok() {
@@ -144,7 +143,8 @@ const HeadVariant kVariants[] = {
 void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a) {
   if (!head_supported(wtype)) fail("output head: weight type {} is not supported", dtype_name(wtype));
   const int64_t blk = dtype_info(wtype).block_elems;
-  if (n % blk) fail("output head: row length {} is not a multiple of {}'s block of {}", n, dtype_name(wtype), blk);
+  if (n % blk)
+    fail("output head: row length {} is not a multiple of {}'s block of {}", n, dtype_name(wtype), blk);
   a.wtype = wtype;
   a.m = m;
   a.n = n;
@@ -155,7 +155,8 @@ void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a
     a.d.resize(static_cast<size_t>(m * (n / qb)));
     for (int64_t t = 0; t < m; ++t)
       for (int64_t b = 0; b < n / qb; ++b)
-        quantize_block(x + t * n + b * qb, qb, a.q.data() + t * n + b * qb, &a.d[static_cast<size_t>(t * (n / qb) + b)]);
+        quantize_block(x + t * n + b * qb, qb, a.q.data() + t * n + b * qb,
+                       &a.d[static_cast<size_t>(t * (n / qb) + b)]);
     if (wtype == DType::Q6_K) {
       a.bsum.resize(static_cast<size_t>(m * (n / 16)));
       for (int64_t g = 0; g < m * (n / 16); ++g) {
@@ -168,13 +169,18 @@ void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a
   }
   a.f.resize(mn);
   for (size_t i = 0; i < mn; ++i) {
-    if (wtype == DType::F16) a.f[i] = f16_to_f32(f32_to_f16(x[i]));
-    else if (wtype == DType::BF16) a.f[i] = bf16_to_f32(f32_to_bf16(x[i]));
-    else a.f[i] = x[i];
+    if (wtype == DType::F16)
+      a.f[i] = f16_to_f32(f32_to_f16(x[i]));
+    else if (wtype == DType::BF16)
+      a.f[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    else
+      a.f[i] = x[i];
   }
 }
 
-std::span<const HeadVariant> head_variants() { return kVariants; }
+std::span<const HeadVariant> head_variants() {
+  return kVariants;
+}
 
 const HeadVariant& select_head(DType t) {
   const char* e = std::getenv("BITNET_HEAD_KERNEL");
@@ -183,7 +189,8 @@ const HeadVariant& select_head(DType t) {
     for (const auto& v : kVariants) {
       if (forced != v.name) continue;
       if (!v.cpu_ok()) fail("BITNET_HEAD_KERNEL={}: this CPU cannot run it ({})", forced, cpu_summary());
-      if (!v.supports(t)) fail("BITNET_HEAD_KERNEL={}: weight type {} is not supported", forced, dtype_name(t));
+      if (!v.supports(t))
+        fail("BITNET_HEAD_KERNEL={}: weight type {} is not supported", forced, dtype_name(t));
       return v;
     }
     fail("BITNET_HEAD_KERNEL={}: unknown head kernel", forced);
@@ -200,12 +207,14 @@ void head_matvec_with(const HeadVariant& v, ThreadPool* pool, const uint8_t* w, 
   BN_CHECK(v.supports(a.wtype), "head kernel {} does not support {}", v.name, dtype_name(a.wtype));
   auto work = [&](int64_t r0, int64_t r1) { v.fn(w, row_bytes, r0, r1, a, y, rows); };
   // 256 rows (>= 170 KB of weights) per work item keeps the dispatch cost negligible.
-  if (pool) pool->parallel_for(rows, 256, work);
-  else work(0, rows);
+  if (pool)
+    pool->parallel_for(rows, 256, work);
+  else
+    work(0, rows);
 }
 
-void head_matvec(ThreadPool* pool, const uint8_t* w, size_t row_bytes, int64_t rows,
-                 const HeadActs& a, float* y) {
+void head_matvec(ThreadPool* pool, const uint8_t* w, size_t row_bytes, int64_t rows, const HeadActs& a,
+                 float* y) {
   head_matvec_with(select_head(a.wtype), pool, w, row_bytes, rows, a, y);
 }
 

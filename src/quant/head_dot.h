@@ -39,14 +39,25 @@ struct HeadActs {
   std::vector<int16_t> bsum;  // [m][n / 16] for Q6_K
 };
 
+// y[t * ld_y + r] = dot(row r, t) for rows [r0, r1) and every token t < m: the loop of every
+// row-at-a-time head kernel (the dot reads the stored row and token t's prepared activations).
+template <typename Dot>
+inline void for_each_row_token(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t m,
+                               float* y, int64_t ld_y, Dot&& dot) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
+    for (int64_t t = 0; t < m; ++t) y[t * ld_y + r] = dot(row, t);
+  }
+}
+
 // Whether the head kernels handle weight type t (n must be a whole number of blocks).
 bool head_supported(DType t);
 void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a);
 
 // y[t * ld_y + r] = dot(row r, activation t) for rows [r0, r1), every t < a.m. Rows are
 // `row_bytes` apart starting at w.
-using HeadFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1,
-                        const HeadActs& a, float* y, int64_t ld_y);
+using HeadFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a,
+                        float* y, int64_t ld_y);
 
 struct HeadVariant {
   const char* name;
@@ -62,8 +73,8 @@ std::span<const HeadVariant> head_variants();
 const HeadVariant& select_head(DType t);
 
 // All rows, split across the pool (may be null). y is [a.m][rows].
-void head_matvec(ThreadPool* pool, const uint8_t* w, size_t row_bytes, int64_t rows,
-                 const HeadActs& a, float* y);
+void head_matvec(ThreadPool* pool, const uint8_t* w, size_t row_bytes, int64_t rows, const HeadActs& a,
+                 float* y);
 void head_matvec_with(const HeadVariant& v, ThreadPool* pool, const uint8_t* w, size_t row_bytes,
                       int64_t rows, const HeadActs& a, float* y);
 

@@ -150,11 +150,9 @@ float dot_q8_0(const uint8_t* row, const int8_t* xq, const float* xd, int64_t nb
 void rows_q8_0(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
                int64_t ld_y) {
   const int64_t n = a.n, nb = n / 32;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
-    for (int64_t t = 0; t < a.m; ++t)
-      y[t * ld_y + r] = dot_q8_0(row, a.q.data() + t * n, a.d.data() + t * nb, nb);
-  }
+  for_each_row_token(w, row_bytes, r0, r1, a.m, y, ld_y, [&](const uint8_t* row, int64_t t) {
+    return dot_q8_0(row, a.q.data() + t * n, a.d.data() + t * nb, nb);
+  });
 }
 
 // Q6_K: one 128-value half of a block at a time. The 64 low-nibble values (ql & 15 with qh bits
@@ -203,12 +201,9 @@ float dot_q6_k(const uint8_t* row, const int8_t* xq, const float* xd, const int1
 void rows_q6_k(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
                int64_t ld_y) {
   const int64_t n = a.n, nb = n / 256;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
-    for (int64_t t = 0; t < a.m; ++t)
-      y[t * ld_y + r] =
-          dot_q6_k(row, a.q.data() + t * n, a.d.data() + t * nb, a.bsum.data() + t * (n / 16), nb);
-  }
+  for_each_row_token(w, row_bytes, r0, r1, a.m, y, ld_y, [&](const uint8_t* row, int64_t t) {
+    return dot_q6_k(row, a.q.data() + t * n, a.d.data() + t * nb, a.bsum.data() + t * (n / 16), nb);
+  });
 }
 
 }  // namespace
