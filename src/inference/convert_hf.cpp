@@ -282,13 +282,20 @@ ModelConfig hf_config(const std::string& dir_s) {
   return c;
 }
 
+DType default_embd_type(const ModelConfig& c) {
+  if (c.n_embd % 256 == 0) return DType::Q6_K;
+  if (c.n_embd % 32 == 0) return DType::Q8_0;
+  return DType::F16;
+}
+
 GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
   if (opt.ternary_type != DType::I2_S && opt.ternary_type != DType::TQ2_0 && opt.ternary_type != DType::TQ1_0)
     fail("convert: ternary type must be i2_s, tq2_0 or tq1_0, not {}", dtype_name(opt.ternary_type));
-  if (!quantize_supported(opt.embd_type))
-    fail("convert: embedding type must be f32, f16, bf16, q8_0, q4_0 or q6_k, not {}", dtype_name(opt.embd_type));
+  if (opt.embd_type && !quantize_supported(*opt.embd_type))
+    fail("convert: embedding type must be f32, f16, bf16, q8_0, q4_0 or q6_k, not {}", dtype_name(*opt.embd_type));
   const fs::path dir(dir_s);
   const ModelConfig c = hf_config(dir_s);
+  const DType embd_type = opt.embd_type.value_or(default_embd_type(c));
   const json j = read_config(dir);
   const std::string cfile = (dir / "config.json").string();
   const bool tied = j.value("tie_word_embeddings", true);  // BitNetConfig's default
@@ -344,9 +351,9 @@ GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
     w.add_tensor(gname, *ggml_from_dtype(opt.ternary_type), {out, in}, pack_ternary(q, out, in, opt.ternary_type, hname));
   };
 
-  add_float("token_embd.weight", "model.embed_tokens.weight", {c.n_vocab, c.n_embd}, opt.embd_type);
+  add_float("token_embd.weight", "model.embed_tokens.weight", {c.n_vocab, c.n_embd}, embd_type);
   add_float("output_norm.weight", "model.norm.weight", {c.n_embd}, DType::F32);
-  if (has_head) add_float("output.weight", "lm_head.weight", {c.n_vocab, c.n_embd}, opt.embd_type);
+  if (has_head) add_float("output.weight", "lm_head.weight", {c.n_vocab, c.n_embd}, embd_type);
   const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim();
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const std::string g = "blk." + std::to_string(il) + ".", h = "model.layers." + std::to_string(il) + ".";

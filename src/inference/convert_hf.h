@@ -11,6 +11,7 @@
 //     linear_class), codes * weight_scale for AutoBitLinear in offline mode.
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "core/dtype.h"
@@ -19,9 +20,16 @@
 
 namespace bitnet {
 
+// The embedding/head type a conversion gets when none is asked for. Chosen by measured quality and
+// speed (docs/PERFORMANCE.md, "Head quality"): on a trained BitNet, a Q6_K head/embedding costs
+// +0.23 % perplexity and a mean KL of 0.0016 nats against F16, and decode reads 2.4x fewer head
+// bytes (2B4T shape: 49.7 vs 32.8 tokens/s). Q6_K needs n_embd % 256 == 0, Q8_0 % 32; else F16.
+DType default_embd_type(const ModelConfig& c);
+
 struct ConvertOptions {
   DType ternary_type = DType::I2_S;  // I2_S, TQ2_0 or TQ1_0
-  DType embd_type = DType::F16;      // F32, F16 or BF16: token embedding and untied head
+  // F32, F16, BF16, Q8_0, Q4_0 or Q6_K: token embedding and untied head; empty: default_embd_type().
+  std::optional<DType> embd_type;
   // Called once per tensor before it is converted: (index from 1, total, GGUF tensor name).
   std::function<void(size_t, size_t, const std::string&)> progress;
 };

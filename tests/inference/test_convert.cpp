@@ -469,6 +469,18 @@ TEST(Convert, BadInputNamesTheProblem) {
   EXPECT_NE(error_of("/nonexistent/bitnet_dir").find("config.json"), std::string::npos);
 }
 
+TEST(Convert, DefaultHeadTypeIsQ6KWhereTheWidthAllows) {
+  ModelConfig c;
+  c.n_embd = 2560;
+  EXPECT_EQ(default_embd_type(c), DType::Q6_K);
+  c.n_embd = 512;
+  EXPECT_EQ(default_embd_type(c), DType::Q6_K);
+  c.n_embd = 2048 + 32;  // Q6_K's 256-value super-blocks do not divide it; Q8_0's 32-value blocks do
+  EXPECT_EQ(default_embd_type(c), DType::Q8_0);
+  c.n_embd = 100;
+  EXPECT_EQ(default_embd_type(c), DType::F16);
+}
+
 // ---- golden: a BitNet trained and saved by transformers ------------------------------------------
 
 class ConvertGolden : public ::testing::TestWithParam<const char*> {};

@@ -96,4 +96,85 @@ TEST(Perplexity, FollowsTheLlamaPerplexityConvention) {
   EXPECT_THROW(perplexity(s, std::span(toks).first(20), n_ctx, 0, true, 60), Error);  // < 2 windows
 }
 
+TEST(Perplexity, KlOfLogitsMatchesAHandComputedValue) {
+  // P = (1/2, 1/2), Q = (1/4, 3/4): KL = 1/2 ln(2) + 1/2 ln(2/3) = 1/2 ln(4/3).
+  const float p[2] = {0.0f, 0.0f}, q[2] = {0.0f, static_cast<float>(std::log(3.0))};
+  EXPECT_NEAR(kl_of_logits(p, q, 2), 0.5 * std::log(4.0 / 3.0), 1e-7);
+  EXPECT_NEAR(log_sum_exp(q, 2), std::log(4.0), 1e-7);
+  const float q_shifted[2] = {100.0f, 100.0f + static_cast<float>(std::log(3.0))};  // softmax is shift-invariant
+  EXPECT_NEAR(kl_of_logits(p, q_shifted, 2), 0.5 * std::log(4.0 / 3.0), 1e-5);
+  EXPECT_EQ(kl_of_logits(q, q, 2), 0.0);
+  // Large logits must not overflow: log_sum_exp subtracts the maximum first.
+  const float big[3] = {1000.0f, 999.0f, -1000.0f};
+  EXPECT_NEAR(log_sum_exp(big, 3), 1000.0 + std::log(1.0 + std::exp(-1.0)), 1e-9);
+}
+
+TEST(Perplexity, KlDivergenceComparesTwoModelsOverTheSameWindows) {
+  ModelConfig c = config_2b4t();
+  c.n_vocab = 61;
+  c.n_embd = 64;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_head_kv = 1;
+  c.head_dim = 32;
+  c.rope_dim = 32;
+  c.n_ff = 64;
+  const Model f32 = make_synthetic_model(c, 9, DType::F32);
+  const Model bf16 = make_synthetic_model(c, 9, DType::BF16);  // same weights, head/embedding rounded to bf16
+  std::vector<int32_t> toks;
+  for (int i = 0; i < 70; ++i) toks.push_back((i * 13 + 5) % 61);
+  const int64_t n_ctx = 16;
+  Session a(f32, {n_ctx, 2}), b(bf16, {n_ctx, 1}), a2(f32, {n_ctx, 1});
+
+  const KlResult self = kl_divergence(a, a2, toks, n_ctx, 3, true, 60);
+  EXPECT_EQ(self.kl_mean, 0.0);
+  EXPECT_EQ(self.kl_max, 0.0);
+  EXPECT_EQ(self.same_top, 1.0);
+  EXPECT_EQ(self.tokens, 3 * (n_ctx - 1 - n_ctx / 2));
+
+  const KlResult r = kl_divergence(a, b, toks, n_ctx, 3, true, 60);
+  EXPECT_EQ(r.tokens, 21);
+  EXPECT_EQ(r.windows, 3);
+  EXPECT_GT(r.kl_mean, 0.0);
+  EXPECT_LT(r.kl_mean, 1e-2);  // bf16 rounding of the head is a small change
+  EXPECT_LE(r.kl_median, r.kl_p99);
+  EXPECT_LE(r.kl_p99, r.kl_max);
+  EXPECT_GE(r.kl_max * 21, r.kl_mean * 21 - 1e-12);
+  // Each side's perplexity is exactly what perplexity() gives on its own.
+  EXPECT_EQ(r.base.ppl, perplexity(a, toks, n_ctx, 3, true, 60).ppl);
+  EXPECT_EQ(r.test.ppl, perplexity(b, toks, n_ctx, 3, true, 60).ppl);
+  EXPECT_NE(r.base.ppl, r.test.ppl);
+
+  // Recompute the mean KL by hand.
+  double kl = 0;
+  for (int w = 0; w < 3; ++w) {
+    std::vector<int32_t> win(toks.begin() + 16 * w, toks.begin() + 16 * (w + 1));
+    win[0] = 60;
+    a.truncate(0);
+    b.truncate(0);
+    const float* la0 = a.forward(win, true);
+    const std::vector<float> la(la0, la0 + 16 * 61);
+    const float* lb = b.forward(win, true);
+    for (int p = 8; p < 15; ++p) {
+      double za = 0, zb = 0;
+      for (int v = 0; v < 61; ++v) {
+        za += std::exp(static_cast<double>(la[p * 61 + v]));
+        zb += std::exp(static_cast<double>(lb[p * 61 + v]));
+      }
+      for (int v = 0; v < 61; ++v) {
+        const double pa = std::exp(static_cast<double>(la[p * 61 + v])) / za;
+        const double pb = std::exp(static_cast<double>(lb[p * 61 + v])) / zb;
+        kl += pa * std::log(pa / pb);
+      }
+    }
+  }
+  EXPECT_NEAR(r.kl_mean, kl / 21, 1e-9 + 1e-6 * r.kl_mean);
+
+  ModelConfig c2 = c;
+  c2.n_vocab = 62;
+  const Model other = make_synthetic_model(c2, 9, DType::F32);
+  Session o(other, {n_ctx, 1});
+  EXPECT_THROW(kl_divergence(a, o, toks, n_ctx, 3, true, 60), Error);  // vocabularies differ
+}
+
 }  // namespace bitnet
