@@ -18,7 +18,7 @@ Session::Session(const Model& model, const SessionOptions& opts)
     : model_(model), opts_(opts), pool_(opts.threads) {
   const ModelConfig& c = model.cfg;
   if (opts.n_ctx <= 0) fail("context size must be positive, got {}", opts.n_ctx);
-  const size_t cache = static_cast<size_t>(c.n_layer * opts.n_ctx * c.kv_dim());
+  const size_t cache = static_cast<size_t>(c.n_layer * ctx_pad() * c.kv_dim());
   if (opts.kv_f16) {
     k16_.assign(cache, 0);
     v16_.assign(cache, 0);
@@ -67,50 +67,82 @@ static void per_token(ThreadPool& pool, int64_t n, F&& f) {
 
 // Causal attention of n new tokens (queries in qkv) over the cache, into attn [n][q_dim].
 // One job is a token and a group of query heads sharing a KV head, so each cached key and value
-// row is read and converted once per group. With few jobs (decode), groups are halved so that
-// the threads stay busy. Results do not depend on that split (vec.h).
+// is read and converted once per group. With few jobs (decode), groups are halved so that the
+// threads stay busy. Results do not depend on that split (vec.h).
 //
-// Scores: a decoded token (forward of one token) dots each half key row with its queries
-// (dot_f16_rows). A prompt first writes each KV head's keys transposed in float (one conversion
-// for the whole batch) and runs fma chains across keys (dot_cols_f32): 4x fewer instructions per
-// score, no horizontal sums. The two orders round differently; every token of a prompt uses the
-// transposed one whatever the micro-batch split, so logits depend only on the tokens per call.
+// Scores run across 16 keys at a time over the tiled half keys (dot_f16_tiles): fma chains with no
+// horizontal sums, in the same order for a decoded token and for a prompt's tokens, so a token's
+// logits do not depend on whether it came alone or in a prompt.
+// Decode at long context. The job split above leaves each thread whole KV heads (5 heads on 2
+// threads: one thread gets 3) or, halving the groups, reads each head's cache twice. Here the keys
+// of every KV head are split across jobs for the scores (which do not depend on the split, vec.h),
+// then the value columns for softmax + PV, where each job recomputes its KV head's softmax rows
+// (the same function of the same scores: the same probabilities) and every output element is the
+// same chain over keys in order. Results equal the job path's bit for bit; the cost is one more
+// join per layer, so short contexts keep the job path.
+constexpr int64_t kSplitMinKeys = 512;
+
+void Session::attention_decode_split(int64_t il, const float* qkv, float* attn) {
+  const ModelConfig& c = model_.cfg;
+  const int64_t hd = c.head_dim, group = c.n_head / c.n_head_kv, n_kv = n_past_ + 1;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int nt = pool_.size();
+  const int64_t lds = (n_kv + kKeyTile - 1) / kKeyTile * kKeyTile, tiles = lds / kKeyTile;
+  float* scores = layer_arena_.alloc<float>(static_cast<size_t>(c.n_head * lds));  // [n_head][lds]
+  float* qr = layer_arena_.alloc<float>(static_cast<size_t>(c.n_head * hd));
+  uint16_t* q16 = layer_arena_.alloc<uint16_t>(static_cast<size_t>(hd));
+  for (int64_t h = 0; h < c.n_head; ++h) {  // the query meets half keys as a half
+    f32_to_f16_row(qkv + h * hd, q16, hd);
+    f16_to_f32_row(q16, qr + h * hd, hd);
+  }
+  const int64_t splits = std::min(tiles, std::max<int64_t>(1, (4 * nt + c.n_head_kv - 1) / c.n_head_kv));
+  pool_.run([&](int tid) {
+    for (int64_t job = tid; job < c.n_head_kv * splits; job += nt) {
+      const int64_t kvh = job / splits, sp = job % splits;
+      const int64_t j0 = tiles * sp / splits * kKeyTile, j1 = std::min(n_kv, tiles * (sp + 1) / splits * kKeyTile);
+      if (j1 <= j0) continue;
+      dot_f16_tiles(k16_.data() + kv_at(il, kvh, 0) + static_cast<size_t>(j0 * hd), j1 - j0, qr + kvh * group * hd,
+                    hd, static_cast<int>(group), hd, scale, scores + kvh * group * lds + j0, lds);
+    }
+  });
+  constexpr int64_t kCols = 64;  // value columns per job
+  const int64_t slices = (hd + kCols - 1) / kCols;
+  float* probs_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * group * lds));
+  pool_.run([&](int tid) {
+    float* p = probs_all + static_cast<int64_t>(tid) * group * lds;
+    for (int64_t job = tid; job < c.n_head_kv * slices; job += nt) {
+      const int64_t kvh = job / slices, c0 = job % slices * kCols, w = std::min(kCols, hd - c0);
+      for (int64_t g = 0; g < group; ++g) {
+        std::copy(scores + (kvh * group + g) * lds, scores + (kvh * group + g) * lds + n_kv, p + g * lds);
+        softmax_row(p + g * lds, n_kv, true);
+      }
+      float* o = attn + kvh * group * hd + c0;
+      for (int64_t g = 0; g < group; ++g) std::fill(o + g * hd, o + g * hd + w, 0.0f);
+      axpy_f16_rows(p, lds, v16_.data() + kv_at(il, kvh, 0) + static_cast<size_t>(c0), hd, n_kv,
+                    static_cast<int>(group), w, o, hd);
+    }
+  });
+}
+
 void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
   const ModelConfig& c = model_.cfg;
+  if (n == 1 && opts_.kv_f16 && n_past_ + 1 >= kSplitMinKeys) return attention_decode_split(il, qkv, attn);
   const int64_t qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, qkv_n = qd + 2 * kvd;
   const int64_t group = c.n_head / c.n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t n_kv_max = n_past_ + n;
   const bool f16 = opts_.kv_f16;
-  const bool cols = f16 && prompt_call_;
   auto head_base = [&](int64_t kvh) { return kv_at(il, kvh, 0); };
   const int nt = pool_.size();
   int64_t gs = group;  // query heads per job
   while (gs % 2 == 0 && n * c.n_head_kv * (group / gs) < 4 * nt) gs /= 2;
   const int64_t per_kv = group / gs, jobs = n * c.n_head_kv * per_kv;
-  float* scores_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * gs * n_kv_max));
+  const int64_t lds = (n_kv_max + kKeyTile - 1) / kKeyTile * kKeyTile;
+  float* scores_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * gs * lds));
   float* q_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * gs * hd));
   uint16_t* q16_all = layer_arena_.alloc<uint16_t>(static_cast<size_t>(nt * hd));
-  // Transposed keys [n_head_kv][hd][ldk] (prompts only), filled in blocks of 64 keys.
-  const int64_t ldk = (n_kv_max + 15) / 16 * 16;
-  float* kt = cols ? layer_arena_.alloc<float>(static_cast<size_t>(c.n_head_kv * hd * ldk)) : nullptr;
-  if (cols) {
-    const int64_t kblocks = (n_kv_max + 63) / 64;
-    float* row_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * hd));
-    pool_.run([&](int tid) {
-      float* row = row_all + static_cast<int64_t>(tid) * hd;
-      for (int64_t job = tid; job < c.n_head_kv * kblocks; job += nt) {
-        const int64_t kvh = job / kblocks, j0 = job % kblocks * 64, j1 = std::min(n_kv_max, j0 + 64);
-        float* dst = kt + kvh * hd * ldk;
-        for (int64_t j = j0; j < j1; ++j) {
-          f16_to_f32_row(k16_.data() + head_base(kvh) + static_cast<size_t>(j * hd), row, hd);
-          for (int64_t i = 0; i < hd; ++i) dst[i * ldk + j] = row[i];
-        }
-      }
-    });
-  }
   pool_.run([&](int tid) {
-    float* scores = scores_all + static_cast<int64_t>(tid) * gs * n_kv_max;
+    float* scores = scores_all + static_cast<int64_t>(tid) * gs * lds;
     float* qr = q_all + static_cast<int64_t>(tid) * gs * hd;
     uint16_t* q16 = q16_all + static_cast<int64_t>(tid) * hd;
     for (int64_t job = tid; job < jobs; job += nt) {
@@ -126,28 +158,23 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
           f32_to_f16_row(q + g * hd, q16, hd);
           f16_to_f32_row(q16, qr + g * hd, hd);
         }
-        if (cols)
-          dot_cols_f32(kt + kvh * hd * ldk, ldk, n_kv, qr, hd, static_cast<int>(gs), hd, scale, scores,
-                       n_kv_max);
-        else
-          dot_f16_rows(k16_.data() + head_base(kvh), hd, n_kv, qr, hd, static_cast<int>(gs), hd, scale,
-                       scores, n_kv_max);
+        dot_f16_tiles(k16_.data() + head_base(kvh), n_kv, qr, hd, static_cast<int>(gs), hd, scale, scores, lds);
       } else {
         for (int64_t g = 0; g < gs; ++g)
           for (int64_t j = 0; j < n_kv; ++j)
-            scores[g * n_kv_max + j] =
+            scores[g * lds + j] =
                 dot_f32(q + g * hd, k_cache_.data() + head_base(kvh) + static_cast<size_t>(j * hd), hd) *
                 scale;
       }
       // ggml multiplies half values by the probabilities rounded to half.
-      for (int64_t g = 0; g < gs; ++g) softmax_row(scores + g * n_kv_max, n_kv, f16);
+      for (int64_t g = 0; g < gs; ++g) softmax_row(scores + g * lds, n_kv, f16);
       if (f16) {
-        axpy_f16_rows(scores, n_kv_max, v16_.data() + head_base(kvh), hd, n_kv, static_cast<int>(gs), hd, o,
+        axpy_f16_rows(scores, lds, v16_.data() + head_base(kvh), hd, n_kv, static_cast<int>(gs), hd, o,
                       hd);
       } else {
         for (int64_t g = 0; g < gs; ++g)
           for (int64_t j = 0; j < n_kv; ++j)
-            axpy_f32(scores[g * n_kv_max + j], v_cache_.data() + head_base(kvh) + static_cast<size_t>(j * hd),
+            axpy_f32(scores[g * lds + j], v_cache_.data() + head_base(kvh) + static_cast<size_t>(j * hd),
                      o + g * hd, hd);
       }
     }
@@ -197,7 +224,8 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
     for (int64_t h = 0; h < c.n_head_kv; ++h) {
       const size_t at = kv_at(il, h, pos);
       if (f16) {
-        f32_to_f16_row(k + h * hd, k16_.data() + at, hd);
+        uint16_t* kt = k16_.data() + k_at(il, h, pos);
+        for (int64_t i = 0; i < hd; ++i) kt[i * kKeyTile] = f32_to_f16(k[h * hd + i]);
         f32_to_f16_row(k + kvd + h * hd, v16_.data() + at, hd);
       } else {
         std::memcpy(k_cache_.data() + at, k + h * hd, static_cast<size_t>(hd) * 4);
@@ -259,7 +287,6 @@ const float* Session::forward(std::span<const int32_t> tokens, bool all_logits) 
   for (int32_t id : tokens)  // before any work, so a bad id leaves the cache untouched
     if (id < 0 || id >= c.n_vocab) fail("token id {} is out of range (vocabulary of {})", id, c.n_vocab);
   const int64_t d = c.n_embd;
-  prompt_call_ = n > 1;
   logits_.resize(static_cast<size_t>((all_logits ? n : 1) * c.n_vocab));
   // Long prompts run in micro-batches: activation memory stays bounded by the batch, not the prompt.
   const int64_t ub = std::max<int64_t>(1, opts_.n_ubatch);

@@ -9,6 +9,7 @@
 #include "core/arena.h"
 #include "core/thread_pool.h"
 #include "inference/model.h"
+#include "quant/vec.h"
 
 namespace bitnet {
 
@@ -81,25 +82,31 @@ class Session {
   // rope_cs: [n][rope_dim] per token, cosines then sines of its RoPE angles (rope_angles).
   void layer(int64_t il, int64_t n, float* x, const float* rope_cs);
   void attention(int64_t il, int64_t n, const float* qkv, float* attn);
+  void attention_decode_split(int64_t il, const float* qkv, float* attn);
   // Index of (layer, KV head, position) in the cache, which is head-major: one attention job's
   // keys and values are one contiguous run (position-major interleaved the heads' 256-byte rows,
-  // and long-context decode crawled over the strided reads).
+  // and long-context decode crawled over the strided reads). Each head holds ctx_pad() positions.
   size_t kv_at(int64_t il, int64_t kvh, int64_t pos) const {
     const ModelConfig& c = model_.cfg;
-    return static_cast<size_t>(((il * c.n_head_kv + kvh) * opts_.n_ctx + pos) * c.head_dim);
+    return static_cast<size_t>(((il * c.n_head_kv + kvh) * ctx_pad() + pos) * c.head_dim);
   }
+  // Half keys are stored in tiles of kKeyTile positions, transposed (vec.h, dot_f16_tiles): value i
+  // of a position is at k_at(...) + i * kKeyTile.
+  size_t k_at(int64_t il, int64_t kvh, int64_t pos) const {
+    return kv_at(il, kvh, pos - pos % kKeyTile) + static_cast<size_t>(pos % kKeyTile);
+  }
+  int64_t ctx_pad() const { return (opts_.n_ctx + kKeyTile - 1) / kKeyTile * kKeyTile; }
 
   const Model& model_;
   SessionOptions opts_;
   ThreadPool pool_;
   Arena arena_;                           // per micro-batch: the residual stream, head input
   Arena layer_arena_;                     // per layer: everything else
-  std::vector<float> k_cache_, v_cache_;  // [n_layer][n_head_kv][n_ctx][head_dim] when !kv_f16
-  std::vector<uint16_t> k16_, v16_;       // the same in half when kv_f16
+  std::vector<float> k_cache_, v_cache_;  // [n_layer][n_head_kv][ctx_pad][head_dim] when !kv_f16
+  std::vector<uint16_t> k16_, v16_;       // the same in half when kv_f16 (keys in tiles: k_at)
   std::vector<float> logits_;
   int64_t n_past_ = 0;
   bool profiling_ = false;
-  bool prompt_call_ = false;  // this forward() has several tokens: attention takes the prompt path
   StepProfile profile_;
   // Ends section s (started at *t0) and starts the next at now.
   void mark(StepProfile::Section s, int64_t& t0);

@@ -19,13 +19,11 @@ void bf16_to_f32_row_avx512(const uint16_t* src, float* dst, int64_t n);
 float dot_f16_f32_avx512(const uint16_t* a, const float* b, int64_t n);
 void axpy_f16_avx512(float alpha, const uint16_t* x, float* y, int64_t n);
 void f32_to_f16_row_avx512(const float* src, uint16_t* dst, int64_t n);
-void dot_f16_rows_avx512(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G,
-                         int64_t n, float scale, float* s, int64_t lds);
+void dot_f16_tiles_avx512(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
+                          float scale, float* s, int64_t lds);
 void axpy_f16_rows_avx512(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
                           int64_t n, float* o, int64_t ldo);
 void softmax_row_avx512(float* x, int64_t n, bool half_probs);
-void dot_cols_f32_avx512(const float* kt, int64_t ldk, int64_t cols, const float* q, int64_t ldq, int G,
-                         int64_t n, float scale, float* s, int64_t lds);
 #endif
 
 namespace {
@@ -52,17 +50,23 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return dot_f32_ref(a, b, n);
 }
 
-void dot_f16_rows(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G, int64_t n,
-                  float scale, float* s, int64_t lds) {
-#if defined(BITNET_HAVE_X86_KERNELS)
-  if (use_avx512()) return dot_f16_rows_avx512(k, ldk, rows, q, ldq, G, n, scale, s, lds);
-#endif
+void dot_f16_tiles_ref(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
+                       float scale, float* s, int64_t lds) {
   for (int g = 0; g < G; ++g)
-    for (int64_t j = 0; j < rows; ++j) {
-      float acc = 0;
-      for (int64_t i = 0; i < n; ++i) acc += f16_to_f32(k[j * ldk + i]) * q[g * ldq + i];
-      s[g * lds + j] = acc * scale;
+    for (int64_t j = 0; j < cols; ++j) {
+      const uint16_t* k = kt + (j / kKeyTile) * kKeyTile * n + j % kKeyTile;
+      float c = 0;
+      for (int64_t i = 0; i < n; ++i) c = std::fma(q[g * ldq + i], f16_to_f32(k[i * kKeyTile]), c);
+      s[g * lds + j] = c * scale;
     }
+}
+
+void dot_f16_tiles(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n, float scale,
+                   float* s, int64_t lds) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return dot_f16_tiles_avx512(kt, cols, q, ldq, G, n, scale, s, lds);
+#endif
+  dot_f16_tiles_ref(kt, cols, q, ldq, G, n, scale, s, lds);
 }
 
 void softmax_row_ref(float* x, int64_t n, bool half_probs) {
@@ -82,24 +86,6 @@ void softmax_row(float* x, int64_t n, bool half_probs) {
   if (use_avx512()) return softmax_row_avx512(x, n, half_probs);
 #endif
   softmax_row_ref(x, n, half_probs);
-}
-
-void dot_cols_f32_ref(const float* kt, int64_t ldk, int64_t cols, const float* q, int64_t ldq, int G,
-                      int64_t n, float scale, float* s, int64_t lds) {
-  for (int g = 0; g < G; ++g)
-    for (int64_t j = 0; j < cols; ++j) {
-      float c = 0;
-      for (int64_t i = 0; i < n; ++i) c = std::fma(q[g * ldq + i], kt[i * ldk + j], c);
-      s[g * lds + j] = c * scale;
-    }
-}
-
-void dot_cols_f32(const float* kt, int64_t ldk, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
-                  float scale, float* s, int64_t lds) {
-#if defined(BITNET_HAVE_X86_KERNELS)
-  if (use_avx512()) return dot_cols_f32_avx512(kt, ldk, cols, q, ldq, G, n, scale, s, lds);
-#endif
-  dot_cols_f32_ref(kt, ldk, cols, q, ldq, G, n, scale, s, lds);
 }
 
 void axpy_f16_rows(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,

@@ -19,24 +19,24 @@ void bf16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
 float dot_f16_f32(const uint16_t* a, const float* b, int64_t n);
 void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);
 // Attention over a half KV cache, G queries at a time (the query heads sharing one KV head), so
-// each key and value row is read and converted once per pass:
-//   s[g * lds + j] = scale * sum_i half(k[j * ldk + i]) * q[g * ldq + i]      (j < rows, i < n)
-//   o[g * ldo + i] += p[g * ldp + j] * half(v[j * ldv + i])                  (j in order)
-// A query's results do not depend on G.
-void dot_f16_rows(const uint16_t* k, int64_t ldk, int64_t rows, const float* q, int64_t ldq, int G, int64_t n,
-                  float scale, float* s, int64_t lds);
+// each key and value is read and converted once per pass.
+//
+// Keys are stored in tiles of kKeyTile keys, transposed: key j's value i is at
+//   kt[(j / kKeyTile) * kKeyTile * n + i * kKeyTile + j % kKeyTile],
+// so the score loop runs across 16 keys at once with no horizontal sums:
+//   s[g * lds + j] = scale * c_(n-1),  c_i = fma(q[g * ldq + i], half(key j, value i), c_(i-1)), c_(-1) = 0
+// (j < cols). One fma chain per score in the order of i, in every variant: results are bit-identical
+// to the plain loop and independent of G and of how keys are split, so a decoded token and the same
+// token inside a prompt get the same scores.
+inline constexpr int64_t kKeyTile = 16;
+void dot_f16_tiles(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n, float scale,
+                   float* s, int64_t lds);
+void dot_f16_tiles_ref(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
+                       float scale, float* s, int64_t lds);
+// Values are rows (value j at v + j * ldv):  o[g * ldo + i] += p[g * ldp + j] * half(v[j * ldv + i]),
+// j in order (the AVX-512 variant with one fma per element). A query's results do not depend on G.
 void axpy_f16_rows(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
                    int64_t n, float* o, int64_t ldo);
-// Scores against keys stored transposed (key j's value i at kt[i * ldk + j]), G queries at a time;
-// for prompts, where one transposition serves every query of the batch and the loop runs across
-// keys with no horizontal sums:
-//   s[g * lds + j] = scale * c_(n-1),  c_i = fma(q[g * ldq + i], kt[i * ldk + j], c_(i-1)), c_(-1) = 0
-// (j < cols). One fma chain per score in the order of i, in every variant: results are bit-identical
-// to the plain loop and independent of G and of how keys are split.
-void dot_cols_f32(const float* kt, int64_t ldk, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
-                  float scale, float* s, int64_t lds);
-void dot_cols_f32_ref(const float* kt, int64_t ldk, int64_t cols, const float* q, int64_t ldq, int G,
-                      int64_t n, float scale, float* s, int64_t lds);
 // Softmax in place: x[j] = exp(x[j] - max) / sum, the sum of the exponentials in double; with
 // half_probs each probability is then rounded to IEEE half (ggml's f16 attention). The AVX-512
 // variant computes exp with a polynomial (within 2 ulp of std::exp, tests bound it); each

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
@@ -210,6 +211,57 @@ TEST(Forward, KvCacheDecodeEqualsFullRecompute) {
     for (int64_t v = 0; v < c.n_vocab; ++v) ASSERT_EQ(l[v], all_copy[t * static_cast<size_t>(c.n_vocab) + static_cast<size_t>(v)]) << t;
   }
   EXPECT_EQ(inc.n_past(), 10);
+}
+
+// Heads of 128 and 40 positions (three key tiles, the last partial): decoding token by token, a
+// 13-token prompt followed by decoding, and one 40-token prompt give the same logits bit for bit
+// (the scores are the same fma chains either way: vec.h, dot_f16_tiles).
+TEST(Forward, DecodeEqualsPromptAcrossKeyTiles) {
+  ModelConfig c = tiny_config(RopeStyle::kNeox, FfnAct::kRelu2, true);
+  c.n_embd = 256;
+  c.n_head = 4;
+  c.n_head_kv = 1;
+  c.head_dim = 128;
+  c.rope_dim = 128;
+  const Model m = make_synthetic_model(c, 12);
+  const auto tokens = some_tokens(40, static_cast<int>(c.n_vocab));
+  Session full(m, {40, 2});
+  const float* all = full.forward(tokens, true);
+  const std::vector<float> want(all, all + 40 * c.n_vocab);
+  Session one(m, {40, 1}), mixed(m, {40, 3});
+  mixed.forward(std::span(tokens).first(13), false);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    const float* l = one.forward(std::span(tokens).subspan(t, 1), false);
+    ASSERT_EQ(std::memcmp(l, want.data() + t * static_cast<size_t>(c.n_vocab), c.n_vocab * 4), 0) << t;
+    if (t < 13) continue;
+    const float* lm = mixed.forward(std::span(tokens).subspan(t, 1), false);
+    ASSERT_EQ(std::memcmp(lm, want.data() + t * static_cast<size_t>(c.n_vocab), c.n_vocab * 4), 0) << t;
+  }
+}
+
+// Past 512 cached positions a decoded token's attention splits keys and value columns across
+// jobs (forward.cpp, attention_decode_split); its logits still equal the prompt's bit for bit.
+TEST(Forward, LongContextDecodeSplitEqualsPrompt) {
+  ModelConfig c = tiny_config(RopeStyle::kNeox, FfnAct::kRelu2, true);
+  c.n_embd = 256;
+  c.n_head = 4;
+  c.n_head_kv = 2;
+  c.head_dim = 128;
+  c.rope_dim = 128;
+  const Model m = make_synthetic_model(c, 13);
+  const int n = 530;
+  const auto tokens = some_tokens(n, static_cast<int>(c.n_vocab));
+  Session full(m, {n, 2});
+  const float* all = full.forward(tokens, true);
+  const std::vector<float> want(all, all + static_cast<size_t>(n) * c.n_vocab);
+  for (int threads : {1, 2, 3}) {
+    Session inc(m, {n, threads});
+    inc.forward(std::span(tokens).first(505), false);
+    for (int t = 505; t < n; ++t) {
+      const float* l = inc.forward(std::span(tokens).subspan(static_cast<size_t>(t), 1), false);
+      ASSERT_EQ(std::memcmp(l, want.data() + static_cast<size_t>(t) * c.n_vocab, c.n_vocab * 4), 0) << t << " " << threads;
+    }
+  }
 }
 
 TEST(Forward, ThreadCountDoesNotChangeLogits) {

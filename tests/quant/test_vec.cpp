@@ -49,73 +49,71 @@ TEST(Vec, SumSquaresAndScaleMulMatchThePlainLoops) {
   }
 }
 
-// The grouped attention primitives against plain loops, for head sizes with tails, and a query's
-// result independent of how many queries share the pass.
-TEST(Vec, GroupedHalfAttentionPrimitives) {
+// Keys [rows][n] (row-major halves) -> the tiled, transposed layout dot_f16_tiles reads:
+// key j's value i at (j / 16) * 16 * n + i * 16 + j % 16; lanes past `rows` hold `pad`.
+static std::vector<uint16_t> tile_keys(const std::vector<uint16_t>& k, int64_t rows, int64_t n, uint16_t pad) {
+  const int64_t tiles = (rows + kKeyTile - 1) / kKeyTile;
+  std::vector<uint16_t> t(static_cast<size_t>(tiles * kKeyTile * n), pad);
+  for (int64_t j = 0; j < rows; ++j)
+    for (int64_t i = 0; i < n; ++i)
+      t[static_cast<size_t>((j / 16) * 16 * n + i * 16 + j % 16)] = k[static_cast<size_t>(j * n + i)];
+  return t;
+}
+
+// Scores over tiled half keys: bit-identical to the plain fma chains for key counts with tails,
+// head sizes with tails and any number of queries; a query's scores are independent of G and of
+// where the key range starts (at a tile boundary); lanes past the last key (even NaN) are not
+// stored.
+TEST(Vec, TiledKeyScoresAreExactFmaChains) {
+  for (int64_t n : {1, 16, 64, 80, 128, 130}) {
+    for (int64_t rows : {1, 15, 16, 17, 31, 32, 33, 37, 100, 129}) {
+      for (int G : {1, 2, 3, 4, 5, 9}) {
+        std::vector<uint16_t> k(static_cast<size_t>(rows * n));
+        auto f = random_floats(k.size(), static_cast<uint64_t>(n * 131 + rows));
+        for (size_t i = 0; i < k.size(); ++i) k[i] = f32_to_f16(f[i]);
+        const std::vector<uint16_t> kt = tile_keys(k, rows, n, 0x7E00);  // pad with NaN
+        auto q = random_floats(static_cast<size_t>(G * n), static_cast<uint64_t>(G));
+        const int64_t lds = rows + 3;
+        std::vector<float> s(static_cast<size_t>(G * lds), -1.0f), want = s;
+        dot_f16_tiles(kt.data(), rows, q.data(), n, G, n, 0.125f, s.data(), lds);
+        dot_f16_tiles_ref(kt.data(), rows, q.data(), n, G, n, 0.125f, want.data(), lds);
+        ASSERT_EQ(std::memcmp(s.data(), want.data(), s.size() * 4), 0) << n << " " << rows << " " << G;
+        for (int g = 0; g < G; ++g)
+          for (int64_t j = 0; j < rows; ++j) {
+            float c = 0;  // the chain written out from the row-major keys
+            for (int64_t i = 0; i < n; ++i)
+              c = std::fma(q[static_cast<size_t>(g * n + i)], f16_to_f32(k[static_cast<size_t>(j * n + i)]), c);
+            ASSERT_EQ(s[static_cast<size_t>(g * lds + j)], c * 0.125f) << n << " " << rows << " " << G << " " << j;
+          }
+        for (int g = 0; g < G; ++g) ASSERT_EQ(s[static_cast<size_t>(g * lds + rows)], -1.0f);  // untouched
+        // one query alone, keys from the second tile on: the same values
+        if (rows > 16) {
+          std::vector<float> one(static_cast<size_t>(rows - 16));
+          dot_f16_tiles(kt.data() + 16 * n, rows - 16, q.data() + (G - 1) * n, n, 1, n, 0.125f, one.data(), rows);
+          ASSERT_EQ(std::memcmp(one.data(), s.data() + (G - 1) * lds + 16, one.size() * 4), 0) << n << " " << rows;
+        }
+      }
+    }
+  }
+}
+
+// Values as rows: the grouped pass equals one axpy_f16 per row, in order, for any G.
+TEST(Vec, GroupedHalfValueRows) {
   for (int64_t n : {16, 64, 80, 128, 130}) {
     for (int G : {1, 3, 4, 5, 9}) {
       const int64_t rows = 37, ld = n + 8;
       std::vector<uint16_t> kv(static_cast<size_t>(rows * ld));
       auto f = random_floats(kv.size(), static_cast<uint64_t>(n + G));
       for (size_t i = 0; i < kv.size(); ++i) kv[i] = f32_to_f16(f[i]);
-      auto q = random_floats(static_cast<size_t>(G * n), 3);
-      std::vector<float> s(static_cast<size_t>(G * rows));
-      dot_f16_rows(kv.data(), ld, rows, q.data(), n, G, n, 0.5f, s.data(), rows);
-      for (int g = 0; g < G; ++g)
-        for (int64_t j = 0; j < rows; ++j) {
-          double want = 0, mag = 0;
-          for (int64_t i = 0; i < n; ++i) {
-            const double t = static_cast<double>(f16_to_f32(kv[static_cast<size_t>(j * ld + i)])) *
-                             q[static_cast<size_t>(g * n + i)];
-            want += t, mag += std::fabs(t);
-          }
-          ASSERT_NEAR(s[static_cast<size_t>(g * rows + j)], 0.5 * want, 1e-6 * mag) << n << " " << G;
-          float one = 0;  // the same query alone
-          dot_f16_rows(kv.data() + j * ld, ld, 1, q.data() + g * n, n, 1, n, 0.5f, &one, 1);
-          ASSERT_EQ(one, s[static_cast<size_t>(g * rows + j)]);
-        }
       auto p = random_floats(static_cast<size_t>(G * rows), 4, 0.0f, 1.0f);
       std::vector<float> o(static_cast<size_t>(G * n), 0.25f), o1 = o;
       axpy_f16_rows(p.data(), rows, kv.data(), ld, rows, G, n, o.data(), n);
-      for (int g = 0; g < G; ++g)  // the same as one axpy_f16 per row, in order
+      for (int g = 0; g < G; ++g)
         for (int64_t j = 0; j < rows; ++j)
           axpy_f16(p[static_cast<size_t>(g * rows + j)], kv.data() + j * ld, o1.data() + g * n, n);
       for (size_t i = 0; i < o.size(); ++i) ASSERT_NEAR(o[i], o1[i], 1e-5f) << n << " " << G << " " << i;
     }
   }
-}
-
-// Scores against transposed keys: bit-identical to the plain fma chains for key counts with
-// tails and any number of queries, and a query's scores independent of G and of the key range.
-TEST(Vec, TransposedKeyScoresAreExactFmaChains) {
-  for (int64_t n : {1, 64, 128, 130}) {
-    for (int64_t cols : {1, 15, 16, 17, 31, 32, 33, 100}) {
-      for (int G : {1, 2, 3, 4, 5, 9}) {
-        const int64_t ldk = cols + 7;
-        auto kt = random_floats(static_cast<size_t>(n * ldk), static_cast<uint64_t>(n * 131 + cols));
-        auto q = random_floats(static_cast<size_t>(G * n), static_cast<uint64_t>(G));
-        std::vector<float> s(static_cast<size_t>(G * cols), -1.0f), want = s;
-        dot_cols_f32(kt.data(), ldk, cols, q.data(), n, G, n, 0.125f, s.data(), cols);
-        dot_cols_f32_ref(kt.data(), ldk, cols, q.data(), n, G, n, 0.125f, want.data(), cols);
-        ASSERT_EQ(std::memcmp(s.data(), want.data(), s.size() * 4), 0) << n << " " << cols << " " << G;
-        // one query, keys from 3 on: the same values
-        if (cols > 3) {
-          std::vector<float> one(static_cast<size_t>(cols - 3));
-          dot_cols_f32(kt.data() + 3, ldk, cols - 3, q.data() + (G - 1) * n, n, 1, n, 0.125f, one.data(),
-                       cols - 3);
-          ASSERT_EQ(std::memcmp(one.data(), s.data() + (G - 1) * cols + 3, one.size() * 4), 0)
-              << n << " " << cols;
-        }
-      }
-    }
-  }
-  // The chain is an fma chain, not a float sum of products: 1 + 2^-24 * 1 - 1 keeps the low bit.
-  const float kt[3] = {1.0f, 1.0f, 1.0f}, q[3] = {1.0f, 0x1p-24f, -1.0f};
-  float s = 0;
-  dot_cols_f32(kt, 1, 1, q, 3, 1, 3, 1.0f, &s, 1);
-  float r = 0;
-  dot_cols_f32_ref(kt, 1, 1, q, 3, 1, 3, 1.0f, &r, 1);
-  EXPECT_EQ(s, r);
 }
 
 // The dispatched softmax (polynomial exp on AVX-512) against std::exp: within a few float ulps,
