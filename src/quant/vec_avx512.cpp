@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "quant/vec.h"
 
@@ -186,26 +187,33 @@ static void dot_tiles_pass(const uint16_t* kt, int64_t cols, const float* q, int
   for (; j < cols; j += kKeyTile) dot_tiles_block<GN, 1>(kt, j, cols, q, ldq, n, scale, s, lds);
 }
 
-void dot_f16_tiles_avx512(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
-                          float scale, float* s, int64_t lds) {
+// Calls fn(std::integral_constant<int, GN>{}, g0) for the queries g0 .. g0 + GN - 1, GN <= 4: the
+// passes take their query count at compile time so their accumulators stay in registers.
+template <class F>
+static void by_groups_of_4(int G, F&& fn) {
   for (int g0 = 0; g0 < G; g0 += 4) {
-    const float* qg = q + g0 * ldq;
-    float* sg = s + g0 * lds;
     switch (G - g0 < 4 ? G - g0 : 4) {
       case 1:
-        dot_tiles_pass<1>(kt, cols, qg, ldq, n, scale, sg, lds);
+        fn(std::integral_constant<int, 1>{}, g0);
         break;
       case 2:
-        dot_tiles_pass<2>(kt, cols, qg, ldq, n, scale, sg, lds);
+        fn(std::integral_constant<int, 2>{}, g0);
         break;
       case 3:
-        dot_tiles_pass<3>(kt, cols, qg, ldq, n, scale, sg, lds);
+        fn(std::integral_constant<int, 3>{}, g0);
         break;
       default:
-        dot_tiles_pass<4>(kt, cols, qg, ldq, n, scale, sg, lds);
+        fn(std::integral_constant<int, 4>{}, g0);
         break;
     }
   }
+}
+
+void dot_f16_tiles_avx512(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
+                          float scale, float* s, int64_t lds) {
+  by_groups_of_4(G, [&](auto gn, int g0) {
+    dot_tiles_pass<decltype(gn)::value>(kt, cols, q + g0 * ldq, ldq, n, scale, s + g0 * lds, lds);
+  });
 }
 
 // Value rows prefetched 32 rows ahead (8 KiB for heads of 128): dev, 1 thread, 30 layers x 4,096
@@ -256,24 +264,9 @@ static void axpy_f16_rows_pass(const float* p, int64_t ldp, const uint16_t* v, i
 
 void axpy_f16_rows_avx512(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
                           int64_t n, float* o, int64_t ldo) {
-  for (int g0 = 0; g0 < G; g0 += 4) {
-    const float* pg = p + g0 * ldp;
-    float* og = o + g0 * ldo;
-    switch (G - g0 < 4 ? G - g0 : 4) {
-      case 1:
-        axpy_f16_rows_pass<1>(pg, ldp, v, ldv, rows, n, og, ldo);
-        break;
-      case 2:
-        axpy_f16_rows_pass<2>(pg, ldp, v, ldv, rows, n, og, ldo);
-        break;
-      case 3:
-        axpy_f16_rows_pass<3>(pg, ldp, v, ldv, rows, n, og, ldo);
-        break;
-      default:
-        axpy_f16_rows_pass<4>(pg, ldp, v, ldv, rows, n, og, ldo);
-        break;
-    }
-  }
+  by_groups_of_4(G, [&](auto gn, int g0) {
+    axpy_f16_rows_pass<decltype(gn)::value>(p + g0 * ldp, ldp, v, ldv, rows, n, o + g0 * ldo, ldo);
+  });
 }
 
 // exp(x) for x <= 0 (softmax arguments): x = k ln2 + r, |r| <= ln2/2, e^r = 1 + r + r^2 P(r) with

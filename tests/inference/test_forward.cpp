@@ -213,16 +213,22 @@ TEST(Forward, KvCacheDecodeEqualsFullRecompute) {
   EXPECT_EQ(inc.n_past(), 10);
 }
 
+// tiny_config with heads of 128 (the 2B4T head size): 4 query heads over n_head_kv KV heads.
+ModelConfig wide_head_config(int64_t n_head_kv) {
+  ModelConfig c = tiny_config(RopeStyle::kNeox, FfnAct::kRelu2, true);
+  c.n_embd = 256;
+  c.n_head = 4;
+  c.n_head_kv = n_head_kv;
+  c.head_dim = 128;
+  c.rope_dim = 128;
+  return c;
+}
+
 // Heads of 128 and 40 positions (three key tiles, the last partial): decoding token by token, a
 // 13-token prompt followed by decoding, and one 40-token prompt give the same logits bit for bit
 // (the scores are the same fma chains either way: vec.h, dot_f16_tiles).
 TEST(Forward, DecodeEqualsPromptAcrossKeyTiles) {
-  ModelConfig c = tiny_config(RopeStyle::kNeox, FfnAct::kRelu2, true);
-  c.n_embd = 256;
-  c.n_head = 4;
-  c.n_head_kv = 1;
-  c.head_dim = 128;
-  c.rope_dim = 128;
+  const ModelConfig c = wide_head_config(1);
   const Model m = make_synthetic_model(c, 12);
   const auto tokens = some_tokens(40, static_cast<int>(c.n_vocab));
   Session full(m, {40, 2});
@@ -242,12 +248,7 @@ TEST(Forward, DecodeEqualsPromptAcrossKeyTiles) {
 // Past 512 cached positions a decoded token's attention splits keys and value columns across
 // jobs (forward.cpp, attention_decode_split); its logits still equal the prompt's bit for bit.
 TEST(Forward, LongContextDecodeSplitEqualsPrompt) {
-  ModelConfig c = tiny_config(RopeStyle::kNeox, FfnAct::kRelu2, true);
-  c.n_embd = 256;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.head_dim = 128;
-  c.rope_dim = 128;
+  const ModelConfig c = wide_head_config(2);
   const Model m = make_synthetic_model(c, 13);
   const int n = 530;
   const auto tokens = some_tokens(n, static_cast<int>(c.n_vocab));

@@ -56,7 +56,8 @@ TEST(Sampler, RepeatPenaltyDemotesRecentTokens) {
   EXPECT_EQ(s.sample(l, hist), 1);  // 1.0 / 2 = 0.5 < 0.9
 }
 
-TEST(Perplexity, FollowsTheLlamaPerplexityConvention) {
+// A one-layer model with a 61-token vocabulary (token 60 serves as BOS).
+static ModelConfig small_config() {
   ModelConfig c = config_2b4t();
   c.n_vocab = 61;
   c.n_embd = 64;
@@ -66,6 +67,11 @@ TEST(Perplexity, FollowsTheLlamaPerplexityConvention) {
   c.head_dim = 32;
   c.rope_dim = 32;
   c.n_ff = 64;
+  return c;
+}
+
+TEST(Perplexity, FollowsTheLlamaPerplexityConvention) {
+  const ModelConfig c = small_config();
   const Model m = make_synthetic_model(c, 9);
   std::vector<int32_t> toks;
   for (int i = 0; i < 70; ++i) toks.push_back((i * 13 + 5) % 61);
@@ -110,15 +116,7 @@ TEST(Perplexity, KlOfLogitsMatchesAHandComputedValue) {
 }
 
 TEST(Perplexity, KlDivergenceComparesTwoModelsOverTheSameWindows) {
-  ModelConfig c = config_2b4t();
-  c.n_vocab = 61;
-  c.n_embd = 64;
-  c.n_layer = 1;
-  c.n_head = 2;
-  c.n_head_kv = 1;
-  c.head_dim = 32;
-  c.rope_dim = 32;
-  c.n_ff = 64;
+  const ModelConfig c = small_config();
   const Model f32 = make_synthetic_model(c, 9, DType::F32);
   const Model bf16 = make_synthetic_model(c, 9, DType::BF16);  // same weights, head/embedding rounded to bf16
   std::vector<int32_t> toks;
@@ -170,7 +168,7 @@ TEST(Perplexity, KlDivergenceComparesTwoModelsOverTheSameWindows) {
   }
   EXPECT_NEAR(r.kl_mean, kl / 21, 1e-9 + 1e-6 * r.kl_mean);
 
-  ModelConfig c2 = c;
+  ModelConfig c2 = small_config();
   c2.n_vocab = 62;
   const Model other = make_synthetic_model(c2, 9, DType::F32);
   Session o(other, {n_ctx, 1});
