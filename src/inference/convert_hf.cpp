@@ -292,7 +292,8 @@ GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
   if (opt.ternary_type != DType::I2_S && opt.ternary_type != DType::TQ2_0 && opt.ternary_type != DType::TQ1_0)
     fail("convert: ternary type must be i2_s, tq2_0 or tq1_0, not {}", dtype_name(opt.ternary_type));
   if (opt.embd_type && !quantize_supported(*opt.embd_type))
-    fail("convert: embedding type must be f32, f16, bf16, q8_0, q4_0 or q6_k, not {}", dtype_name(*opt.embd_type));
+    fail("convert: embedding type must be f32, f16, bf16, q8_0, q4_0 or q6_k, not {}",
+         dtype_name(*opt.embd_type));
   const fs::path dir(dir_s);
   const ModelConfig c = hf_config(dir_s);
   const DType embd_type = opt.embd_type.value_or(default_embd_type(c));

@@ -65,21 +65,13 @@ static void per_token(ThreadPool& pool, int64_t n, F&& f) {
   });
 }
 
-// Causal attention of n new tokens (queries in qkv) over the cache, into attn [n][q_dim].
-// One job is a token and a group of query heads sharing a KV head, so each cached key and value
-// is read and converted once per group. With few jobs (decode), groups are halved so that the
-// threads stay busy. Results do not depend on that split (vec.h).
-//
-// Scores run across 16 keys at a time over the tiled half keys (dot_f16_tiles): fma chains with no
-// horizontal sums, in the same order for a decoded token and for a prompt's tokens, so a token's
-// logits do not depend on whether it came alone or in a prompt.
-// Decode at long context. The job split above leaves each thread whole KV heads (5 heads on 2
-// threads: one thread gets 3) or, halving the groups, reads each head's cache twice. Here the keys
-// of every KV head are split across jobs for the scores (which do not depend on the split, vec.h),
-// then the value columns for softmax + PV, where each job recomputes its KV head's softmax rows
-// (the same function of the same scores: the same probabilities) and every output element is the
-// same chain over keys in order. Results equal the job path's bit for bit; the cost is one more
-// join per layer, so short contexts keep the job path.
+// Decode at long context. The job split of attention() below leaves each thread whole KV heads
+// (5 heads on 2 threads: one thread gets 3) or, halving the groups, reads each head's cache twice.
+// Here the keys of every KV head are split across jobs for the scores (which do not depend on the
+// split, vec.h), then the value columns for softmax + PV, where each job recomputes its KV head's
+// softmax rows (the same function of the same scores: the same probabilities) and every output
+// element is the same chain over keys in order. Results equal the job path's bit for bit; the cost
+// is one more join per layer, so short contexts keep the job path.
 constexpr int64_t kSplitMinKeys = 512;
 
 void Session::attention_decode_split(int64_t il, const float* qkv, float* attn) {
@@ -99,10 +91,12 @@ void Session::attention_decode_split(int64_t il, const float* qkv, float* attn) 
   pool_.run([&](int tid) {
     for (int64_t job = tid; job < c.n_head_kv * splits; job += nt) {
       const int64_t kvh = job / splits, sp = job % splits;
-      const int64_t j0 = tiles * sp / splits * kKeyTile, j1 = std::min(n_kv, tiles * (sp + 1) / splits * kKeyTile);
+      const int64_t j0 = tiles * sp / splits * kKeyTile,
+                    j1 = std::min(n_kv, tiles * (sp + 1) / splits * kKeyTile);
       if (j1 <= j0) continue;
-      dot_f16_tiles(k16_.data() + kv_at(il, kvh, 0) + static_cast<size_t>(j0 * hd), j1 - j0, qr + kvh * group * hd,
-                    hd, static_cast<int>(group), hd, scale, scores + kvh * group * lds + j0, lds);
+      dot_f16_tiles(k16_.data() + kv_at(il, kvh, 0) + static_cast<size_t>(j0 * hd), j1 - j0,
+                    qr + kvh * group * hd, hd, static_cast<int>(group), hd, scale,
+                    scores + kvh * group * lds + j0, lds);
     }
   });
   constexpr int64_t kCols = 64;  // value columns per job
@@ -124,6 +118,14 @@ void Session::attention_decode_split(int64_t il, const float* qkv, float* attn) 
   });
 }
 
+// Causal attention of n new tokens (queries in qkv) over the cache, into attn [n][q_dim].
+// One job is a token and a group of query heads sharing a KV head, so each cached key and value
+// is read and converted once per group. With few jobs (decode), groups are halved so that the
+// threads stay busy. Results do not depend on that split (vec.h).
+//
+// Scores run across 16 keys at a time over the tiled half keys (dot_f16_tiles): fma chains with no
+// horizontal sums, in the same order for a decoded token and for a prompt's tokens, so a token's
+// logits do not depend on whether it came alone or in a prompt.
 void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
   const ModelConfig& c = model_.cfg;
   if (n == 1 && opts_.kv_f16 && n_past_ + 1 >= kSplitMinKeys) return attention_decode_split(il, qkv, attn);
@@ -158,7 +160,8 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
           f32_to_f16_row(q + g * hd, q16, hd);
           f16_to_f32_row(q16, qr + g * hd, hd);
         }
-        dot_f16_tiles(k16_.data() + head_base(kvh), n_kv, qr, hd, static_cast<int>(gs), hd, scale, scores, lds);
+        dot_f16_tiles(k16_.data() + head_base(kvh), n_kv, qr, hd, static_cast<int>(gs), hd, scale, scores,
+                      lds);
       } else {
         for (int64_t g = 0; g < gs; ++g)
           for (int64_t j = 0; j < n_kv; ++j)
@@ -169,8 +172,7 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
       // ggml multiplies half values by the probabilities rounded to half.
       for (int64_t g = 0; g < gs; ++g) softmax_row(scores + g * lds, n_kv, f16);
       if (f16) {
-        axpy_f16_rows(scores, lds, v16_.data() + head_base(kvh), hd, n_kv, static_cast<int>(gs), hd, o,
-                      hd);
+        axpy_f16_rows(scores, lds, v16_.data() + head_base(kvh), hd, n_kv, static_cast<int>(gs), hd, o, hd);
       } else {
         for (int64_t g = 0; g < gs; ++g)
           for (int64_t j = 0; j < n_kv; ++j)

@@ -10,8 +10,8 @@ namespace {
 
 // The windows llama-perplexity scores (see perplexity.h); calls fn(window tokens) for each.
 template <class Fn>
-int64_t for_each_window(std::span<const int32_t> tokens, int64_t n_ctx, int64_t session_ctx, int64_t max_windows,
-                        bool add_bos, int32_t bos, Fn&& fn) {
+int64_t for_each_window(std::span<const int32_t> tokens, int64_t n_ctx, int64_t session_ctx,
+                        int64_t max_windows, bool add_bos, int32_t bos, Fn&& fn) {
   const int64_t n_tok = static_cast<int64_t>(tokens.size());
   if (n_ctx < 4) fail("perplexity: context {} is too small", n_ctx);
   if (n_ctx > session_ctx) fail("perplexity: context {} exceeds the session's {}", n_ctx, session_ctx);
@@ -42,7 +42,9 @@ struct NllSum {
     r.windows = windows;
     const double mean = nll / static_cast<double>(count), mean2 = nll2 / static_cast<double>(count);
     r.ppl = std::exp(mean);
-    r.ppl_err = count > 1 ? r.ppl * std::sqrt(std::max(0.0, mean2 - mean * mean) / static_cast<double>(count - 1)) : 0.0;
+    r.ppl_err = count > 1
+                    ? r.ppl * std::sqrt(std::max(0.0, mean2 - mean * mean) / static_cast<double>(count - 1))
+                    : 0.0;
     return r;
   }
 };
@@ -72,7 +74,8 @@ PerplexityResult perplexity(Session& session, std::span<const int32_t> tokens, i
   const int64_t n_vocab = session.model().cfg.n_vocab;
   NllSum s;
   const int64_t windows = for_each_window(
-      tokens, n_ctx, session.n_ctx(), max_windows, add_bos, bos, [&](int64_t w, int64_t total, std::span<const int32_t> win) {
+      tokens, n_ctx, session.n_ctx(), max_windows, add_bos, bos,
+      [&](int64_t w, int64_t total, std::span<const int32_t> win) {
         session.truncate(0);
         const float* logits = session.forward(win, true);
         for (int64_t p = n_ctx / 2; p < n_ctx - 1; ++p) {
@@ -89,8 +92,8 @@ KlResult kl_divergence(Session& base, Session& test, std::span<const int32_t> to
                        const std::function<void(int64_t, int64_t, double)>& progress) {
   const int64_t n_vocab = test.model().cfg.n_vocab;
   if (base.model().cfg.n_vocab != n_vocab)
-    fail("kl-divergence: the base model has {} tokens in its vocabulary, the test model {}", base.model().cfg.n_vocab,
-         n_vocab);
+    fail("kl-divergence: the base model has {} tokens in its vocabulary, the test model {}",
+         base.model().cfg.n_vocab, n_vocab);
   NllSum sb, st;
   std::vector<double> kls;
   int64_t same = 0;
@@ -128,7 +131,9 @@ KlResult kl_divergence(Session& base, Session& test, std::span<const int32_t> to
   r.kl_err = r.tokens > 1 ? std::sqrt(std::max(0.0, kl_sum2 / n - r.kl_mean * r.kl_mean) / (n - 1)) : 0.0;
   r.same_top = static_cast<double>(same) / n;
   std::sort(kls.begin(), kls.end());
-  auto quantile = [&](double q) { return kls[static_cast<size_t>(std::min(n - 1, std::floor(q * (n - 1))))]; };
+  auto quantile = [&](double q) {
+    return kls[static_cast<size_t>(std::min(n - 1, std::floor(q * (n - 1))))];
+  };
   r.kl_median = quantile(0.5);
   r.kl_p99 = quantile(0.99);
   r.kl_max = kls.back();

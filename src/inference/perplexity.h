@@ -30,7 +30,7 @@ PerplexityResult perplexity(Session& session, std::span<const int32_t> tokens, i
                             const std::function<void(int64_t done, int64_t total, double ppl)>& progress = {});
 
 struct KlResult {
-  PerplexityResult base, test;  // each model's perplexity over the same scored tokens
+  PerplexityResult base, test;     // each model's perplexity over the same scored tokens
   double kl_mean = 0, kl_err = 0;  // mean KL(P_base || P_test) per token (nats) and its standard error
   double kl_median = 0, kl_p99 = 0, kl_max = 0;
   double same_top = 0;  // fraction of positions whose most likely token is the same in both

@@ -61,8 +61,8 @@ void dot_f16_tiles_ref(const uint16_t* kt, int64_t cols, const float* q, int64_t
     }
 }
 
-void dot_f16_tiles(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n, float scale,
-                   float* s, int64_t lds) {
+void dot_f16_tiles(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
+                   float scale, float* s, int64_t lds) {
 #if defined(BITNET_HAVE_X86_KERNELS)
   if (use_avx512()) return dot_f16_tiles_avx512(kt, cols, q, ldq, G, n, scale, s, lds);
 #endif

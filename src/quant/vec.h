@@ -29,8 +29,8 @@ void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);
 // to the plain loop and independent of G and of how keys are split, so a decoded token and the same
 // token inside a prompt get the same scores.
 inline constexpr int64_t kKeyTile = 16;
-void dot_f16_tiles(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n, float scale,
-                   float* s, int64_t lds);
+void dot_f16_tiles(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
+                   float scale, float* s, int64_t lds);
 void dot_f16_tiles_ref(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
                        float scale, float* s, int64_t lds);
 // Values are rows (value j at v + j * ldv):  o[g * ldo + i] += p[g * ldp + j] * half(v[j * ldv + i]),

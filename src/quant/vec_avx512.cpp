@@ -143,8 +143,8 @@ void axpy_f16_avx512(float alpha, const uint16_t* x, float* y, int64_t n) {
 // gained nothing).
 constexpr int64_t kTilePrefetchBytes = 8192;
 template <int GN, int NB>
-static void dot_tiles_block(const uint16_t* kt, int64_t j0, int64_t cols, const float* q, int64_t ldq, int64_t n,
-                            float scale, float* s, int64_t lds) {
+static void dot_tiles_block(const uint16_t* kt, int64_t j0, int64_t cols, const float* q, int64_t ldq,
+                            int64_t n, float scale, float* s, int64_t lds) {
   const uint16_t* base = kt + j0 * n;  // j0 is a multiple of 16: tile j0/16 starts at j0 * n
   __m512 acc[GN][NB];
 #pragma GCC unroll 8
@@ -155,12 +155,14 @@ static void dot_tiles_block(const uint16_t* kt, int64_t j0, int64_t cols, const 
     if (i % 2 == 0)  // one 64-byte line per tile every second value
 #pragma GCC unroll 8
       for (int b = 0; b < NB; ++b)
-        _mm_prefetch(reinterpret_cast<const char*>(base + b * kKeyTile * n + i * kKeyTile) + kTilePrefetchBytes,
-                     _MM_HINT_T0);
+        _mm_prefetch(
+            reinterpret_cast<const char*>(base + b * kKeyTile * n + i * kKeyTile) + kTilePrefetchBytes,
+            _MM_HINT_T0);
     __m512 kv[NB];
 #pragma GCC unroll 8
     for (int b = 0; b < NB; ++b)
-      kv[b] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + b * kKeyTile * n + i * kKeyTile)));
+      kv[b] = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + b * kKeyTile * n + i * kKeyTile)));
 #pragma GCC unroll 8
     for (int g = 0; g < GN; ++g) {
       const __m512 qv = _mm512_set1_ps(q[g * ldq + i]);
@@ -174,16 +176,18 @@ static void dot_tiles_block(const uint16_t* kt, int64_t j0, int64_t cols, const 
     const int64_t r = cols - j0 - b * kKeyTile;
     const __mmask16 m = static_cast<__mmask16>(r >= 16 ? 0xFFFF : r <= 0 ? 0 : (1u << r) - 1);
 #pragma GCC unroll 8
-    for (int g = 0; g < GN; ++g) _mm512_mask_storeu_ps(s + g * lds + j0 + b * kKeyTile, m, _mm512_mul_ps(acc[g][b], sc));
+    for (int g = 0; g < GN; ++g)
+      _mm512_mask_storeu_ps(s + g * lds + j0 + b * kKeyTile, m, _mm512_mul_ps(acc[g][b], sc));
   }
 }
 
 template <int GN>
-static void dot_tiles_pass(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int64_t n, float scale,
-                           float* s, int64_t lds) {
+static void dot_tiles_pass(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int64_t n,
+                           float scale, float* s, int64_t lds) {
   constexpr int NB = GN >= 4 ? 2 : GN == 3 ? 3 : GN == 2 ? 4 : 8;
   int64_t j = 0;
-  for (; j + NB * kKeyTile <= cols; j += NB * kKeyTile) dot_tiles_block<GN, NB>(kt, j, cols, q, ldq, n, scale, s, lds);
+  for (; j + NB * kKeyTile <= cols; j += NB * kKeyTile)
+    dot_tiles_block<GN, NB>(kt, j, cols, q, ldq, n, scale, s, lds);
   for (; j < cols; j += kKeyTile) dot_tiles_block<GN, 1>(kt, j, cols, q, ldq, n, scale, s, lds);
 }
 

@@ -260,7 +260,8 @@ TEST(Forward, LongContextDecodeSplitEqualsPrompt) {
     inc.forward(std::span(tokens).first(505), false);
     for (int t = 505; t < n; ++t) {
       const float* l = inc.forward(std::span(tokens).subspan(static_cast<size_t>(t), 1), false);
-      ASSERT_EQ(std::memcmp(l, want.data() + static_cast<size_t>(t) * c.n_vocab, c.n_vocab * 4), 0) << t << " " << threads;
+      ASSERT_EQ(std::memcmp(l, want.data() + static_cast<size_t>(t) * c.n_vocab, c.n_vocab * 4), 0)
+          << t << " " << threads;
     }
   }
 }

@@ -107,7 +107,8 @@ TEST(Perplexity, KlOfLogitsMatchesAHandComputedValue) {
   const float p[2] = {0.0f, 0.0f}, q[2] = {0.0f, static_cast<float>(std::log(3.0))};
   EXPECT_NEAR(kl_of_logits(p, q, 2), 0.5 * std::log(4.0 / 3.0), 1e-7);
   EXPECT_NEAR(log_sum_exp(q, 2), std::log(4.0), 1e-7);
-  const float q_shifted[2] = {100.0f, 100.0f + static_cast<float>(std::log(3.0))};  // softmax is shift-invariant
+  const float q_shifted[2] = {100.0f,
+                              100.0f + static_cast<float>(std::log(3.0))};  // softmax is shift-invariant
   EXPECT_NEAR(kl_of_logits(p, q_shifted, 2), 0.5 * std::log(4.0 / 3.0), 1e-5);
   EXPECT_EQ(kl_of_logits(q, q, 2), 0.0);
   // Large logits must not overflow: log_sum_exp subtracts the maximum first.

@@ -51,7 +51,8 @@ TEST(Vec, SumSquaresAndScaleMulMatchThePlainLoops) {
 
 // Keys [rows][n] (row-major halves) -> the tiled, transposed layout dot_f16_tiles reads:
 // key j's value i at (j / 16) * 16 * n + i * 16 + j % 16; lanes past `rows` hold `pad`.
-static std::vector<uint16_t> tile_keys(const std::vector<uint16_t>& k, int64_t rows, int64_t n, uint16_t pad) {
+static std::vector<uint16_t> tile_keys(const std::vector<uint16_t>& k, int64_t rows, int64_t n,
+                                       uint16_t pad) {
   const int64_t tiles = (rows + kKeyTile - 1) / kKeyTile;
   std::vector<uint16_t> t(static_cast<size_t>(tiles * kKeyTile * n), pad);
   for (int64_t j = 0; j < rows; ++j)
@@ -82,15 +83,19 @@ TEST(Vec, TiledKeyScoresAreExactFmaChains) {
           for (int64_t j = 0; j < rows; ++j) {
             float c = 0;  // the chain written out from the row-major keys
             for (int64_t i = 0; i < n; ++i)
-              c = std::fma(q[static_cast<size_t>(g * n + i)], f16_to_f32(k[static_cast<size_t>(j * n + i)]), c);
-            ASSERT_EQ(s[static_cast<size_t>(g * lds + j)], c * 0.125f) << n << " " << rows << " " << G << " " << j;
+              c = std::fma(q[static_cast<size_t>(g * n + i)], f16_to_f32(k[static_cast<size_t>(j * n + i)]),
+                           c);
+            ASSERT_EQ(s[static_cast<size_t>(g * lds + j)], c * 0.125f)
+                << n << " " << rows << " " << G << " " << j;
           }
         for (int g = 0; g < G; ++g) ASSERT_EQ(s[static_cast<size_t>(g * lds + rows)], -1.0f);  // untouched
         // one query alone, keys from the second tile on: the same values
         if (rows > 16) {
           std::vector<float> one(static_cast<size_t>(rows - 16));
-          dot_f16_tiles(kt.data() + 16 * n, rows - 16, q.data() + (G - 1) * n, n, 1, n, 0.125f, one.data(), rows);
-          ASSERT_EQ(std::memcmp(one.data(), s.data() + (G - 1) * lds + 16, one.size() * 4), 0) << n << " " << rows;
+          dot_f16_tiles(kt.data() + 16 * n, rows - 16, q.data() + (G - 1) * n, n, 1, n, 0.125f, one.data(),
+                        rows);
+          ASSERT_EQ(std::memcmp(one.data(), s.data() + (G - 1) * lds + 16, one.size() * 4), 0)
+              << n << " " << rows;
         }
       }
     }

@@ -18,9 +18,10 @@ void register_convert(CLI::App& app) {
   cmd->add_option("dir", o.dir, "checkpoint folder (config.json, *.safetensors, tokenizer.json)")->required();
   cmd->add_option("-o,--output", o.out, "output GGUF file")->required();
   cmd->add_option("--type", o.type, "ternary layer type")->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
-  cmd->add_option("--embd-type", o.embd,
-                  "embedding / untied head type; auto: q6_k when the width is a multiple of 256, else q8_0 when "
-                  "a multiple of 32, else f16 (chosen by measured quality and speed: docs/PERFORMANCE.md)")
+  cmd->add_option(
+         "--embd-type", o.embd,
+         "embedding / untied head type; auto: q6_k when the width is a multiple of 256, else q8_0 when "
+         "a multiple of 32, else f16 (chosen by measured quality and speed: docs/PERFORMANCE.md)")
       ->check(CLI::IsMember({"auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q6_k"}));
   cmd->callback([] {
     ConvertOptions opt;

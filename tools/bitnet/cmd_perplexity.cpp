@@ -30,9 +30,10 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("--chunks", o.chunks, "maximum number of windows (default: all)");
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   cmd->add_flag("--json", o.json, "print {\"ppl\", \"ppl_err\", \"tokens\"}");
-  cmd->add_option("--kl-base", o.kl_base,
-                  "base model (GGUF) to compare with: adds KL(base || model) per token, top-token agreement and "
-                  "the base's perplexity");
+  cmd->add_option(
+      "--kl-base", o.kl_base,
+      "base model (GGUF) to compare with: adds KL(base || model) per token, top-token agreement and "
+      "the base's perplexity");
   cmd->callback([] {
     LoadedModel lm = load_model(o.src, true);
     std::ifstream in(o.file, std::ios::binary);
@@ -49,32 +50,37 @@ void register_perplexity(CLI::App& app) {
       LoadedModel base = load_model(bsrc, true);
       // Same text, same tokens: a different tokenizer would compare unrelated distributions.
       if (base.tokenizer->encode(ss.str(), eo) != ids)
-        fail("--kl-base: '{}' tokenizes the text differently from '{}'; compare models with the same tokenizer",
-             o.kl_base, lm.label);
+        fail(
+            "--kl-base: '{}' tokenizes the text differently from '{}'; compare models with the same "
+            "tokenizer",
+            o.kl_base, lm.label);
       Session sb(*base.model, {o.n_ctx, o.threads});
       Session st(*lm.model, {o.n_ctx, o.threads});
-      const KlResult r = kl_divergence(sb, st, ids, o.n_ctx, o.chunks, tok.add_bos(), tok.bos_id(),
-                                       [&](int64_t done, int64_t total, double kl) {
-                                         if (!o.json)
-                                           std::fprintf(stderr, "[%lld/%lld] KL %.6f\n", static_cast<long long>(done),
-                                                        static_cast<long long>(total), kl);
-                                       });
+      const KlResult r =
+          kl_divergence(sb, st, ids, o.n_ctx, o.chunks, tok.add_bos(), tok.bos_id(),
+                        [&](int64_t done, int64_t total, double kl) {
+                          if (!o.json)
+                            std::fprintf(stderr, "[%lld/%lld] KL %.6f\n", static_cast<long long>(done),
+                                         static_cast<long long>(total), kl);
+                        });
       if (o.json) {
         std::printf(
-            "{\"ppl\": %.6f, \"ppl_err\": %.6f, \"base_ppl\": %.6f, \"base_ppl_err\": %.6f, \"kl_mean\": %.8f, "
+            "{\"ppl\": %.6f, \"ppl_err\": %.6f, \"base_ppl\": %.6f, \"base_ppl_err\": %.6f, \"kl_mean\": "
+            "%.8f, "
             "\"kl_err\": %.8f, \"kl_median\": %.8f, \"kl_p99\": %.8f, \"kl_max\": %.8f, \"same_top\": %.6f, "
             "\"tokens\": %lld, \"windows\": %lld, \"ctx\": %lld}\n",
-            r.test.ppl, r.test.ppl_err, r.base.ppl, r.base.ppl_err, r.kl_mean, r.kl_err, r.kl_median, r.kl_p99,
-            r.kl_max, r.same_top, static_cast<long long>(r.tokens), static_cast<long long>(r.windows),
-            static_cast<long long>(o.n_ctx));
+            r.test.ppl, r.test.ppl_err, r.base.ppl, r.base.ppl_err, r.kl_mean, r.kl_err, r.kl_median,
+            r.kl_p99, r.kl_max, r.same_top, static_cast<long long>(r.tokens),
+            static_cast<long long>(r.windows), static_cast<long long>(o.n_ctx));
       } else {
         std::printf("PPL      = %.4f +/- %.5f\n", r.test.ppl, r.test.ppl_err);
         std::printf("base PPL = %.4f +/- %.5f (%s)\n", r.base.ppl, r.base.ppl_err, o.kl_base.c_str());
-        std::printf("PPL ratio = %.5f (%+.3f%%)\n", r.test.ppl / r.base.ppl, 100 * (r.test.ppl / r.base.ppl - 1));
-        std::printf("KL(base || model) mean = %.6f +/- %.6f, median %.6f, 99%% %.6f, max %.6f nats\n", r.kl_mean,
-                    r.kl_err, r.kl_median, r.kl_p99, r.kl_max);
-        std::printf("same top token = %.3f%% (%lld tokens scored in %lld windows of %lld)\n", 100 * r.same_top,
-                    static_cast<long long>(r.tokens), static_cast<long long>(r.windows),
+        std::printf("PPL ratio = %.5f (%+.3f%%)\n", r.test.ppl / r.base.ppl,
+                    100 * (r.test.ppl / r.base.ppl - 1));
+        std::printf("KL(base || model) mean = %.6f +/- %.6f, median %.6f, 99%% %.6f, max %.6f nats\n",
+                    r.kl_mean, r.kl_err, r.kl_median, r.kl_p99, r.kl_max);
+        std::printf("same top token = %.3f%% (%lld tokens scored in %lld windows of %lld)\n",
+                    100 * r.same_top, static_cast<long long>(r.tokens), static_cast<long long>(r.windows),
                     static_cast<long long>(o.n_ctx));
       }
       return;
