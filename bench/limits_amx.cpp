@@ -21,6 +21,7 @@ uint64_t amx_peak_kernel(int64_t iters) {
     cfg.rows[i] = 16;
     cfg.colsb[i] = 64;
   }
+  asm volatile("" : : "m"(cfg) : "memory");  // keep the stores (see gemm_amx.cpp)
   _tile_loadconfig(&cfg);
   alignas(64) static thread_local int8_t src[4][1024];
   for (int i = 0; i < 4 * 1024; ++i) src[i / 1024][i % 1024] = static_cast<int8_t>(i * 7);

@@ -226,8 +226,7 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
     for (int64_t h = 0; h < c.n_head_kv; ++h) {
       const size_t at = kv_at(il, h, pos);
       if (f16) {
-        uint16_t* kt = k16_.data() + k_at(il, h, pos);
-        for (int64_t i = 0; i < hd; ++i) kt[i * kKeyTile] = f32_to_f16(k[h * hd + i]);
+        f32_to_f16_strided(k + h * hd, k16_.data() + k_at(il, h, pos), kKeyTile, hd);
         f32_to_f16_row(k + kvd + h * hd, v16_.data() + at, hd);
       } else {
         std::memcpy(k_cache_.data() + at, k + h * hd, static_cast<size_t>(hd) * 4);

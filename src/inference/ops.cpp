@@ -32,17 +32,7 @@ void rope_angles(int64_t pos, int64_t rope_dim, float theta, float* cs, float* s
 
 void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float* cs,
                 const float* sn, RopeStyle style) {
-  const int64_t half = rope_dim / 2;
-  for (int64_t h = 0; h < n_heads; ++h) {
-    float* v = x + h * head_dim;
-    for (int64_t i = 0; i < half; ++i) {
-      const int64_t a = style == RopeStyle::kNeox ? i : 2 * i;
-      const int64_t b = style == RopeStyle::kNeox ? i + half : 2 * i + 1;
-      const float x0 = v[a], x1 = v[b];
-      v[a] = x0 * cs[i] - x1 * sn[i];
-      v[b] = x0 * sn[i] + x1 * cs[i];
-    }
-  }
+  rope_rotate(x, n_heads, head_dim, rope_dim, cs, sn, style == RopeStyle::kNeox);
 }
 
 void gated_act(const float* gate, const float* up, int64_t n, FfnAct act, float* out) {

@@ -13,8 +13,16 @@ namespace bitnet {
 void quantize_act_row_avx512(const float* x, int64_t k, int64_t k_pad, int8_t* q, float* scale,
                              float* dq, int32_t* sum) {
   const __m512 sign = _mm512_set1_ps(-0.0f);
-  __m512 vmax = _mm512_setzero_ps();
+  // Four independent max chains (the max is the same in any order; one chain is latency-bound).
+  __m512 vmax = _mm512_setzero_ps(), m1 = vmax, m2 = vmax, m3 = vmax;
   int64_t i = 0;
+  for (; i + 64 <= k; i += 64) {
+    vmax = _mm512_max_ps(vmax, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + i)));
+    m1 = _mm512_max_ps(m1, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + i + 16)));
+    m2 = _mm512_max_ps(m2, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + i + 32)));
+    m3 = _mm512_max_ps(m3, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + i + 48)));
+  }
+  vmax = _mm512_max_ps(_mm512_max_ps(vmax, m1), _mm512_max_ps(m2, m3));
   for (; i + 16 <= k; i += 16) vmax = _mm512_max_ps(vmax, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + i)));
   if (i < k) {
     const __mmask16 m = static_cast<__mmask16>((1u << (k - i)) - 1);

@@ -24,6 +24,8 @@ void dot_f16_tiles_avx512(const uint16_t* kt, int64_t cols, const float* q, int6
 void axpy_f16_rows_avx512(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
                           int64_t n, float* o, int64_t ldo);
 void softmax_row_avx512(float* x, int64_t n, bool half_probs);
+void rope_rotate_avx512(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float* cs,
+                        const float* sn, bool neox);
 #endif
 
 namespace {
@@ -166,6 +168,37 @@ void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
   if (use_avx512()) return f32_to_f16_row_avx512(src, dst, n);
 #endif
   for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+}
+
+void f32_to_f16_strided(const float* src, uint16_t* dst, int64_t stride, int64_t n) {
+  uint16_t buf[64];
+  for (int64_t i0 = 0; i0 < n; i0 += 64) {
+    const int64_t m = std::min<int64_t>(64, n - i0);
+    f32_to_f16_row(src + i0, buf, m);
+    for (int64_t i = 0; i < m; ++i) dst[(i0 + i) * stride] = buf[i];
+  }
+}
+
+void rope_rotate_ref(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float* cs,
+                     const float* sn, bool neox) {
+  const int64_t half = rope_dim / 2;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* v = x + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const int64_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+      const float x0 = v[a], x1 = v[b];
+      v[a] = x0 * cs[i] - x1 * sn[i];
+      v[b] = x0 * sn[i] + x1 * cs[i];
+    }
+  }
+}
+
+void rope_rotate(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float* cs,
+                 const float* sn, bool neox) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return rope_rotate_avx512(x, n_heads, head_dim, rope_dim, cs, sn, neox);
+#endif
+  rope_rotate_ref(x, n_heads, head_dim, rope_dim, cs, sn, neox);
 }
 
 }  // namespace bitnet

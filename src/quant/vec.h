@@ -45,6 +45,17 @@ void softmax_row(float* x, int64_t n, bool half_probs);
 void softmax_row_ref(float* x, int64_t n, bool half_probs);
 // float -> IEEE half, round to nearest even.
 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
+// The same into dst[i * stride] (a key's values into its transposed cache tile).
+void f32_to_f16_strided(const float* src, uint16_t* dst, int64_t stride, int64_t n);
+
+// RoPE in place on n_heads heads of head_dim floats: the first rope_dim values of each head turn
+// in pairs (a, b) = (i, i + rope_dim / 2) (neox) or (2i, 2i + 1), i < rope_dim / 2:
+//   a' = a * cs[i] - b * sn[i],   b' = a * sn[i] + b * cs[i]
+// Exact: two rounded products and one rounded sum per value (no fma) in every variant.
+void rope_rotate(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float* cs,
+                 const float* sn, bool neox);
+void rope_rotate_ref(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float* cs,
+                     const float* sn, bool neox);
 
 // sum_i x[i]^2 accumulated in double (RMSNorm's sum, like ggml's ggml_float); the order of the
 // additions differs between variants, so results agree to double rounding.

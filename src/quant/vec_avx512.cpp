@@ -28,13 +28,18 @@ float dot_f32_avx512(const float* a, const float* b, int64_t n) {
 }
 
 double sum_squares_f64_avx512(const float* x, int64_t n) {
-  __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+  // Four independent fma chains (an fma's latency is 4 cycles): the sum is latency-bound otherwise.
+  __m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
+  for (; i + 32 <= n; i += 32) {
     const __m512d a = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
     const __m512d b = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+    const __m512d c = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 16));
+    const __m512d d = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24));
     s0 = _mm512_fmadd_pd(a, a, s0);
     s1 = _mm512_fmadd_pd(b, b, s1);
+    s2 = _mm512_fmadd_pd(c, c, s2);
+    s3 = _mm512_fmadd_pd(d, d, s3);
   }
   for (; i + 8 <= n; i += 8) {
     const __m512d a = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
@@ -45,7 +50,7 @@ double sum_squares_f64_avx512(const float* x, int64_t n) {
         _mm512_cvtps_pd(_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << (n - i)) - 1), x + i));
     s1 = _mm512_fmadd_pd(a, a, s1);
   }
-  return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+  return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(s0, s1), _mm512_add_pd(s2, s3)));
 }
 
 void scale_mul_f32_avx512(const float* x, float s, const float* w, float* y, int64_t n) {
@@ -312,6 +317,48 @@ void softmax_row_avx512(float* x, int64_t n, bool half_probs) {
     __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + j), inv);
     if (half_probs) p = _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     _mm512_mask_storeu_ps(x + j, m, p);
+  }
+}
+
+// Hides a product from GCC's optimizer so `p * q - r` cannot become one fma (GCC contracts
+// intrinsics too): RoPE must round each product as the plain reference does.
+inline __m512 opaque(__m512 v) {
+  asm("" : "+v"(v));
+  return v;
+}
+
+void rope_rotate_avx512(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float* cs,
+                        const float* sn, bool neox) {
+  const int64_t half = rope_dim / 2;
+  // Interleaved pairs: 8 pairs per vector; cs/sn duplicated to both lanes of a pair, the pair
+  // swapped so one product gives b*s for even lanes and a*s for odd ones.
+  const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* v = x + h * head_dim;
+    if (neox) {
+      for (int64_t i = 0; i < half; i += 16) {
+        const __mmask16 m = i + 16 <= half ? 0xFFFF : static_cast<__mmask16>((1u << (half - i)) - 1);
+        const __m512 a = _mm512_maskz_loadu_ps(m, v + i), b = _mm512_maskz_loadu_ps(m, v + half + i);
+        const __m512 c = _mm512_maskz_loadu_ps(m, cs + i), s = _mm512_maskz_loadu_ps(m, sn + i);
+        const __m512 bs = opaque(_mm512_mul_ps(b, s)), as = opaque(_mm512_mul_ps(a, s));
+        const __m512 ac = opaque(_mm512_mul_ps(a, c)), bc = opaque(_mm512_mul_ps(b, c));
+        _mm512_mask_storeu_ps(v + i, m, _mm512_sub_ps(ac, bs));
+        _mm512_mask_storeu_ps(v + half + i, m, _mm512_add_ps(as, bc));
+      }
+    } else {
+      for (int64_t i = 0; i < half; i += 8) {
+        const int64_t np = half - i < 8 ? half - i : 8;
+        const __mmask16 m8 = static_cast<__mmask16>((1u << np) - 1);
+        const __mmask16 m = static_cast<__mmask16>((1u << (2 * np)) - 1);
+        const __m512 xv = _mm512_maskz_loadu_ps(m, v + 2 * i);
+        const __m512 c = _mm512_permutexvar_ps(dup, _mm512_maskz_loadu_ps(m8, cs + i));
+        const __m512 s = _mm512_permutexvar_ps(dup, _mm512_maskz_loadu_ps(m8, sn + i));
+        const __m512 p = opaque(_mm512_mul_ps(_mm512_permute_ps(xv, 0xB1), s));  // (b*s, a*s)
+        const __m512 xc = opaque(_mm512_mul_ps(xv, c));                          // (a*c, b*c)
+        // even lanes a*c - b*s; odd lanes b*c + a*s (= a*s + b*c: the sum commutes exactly)
+        _mm512_mask_storeu_ps(v + 2 * i, m, _mm512_mask_add_ps(_mm512_sub_ps(xc, p), 0xAAAA, xc, p));
+      }
+    }
   }
 }
 

@@ -148,6 +148,38 @@ TEST(Vec, SoftmaxMatchesReference) {
   }
 }
 
+TEST(Vec, RopeMatchesTheReferenceBitForBit) {
+  for (bool neox : {true, false})
+    for (int64_t rd : {2, 6, 16, 30, 34, 64, 100, 128}) {
+      const int64_t hd = rd + (rd % 3) * 2, heads = 3, half = rd / 2;
+      auto x = random_floats(static_cast<size_t>(heads * hd), 21 + rd);
+      auto ang = random_floats(static_cast<size_t>(half), 22 + rd, -3.0f, 3.0f);
+      std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+      for (int64_t i = 0; i < half; ++i) cs[i] = std::cos(ang[i]), sn[i] = std::sin(ang[i]);
+      auto got = x, want = x;
+      rope_rotate(got.data(), heads, hd, rd, cs.data(), sn.data(), neox);
+      rope_rotate_ref(want.data(), heads, hd, rd, cs.data(), sn.data(), neox);
+      ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0) << neox << " " << rd;
+      for (int64_t h = 0; h < heads; ++h)  // values past rope_dim are left alone
+        for (int64_t i = rd; i < hd; ++i) ASSERT_EQ(got[h * hd + i], x[h * hd + i]);
+      // One pair by hand: a' = a c - b s, b' = a s + b c.
+      const int64_t a = neox ? 1 % half : 2 * (1 % half), b = neox ? a + half : a + 1;
+      const float c = cs[1 % half], si = sn[1 % half];
+      EXPECT_NEAR(want[a], x[a] * c - x[b] * si, 1e-6f);
+      EXPECT_NEAR(want[b], x[a] * si + x[b] * c, 1e-6f);
+    }
+}
+
+TEST(Vec, StridedHalfStoreMatchesScalarConversion) {
+  for (int64_t n : {1, 63, 64, 65, 130}) {
+    auto x = random_floats(static_cast<size_t>(n), 5, -70000.0f, 70000.0f);
+    std::vector<uint16_t> dst(static_cast<size_t>(n * 16), 0xABCD);
+    f32_to_f16_strided(x.data(), dst.data(), 16, n);
+    for (int64_t i = 0; i < n * 16; ++i)
+      ASSERT_EQ(dst[i], i % 16 ? 0xABCD : f32_to_f16(x[i / 16])) << n << " " << i;
+  }
+}
+
 TEST(Vec, HalfConversionsAreExact) {
   std::vector<uint16_t> h(1000);
   for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<uint16_t>(i * 65 + 7);
