@@ -260,14 +260,43 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
   });
   mark(StepProfile::kFfnNormQuant, t0);
   float* gu = layer_arena_.alloc<float>(static_cast<size_t>(n * 2 * ff));
-  ternary_gemm(&pool_, L.w_gate_up, qf, {nullptr, 0, gu, 2 * ff});
-  mark(StepProfile::kGateUp, t0);
   QuantizedActs qd_ = alloc_quantized_acts(layer_arena_, n, ff);
-  per_token_scratch(pool_, layer_arena_, n, ff, [&](int64_t t, float* at) {
-    gated_act(gu + t * 2 * ff, gu + t * 2 * ff + ff, ff, c.act, at);
-    if (!L.ffn_sub_norm.empty()) rms_norm(at, L.ffn_sub_norm.data(), ff, c.rms_eps, at);
-    quantize_act_row(at, qd_, t);
-  });
+  if (n > 1 && ff % kRowBlock == 0) {
+    // Prompts: gate|up is n x 2ff floats (7 MB for 128 tokens of the 2B4T), beyond L2. Each thread
+    // computes stripes of kStripe gate rows and the matching up rows for every token and applies
+    // the gated activation while the stripe (n x 2 x kStripe floats) is still in its L2, so only
+    // the activations (half the size) travel through L3. The same products and the same
+    // element-wise activation as the path below: results are identical.
+    constexpr int64_t kStripe = 512;
+    float* act = layer_arena_.alloc<float>(static_cast<size_t>(n * ff));
+    const GemmVariant& v = select_gemm(L.w_gate_up, qf);
+    const int64_t stripes = (ff + kStripe - 1) / kStripe;
+    const int nt = pool_.size();
+    pool_.run([&](int tid) {
+      const GemmOut out{nullptr, 0, gu, 2 * ff};
+      for (int64_t st = stripes * tid / nt; st < stripes * (tid + 1) / nt; ++st) {
+        const int64_t r0 = st * kStripe, r1 = std::min(ff, r0 + kStripe);
+        v.fn(L.w_gate_up, qf, r0, r1, out);
+        v.fn(L.w_gate_up, qf, ff + r0, ff + r1, out);
+        for (int64_t t = 0; t < n; ++t)
+          gated_act(gu + t * 2 * ff + r0, gu + t * 2 * ff + ff + r0, r1 - r0, c.act, act + t * ff + r0);
+      }
+    });
+    mark(StepProfile::kGateUp, t0);
+    per_token(pool_, n, [&](int64_t t) {
+      float* at = act + t * ff;
+      if (!L.ffn_sub_norm.empty()) rms_norm(at, L.ffn_sub_norm.data(), ff, c.rms_eps, at);
+      quantize_act_row(at, qd_, t);
+    });
+  } else {
+    ternary_gemm(&pool_, L.w_gate_up, qf, {nullptr, 0, gu, 2 * ff});
+    mark(StepProfile::kGateUp, t0);
+    per_token_scratch(pool_, layer_arena_, n, ff, [&](int64_t t, float* at) {
+      gated_act(gu + t * 2 * ff, gu + t * 2 * ff + ff, ff, c.act, at);
+      if (!L.ffn_sub_norm.empty()) rms_norm(at, L.ffn_sub_norm.data(), ff, c.rms_eps, at);
+      quantize_act_row(at, qd_, t);
+    });
+  }
   mark(StepProfile::kGateAct, t0);
   ternary_gemm(&pool_, L.w_down, qd_, {nullptr, 0, o, d});
   mark(StepProfile::kDown, t0);
