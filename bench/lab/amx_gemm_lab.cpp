@@ -12,7 +12,7 @@
 //       2x1 with double-buffered operand tiles, and B-tile prefetch.
 //   PW  prefetchw of the output lines before the last K block (the library does this now).
 //   PN  prefetch of the next panel's packed weights (T0 / T1 / T2).
-//   US  unmasked output stores for full row blocks.
+//   (Unmasked output stores for full row blocks were tried too: neutral, removed.)
 //   DIAG timing-only cuts (results wrong): staging only, no re-staging, no output stores.
 // Also printed: tdpbssd rate with 1, 2, 4, 6 accumulators, and the micro kinds on L1- and
 // L2-resident operands. What the runs showed is in docs/PERFORMANCE.md ("AMX GEMM lab").
@@ -30,6 +30,7 @@
 #include "core/memory.h"
 #include "core/thread_pool.h"
 #include "quant/act_quant.h"
+#include "quant/amx_tiles.h"
 #include "quant/gemm.h"
 #include "quant/native.h"
 #include "quant/random_data.h"
@@ -37,118 +38,15 @@
 namespace bitnet {
 namespace {
 
-struct alignas(64) TileConfig {
-  uint8_t palette_id;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
-
-constexpr int64_t kTileBytes = 1024;
-constexpr int kTileInts = 256;
+using amx::configure_full;
+using amx::kTileBytes;
+using amx::kTileInts;
+using amx::micro;
+using amx::MicroFn;
+using amx::prefetch_tile;
+using amx::stage_b;
+using amx::store_tile;
 constexpr int64_t kChunkActBytes = int64_t{1} << 20;
-
-void configure_full() {
-  TileConfig cfg;
-  std::memset(&cfg, 0, sizeof cfg);
-  cfg.palette_id = 1;
-  for (int i = 0; i < 8; ++i) {
-    cfg.rows[i] = 16;
-    cfg.colsb[i] = 64;
-  }
-  // GCC 12 does not see that ldtilecfg reads cfg and may drop the stores above (all-zero rows
-  // then make the first tile load #UD); the barrier keeps them.
-  asm volatile("" : : "m"(cfg) : "memory");
-  _tile_loadconfig(&cfg);
-}
-
-void stage_b(const TernaryMatrix& w, int64_t rb0, int64_t nb, int64_t kt0, int64_t nk, int8_t* dst) {
-  const __m512i low2 = _mm512_set1_epi8(0x03), one = _mm512_set1_epi8(1);
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* p = w.block(rb0 + b) + kt0 * 4 * kChunkBytes;
-    for (int64_t kt = 0; kt < nk; ++kt) {
-      int8_t* tile = dst + (kt * nb + b) * kTileBytes;
-      for (int c = 0; c < 4; ++c) {
-        const __m512i v = _mm512_load_si512(p + (kt * 4 + c) * kChunkBytes);
-        int8_t* q = tile + c * 4 * 64;
-        _mm512_store_si512(q + 0, _mm512_sub_epi8(_mm512_and_si512(v, low2), one));
-        _mm512_store_si512(q + 64, _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 2), low2), one));
-        _mm512_store_si512(q + 128, _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low2), one));
-        _mm512_store_si512(q + 192, _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 6), low2), one));
-      }
-    }
-  }
-}
-
-template <bool US = false>
-void store_tile(const int32_t* c, int rows, const TernaryMatrix& w, const QuantizedActs& x, int64_t m0,
-                int64_t row0, int64_t n1, const GemmOut& out) {
-  const int64_t valid = n1 - row0 < 16 ? n1 - row0 : 16;
-  if (valid <= 0) return;
-  const __mmask16 mask = static_cast<__mmask16>(valid == 16 ? 0xFFFF : (1u << valid) - 1);
-  const __m512 rs = _mm512_loadu_ps(w.row_scale() + row0);
-  for (int t = 0; t < rows; ++t) {
-    const int64_t m = m0 + t;
-    const __m512i acc = _mm512_load_si512(c + 16 * t);
-    if (out.i32) _mm512_mask_storeu_epi32(out.i32 + m * out.ld_i32 + row0, mask, acc);
-    if (out.f32) {
-      const __m512 f = _mm512_mul_ps(rs, _mm512_set1_ps(x.dq[m]));
-      const __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), f);
-      if (US && valid == 16)
-        _mm512_storeu_ps(out.f32 + m * out.ld_f32 + row0, y);
-      else
-        _mm512_mask_storeu_ps(out.f32 + m * out.ld_f32 + row0, mask, y);
-    }
-  }
-}
-
-template <bool PF>
-inline void prefetch_tile(const int8_t* a, int64_t stride) {
-  if constexpr (PF)
-    for (int r = 0; r < 16; ++r) _mm_prefetch(reinterpret_cast<const char*>(a + r * stride), _MM_HINT_T0);
-}
-
-// TA token tiles x TB row blocks over nk k-tiles. A tile (i, kt) at ai + kt * akstep (row stride
-// astride); B tile (kt, j) at b + kt * bstride + j KiB.
-template <int TA, int TB, bool PF>
-void micro(const int8_t* a0, const int8_t* a1, int64_t astride, int64_t akstep, const int8_t* b,
-           int64_t bstride, int64_t nk, int32_t* c, bool first) {
-  if (first) {
-    _tile_zero(0);
-    if constexpr (TB == 2) _tile_zero(1);
-    if constexpr (TA == 2) _tile_zero(2);
-    if constexpr (TA == 2 && TB == 2) _tile_zero(3);
-  } else {
-    _tile_loadd(0, c, 64);
-    if constexpr (TB == 2) _tile_loadd(1, c + kTileInts, 64);
-    if constexpr (TA == 2) _tile_loadd(2, c + 2 * kTileInts, 64);
-    if constexpr (TA == 2 && TB == 2) _tile_loadd(3, c + 3 * kTileInts, 64);
-  }
-  for (int64_t kt = 0; kt < nk; ++kt) {
-    const int8_t* bk = b + kt * bstride;
-    if (kt + 2 < nk) {
-      prefetch_tile<PF>(a0 + (kt + 2) * akstep, astride);
-      if constexpr (TA == 2) prefetch_tile<PF>(a1 + (kt + 2) * akstep, astride);
-    }
-    _tile_loadd(4, a0 + kt * akstep, astride);
-    _tile_loadd(6, bk, 64);
-    _tile_dpbssd(0, 4, 6);
-    if constexpr (TB == 2) {
-      _tile_loadd(7, bk + kTileBytes, 64);
-      _tile_dpbssd(1, 4, 7);
-    }
-    if constexpr (TA == 2) {
-      _tile_loadd(5, a1 + kt * akstep, astride);
-      _tile_dpbssd(2, 5, 6);
-      if constexpr (TB == 2) _tile_dpbssd(3, 5, 7);
-    }
-  }
-  _tile_stored(0, c, 64);
-  if constexpr (TB == 2) _tile_stored(1, c + kTileInts, 64);
-  if constexpr (TA == 2) _tile_stored(2, c + 2 * kTileInts, 64);
-  if constexpr (TA == 2 && TB == 2) _tile_stored(3, c + 3 * kTileInts, 64);
-}
 
 // ---- micro-kernel kinds (full tiles only; edges use micro<ta, tb> above) ----
 // Accumulator tile (i, j) at c + (i * TB + j) KiB. "db" kinds double-buffer their operand tiles
@@ -311,82 +209,38 @@ void mk_2x1_db(const int8_t* a0, const int8_t* a1, int64_t as, int64_t ak, const
   c_store(2, c);
 }
 
-using MicroFn = void (*)(const int8_t*, const int8_t*, int64_t, int64_t, const int8_t*, int64_t, int64_t,
-                         int32_t*, bool);
-// Micro kinds: 0 = 2x2 interleaved (micro<2,2>), 1 = 2x2 loads first, 2 = 1x1 db, 3 = 1x2 db,
-// 4 = 1x2 db grouped, 5 = 2x1 db.
+// Micro kinds: TA token tiles x TB row blocks per call, the function, and a name.
+struct KindInfo {
+  int TA, TB;
+  const char* name;
+};
+constexpr KindInfo kKinds[] = {{2, 2, "2x2"},        {2, 2, "2x2lf"},      {1, 1, "1x1db"},
+                               {1, 2, "1x2db"},      {1, 2, "1x2dbg"},     {2, 1, "2x1db"},
+                               {2, 1, "2x1db_pfb2"}, {2, 2, "2x2lf_pfb2"}, {2, 1, "2x1db_pfb4"}};
+template <int MK, bool PF>
+constexpr MicroFn kind_fn() {
+  if constexpr (MK == 0) return micro<2, 2, PF>;
+  if constexpr (MK == 1) return mk_2x2_lf<PF>;
+  if constexpr (MK == 2) return mk_1x1_db<PF>;
+  if constexpr (MK == 3) return mk_1x2_db<PF, false>;
+  if constexpr (MK == 4) return mk_1x2_db<PF, true>;
+  if constexpr (MK == 5) return mk_2x1_db<PF>;
+  if constexpr (MK == 6) return mk_2x1_db<PF, 2>;
+  if constexpr (MK == 7) return mk_2x2_lf<PF, 2>;
+  if constexpr (MK == 8) return mk_2x1_db<PF, 4>;
+}
 template <int MK>
-struct Kind;
-template <>
-struct Kind<0> {
-  static constexpr int TA = 2, TB = 2;
+struct Kind {
+  static constexpr int TA = kKinds[MK].TA, TB = kKinds[MK].TB;
   template <bool PF>
-  static constexpr MicroFn fn = micro<2, 2, PF>;
-  static constexpr const char* name = "2x2";
-};
-template <>
-struct Kind<1> {
-  static constexpr int TA = 2, TB = 2;
-  template <bool PF>
-  static constexpr MicroFn fn = mk_2x2_lf<PF>;
-  static constexpr const char* name = "2x2lf";
-};
-template <>
-struct Kind<2> {
-  static constexpr int TA = 1, TB = 1;
-  template <bool PF>
-  static constexpr MicroFn fn = mk_1x1_db<PF>;
-  static constexpr const char* name = "1x1db";
-};
-template <>
-struct Kind<3> {
-  static constexpr int TA = 1, TB = 2;
-  template <bool PF>
-  static constexpr MicroFn fn = mk_1x2_db<PF, false>;
-  static constexpr const char* name = "1x2db";
-};
-template <>
-struct Kind<4> {
-  static constexpr int TA = 1, TB = 2;
-  template <bool PF>
-  static constexpr MicroFn fn = mk_1x2_db<PF, true>;
-  static constexpr const char* name = "1x2dbg";
-};
-template <>
-struct Kind<5> {
-  static constexpr int TA = 2, TB = 1;
-  template <bool PF>
-  static constexpr MicroFn fn = mk_2x1_db<PF>;
-  static constexpr const char* name = "2x1db";
-};
-template <>
-struct Kind<6> {
-  static constexpr int TA = 2, TB = 1;
-  template <bool PF>
-  static constexpr MicroFn fn = mk_2x1_db<PF, 2>;
-  static constexpr const char* name = "2x1db_pfb2";
-};
-template <>
-struct Kind<7> {
-  static constexpr int TA = 2, TB = 2;
-  template <bool PF>
-  static constexpr MicroFn fn = mk_2x2_lf<PF, 2>;
-  static constexpr const char* name = "2x2lf_pfb2";
-};
-template <>
-struct Kind<8> {
-  static constexpr int TA = 2, TB = 1;
-  template <bool PF>
-  static constexpr MicroFn fn = mk_2x1_db<PF, 4>;
-  static constexpr const char* name = "2x1db_pfb4";
+  static constexpr MicroFn fn = kind_fn<MK, PF>();
+  static constexpr const char* name = kKinds[MK].name;
 };
 
 // DIAG (timing only, results wrong): 1 = staging only, 2 = stage only the first panel, 3 = no stores.
 // PW: prefetch-for-write the output lines of a micro call's tiles before the last K block's call.
 // PN: prefetch the next panel's packed weights (same K block), spread over this panel's calls.
-// US: unmasked stores for full row blocks.
-template <int KB, int NP, bool RP, bool PF, int MK, int DIAG = 0, bool PW = false, int PN = 0,
-          bool US = false>
+template <int KB, int NP, bool RP, bool PF, int MK, int DIAG = 0, bool PW = false, int PN = 0>
 void gemm(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1, const GemmOut& out) {
   using K = Kind<MK>;
   constexpr int TA = K::TA, TB = K::TB;
@@ -395,17 +249,11 @@ void gemm(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1
   constexpr MicroFn kEdge[2][2] = {{micro<1, 1, PF>, micro<1, 2, PF>}, {micro<2, 1, PF>, micro<2, 2, PF>}};
   constexpr MicroFn kFull = K::template fn<PF>;
   const int64_t lda = x.k_pad;
-  const int64_t ktiles = w.k_pad / 64;
-  const int64_t nkb = (ktiles + KB - 1) / KB;
-  const int64_t kb = (ktiles + nkb - 1) / nkb;
+  const auto [ktiles, nkb, kb] = amx::k_blocks(w, KB);
   constexpr int64_t np = NP;
 
   const int64_t tiles = (x.m + 15) / 16, full_tiles = x.m / 16;
-  int64_t max_chunk = kChunkActBytes / (16 * x.k_pad);
-  max_chunk = std::max<int64_t>(2, max_chunk & ~int64_t{1});
-  const int64_t nchunks = (tiles + max_chunk - 1) / max_chunk;
-  int64_t chunk = (tiles + nchunks - 1) / nchunks;
-  chunk += chunk & 1;
+  const int64_t chunk = amx::token_chunk(x, kChunkActBytes);
 
   // One parked accumulator slot (4 tiles) per (token tile group, row block group).
   const size_t stage_bytes = static_cast<size_t>(np * kb * kTileBytes);
@@ -481,17 +329,8 @@ void gemm(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1
               }
             }
             if constexpr (PW) {
-              if (last && DIAG != 3 && out.f32) {
-                for (int i = 0; i < ta; ++i) {
-                  const int64_t m0 = (t + i) * 16;
-                  const int rows = static_cast<int>(std::min<int64_t>(16, x.m - m0));
-                  for (int jj = 0; jj < tb; ++jj) {
-                    const int64_t row0 = (rb0 + j + jj) * kRowBlock;
-                    if (row0 >= n1) continue;
-                    for (int r = 0; r < rows; ++r) _m_prefetchw(out.f32 + (m0 + r) * out.ld_f32 + row0);
-                  }
-                }
-              }
+              if (last && DIAG != 3 && out.f32)
+                amx::prefetch_out(out, t, ta, x.m, (rb0 + j) * kRowBlock, tb, n1);
             }
             (full ? kFull : kEdge[ta - 1][tb - 1])(a0, a1, astride, akstep, bst + j * kTileBytes,
                                                    nbp * kTileBytes, nk, c, first);
@@ -500,8 +339,8 @@ void gemm(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1
               const int64_t m0 = (t + i) * 16;
               const int rows = static_cast<int>(std::min<int64_t>(16, x.m - m0));
               for (int jj = 0; jj < tb; ++jj)
-                store_tile<US>(c + (full ? i * TB + jj : 2 * i + jj) * kTileInts, rows, w, x, m0,
-                               (rb0 + j + jj) * kRowBlock, n1, out);
+                store_tile(c + (full ? i * TB + jj : 2 * i + jj) * kTileInts, rows, w, x, m0,
+                           (rb0 + j + jj) * kRowBlock, n1, out);
             }
           }
         }
@@ -571,11 +410,10 @@ struct Variant {
   TernaryGemmFn fn;
 };
 
-template <int KB, int NP, bool RP, bool PF, int MK, int DIAG = 0, bool PW = false, int PN = 0,
-          bool US = false>
+template <int KB, int NP, bool RP, bool PF, int MK, int DIAG = 0, bool PW = false, int PN = 0>
 Variant make() {
   char buf[96];
-  std::snprintf(buf, sizeof buf, "%s%s_kb%d_np%d%s%s%s%s%s",
+  std::snprintf(buf, sizeof buf, "%s%s_kb%d_np%d%s%s%s%s",
                 DIAG ? (DIAG == 1   ? "STAGEONLY_"
                         : DIAG == 2 ? "NOSTAGE_"
                                     : "NOSTORE_")
@@ -584,9 +422,8 @@ Variant make() {
                 PN == 0   ? ""
                 : PN == 1 ? "_pn0"
                 : PN == 2 ? "_pn1"
-                          : "_pn2",
-                US ? "_us" : "");
-  return {buf, gemm<KB, NP, RP, PF, MK, DIAG, PW, PN, US>};
+                          : "_pn2");
+  return {buf, gemm<KB, NP, RP, PF, MK, DIAG, PW, PN>};
 }
 
 bool yes() {
