@@ -138,47 +138,65 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
   const int nt = pool_.size();
   int64_t gs = group;  // query heads per job
   while (gs % 2 == 0 && n * c.n_head_kv * (group / gs) < 4 * nt) gs /= 2;
-  const int64_t per_kv = group / gs, jobs = n * c.n_head_kv * per_kv;
+  const int64_t per_kv = group / gs;
+  // Prompts over the half cache pair consecutive tokens in a job: their 2 x gs queries share each
+  // key and value load and conversion (vec.h: the kernels' results do not depend on G). The pair's
+  // first token has one key less: it gets no score past its own position, and the last key's
+  // values are added to the second token alone, after the shared keys, in the same order.
+  const int64_t tpj = n > 1 && f16 && gs == group ? 2 : 1;  // tokens per job
+  const int64_t jobs = (n + tpj - 1) / tpj * c.n_head_kv * per_kv;
   const int64_t lds = (n_kv_max + kKeyTile - 1) / kKeyTile * kKeyTile;
-  float* scores_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * gs * lds));
-  float* q_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * gs * hd));
+  const int64_t G = tpj * gs;  // queries per job
+  float* scores_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * G * lds));
+  float* q_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * G * hd));
+  float* o_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * G * hd));
   uint16_t* q16_all = layer_arena_.alloc<uint16_t>(static_cast<size_t>(nt * hd));
   pool_.run([&](int tid) {
-    float* scores = scores_all + static_cast<int64_t>(tid) * gs * lds;
-    float* qr = q_all + static_cast<int64_t>(tid) * gs * hd;
+    float* scores = scores_all + static_cast<int64_t>(tid) * G * lds;
+    float* qr = q_all + static_cast<int64_t>(tid) * G * hd;
+    float* ob = o_all + static_cast<int64_t>(tid) * G * hd;
     uint16_t* q16 = q16_all + static_cast<int64_t>(tid) * hd;
     for (int64_t job = tid; job < jobs; job += nt) {
-      const int64_t t = job / (c.n_head_kv * per_kv), rest = job % (c.n_head_kv * per_kv);
+      const int64_t t0 = job / (c.n_head_kv * per_kv) * tpj, rest = job % (c.n_head_kv * per_kv);
       const int64_t kvh = rest / per_kv, h0 = kvh * group + (rest % per_kv) * gs;
-      const int64_t n_kv = n_past_ + t + 1;  // causal
-      const float* q = qkv + t * qkv_n + h0 * hd;
-      float* o = attn + t * qd + h0 * hd;
-      std::fill(o, o + gs * hd, 0.0f);
+      const int64_t nu = std::min(tpj, n - t0), gq = nu * gs;         // tokens and queries in this job
+      const int64_t n_kv0 = n_past_ + t0 + 1, n_kv = n_kv0 + nu - 1;  // causal: first and last token
+      // Query row u * gs + g is head h0 + g of token t0 + u; outputs go to ob in the same order.
+      std::fill(ob, ob + gq * hd, 0.0f);
       if (f16) {
         // The query meets half keys as a half, like ggml's f16 dot product.
-        for (int64_t g = 0; g < gs; ++g) {
-          f32_to_f16_row(q + g * hd, q16, hd);
-          f16_to_f32_row(q16, qr + g * hd, hd);
-        }
-        dot_f16_tiles(k16_.data() + head_base(kvh), n_kv, qr, hd, static_cast<int>(gs), hd, scale, scores,
+        for (int64_t u = 0; u < nu; ++u)
+          for (int64_t g = 0; g < gs; ++g) {
+            f32_to_f16_row(qkv + (t0 + u) * qkv_n + (h0 + g) * hd, q16, hd);
+            f16_to_f32_row(q16, qr + (u * gs + g) * hd, hd);
+          }
+        dot_f16_tiles(k16_.data() + head_base(kvh), n_kv, qr, hd, static_cast<int>(gq), hd, scale, scores,
                       lds);
       } else {
         for (int64_t g = 0; g < gs; ++g)
           for (int64_t j = 0; j < n_kv; ++j)
             scores[g * lds + j] =
-                dot_f32(q + g * hd, k_cache_.data() + head_base(kvh) + static_cast<size_t>(j * hd), hd) *
+                dot_f32(qkv + t0 * qkv_n + (h0 + g) * hd,
+                        k_cache_.data() + head_base(kvh) + static_cast<size_t>(j * hd), hd) *
                 scale;
       }
       // ggml multiplies half values by the probabilities rounded to half.
-      for (int64_t g = 0; g < gs; ++g) softmax_row(scores + g * lds, n_kv, f16);
+      for (int64_t u = 0; u < nu; ++u)
+        for (int64_t g = 0; g < gs; ++g) softmax_row(scores + (u * gs + g) * lds, n_kv0 + u, f16);
       if (f16) {
-        axpy_f16_rows(scores, lds, v16_.data() + head_base(kvh), hd, n_kv, static_cast<int>(gs), hd, o, hd);
+        const uint16_t* v = v16_.data() + head_base(kvh);
+        axpy_f16_rows(scores, lds, v, hd, n_kv0, static_cast<int>(gq), hd, ob, hd);
+        if (nu == 2)  // the second token's own key
+          axpy_f16_rows(scores + gs * lds + n_kv0, lds, v + n_kv0 * hd, hd, 1, static_cast<int>(gs), hd,
+                        ob + gs * hd, hd);
       } else {
         for (int64_t g = 0; g < gs; ++g)
           for (int64_t j = 0; j < n_kv; ++j)
             axpy_f32(scores[g * lds + j], v_cache_.data() + head_base(kvh) + static_cast<size_t>(j * hd),
-                     o + g * hd, hd);
+                     ob + g * hd, hd);
       }
+      for (int64_t u = 0; u < nu; ++u)
+        std::copy(ob + u * gs * hd, ob + (u + 1) * gs * hd, attn + (t0 + u) * qd + h0 * hd);
     }
   });
 }

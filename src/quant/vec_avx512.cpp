@@ -196,11 +196,15 @@ static void dot_tiles_pass(const uint16_t* kt, int64_t cols, const float* q, int
   for (; j < cols; j += kKeyTile) dot_tiles_block<GN, 1>(kt, j, cols, q, ldq, n, scale, s, lds);
 }
 
-// Calls fn(std::integral_constant<int, GN>{}, g0) for the queries g0 .. g0 + GN - 1, GN <= 4: the
-// passes take their query count at compile time so their accumulators stay in registers.
+// Calls fn(std::integral_constant<int, GN>{}, g0) for the queries g0 .. g0 + GN - 1: groups of 8
+// while 8 remain (prompts pair two tokens' query groups: each key or value converted once per
+// 8 queries), then one group of up to 4 at a time. The passes take their query count at compile
+// time so their accumulators stay in registers.
 template <class F>
-static void by_groups_of_4(int G, F&& fn) {
-  for (int g0 = 0; g0 < G; g0 += 4) {
+static void by_query_groups(int G, F&& fn) {
+  int g0 = 0;
+  for (; G - g0 >= 8; g0 += 8) fn(std::integral_constant<int, 8>{}, g0);
+  for (; g0 < G; g0 += 4) {
     switch (G - g0 < 4 ? G - g0 : 4) {
       case 1:
         fn(std::integral_constant<int, 1>{}, g0);
@@ -220,7 +224,7 @@ static void by_groups_of_4(int G, F&& fn) {
 
 void dot_f16_tiles_avx512(const uint16_t* kt, int64_t cols, const float* q, int64_t ldq, int G, int64_t n,
                           float scale, float* s, int64_t lds) {
-  by_groups_of_4(G, [&](auto gn, int g0) {
+  by_query_groups(G, [&](auto gn, int g0) {
     dot_tiles_pass<decltype(gn)::value>(kt, cols, q + g0 * ldq, ldq, n, scale, s + g0 * lds, lds);
   });
 }
@@ -230,50 +234,53 @@ void dot_f16_tiles_avx512(const uint16_t* kt, int64_t cols, const float* q, int6
 constexpr int64_t kPrefetchRows = 32;
 
 // o[g] += p[g][j] * v[j] for j in order, one fma per element and row: the same roundings as a
-// sequence of axpy_f16 calls. 64 columns x GN (<= 4) queries of accumulators stay in registers
-// (loops unrolled: GN is a compile-time count) while the rows stream past.
+// sequence of axpy_f16 calls. 16 * NV columns x GN queries of accumulators stay in registers
+// (loops unrolled: GN is a compile-time count) while the rows stream past: 64 columns for up to 4
+// queries, 32 for 8 (32 zmm registers in all).
 template <int GN>
 static void axpy_f16_rows_pass(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows,
                                int64_t n, float* o, int64_t ldo) {
-  for (int64_t c = 0; c < n; c += 64) {
-    __mmask16 m[4];
+  constexpr int NV = GN > 4 ? 2 : 4;
+  for (int64_t c = 0; c < n; c += 16 * NV) {
+    __mmask16 m[NV];
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < NV; ++i) {
       const int64_t r = n - c - 16 * i;
       m[i] = static_cast<__mmask16>(r >= 16 ? 0xFFFF : r <= 0 ? 0 : (1u << r) - 1);
     }
-    __m512 acc[GN][4];
-#pragma GCC unroll 4
+    __m512 acc[GN][NV];
+#pragma GCC unroll 8
     for (int g = 0; g < GN; ++g)
 #pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) acc[g][i] = _mm512_maskz_loadu_ps(m[i], o + g * ldo + c + 16 * i);
+      for (int i = 0; i < NV; ++i) acc[g][i] = _mm512_maskz_loadu_ps(m[i], o + g * ldo + c + 16 * i);
     for (int64_t j = 0; j < rows; ++j) {
       const uint16_t* vr = v + j * ldv + c;
       // The rows are a strided stream (a slice of each row when the columns are split across
       // jobs), which the hardware prefetcher follows poorly from DRAM (long-context decode).
-      // Two lines: the 64 columns of this pass.
-      _mm_prefetch(reinterpret_cast<const char*>(vr + kPrefetchRows * ldv), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(vr + kPrefetchRows * ldv + 32), _MM_HINT_T0);
-      __m512 vv[4];
+      // The lines of this pass's columns.
+#pragma GCC unroll 2
+      for (int l = 0; l < NV / 2; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(vr + kPrefetchRows * ldv + 32 * l), _MM_HINT_T0);
+      __m512 vv[NV];
 #pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) vv[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[i], vr + 16 * i));
-#pragma GCC unroll 4
+      for (int i = 0; i < NV; ++i) vv[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[i], vr + 16 * i));
+#pragma GCC unroll 8
       for (int g = 0; g < GN; ++g) {
         const __m512 pg = _mm512_set1_ps(p[g * ldp + j]);
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) acc[g][i] = _mm512_fmadd_ps(pg, vv[i], acc[g][i]);
+        for (int i = 0; i < NV; ++i) acc[g][i] = _mm512_fmadd_ps(pg, vv[i], acc[g][i]);
       }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int g = 0; g < GN; ++g)
 #pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) _mm512_mask_storeu_ps(o + g * ldo + c + 16 * i, m[i], acc[g][i]);
+      for (int i = 0; i < NV; ++i) _mm512_mask_storeu_ps(o + g * ldo + c + 16 * i, m[i], acc[g][i]);
   }
 }
 
 void axpy_f16_rows_avx512(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
                           int64_t n, float* o, int64_t ldo) {
-  by_groups_of_4(G, [&](auto gn, int g0) {
+  by_query_groups(G, [&](auto gn, int g0) {
     axpy_f16_rows_pass<decltype(gn)::value>(p + g0 * ldp, ldp, v, ldv, rows, n, o + g0 * ldo, ldo);
   });
 }

@@ -68,7 +68,7 @@ static std::vector<uint16_t> tile_keys(const std::vector<uint16_t>& k, int64_t r
 TEST(Vec, TiledKeyScoresAreExactFmaChains) {
   for (int64_t n : {1, 16, 64, 80, 128, 130}) {
     for (int64_t rows : {1, 15, 16, 17, 31, 32, 33, 37, 100, 129}) {
-      for (int G : {1, 2, 3, 4, 5, 9}) {
+      for (int G : {1, 2, 3, 4, 5, 8, 9, 13}) {
         std::vector<uint16_t> k(static_cast<size_t>(rows * n));
         auto f = random_floats(k.size(), static_cast<uint64_t>(n * 131 + rows));
         for (size_t i = 0; i < k.size(); ++i) k[i] = f32_to_f16(f[i]);
@@ -105,7 +105,7 @@ TEST(Vec, TiledKeyScoresAreExactFmaChains) {
 // Values as rows: the grouped pass equals one axpy_f16 per row, in order, for any G.
 TEST(Vec, GroupedHalfValueRows) {
   for (int64_t n : {16, 64, 80, 128, 130}) {
-    for (int G : {1, 3, 4, 5, 9}) {
+    for (int G : {1, 3, 4, 5, 8, 9, 13}) {
       const int64_t rows = 37, ld = n + 8;
       std::vector<uint16_t> kv(static_cast<size_t>(rows * ld));
       auto f = random_floats(kv.size(), static_cast<uint64_t>(n + G));
