@@ -119,9 +119,9 @@ void Session::attention_decode_split(int64_t il, const float* qkv, float* attn) 
 }
 
 // Causal attention of n new tokens (queries in qkv) over the cache, into attn [n][q_dim].
-// One job is a token and a group of query heads sharing a KV head, so each cached key and value
-// is read and converted once per group. With few jobs (decode), groups are halved so that the
-// threads stay busy. Results do not depend on that split (vec.h).
+// One job is a token (a prompt: two consecutive tokens) and a group of query heads sharing a KV
+// head, so each cached key and value is read and converted once per job. With few jobs (decode),
+// groups are halved so that the threads stay busy. Results do not depend on that split (vec.h).
 //
 // Scores run across 16 keys at a time over the tiled half keys (dot_f16_tiles): fma chains with no
 // horizontal sums, in the same order for a decoded token and for a prompt's tokens, so a token's
