@@ -47,6 +47,30 @@ class ThreadPool {
     });
   }
 
+  // Splits [0, n) into chunks of `grain` (the last may be shorter) that the threads claim in
+  // order from a shared counter, calling f(begin, end) per chunk. For memory-bound streams (the
+  // decode GEMV, the output head): a thread slowed down by another tenant or an interrupt takes
+  // fewer chunks instead of leaving the others spinning at the join, where they stream nothing.
+  // Which thread runs a chunk must not change results (each chunk writes its own outputs).
+  template <typename F>
+  void parallel_for_dynamic(int64_t n, int64_t grain, F&& f) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    const int64_t chunks = (n + grain - 1) / grain;
+    if (n_ == 1 || chunks == 1) {
+      f(int64_t{0}, n);
+      return;
+    }
+    alignas(64) std::atomic<int64_t> next{0};
+    run([&](int) {
+      for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
+           c = next.fetch_add(1, std::memory_order_relaxed)) {
+        const int64_t b = c * grain;
+        f(b, b + grain < n ? b + grain : n);
+      }
+    });
+  }
+
   // How long workers spin before sleeping (microseconds). Default 200.
   void set_spin_us(int us) { spin_us_ = us; }
 

@@ -1,5 +1,6 @@
 #include "quant/gemm.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/cpu.h"
@@ -95,6 +96,13 @@ void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatr
   const int64_t grain = v.row_grain;
   if (!pool || pool->size() == 1) {
     v.fn(w, x, 0, w.n, out);
+    return;
+  }
+  if (x.m == 1) {
+    // Decode GEMV: memory-bound, so rows are claimed dynamically in chunks of about 1/16 of the
+    // matrix per thread pair (>= 100 KB of weights for the 2B4T shapes), see parallel_for_dynamic.
+    const int64_t chunk = std::max<int64_t>(grain, (w.n / (8 * pool->size()) + grain - 1) / grain * grain);
+    pool->parallel_for_dynamic(w.n, chunk, [&](int64_t b, int64_t e) { v.fn(w, x, b, e, out); });
     return;
   }
   pool->parallel_for(w.n, grain, [&](int64_t b, int64_t e) { v.fn(w, x, b, e, out); });

@@ -206,9 +206,10 @@ void head_matvec_with(const HeadVariant& v, ThreadPool* pool, const uint8_t* w, 
                       int64_t rows, const HeadActs& a, float* y) {
   BN_CHECK(v.supports(a.wtype), "head kernel {} does not support {}", v.name, dtype_name(a.wtype));
   auto work = [&](int64_t r0, int64_t r1) { v.fn(w, row_bytes, r0, r1, a, y, rows); };
-  // 256 rows (>= 170 KB of weights) per work item keeps the dispatch cost negligible.
+  // Chunks of 1,024 rows (>= 680 KB of weights) claimed dynamically (parallel_for_dynamic): the
+  // head is one long memory-bound stream.
   if (pool)
-    pool->parallel_for(rows, 256, work);
+    pool->parallel_for_dynamic(rows, 1024, work);
   else
     work(0, rows);
 }
