@@ -51,7 +51,8 @@ class ThreadPool {
   // order from a shared counter, calling f(begin, end) per chunk. For memory-bound streams (the
   // decode GEMV, the output head): a thread slowed down by another tenant or an interrupt takes
   // fewer chunks instead of leaving the others spinning at the join, where they stream nothing.
-  // Which thread runs a chunk must not change results (each chunk writes its own outputs).
+  // Which thread runs a chunk must not change results (each chunk writes its own outputs). With
+  // one thread, or one chunk, f(0, n) is called once.
   template <typename F>
   void parallel_for_dynamic(int64_t n, int64_t grain, F&& f) {
     if (n <= 0) return;

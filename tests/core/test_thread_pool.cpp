@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -29,6 +32,42 @@ TEST(ThreadPool, ParallelForCoversRangeExactlyOnceInGrainUnits) {
     });
     for (auto& s : seen) ASSERT_EQ(s.load(), 1);
   }
+}
+
+// Dynamic chunks: every index once, each chunk exactly `grain` long except the last (one thread:
+// the whole range in one call); a thread
+// held up in its first chunk leaves the remaining chunks to the others.
+TEST(ThreadPool, DynamicChunksCoverRangeOnceAndFlowToFreeThreads) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 15, 16, 17, 100, 1000}) {
+      std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
+      pool.parallel_for_dynamic(n, 16, [&](int64_t b, int64_t e) {
+        EXPECT_EQ(b % 16, 0);
+        EXPECT_EQ(e, threads == 1 ? n : std::min<int64_t>(b + 16, n));  // one thread: one call
+        for (int64_t i = b; i < e; ++i) seen[static_cast<size_t>(i)].fetch_add(1);
+      });
+      for (auto& s : seen) ASSERT_EQ(s.load(), 1) << threads << " " << n;
+    }
+  }
+  ThreadPool pool(2);
+  std::atomic<int> chunks_after_first{0};
+  std::atomic<bool> first_taken{false};
+  std::vector<std::atomic<int>> seen(64 * 8);
+  pool.parallel_for_dynamic(64 * 8, 8, [&](int64_t b, int64_t e) {
+    if (!first_taken.exchange(true)) {  // the first chunk claimed: hold its thread until the
+      // other has taken every other chunk (or 5 s pass: then the check below fails)
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (chunks_after_first.load() < 63 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    } else {
+      chunks_after_first.fetch_add(1);
+    }
+    for (int64_t i = b; i < e; ++i) seen[static_cast<size_t>(i)].fetch_add(1);
+  });
+  for (auto& s : seen) ASSERT_EQ(s.load(), 1);
+  // With static halves the held thread would still owe 31 chunks; here the other one took them.
+  EXPECT_EQ(chunks_after_first.load(), 63);
 }
 
 TEST(ThreadPool, SurvivesSleepAndWake) {
