@@ -33,13 +33,8 @@ class ThreadPool {
   // calls f(begin, end) for each non-empty one.
   template <typename F>
   void parallel_for(int64_t n, int64_t grain, F&& f) {
-    if (n <= 0) return;
-    if (grain < 1) grain = 1;
-    const int64_t chunks = (n + grain - 1) / grain;
-    if (n_ == 1 || chunks == 1) {
-      f(int64_t{0}, n);
-      return;
-    }
+    const int64_t chunks = chunks_or_inline(n, grain, f);
+    if (chunks == 0) return;
     run([&](int tid) {
       const int64_t c0 = chunks * tid / n_, c1 = chunks * (tid + 1) / n_;
       const int64_t b = c0 * grain, e = c1 * grain < n ? c1 * grain : n;
@@ -55,13 +50,8 @@ class ThreadPool {
   // one thread, or one chunk, f(0, n) is called once.
   template <typename F>
   void parallel_for_dynamic(int64_t n, int64_t grain, F&& f) {
-    if (n <= 0) return;
-    if (grain < 1) grain = 1;
-    const int64_t chunks = (n + grain - 1) / grain;
-    if (n_ == 1 || chunks == 1) {
-      f(int64_t{0}, n);
-      return;
-    }
+    const int64_t chunks = chunks_or_inline(n, grain, f);
+    if (chunks == 0) return;
     alignas(64) std::atomic<int64_t> next{0};
     run([&](int) {
       for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
@@ -76,6 +66,20 @@ class ThreadPool {
   void set_spin_us(int us) { spin_us_ = us; }
 
  private:
+  // The number of grain-sized chunks (grain raised to >= 1) over [0, n); 0 when there is nothing
+  // to split: n <= 0, or one thread or one chunk, in which case f(0, n) has already run inline.
+  template <typename F>
+  int64_t chunks_or_inline(int64_t n, int64_t& grain, F& f) {
+    if (n <= 0) return 0;
+    if (grain < 1) grain = 1;
+    const int64_t chunks = (n + grain - 1) / grain;
+    if (n_ == 1 || chunks == 1) {
+      f(int64_t{0}, n);
+      return 0;
+    }
+    return chunks;
+  }
+
   using JobFn = void (*)(void*, int);
   void run_impl(JobFn fn, void* ctx);
   void worker_loop(int tid);
