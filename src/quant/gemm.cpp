@@ -99,8 +99,8 @@ void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatr
     return;
   }
   if (x.m == 1) {
-    // Decode GEMV: memory-bound, so rows are claimed dynamically in chunks of about 1/16 of the
-    // matrix per thread pair (>= 100 KB of weights for the 2B4T shapes), see parallel_for_dynamic.
+    // Decode GEMV: memory-bound, so rows are claimed dynamically (parallel_for_dynamic), about 8
+    // chunks per thread (with 2 threads, 1/16 of the rows: >= 100 KB of weights on the 2B4T).
     const int64_t chunk = std::max<int64_t>(grain, (w.n / (8 * pool->size()) + grain - 1) / grain * grain);
     pool->parallel_for_dynamic(w.n, chunk, [&](int64_t b, int64_t e) { v.fn(w, x, b, e, out); });
     return;
