@@ -109,6 +109,27 @@ TEST_P(GemmVariantTest, BitExactOnLongInputsAndManyRowPanels) {
   }
 }
 
+TEST_P(GemmVariantTest, DecodeRowsOfExtremeLengthDoNotOverflow) {
+  // A decode row long enough (k > 2^19) that an accumulator holding 64 x a plane's dot product
+  // (the AVX-512 GEMV's masked planes) would pass 2^31 with codes of 2 against -128 everywhere,
+  // and the segments that prevent it end mid-row.
+  const GemmVariant& v = gemm_variant(GetParam());
+  if (!v.cpu_ok()) GTEST_SKIP() << GetParam() << " is not supported by this CPU";
+  ForceKernel force(v.name);
+  const int64_t n = 17, k = 600'001;
+  std::vector<int8_t> wq(static_cast<size_t>(n * k), 1);
+  for (size_t i = 0; i < wq.size(); i += 7) wq[i] = static_cast<int8_t>(i % 2 ? -1 : 0);
+  auto W = pack_native(wq.data(), n, k, 0.5f);
+  for (Fill fill : {Fill::kAllMin, Fill::kAllMax, Fill::kAlternating}) {
+    Arena arena;
+    auto X = make_acts(arena, 1, k, fill, 3);
+    const auto want = plain_reference(wq, X, n);
+    std::vector<int32_t> got(want.size(), 0x7eadbeef);
+    ternary_gemm(nullptr, W, X, {got.data(), n, nullptr, 0});
+    ASSERT_EQ(got, want) << v.name << " fill=" << static_cast<int>(fill);
+  }
+}
+
 TEST_P(GemmVariantTest, FloatEpilogueWithinDerivedTolerance) {
   // y = float(acc) * fl(row_scale * fl(1/s)): acc is exact in float (|acc| < 2^24) and three
   // roundings of relative size 2^-24 follow, so |y - acc*scale/s| <= 4 * 2^-24 * |acc*scale/s|.
