@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "quant/head_dot.h"
+#include "quant/stream_prefetch.h"
 
 namespace bitnet {
 
@@ -14,14 +15,12 @@ bool head_avx512_supports(DType t) {
 
 namespace {
 
-// Software prefetch this far ahead of each read stream. Decode reads the head once per token and
-// the hardware prefetchers alone leave one core's stream short of its bandwidth. Measured with 2
-// threads (docs/PERFORMANCE.md): on Sapphire Rapids 2 KiB ahead took F16 from 20 to 24 GB/s, Q8_0
-// from 13 to 18, Q6_K from 14 to 21; on Zen 5 F16 from 27 to 38, Q8_0/Q6_K unchanged. A prefetch
-// past the last row never faults.
-constexpr int64_t kPrefetch = 2048;
+// Each read stream is prefetched ahead into L2 and L1 (stream_prefetch.h). Decode reads the head
+// once per token and the hardware prefetchers alone leave one core's stream short of its
+// bandwidth (with 2 KiB T0 alone, measured with 2 threads on Sapphire Rapids: F16 20 -> 24 GB/s,
+// Q8_0 13 -> 18, Q6_K 14 -> 21; docs/PERFORMANCE.md).
 inline void prefetch(const uint8_t* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
+  prefetch_stream(p);
 }
 
 // Loads 16 stored values starting at p as floats (masked for a tail of fewer than 16).
@@ -105,11 +104,16 @@ inline float half_at(const uint8_t* p) {
 // Q8_0: two 32-value blocks per 512-bit step. |w| (u8) x sign(w)*x (s8) with vpdpbusd gives 16
 // exact partial sums (8 per block), scaled by dw*dx of their block in float. xq never holds -128
 // (head_prepare clamps to +-127), so negating it cannot overflow; w = -128 works since |w| is
-// read as unsigned 128.
+// read as unsigned 128. The two blocks' half scales sit at bytes 0 and 34 of the pair: one
+// vpermw spreads them to lanes 0-7 / 8-15 straight from the loaded bytes (scalar half
+// conversions and broadcasts per block were a third of the kernel's vector work).
 float dot_q8_0(const uint8_t* row, const int8_t* xq, const float* xd, int64_t nb) {
   const __m512i zero = _mm512_setzero_si512();
+  const __m512i spread = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
+                                          17, 17, 17, 17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-  auto pair = [&](int64_t b) {
+  auto pair = [&](int64_t b, __m512 acc) {
     const uint8_t* b0 = row + b * 34;
     const uint8_t* b1 = b0 + 34;
     const __m512i w = _mm512_inserti64x4(
@@ -118,19 +122,21 @@ float dot_q8_0(const uint8_t* row, const int8_t* xq, const float* xd, int64_t nb
     const __m512i xv = _mm512_loadu_si512(xq + b * 32);
     const __m512i xs = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(w), zero, xv);
     const __m512i isum = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w), xs);
-    const __m512 sv =
-        _mm512_insertf32x8(_mm512_set1_ps(half_at(b0) * xd[b]), _mm256_set1_ps(half_at(b1) * xd[b + 1]), 1);
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(isum), sv);
+    const __m256i dw = _mm512_castsi512_si256(_mm512_permutexvar_epi16(spread, _mm512_loadu_si512(b0)));
+    const __m512 dx = _mm512_permutexvar_ps(
+        pair_idx,
+        _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(xd + b)))));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_cvtph_ps(dw), dx), acc);
   };
   int64_t b = 0;
   for (; b + 4 <= nb; b += 4) {
     prefetch(row + b * 34);
     prefetch(row + b * 34 + 64);
     prefetch(row + b * 34 + 128);
-    acc0 = _mm512_add_ps(acc0, pair(b));
-    acc1 = _mm512_add_ps(acc1, pair(b + 2));
+    acc0 = pair(b, acc0);
+    acc1 = pair(b + 2, acc1);
   }
-  for (; b + 2 <= nb; b += 2) acc0 = _mm512_add_ps(acc0, pair(b));
+  for (; b + 2 <= nb; b += 2) acc0 = pair(b, acc0);
   float tail = 0;
   if (b < nb) {  // an odd last block
     const uint8_t* b0 = row + b * 34;
@@ -161,10 +167,22 @@ void rows_q8_0(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const
 // contiguous 64-byte run of xq in one vpdpbusd. Lane j of its result covers values 4j..4j+3, i.e.
 // sub-block j/4; the per-sub-block float scales dw*dx*scale_j are spread to those lanes with one
 // permute. The -32 offset is applied once per block: 32 * sum_j scale_j * bsum_j.
+//
+// Unpacking, 6 vector ops per 128 values: qh is broadcast to both halves of a register straight
+// from memory and its upper half shifted by 2 (qhz: bits 0-1 / 4-5 of byte i are the high bits of
+// the low / high vector's value i), masked to 0x33 once; each code is then one ternary-logic
+// select, (a & 0x0F) | (b & 0xF0), of the nibble and the high bits moved to bits 4-5 (the
+// 16-bit shifts' spill from the neighbouring byte lands in bits the select discards or the mask
+// cleared).
 float dot_q6_k(const uint8_t* row, const int8_t* xq, const float* xd, const int16_t* bsum, int64_t nb) {
-  const __m512i m0f = _mm512_set1_epi8(0x0F), m03 = _mm512_set1_epi8(0x03), m30 = _mm512_set1_epi8(0x30);
-  const __m512i idx0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-  const __m512i four = _mm512_set1_epi32(4);
+  const __m512i m0f = _mm512_set1_epi8(0x0F), m33 = _mm512_set1_epi8(0x33);
+  const __m512i qh_shift = _mm512_set_epi64(2 * 0x0001000100010001, 2 * 0x0001000100010001,
+                                            2 * 0x0001000100010001, 2 * 0x0001000100010001, 0, 0, 0, 0);
+  const __m512i idx[4] = {_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+                          _mm512_set_epi32(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4),
+                          _mm512_set_epi32(11, 11, 11, 11, 10, 10, 10, 10, 9, 9, 9, 9, 8, 8, 8, 8),
+                          _mm512_set_epi32(15, 15, 15, 15, 14, 14, 14, 14, 13, 13, 13, 13, 12, 12, 12, 12)};
+  constexpr int kSelect = 0xE4;  // (a & c) | (b & ~c), a/b/c = first/second/third operand
   __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, corr = acc0;
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = row + b * 210;
@@ -177,22 +195,18 @@ float dot_q6_k(const uint8_t* row, const int8_t* xq, const float* xd, const int1
                            _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(
                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsum + 16 * b)))),
                            corr);
-    __m512i idx = idx0;
     for (int h = 0; h < 2; ++h) {
       const __m512i ql = _mm512_loadu_si512(blk + 64 * h);
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
-      const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
-      const __m512i lo =
-          _mm512_or_si512(_mm512_and_si512(ql, m0f), _mm512_slli_epi16(_mm512_and_si512(qhz, m03), 4));
-      const __m512i hi =
-          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m0f), _mm512_and_si512(qhz, m30));
+      const __m512i qh =
+          _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h)));
+      const __m512i qhz = _mm512_and_si512(_mm512_srlv_epi16(qh, qh_shift), m33);
+      const __m512i lo = _mm512_ternarylogic_epi32(ql, _mm512_slli_epi16(qhz, 4), m0f, kSelect);
+      const __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), qhz, m0f, kSelect);
       const __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xb + 128 * h));
       const __m512i s1 =
           _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_loadu_si512(xb + 128 * h + 64));
-      acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_permutexvar_ps(idx, sc), acc0);
-      idx = _mm512_add_epi32(idx, four);
-      acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_permutexvar_ps(idx, sc), acc1);
-      idx = _mm512_add_epi32(idx, four);
+      acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_permutexvar_ps(idx[2 * h], sc), acc0);
+      acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_permutexvar_ps(idx[2 * h + 1], sc), acc1);
     }
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - 32.0f * _mm512_reduce_add_ps(corr);
