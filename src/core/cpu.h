@@ -21,6 +21,7 @@ struct CpuFeatures {
   bool amx_int8 = false;
   bool neon = false;
   bool dotprod = false;  // ARMv8.2 sdot/udot
+  bool amd = false;      // vendor "AuthenticAMD": tuning choices only (prefetch), never results
   std::string brand;
 };
 
