@@ -17,15 +17,17 @@ namespace bitnet {
 #if defined(BITNET_HAVE_X86_KERNELS)
 double vnni_peak_macs_per_call();           // limits_avx512.cpp
 uint64_t vnni_peak_kernel(int64_t iters);  // returns a checksum
-uint64_t read_stream_avx512(const uint8_t* p, size_t bytes);
+uint64_t read_stream_avx512(const uint8_t* p, size_t bytes, bool prefetch);
 double amx_peak_macs_per_call();            // limits_amx.cpp
 uint64_t amx_peak_kernel(int64_t iters);
 #endif
 
 namespace {
 
+// Arg 0: threads; arg 1 (AVX-512 only): 1 = with the decode streams' software prefetch.
 void BM_ReadBandwidth(benchmark::State& st) {
   const int threads = static_cast<int>(st.range(0));
+  const bool prefetch = st.range(1) != 0;
   const size_t bytes = size_t{1} << 30;
   AlignedBuffer buf(bytes);
   std::memset(buf.data(), 1, bytes);
@@ -34,6 +36,10 @@ void BM_ReadBandwidth(benchmark::State& st) {
   const size_t n = bytes / 8;
   std::vector<uint64_t> sums(static_cast<size_t>(threads) * 8);
   [[maybe_unused]] const bool wide = cpu_features().avx512f;
+  if (prefetch && !wide) {
+    st.SkipWithError("the prefetched probe needs AVX-512");
+    return;
+  }
   for (auto _ : st) {
     pool.run([&](int tid) {
       // Each thread reads one contiguous part (64-byte aligned), as a GEMV thread does.
@@ -41,7 +47,8 @@ void BM_ReadBandwidth(benchmark::State& st) {
       const size_t e = tid + 1 == threads ? n : n * static_cast<size_t>(tid + 1) / static_cast<size_t>(threads) / 32 * 32;
 #if defined(BITNET_HAVE_X86_KERNELS)
       if (wide) {
-        sums[static_cast<size_t>(tid) * 8] = read_stream_avx512(reinterpret_cast<const uint8_t*>(words + b), (e - b) * 8);
+        sums[static_cast<size_t>(tid) * 8] =
+            read_stream_avx512(reinterpret_cast<const uint8_t*>(words + b), (e - b) * 8, prefetch);
         return;
       }
 #endif
@@ -59,7 +66,10 @@ void BM_ReadBandwidth(benchmark::State& st) {
   st.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * static_cast<double>(st.iterations()) / 1e9,
                                            benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReadBandwidth)->Args({1, 0})->Args({2, 0})->UseRealTime()->Unit(benchmark::kMillisecond);
+#if defined(BITNET_HAVE_X86_KERNELS)
+BENCHMARK(BM_ReadBandwidth)->Args({1, 1})->Args({2, 1})->UseRealTime()->Unit(benchmark::kMillisecond);
+#endif
 
 #if defined(BITNET_HAVE_X86_KERNELS)
 void BM_Int8PeakVnni(benchmark::State& st) {

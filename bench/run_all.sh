@@ -21,7 +21,7 @@ def med(f):
             rows[b["run_name"]] = b
     return rows
 lim = med("limits.json")
-bw = {t: lim[f"BM_ReadBandwidth/{t}/real_time"]["GB/s"] for t in (1, 2)}
+bw = {t: lim[f"BM_ReadBandwidth/{t}/0/real_time"]["GB/s"] for t in (1, 2)}
 peak = {t: lim.get(f"BM_Int8PeakVnni/{t}/real_time", {}).get("GMAC/s", float("nan")) for t in (1, 2)}
 print("| limit | 1 thread | 2 threads |\n|---|---:|---:|")
 print(f"| read bandwidth (GB/s) | {bw[1]:.1f} | {bw[2]:.1f} |")

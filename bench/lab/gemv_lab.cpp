@@ -10,6 +10,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -95,7 +97,8 @@ using LabFn = void (*)(const TernaryMatrix&, const QuantizedActs&, int64_t, int6
 struct Variant {
   std::string name;
   LabFn fn;        // null: the library's kernel
-  int per_thread;  // dynamic chunks per thread; 0: one static range per thread
+  int per_thread;  // dynamic chunks per thread; 0: one static range per thread; < 0: guided
+  int gap_us = 0;  // the caller busy for this long after each product (the model's norms etc.)
 };
 
 struct Mat {
@@ -107,12 +110,37 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+void busy(int us) {
+  if (us <= 0) return;
+  const double end = now_s() + us * 1e-6;
+  while (now_s() < end) {
+  }
+}
+
 void run_one(const Variant& v, ThreadPool& pool, const Mat& m, std::vector<int32_t>& out) {
   if (!v.fn) {
     ternary_gemm(&pool, m.w, *m.x, {out.data(), m.w.n, nullptr, 0});
     return;
   }
   const int64_t grain = 32;
+  if (v.per_thread < 0) {
+    // Guided: each claim takes 1 / (-per_thread * threads) of the rows still left (at least one
+    // grain), so chunks shrink towards the end and the threads finish together.
+    std::atomic<int64_t> next{0};
+    const int64_t n = m.w.n, div = -v.per_thread * pool.size();
+    pool.run([&](int) {
+      int64_t b = next.load(std::memory_order_relaxed);
+      for (;;) {
+        if (b >= n) return;
+        const int64_t size = std::max<int64_t>(grain, (n - b) / div / grain * grain);
+        if (next.compare_exchange_weak(b, b + size, std::memory_order_relaxed)) {
+          v.fn(m.w, *m.x, b, std::min(n, b + size), out.data());
+          b = next.load(std::memory_order_relaxed);
+        }
+      }
+    });
+    return;
+  }
   if (v.per_thread == 0) {
     pool.parallel_for(m.w.n, grain, [&](int64_t b, int64_t e) { v.fn(m.w, *m.x, b, e, out.data()); });
     return;
@@ -171,6 +199,11 @@ int main(int argc, char** argv) {
       {"pf 1K T0 + 8K T2", gemv<1024, _MM_HINT_T0, 8192, _MM_HINT_T2>, 8},
       {"pf 2K T0, static halves", gemv<2048, _MM_HINT_T0, 0, 0>, 0},
       {"pf 2K T0, 32 chunks/thread", gemv<2048, _MM_HINT_T0, 0, 0>, 32},
+      {"pf 1K+8K, guided /2", gemv<1024, _MM_HINT_T0, 8192, _MM_HINT_T1>, -2},
+      {"pf 1K+8K, guided /4", gemv<1024, _MM_HINT_T0, 8192, _MM_HINT_T1>, -4},
+      {"pf 1K+8K, 4 chunks/thread", gemv<1024, _MM_HINT_T0, 8192, _MM_HINT_T1>, 4},
+      {"library, 5 us gaps", nullptr, 8, 5},
+      {"library, 20 us gaps", nullptr, 8, 20},
   };
   ThreadPool pool(threads);
   // Check: every lab variant's accumulators equal the library's on every matrix of layer 0.
@@ -189,12 +222,24 @@ int main(int argc, char** argv) {
   std::printf("all %zu variants equal the library bit for bit; %d threads, %.0f MB per pass\n", vs.size(),
               threads, bytes / 1e6);
   std::vector<std::vector<double>> seq_gbs(vs.size()), gu_gbs(vs.size());
+  // Per matrix kind inside the sequence (q|k|v, o, gate|up, down): seconds, summed over rounds.
+  std::vector<std::array<double, 4>> kind_s(vs.size(), std::array<double, 4>{});
+  double kind_bytes[4] = {};
+  for (size_t j = 0; j < 4; ++j) kind_bytes[j] = static_cast<double>(seq[j].w.bytes()) * layers;
   for (int r = 0; r < rounds; ++r)
     for (size_t i = 0; i < vs.size(); ++i) {
-      double t0 = now_s();
+      double in_products = 0;  // the gaps are not counted
       for (int rep = 0; rep < 3; ++rep)
-        for (const Mat* m : all) run_one(vs[i], pool, *m, got);
-      seq_gbs[i].push_back(3 * bytes / (now_s() - t0) / 1e9);
+        for (size_t j = 0; j < all.size(); ++j) {
+          busy(vs[i].gap_us);
+          const double tm = now_s();
+          run_one(vs[i], pool, *all[j], got);
+          const double dt = now_s() - tm;
+          kind_s[i][j % 4] += dt;
+          in_products += dt;
+        }
+      seq_gbs[i].push_back(3 * bytes / in_products / 1e9);
+      double t0 = now_s();
       t0 = now_s();
       for (int rep = 0; rep < 3; ++rep)
         for (const Mat* m : gu_only) run_one(vs[i], pool, *m, got);
@@ -204,13 +249,16 @@ int main(int argc, char** argv) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  std::printf("%-28s %14s %14s   (GB/s, median of %d rounds; min..max)\n", "variant", "layer sequence",
-              "gate|up only", rounds);
-  for (size_t i = 0; i < vs.size(); ++i)
-    std::printf("%-28s %14.1f %14.1f   (%.1f..%.1f / %.1f..%.1f)\n", vs[i].name.c_str(), med(seq_gbs[i]),
+  std::printf("%-28s %14s %14s   (GB/s, median of %d rounds; min..max)   in the sequence: qkv o gu down\n",
+              "variant", "layer sequence", "gate|up only", rounds);
+  for (size_t i = 0; i < vs.size(); ++i) {
+    std::printf("%-28s %14.1f %14.1f   (%.1f..%.1f / %.1f..%.1f)  ", vs[i].name.c_str(), med(seq_gbs[i]),
                 med(gu_gbs[i]), *std::min_element(seq_gbs[i].begin(), seq_gbs[i].end()),
                 *std::max_element(seq_gbs[i].begin(), seq_gbs[i].end()),
                 *std::min_element(gu_gbs[i].begin(), gu_gbs[i].end()),
                 *std::max_element(gu_gbs[i].begin(), gu_gbs[i].end()));
+    for (size_t j = 0; j < 4; ++j) std::printf(" %5.1f", 3.0 * rounds * kind_bytes[j] / kind_s[i][j] / 1e9);
+    std::printf("\n");
+  }
   return 0;
 }

@@ -38,7 +38,11 @@ inline __m512 load16(const uint8_t* p, __mmask16 k) {
 }
 
 // Four rows at a time share each activation load; four independent accumulators hide the FMA
-// latency. Rows stream from memory, the activation row stays in L1.
+// latency. Rows stream from memory, the activation row stays in L1. The four rows are one
+// contiguous block read as four interleaved streams, so the far (L2) prefetch goes to the same
+// position in the next block's four rows; a fixed distance ahead of each row would mostly land
+// in the rows being read (an F16 row of the 2B4T head is 5 KiB) and leave the first KiBs of each
+// next row to demand misses.
 template <DType T>
 void rows_float(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
                 int64_t ld_y) {
@@ -56,10 +60,12 @@ void rows_float(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, cons
       __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       for (int64_t i = 0; i < n16; i += 16) {
         if (t == 0 && (i * es) % 64 == 0) {
-          prefetch(w0 + i * es);
-          prefetch(w1 + i * es);
-          prefetch(w2 + i * es);
-          prefetch(w3 + i * es);
+          const uint8_t* next = w0 + 4 * row_bytes + i * es;
+          for (int j = 0; j < 4; ++j) {
+            _mm_prefetch(reinterpret_cast<const char*>(w0 + j * row_bytes + i * es + kStreamPrefetchL1),
+                         _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(next + j * row_bytes), _MM_HINT_T1);
+          }
         }
         const __m512 xv = _mm512_loadu_ps(x + i);
         a0 = _mm512_fmadd_ps(load16<T>(w0 + i * es, 0xFFFF), xv, a0);
