@@ -13,7 +13,8 @@
 //   PW  prefetchw of the output lines before the last K block (the library does this now).
 //   PN  prefetch of the next panel's packed weights (T0 / T1 / T2).
 //   (Unmasked output stores for full row blocks were tried too: neutral, removed.)
-//   DIAG timing-only cuts (results wrong): staging only, no re-staging, no output stores.
+//   DIAG timing-only cuts (results wrong): staging only, no re-staging, no output stores; and 4 =
+//        the shift-and-mask staging of the fifth session (results right), against the vpermb one.
 // Also printed: tdpbssd rate with 1, 2, 4, 6 accumulators, and the micro kinds on L1- and
 // L2-resident operands. What the runs showed is in docs/PERFORMANCE.md ("AMX GEMM lab").
 #include <immintrin.h>
@@ -237,9 +238,30 @@ struct Kind {
   static constexpr const char* name = kKinds[MK].name;
 };
 
-// DIAG (timing only, results wrong): 1 = staging only, 2 = stage only the first panel, 3 = no stores.
+// DIAG (timing only, results wrong): 1 = staging only, 2 = stage only the first panel, 3 = no stores;
+// 4 = the shift-and-mask staging (results right).
 // PW: prefetch-for-write the output lines of a micro call's tiles before the last K block's call.
 // PN: prefetch the next panel's packed weights (same K block), spread over this panel's calls.
+// The staging before the sixth session (shift, mask, subtract per plane), for DIAG = 4: the same
+// bytes as amx::stage_b's vpermb form, to time the two against each other.
+void stage_b_shifts(const TernaryMatrix& w, int64_t rb0, int64_t nb, int64_t kt0, int64_t nk, int8_t* dst) {
+  const __m512i low2 = _mm512_set1_epi8(0x03), one = _mm512_set1_epi8(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* p = w.block(rb0 + b) + kt0 * 4 * kChunkBytes;
+    for (int64_t kt = 0; kt < nk; ++kt) {
+      int8_t* tile = dst + (kt * nb + b) * kTileBytes;
+      for (int c = 0; c < 4; ++c) {
+        const __m512i v = _mm512_load_si512(p + (kt * 4 + c) * kChunkBytes);
+        int8_t* q = tile + c * 4 * 64;
+        _mm512_store_si512(q + 0, _mm512_sub_epi8(_mm512_and_si512(v, low2), one));
+        _mm512_store_si512(q + 64, _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 2), low2), one));
+        _mm512_store_si512(q + 128, _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low2), one));
+        _mm512_store_si512(q + 192, _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 6), low2), one));
+      }
+    }
+  }
+}
+
 template <int KB, int NP, bool RP, bool PF, int MK, int DIAG = 0, bool PW = false, int PN = 0>
 void gemm(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1, const GemmOut& out) {
   using K = Kind<MK>;
@@ -301,7 +323,10 @@ void gemm(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1
       const int64_t nbp = std::min(np, nb_end - rb0);
       for (int64_t kq = 0; kq < nkb; ++kq) {
         const int64_t kt0 = kq * kb, nk = std::min(kb, ktiles - kt0);
-        if (DIAG != 2 || rb0 == n0 / kRowBlock) stage_b(w, rb0, nbp, kt0, nk, bst);
+        if (DIAG == 4)
+          stage_b_shifts(w, rb0, nbp, kt0, nk, bst);
+        else if (DIAG != 2 || rb0 == n0 / kRowBlock)
+          stage_b(w, rb0, nbp, kt0, nk, bst);
         if constexpr (DIAG == 1) continue;
         const bool first = kq == 0, last = kq == nkb - 1;
         // Next panel's packed bytes for this K block: rows blocks rb0 + np .. , k-tiles kt0 .. kt0 + nk.
@@ -416,6 +441,7 @@ Variant make() {
   std::snprintf(buf, sizeof buf, "%s%s_kb%d_np%d%s%s%s%s",
                 DIAG ? (DIAG == 1   ? "STAGEONLY_"
                         : DIAG == 2 ? "NOSTAGE_"
+                        : DIAG == 4 ? "SHIFTSTAGE_"
                                     : "NOSTORE_")
                      : "",
                 Kind<MK>::name, KB, NP, RP ? "_rp" : "", PF ? "_pf" : "", PW ? "_pw" : "",
@@ -509,6 +535,7 @@ int main(int argc, char** argv) {
   std::vector<Variant> vs = {
       Variant{"lib", gemm_variant("amx").fn},
       make<64, 2, false, false, 0, 0, true, 0>(),
+      make<64, 2, false, false, 0, 4, true, 0>(),
   };
   std::vector<Variant> diag;
   if (all_variants) {

@@ -16,6 +16,7 @@ struct CpuFeatures {
   bool avx512vl = false;
   bool avx512dq = false;
   bool avx512vnni = false;
+  bool avx512vbmi = false;  // vpermb (byte permutes across the register)
   bool avxvnni = false;   // VEX-encoded vpdpbusd on ymm (Alder Lake+, Zen 5)
   bool amx_tile = false;  // CPU reports AMX-TILE and the OS enabled XTILECFG/XTILEDATA in XCR0
   bool amx_int8 = false;

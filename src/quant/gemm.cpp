@@ -38,7 +38,10 @@ bool cpu_avx2() { return cpu_features().avx2 && cpu_features().fma; }
 bool cpu_avxvnni() { return cpu_features().avxvnni; }
 bool cpu_avx512bw() { return cpu_features().avx512bw && cpu_features().avx512vl; }
 bool cpu_avx512vnni() { return cpu_avx512bw() && cpu_features().avx512vnni; }
-bool cpu_amx() { return cpu_avx512vnni() && cpu_features().amx_int8 && request_amx(); }
+// (Every AMX CPU so far also has AVX-512 VBMI, which the weight staging uses; checked all the same.)
+bool cpu_amx() {
+  return cpu_avx512vnni() && cpu_features().avx512vbmi && cpu_features().amx_int8 && request_amx();
+}
 // AMX pays once a 16-token tile is mostly full; below that VNNI is faster (tile setup + B staging).
 bool amx_case(const TernaryMatrix& w, const QuantizedActs& x) { return any_case(w, x); }
 #endif
