@@ -1,7 +1,8 @@
 // AMX GEMM lab (llm.c's dev/ habit): variants of the ternary x int8 AMX prefill kernel
 // (src/quant/gemm_amx.cpp), each checked against the AVX-512 VNNI kernel's int32 accumulators bit
 // for bit and then timed, interleaved round by round, on the 2B4T shapes with cold weights
-// (>= 256 MB of copies). Usage: bench_amx_lab [rounds] [seconds per cell] [all]; needs AMX-INT8.
+// (>= 256 MB of copies). Usage: bench_amx_lab [rounds] [seconds per cell] [all | relu2]; needs
+// AMX-INT8 ("relu2": only the gate|up product + activation against the fused form).
 //
 // Knobs (template parameters of gemm<>):
 //   KB  most k-tiles (64 k each) per K block; the block's staged weights are NP x KB KiB.
@@ -35,6 +36,7 @@
 #include "quant/gemm.h"
 #include "quant/native.h"
 #include "quant/random_data.h"
+#include "quant/vec.h"
 
 namespace bitnet {
 namespace {
@@ -467,6 +469,74 @@ double median(std::vector<double> v) {
 }  // namespace
 }  // namespace bitnet
 
+// The 2B4T gate|up at M = 128 on 2 threads as the forward pass runs it for a prompt: stripes of 512
+// gate rows per thread, either the f32 product of the gate and up stripes then relu2_mul per token
+// ("product+act"), or ternary_gemm_relu2 straight from the accumulators ("fused"; checked equal
+// first). GMAC/s counted over both halves, median of the rounds; cold weights.
+int relu2_cells(int rounds, double cell_s) {
+  using namespace bitnet;
+  constexpr int64_t ff = 6912, k = 2560, m = 128, stripe = 512;
+  auto wr = random_ternary(static_cast<size_t>(2 * ff * k), 42);
+  std::vector<TernaryMatrix> ws;
+  ws.push_back(pack_native(wr.data(), 2 * ff, k, 1.0f));
+  while (static_cast<double>(ws.size() * ws[0].bytes()) < 256e6)
+    ws.push_back(pack_native(wr.data(), 2 * ff, k, 1.0f));
+  Arena arena;
+  auto xf = random_floats(static_cast<size_t>(m * k), 7);
+  auto x = alloc_quantized_acts(arena, m, k);
+  quantize_acts(xf.data(), k, x);
+  if (!relu2_fused_supported(ws[0], x, ff)) {
+    std::printf("no fused relu2 form here\n");
+    return 1;
+  }
+  std::vector<float> gu(static_cast<size_t>(m * 2 * ff)), act(static_cast<size_t>(m * ff)),
+      act2(static_cast<size_t>(m * ff));
+  ThreadPool pool(2);
+  const GemmVariant& amx = gemm_variant("amx");
+  auto run = [&](bool fused, const TernaryMatrix& w, float* out) {
+    const int64_t stripes = (ff + stripe - 1) / stripe;
+    pool.run([&](int tid) {
+      for (int64_t st = stripes * tid / 2; st < stripes * (tid + 1) / 2; ++st) {
+        const int64_t r0 = st * stripe, r1 = std::min(ff, r0 + stripe);
+        if (fused) {
+          ternary_gemm_relu2(w, x, ff, r0, r1, out, ff);
+          continue;
+        }
+        const GemmOut o{nullptr, 0, gu.data(), 2 * ff};
+        amx.fn(w, x, r0, r1, o);
+        amx.fn(w, x, ff + r0, ff + r1, o);
+        for (int64_t t = 0; t < m; ++t)
+          relu2_mul(gu.data() + t * 2 * ff + r0, gu.data() + t * 2 * ff + ff + r0, out + t * ff + r0,
+                    r1 - r0);
+      }
+    });
+  };
+  run(false, ws[0], act.data());
+  run(true, ws[0], act2.data());
+  if (std::memcmp(act.data(), act2.data(), act.size() * 4) != 0) {
+    std::printf("MISMATCH fused relu2\n");
+    return 2;
+  }
+  std::vector<double> rate[2];
+  size_t wi = 0;
+  for (int r = 0; r < rounds; ++r)
+    for (int f = 0; f < 2; ++f) {
+      int calls = 0;
+      const auto t0 = std::chrono::steady_clock::now();
+      double el = 0;
+      while (el < cell_s || calls < 3) {
+        run(f == 1, ws[wi], act.data());
+        wi = (wi + 1) % ws.size();
+        ++calls;
+        el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
+      rate[f].push_back(static_cast<double>(m * 2 * ff * k) * calls / el / 1e9);
+    }
+  std::printf("gate|up m128 t2 (fused equals product+act bit for bit): product+act=%.0f fused=%.0f GMAC/s\n",
+              median(rate[0]), median(rate[1]));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   using namespace bitnet;
   if (!cpu_features().amx_int8 || !request_amx()) {
@@ -475,6 +545,7 @@ int main(int argc, char** argv) {
   }
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 3;
   const double cell_s = argc > 2 ? std::atof(argv[2]) : 0.12;
+  if (argc > 3 && std::string(argv[3]) == "relu2") return relu2_cells(rounds, cell_s);
   {
     // Warm the unit up (AMX runs at a lower clock licence after a ramp), then interleaved rounds.
     tdp_rate<1>(20000000);

@@ -285,15 +285,22 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
     // the gated activation while the stripe (n x 2 x kStripe floats) is still in its L2, so only
     // the activations (half the size) travel through L3. The same products and the same
     // element-wise activation as the path below: results are identical.
+    // With AMX the activation comes straight from the gate and up accumulators (gemm.h,
+    // ternary_gemm_relu2: the same floats), and the gate|up floats are not stored at all.
     constexpr int64_t kStripe = 512;
     float* act = layer_arena_.alloc<float>(static_cast<size_t>(n * ff));
     const GemmVariant& v = select_gemm(L.w_gate_up, qf);
+    const bool fused = c.act == FfnAct::kRelu2 && relu2_fused_supported(L.w_gate_up, qf, ff);
     const int64_t stripes = (ff + kStripe - 1) / kStripe;
     const int nt = pool_.size();
     pool_.run([&](int tid) {
       const GemmOut out{nullptr, 0, gu, 2 * ff};
       for (int64_t st = stripes * tid / nt; st < stripes * (tid + 1) / nt; ++st) {
         const int64_t r0 = st * kStripe, r1 = std::min(ff, r0 + kStripe);
+        if (fused) {
+          ternary_gemm_relu2(L.w_gate_up, qf, ff, r0, r1, act, ff);
+          continue;
+        }
         v.fn(L.w_gate_up, qf, r0, r1, out);
         v.fn(L.w_gate_up, qf, ff + r0, ff + r1, out);
         for (int64_t t = 0; t < n; ++t)

@@ -41,35 +41,38 @@ inline void configure_full() {
   _tile_loadconfig(&cfg);
 }
 
-// Stages k-tiles [kt0, kt0 + nk) of row blocks rb0 .. rb0 + nb - 1 as s8 B tiles, laid out
-// [kt][block] (tile (kt, b) at dst + (kt * nb + b) KiB).
+// Stages k-tiles [kt0, kt0 + nk) of row block rb as s8 B tiles into slot `slot` of a layout of
+// `slots` blocks per k-tile, [kt][slot] (tile (kt, slot) at dst + (kt * slots + slot) KiB).
 //
 // Each plane is one vpermb (AVX-512 VBMI) of the chunk through a 64-entry table indexed by the
 // byte's low 6 bits (planes 0 - 2: table s holds ((i >> 2s) & 3) - 1); plane 3 is the chunk
 // shifted right by 6 (16-bit lanes: the neighbour byte's bits land in index bits 2 - 5, which
 // table 0 ignores) through table 0. 4 permutes + 1 shift per 64 bytes instead of 3 shifts, 4 masks
-// and 4 subtractions; the plain form is stage_b_ref (tests compare the two).
+// and 4 subtractions (test AmxStaging checks the bytes against the B-tile layout).
 inline __m512i plane_table(int s) {
   alignas(64) int8_t t[64];
   for (int i = 0; i < 64; ++i) t[i] = static_cast<int8_t>(((i >> (2 * s)) & 3) - 1);
   return _mm512_load_si512(t);
 }
-inline void stage_b(const TernaryMatrix& w, int64_t rb0, int64_t nb, int64_t kt0, int64_t nk, int8_t* dst) {
+inline void stage_block(const TernaryMatrix& w, int64_t rb, int64_t slot, int64_t slots, int64_t kt0,
+                        int64_t nk, int8_t* dst) {
   const __m512i t0 = plane_table(0), t1 = plane_table(1), t2 = plane_table(2);
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* p = w.block(rb0 + b) + kt0 * 4 * kChunkBytes;
-    for (int64_t kt = 0; kt < nk; ++kt) {
-      int8_t* tile = dst + (kt * nb + b) * kTileBytes;
-      for (int c = 0; c < 4; ++c) {
-        const __m512i v = _mm512_load_si512(p + (kt * 4 + c) * kChunkBytes);
-        int8_t* q = tile + c * 4 * 64;
-        _mm512_store_si512(q + 0, _mm512_permutexvar_epi8(v, t0));
-        _mm512_store_si512(q + 64, _mm512_permutexvar_epi8(v, t1));
-        _mm512_store_si512(q + 128, _mm512_permutexvar_epi8(v, t2));
-        _mm512_store_si512(q + 192, _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 6), t0));
-      }
+  const uint8_t* p = w.block(rb) + kt0 * 4 * kChunkBytes;
+  for (int64_t kt = 0; kt < nk; ++kt) {
+    int8_t* tile = dst + (kt * slots + slot) * kTileBytes;
+    for (int c = 0; c < 4; ++c) {
+      const __m512i v = _mm512_load_si512(p + (kt * 4 + c) * kChunkBytes);
+      int8_t* q = tile + c * 4 * 64;
+      _mm512_store_si512(q + 0, _mm512_permutexvar_epi8(v, t0));
+      _mm512_store_si512(q + 64, _mm512_permutexvar_epi8(v, t1));
+      _mm512_store_si512(q + 128, _mm512_permutexvar_epi8(v, t2));
+      _mm512_store_si512(q + 192, _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 6), t0));
     }
   }
+}
+// Row blocks rb0 .. rb0 + nb - 1 into slots 0 .. nb - 1.
+inline void stage_b(const TernaryMatrix& w, int64_t rb0, int64_t nb, int64_t kt0, int64_t nk, int8_t* dst) {
+  for (int64_t b = 0; b < nb; ++b) stage_block(w, rb0 + b, b, nb, kt0, nk, dst);
 }
 
 inline void store_tile(const int32_t* c, int rows, const TernaryMatrix& w, const QuantizedActs& x, int64_t m0,
@@ -86,6 +89,24 @@ inline void store_tile(const int32_t* c, int rows, const TernaryMatrix& w, const
       const __m512 f = _mm512_mul_ps(rs, _mm512_set1_ps(x.dq[m]));
       _mm512_mask_storeu_ps(out.f32 + m * out.ld_f32 + row0, mask, _mm512_mul_ps(_mm512_cvtepi32_ps(acc), f));
     }
+  }
+}
+
+// relu(gate)^2 * up for one token tile from its gate and up accumulator tiles (rows gate_row and
+// up_row of w, 16 each): the floats store_tile would write for each, then relu2_mul's operations
+// in its order (max(g, 0), g * g, * u), so the result equals the unfused path bit for bit.
+inline void store_relu2(const int32_t* cg, const int32_t* cu, int rows, const TernaryMatrix& w,
+                        const QuantizedActs& x, int64_t m0, int64_t gate_row, int64_t up_row, float* act,
+                        int64_t ld_act) {
+  const __m512 rg = _mm512_loadu_ps(w.row_scale() + gate_row), ru = _mm512_loadu_ps(w.row_scale() + up_row);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int t = 0; t < rows; ++t) {
+    const int64_t m = m0 + t;
+    const __m512 dq = _mm512_set1_ps(x.dq[m]);
+    const __m512 g = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cg + 16 * t)), _mm512_mul_ps(rg, dq));
+    const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cu + 16 * t)), _mm512_mul_ps(ru, dq));
+    const __m512 r = _mm512_max_ps(g, zero);
+    _mm512_storeu_ps(act + m * ld_act + gate_row, _mm512_mul_ps(_mm512_mul_ps(r, r), u));
   }
 }
 

@@ -16,6 +16,8 @@ void ternary_gemm_avxvnni(const TernaryMatrix&, const QuantizedActs&, int64_t, i
 void ternary_gemm_avx512bw(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, const GemmOut&);
 void ternary_gemm_avx512vnni(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, const GemmOut&);
 void ternary_gemm_amx(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, const GemmOut&);
+void ternary_gemm_amx_relu2(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, int64_t, float*,
+                            int64_t);
 #endif
 #if defined(BITNET_HAVE_NEON_KERNELS)
 void ternary_gemm_neon(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, const GemmOut&);
@@ -109,6 +111,26 @@ void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatr
     return;
   }
   pool->parallel_for(w.n, grain, [&](int64_t b, int64_t e) { v.fn(w, x, b, e, out); });
+}
+
+bool relu2_fused_supported(const TernaryMatrix& w, const QuantizedActs& x, int64_t ff) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  return ff > 0 && ff % kRowBlock == 0 && w.n == 2 * ff && std::string_view(select_gemm(w, x).name) == "amx";
+#else
+  (void)w, (void)x, (void)ff;
+  return false;
+#endif
+}
+
+void ternary_gemm_relu2(const TernaryMatrix& w, const QuantizedActs& x, int64_t ff, int64_t r0, int64_t r1,
+                        float* act, int64_t ld_act) {
+  if (!relu2_fused_supported(w, x, ff))
+    fail("fused relu2 gate|up: unsupported case m={} n={} k={} ff={} (AMX only)", x.m, w.n, w.k, ff);
+  if (r0 < 0 || r0 % kRowBlock || r1 > ff || r0 > r1 || (r1 % kRowBlock && r1 != ff))
+    fail("fused relu2 gate|up: bad row range [{}, {}) of {}", r0, r1, ff);
+#if defined(BITNET_HAVE_X86_KERNELS)
+  ternary_gemm_amx_relu2(w, x, ff, r0, r1, act, ld_act);
+#endif
 }
 
 void ternary_gemm(ThreadPool* pool, const TernaryMatrix& w, const QuantizedActs& x, const GemmOut& out) {

@@ -47,6 +47,16 @@ void ternary_gemm(ThreadPool* pool, const TernaryMatrix& w, const QuantizedActs&
 void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatrix& w,
                        const QuantizedActs& x, const GemmOut& out);
 
+// relu(gate)^2 * up straight from the accumulators of a fused gate|up matrix w (gate rows [0, ff),
+// up rows [ff, 2 ff)) for gate rows [r0, r1): act[m * ld_act + r]. The same floats as the f32
+// product followed by relu2_mul, bit for bit; the gate|up floats are never stored. Only the AMX
+// variant has this form: relu2_fused_supported says whether select_gemm(w, x) is it (and ff is a
+// whole number of row blocks); ternary_gemm_relu2 fails loudly otherwise. r0 is a multiple of 16,
+// r1 one too or ff.
+bool relu2_fused_supported(const TernaryMatrix& w, const QuantizedActs& x, int64_t ff);
+void ternary_gemm_relu2(const TernaryMatrix& w, const QuantizedActs& x, int64_t ff, int64_t r0, int64_t r1,
+                        float* act, int64_t ld_act);
+
 // The plain reference (decodes each weight from the native layout; no zero-point tricks).
 void ternary_gemm_ref(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1,
                       const GemmOut& out);

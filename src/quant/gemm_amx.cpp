@@ -44,10 +44,19 @@ constexpr int64_t kChunkActBytes = int64_t{1} << 20;
 using amx::MicroFn;
 constexpr MicroFn kMicro[2][2] = {{amx::micro<1, 1>, amx::micro<1, 2>}, {amx::micro<2, 1>, amx::micro<2, 2>}};
 
-}  // namespace
+// The gated form: relu(gate)^2 * up of a fused gate|up matrix (gate rows [0, ff), up rows
+// [ff, 2 ff)), for gate rows [n0, n1). A panel is then one gate row block and its up row block,
+// staged side by side, so the micro-kernel's two accumulator columns are a gate tile and the
+// matching up tile and the epilogue writes the activation: the gate|up floats (twice the
+// activation's size) are never stored.
+struct Relu2Out {
+  int64_t ff;
+  float* act;
+  int64_t ld;
+};
 
-void ternary_gemm_amx(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1,
-                      const GemmOut& out) {
+void amx_driver(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1, const GemmOut& out,
+                const Relu2Out* gated) {
   if (n0 >= n1 || x.m <= 0) return;
   const int64_t lda = x.k_pad;
   const auto [ktiles, nkb, kb] = amx::k_blocks(w, kMaxKBlock);
@@ -76,13 +85,20 @@ void ternary_gemm_amx(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0
 
   amx::configure_full();
   const int64_t nb_end = (n1 + kRowBlock - 1) / kRowBlock;  // row blocks holding rows < n1
+  const int64_t up_blocks = gated ? gated->ff / kRowBlock : 0;  // gate block b's up block: b + up_blocks
+  const GemmOut act_out{nullptr, 0, gated ? gated->act : nullptr, gated ? gated->ld : 0};
   for (int64_t c0 = 0; c0 < tiles; c0 += chunk) {
     const int64_t c1 = std::min(tiles, c0 + chunk);
-    for (int64_t rb0 = n0 / kRowBlock; rb0 < nb_end; rb0 += np) {
-      const int64_t nbp = std::min(np, nb_end - rb0);  // blocks in this panel
+    for (int64_t rb0 = n0 / kRowBlock; rb0 < nb_end; rb0 += gated ? 1 : np) {
+      const int64_t nbp = gated ? 2 : std::min(np, nb_end - rb0);  // blocks in this panel
       for (int64_t kq = 0; kq < nkb; ++kq) {
         const int64_t kt0 = kq * kb, nk = std::min(kb, ktiles - kt0);
-        amx::stage_b(w, rb0, nbp, kt0, nk, bst);
+        if (gated) {
+          amx::stage_block(w, rb0, 0, 2, kt0, nk, bst);
+          amx::stage_block(w, rb0 + up_blocks, 1, 2, kt0, nk, bst);
+        } else {
+          amx::stage_b(w, rb0, nbp, kt0, nk, bst);
+        }
         const bool first = kq == 0, last = kq == nkb - 1;
         for (int64_t t = c0; t < c1; t += 2) {
           const int ta = t + 1 < c1 ? 2 : 1;
@@ -91,12 +107,20 @@ void ternary_gemm_amx(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0
           for (int64_t j = 0; j < nbp; j += 2) {
             const int tb = j + 1 < nbp ? 2 : 1;
             int32_t* c = acc + (((t - c0) / 2) * (np / 2) + j / 2) * 4 * kTileInts;
-            if (last && out.f32) amx::prefetch_out(out, t, ta, x.m, (rb0 + j) * kRowBlock, tb, n1);
+            if (last && gated)
+              amx::prefetch_out(act_out, t, ta, x.m, rb0 * kRowBlock, 1, n1);
+            else if (last && out.f32)
+              amx::prefetch_out(out, t, ta, x.m, (rb0 + j) * kRowBlock, tb, n1);
             kMicro[ta - 1][tb - 1](a0, a1, lda, 64, bst + j * kTileBytes, nbp * kTileBytes, nk, c, first);
             if (!last) continue;
             for (int i = 0; i < ta; ++i) {
               const int64_t m0 = (t + i) * 16;
               const int rows = static_cast<int>(std::min<int64_t>(16, x.m - m0));
+              if (gated) {
+                amx::store_relu2(c + 2 * i * kTileInts, c + (2 * i + 1) * kTileInts, rows, w, x, m0,
+                                 rb0 * kRowBlock, (rb0 + up_blocks) * kRowBlock, gated->act, gated->ld);
+                continue;
+              }
               for (int jj = 0; jj < tb; ++jj)
                 amx::store_tile(c + (2 * i + jj) * kTileInts, rows, w, x, m0, (rb0 + j + jj) * kRowBlock, n1, out);
             }
@@ -106,6 +130,19 @@ void ternary_gemm_amx(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0
     }
   }
   _tile_release();
+}
+
+}  // namespace
+
+void ternary_gemm_amx(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1,
+                      const GemmOut& out) {
+  amx_driver(w, x, n0, n1, out, nullptr);
+}
+
+void ternary_gemm_amx_relu2(const TernaryMatrix& w, const QuantizedActs& x, int64_t ff, int64_t r0,
+                            int64_t r1, float* act, int64_t ld_act) {
+  const Relu2Out g{ff, act, ld_act};
+  amx_driver(w, x, r0, r1, GemmOut{}, &g);
 }
 
 }  // namespace bitnet

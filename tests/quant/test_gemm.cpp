@@ -6,11 +6,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "quant/gemm.h"
 #include "quant/random_data.h"
+#include "quant/vec.h"
 
 namespace bitnet {
 namespace {
@@ -163,6 +166,49 @@ std::vector<std::string> all_variant_names() {
 
 INSTANTIATE_TEST_SUITE_P(AllVariants, GemmVariantTest, ::testing::ValuesIn(all_variant_names()),
                          [](const auto& info) { return info.param; });
+
+// The fused relu(gate)^2 * up (AMX only) equals the f32 product followed by relu2_mul bit for bit,
+// on partial token tiles, several K blocks and sub-ranges of the gate rows.
+TEST(GemmRelu2, FusedEqualsProductThenActivation) {
+  const int64_t ff = 96, k = 4200;  // k > 4096: two K blocks in the AMX kernel
+  auto wq = random_ternary(static_cast<size_t>(2 * ff * k), 5);
+  std::vector<float> scales(static_cast<size_t>(2 * ff));
+  for (size_t i = 0; i < scales.size(); ++i) scales[i] = 0.25f + 0.01f * static_cast<float>(i);
+  auto W = pack_native(wq.data(), 2 * ff, k, scales.data());
+  for (int64_t m : {16, 17, 130}) {
+    Arena arena;
+    auto X = make_acts(arena, m, k, Fill::kRandom, static_cast<uint64_t>(m));
+    if (!relu2_fused_supported(W, X, ff)) GTEST_SKIP() << "no fused form here (AMX only): " << cpu_summary();
+    std::vector<float> gu(static_cast<size_t>(m * 2 * ff)), want(static_cast<size_t>(m * ff));
+    ternary_gemm(nullptr, W, X, {nullptr, 0, gu.data(), 2 * ff});
+    for (int64_t t = 0; t < m; ++t)
+      relu2_mul(gu.data() + t * 2 * ff, gu.data() + t * 2 * ff + ff, want.data() + t * ff, ff);
+    for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, ff}, {16, 48}, {80, 96}}) {
+      std::vector<float> got(static_cast<size_t>(m * ff), -7.0f);
+      ternary_gemm_relu2(W, X, ff, r0, r1, got.data(), ff);
+      for (int64_t t = 0; t < m; ++t)
+        for (int64_t r = 0; r < ff; ++r) {
+          const size_t i = static_cast<size_t>(t * ff + r);
+          if (r >= r0 && r < r1) {
+            ASSERT_EQ(std::memcmp(&got[i], &want[i], 4), 0) << "m=" << m << " t=" << t << " r=" << r;
+          } else {
+            ASSERT_EQ(got[i], -7.0f) << "wrote outside [" << r0 << ", " << r1 << ") at r=" << r;
+          }
+        }
+    }
+  }
+}
+
+TEST(GemmRelu2, UnsupportedCasesAreErrors) {
+  const int64_t ff = 40, k = 64;  // ff not a whole number of row blocks
+  auto wq = random_ternary(static_cast<size_t>(2 * ff * k), 6);
+  auto W = pack_native(wq.data(), 2 * ff, k, 1.0f);
+  Arena arena;
+  auto X = make_acts(arena, 32, k, Fill::kRandom, 1);
+  std::vector<float> act(static_cast<size_t>(32 * ff));
+  EXPECT_FALSE(relu2_fused_supported(W, X, ff));
+  EXPECT_THROW(ternary_gemm_relu2(W, X, ff, 0, ff, act.data(), ff), Error);
+}
 
 TEST(GemmDispatch, ForcingUnknownOrUnsupportedKernelIsAnError) {
   auto wq = random_ternary(16 * 64, 1);
