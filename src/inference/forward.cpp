@@ -137,7 +137,7 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
   auto head_base = [&](int64_t kvh) { return kv_at(il, kvh, 0); };
   const int nt = pool_.size();
   int64_t gs = group;  // query heads per job
-  while (gs % 2 == 0 && n * c.n_head_kv * (group / gs) < 4 * nt) gs /= 2;
+  while (gs % 2 == 0 && n * c.n_head_kv * (group / gs) < 2 * nt) gs /= 2;
   const int64_t per_kv = group / gs;
   // Prompts over the half cache pair consecutive tokens in a job: their 2 x gs queries share each
   // key and value load and conversion (vec.h: the kernels' results do not depend on G). The pair's
