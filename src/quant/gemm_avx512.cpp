@@ -7,6 +7,5 @@ static inline __m512i dot4(__m512i acc, __m512i u, __m512i x) { return _mm512_dp
 // two register copies: 8 extra moves among 30 instructions per 64 weight bytes. Measured: GEMV
 // unchanged within noise on dev and spr, decode +3 % on spr (two interleaved rounds).
 #define DOT4_TO(acc, u, x) asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(x))
-#define GEMV_PLANE_MASKS  // gemm_avx512.inc: planes masked in place (vpdpbusd takes u8 up to 255)
 #define GEMV_ACC(name, reg) register __m512i name asm(reg) = _mm512_setzero_si512()
 #include "quant/gemm_avx512.inc"
