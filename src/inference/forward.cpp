@@ -1,6 +1,7 @@
 #include "inference/forward.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -151,12 +152,17 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
   float* q_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * G * hd));
   float* o_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * G * hd));
   uint16_t* q16_all = layer_arena_.alloc<uint16_t>(static_cast<size_t>(nt * hd));
+  // Jobs are claimed from a counter, the last tokens' (the most keys) first, so the threads end
+  // together even when one of them is slowed down by another tenant.
+  alignas(64) std::atomic<int64_t> claimed{0};
   pool_.run([&](int tid) {
     float* scores = scores_all + static_cast<int64_t>(tid) * G * lds;
     float* qr = q_all + static_cast<int64_t>(tid) * G * hd;
     float* ob = o_all + static_cast<int64_t>(tid) * G * hd;
     uint16_t* q16 = q16_all + static_cast<int64_t>(tid) * hd;
-    for (int64_t job = tid; job < jobs; job += nt) {
+    for (int64_t cl = claimed.fetch_add(1, std::memory_order_relaxed); cl < jobs;
+         cl = claimed.fetch_add(1, std::memory_order_relaxed)) {
+      const int64_t job = jobs - 1 - cl;
       const int64_t t0 = job / (c.n_head_kv * per_kv) * tpj, rest = job % (c.n_head_kv * per_kv);
       const int64_t kvh = rest / per_kv, h0 = kvh * group + (rest % per_kv) * gs;
       const int64_t nu = std::min(tpj, n - t0), gq = nu * gs;         // tokens and queries in this job
@@ -291,11 +297,11 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
     float* act = layer_arena_.alloc<float>(static_cast<size_t>(n * ff));
     const GemmVariant& v = select_gemm(L.w_gate_up, qf);
     const bool fused = c.act == FfnAct::kRelu2 && relu2_fused_supported(L.w_gate_up, qf, ff);
+    // Stripes are claimed from a counter (as the GEMMs' row chunks): a slowed thread takes fewer.
     const int64_t stripes = (ff + kStripe - 1) / kStripe;
-    const int nt = pool_.size();
-    pool_.run([&](int tid) {
+    pool_.parallel_for_dynamic(stripes, 1, [&](int64_t s0, int64_t s1) {
       const GemmOut out{nullptr, 0, gu, 2 * ff};
-      for (int64_t st = stripes * tid / nt; st < stripes * (tid + 1) / nt; ++st) {
+      for (int64_t st = s0; st < s1; ++st) {
         const int64_t r0 = st * kStripe, r1 = std::min(ff, r0 + kStripe);
         if (fused) {
           ternary_gemm_relu2(L.w_gate_up, qf, ff, r0, r1, act, ff);

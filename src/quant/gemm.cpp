@@ -103,14 +103,14 @@ void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatr
     v.fn(w, x, 0, w.n, out);
     return;
   }
-  if (x.m == 1) {
-    // Decode GEMV: memory-bound, so rows are claimed dynamically (parallel_for_dynamic), about 8
-    // chunks per thread (with 2 threads, 1/16 of the rows: >= 100 KB of weights on the 2B4T).
-    const int64_t chunk = std::max<int64_t>(grain, (w.n / (8 * pool->size()) + grain - 1) / grain * grain);
-    pool->parallel_for_dynamic(w.n, chunk, [&](int64_t b, int64_t e) { v.fn(w, x, b, e, out); });
-    return;
-  }
-  pool->parallel_for(w.n, grain, [&](int64_t b, int64_t e) { v.fn(w, x, b, e, out); });
+  // Rows are claimed dynamically (parallel_for_dynamic) in about 8 chunks per thread, so a thread
+  // slowed down by another tenant takes fewer chunks instead of leaving the others idle at the
+  // join. Decode (memory-bound): with 2 threads 1/16 of the rows, >= 100 KB of weights on the
+  // 2B4T. Prompts too: on the shared Xeon one vCPU is often slower than the other (the 2-thread
+  // AMX probe then gives no more than 1 thread), and with fixed halves the call waited for it.
+  // A chunk of >= 160 rows is >= 5 AMX panels, so the per-call setup stays negligible.
+  const int64_t chunk = std::max<int64_t>(grain, (w.n / (8 * pool->size()) + grain - 1) / grain * grain);
+  pool->parallel_for_dynamic(w.n, chunk, [&](int64_t b, int64_t e) { v.fn(w, x, b, e, out); });
 }
 
 bool relu2_fused_supported(const TernaryMatrix& w, const QuantizedActs& x, int64_t ff) {
