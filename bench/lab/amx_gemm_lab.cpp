@@ -598,7 +598,10 @@ int main(int argc, char** argv) {
   }
 
   // "lib" is the library's kernel itself, against which a change to it is timed; the make<> one
-  // beside it is the fifth session's library structure. The fifth session's other variants and
+  // beside it is the fifth session's library structure (the whole panel staged before its products;
+  // the library now stages the next step's weights between the current step's tile products, which
+  // the seventh session measured here as variants "is_pf0/16/64" before moving it into the library:
+  // +14 - 30 % over the library of then in all six cells). The fifth session's other variants and
   // the timing-only cuts run with a third argument "all". (Sixth session: staging the next step's
   // weights in parts between the micro-kernel calls, double-buffered, was 2 - 16 % slower in
   // every cell on one lease and was dropped.)

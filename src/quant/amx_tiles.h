@@ -54,25 +54,65 @@ inline __m512i plane_table(int s) {
   for (int i = 0; i < 64; ++i) t[i] = static_cast<int8_t>(((i >> (2 * s)) & 3) - 1);
   return _mm512_load_si512(t);
 }
+struct PlaneTables {
+  __m512i t0, t1, t2;
+};
+inline PlaneTables plane_tables() {
+  return {plane_table(0), plane_table(1), plane_table(2)};
+}
+// One native chunk (64 packed bytes: 16 rows x 16 k) into its four B tile rows at q.
+inline void stage_chunk(const uint8_t* p, int8_t* q, const PlaneTables& t) {
+  const __m512i v = _mm512_load_si512(p);
+  _mm512_store_si512(q + 0, _mm512_permutexvar_epi8(v, t.t0));
+  _mm512_store_si512(q + 64, _mm512_permutexvar_epi8(v, t.t1));
+  _mm512_store_si512(q + 128, _mm512_permutexvar_epi8(v, t.t2));
+  _mm512_store_si512(q + 192, _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 6), t.t0));
+}
 inline void stage_block(const TernaryMatrix& w, int64_t rb, int64_t slot, int64_t slots, int64_t kt0,
                         int64_t nk, int8_t* dst) {
-  const __m512i t0 = plane_table(0), t1 = plane_table(1), t2 = plane_table(2);
+  const PlaneTables t = plane_tables();
   const uint8_t* p = w.block(rb) + kt0 * 4 * kChunkBytes;
-  for (int64_t kt = 0; kt < nk; ++kt) {
-    int8_t* tile = dst + (kt * slots + slot) * kTileBytes;
-    for (int c = 0; c < 4; ++c) {
-      const __m512i v = _mm512_load_si512(p + (kt * 4 + c) * kChunkBytes);
-      int8_t* q = tile + c * 4 * 64;
-      _mm512_store_si512(q + 0, _mm512_permutexvar_epi8(v, t0));
-      _mm512_store_si512(q + 64, _mm512_permutexvar_epi8(v, t1));
-      _mm512_store_si512(q + 128, _mm512_permutexvar_epi8(v, t2));
-      _mm512_store_si512(q + 192, _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 6), t0));
-    }
-  }
+  for (int64_t kt = 0; kt < nk; ++kt)
+    for (int c = 0; c < 4; ++c)
+      stage_chunk(p + (kt * 4 + c) * kChunkBytes, dst + (kt * slots + slot) * kTileBytes + c * 256, t);
 }
 // Row blocks rb0 .. rb0 + nb - 1 into slots 0 .. nb - 1.
 inline void stage_b(const TernaryMatrix& w, int64_t rb0, int64_t nb, int64_t kt0, int64_t nk, int8_t* dst) {
   for (int64_t b = 0; b < nb; ++b) stage_block(w, rb0 + b, b, nb, kt0, nk, dst);
+}
+
+// Staging in pieces: the prefill kernel stages the next step's weights a few chunks at a time
+// between its tile products (gemm_amx.cpp). A Stager walks the chunks of row blocks blocks[0 ..
+// slots - 1] (at most 2), k-tiles [kt0, kt0 + nk), block by block (each block's packed bytes are
+// contiguous, so the reads stream); each chunk lands where stage_block would put it.
+struct Stager {
+  const uint8_t* src[2] = {nullptr, nullptr};  // each block's packed bytes from k-tile kt0
+  int8_t* dst = nullptr;
+  int64_t slots = 0, per_block = 0;  // blocks; chunks per block (nk * 4)
+  int64_t b = 0, j = 0;              // the next chunk: chunk j of block b
+  int64_t left = 0;                  // chunks still to stage
+};
+inline Stager make_stager(const TernaryMatrix& w, const int64_t* blocks, int64_t slots, int64_t kt0,
+                          int64_t nk, int8_t* dst) {
+  Stager s;
+  s.dst = dst;
+  s.slots = slots;
+  s.per_block = nk * 4;
+  s.left = slots * nk * 4;
+  for (int64_t b = 0; b < slots; ++b) s.src[b] = w.block(blocks[b]) + kt0 * 4 * kChunkBytes;
+  return s;
+}
+// Stages the next u chunks (fewer at the end). PFD > 0 prefetches the packed bytes PFD chunks
+// ahead into L1 (the reads come from DRAM; past a block's end the prefetch lands in the next
+// block's bytes, harmless).
+template <int PFD>
+inline void stage_chunks(Stager& s, int64_t u, const PlaneTables& t) {
+  for (; u > 0 && s.left > 0; --u, --s.left) {
+    const uint8_t* p = s.src[s.b] + s.j * kChunkBytes;
+    if constexpr (PFD > 0) _mm_prefetch(reinterpret_cast<const char*>(p + PFD * kChunkBytes), _MM_HINT_T0);
+    stage_chunk(p, s.dst + ((s.j >> 2) * s.slots + s.b) * kTileBytes + (s.j & 3) * 256, t);
+    if (++s.j == s.per_block) s.j = 0, ++s.b;
+  }
 }
 
 inline void store_tile(const int32_t* c, int rows, const TernaryMatrix& w, const QuantizedActs& x, int64_t m0,
@@ -157,10 +197,15 @@ inline void prefetch_tile(const int8_t* a, int64_t stride) {
 // row stride astride (the library: rows of QuantizedActs::q, akstep 64); weight tile (kt, j) at
 // b + kt * bstride + j KiB. Accumulators start at zero (first) or from c, and are parked in c
 // (tile (i, j) at c + (2i + j) * 256). PF (the lab's knob) prefetches activation tiles two
-// k-steps ahead.
-template <int TA, int TB, bool PF = false>
-void micro(const int8_t* a0, const int8_t* a1, int64_t astride, int64_t akstep, const int8_t* b,
-           int64_t bstride, int64_t nk, int32_t* c, bool first) {
+// k-steps ahead. each() runs after every k-step's products are issued: the tile unit works
+// through them from its queue while the core's vector ports are free (the kernel stages the next
+// step's weights there).
+struct NoWork {
+  void operator()() const {}
+};
+template <int TA, int TB, bool PF = false, class Each = NoWork>
+inline void micro_each(const int8_t* a0, const int8_t* a1, int64_t astride, int64_t akstep, const int8_t* b,
+                       int64_t bstride, int64_t nk, int32_t* c, bool first, Each&& each) {
   if (first) {
     _tile_zero(0);
     if constexpr (TB == 2) _tile_zero(1);
@@ -190,11 +235,17 @@ void micro(const int8_t* a0, const int8_t* a1, int64_t astride, int64_t akstep, 
       _tile_dpbssd(2, 5, 6);
       if constexpr (TB == 2) _tile_dpbssd(3, 5, 7);
     }
+    each();
   }
   _tile_stored(0, c, 64);
   if constexpr (TB == 2) _tile_stored(1, c + kTileInts, 64);
   if constexpr (TA == 2) _tile_stored(2, c + 2 * kTileInts, 64);
   if constexpr (TA == 2 && TB == 2) _tile_stored(3, c + 3 * kTileInts, 64);
+}
+template <int TA, int TB, bool PF = false>
+void micro(const int8_t* a0, const int8_t* a1, int64_t astride, int64_t akstep, const int8_t* b,
+           int64_t bstride, int64_t nk, int32_t* c, bool first) {
+  micro_each<TA, TB, PF>(a0, a1, astride, akstep, b, bstride, nk, c, first, NoWork{});
 }
 
 using MicroFn = void (*)(const int8_t*, const int8_t*, int64_t, int64_t, const int8_t*, int64_t, int64_t,

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cstring>
 #include <vector>
 
 #include "core/cpu.h"
@@ -39,6 +40,42 @@ TEST(AmxStaging, StagedTilesHoldTheWeightsInBTileLayout) {
             ASSERT_EQ(dst[(kt * nb + b) * amx::kTileBytes + row * 64 + col], weight(r, c))
                 << "rb0=" << rb0 << " kt=" << kt << " b=" << b << " row=" << row << " col=" << col;
           }
+  }
+}
+
+// The prefill kernel stages in pieces (a Stager, a few chunks per k-step, blocks in any two slots:
+// a gate block and its up block): every piece size must give stage_block's bytes, and no chunk may
+// be staged twice or left out.
+TEST(AmxStaging, StagingInPiecesEqualsStagingWhole) {
+  const CpuFeatures& f = cpu_features();
+  if (!f.avx512bw || !f.avx512vbmi) GTEST_SKIP() << "needs AVX-512 BW + VBMI (" << cpu_summary() << ")";
+  const int64_t n = 96, k = 700;  // 6 row blocks, k_pad 704 = 11 k-tiles
+  auto wq = random_ternary(static_cast<size_t>(n * k), 23);
+  const TernaryMatrix w = pack_native(wq.data(), n, k, 1.0f);
+  const amx::PlaneTables pt = amx::plane_tables();
+  for (auto [b0, b1, slots, kt0, nk] :
+       {std::array<int64_t, 5>{1, 2, 2, 0, 11}, std::array<int64_t, 5>{0, 3, 2, 4, 7},
+        std::array<int64_t, 5>{5, 5, 1, 10, 1}}) {
+    const size_t bytes = static_cast<size_t>(slots * nk * amx::kTileBytes);
+    AlignedBuffer whole(bytes), pieces(bytes);
+    const int64_t blocks[2] = {b0, b1};
+    for (int64_t s = 0; s < slots; ++s)
+      amx::stage_block(w, blocks[s], s, slots, kt0, nk, reinterpret_cast<int8_t*>(whole.data()));
+    for (int64_t u : {1, 2, 3, 7, 1000}) {
+      std::memset(pieces.data(), 0x55, bytes);
+      amx::Stager st = amx::make_stager(w, blocks, slots, kt0, nk, reinterpret_cast<int8_t*>(pieces.data()));
+      ASSERT_EQ(st.left, slots * nk * 4);
+      int64_t calls = 0;
+      while (st.left > 0) {
+        amx::stage_chunks<64>(st, u, pt);
+        ++calls;
+      }
+      EXPECT_EQ(calls, (slots * nk * 4 + u - 1) / u);
+      amx::stage_chunks<64>(st, u, pt);  // nothing left: must not write
+      ASSERT_EQ(std::memcmp(pieces.data(), whole.data(), bytes), 0)
+          << "blocks " << b0 << "," << b1 << " slots " << slots << " kt0 " << kt0 << " nk " << nk << " u "
+          << u;
+    }
   }
 }
 
