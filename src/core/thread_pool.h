@@ -62,6 +62,38 @@ class ThreadPool {
     });
   }
 
+  // Like parallel_for, each thread starts on its own contiguous share of the grain-sized chunks,
+  // in order (so per-token data stays with the same core from one section to the next); a thread
+  // that finishes its share then takes the chunks still unclaimed in the others' shares, in
+  // order. So a thread slowed down by another tenant leaves its remaining chunks to the rest
+  // instead of holding up the join. Which thread runs a chunk must not change results. Calls
+  // f(tid, begin, end), tid being the running thread (for per-thread scratch).
+  template <typename F>
+  void parallel_for_stealing(int64_t n, int64_t grain, F&& f) {
+    auto inline_f = [&](int64_t b, int64_t e) { f(0, b, e); };
+    const int64_t chunks = chunks_or_inline(n, grain, inline_f);
+    if (chunks == 0) return;
+    struct alignas(64) Share {
+      std::atomic<int64_t> next;
+      int64_t end;
+    };
+    std::vector<Share> shares(static_cast<size_t>(n_));
+    for (int t = 0; t < n_; ++t) {
+      shares[static_cast<size_t>(t)].next.store(chunks * t / n_, std::memory_order_relaxed);
+      shares[static_cast<size_t>(t)].end = chunks * (t + 1) / n_;
+    }
+    run([&](int tid) {
+      for (int v = 0; v < n_; ++v) {
+        Share& sh = shares[static_cast<size_t>((tid + v) % n_)];
+        for (int64_t c = sh.next.fetch_add(1, std::memory_order_relaxed); c < sh.end;
+             c = sh.next.fetch_add(1, std::memory_order_relaxed)) {
+          const int64_t b = c * grain;
+          f(tid, b, b + grain < n ? b + grain : n);
+        }
+      }
+    });
+  }
+
   // How long workers spin before sleeping (microseconds). Default 200.
   void set_spin_us(int us) { spin_us_ = us; }
 

@@ -30,11 +30,10 @@ Session::Session(const Model& model, const SessionOptions& opts)
 }
 
 const char* StepProfile::name(int s) {
-  static const char* names[kCount] = {"attn norm+quant",   "qkv gemv/gemm",     "rope + kv store",
-                                      "attention",         "sub-norm+quant",    "o gemv/gemm",
-                                      "ffn norm+quant",    "gate|up gemv/gemm", "relu2*up norm+quant",
-                                      "down gemv/gemm",    "residual",          "embedding + rope angles",
-                                      "output norm + head"};
+  static const char* names[kCount] = {"attn norm+quant", "qkv gemv/gemm",           "rope + kv store",
+                                      "attention",       "sub-norm+quant",          "o gemv/gemm",
+                                      "ffn norm+quant",  "gate|up gemv/gemm",       "relu2*up norm+quant",
+                                      "down gemv/gemm",  "embedding + rope angles", "output norm + head"};
   return s >= 0 && s < kCount ? names[s] : "?";
 }
 
@@ -58,10 +57,16 @@ void Session::truncate(int64_t n) {
 
 // Per-token work (norms, activation quantization, RoPE, residual adds) runs split over tokens;
 // each token's result is computed by one thread in one order, so logits do not depend on the
-// thread count. A single token (decode) runs inline on the caller.
+// thread count. A single token (decode) runs inline on the caller. Each thread starts on its own
+// half (or share) of the tokens, in chunks of about 1/8 of it, and takes what is left of the
+// others' once done (ThreadPool::parallel_for_stealing): a thread slowed by another tenant no
+// longer holds up every section.
+static int64_t token_grain(const ThreadPool& pool, int64_t n) {
+  return std::max<int64_t>(1, n / (8 * pool.size()));
+}
 template <typename F>
 static void per_token(ThreadPool& pool, int64_t n, F&& f) {
-  pool.parallel_for(n, 1, [&](int64_t t0, int64_t t1) {
+  pool.parallel_for_stealing(n, token_grain(pool, n), [&](int, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) f(t);
   });
 }
@@ -216,9 +221,8 @@ static void per_token_scratch(ThreadPool& pool, Arena& arena, int64_t n, int64_t
     for (int64_t t = 0; t < n; ++t) f(t, scratch);
     return;
   }
-  const int nt = pool.size();
-  pool.run([&](int tid) {
-    for (int64_t t = n * tid / nt; t < n * (tid + 1) / nt; ++t) f(t, scratch + tid * width);
+  pool.parallel_for_stealing(n, token_grain(pool, n), [&](int tid, int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) f(t, scratch + tid * width);
   });
 }
 
@@ -269,17 +273,15 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
     quantize_act_row(a, qo, t);
   });
   mark(StepProfile::kSubNormQuant, t0);
-  float* o = layer_arena_.alloc<float>(static_cast<size_t>(n * d));
-  ternary_gemm(&pool_, L.wo, qo, {nullptr, 0, o, d});
+  // The residual add happens in the product's epilogue (GemmOut::add: x += Wo a, the same float
+  // addition as a separate pass): the product's output never goes through memory on its own.
+  ternary_gemm(&pool_, L.wo, qo, {nullptr, 0, x, d, true});
   mark(StepProfile::kWo, t0);
 
-  // Feed-forward block: the residual add, RMSNorm and quantization fused per token.
+  // Feed-forward block: RMSNorm and quantization fused per token.
   QuantizedActs qf = alloc_quantized_acts(layer_arena_, n, d);
   per_token_scratch(pool_, layer_arena_, n, d, [&](int64_t t, float* h) {
-    float* xt = x + t * d;
-    const float* ot = o + t * d;
-    for (int64_t i = 0; i < d; ++i) xt[i] += ot[i];
-    rms_norm(xt, L.ffn_norm.data(), d, c.rms_eps, h);
+    rms_norm(x + t * d, L.ffn_norm.data(), d, c.rms_eps, h);
     quantize_act_row(h, qf, t);
   });
   mark(StepProfile::kFfnNormQuant, t0);
@@ -329,14 +331,8 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
     });
   }
   mark(StepProfile::kGateAct, t0);
-  ternary_gemm(&pool_, L.w_down, qd_, {nullptr, 0, o, d});
+  ternary_gemm(&pool_, L.w_down, qd_, {nullptr, 0, x, d, true});  // and the residual add
   mark(StepProfile::kDown, t0);
-  per_token(pool_, n, [&](int64_t t) {
-    float* xt = x + t * d;
-    const float* ot = o + t * d;
-    for (int64_t i = 0; i < d; ++i) xt[i] += ot[i];
-  });
-  mark(StepProfile::kResidual, t0);
 }
 
 const float* Session::forward(std::span<const int32_t> tokens, bool all_logits) {

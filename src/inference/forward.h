@@ -38,8 +38,7 @@ struct StepProfile {
     kFfnNormQuant,
     kGateUp,
     kGateAct,
-    kDown,
-    kResidual,
+    kDown,  // o and down include the residual add (in the products' epilogue)
     kEmbed,
     kHead,
     kCount

@@ -127,7 +127,10 @@ inline void store_tile(const int32_t* c, int rows, const TernaryMatrix& w, const
     if (out.i32) _mm512_mask_storeu_epi32(out.i32 + m * out.ld_i32 + row0, mask, acc);
     if (out.f32) {
       const __m512 f = _mm512_mul_ps(rs, _mm512_set1_ps(x.dq[m]));
-      _mm512_mask_storeu_ps(out.f32 + m * out.ld_f32 + row0, mask, _mm512_mul_ps(_mm512_cvtepi32_ps(acc), f));
+      float* dst = out.f32 + m * out.ld_f32 + row0;
+      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), f);
+      if (out.add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), v);
+      _mm512_mask_storeu_ps(dst, mask, v);
     }
   }
 }

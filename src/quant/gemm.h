@@ -20,6 +20,9 @@ struct GemmOut {
   int64_t ld_i32 = 0;
   float* f32 = nullptr;    // optional [m][ld_f32]: scaled output
   int64_t ld_f32 = 0;
+  // f32 only: add each result to the value already there (the forward's residual stream, x += W a)
+  // instead of storing it; the same float addition as a separate pass, so the same bits.
+  bool add = false;
 };
 
 // Computes output columns [n0, n1) for every token. n0 is a multiple of 16 (a row block); n1 is a

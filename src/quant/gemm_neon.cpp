@@ -18,7 +18,11 @@ inline void store4(int32x4_t acc, const TernaryMatrix& w, const QuantizedActs& x
   vst1q_s32(a, acc);
   for (int r = 0; r < 4 && row0 + r < n1; ++r) {
     if (out.i32) out.i32[m * out.ld_i32 + row0 + r] = a[r];
-    if (out.f32) out.f32[m * out.ld_f32 + row0 + r] = gemm_scale(a[r], w.row_scale()[row0 + r], x.dq[m]);
+    if (out.f32) {
+      float& y = out.f32[m * out.ld_f32 + row0 + r];
+      const float v = gemm_scale(a[r], w.row_scale()[row0 + r], x.dq[m]);
+      y = out.add ? y + v : v;
+    }
   }
 }
 

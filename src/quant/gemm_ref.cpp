@@ -18,7 +18,11 @@ void ternary_gemm_ref(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0
       }
       (void)chunks;
       if (out.i32) out.i32[m * out.ld_i32 + n] = acc;
-      if (out.f32) out.f32[m * out.ld_f32 + n] = gemm_scale(acc, w.row_scale()[n], x.dq[m]);
+      if (out.f32) {
+        float& y = out.f32[m * out.ld_f32 + n];
+        const float v = gemm_scale(acc, w.row_scale()[n], x.dq[m]);
+        y = out.add ? y + v : v;
+      }
     }
   }
 }

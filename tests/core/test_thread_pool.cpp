@@ -70,6 +70,42 @@ TEST(ThreadPool, DynamicChunksCoverRangeOnceAndFlowToFreeThreads) {
   EXPECT_EQ(chunks_after_first.load(), 63);
 }
 
+// Stealing: every index once in grain-sized chunks (one thread: one call with tid 0); tid is the
+// caller's or a worker's index; a thread held up in its first chunk leaves the rest of its share to
+// the others.
+TEST(ThreadPool, StealingCoversRangeOnceAndFlowsToFreeThreads) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 15, 16, 17, 100, 1000}) {
+      std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
+      pool.parallel_for_stealing(n, 16, [&](int tid, int64_t b, int64_t e) {
+        EXPECT_GE(tid, 0);
+        EXPECT_LT(tid, threads);
+        EXPECT_EQ(b % 16, 0);
+        EXPECT_EQ(e, threads == 1 ? n : std::min<int64_t>(b + 16, n));
+        for (int64_t i = b; i < e; ++i) seen[static_cast<size_t>(i)].fetch_add(1);
+      });
+      for (auto& s : seen) ASSERT_EQ(s.load(), 1) << threads << " " << n;
+    }
+  }
+  ThreadPool pool(2);
+  std::atomic<int> chunks_after_first{0};
+  std::atomic<bool> first_taken{false};
+  std::vector<std::atomic<int>> seen(64 * 8);
+  pool.parallel_for_stealing(64 * 8, 8, [&](int, int64_t b, int64_t e) {
+    if (!first_taken.exchange(true)) {  // hold this thread until the other took all other chunks
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (chunks_after_first.load() < 63 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    } else {
+      chunks_after_first.fetch_add(1);
+    }
+    for (int64_t i = b; i < e; ++i) seen[static_cast<size_t>(i)].fetch_add(1);
+  });
+  for (auto& s : seen) ASSERT_EQ(s.load(), 1);
+  EXPECT_EQ(chunks_after_first.load(), 63);  // static halves would leave 31 to the held thread
+}
+
 TEST(ThreadPool, SurvivesSleepAndWake) {
   ThreadPool pool(2);
   pool.set_spin_us(0);  // workers go straight to the futex

@@ -158,6 +158,33 @@ TEST_P(GemmVariantTest, FloatEpilogueWithinDerivedTolerance) {
     }
 }
 
+// GemmOut::add (the forward's residual stream): y = y0 + the stored product, bit for bit, for
+// decode (m = 1) and prompts (m = 37: partial token tiles), with partial row blocks (n = 45).
+TEST_P(GemmVariantTest, AddingEpilogueEqualsStoreThenAdd) {
+  const GemmVariant& v = gemm_variant(GetParam());
+  if (!v.cpu_ok()) GTEST_SKIP() << GetParam() << " is not supported by this CPU";
+  ForceKernel force(v.name);
+  const int64_t n = 45, k = 300;
+  auto wq = random_ternary(static_cast<size_t>(n * k), 78);
+  auto W = pack_native(wq.data(), n, k, 0.37f);
+  for (int64_t m : {1, 37}) {
+    Arena arena;
+    auto X = make_acts(arena, m, k, Fill::kRandom, 6);
+    const int64_t ld = n + 3;  // a wider row: columns past n must stay untouched
+    auto y0 = random_floats(static_cast<size_t>(m * ld), 9, -3.0f, 3.0f);
+    std::vector<float> prod(static_cast<size_t>(m * ld), 0.0f), y = y0;
+    ThreadPool pool(2);
+    ternary_gemm(&pool, W, X, {nullptr, 0, prod.data(), ld});
+    ternary_gemm(&pool, W, X, {nullptr, 0, y.data(), ld, true});
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < ld; ++j) {
+        const size_t at = static_cast<size_t>(i * ld + j);
+        const float want = j < n ? y0[at] + prod[at] : y0[at];
+        ASSERT_EQ(std::memcmp(&y[at], &want, 4), 0) << v.name << " m=" << m << " " << i << "," << j;
+      }
+  }
+}
+
 std::vector<std::string> all_variant_names() {
   std::vector<std::string> names;
   for (const auto& v : gemm_variants()) names.emplace_back(v.name);
