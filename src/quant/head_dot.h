@@ -37,6 +37,10 @@ struct HeadActs {
   std::vector<int8_t> q;      // [m][n] for Q8_0/Q6_K
   std::vector<float> d;       // [m][n / block] block scales for Q8_0/Q6_K
   std::vector<int16_t> bsum;  // [m][n / 16] for Q6_K
+  // Q8_0, for the AVX-512 kernel: per pair of blocks (64 values), lane j = -128 * (the sum of q
+  // over values 4j .. 4j + 3): vpdpbusd's start value, so that (w + 128) . q from it is exactly
+  // w . q. n / 4 entries per token; an odd last block has none.
+  std::vector<int32_t> qoff;
 };
 
 // y[t * ld_y + r] = dot(row r, t) for rows [r0, r1) and every token t < m: the loop of every

@@ -102,9 +102,9 @@ TEST(HeadDot, ReferenceIsWithinTheActivationRounding) {
   }
 }
 
-// Extreme stored values: Q8_0 quants of -128 and 127 (the unsigned |w| trick must read -128 as
-// 128) and Q6_K codes 0 and 63 (and between) with sub-scales -128 and 127; all variants must agree exactly with
-// hand-computed integers (the scales are powers of two, so the float parts are exact too).
+// Extreme stored values: Q8_0 quants of -128 and 127 (the kernel's unsigned w + 128 must map them
+// to 0 and 255) and Q6_K codes 0 and 63 (and between) with sub-scales -128 and 127; all variants must agree
+// exactly with hand-computed integers (the scales are powers of two, so the float parts are exact too).
 TEST(HeadDot, ExtremeStoredValues) {
   const int64_t n = 256;
   std::vector<float> x(n);
