@@ -157,23 +157,11 @@ void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a
       for (int64_t b = 0; b < n / qb; ++b)
         quantize_block(x + t * n + b * qb, qb, a.q.data() + t * n + b * qb,
                        &a.d[static_cast<size_t>(t * (n / qb) + b)]);
-    if (wtype == DType::Q8_0) {
-      const int64_t pairs = n / 64;
-      a.qoff.resize(static_cast<size_t>(m * pairs * 16));
-      for (int64_t t = 0; t < m; ++t)
-        for (int64_t p = 0; p < pairs; ++p)
-          for (int64_t j = 0; j < 16; ++j) {
-            const int8_t* q = a.q.data() + t * n + p * 64 + 4 * j;
-            a.qoff[static_cast<size_t>((t * pairs + p) * 16 + j)] = -128 * (q[0] + q[1] + q[2] + q[3]);
-          }
-    }
-    if (wtype == DType::Q6_K) {
-      a.bsum.resize(static_cast<size_t>(m * (n / 16)));
-      for (int64_t g = 0; g < m * (n / 16); ++g) {
-        int32_t s = 0;
-        for (int i = 0; i < 16; ++i) s += a.q[static_cast<size_t>(g * 16 + i)];
-        a.bsum[static_cast<size_t>(g)] = static_cast<int16_t>(s);
-      }
+    const int32_t off = wtype == DType::Q8_0 ? 128 : 32;  // the weights' unsigned offset
+    a.qoff.resize(mn / 4);
+    for (size_t g = 0; g < mn / 4; ++g) {
+      const int8_t* q = a.q.data() + 4 * g;
+      a.qoff[g] = -off * (q[0] + q[1] + q[2] + q[3]);
     }
     return;
   }

@@ -11,10 +11,9 @@
 //               weight's type), then products accumulate in float.
 //   Q8_0:       x is quantized per 32-value block: dx = amax/127, xq = nearbyint(x * 127/amax);
 //               y = sum_b dw_b * dx_b * isum_b, isum_b = sum of 32 int8 x int8 products (exact).
-//   Q6_K:       x is quantized per 256-value block the same way (ggml's Q8_K), with the sums of
-//               each 16 quantized values kept (bsum); per block
-//               y_b = dw * dx * sum_j scale_j * (sum_{16 i in j} q6_i * xq_i - 32 * bsum_j),
-//               q6 in [0, 63] the stored 6-bit code (value q6 - 32).
+//   Q6_K:       x is quantized per 256-value block the same way (ggml's Q8_K); per block
+//               y_b = dw * dx * sum_j scale_j * sum_{16 i in j} (q6_i - 32) * xq_i,
+//               q6 in [0, 63] the stored 6-bit code (value q6 - 32); the sum over j is exact.
 //   Q4_0:       scalar reference only: each row dequantized to float, then a float dot.
 // The integer parts are exact in every variant; the float combination order differs between
 // variants, so variants agree to float rounding (tests bound it), and each is deterministic and
@@ -36,10 +35,9 @@ struct HeadActs {
   std::vector<float> f;       // [m][n] for F32/F16/BF16/Q4_0 (rounded to the weight type)
   std::vector<int8_t> q;      // [m][n] for Q8_0/Q6_K
   std::vector<float> d;       // [m][n / block] block scales for Q8_0/Q6_K
-  std::vector<int16_t> bsum;  // [m][n / 16] for Q6_K
-  // Q8_0, for the AVX-512 kernel: per pair of blocks (64 values), lane j = -128 * (the sum of q
-  // over values 4j .. 4j + 3): vpdpbusd's start value, so that (w + 128) . q from it is exactly
-  // w . q. n / 4 entries per token; an odd last block has none.
+  // [m][n / 4] for Q8_0/Q6_K, for the AVX-512 kernels: entry g = -off * (q[4g] + .. + q[4g + 3]),
+  // off = 128 (Q8_0) or 32 (Q6_K). vpdpbusd multiplies unsigned weight bytes, u = w + off; a lane
+  // started at this value ends at exactly the sum of w * q over its 4 values.
   std::vector<int32_t> qoff;
 };
 
