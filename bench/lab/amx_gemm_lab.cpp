@@ -273,7 +273,8 @@ void gemm(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int64_t n1
   constexpr MicroFn kEdge[2][2] = {{micro<1, 1, PF>, micro<1, 2, PF>}, {micro<2, 1, PF>, micro<2, 2, PF>}};
   constexpr MicroFn kFull = K::template fn<PF>;
   const int64_t lda = x.k_pad;
-  const auto [ktiles, nkb, kb] = amx::k_blocks(w, KB);
+  const amx::KBlocks kbl = amx::k_blocks(w, KB);  // not a structured binding: lambdas capture these
+  const int64_t ktiles = kbl.ktiles, nkb = kbl.nkb, kb = kbl.kb;
   constexpr int64_t np = NP;
 
   const int64_t tiles = (x.m + 15) / 16, full_tiles = x.m / 16;

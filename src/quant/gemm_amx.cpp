@@ -68,7 +68,9 @@ void amx_driver(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0, int6
                 const Relu2Out* gated) {
   if (n0 >= n1 || x.m <= 0) return;
   const int64_t lda = x.k_pad;
-  const auto [ktiles, nkb, kb] = amx::k_blocks(w, kMaxKBlock);
+  // (Plain variables, not a structured binding: the step lambda below captures them.)
+  const amx::KBlocks kbl = amx::k_blocks(w, kMaxKBlock);
+  const int64_t ktiles = kbl.ktiles, nkb = kbl.nkb, kb = kbl.kb;
   constexpr int64_t np = kPanelBlocks;
 
   // Token tiles, and chunks of an even number of them whose activations stay in L2.
