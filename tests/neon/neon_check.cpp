@@ -1,7 +1,8 @@
 // Checks the NEON dotprod kernel against the scalar reference, bit for bit, on awkward shapes and
-// extreme activations. A plain program (no GoogleTest) so it can be cross-compiled for aarch64
+// extreme activations, and its adding float epilogue against store-then-add. A plain program (no GoogleTest) so it can be cross-compiled for aarch64
 // and run under qemu-user on x86-64 machines: scripts/test-neon-qemu.sh.
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "core/arena.h"
@@ -38,7 +39,17 @@ int main() {
         std::vector<int32_t> want(static_cast<size_t>(m * n)), got(want.size(), 0x7eadbeef);
         ternary_gemm_ref(W, X, 0, n, {want.data(), n, nullptr, 0});
         ternary_gemm_with(neon, nullptr, W, X, {got.data(), n, nullptr, 0});
-        if (got == want) {
+        // The residual-stream epilogue (GemmOut::add): y0 + the stored product, bit for bit.
+        std::vector<float> prod(want.size()), y = random_floats(want.size(), static_cast<uint64_t>(c) + 99);
+        const std::vector<float> y0 = y;
+        ternary_gemm_with(neon, nullptr, W, X, {nullptr, 0, prod.data(), n});
+        ternary_gemm_with(neon, nullptr, W, X, {nullptr, 0, y.data(), n, true});
+        bool add_ok = true;
+        for (size_t i = 0; i < y.size(); ++i) {
+          const float s = y0[i] + prod[i];
+          add_ok = add_ok && std::memcmp(&s, &y[i], 4) == 0;
+        }
+        if (got == want && add_ok) {
           ++passed;
         } else {
           ++failed;
