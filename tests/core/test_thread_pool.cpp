@@ -34,6 +34,28 @@ TEST(ThreadPool, ParallelForCoversRangeExactlyOnceInGrainUnits) {
   }
 }
 
+// run(f) splits [0, 512) into 64 chunks of 8 on a 2-thread pool, calling f(begin, end) per chunk.
+// The thread that claims a chunk first is held there until the other has taken every other chunk
+// (or 5 s pass). Checks every index is covered once; returns how many chunks the other took.
+template <typename Run>
+int chunks_others_take_while_one_is_held(Run&& run) {
+  std::atomic<int> chunks_after_first{0};
+  std::atomic<bool> first_taken{false};
+  std::vector<std::atomic<int>> seen(64 * 8);
+  run([&](int64_t b, int64_t e) {
+    if (!first_taken.exchange(true)) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (chunks_after_first.load() < 63 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    } else {
+      chunks_after_first.fetch_add(1);
+    }
+    for (int64_t i = b; i < e; ++i) seen[static_cast<size_t>(i)].fetch_add(1);
+  });
+  for (auto& s : seen) EXPECT_EQ(s.load(), 1);
+  return chunks_after_first.load();
+}
+
 // Dynamic chunks: every index once, each chunk exactly `grain` long except the last (one thread:
 // the whole range in one call); a thread
 // held up in its first chunk leaves the remaining chunks to the others.
@@ -50,24 +72,11 @@ TEST(ThreadPool, DynamicChunksCoverRangeOnceAndFlowToFreeThreads) {
       for (auto& s : seen) ASSERT_EQ(s.load(), 1) << threads << " " << n;
     }
   }
-  ThreadPool pool(2);
-  std::atomic<int> chunks_after_first{0};
-  std::atomic<bool> first_taken{false};
-  std::vector<std::atomic<int>> seen(64 * 8);
-  pool.parallel_for_dynamic(64 * 8, 8, [&](int64_t b, int64_t e) {
-    if (!first_taken.exchange(true)) {  // the first chunk claimed: hold its thread until the
-      // other has taken every other chunk (or 5 s pass: then the check below fails)
-      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-      while (chunks_after_first.load() < 63 && std::chrono::steady_clock::now() < until)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    } else {
-      chunks_after_first.fetch_add(1);
-    }
-    for (int64_t i = b; i < e; ++i) seen[static_cast<size_t>(i)].fetch_add(1);
-  });
-  for (auto& s : seen) ASSERT_EQ(s.load(), 1);
   // With static halves the held thread would still owe 31 chunks; here the other one took them.
-  EXPECT_EQ(chunks_after_first.load(), 63);
+  ThreadPool pool(2);
+  EXPECT_EQ(chunks_others_take_while_one_is_held(
+                [&](auto&& f) { pool.parallel_for_dynamic(64 * 8, 8, [&](int64_t b, int64_t e) { f(b, e); }); }),
+            63);
 }
 
 // Stealing: every index once in grain-sized chunks (one thread: one call with tid 0); tid is the
@@ -89,21 +98,10 @@ TEST(ThreadPool, StealingCoversRangeOnceAndFlowsToFreeThreads) {
     }
   }
   ThreadPool pool(2);
-  std::atomic<int> chunks_after_first{0};
-  std::atomic<bool> first_taken{false};
-  std::vector<std::atomic<int>> seen(64 * 8);
-  pool.parallel_for_stealing(64 * 8, 8, [&](int, int64_t b, int64_t e) {
-    if (!first_taken.exchange(true)) {  // hold this thread until the other took all other chunks
-      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-      while (chunks_after_first.load() < 63 && std::chrono::steady_clock::now() < until)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    } else {
-      chunks_after_first.fetch_add(1);
-    }
-    for (int64_t i = b; i < e; ++i) seen[static_cast<size_t>(i)].fetch_add(1);
-  });
-  for (auto& s : seen) ASSERT_EQ(s.load(), 1);
-  EXPECT_EQ(chunks_after_first.load(), 63);  // static halves would leave 31 to the held thread
+  EXPECT_EQ(chunks_others_take_while_one_is_held([&](auto&& f) {
+              pool.parallel_for_stealing(64 * 8, 8, [&](int, int64_t b, int64_t e) { f(b, e); });
+            }),
+            63);  // static halves would leave 31 to the held thread
 }
 
 TEST(ThreadPool, SurvivesSleepAndWake) {
