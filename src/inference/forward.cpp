@@ -285,8 +285,10 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
     quantize_act_row(h, qf, t);
   });
   mark(StepProfile::kFfnNormQuant, t0);
-  float* gu = layer_arena_.alloc<float>(static_cast<size_t>(n * 2 * ff));
   QuantizedActs qd_ = alloc_quantized_acts(layer_arena_, n, ff);
+  const bool fused = n > 1 && c.act == FfnAct::kRelu2 && relu2_fused_supported(L.w_gate_up, qf, ff);
+  // The gate|up floats, n x 2ff (not stored at all by the fused form).
+  float* gu = fused ? nullptr : layer_arena_.alloc<float>(static_cast<size_t>(n * 2 * ff));
   if (n > 1 && ff % kRowBlock == 0) {
     // Prompts: gate|up is n x 2ff floats (7 MB for 128 tokens of the 2B4T), beyond L2. Each thread
     // computes stripes of kStripe gate rows and the matching up rows for every token and applies
@@ -298,7 +300,6 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
     constexpr int64_t kStripe = 512;
     float* act = layer_arena_.alloc<float>(static_cast<size_t>(n * ff));
     const GemmVariant& v = select_gemm(L.w_gate_up, qf);
-    const bool fused = c.act == FfnAct::kRelu2 && relu2_fused_supported(L.w_gate_up, qf, ff);
     // Stripes are claimed from a counter (as the GEMMs' row chunks): a slowed thread takes fewer.
     const int64_t stripes = (ff + kStripe - 1) / kStripe;
     pool_.parallel_for_dynamic(stripes, 1, [&](int64_t s0, int64_t s1) {
