@@ -12,8 +12,8 @@
 //   token chunk (sized so its activations, M_c x k_pad bytes, stay in L2)
 //     row panel of kPanelBlocks row blocks (16 rows each)
 //       K block of kb <= kMaxKBlock k-tiles (64 k each): the panel's weights for this K block are
-//         staged once into a per-thread buffer (kPanelBlocks x kb KiB, L2-resident) and reused by
-//         every token tile of the chunk
+//         staged once into one of two per-thread buffers (kPanelBlocks x kb KiB each,
+//         L2-resident) and reused by every token tile of the chunk
 //         token-tile pair x row-block pair: 2 x 2 accumulators tmm0..3, activations tmm4,5,
 //         weights tmm6,7, so each tile load feeds two tdpbssd; the accumulators are parked in a
 //         per-thread int32 buffer between K blocks and scaled out after the last one.
@@ -22,8 +22,8 @@
 // next step's weights into the other, a few chunks after each k-step's four tdpbssd (the tile
 // unit works through its queue meanwhile, and the vector ports are free). Staging a whole panel
 // up front left the tile unit idle for it and for the DRAM reads behind it: in the lab
-// (bench/lab/amx_gemm_lab.cpp) the interleaved form was 14 - 30 % faster in every cell, M = 128,
-// 1 and 2 threads, on the 2B4T shapes.
+// (bench/lab/amx_gemm_lab.cpp; M = 128, 1 and 2 threads, the 2B4T shapes) the interleaved form
+// was 14 - 30 % faster than that in every cell on one lease, 2 - 16 % on another.
 // A last partial token tile (M % 16 rows) is copied, zero-padded, into a 16-row scratch so every
 // tile is full; rows beyond M are computed and discarded. Only n_pad rows of the matrix are read.
 #include <immintrin.h>
