@@ -7,7 +7,7 @@
 
 namespace bitnet {
 namespace {
-constexpr std::array<DTypeInfo, 12> kInfo = {{
+constexpr std::array<DTypeInfo, 13> kInfo = {{
     {"f32", 1, 4, 0, false},
     {"f16", 1, 2, 0, false},
     {"bf16", 1, 2, 0, false},
@@ -20,6 +20,7 @@ constexpr std::array<DTypeInfo, 12> kInfo = {{
     {"tq2_0", 256, 66, 0, true},
     {"i2_s", 4, 1, 32, true},
     {"tnat", 4, 1, 0, true},
+    {"q8_0x", 512, 544, 0, false},
 }};
 }  // namespace
 

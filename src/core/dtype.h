@@ -21,7 +21,8 @@ enum class DType : uint8_t {
   TQ1_0,  // ggml: 256 trits, base-3 packed, 54 bytes
   TQ2_0,  // ggml: 256 x 2-bit + fp16 scale, 66 bytes
   I2_S,   // bitnet.cpp: 2-bit codes, one fp32 scale per tensor
-  TNAT,   // ours: kernel-native packed ternary (src/quant/native_layout.h)
+  TNAT,   // ours: kernel-native packed ternary (src/quant/native.h)
+  Q8_0X,  // ours: Q8_0 regrouped for the head kernels, 16 blocks a superblock (src/quant/q8_0x.h)
 };
 
 struct DTypeInfo {

@@ -223,10 +223,19 @@ std::unique_ptr<Model> load_gguf_model(const GgufFile& f, const std::function<vo
     return read_matrix(f, "token_embd.weight", c.n_vocab, c.n_embd);
   }();
   validate(c);
+  // A Q8_0 head is regrouped for its kernel (model.h), slice by slice, each slice's file pages
+  // dropped once copied: peak memory stays one copy of the table.
+  auto regroup = [&](Tensor& t, const char* name) {
+    if (!head_regroups_q8_0x(t.dtype(), t.cols())) return;
+    t = regroup_q8_0x(t, [&](const uint8_t* p, size_t n) { f.release_bytes(p, n); });
+    f.release_tensor(*f.find_tensor(name));  // the pages that straddled slices
+  };
   if (f.find_tensor("output.weight")) {
     m->output = read_matrix(f, "output.weight", c.n_vocab, c.n_embd);
     m->tied_head = false;
+    regroup(m->output, "output.weight");  // the embedding stays as stored: one row per token
   } else {
+    regroup(m->token_embd, "token_embd.weight");
     m->output = m->token_embd;
     m->tied_head = true;
   }

@@ -1,6 +1,34 @@
 #include "inference/model.h"
 
+#include <algorithm>
+#include <string_view>
+
+#include "core/error.h"
+#include "quant/head_dot.h"
+#include "quant/q8_0x.h"
+
 namespace bitnet {
+
+bool head_regroups_q8_0x(DType t, int64_t cols) {
+  return t == DType::Q8_0 && cols > 0 && cols % kQ8xValues == 0 &&
+         std::string_view(select_head(DType::Q8_0X).name) != "scalar";
+}
+
+Tensor regroup_q8_0x(const Tensor& t, const std::function<void(const uint8_t*, size_t)>& release) {
+  BN_CHECK(t.dtype() == DType::Q8_0 && t.rank() == 2, "regroup_q8_0x: '{}' is {} {}", t.name(),
+           dtype_name(t.dtype()), shape_str(t.shape()));
+  Tensor out = Tensor::empty(DType::Q8_0X, t.shape(), t.name());
+  const size_t rb = t.row_stride_bytes();
+  BN_CHECK(out.row_stride_bytes() == rb);
+  constexpr int64_t kSlice = 1024;  // rows: 2.7 MB of the 2B4T head
+  for (int64_t r0 = 0; r0 < t.rows(); r0 += kSlice) {
+    const int64_t rows = std::min(kSlice, t.rows() - r0);
+    const uint8_t* src = t.data() + static_cast<size_t>(r0) * rb;
+    repack_q8_0x_rows(src, rows, t.cols(), out.mutable_data() + static_cast<size_t>(r0) * rb);
+    if (release) release(src, static_cast<size_t>(rows) * rb);
+  }
+  return out;
+}
 
 size_t decode_weight_bytes(const Model& m) {
   size_t b = m.output.nbytes();

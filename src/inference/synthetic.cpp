@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/head_dot.h"
+#include "quant/q8_0x.h"
 #include "quant/quantize_rows.h"
 #include "quant/random_data.h"
 
@@ -56,14 +57,20 @@ Model make_synthetic_model(const ModelConfig& cfg, uint64_t seed, DType embd_typ
   Model m;
   m.cfg = cfg;
   const int64_t d = cfg.n_embd;
-  m.token_embd = Tensor::empty(embd_type, {cfg.n_vocab, d}, "token_embd.weight");
+  // A Q8_0 table is held as the head kernel's Q8_0X where a loaded model's would be (model.h).
+  const bool q8x = head_regroups_q8_0x(embd_type, d);
+  m.token_embd = Tensor::empty(q8x ? DType::Q8_0X : embd_type, {cfg.n_vocab, d}, "token_embd.weight");
   // Generated and stored 4096 rows at a time (the 2B4T table is 1.3 GB as floats).
   const size_t rb = row_bytes(embd_type, d);
   for (int64_t r0 = 0; r0 < cfg.n_vocab; r0 += 4096) {
     const int64_t rows = std::min<int64_t>(4096, cfg.n_vocab - r0);
     auto e = random_floats(static_cast<size_t>(rows * d), seed + 7919 * static_cast<uint64_t>(r0 / 4096), -1.0f, 1.0f);
     const auto bytes = quantize_rows(embd_type, e.data(), rows, d);
-    std::memcpy(m.token_embd.mutable_data() + static_cast<size_t>(r0) * rb, bytes.data(), bytes.size());
+    uint8_t* dst = m.token_embd.mutable_data() + static_cast<size_t>(r0) * rb;
+    if (q8x)
+      repack_q8_0x_rows(bytes.data(), rows, d, dst);
+    else
+      std::memcpy(dst, bytes.data(), bytes.size());
   }
   m.output = m.token_embd;
   m.tied_head = true;

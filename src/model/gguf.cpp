@@ -115,7 +115,9 @@ std::optional<uint32_t> ggml_from_dtype(DType t) {
     case DType::TQ1_0: return kGgmlTQ1_0;
     case DType::TQ2_0: return kGgmlTQ2_0;
     case DType::I2_S: return kGgmlI2_S;
-    case DType::TNAT: return std::nullopt;
+    case DType::TNAT:
+    case DType::Q8_0X:
+      return std::nullopt;
   }
   return std::nullopt;
 }
@@ -300,6 +302,10 @@ GgufFile GgufFile::open(const std::string& path) {
 
 void GgufFile::release_tensor(const GgufTensorInfo& info) const {
   if (mapped_) mapped_->release(tensor_data(info), info.nbytes);
+}
+
+void GgufFile::release_bytes(const uint8_t* p, size_t n) const {
+  if (mapped_) mapped_->release(p, n);
 }
 
 GgufFile GgufFile::parse(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,

@@ -44,7 +44,7 @@ inline constexpr uint32_t kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ4_0 = 2, kGgmlQ8_0 =
                           kGgmlTQ1_0 = 34, kGgmlTQ2_0 = 35, kGgmlI2_S = 36;
 std::string ggml_type_name(uint32_t ggml_type);      // "Q4_K", ..., "type#N" when unknown
 std::optional<DType> dtype_from_ggml(uint32_t ggml_type);
-std::optional<uint32_t> ggml_from_dtype(DType t);   // nullopt for TNAT
+std::optional<uint32_t> ggml_from_dtype(DType t);  // nullopt for TNAT, Q8_0X (never in files)
 
 // One metadata value. Integers are widened (unsigned -> uint64_t, signed -> int64_t, floats ->
 // double) but `type` / `elem` keep the stored width, so a value round-trips through the writer.
@@ -162,6 +162,8 @@ class GgufFile {
   // For a file opened with open(): drops the tensor's mapped pages from memory (see
   // MappedFile::release); a no-op for parse() over a caller's buffer.
   void release_tensor(const GgufTensorInfo& info) const;
+  // The same for any n bytes at p inside the file's data (whole pages only).
+  void release_bytes(const uint8_t* p, size_t n) const;
 
  private:
   std::string name_;

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "quant/q8_0x.h"
 #include "quant/vec.h"
 
 namespace bitnet {
@@ -25,6 +26,7 @@ bool dequant_supported(DType t) {
     case DType::Q8_0:
     case DType::Q4_0:
     case DType::Q6_K:
+    case DType::Q8_0X:
       return true;
     default:
       return false;
@@ -49,6 +51,14 @@ void dequantize_row(DType t, const uint8_t* src, int64_t n, float* dst) {
         const uint8_t* blk = src + b * bb;
         const float d = load_f16(blk);
         for (int j = 0; j < 32; ++j) dst[b * 32 + j] = d * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
+      }
+      return;
+    case DType::Q8_0X:
+      for (int64_t s = 0; s < n / be; ++s) {
+        const uint8_t* sb = src + s * bb;
+        for (int64_t i = 0; i < kQ8xValues; ++i)
+          dst[s * kQ8xValues + i] = load_f16(sb + 2 * (i / 32)) *
+                                    static_cast<float>(sb[kQ8xScaleBytes + q8x_quant_offset(i)] - 128);
       }
       return;
     case DType::Q4_0:

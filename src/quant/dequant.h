@@ -11,6 +11,8 @@
 //       q2 = (ql[l+32] & 15) | ((qh[l] >> 2 & 3) << 4)   -> y[128h + l + 32] = d * scales[is + 2] * (q2 - 32)
 //       q3 = (ql[l]    >> 4) | ((qh[l] >> 4 & 3) << 4)   -> y[128h + l + 64] = d * scales[is + 4] * (q3 - 32)
 //       q4 = (ql[l+32] >> 4) | ((qh[l] >> 6 & 3) << 4)   -> y[128h + l + 96] = d * scales[is + 6] * (q4 - 32)
+//   Q8_0X (ours, 544 bytes / 512 values; quant/q8_0x.h): { fp16 d[16]; uint8 q[8][16][4]; }
+//                                    y[32L + 4v + j] = d[L] * (q[v][L][j] - 128)
 #include <cstdint>
 
 #include "core/dtype.h"

@@ -11,6 +11,7 @@
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "quant/dequant.h"
+#include "quant/q8_0x.h"
 
 namespace bitnet {
 
@@ -92,6 +93,27 @@ float dot_q6_k_ref(const uint8_t* row, const int8_t* xq, const float* xd, int64_
   return acc;
 }
 
+// Q8_0X: the same sum as dot_q8_0_ref in the same order (block by block), reading the regrouped
+// weights and the activations in the superblock order (head_prepare): the same bits.
+float dot_q8_0x_ref(const uint8_t* row, const int8_t* xq, const float* xd, int64_t nsb) {
+  float acc = 0;
+  for (int64_t s = 0; s < nsb; ++s) {
+    const uint8_t* sb = row + s * kQ8xBytes;
+    const int8_t* xs = xq + s * kQ8xValues;
+    for (int64_t L = 0; L < kQ8xBlocks; ++L) {
+      uint16_t dh;
+      std::memcpy(&dh, sb + 2 * L, 2);
+      int32_t isum = 0;
+      for (int64_t i = 0; i < 32; ++i) {
+        const int64_t o = q8x_quant_offset(32 * L + i);
+        isum += (sb[kQ8xScaleBytes + o] - 128) * xs[o];
+      }
+      acc += f16_to_f32(dh) * xd[s * kQ8xBlocks + L] * static_cast<float>(isum);
+    }
+  }
+  return acc;
+}
+
 void rows_ref(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
               int64_t ld_y) {
   const int64_t n = a.n;
@@ -103,6 +125,10 @@ void rows_ref(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const 
     case DType::Q6_K:
       return for_each_row_token(w, row_bytes, r0, r1, a.m, y, ld_y, [&](const uint8_t* row, int64_t t) {
         return dot_q6_k_ref(row, a.q.data() + t * n, a.d.data() + t * (n / 256), n / 256);
+      });
+    case DType::Q8_0X:
+      return for_each_row_token(w, row_bytes, r0, r1, a.m, y, ld_y, [&](const uint8_t* row, int64_t t) {
+        return dot_q8_0x_ref(row, a.q.data() + t * n, a.d.data() + t * (n / 32), n / kQ8xValues);
       });
     default: {
       std::vector<float> row(static_cast<size_t>(n));
@@ -149,14 +175,29 @@ void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a
   a.m = m;
   a.n = n;
   const size_t mn = static_cast<size_t>(m * n);
-  if (wtype == DType::Q8_0 || wtype == DType::Q6_K) {
-    const int64_t qb = wtype == DType::Q8_0 ? 32 : 256;
+  if (wtype == DType::Q8_0 || wtype == DType::Q6_K || wtype == DType::Q8_0X) {
+    const int64_t qb = wtype == DType::Q6_K ? 256 : 32;
     a.q.resize(mn);
     a.d.resize(static_cast<size_t>(m * (n / qb)));
     for (int64_t t = 0; t < m; ++t)
       for (int64_t b = 0; b < n / qb; ++b)
         quantize_block(x + t * n + b * qb, qb, a.q.data() + t * n + b * qb,
                        &a.d[static_cast<size_t>(t * (n / qb) + b)]);
+    if (wtype == DType::Q8_0X) {
+      // Activations in the superblock order of the weights; qoff per 32-value block.
+      std::vector<int8_t> plain(a.q);
+      a.qoff.resize(mn / 32);
+      for (size_t s = 0; s < mn / kQ8xValues; ++s)
+        for (int64_t i = 0; i < kQ8xValues; ++i)
+          a.q[s * kQ8xValues + static_cast<size_t>(q8x_quant_offset(i))] =
+              plain[s * kQ8xValues + static_cast<size_t>(i)];
+      for (size_t b = 0; b < mn / 32; ++b) {
+        int32_t sum = 0;
+        for (size_t i = 0; i < 32; ++i) sum += plain[32 * b + i];
+        a.qoff[b] = -128 * sum;
+      }
+      return;
+    }
     const int32_t off = wtype == DType::Q8_0 ? 128 : 32;  // the weights' unsigned offset
     a.qoff.resize(mn / 4);
     for (size_t g = 0; g < mn / 4; ++g) {

@@ -14,6 +14,7 @@
 //   Q6_K:       x is quantized per 256-value block the same way (ggml's Q8_K); per block
 //               y_b = dw * dx * sum_j scale_j * sum_{16 i in j} (q6_i - 32) * xq_i,
 //               q6 in [0, 63] the stored 6-bit code (value q6 - 32); the sum over j is exact.
+//   Q8_0X:      Q8_0 regrouped (q8_0x.h): the same numbers; the reference gives Q8_0's bits.
 //   Q4_0:       scalar reference only: each row dequantized to float, then a float dot.
 // The integer parts are exact in every variant; the float combination order differs between
 // variants, so variants agree to float rounding (tests bound it), and each is deterministic and
@@ -33,11 +34,12 @@ struct HeadActs {
   DType wtype = DType::F32;
   int64_t m = 0, n = 0;
   std::vector<float> f;       // [m][n] for F32/F16/BF16/Q4_0 (rounded to the weight type)
-  std::vector<int8_t> q;      // [m][n] for Q8_0/Q6_K
-  std::vector<float> d;       // [m][n / block] block scales for Q8_0/Q6_K
+  std::vector<int8_t> q;      // [m][n] for Q8_0/Q6_K/Q8_0X (Q8_0X: in its superblock order)
+  std::vector<float> d;       // [m][n / block] block scales for Q8_0/Q6_K/Q8_0X (32-value blocks)
   // [m][n / 4] for Q8_0/Q6_K, for the AVX-512 kernels: entry g = -off * (q[4g] + .. + q[4g + 3]),
   // off = 128 (Q8_0) or 32 (Q6_K). vpdpbusd multiplies unsigned weight bytes, u = w + off; a lane
   // started at this value ends at exactly the sum of w * q over its 4 values.
+  // Q8_0X: [m][n / 32], -128 * (the block's 32 values' sum), one lane per block.
   std::vector<int32_t> qoff;
 };
 

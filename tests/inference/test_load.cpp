@@ -9,7 +9,9 @@
 #include "core/error.h"
 #include "inference/forward.h"
 #include "inference/load_gguf.h"
+#include "inference/ops.h"
 #include "inference/synthetic_gguf.h"
+#include "quant/dequant.h"
 
 namespace bitnet {
 namespace {
@@ -94,6 +96,49 @@ TEST(LoadGguf, ErrorsNameTheProblem) {
     bad.set("bitnet-b1.58.attention.head_count_kv", GgufValue::u32(3));
     EXPECT_NE(error_of(bad).find("head count"), std::string::npos) << error_of(bad);
   }
+}
+
+}  // namespace bitnet
+
+namespace bitnet {
+
+// A Q8_0 head/embedding is regrouped at load into Q8_0X where its kernel runs (model.h): the
+// embedding rows keep their values bit for bit, and the logits equal those of the file's Q8_0
+// through the scalar reference (BITNET_HEAD_KERNEL=scalar keeps Q8_0) up to float order.
+TEST(LoadGguf, Q8_0HeadIsRegroupedForItsKernel) {
+  ModelConfig c = synthetic_config("tiny");
+  c.n_embd = 1024;  // whole 512-value superblocks
+  c.n_head = 16;
+  c.n_head_kv = 4;
+  std::shared_ptr<std::vector<uint8_t>> k1, k2;
+  GgufFile f1 = to_file(synthetic_gguf(c, DType::I2_S, DType::Q8_0, 4), k1);
+  GgufFile f2 = to_file(synthetic_gguf(c, DType::I2_S, DType::Q8_0, 4), k2);
+  auto m = load_gguf_model(f1);
+  const bool native = head_regroups_q8_0x(DType::Q8_0, c.n_embd);
+  EXPECT_EQ(m->token_embd.dtype(), native ? DType::Q8_0X : DType::Q8_0);
+  EXPECT_EQ(m->output.data(), m->token_embd.data());  // still tied
+  const Tensor file_embd = f1.tensor("token_embd.weight");
+  std::vector<float> a(static_cast<size_t>(c.n_embd)), b(a.size());
+  for (int64_t r : {int64_t{0}, int64_t{1}, c.n_vocab / 2, c.n_vocab - 1}) {
+    dequantize_row(DType::Q8_0, file_embd.data() + r * file_embd.row_stride_bytes(), c.n_embd, a.data());
+    embedding_row(m->token_embd, r, b.data());
+    ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << "row " << r;
+  }
+  setenv("BITNET_HEAD_KERNEL", "scalar", 1);
+  auto plain = load_gguf_model(f2);
+  unsetenv("BITNET_HEAD_KERNEL");
+  EXPECT_EQ(plain->token_embd.dtype(), DType::Q8_0);
+  const std::vector<int32_t> toks = {256, 72, 101, 108, 108, 111};
+  Session s1(*m, {16, 2});
+  const float* l1 = s1.forward(toks);
+  std::vector<float> got(l1, l1 + c.n_vocab);
+  setenv("BITNET_HEAD_KERNEL", "scalar", 1);
+  Session s2(*plain, {16, 2});
+  const float* l2 = s2.forward(toks);
+  unsetenv("BITNET_HEAD_KERNEL");
+  float big = 0;
+  for (int64_t v = 0; v < c.n_vocab; ++v) big = std::max(big, std::fabs(l2[v]));
+  for (int64_t v = 0; v < c.n_vocab; ++v) ASSERT_NEAR(got[static_cast<size_t>(v)], l2[v], 1e-5f * big) << v;
 }
 
 }  // namespace bitnet

@@ -8,13 +8,24 @@
 #include "core/thread_pool.h"
 #include "quant/dequant.h"
 #include "quant/head_dot.h"
+#include "quant/q8_0x.h"
 #include "quant/quantize_rows.h"
 #include "quant/random_data.h"
 
 namespace bitnet {
 namespace {
 
-const DType kTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q6_K};
+const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
+                        DType::Q4_0, DType::Q6_K, DType::Q8_0X};
+
+// Rows in type t; Q8_0X is written as Q8_0 and regrouped, as the loader does.
+std::vector<uint8_t> stored_rows(DType t, const float* x, int64_t rows, int64_t n) {
+  if (t != DType::Q8_0X) return quantize_rows(t, x, rows, n);
+  const auto q8 = quantize_rows(DType::Q8_0, x, rows, n);
+  std::vector<uint8_t> out(q8.size());
+  repack_q8_0x_rows(q8.data(), rows, n, out.data());
+  return out;
+}
 
 struct Case {
   std::vector<uint8_t> w;
@@ -26,7 +37,7 @@ struct Case {
 Case make_case(DType t, int64_t rows, int64_t n, int64_t m, uint64_t seed) {
   Case c;
   auto src = random_floats(static_cast<size_t>(rows * n), seed);
-  c.w = quantize_rows(t, src.data(), rows, n);
+  c.w = stored_rows(t, src.data(), rows, n);
   c.row_bytes = row_bytes(t, n);
   c.wf.resize(static_cast<size_t>(rows * n));
   for (int64_t r = 0; r < rows; ++r)
@@ -84,7 +95,7 @@ TEST(HeadDot, ReferenceIsWithinTheActivationRounding) {
     const auto got = run(head_variants()[0], c, t, rows, n, m);
     HeadActs a;
     head_prepare(t, c.x.data(), m, n, a);
-    const int64_t qb = t == DType::Q8_0 ? 32 : 256;
+    const int64_t qb = t == DType::Q6_K ? 256 : 32;
     for (int64_t tk = 0; tk < m; ++tk)
       for (int64_t r = 0; r < rows; ++r) {
         double exact = 0, mag = 0, bound = 0;
@@ -92,7 +103,8 @@ TEST(HeadDot, ReferenceIsWithinTheActivationRounding) {
           const double wv = c.wf[r * n + i], xv = c.x[tk * n + i];
           exact += wv * xv;
           mag += std::fabs(wv * xv);
-          if (t == DType::Q8_0 || t == DType::Q6_K) bound += std::fabs(wv) * a.d[static_cast<size_t>(tk * (n / qb) + i / qb)] / 2;
+          if (t == DType::Q8_0 || t == DType::Q6_K || t == DType::Q8_0X)
+            bound += std::fabs(wv) * a.d[static_cast<size_t>(tk * (n / qb) + i / qb)] / 2;
           if (t == DType::F16) bound += std::fabs(wv * xv) * std::ldexp(1.0, -11);
           if (t == DType::BF16) bound += std::fabs(wv * xv) * std::ldexp(1.0, -8);
         }
@@ -148,9 +160,53 @@ TEST(HeadDot, ExtremeStoredValues) {
   }
 }
 
+// Q8_0X's reference sums the same products in the same order as Q8_0's: the same bits, so the
+// regrouped head changes no logit of the reference path.
+TEST(HeadDot, Q8_0XReferenceGivesQ8_0sBits) {
+  const int64_t rows = 7, n = 1536, m = 2;
+  const Case c = make_case(DType::Q8_0, rows, n, m, 99);
+  std::vector<uint8_t> x(c.w.size());
+  repack_q8_0x_rows(c.w.data(), rows, n, x.data());
+  Case cx = c;
+  cx.w = x;
+  const HeadVariant& ref = head_variants()[0];
+  const auto a = run(ref, c, DType::Q8_0, rows, n, m), b = run(ref, cx, DType::Q8_0X, rows, n, m);
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0);
+}
+
+// Q8_0X with the extreme quants -128 and 127 (stored as 0 and 255) and activations at +-127: every
+// variant equals the hand-computed integers exactly.
+TEST(HeadDot, Q8_0XExtremeStoredValues) {
+  const int64_t n = 1024;
+  std::vector<float> xf(n);
+  for (int64_t i = 0; i < n; ++i) xf[static_cast<size_t>(i)] = (i % 3 == 0) ? -1.0f : 1.0f;
+  std::vector<uint8_t> q8(static_cast<size_t>(n / 32 * 34));
+  double want = 0;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const uint16_t one = f32_to_f16(1.0f);
+    std::memcpy(&q8[static_cast<size_t>(b * 34)], &one, 2);
+    for (int64_t i = 0; i < 32; ++i) {
+      const int8_t q = (i + b) % 2 ? 127 : -128;
+      q8[static_cast<size_t>(b * 34 + 2 + i)] = static_cast<uint8_t>(q);
+      want += q * (xf[static_cast<size_t>(b * 32 + i)] < 0 ? -127 : 127);
+    }
+  }
+  want /= 127.0;
+  std::vector<uint8_t> x(q8.size());
+  repack_q8_0x_rows(q8.data(), 1, n, x.data());
+  for (const HeadVariant& v : head_variants()) {
+    if (!v.cpu_ok() || !v.supports(DType::Q8_0X)) continue;
+    HeadActs a;
+    head_prepare(DType::Q8_0X, xf.data(), 1, n, a);
+    float y = NAN;
+    head_matvec_with(v, nullptr, x.data(), x.size(), 1, a, &y);
+    EXPECT_NEAR(y, want, 1e-6 * std::fabs(want) + 1e-6) << v.name;
+  }
+}
+
 TEST(HeadDot, ThreadCountDoesNotChangeTheResult) {
   ThreadPool pool(2);
-  for (DType t : {DType::F16, DType::Q8_0, DType::Q6_K}) {
+  for (DType t : {DType::F16, DType::Q8_0, DType::Q6_K, DType::Q8_0X}) {
     const int64_t rows = 1000, n = 512;
     const Case c = make_case(t, rows, n, 1, 5);
     const HeadVariant& v = select_head(t);
