@@ -36,6 +36,15 @@ size_t decode_weight_bytes(const Model& m) {
   return b;
 }
 
+std::vector<std::span<const uint8_t>> decode_weight_ranges(const Model& m) {
+  std::vector<std::span<const uint8_t>> r;
+  for (const auto& L : m.layers)
+    for (const TernaryMatrix* w : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down})
+      r.emplace_back(w->packed.data(), w->bytes());
+  r.emplace_back(m.output.data(), m.output.nbytes());
+  return r;
+}
+
 size_t model_weight_bytes(const Model& m) {
   size_t b = m.token_embd.nbytes() + (m.tied_head ? 0 : m.output.nbytes()) + m.output_norm.size() * 4;
   for (const auto& L : m.layers) {

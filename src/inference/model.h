@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "core/tensor.h"
@@ -43,6 +44,9 @@ Tensor regroup_q8_0x(const Tensor& t, const std::function<void(const uint8_t*, s
 // Bytes of weights the forward pass reads per decoded token (ternary layers + head), for
 // bandwidth-bound estimates.
 size_t decode_weight_bytes(const Model& m);
+// The byte ranges a decoded token reads (each layer's packed ternary matrices, the head), in
+// order; their sizes add up to decode_weight_bytes.
+std::vector<std::span<const uint8_t>> decode_weight_ranges(const Model& m);
 // Bytes of all weights held (ternary layers as packed, embedding, separate head, norms).
 size_t model_weight_bytes(const Model& m);
 

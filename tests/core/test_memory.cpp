@@ -1,7 +1,14 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <memory>
+#include <span>
+#include <vector>
+
 #include "core/arena.h"
 #include "core/memory.h"
+#include "core/read_probe.h"
+#include "core/thread_pool.h"
 
 namespace bitnet {
 
@@ -44,6 +51,27 @@ TEST(Arena, DistinctAllocationsDoNotOverlap) {
   for (int i = 0; i < 100; ++i) a[i] = 1, b[i] = 2;
   for (int i = 0; i < 5000; ++i) c[i] = 3;
   for (int i = 0; i < 100; ++i) EXPECT_EQ(a[i] + b[i], 3);
+}
+
+}  // namespace bitnet
+
+namespace bitnet {
+
+// timed_read touches exactly its ranges: odd sizes ending at the end of their allocations (the
+// sanitizer build catches any read past them), empty ranges, one or two threads.
+TEST(ReadProbe, ReadsOddRangesToTheirLastByte) {
+  std::vector<std::unique_ptr<uint8_t[]>> keep;
+  std::vector<std::span<const uint8_t>> ranges;
+  for (size_t n : {size_t{1}, size_t{63}, size_t{65}, size_t{(256 << 10) + 7}, size_t{0}, size_t{1000003}}) {
+    keep.emplace_back(new uint8_t[n ? n : 1]);
+    std::memset(keep.back().get(), 0x5A, n);
+    ranges.emplace_back(keep.back().get(), n);
+  }
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    EXPECT_GT(timed_read(pool, ranges), 0.0);
+    EXPECT_GE(timed_read(pool, {}), 0.0);
+  }
 }
 
 }  // namespace bitnet

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/memory.h"
+#include "core/read_probe.h"
 #include "inference/forward.h"
 #include "model_source.h"
 
@@ -26,6 +27,13 @@ struct Opts {
   int threads = 2;
   bool json = false;
   bool profile = false;
+  bool bound = true;
+};
+
+// Decode's bound around one tg test: the read bandwidth of one pass over the weights a token
+// reads, by the bench's threads, just before and just after the test.
+struct Bound {
+  double before = 0, after = 0;  // GB/s
 };
 
 struct Stats {
@@ -97,7 +105,15 @@ void run(const Opts& o) {
                       1;
   Session s(*model, {max_ctx, o.threads});
   const size_t kv_bytes = s.kv_cache_bytes();
-  const double gib = static_cast<double>(decode_weight_bytes(*model)) / (1 << 30);
+  const double wbytes = static_cast<double>(decode_weight_bytes(*model));
+  const double gib = wbytes / (1 << 30);
+  const auto ranges = decode_weight_ranges(*model);
+  // Best of three reads (a read of the 2B4T's 0.8 - 1.2 GB takes 30 - 50 ms).
+  auto read_gbps = [&] {
+    double best = 1e30;
+    for (int i = 0; i < 3; ++i) best = std::min(best, timed_read(s.pool(), ranges));
+    return wbytes / best * 1e-9;
+  };
   if (!o.json) {
     std::printf("| model | weights read/token | threads | test | t/s |\n|---|---:|---:|---:|---:|\n");
     std::fflush(stdout);
@@ -108,16 +124,24 @@ void run(const Opts& o) {
       t[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % model->cfg.n_vocab);
     return t;
   };
-  auto report = [&](std::string test, int n, int depth, const std::vector<double>& secs) {
+  std::vector<std::pair<std::string, std::pair<Stats, Bound>>> bounds;  // for the table after the tests
+  auto report = [&](std::string test, int n, int depth, const std::vector<double>& secs, const Bound* b) {
     if (depth) test += " @ d" + std::to_string(depth);
     std::vector<double> tps;
     for (double x : secs) tps.push_back(n / x);
     const Stats st = stats(tps);
+    if (b) bounds.push_back({test, {st, *b}});
     if (o.json) {
       std::printf(
           "{\"model\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"n\": %d, \"repetitions\": %d, "
-          "\"tokens_per_second\": %.3f, \"mean\": %.3f, \"sd\": %.3f}\n",
+          "\"tokens_per_second\": %.3f, \"mean\": %.3f, \"sd\": %.3f",
           lm.label.c_str(), o.threads, test.c_str(), n, o.reps, st.median, st.mean, st.sd);
+      if (b)
+        std::printf(
+            ", \"read_gbps_before\": %.3f, \"read_gbps_after\": %.3f, \"bound_tokens_per_second\": [%.3f, "
+            "%.3f]",
+            b->before, b->after, b->before * 1e9 / wbytes, b->after * 1e9 / wbytes);
+      std::printf("}\n");
     } else {
       std::printf("| %s | %.2f GiB | %d | %s | %.2f ± %.2f |\n", lm.label.c_str(), gib, o.threads,
                   test.c_str(), st.median, st.sd);
@@ -132,9 +156,11 @@ void run(const Opts& o) {
   };
   // One test: `body` o.reps times after a warm-up run, each from a cache refilled to `depth`
   // (profiled when asked, the warm-up excluded), then its line and profile.
-  auto run_test = [&](const std::string& name, int n, int depth, auto&& body) {
+  auto run_test = [&](const std::string& name, int n, int depth, bool decode, auto&& body) {
     std::vector<double> secs;
     s.reset_profile();
+    Bound b;
+    if (decode && o.bound) b.before = read_gbps();
     for (int r = 0; r <= o.reps; ++r) {
       prefill_depth(depth);
       s.set_profiling(o.profile && r > 0);
@@ -144,7 +170,8 @@ void run(const Opts& o) {
       s.set_profiling(false);
       if (r) secs.push_back(dt);
     }
-    report(name, n, depth, secs);
+    if (decode && o.bound) b.after = read_gbps();
+    report(name, n, depth, secs, decode && o.bound ? &b : nullptr);
     if (o.profile && !o.json)
       print_profile(name + (depth ? " @ d" + std::to_string(depth) : ""), *model, s.profile());
   };
@@ -152,16 +179,31 @@ void run(const Opts& o) {
     for (int p : o.n_prompt) {
       if (p <= 0) continue;
       const auto t = tokens(p);
-      run_test("pp" + std::to_string(p), p, depth, [&] { s.forward(t); });
+      run_test("pp" + std::to_string(p), p, depth, false, [&] { s.forward(t); });
     }
   for (int depth : o.depth)
     for (int g : o.n_gen) {
       if (g <= 0) continue;
       const auto t = tokens(g);
-      run_test("tg" + std::to_string(g), g, depth, [&] {
+      run_test("tg" + std::to_string(g), g, depth, true, [&] {
         for (int i = 0; i < g; ++i) s.forward(std::span(t).subspan(static_cast<size_t>(i), 1));
       });
     }
+  if (!o.json && !bounds.empty()) {
+    std::printf(
+        "\ndecode bound: one read of the %.2f GiB of weights a token reads, %d threads, best of 3, just "
+        "before and after each test\n| test | t/s | read GB/s before / after | bound t/s | share of the "
+        "bound "
+        "|\n|---|---:|---:|---:|---:|\n",
+        gib, o.threads);
+    for (const auto& [test, sb] : bounds) {
+      const auto& [st, b] = sb;
+      const double lo = std::min(b.before, b.after) * 1e9 / wbytes,
+                   hi = std::max(b.before, b.after) * 1e9 / wbytes;
+      std::printf("| %s | %.2f | %.1f / %.1f | %.1f - %.1f | %.0f - %.0f %% |\n", test.c_str(), st.median,
+                  b.before, b.after, lo, hi, 100 * st.median / hi, 100 * st.median / lo);
+    }
+  }
   // Peak resident memory of the whole process against what must be resident: the model file
   // (or, for a synthetic model, its weights) plus the KV cache.
   const double rss = static_cast<double>(peak_rss_bytes());
@@ -196,6 +238,9 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1000));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   cmd->add_flag("--json", o.json, "one JSON object per test per line");
+  cmd->add_flag(
+      "--no-bound", [](int64_t) { o.bound = false; },
+      "leave out the read of the weights before and after each tg test (decode's bound)");
   cmd->add_flag("--profile", o.profile,
                 "after each test, the time per section of the forward pass (not with --json)");
   cmd->callback([] { run(o); });
