@@ -69,8 +69,10 @@ TEST(ReadProbe, ReadsOddRangesToTheirLastByte) {
   }
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
-    EXPECT_GT(timed_read(pool, ranges), 0.0);
-    EXPECT_GE(timed_read(pool, {}), 0.0);
+    for (bool prefetch : {false, true}) {
+      EXPECT_GT(timed_read(pool, ranges, prefetch), 0.0);
+      EXPECT_GE(timed_read(pool, {}, prefetch), 0.0);
+    }
   }
 }
 
