@@ -24,12 +24,12 @@ size_t Tensor::nbytes(DType t, const std::vector<int64_t>& shape) {
   return rb * static_cast<size_t>(rows) + dtype_info(t).tensor_trailer_bytes;
 }
 
-Tensor Tensor::empty(DType t, std::vector<int64_t> shape, std::string name) {
+Tensor Tensor::empty(DType t, std::vector<int64_t> shape, std::string name, bool zero) {
   Tensor x;
   x.dtype_ = t;
   const size_t n = nbytes(t, shape);
   x.shape_ = std::move(shape);
-  auto buf = std::make_shared<AlignedBuffer>(n);
+  auto buf = std::make_shared<AlignedBuffer>(n, zero);
   x.data_ = buf->data();
   x.owner_ = buf;
   x.owns_ = true;

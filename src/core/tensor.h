@@ -18,8 +18,9 @@ namespace bitnet {
 class Tensor {
  public:
   Tensor() = default;
-  // Owning, zero-filled.
-  static Tensor empty(DType t, std::vector<int64_t> shape, std::string name = {});
+  // Owning, zero-filled (or, with zero = false, left as allocated: for a caller that writes every
+  // byte, so the pages are touched once).
+  static Tensor empty(DType t, std::vector<int64_t> shape, std::string name = {}, bool zero = true);
   // Borrowed: `data` must hold nbytes(t, shape) bytes and stay valid while `owner` lives.
   static Tensor borrow(DType t, std::vector<int64_t> shape, const void* data,
                        std::shared_ptr<const void> owner, std::string name = {});

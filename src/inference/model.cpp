@@ -17,7 +17,7 @@ bool head_regroups_q8_0x(DType t, int64_t cols) {
 Tensor regroup_q8_0x(const Tensor& t, const std::function<void(const uint8_t*, size_t)>& release) {
   BN_CHECK(t.dtype() == DType::Q8_0 && t.rank() == 2, "regroup_q8_0x: '{}' is {} {}", t.name(),
            dtype_name(t.dtype()), shape_str(t.shape()));
-  Tensor out = Tensor::empty(DType::Q8_0X, t.shape(), t.name());
+  Tensor out = Tensor::empty(DType::Q8_0X, t.shape(), t.name(), false);  // every byte written below
   const size_t rb = t.row_stride_bytes();
   BN_CHECK(out.row_stride_bytes() == rb);
   constexpr int64_t kSlice = 1024;  // rows: 2.7 MB of the 2B4T head

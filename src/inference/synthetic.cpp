@@ -59,7 +59,7 @@ Model make_synthetic_model(const ModelConfig& cfg, uint64_t seed, DType embd_typ
   const int64_t d = cfg.n_embd;
   // A Q8_0 table is held as the head kernel's Q8_0X where a loaded model's would be (model.h).
   const bool q8x = head_regroups_q8_0x(embd_type, d);
-  m.token_embd = Tensor::empty(q8x ? DType::Q8_0X : embd_type, {cfg.n_vocab, d}, "token_embd.weight");
+  m.token_embd = Tensor::empty(q8x ? DType::Q8_0X : embd_type, {cfg.n_vocab, d}, "token_embd.weight", false);
   // Generated and stored 4096 rows at a time (the 2B4T table is 1.3 GB as floats).
   const size_t rb = row_bytes(embd_type, d);
   for (int64_t r0 = 0; r0 < cfg.n_vocab; r0 += 4096) {
