@@ -35,6 +35,12 @@ struct Opts {
 struct Bound {
   double before = 0, after = 0;  // GB/s
 };
+// One line of the bound table printed after the tests.
+struct BoundRow {
+  std::string test;
+  double tps;  // the test's median
+  Bound b;
+};
 
 struct Stats {
   double median, mean, sd;
@@ -125,13 +131,13 @@ void run(const Opts& o) {
       t[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % model->cfg.n_vocab);
     return t;
   };
-  std::vector<std::pair<std::string, std::pair<Stats, Bound>>> bounds;  // for the table after the tests
+  std::vector<BoundRow> bounds;
   auto report = [&](std::string test, int n, int depth, const std::vector<double>& secs, const Bound* b) {
     if (depth) test += " @ d" + std::to_string(depth);
     std::vector<double> tps;
     for (double x : secs) tps.push_back(n / x);
     const Stats st = stats(tps);
-    if (b) bounds.push_back({test, {st, *b}});
+    if (b) bounds.push_back({test, st.median, *b});
     if (o.json) {
       std::printf(
           "{\"model\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"n\": %d, \"repetitions\": %d, "
@@ -197,12 +203,11 @@ void run(const Opts& o) {
         "bound "
         "|\n|---|---:|---:|---:|---:|\n",
         gib, o.threads);
-    for (const auto& [test, sb] : bounds) {
-      const auto& [st, b] = sb;
+    for (const auto& [test, tps, b] : bounds) {
       const double lo = std::min(b.before, b.after) * 1e9 / wbytes,
                    hi = std::max(b.before, b.after) * 1e9 / wbytes;
-      std::printf("| %s | %.2f | %.1f / %.1f | %.1f - %.1f | %.0f - %.0f %% |\n", test.c_str(), st.median,
-                  b.before, b.after, lo, hi, 100 * st.median / hi, 100 * st.median / lo);
+      std::printf("| %s | %.2f | %.1f / %.1f | %.1f - %.1f | %.0f - %.0f %% |\n", test.c_str(), tps, b.before,
+                  b.after, lo, hi, 100 * tps / hi, 100 * tps / lo);
     }
   }
   // Peak resident memory of the whole process against what must be resident: the model file
