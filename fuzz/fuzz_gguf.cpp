@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "core/error.h"
-#include "model/gguf.h"
+#include "io/gguf.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Copy into an exactly sized buffer so reads past the end are caught.

@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "core/error.h"
-#include "model/safetensors.h"
+#include "io/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto buf = std::shared_ptr<uint8_t[]>(new uint8_t[size ? size : 1]);

@@ -36,7 +36,7 @@
 #include "quant/gemm.h"
 #include "quant/native.h"
 #include "quant/random_data.h"
-#include "quant/vec.h"
+#include "ops/vec.h"
 
 namespace bitnet {
 namespace {

@@ -8,10 +8,11 @@
 
 #include "core/error.h"
 #include "core/half.h"
-#include "inference/ops.h"
+#include "ops/layer_ops.h"
+#include "quant/head.h"
 #include "quant/act_quant.h"
 #include "quant/gemm.h"
-#include "quant/vec.h"
+#include "ops/vec.h"
 
 namespace bitnet {
 

@@ -8,8 +8,8 @@
 
 #include "core/arena.h"
 #include "core/thread_pool.h"
-#include "inference/model.h"
-#include "quant/vec.h"
+#include "model/model.h"
+#include "ops/vec.h"
 
 namespace bitnet {
 

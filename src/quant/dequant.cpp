@@ -5,7 +5,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/q8_0x.h"
-#include "quant/vec.h"
+#include "ops/vec.h"
 
 namespace bitnet {
 namespace {

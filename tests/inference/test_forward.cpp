@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "inference/forward.h"
-#include "inference/synthetic.h"
+#include "model/synthetic.h"
 #include "quant/dequant.h"
 
 namespace bitnet {

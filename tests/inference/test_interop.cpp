@@ -11,9 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "inference/load_gguf.h"
+#include "model/load_gguf.h"
 #include "inference/perplexity.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace bitnet {
 namespace {

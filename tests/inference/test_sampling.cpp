@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "inference/perplexity.h"
 #include "inference/sampler.h"
-#include "inference/synthetic.h"
+#include "model/synthetic.h"
 
 namespace bitnet {
 

@@ -13,7 +13,7 @@
 #include "core/thread_pool.h"
 #include "quant/gemm.h"
 #include "quant/random_data.h"
-#include "quant/vec.h"
+#include "ops/vec.h"
 
 namespace bitnet {
 namespace {

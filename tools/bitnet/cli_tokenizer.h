@@ -5,7 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace bitnet::cli {
 

@@ -5,7 +5,7 @@
 
 #include "commands.h"
 #include "core/error.h"
-#include "inference/convert_hf.h"
+#include "model/convert_hf.h"
 
 namespace bitnet::cli {
 

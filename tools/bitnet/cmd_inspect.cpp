@@ -12,8 +12,8 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
-#include "model/gguf.h"
-#include "model/safetensors.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
 #include "quant/formats.h"
 #include "quant/metrics.h"
 

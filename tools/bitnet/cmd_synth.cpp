@@ -4,7 +4,7 @@
 
 #include "commands.h"
 #include "core/error.h"
-#include "inference/synthetic_gguf.h"
+#include "model/synthetic_gguf.h"
 
 namespace bitnet::cli {
 

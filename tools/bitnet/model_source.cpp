@@ -5,10 +5,10 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "inference/load_gguf.h"
-#include "inference/synthetic.h"
-#include "inference/synthetic_gguf.h"
-#include "model/gguf.h"
+#include "model/load_gguf.h"
+#include "model/synthetic.h"
+#include "model/synthetic_gguf.h"
+#include "io/gguf.h"
 
 namespace bitnet::cli {
 

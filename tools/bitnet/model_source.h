@@ -8,8 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "inference/model.h"
-#include "model/tokenizer.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace bitnet::cli {
 
