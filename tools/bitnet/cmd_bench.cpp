@@ -13,10 +13,14 @@
 #include "core/memory.h"
 #include "core/read_probe.h"
 #include "inference/forward.h"
+#include "json_out.h"
 #include "model_source.h"
 
 namespace bitnet::cli {
 namespace {
+
+// Figures in JSON to 3 decimals, as the table prints them.
+double round3(double x) { return std::round(x * 1e3) / 1e3; }
 
 struct Opts {
   ModelSource src;
@@ -139,16 +143,15 @@ void run(const Opts& o) {
     const Stats st = stats(tps);
     if (b) bounds.push_back({test, st.median, *b});
     if (o.json) {
-      std::printf(
-          "{\"model\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"n\": %d, \"repetitions\": %d, "
-          "\"tokens_per_second\": %.3f, \"mean\": %.3f, \"sd\": %.3f",
-          lm.label.c_str(), o.threads, test.c_str(), n, o.reps, st.median, st.mean, st.sd);
-      if (b)
-        std::printf(
-            ", \"read_gbps_before\": %.3f, \"read_gbps_after\": %.3f, \"bound_tokens_per_second\": [%.3f, "
-            "%.3f]",
-            b->before, b->after, b->before * 1e9 / wbytes, b->after * 1e9 / wbytes);
-      std::printf("}\n");
+      ojson j = {{"model", lm.label},        {"threads", o.threads},         {"test", test},
+                 {"n", n},                  {"repetitions", o.reps},        {"tokens_per_second", round3(st.median)},
+                 {"mean", round3(st.mean)}, {"sd", round3(st.sd)}};
+      if (b) {
+        j["read_gbps_before"] = round3(b->before);
+        j["read_gbps_after"] = round3(b->after);
+        j["bound_tokens_per_second"] = {round3(b->before * 1e9 / wbytes), round3(b->after * 1e9 / wbytes)};
+      }
+      print_json_line(j);
     } else {
       std::printf("| %s | %.2f GiB | %d | %s | %.2f ± %.2f |\n", lm.label.c_str(), gib, o.threads,
                   test.c_str(), st.median, st.sd);
@@ -216,11 +219,11 @@ void run(const Opts& o) {
   const double need = static_cast<double>(lm.file_bytes ? lm.file_bytes : model_weight_bytes(*model)) +
                       static_cast<double>(kv_bytes);
   if (o.json) {
-    std::printf(
-        "{\"model\": \"%s\", \"peak_rss_bytes\": %.0f, \"model_bytes\": %zu, \"kv_cache_bytes\": %zu, "
-        "\"rss_ratio\": %.4f}\n",
-        lm.label.c_str(), rss, lm.file_bytes ? lm.file_bytes : model_weight_bytes(*model), kv_bytes,
-        rss / need);
+    print_json_line({{"model", lm.label},
+                     {"peak_rss_bytes", static_cast<int64_t>(rss)},
+                     {"model_bytes", lm.file_bytes ? lm.file_bytes : model_weight_bytes(*model)},
+                     {"kv_cache_bytes", kv_bytes},
+                     {"rss_ratio", std::round(rss / need * 1e4) / 1e4}});
   } else {
     std::printf("\npeak RSS %.1f MiB = %.3f x (model %s %.1f MiB + KV cache %.1f MiB)\n", rss / (1 << 20),
                 rss / need, lm.file_bytes ? "file" : "weights",

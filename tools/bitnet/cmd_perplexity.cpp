@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "inference/perplexity.h"
+#include "json_out.h"
 #include "model_source.h"
 
 namespace bitnet::cli {
@@ -64,14 +65,19 @@ void register_perplexity(CLI::App& app) {
                                          static_cast<long long>(total), kl);
                         });
       if (o.json) {
-        std::printf(
-            "{\"ppl\": %.6f, \"ppl_err\": %.6f, \"base_ppl\": %.6f, \"base_ppl_err\": %.6f, \"kl_mean\": "
-            "%.8f, "
-            "\"kl_err\": %.8f, \"kl_median\": %.8f, \"kl_p99\": %.8f, \"kl_max\": %.8f, \"same_top\": %.6f, "
-            "\"tokens\": %lld, \"windows\": %lld, \"ctx\": %lld}\n",
-            r.test.ppl, r.test.ppl_err, r.base.ppl, r.base.ppl_err, r.kl_mean, r.kl_err, r.kl_median,
-            r.kl_p99, r.kl_max, r.same_top, static_cast<long long>(r.tokens),
-            static_cast<long long>(r.windows), static_cast<long long>(o.n_ctx));
+        print_json_line({{"ppl", r.test.ppl},
+                         {"ppl_err", r.test.ppl_err},
+                         {"base_ppl", r.base.ppl},
+                         {"base_ppl_err", r.base.ppl_err},
+                         {"kl_mean", r.kl_mean},
+                         {"kl_err", r.kl_err},
+                         {"kl_median", r.kl_median},
+                         {"kl_p99", r.kl_p99},
+                         {"kl_max", r.kl_max},
+                         {"same_top", r.same_top},
+                         {"tokens", r.tokens},
+                         {"windows", r.windows},
+                         {"ctx", o.n_ctx}});
       } else {
         std::printf("PPL      = %.4f +/- %.5f\n", r.test.ppl, r.test.ppl_err);
         std::printf("base PPL = %.4f +/- %.5f (%s)\n", r.base.ppl, r.base.ppl_err, o.kl_base.c_str());
@@ -92,9 +98,8 @@ void register_perplexity(CLI::App& app) {
                                                           static_cast<long long>(total), ppl);
                               });
     if (o.json) {
-      std::printf("{\"ppl\": %.6f, \"ppl_err\": %.6f, \"tokens\": %lld, \"windows\": %lld, \"ctx\": %lld}\n", r.ppl,
-                  r.ppl_err, static_cast<long long>(r.tokens), static_cast<long long>(r.windows),
-                  static_cast<long long>(o.n_ctx));
+      print_json_line(
+          {{"ppl", r.ppl}, {"ppl_err", r.ppl_err}, {"tokens", r.tokens}, {"windows", r.windows}, {"ctx", o.n_ctx}});
     } else {
       std::printf("PPL = %.4f +/- %.5f (%lld tokens scored in %lld windows of %lld)\n", r.ppl, r.ppl_err,
                   static_cast<long long>(r.tokens), static_cast<long long>(r.windows), static_cast<long long>(o.n_ctx));

@@ -4,12 +4,12 @@
 #include <fstream>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "core/error.h"
 #include "inference/forward.h"
 #include "inference/sampler.h"
+#include "json_out.h"
 #include "model_source.h"
 #include "sampling_options.h"
 
@@ -77,10 +77,12 @@ void run(const Opts& o) {
   const double pp_tps = static_cast<double>(ids.size()) / t_prompt;
   const double tg_tps = gen.empty() ? 0.0 : static_cast<double>(gen.size()) / t_gen;
   if (o.json) {
-    nlohmann::json j = {{"text", out},         {"tokens", gen},
-                        {"prompt_tokens", ids.size()}, {"generated_tokens", gen.size()},
-                        {"prompt_tokens_per_second", pp_tps}, {"generation_tokens_per_second", tg_tps}};
-    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    print_json_line({{"text", out},
+                     {"tokens", gen},
+                     {"prompt_tokens", ids.size()},
+                     {"generated_tokens", gen.size()},
+                     {"prompt_tokens_per_second", pp_tps},
+                     {"generation_tokens_per_second", tg_tps}});
   } else {
     std::printf("%s\n", tail.c_str());
     std::fprintf(stderr, "\nprompt: %zu tokens, %.2f t/s | generated: %zu tokens, %.2f t/s\n", ids.size(), pp_tps,

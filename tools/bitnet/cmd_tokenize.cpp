@@ -10,6 +10,7 @@
 #include "cli_tokenizer.h"
 #include "commands.h"
 #include "core/error.h"
+#include "json_out.h"
 
 namespace bitnet::cli {
 namespace {
@@ -48,9 +49,8 @@ void run(const Opts& o) {
   }
   std::string out;
   if (o.json) {
-    out = "{\"ids\": [";
-    for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + std::to_string(ids[i]);
-    out += "]}\n";
+    print_json_line({{"ids", ids}});
+    return;
   } else if (o.pieces) {
     for (int32_t id : ids) {
       std::string piece;
