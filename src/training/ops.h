@@ -78,8 +78,11 @@ void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* ou
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu);
 
 // ---- token embedding ---------------------------------------------------------------------------
-void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int64_t d, float* x);
-void embedding_backward(const int32_t* tokens, int64_t T, const float* dx, int64_t d, float* dtable);
+// table[vocab][d]; a token id outside [0, vocab) fails (bitnet::Error).
+void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int64_t vocab, int64_t d,
+                       float* x);
+void embedding_backward(const int32_t* tokens, int64_t T, const float* dx, int64_t vocab, int64_t d,
+                        float* dtable);
 
 // ---- softmax cross-entropy over the vocabulary -------------------------------------------------
 // Returns the summed loss (natural log) over the T rows; writes (=) dlogits = (softmax - onehot) * grad_scale
