@@ -1,0 +1,118 @@
+// Causal attention with grouped KV heads over a fused q|k|v buffer: forward keeps the softmax,
+// backward recomputes nothing else.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/error.h"
+#include "training/ops.h"
+#include "training/parallel.h"
+
+namespace bitnet::train {
+
+namespace {
+
+void check_shape(const char* op, const AttnShape& s) {
+  if (s.batch <= 0 || s.seq <= 0 || s.n_head <= 0 || s.n_head_kv <= 0 || s.head_dim <= 0)
+    fail("{}: bad shape batch={} seq={} n_head={} n_head_kv={} head_dim={}", op, s.batch, s.seq, s.n_head,
+         s.n_head_kv, s.head_dim);
+  if (s.n_head % s.n_head_kv != 0)
+    fail("{}: n_head={} is not a multiple of n_head_kv={}", op, s.n_head, s.n_head_kv);
+}
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+inline void axpy(float alpha, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+struct Layout {
+  int64_t hd, q_dim, kv_dim, C, group, out_dim;
+  float scale;
+  explicit Layout(const AttnShape& s)
+      : hd(s.head_dim),
+        q_dim(s.n_head * s.head_dim),
+        kv_dim(s.n_head_kv * s.head_dim),
+        C(q_dim + 2 * kv_dim),
+        group(s.n_head / s.n_head_kv),
+        out_dim(q_dim),
+        scale(1.0f / std::sqrt(static_cast<float>(s.head_dim))) {}
+};
+
+}  // namespace
+
+void attention_forward(ThreadPool* pool, const float* qkv, const AttnShape& s, float* out, float* att) {
+  check_shape("attention_forward", s);
+  const Layout L(s);
+  const int64_t seq = s.seq, H = s.n_head, hd = L.hd;
+  parallel_ranges(pool, s.batch * H, 1, [&](int64_t bh0, int64_t bh1) {
+    for (int64_t bh = bh0; bh < bh1; ++bh) {
+      const int64_t b = bh / H, h = bh % H, kvh = h / L.group;
+      const float* base = qkv + b * seq * L.C;
+      for (int64_t i = 0; i < seq; ++i) {
+        const float* q = base + i * L.C + h * hd;
+        float* p = att + (bh * seq + i) * seq;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j <= i; ++j) {
+          p[j] = dot(q, base + j * L.C + L.q_dim + kvh * hd, hd) * L.scale;
+          mx = std::max(mx, p[j]);
+        }
+        float sum = 0;
+        for (int64_t j = 0; j <= i; ++j) {
+          p[j] = std::exp(p[j] - mx);
+          sum += p[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j <= i; ++j) p[j] *= inv;
+        for (int64_t j = i + 1; j < seq; ++j) p[j] = 0.0f;
+        float* o = out + (b * seq + i) * L.out_dim + h * hd;
+        std::fill(o, o + hd, 0.0f);
+        for (int64_t j = 0; j <= i; ++j) axpy(p[j], base + j * L.C + L.q_dim + L.kv_dim + kvh * hd, o, hd);
+      }
+    }
+  });
+}
+
+void attention_backward(ThreadPool* pool, const float* dout, const float* qkv, const float* att,
+                        const AttnShape& s, float* dqkv) {
+  check_shape("attention_backward", s);
+  const Layout L(s);
+  const int64_t seq = s.seq, H = s.n_head, Hkv = s.n_head_kv, hd = L.hd;
+  // Split over (batch, KV head): the query heads sharing a KV head all add into its dk and dv, so
+  // they run in one task, in order.
+  parallel_ranges(pool, s.batch * Hkv, 1, [&](int64_t bk0, int64_t bk1) {
+    std::vector<float> dp(static_cast<size_t>(seq));
+    for (int64_t bk = bk0; bk < bk1; ++bk) {
+      const int64_t b = bk / Hkv, kvh = bk % Hkv;
+      const float* base = qkv + b * seq * L.C;
+      float* dbase = dqkv + b * seq * L.C;
+      const int64_t koff = L.q_dim + kvh * hd, voff = L.q_dim + L.kv_dim + kvh * hd;
+      for (int64_t h = kvh * L.group; h < (kvh + 1) * L.group; ++h) {
+        for (int64_t i = 0; i < seq; ++i) {
+          const float* p = att + ((b * H + h) * seq + i) * seq;
+          const float* go = dout + (b * seq + i) * L.out_dim + h * hd;
+          float pdp = 0;
+          for (int64_t j = 0; j <= i; ++j) {
+            dp[static_cast<size_t>(j)] = dot(go, base + j * L.C + voff, hd);
+            pdp += p[j] * dp[static_cast<size_t>(j)];
+            axpy(p[j], go, dbase + j * L.C + voff, hd);  // dv_j += p_ij * dout_i
+          }
+          const float* q = base + i * L.C + h * hd;
+          float* dq = dbase + i * L.C + h * hd;
+          for (int64_t j = 0; j <= i; ++j) {
+            const float ds = p[j] * (dp[static_cast<size_t>(j)] - pdp) * L.scale;
+            axpy(ds, base + j * L.C + koff, dq, hd);  // dq_i += ds_ij * k_j
+            axpy(ds, q, dbase + j * L.C + koff, hd);  // dk_j += ds_ij * q_i
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace bitnet::train
