@@ -73,6 +73,12 @@ class GgufFile;  // model/gguf.h
 // bos/eos/eot/unknown_token_id, add_bos_token, add_space_prefix). Throws bitnet::Error naming the
 // file and key when one is missing or malformed.
 TokenizerVocab tokenizer_vocab_from_gguf(const GgufFile& f);
+class GgufWriter;
+// The same keys written from a vocabulary (the inverse of tokenizer_vocab_from_gguf).
+void write_tokenizer_metadata(GgufWriter& w, const TokenizerVocab& v);
+// A byte-level vocabulary of n_vocab ids: the 256 bytes (GPT-2 alphabet, no merges), BOS (256),
+// EOS (257), then reserved control tokens; LLaMA-3's pre-tokenizer regex.
+TokenizerVocab byte_level_vocab(int64_t n_vocab);
 
 class Tokenizer {
  public:

@@ -15,5 +15,6 @@ void register_perplexity(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_detokenize(CLI::App& app);
 void register_inspect(CLI::App& app);
+void register_train(CLI::App& app);
 
 }  // namespace bitnet::cli

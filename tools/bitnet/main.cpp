@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   bitnet::cli::register_tokenize(app);
   bitnet::cli::register_detokenize(app);
   bitnet::cli::register_inspect(app);
+  bitnet::cli::register_train(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

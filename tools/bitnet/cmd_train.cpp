@@ -1,0 +1,124 @@
+// `bitnet train`: quantization-aware training of a BitNet b1.58 model from text files (CPU), with
+// checkpoints, resume and a GGUF export that `bitnet run` loads (src/training/trainer.h).
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cmath>
+#include <cstdio>
+
+#include "commands.h"
+#include "core/error.h"
+#include "json_out.h"
+#include "training/trainer.h"
+
+namespace bitnet::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_sigint(int) { g_stop.store(true); }
+
+std::string duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const long t = static_cast<long>(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02}m", t / 3600, t / 60 % 60);
+  if (t >= 60) return fmt::format("{}m{:02}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+
+}  // namespace
+
+void register_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a BitNet b1.58 model (quantization-aware) from text files");
+  struct Opts {
+    train::TrainOptions t;
+    std::string schedule = "two-stage", ternary = "i2_s", embd = "f16";
+    bool json = false, fp32 = false;
+  };
+  static Opts o;
+  cmd->add_option("--data", o.t.data, "text files or folders (tokenized once into OUT/tokens.bin)")->required();
+  cmd->add_option("-o,--output", o.t.out_dir, "output folder: checkpoint.bin, train_log.jsonl, model.gguf")
+      ->required();
+  cmd->add_option("--tokenizer", o.t.tokenizer, "tokenizer.json or a GGUF model's tokenizer (default: byte-level)");
+  cmd->add_option("--config", o.t.config, "tiny | small | gpt2-small | FILE.json (ModelConfig fields)");
+  cmd->add_option("--steps", o.t.steps, "optimizer steps");
+  cmd->add_option("--batch", o.t.batch, "sequences per micro-batch");
+  cmd->add_option("--seq", o.t.seq, "tokens per sequence");
+  cmd->add_option("--accum", o.t.accum, "micro-batches per step (gradient accumulation)");
+  cmd->add_option("--lr", o.t.sched.lr, "peak learning rate");
+  cmd->add_option("--wd", o.t.sched.wd, "weight decay (linear layers and an untied head)");
+  cmd->add_option("--warmup", o.t.sched.warmup, "linear warm-up steps");
+  cmd->add_option("--schedule", o.schedule, "two-stage (BitNet b1.58) | cosine | constant")
+      ->check(CLI::IsMember({"two-stage", "cosine", "constant"}));
+  cmd->add_option("--clip", o.t.clip, "gradient-norm clip (0: off)");
+  cmd->add_option("--seed", o.t.seed, "seed of the initial weights and the data order");
+  cmd->add_option("--eval-frac", o.t.eval_frac, "held-out fraction of the tokens");
+  cmd->add_option("--eval-every", o.t.eval_every, "steps between held-out evaluations");
+  cmd->add_option("--eval-windows", o.t.eval_windows, "held-out windows per evaluation");
+  cmd->add_option("--save-every", o.t.save_every, "steps between checkpoints");
+  cmd->add_flag("--resume", o.t.resume, "continue from OUT/checkpoint.bin (same settings)");
+  cmd->add_flag("--float", o.fp32, "train without quantization (the same architecture in fp32)");
+  cmd->add_flag("--tied", o.t.tied, "tie the output head to the embedding");
+  cmd->add_option("-t,--threads", o.t.threads, "threads");
+  cmd->add_option("--type", o.ternary, "ternary type of the exported GGUF")
+      ->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
+  cmd->add_option("--embd-type", o.embd, "embedding / head type of the exported GGUF")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q6_k"}));
+  cmd->add_option("--stop-after", o.t.stop_after, "save and stop after this many steps in this run (testing)");
+  cmd->add_flag("--json", o.json, "one JSON object per event on stdout");
+  cmd->callback([] {
+    o.t.quantize = !o.fp32;
+    o.t.sched.kind = *train::schedule_from_name(o.schedule);
+    o.t.ternary_type = *dtype_from_name(o.ternary);
+    o.t.embd_type = *dtype_from_name(o.embd);
+    std::signal(SIGINT, on_sigint);
+    const bool tty = isatty(fileno(stderr));
+    auto report = [&](const train::TrainEvent& e) {
+      using train::TrainEvent;
+      if (o.json) {
+        ojson j = {{"event", e.kind == TrainEvent::kStep    ? "step"
+                             : e.kind == TrainEvent::kEval  ? "eval"
+                             : e.kind == TrainEvent::kSaved ? "saved"
+                             : e.kind == TrainEvent::kExported ? "exported"
+                                                               : "info"},
+                   {"step", e.step},
+                   {"tokens", e.tokens}};
+        if (e.kind == TrainEvent::kStep) {
+          j["loss"] = e.loss;
+          j["lr"] = e.lr;
+          j["grad_norm"] = e.grad_norm;
+          j["tokens_per_second"] = e.tokens_per_second;
+        }
+        if (e.kind == TrainEvent::kEval) {
+          j["eval_loss"] = e.eval_loss;
+          j["eval_ppl"] = e.eval_ppl;
+        }
+        if (!e.text.empty()) j["text"] = e.text;
+        print_json_line(j);
+        return;
+      }
+      switch (e.kind) {
+        case TrainEvent::kStep:
+          std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.2e | |g| %.3f | %.0f tok/s | ETA %s%s",
+                       tty ? "\r\033[K" : "", static_cast<long long>(e.step), static_cast<long long>(e.steps), e.loss,
+                       e.lr, e.grad_norm, e.tokens_per_second, duration(e.eta_seconds).c_str(), tty ? "" : "\n");
+          break;
+        case TrainEvent::kEval:
+          std::fprintf(stderr, "%seval at step %lld: loss %.4f, perplexity %.3f\n", tty ? "\r\033[K" : "",
+                       static_cast<long long>(e.step), e.eval_loss, e.eval_ppl);
+          break;
+        case TrainEvent::kSaved:
+          if (!tty) std::fprintf(stderr, "saved %s (step %lld)\n", e.text.c_str(), static_cast<long long>(e.step));
+          break;
+        case TrainEvent::kExported:
+          std::fprintf(stderr, "%swrote %s\n", tty ? "\n" : "", e.text.c_str());
+          break;
+        case TrainEvent::kInfo: std::fprintf(stderr, "%s\n", e.text.c_str()); break;
+      }
+    };
+    train::run_training(o.t, report, &g_stop);
+    if (g_stop.load()) std::fprintf(stderr, "\ninterrupted: checkpoint saved; continue with --resume\n");
+  });
+}
+
+}  // namespace bitnet::cli
