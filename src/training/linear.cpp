@@ -83,6 +83,10 @@ void bitlinear_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, 
     return;
   }
 
+  // |int8 x ternary| sums stay exact in int32 up to this many inputs.
+  if (in > (int64_t{1} << 31) / (128 * 127) - 1)
+    fail("bitlinear_forward: in={} is too long for the int32 accumulator", in);
+
   // Weights: one absmean scale per logical matrix (group of rows).
   cache.wq.resize(static_cast<size_t>(out * in));
   cache.row_scale.resize(static_cast<size_t>(out));
