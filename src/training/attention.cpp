@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "training/kernels.h"
 #include "training/ops.h"
 #include "training/parallel.h"
 
@@ -19,16 +20,6 @@ void check_shape(const char* op, const AttnShape& s) {
          s.n_head_kv, s.head_dim);
   if (s.n_head % s.n_head_kv != 0)
     fail("{}: n_head={} is not a multiple of n_head_kv={}", op, s.n_head, s.n_head_kv);
-}
-
-inline float dot(const float* a, const float* b, int64_t n) {
-  float s = 0;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-inline void axpy(float alpha, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 struct Layout {
@@ -59,7 +50,7 @@ void attention_forward(ThreadPool* pool, const float* qkv, const AttnShape& s, f
         float* p = att + (bh * seq + i) * seq;
         float mx = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j <= i; ++j) {
-          p[j] = dot(q, base + j * L.C + L.q_dim + kvh * hd, hd) * L.scale;
+          p[j] = kern::dot_f32(q, base + j * L.C + L.q_dim + kvh * hd, hd) * L.scale;
           mx = std::max(mx, p[j]);
         }
         float sum = 0;
@@ -72,7 +63,8 @@ void attention_forward(ThreadPool* pool, const float* qkv, const AttnShape& s, f
         for (int64_t j = i + 1; j < seq; ++j) p[j] = 0.0f;
         float* o = out + (b * seq + i) * L.out_dim + h * hd;
         std::fill(o, o + hd, 0.0f);
-        for (int64_t j = 0; j <= i; ++j) axpy(p[j], base + j * L.C + L.q_dim + L.kv_dim + kvh * hd, o, hd);
+        for (int64_t j = 0; j <= i; ++j)
+          kern::axpy(p[j], base + j * L.C + L.q_dim + L.kv_dim + kvh * hd, o, hd);
       }
     }
   });
@@ -98,16 +90,16 @@ void attention_backward(ThreadPool* pool, const float* dout, const float* qkv, c
           const float* go = dout + (b * seq + i) * L.out_dim + h * hd;
           float pdp = 0;
           for (int64_t j = 0; j <= i; ++j) {
-            dp[static_cast<size_t>(j)] = dot(go, base + j * L.C + voff, hd);
+            dp[static_cast<size_t>(j)] = kern::dot_f32(go, base + j * L.C + voff, hd);
             pdp += p[j] * dp[static_cast<size_t>(j)];
-            axpy(p[j], go, dbase + j * L.C + voff, hd);  // dv_j += p_ij * dout_i
+            kern::axpy(p[j], go, dbase + j * L.C + voff, hd);  // dv_j += p_ij * dout_i
           }
           const float* q = base + i * L.C + h * hd;
           float* dq = dbase + i * L.C + h * hd;
           for (int64_t j = 0; j <= i; ++j) {
             const float ds = p[j] * (dp[static_cast<size_t>(j)] - pdp) * L.scale;
-            axpy(ds, base + j * L.C + koff, dq, hd);  // dq_i += ds_ij * k_j
-            axpy(ds, q, dbase + j * L.C + koff, hd);  // dk_j += ds_ij * q_i
+            kern::axpy(ds, base + j * L.C + koff, dq, hd);  // dq_i += ds_ij * k_j
+            kern::axpy(ds, q, dbase + j * L.C + koff, hd);  // dk_j += ds_ij * q_i
           }
         }
       }

@@ -1,11 +1,12 @@
 // BitLinear (ternary weights x int8 activations, the engine's numerics) and the fp32 matmul:
 // forward and straight-through backward.
-#include <cstring>
+#include <algorithm>
 
 #include "core/error.h"
 #include "quant/act_quant.h"
 #include "quant/gemm.h"
 #include "quant/ternary.h"
+#include "training/kernels.h"
 #include "training/ops.h"
 #include "training/parallel.h"
 
@@ -15,45 +16,23 @@ namespace {
 
 constexpr int64_t kTokenGrain = 4;
 constexpr int64_t kRowGrain = 8;
+// Tokens (or output rows) per block: a weight row (or input row) is used for kBlk of them while it
+// is in L1. Each element's accumulation order does not depend on the blocking.
+constexpr int64_t kBlk = 4;
 
 void check_sizes(const char* op, int64_t T, int64_t in, int64_t out) {
   if (T < 0 || in <= 0 || out <= 0) fail("{}: bad sizes T={} in={} out={}", op, T, in, out);
-}
-
-// Exact: |acc| <= 128 * 127 * in fits int32 for in < 132000.
-inline int32_t dot_i8(const int8_t* a, const int8_t* b, int64_t n) {
-  int32_t s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<int32_t>(a[i]) * static_cast<int32_t>(b[i]);
-  return s;
-}
-
-// Eight independent partial sums (vectorizable without reassociation), combined in a fixed order.
-inline float dot_f32(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-inline void axpy(float alpha, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
-inline void axpy_i8(float alpha, const int8_t* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * static_cast<float>(x[i]);
 }
 
 // fp32: y = x . W^T, parallel over tokens.
 void float_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
                    float* y) {
   parallel_ranges(pool, T, kTokenGrain, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* xr = x + t * in;
-      float* yr = y + t * out;
-      for (int64_t o = 0; o < out; ++o) yr[o] = dot_f32(xr, W + o * in, in);
+    for (int64_t t = t0; t < t1; t += kBlk) {
+      const int64_t n = std::min(kBlk, t1 - t);
+      for (int64_t o = 0; o < out; ++o)
+        for (int64_t k = 0; k < n; ++k)
+          y[(t + k) * out + o] = kern::dot_f32(x + (t + k) * in, W + o * in, in);
     }
   });
 }
@@ -63,14 +42,21 @@ void float_backward(ThreadPool* pool, const float* dy, const float* x, int64_t T
                     int64_t out, float* dx, float* dW) {
   if (dx != nullptr) {
     parallel_ranges(pool, T, kTokenGrain, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t)
-        for (int64_t o = 0; o < out; ++o) axpy(dy[t * out + o], W + o * in, dx + t * in, in);
+      for (int64_t t = t0; t < t1; t += kBlk) {
+        const int64_t n = std::min(kBlk, t1 - t);
+        for (int64_t o = 0; o < out; ++o)
+          for (int64_t k = 0; k < n; ++k)
+            kern::axpy(dy[(t + k) * out + o], W + o * in, dx + (t + k) * in, in);
+      }
     });
   }
   if (dW != nullptr) {
     parallel_ranges(pool, out, kRowGrain, [&](int64_t o0, int64_t o1) {
-      for (int64_t o = o0; o < o1; ++o)
-        for (int64_t t = 0; t < T; ++t) axpy(dy[t * out + o], x + t * in, dW + o * in, in);
+      for (int64_t o = o0; o < o1; o += kBlk) {
+        const int64_t n = std::min(kBlk, o1 - o);
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t k = 0; k < n; ++k) kern::axpy(dy[t * out + o + k], x + t * in, dW + (o + k) * in, in);
+      }
     });
   }
 }
@@ -97,6 +83,10 @@ void bitlinear_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, 
     return;
   }
 
+  // |int8 x ternary| sums stay exact in int32 up to this many inputs.
+  if (in > (int64_t{1} << 31) / (128 * 127) - 1)
+    fail("bitlinear_forward: in={} is too long for the int32 accumulator", in);
+
   // Weights: one absmean scale per logical matrix (group of rows).
   cache.wq.resize(static_cast<size_t>(out * in));
   cache.row_scale.resize(static_cast<size_t>(out));
@@ -115,14 +105,19 @@ void bitlinear_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, 
   const int8_t* wq = cache.wq.data();
   const float* row_scale = cache.row_scale.data();
   parallel_ranges(pool, T, kTokenGrain, [&](int64_t t0, int64_t t1) {
+    const int8_t* xq = cache.xq.data();
+    float* dq = cache.dq.data();
     for (int64_t t = t0; t < t1; ++t) {
-      int8_t* xq = cache.xq.data() + t * in;
-      float s = 0, dq = 0;
+      float s = 0;
       int32_t sum = 0;
-      quantize_act_row_ref(x + t * in, in, in, xq, &s, &dq, &sum);
-      cache.dq[static_cast<size_t>(t)] = dq;
-      float* yr = y + t * out;
-      for (int64_t o = 0; o < out; ++o) yr[o] = gemm_scale(dot_i8(xq, wq + o * in, in), row_scale[o], dq);
+      quantize_act_row_ref(x + t * in, in, in, cache.xq.data() + t * in, &s, &dq[t], &sum);
+    }
+    for (int64_t t = t0; t < t1; t += kBlk) {
+      const int64_t n = std::min(kBlk, t1 - t);
+      for (int64_t o = 0; o < out; ++o)
+        for (int64_t k = 0; k < n; ++k)
+          y[(t + k) * out + o] =
+              gemm_scale(kern::dot_i8(xq + (t + k) * in, wq + o * in, in), row_scale[o], dq[t + k]);
     }
   });
 }
@@ -141,16 +136,23 @@ void bitlinear_backward(ThreadPool* pool, const float* dy, const float* x, int64
   // dx += dy . (wq * scale): dy * scale * wq is exact in either order, since wq is -1, 0 or 1.
   if (dx != nullptr) {
     parallel_ranges(pool, T, kTokenGrain, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t)
+      for (int64_t t = t0; t < t1; t += kBlk) {
+        const int64_t n = std::min(kBlk, t1 - t);
         for (int64_t o = 0; o < out; ++o)
-          axpy_i8(dy[t * out + o] * row_scale[o], wq + o * in, dx + t * in, in);
+          for (int64_t k = 0; k < n; ++k)
+            kern::axpy_i8(dy[(t + k) * out + o] * row_scale[o], wq + o * in, dx + (t + k) * in, in);
+      }
     });
   }
   // dW += dy^T . (xq * dq), the output row outer so each thread owns its rows of dW.
   if (dW != nullptr) {
     parallel_ranges(pool, out, kRowGrain, [&](int64_t o0, int64_t o1) {
-      for (int64_t o = o0; o < o1; ++o)
-        for (int64_t t = 0; t < T; ++t) axpy_i8(dy[t * out + o] * dq[t], xq + t * in, dW + o * in, in);
+      for (int64_t o = o0; o < o1; o += kBlk) {
+        const int64_t n = std::min(kBlk, o1 - o);
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t k = 0; k < n; ++k)
+            kern::axpy_i8(dy[t * out + o + k] * dq[t], xq + t * in, dW + (o + k) * in, in);
+      }
     });
   }
 }
