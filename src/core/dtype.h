@@ -2,6 +2,7 @@
 // Element types. Packed types store `block_elems` elements in `block_bytes` bytes along the
 // innermost dimension; a row's length must be a multiple of block_elems. I2_S additionally carries
 // a 32-byte trailer per tensor (its fp32 scale, padded), as bitnet.cpp writes it.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -25,6 +26,7 @@ enum class DType : uint8_t {
   Q8_0X,  // ours: Q8_0 regrouped for the head kernels, 16 blocks a superblock (src/quant/q8_0x.h)
 };
 
+// The size facts of a type; the kernels that read and write it are its row in quant/type_traits.h.
 struct DTypeInfo {
   std::string_view name;
   uint32_t block_elems;
@@ -33,7 +35,35 @@ struct DTypeInfo {
   bool ternary;
 };
 
-const DTypeInfo& dtype_info(DType t);
+inline constexpr size_t kDTypeCount = 13;
+
+// Indexed by DType; constexpr so the type table can pin its rows at compile time.
+inline constexpr std::array<DTypeInfo, kDTypeCount> kDTypeInfo = {{
+    {"f32", 1, 4, 0, false},
+    {"f16", 1, 2, 0, false},
+    {"bf16", 1, 2, 0, false},
+    {"i8", 1, 1, 0, false},
+    {"i32", 1, 4, 0, false},
+    {"q8_0", 32, 34, 0, false},
+    {"q4_0", 32, 18, 0, false},
+    {"q6_k", 256, 210, 0, false},
+    {"tq1_0", 256, 54, 0, true},
+    {"tq2_0", 256, 66, 0, true},
+    {"i2_s", 4, 1, 32, true},
+    {"tnat", 4, 1, 0, true},
+    {"q8_0x", 512, 544, 0, false},
+}};
+static_assert(static_cast<size_t>(DType::Q8_0X) + 1 == kDTypeCount, "one DTypeInfo per DType");
+
+[[noreturn]] void bad_dtype(size_t index);
+
+constexpr const DTypeInfo& dtype_info(DType t) {
+  const auto i = static_cast<size_t>(t);
+  if (i >= kDTypeInfo.size()) [[unlikely]]
+    bad_dtype(i);
+  return kDTypeInfo[i];
+}
+
 std::string_view dtype_name(DType t);
 std::optional<DType> dtype_from_name(std::string_view name);  // case-insensitive
 

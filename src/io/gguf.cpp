@@ -85,43 +85,6 @@ std::string ggml_type_name(uint32_t t) {
   return fmt::format("type#{}", t);
 }
 
-std::optional<DType> dtype_from_ggml(uint32_t t) {
-  switch (t) {
-    case kGgmlF32: return DType::F32;
-    case kGgmlF16: return DType::F16;
-    case kGgmlBF16: return DType::BF16;
-    case kGgmlI8: return DType::I8;
-    case kGgmlI32: return DType::I32;
-    case kGgmlQ8_0: return DType::Q8_0;
-    case kGgmlQ4_0: return DType::Q4_0;
-    case kGgmlQ6_K: return DType::Q6_K;
-    case kGgmlTQ1_0: return DType::TQ1_0;
-    case kGgmlTQ2_0: return DType::TQ2_0;
-    case kGgmlI2_S: return DType::I2_S;
-    default: return std::nullopt;
-  }
-}
-
-std::optional<uint32_t> ggml_from_dtype(DType t) {
-  switch (t) {
-    case DType::F32: return kGgmlF32;
-    case DType::F16: return kGgmlF16;
-    case DType::BF16: return kGgmlBF16;
-    case DType::I8: return kGgmlI8;
-    case DType::I32: return kGgmlI32;
-    case DType::Q8_0: return kGgmlQ8_0;
-    case DType::Q4_0: return kGgmlQ4_0;
-    case DType::Q6_K: return kGgmlQ6_K;
-    case DType::TQ1_0: return kGgmlTQ1_0;
-    case DType::TQ2_0: return kGgmlTQ2_0;
-    case DType::I2_S: return kGgmlI2_S;
-    case DType::TNAT:
-    case DType::Q8_0X:
-      return std::nullopt;
-  }
-  return std::nullopt;
-}
-
 // ---------------------------------------------------------------------------------------------
 // GgufValue
 

@@ -26,6 +26,7 @@
 
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "quant/type_traits.h"
 
 namespace bitnet {
 
@@ -38,13 +39,9 @@ enum class GgufType : uint32_t {
 };
 std::string_view gguf_type_name(GgufType t);  // "u8", ..., "array"; "type#N" when unknown
 
-// ggml tensor type ids used here (names of the rest come from ggml_type_name).
-inline constexpr uint32_t kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ4_0 = 2, kGgmlQ8_0 = 8,
-                          kGgmlQ6_K = 14, kGgmlI8 = 24, kGgmlI32 = 26, kGgmlBF16 = 30,
-                          kGgmlTQ1_0 = 34, kGgmlTQ2_0 = 35, kGgmlI2_S = 36;
-std::string ggml_type_name(uint32_t ggml_type);      // "Q4_K", ..., "type#N" when unknown
-std::optional<DType> dtype_from_ggml(uint32_t ggml_type);
-std::optional<uint32_t> ggml_from_dtype(DType t);  // nullopt for TNAT, Q8_0X (never in files)
+// ggml tensor type ids: the ones we read are the type table's (kGgml*, dtype_from_ggml and
+// ggml_from_dtype in quant/type_traits.h); this names every id, ours or not.
+std::string ggml_type_name(uint32_t ggml_type);  // "Q4_K", ..., "type#N" when unknown
 
 // One metadata value. Integers are widened (unsigned -> uint64_t, signed -> int64_t, floats ->
 // double) but `type` / `elem` keep the stored width, so a value round-trips through the writer.

@@ -5,20 +5,20 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/half.h"
 #include "core/tensor.h"
-#include "model/load_gguf.h"
 #include "io/safetensors.h"
-#include "tokenizer/tokenizer.h"
+#include "model/load_gguf.h"
 #include "quant/formats.h"
 #include "quant/quantize_rows.h"
 #include "quant/ternary.h"
+#include "quant/type_traits.h"
+#include "tokenizer/tokenizer.h"
 
 namespace bitnet {
 namespace {
@@ -132,26 +132,19 @@ Quantized read_linear(const SafetensorsModel& st, const std::string& name, int64
   return r;
 }
 
-std::vector<uint8_t> pack_ternary(const Quantized& t, int64_t rows, int64_t cols, DType type, const std::string& name) {
-  const int64_t n = rows * cols;
-  std::vector<uint8_t> b;
-  if (type == DType::I2_S) {
-    if (n % kI2sBlock) fail("tensor '{}' has {} weights; I2_S needs a multiple of {}", name, n, kI2sBlock);
-    b.resize(i2s_bytes(n));
-    pack_i2s(t.q.data(), n, t.scale, b.data());
-  } else {
-    if (cols % kTqBlock)
-      fail("tensor '{}' has rows of {} weights; {} needs a multiple of {} (use --type i2_s)", name, cols,
-           dtype_name(type), kTqBlock);
-    if (type == DType::TQ2_0) {
-      b.resize(tq2_0_bytes(n));
-      pack_tq2_0(t.q.data(), n, t.scale, b.data());
-    } else {
-      b.resize(tq1_0_bytes(n));
-      pack_tq1_0(t.q.data(), n, t.scale, b.data());
-    }
+// A linear layer's codes in the stored ternary type; when its shape does not fit the type's blocks,
+// the error names the types it would fit.
+std::vector<uint8_t> pack_linear(const Quantized& t, int64_t rows, int64_t cols, DType type,
+                                 const std::string& name) {
+  try {
+    return pack_ternary(type, t.q.data(), rows, cols, t.scale, name);
+  } catch (const Error& e) {
+    std::vector<std::string> fit;
+    for (const std::string& other : type_names(&TypeTraits::pack))
+      if (ternary_fits(*dtype_from_name(other), rows, cols)) fit.push_back(other);
+    if (fit.empty()) throw;
+    fail("{} (use --type {})", e.what(), or_list(fit));
   }
-  return b;
 }
 
 // bos/eos strings in tokenizer_config.json are either "text" or {"content": "text", ...}.
@@ -289,10 +282,11 @@ DType default_embd_type(const ModelConfig& c) {
 }
 
 GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
-  if (opt.ternary_type != DType::I2_S && opt.ternary_type != DType::TQ2_0 && opt.ternary_type != DType::TQ1_0)
-    fail("convert: ternary type must be i2_s, tq2_0 or tq1_0, not {}", dtype_name(opt.ternary_type));
+  if (!type_traits(opt.ternary_type).stored_ternary())
+    fail("convert: ternary type must be {}, not {}", or_list(type_names(&TypeTraits::pack)),
+         dtype_name(opt.ternary_type));
   if (opt.embd_type && !quantize_supported(*opt.embd_type))
-    fail("convert: embedding type must be f32, f16, bf16, q8_0, q4_0 or q6_k, not {}",
+    fail("convert: embedding type must be {}, not {}", or_list(type_names(&TypeTraits::quantize)),
          dtype_name(*opt.embd_type));
   const fs::path dir(dir_s);
   const ModelConfig c = hf_config(dir_s);
@@ -349,7 +343,8 @@ GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
   auto add_lin = [&](const std::string& gname, const std::string& hname, int64_t out, int64_t in) {
     step(gname);
     const Quantized q = read_linear(st, hname, out, in, mode);
-    w.add_tensor(gname, *ggml_from_dtype(opt.ternary_type), {out, in}, pack_ternary(q, out, in, opt.ternary_type, hname));
+    w.add_tensor(gname, *ggml_from_dtype(opt.ternary_type), {out, in},
+                 pack_linear(q, out, in, opt.ternary_type, hname));
   };
 
   add_float("token_embd.weight", "model.embed_tokens.weight", {c.n_vocab, c.n_embd}, embd_type);

@@ -2,28 +2,30 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <numeric>
 #include <thread>
-#include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "core/error.h"
 #include "quant/dequant.h"
-#include "quant/formats.h"
+#include "quant/type_traits.h"
 
 namespace bitnet {
 namespace {
 
-// A stored ternary tensor (I2_S, TQ2_0 or TQ1_0), validated, decoded a slice of rows at a time.
+// A stored ternary tensor (any type whose row in quant/type_traits.h packs), validated, decoded a
+// slice of rows at a time.
 struct TernarySource {
   std::string name;
   const GgufTensorInfo* info = nullptr;
+  const TypeTraits* type = nullptr;
   int64_t rows = 0, cols = 0;
-  float i2s_scale = 0;    // I2_S: the tensor's one scale
-  float extra_scale = 1;  // llama.cpp's `bitnet` arch: a separate per-tensor scale
+  float tensor_scale = 0;  // types with one scale per tensor (I2_S): that scale
+  float extra_scale = 1;   // llama.cpp's `bitnet` arch: a separate per-tensor scale
 };
 
 TernarySource open_ternary(const GgufFile& f, const std::string& name, int64_t rows, int64_t cols) {
@@ -35,21 +37,20 @@ TernarySource open_ternary(const GgufFile& f, const std::string& name, int64_t r
     fail("{}: tensor '{}' has shape {}, expected [{}, {}]", f.name(), name, shape_str(t.info->shape), rows, cols);
   t.rows = rows;
   t.cols = cols;
-  switch (t.info->dtype) {
-    case DType::I2_S: {
-      i2s_bytes(rows * cols);
-      std::memcpy(&t.i2s_scale, f.tensor_data(*t.info) + rows * cols / 4, 4);
-      if (!std::isfinite(t.i2s_scale) || t.i2s_scale < 0)
-        fail("{}: tensor '{}' has invalid I2_S scale {}", f.name(), name, t.i2s_scale);
-      break;
-    }
-    case DType::TQ2_0:
-    case DType::TQ1_0:
-      if (cols % kTqBlock) fail("{}: tensor '{}': {} columns are not whole {}-weight blocks", f.name(), name, cols, kTqBlock);
-      break;
-    default:
-      fail("{}: tensor '{}' has type {}; ternary layers must be I2_S, TQ2_0 or TQ1_0", f.name(), name,
-           dtype_name(t.info->dtype));
+  t.type = &type_traits(t.info->dtype);
+  if (!t.type->stored_ternary())
+    fail("{}: tensor '{}' has type {}; ternary layers must be {}", f.name(), name, dtype_name(t.info->dtype),
+         or_list(type_names(&TypeTraits::pack)));
+  // Rows are whole blocks of the type (the GGUF reader checked); the tensor must be whole pack
+  // blocks too (I2_S's 128-weight blocks may span rows).
+  if (rows * cols % t.type->pack_block)
+    fail("{}: tensor '{}': {} weights are not whole {}-weight {} blocks", f.name(), name, rows * cols,
+         t.type->pack_block, dtype_name(t.info->dtype));
+  if (t.type->tensor_scale) {
+    t.tensor_scale = t.type->tensor_scale(f.tensor_data(*t.info), rows * cols);
+    if (!std::isfinite(t.tensor_scale) || t.tensor_scale < 0)
+      fail("{}: tensor '{}' has invalid {} scale {}", f.name(), name, dtype_name(t.info->dtype),
+           t.tensor_scale);
   }
   std::string scale_name = name;
   if (scale_name.size() > 7 && scale_name.ends_with(".weight")) {
@@ -63,33 +64,33 @@ TernarySource open_ternary(const GgufFile& f, const std::string& name, int64_t r
   return t;
 }
 
-// Rows a slice may start at: element r0 * cols must begin a block of the stored type.
+// Rows a slice may start at: element r0 * cols must begin a pack block of the stored type.
 int64_t row_step(const TernarySource& t) {
-  const int64_t blk = t.info->dtype == DType::I2_S ? kI2sBlock : kTqBlock;
-  return blk / std::gcd(t.cols, blk);
+  return t.type->pack_block / std::gcd(t.cols, t.type->pack_block);
 }
 
-// Decodes rows [r0, r1) to int8 w [r1 - r0][cols] and one scale per row. TQ blocks carry their
-// own fp16 scale; BitNet tensors have one scale, so every block of a row holding a nonzero weight
-// must agree (all-zero blocks may carry any scale, llama.cpp writes 0 there).
+// Decodes rows [r0, r1) to int8 w [r1 - r0][cols] and one scale per row. A per-tensor scale covers
+// every row. Otherwise each block carries its own (TQ's fp16 d); BitNet tensors have one scale, so
+// every block of a row holding a nonzero weight must agree (all-zero blocks may carry any scale,
+// llama.cpp writes 0 there).
 void decode_rows(const GgufFile& f, const TernarySource& t, int64_t r0, int64_t r1, int8_t* w, float* scale) {
   const int64_t first = r0 * t.cols, n = (r1 - r0) * t.cols;
-  const uint8_t* data = f.tensor_data(*t.info);
-  if (t.info->dtype == DType::I2_S) {
-    unpack_i2s_codes(data + first / 4, n, w, t.name, first);
-    std::fill(scale, scale + (r1 - r0), t.i2s_scale * t.extra_scale);
+  const uint8_t* in = f.tensor_data(*t.info) + row_bytes(t.info->dtype, first);
+  if (t.type->tensor_scale) {
+    t.type->unpack(in, n, w, nullptr, t.name, first);
+    std::fill(scale, scale + (r1 - r0), t.tensor_scale * t.extra_scale);
     return;
   }
-  std::vector<float> d(static_cast<size_t>(n / kTqBlock));
-  if (t.info->dtype == DType::TQ2_0) unpack_tq2_0(data + first / kTqBlock * kTq2Bytes, n, w, d.data(), t.name, first);
-  else unpack_tq1_0(data + first / kTqBlock * kTq1Bytes, n, w, d.data(), t.name);
-  const int64_t per_row = t.cols / kTqBlock;
+  const int64_t blk = t.type->pack_block;  // = the row block (quant/type_traits.cpp)
+  std::vector<float> d(static_cast<size_t>(n / blk));
+  t.type->unpack(in, n, w, d.data(), t.name, first);
+  const int64_t per_row = t.cols / blk;
   for (int64_t r = 0; r < r1 - r0; ++r) {
     float s = 0;
     bool have = false;
     for (int64_t b = 0; b < per_row; ++b) {
-      const int8_t* blk = w + r * t.cols + b * kTqBlock;
-      if (std::all_of(blk, blk + kTqBlock, [](int8_t v) { return v == 0; })) continue;
+      const int8_t* x = w + r * t.cols + b * blk;
+      if (std::all_of(x, x + blk, [](int8_t v) { return v == 0; })) continue;
       const float db = d[static_cast<size_t>(r * per_row + b)];
       if (have && db != s)
         fail("{}: tensor '{}' row {} has blocks with different scales ({} and {}); per-block "

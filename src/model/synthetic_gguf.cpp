@@ -1,16 +1,14 @@
 #include "model/synthetic_gguf.h"
 
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "core/error.h"
-#include "core/half.h"
 #include "model/load_gguf.h"
 #include "model/synthetic.h"
-#include "tokenizer/tokenizer.h"
-#include "quant/formats.h"
 #include "quant/quantize_rows.h"
+#include "quant/type_traits.h"
+#include "tokenizer/tokenizer.h"
 
 namespace bitnet {
 namespace {
@@ -24,45 +22,20 @@ struct Rng {
   float uniform(float lo, float hi) { return lo + (hi - lo) * static_cast<float>(next() >> 40) / static_cast<float>(1 << 24); }
 };
 
-std::vector<uint8_t> float_bytes(const std::vector<float>& v, DType t) {
-  std::vector<uint8_t> b(v.size() * (t == DType::F32 ? 4 : 2));
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (t == DType::F32) {
-      std::memcpy(b.data() + 4 * i, &v[i], 4);
-    } else {
-      const uint16_t h = t == DType::F16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
-      std::memcpy(b.data() + 2 * i, &h, 2);
-    }
-  }
-  return b;
-}
-
 void add_ternary(GgufWriter& w, const std::string& name, int64_t rows, int64_t cols, DType type, Rng& rng) {
   const int64_t n = rows * cols;
   std::vector<int8_t> q(static_cast<size_t>(n));
   for (auto& v : q) v = static_cast<int8_t>(static_cast<int>((rng.next() >> 32) % 3) - 1);
   // About 2/3 of the weights are nonzero: this scale keeps activations at unit size layer to layer.
   const float scale = std::sqrt(1.5f / static_cast<float>(cols));
-  std::vector<uint8_t> bytes;
-  if (type == DType::I2_S) {
-    bytes.resize(i2s_bytes(n));
-    pack_i2s(q.data(), n, scale, bytes.data());
-  } else if (type == DType::TQ2_0) {
-    bytes.resize(tq2_0_bytes(n));
-    pack_tq2_0(q.data(), n, scale, bytes.data());
-  } else if (type == DType::TQ1_0) {
-    bytes.resize(tq1_0_bytes(n));
-    pack_tq1_0(q.data(), n, scale, bytes.data());
-  } else {
-    fail("synthetic model: ternary type must be i2_s, tq2_0 or tq1_0, not {}", dtype_name(type));
-  }
-  w.add_tensor(name, *ggml_from_dtype(type), {rows, cols}, std::move(bytes));
+  w.add_tensor(name, *ggml_from_dtype(type), {rows, cols},
+               pack_ternary(type, q.data(), rows, cols, scale, name));
 }
 
 void add_norm(GgufWriter& w, const std::string& name, int64_t n, Rng& rng) {
   std::vector<float> v(static_cast<size_t>(n));
   for (auto& x : v) x = rng.uniform(0.8f, 1.2f);
-  w.add_tensor(name, *ggml_from_dtype(DType::F32), {n}, float_bytes(v, DType::F32));
+  w.add_tensor(name, *ggml_from_dtype(DType::F32), {n}, quantize_rows(DType::F32, v.data(), 1, n));
 }
 
 }  // namespace
@@ -85,8 +58,12 @@ ModelConfig synthetic_config(const std::string& shape) {
 
 GgufWriter synthetic_gguf(const ModelConfig& c, DType ternary_type, DType embd_type, uint64_t seed) {
   validate(c);
+  if (!type_traits(ternary_type).stored_ternary())
+    fail("synthetic model: ternary type must be {}, not {}", or_list(type_names(&TypeTraits::pack)),
+         dtype_name(ternary_type));
   if (!quantize_supported(embd_type))
-    fail("synthetic model: embedding type must be f32, f16, bf16, q8_0, q4_0 or q6_k, not {}", dtype_name(embd_type));
+    fail("synthetic model: embedding type must be {}, not {}", or_list(type_names(&TypeTraits::quantize)),
+         dtype_name(embd_type));
   if (c.n_vocab < 259) fail("synthetic model: vocabulary must hold the 256 byte tokens and specials");
   GgufWriter w;
   write_config_metadata(w, c);

@@ -19,9 +19,18 @@
 
 namespace bitnet {
 
-// Whether dequantize_row supports t.
+// Whether dequantize_row supports t (its row in quant/type_traits.h has a dequantize kernel).
 bool dequant_supported(DType t);
 // Converts one row of n values (n a whole number of blocks) to float; throws for other types.
 void dequantize_row(DType t, const uint8_t* src, int64_t n, float* dst);
+
+// The per-type kernels the type table points at: n a whole number of blocks, unchecked.
+void dequantize_row_f32(const uint8_t* src, int64_t n, float* dst);
+void dequantize_row_f16(const uint8_t* src, int64_t n, float* dst);
+void dequantize_row_bf16(const uint8_t* src, int64_t n, float* dst);
+void dequantize_row_q8_0(const uint8_t* src, int64_t n, float* dst);
+void dequantize_row_q4_0(const uint8_t* src, int64_t n, float* dst);
+void dequantize_row_q6_k(const uint8_t* src, int64_t n, float* dst);
+void dequantize_row_q8_0x(const uint8_t* src, int64_t n, float* dst);
 
 }  // namespace bitnet

@@ -78,35 +78,62 @@ void unpack_i2s(const uint8_t* in, int64_t n, int8_t* w, float* scale, const std
   std::memcpy(scale, in + n / 4, sizeof(float));
 }
 
-// ---- TQ2_0 ------------------------------------------------------------------------------------
+// ---- TQ2_0 and TQ1_0 ----------------------------------------------------------------------------
+// Both are 256-weight blocks of packed codes with the fp16 scale d in the last two bytes; only the
+// code layout inside a block differs, so one skeleton serves both.
 
-size_t tq2_0_bytes(int64_t n) {
-  if (n <= 0 || n % kTqBlock) fail("TQ2_0 needs a multiple of {} elements, got {}", kTqBlock, n);
-  return static_cast<size_t>(n / kTqBlock) * kTq2Bytes;
+namespace {
+
+size_t tq_bytes(const char* name, size_t block_bytes, int64_t n) {
+  if (n <= 0 || n % kTqBlock) fail("{} needs a multiple of {} elements, got {}", name, kTqBlock, n);
+  return static_cast<size_t>(n / kTqBlock) * block_bytes;
 }
 
-void pack_tq2_0(const int8_t* w, int64_t n, float scale, uint8_t* out) {
-  const size_t bytes = tq2_0_bytes(n);
+template <size_t kBytes, typename PackCodes>
+void pack_tq(const char* name, const int8_t* w, int64_t n, float scale, uint8_t* out, PackCodes pack_codes) {
+  const size_t bytes = tq_bytes(name, kBytes, n);
   check_ternary(w, n);
   std::memset(out, 0, bytes);
   const uint16_t d = f32_to_f16(scale);
   for (int64_t b = 0; b < n / kTqBlock; ++b) {
-    uint8_t* blk = out + b * kTq2Bytes;
-    const int8_t* x = w + b * kTqBlock;
+    uint8_t* blk = out + b * kBytes;
+    pack_codes(w + b * kTqBlock, blk);
+    std::memcpy(blk + kBytes - 2, &d, 2);
+  }
+}
+
+// unpack_codes(blk, x, b) decodes block b's codes (validating them) into x.
+template <size_t kBytes, typename UnpackCodes>
+void unpack_tq(const char* name, const uint8_t* in, int64_t n, int8_t* w, float* block_scales,
+               UnpackCodes unpack_codes) {
+  tq_bytes(name, kBytes, n);
+  for (int64_t b = 0; b < n / kTqBlock; ++b) {
+    const uint8_t* blk = in + b * kBytes;
+    unpack_codes(blk, w + b * kTqBlock, b);
+    uint16_t d;
+    std::memcpy(&d, blk + kBytes - 2, 2);
+    block_scales[b] = f16_to_f32(d);
+  }
+}
+
+}  // namespace
+
+size_t tq2_0_bytes(int64_t n) {
+  return tq_bytes("TQ2_0", kTq2Bytes, n);
+}
+
+void pack_tq2_0(const int8_t* w, int64_t n, float scale, uint8_t* out) {
+  pack_tq<kTq2Bytes>("TQ2_0", w, n, scale, out, [](const int8_t* x, uint8_t* blk) {
     for (int h = 0; h < 2; ++h)
       for (int m = 0; m < 32; ++m)
         for (int s = 0; s < 4; ++s)
           blk[32 * h + m] |= static_cast<uint8_t>(code_of(x[128 * h + m + 32 * s]) << (2 * s));
-    std::memcpy(blk + 64, &d, 2);
-  }
+  });
 }
 
-void unpack_tq2_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales,
-                  const std::string& what, int64_t first) {
-  tq2_0_bytes(n);
-  for (int64_t b = 0; b < n / kTqBlock; ++b) {
-    const uint8_t* blk = in + b * kTq2Bytes;
-    int8_t* x = w + b * kTqBlock;
+void unpack_tq2_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales, const std::string& what,
+                  int64_t first) {
+  unpack_tq<kTq2Bytes>("TQ2_0", in, n, w, block_scales, [&](const uint8_t* blk, int8_t* x, int64_t b) {
     unsigned bad = 0;
     for (int h = 0; h < 2; ++h)
       for (int s = 0; s < 4; ++s)
@@ -118,27 +145,15 @@ void unpack_tq2_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales,
     if (bad)
       for (int j = 0; j < kTqBlock; ++j)
         if (x[j] == 2) bad_code("TQ2_0", what, first + b * kTqBlock + j, 3);
-    uint16_t d;
-    std::memcpy(&d, blk + 64, 2);
-    block_scales[b] = f16_to_f32(d);
-  }
+  });
 }
 
-// ---- TQ1_0 ------------------------------------------------------------------------------------
-
 size_t tq1_0_bytes(int64_t n) {
-  if (n <= 0 || n % kTqBlock) fail("TQ1_0 needs a multiple of {} elements, got {}", kTqBlock, n);
-  return static_cast<size_t>(n / kTqBlock) * kTq1Bytes;
+  return tq_bytes("TQ1_0", kTq1Bytes, n);
 }
 
 void pack_tq1_0(const int8_t* w, int64_t n, float scale, uint8_t* out) {
-  const size_t bytes = tq1_0_bytes(n);
-  check_ternary(w, n);
-  std::memset(out, 0, bytes);
-  const uint16_t d = f32_to_f16(scale);
-  for (int64_t b = 0; b < n / kTqBlock; ++b) {
-    uint8_t* blk = out + b * kTq1Bytes;
-    const int8_t* x = w + b * kTqBlock;
+  pack_tq<kTq1Bytes>("TQ1_0", w, n, scale, out, [](const int8_t* x, uint8_t* blk) {
     uint8_t t[5];
     for (int m = 0; m < 32; ++m) {
       for (int i = 0; i < 5; ++i) t[i] = code_of(x[m + 32 * i]);
@@ -152,27 +167,20 @@ void pack_tq1_0(const int8_t* w, int64_t n, float scale, uint8_t* out) {
       for (int i = 0; i < 4; ++i) t[i] = code_of(x[240 + j + 4 * i]);
       blk[48 + j] = pack_trits(t, 4);
     }
-    std::memcpy(blk + 52, &d, 2);
-  }
+  });
 }
 
-void unpack_tq1_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales,
-                  const std::string& what) {
-  tq1_0_bytes(n);
-  // Every byte decodes to trits in {0,1,2} by construction ((q*3)>>8 <= 2), so nothing to reject.
-  for (int64_t b = 0; b < n / kTqBlock; ++b) {
-    const uint8_t* blk = in + b * kTq1Bytes;
-    int8_t* x = w + b * kTqBlock;
+void unpack_tq1_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales, const std::string&, int64_t) {
+  // Every byte decodes to trits in {0,1,2} by construction ((q*3)>>8 <= 2), so nothing to reject
+  // (and no element to name).
+  unpack_tq<kTq1Bytes>("TQ1_0", in, n, w, block_scales, [](const uint8_t* blk, int8_t* x, int64_t) {
     for (int m = 0; m < 32; ++m)
       for (int i = 0; i < 5; ++i) x[m + 32 * i] = static_cast<int8_t>(trit(blk[m], i) - 1);
     for (int m = 0; m < 16; ++m)
       for (int i = 0; i < 5; ++i) x[160 + m + 16 * i] = static_cast<int8_t>(trit(blk[32 + m], i) - 1);
     for (int j = 0; j < 4; ++j)
       for (int i = 0; i < 4; ++i) x[240 + j + 4 * i] = static_cast<int8_t>(trit(blk[48 + j], i) - 1);
-    uint16_t d;
-    std::memcpy(&d, blk + 52, 2);
-    block_scales[b] = f16_to_f32(d);
-  }
+  });
 }
 
 // ---- HF packed uint8 --------------------------------------------------------------------------

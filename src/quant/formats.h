@@ -54,8 +54,9 @@ void unpack_tq2_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales,
 
 size_t tq1_0_bytes(int64_t n);
 void pack_tq1_0(const int8_t* w, int64_t n, float scale, uint8_t* out);
-void unpack_tq1_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales,
-                  const std::string& what = "");
+// what / first as for TQ2_0, for one signature (quant/type_traits.h): TQ1_0 has no invalid codes.
+void unpack_tq1_0(const uint8_t* in, int64_t n, int8_t* w, float* block_scales, const std::string& what = "",
+                  int64_t first = 0);
 
 size_t hf_packed_rows(int64_t out);  // ceil(out / 4)
 void pack_hf(const int8_t* w, int64_t out, int64_t in, uint8_t* packed);

@@ -1,11 +1,14 @@
 #include "quant/quantize_rows.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "quant/type_traits.h"
 
 namespace bitnet {
 namespace {
@@ -15,7 +18,27 @@ void put_f16(uint8_t* p, float v) {
   std::memcpy(p, &h, 2);
 }
 
-void q8_0_row(const float* x, int64_t n, uint8_t* dst) {
+}  // namespace
+
+void quantize_row_f32(const float* x, int64_t n, uint8_t* dst) {
+  std::memcpy(dst, x, static_cast<size_t>(n) * 4);
+}
+
+void quantize_row_f16(const float* x, int64_t n, uint8_t* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t h = f32_to_f16(x[i]);
+    std::memcpy(dst + 2 * i, &h, 2);
+  }
+}
+
+void quantize_row_bf16(const float* x, int64_t n, uint8_t* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t h = f32_to_bf16(x[i]);
+    std::memcpy(dst + 2 * i, &h, 2);
+  }
+}
+
+void quantize_row_q8_0(const float* x, int64_t n, uint8_t* dst) {
   for (int64_t b = 0; b < n / 32; ++b, dst += 34) {
     float amax = 0;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + j]));
@@ -27,7 +50,7 @@ void q8_0_row(const float* x, int64_t n, uint8_t* dst) {
 }
 
 // ggml's reference rule: d = (the value of largest magnitude) / -8, q = min(15, trunc(x / d + 8.5)).
-void q4_0_row(const float* x, int64_t n, uint8_t* dst) {
+void quantize_row_q4_0(const float* x, int64_t n, uint8_t* dst) {
   for (int64_t b = 0; b < n / 32; ++b, dst += 18) {
     const float* v = x + b * 32;
     float amax = 0, mx = 0;
@@ -43,7 +66,7 @@ void q4_0_row(const float* x, int64_t n, uint8_t* dst) {
   }
 }
 
-void q6_k_row(const float* x, int64_t n, uint8_t* dst) {
+void quantize_row_q6_k(const float* x, int64_t n, uint8_t* dst) {
   for (int64_t b = 0; b < n / 256; ++b, dst += 210) {
     const float* v = x + b * 256;
     float sub[16], smax = 0;
@@ -81,42 +104,18 @@ void q6_k_row(const float* x, int64_t n, uint8_t* dst) {
   }
 }
 
-}  // namespace
-
 bool quantize_supported(DType t) {
-  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0 ||
-         t == DType::Q6_K;
+  return type_traits(t).quantize != nullptr;
 }
 
 std::vector<uint8_t> quantize_rows(DType t, const float* x, int64_t rows, int64_t cols) {
-  if (!quantize_supported(t)) fail("cannot write type {} (supported: f32, f16, bf16, q8_0, q4_0, q6_k)", dtype_name(t));
+  const TypeTraits& r = type_traits(t);
+  if (!r.quantize)
+    fail("cannot write type {} (supported: {})", dtype_name(t),
+         fmt::join(type_names(&TypeTraits::quantize), ", "));
   const size_t rb = row_bytes(t, cols);  // checks whole blocks
   std::vector<uint8_t> out(rb * static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * cols;
-    uint8_t* d = out.data() + static_cast<size_t>(r) * rb;
-    switch (t) {
-      case DType::F32:
-        std::memcpy(d, xr, static_cast<size_t>(cols) * 4);
-        break;
-      case DType::F16:
-      case DType::BF16:
-        for (int64_t i = 0; i < cols; ++i) {
-          const uint16_t h = t == DType::F16 ? f32_to_f16(xr[i]) : f32_to_bf16(xr[i]);
-          std::memcpy(d + 2 * i, &h, 2);
-        }
-        break;
-      case DType::Q8_0:
-        q8_0_row(xr, cols, d);
-        break;
-      case DType::Q4_0:
-        q4_0_row(xr, cols, d);
-        break;
-      default:
-        q6_k_row(xr, cols, d);
-        break;
-    }
-  }
+  for (int64_t i = 0; i < rows; ++i) r.quantize(x + i * cols, cols, out.data() + static_cast<size_t>(i) * rb);
   return out;
 }
 

@@ -14,8 +14,17 @@
 
 namespace bitnet {
 
+// Whether quantize_rows supports t (its row in quant/type_traits.h has a quantize kernel).
 bool quantize_supported(DType t);
 // rows x cols floats (row-major) -> the type's bytes; cols must be whole blocks.
 std::vector<uint8_t> quantize_rows(DType t, const float* x, int64_t rows, int64_t cols);
+
+// The per-type kernels the type table points at: one row of n values (whole blocks, unchecked).
+void quantize_row_f32(const float* x, int64_t n, uint8_t* dst);
+void quantize_row_f16(const float* x, int64_t n, uint8_t* dst);
+void quantize_row_bf16(const float* x, int64_t n, uint8_t* dst);
+void quantize_row_q8_0(const float* x, int64_t n, uint8_t* dst);
+void quantize_row_q4_0(const float* x, int64_t n, uint8_t* dst);
+void quantize_row_q6_k(const float* x, int64_t n, uint8_t* dst);
 
 }  // namespace bitnet

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "model/convert_hf.h"
+#include "quant/type_traits.h"
 
 namespace bitnet::cli {
 
@@ -17,12 +18,17 @@ void register_convert(CLI::App& app) {
   static Opts o;
   cmd->add_option("dir", o.dir, "checkpoint folder (config.json, *.safetensors, tokenizer.json)")->required();
   cmd->add_option("-o,--output", o.out, "output GGUF file")->required();
-  cmd->add_option("--type", o.type, "ternary layer type")->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
+  cmd->add_option("--type", o.type, "ternary layer type")
+      ->check(CLI::IsMember(type_names(&TypeTraits::pack)));
   cmd->add_option(
          "--embd-type", o.embd,
          "embedding / untied head type; auto: q6_k when the width is a multiple of 256, else q8_0 when "
          "a multiple of 32, else f16 (chosen by measured quality and speed: docs/PERFORMANCE.md)")
-      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q6_k"}));
+      ->check(CLI::IsMember([] {
+        auto names = type_names(&TypeTraits::quantize);
+        names.insert(names.begin(), "auto");
+        return names;
+      }()));
   cmd->callback([] {
     ConvertOptions opt;
     opt.ternary_type = *dtype_from_name(o.type);

@@ -1,21 +1,20 @@
 // `bitnet inspect FILE`: metadata and tensor table of a GGUF or safetensors model (a .safetensors
 // file, a model.safetensors.index.json or a folder holding one), with code and scale statistics of
-// the ternary tensors (TQ1_0, TQ2_0, I2_S). `--json` prints the same as one JSON object.
+// the stored ternary tensors (quant/type_traits.h). `--json` prints the same as one JSON object.
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
-#include "quant/formats.h"
 #include "quant/metrics.h"
+#include "quant/type_traits.h"
 
 namespace bitnet::cli {
 namespace {
@@ -38,26 +37,10 @@ struct Ternary {
 Ternary ternary_summary(const Tensor& t) {
   const int64_t n = t.numel();
   std::vector<int8_t> w(static_cast<size_t>(n));
-  std::vector<float> s;
-  switch (t.dtype()) {
-    case DType::I2_S:
-      s.resize(1);
-      unpack_i2s(t.data(), n, w.data(), s.data(), t.name());
-      break;
-    case DType::TQ2_0:
-      s.resize(static_cast<size_t>(n / kTqBlock));
-      unpack_tq2_0(t.data(), n, w.data(), s.data(), t.name());
-      break;
-    case DType::TQ1_0:
-      s.resize(static_cast<size_t>(n / kTqBlock));
-      unpack_tq1_0(t.data(), n, w.data(), s.data(), t.name());
-      break;
-    default: BN_CHECK(false, "not a stored ternary type");
-  }
+  std::vector<float> s(ternary_scale_count(t.dtype(), n));
+  unpack_ternary(t.dtype(), t.data(), n, w.data(), s.data(), t.name());
   return {ternary_stats(w.data(), w.size()), scale_stats(s.data(), s.size())};
 }
-
-bool is_ternary(DType t) { return t == DType::I2_S || t == DType::TQ2_0 || t == DType::TQ1_0; }
 
 ojson ternary_json(const Ternary& s) {
   return {{"n", s.codes.n}, {"neg", s.codes.neg}, {"zero", s.codes.zero}, {"pos", s.codes.pos},
@@ -154,7 +137,7 @@ void inspect_gguf(const Options& o) {
     bool header = false;
     for (size_t i = 0; i < f.tensors().size(); ++i) {
       const auto& t = f.tensors()[i];
-      if (!is_ternary(t.dtype)) continue;
+      if (!type_traits(t.dtype).stored_ternary()) continue;
       const Ternary s = ternary_summary(f.tensor(t));
       if (o.json) {
         tensors[i]["ternary"] = ternary_json(s);

@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "model/synthetic_gguf.h"
+#include "quant/type_traits.h"
 
 namespace bitnet::cli {
 
@@ -18,9 +19,10 @@ void register_synth(CLI::App& app) {
   cmd->add_option("-o,--output", o.out, "output GGUF file")->required();
   cmd->add_option("--shape", o.shape, "2b4t (hidden 2560, 30 layers, vocab 128256) or tiny")
       ->check(CLI::IsMember({"2b4t", "tiny"}));
-  cmd->add_option("--type", o.type, "ternary layer type")->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
+  cmd->add_option("--type", o.type, "ternary layer type")
+      ->check(CLI::IsMember(type_names(&TypeTraits::pack)));
   cmd->add_option("--embd-type", o.embd, "embedding / tied head type")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q6_k"}));
+      ->check(CLI::IsMember(type_names(&TypeTraits::quantize)));
   cmd->add_option("--arch", o.arch, "architecture name written to the file")
       ->check(CLI::IsMember({"bitnet-b1.58", "bitnet"}));
   cmd->add_option("--seed", o.seed, "random seed");
