@@ -203,16 +203,7 @@ void add_tokenizer(GgufWriter& w, const fs::path& dir, const json& cfg, int64_t 
   cfg_id("bos_token_id", v.bos_id);
   cfg_id("eos_token_id", v.eos_id);
 
-  std::vector<int64_t> types(v.token_types.begin(), v.token_types.end());
-  w.set("tokenizer.ggml.model", GgufValue::str("gpt2"));
-  w.set("tokenizer.ggml.pre", GgufValue::str(v.pre));
-  w.set("tokenizer.ggml.tokens", GgufValue::array(std::move(v.tokens)));
-  w.set("tokenizer.ggml.token_type", GgufValue::array(GgufType::I32, std::move(types)));
-  w.set("tokenizer.ggml.merges", GgufValue::array(std::move(v.merges)));
-  if (v.bos_id >= 0) w.set("tokenizer.ggml.bos_token_id", GgufValue::u32(static_cast<uint32_t>(v.bos_id)));
-  if (v.eos_id >= 0) w.set("tokenizer.ggml.eos_token_id", GgufValue::u32(static_cast<uint32_t>(v.eos_id)));
-  if (v.eot_id >= 0) w.set("tokenizer.ggml.eot_token_id", GgufValue::u32(static_cast<uint32_t>(v.eot_id)));
-  w.set("tokenizer.ggml.add_bos_token", GgufValue::boolean(v.add_bos && v.bos_id >= 0));
+  write_tokenizer_metadata(w, v);
 }
 
 json read_config(const fs::path& dir) {

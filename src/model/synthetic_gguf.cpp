@@ -69,24 +69,7 @@ GgufWriter synthetic_gguf(const ModelConfig& c, DType ternary_type, DType embd_t
   write_config_metadata(w, c);
   w.set("general.name", GgufValue::str("bitnet synthetic (random weights: meaningless text)"));
   // Byte-level tokenizer: ids 0..255 are the bytes (GPT-2 alphabet), then BOS, EOS, reserved.
-  std::vector<std::string> tokens;
-  std::vector<int64_t> types;
-  for (int b = 0; b < 256; ++b) {
-    tokens.push_back(gpt2_byte_to_unicode(static_cast<uint8_t>(b)));
-    types.push_back(static_cast<int64_t>(TokenType::Normal));
-  }
-  tokens.push_back("<|begin_of_text|>");
-  tokens.push_back("<|end_of_text|>");
-  while (static_cast<int64_t>(tokens.size()) < c.n_vocab) tokens.push_back("<|reserved_" + std::to_string(tokens.size()) + "|>");
-  types.resize(tokens.size(), static_cast<int64_t>(TokenType::Control));
-  w.set("tokenizer.ggml.model", GgufValue::str("gpt2"));
-  w.set("tokenizer.ggml.pre", GgufValue::str("llama-bpe"));
-  w.set("tokenizer.ggml.tokens", GgufValue::array(std::move(tokens)));
-  w.set("tokenizer.ggml.token_type", GgufValue::array(GgufType::I32, std::move(types)));
-  w.set("tokenizer.ggml.merges", GgufValue::array(std::vector<std::string>{}));
-  w.set("tokenizer.ggml.bos_token_id", GgufValue::u32(256));
-  w.set("tokenizer.ggml.eos_token_id", GgufValue::u32(257));
-  w.set("tokenizer.ggml.add_bos_token", GgufValue::boolean(true));
+  write_tokenizer_metadata(w, byte_level_vocab(c.n_vocab));
 
   Rng rng{seed * 0x9E3779B97F4A7C15ull + 12345};
   std::vector<float> e(static_cast<size_t>(c.n_vocab * c.n_embd));

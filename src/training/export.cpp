@@ -5,24 +5,13 @@
 
 #include "core/error.h"
 #include "model/load_gguf.h"
-#include "quant/formats.h"
 #include "quant/quantize_rows.h"
 #include "quant/ternary.h"
+#include "quant/type_traits.h"
 
 namespace bitnet::train {
 
 namespace {
-
-std::vector<uint8_t> pack_ternary(DType t, const int8_t* q, int64_t n, float scale) {
-  std::vector<uint8_t> out;
-  switch (t) {
-    case DType::I2_S: out.resize(i2s_bytes(n)); pack_i2s(q, n, scale, out.data()); break;
-    case DType::TQ2_0: out.resize(tq2_0_bytes(n)); pack_tq2_0(q, n, scale, out.data()); break;
-    case DType::TQ1_0: out.resize(tq1_0_bytes(n)); pack_tq1_0(q, n, scale, out.data()); break;
-    default: fail("export: ternary type must be i2_s, tq2_0 or tq1_0, not {}", dtype_name(t));
-  }
-  return out;
-}
 
 void check_finite(const float* p, int64_t n, const std::string& name) {
   for (int64_t i = 0; i < n; ++i)
@@ -58,7 +47,7 @@ GgufWriter export_gguf(const TrainModel& m, const TokenizerVocab& vocab, DType t
     std::vector<int8_t> q(n);
     ternarize(W, n, scale, q.data());
     w.add_tensor(gname, *ggml_from_dtype(ternary_type), {rows, cols},
-                 pack_ternary(ternary_type, q.data(), rows * cols, scale));
+                 pack_ternary(ternary_type, q.data(), rows, cols, scale, gname));
   };
   add_float("token_embd.weight", m.tok_embd, c.n_vocab, d, embd_type);
   add_float("output_norm.weight", m.output_norm, 1, d, DType::F32);
