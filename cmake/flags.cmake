@@ -1,16 +1,18 @@
 # Warnings are errors: a warning in numeric code is usually a bug (sign, width, aliasing).
-add_compile_options(-Wall -Wextra -Werror -Wno-unused-parameter)
+# Host-compiler flags apply to C and C++ only; CUDA files get theirs in src/cuda/CMakeLists.txt.
+set(C_CXX "$<COMPILE_LANGUAGE:C,CXX>")
+add_compile_options("$<${C_CXX}:-Wall;-Wextra;-Werror;-Wno-unused-parameter>")
 if(CMAKE_BUILD_TYPE STREQUAL "Release")
-  add_compile_options(-O2)
+  add_compile_options("$<${C_CXX}:-O2>")
 endif()
-add_compile_options(-g1 -fno-math-errno)
+add_compile_options("$<${C_CXX}:-g1;-fno-math-errno>")
 
 if(BITNET_SANITIZE)
-  add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  add_compile_options("$<${C_CXX}:-fsanitize=address,undefined;-fno-sanitize-recover=all;-fno-omit-frame-pointer>")
   add_link_options(-fsanitize=address,undefined)
 endif()
 if(BITNET_FUZZ)
-  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  add_compile_options("$<${C_CXX}:-fsanitize=fuzzer-no-link,address,undefined;-fno-omit-frame-pointer>")
   add_link_options(-fsanitize=address,undefined)
 endif()
 
