@@ -62,30 +62,6 @@ double get_num_or(const json& j, const std::string& file, const char* key, doubl
 }
 
 // Reads a F32/F16/BF16 safetensors tensor as float, checking its shape.
-std::vector<float> read_float(const SafetensorsModel& st, const std::string& name, const std::vector<int64_t>& shape) {
-  const SafetensorsTensorInfo* info = st.find_tensor(name);
-  if (!info) fail("checkpoint: missing tensor '{}'", name);
-  const SafetensorsFile* f = st.file_of(name);
-  if (info->shape != shape)
-    fail("{}: tensor '{}' has shape {}, expected {}", f->name(), name, shape_str(info->shape), shape_str(shape));
-  size_t n = 1;
-  for (auto d : shape) n *= static_cast<size_t>(d);
-  std::vector<float> out(n);
-  const uint8_t* p = f->tensor_data(*info);
-  if (info->dtype == "F32") {
-    std::memcpy(out.data(), p, n * 4);
-  } else if (info->dtype == "F16" || info->dtype == "BF16") {
-    const bool bf = info->dtype == "BF16";
-    for (size_t i = 0; i < n; ++i) {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      out[i] = bf ? bf16_to_f32(h) : f16_to_f32(h);
-    }
-  } else {
-    fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", f->name(), name, info->dtype);
-  }
-  return out;
-}
 
 enum class ScaleMode { kDivide, kMultiply };
 
@@ -113,7 +89,7 @@ Quantized read_linear(const SafetensorsModel& st, const std::string& name, int64
     if (sinfo->shape.size() > 1 || (sinfo->shape.size() == 1 && sinfo->shape[0] != 1))
       fail("{}: '{}' has shape {}; one scale per tensor is supported", st.file_of(scale_name)->name(), scale_name,
            shape_str(sinfo->shape));
-    const float ws = read_float(st, scale_name, sinfo->shape)[0];
+    const float ws = read_float_tensor(st, scale_name, sinfo->shape)[0];
     if (!std::isfinite(ws) || ws <= 0)
       fail("{}: '{}' = {} is not a positive scale", st.file_of(scale_name)->name(), scale_name, ws);
     // transformers/integrations/bitnet.py, BitLinear.post_quant_process:
@@ -126,7 +102,7 @@ Quantized read_linear(const SafetensorsModel& st, const std::string& name, int64
   if (sinfo)
     fail("{}: tensor '{}' is {} but has a '{}'; expected packed uint8 weights with a weight_scale", f->name(), name,
          info->dtype, scale_name);
-  const std::vector<float> w = read_float(st, name, {out, in});
+  const std::vector<float> w = read_float_tensor(st, name, {out, in});
   r.scale = absmean_scale(w.data(), w.size());
   ternarize(w.data(), w.size(), r.scale, r.q.data());
   return r;
@@ -266,6 +242,35 @@ ModelConfig hf_config(const std::string& dir_s) {
   return c;
 }
 
+std::vector<float> read_float_tensor(const SafetensorsModel& st, const std::string& name, const std::vector<int64_t>& shape) {
+  const SafetensorsTensorInfo* info = st.find_tensor(name);
+  if (!info) fail("checkpoint: missing tensor '{}'", name);
+  const SafetensorsFile* f = st.file_of(name);
+  if (info->shape != shape)
+    fail("{}: tensor '{}' has shape {}, expected {}", f->name(), name, shape_str(info->shape), shape_str(shape));
+  size_t n = 1;
+  for (auto d : shape) n *= static_cast<size_t>(d);
+  std::vector<float> out(n);
+  const uint8_t* p = f->tensor_data(*info);
+  if (info->dtype == "F32") {
+    std::memcpy(out.data(), p, n * 4);
+  } else if (info->dtype == "F16" || info->dtype == "BF16") {
+    const bool bf = info->dtype == "BF16";
+    for (size_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      out[i] = bf ? bf16_to_f32(h) : f16_to_f32(h);
+    }
+  } else {
+    fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", f->name(), name, info->dtype);
+  }
+  return out;
+}
+
+bool hf_tied(const std::string& dir) {
+  return read_config(std::filesystem::path(dir)).value("tie_word_embeddings", true);  // BitNetConfig's default
+}
+
 DType default_embd_type(const ModelConfig& c) {
   if (c.n_embd % 256 == 0) return DType::Q6_K;
   if (c.n_embd % 32 == 0) return DType::Q8_0;
@@ -325,7 +330,7 @@ GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
   };
   auto add_float = [&](const std::string& gname, const std::string& hname, std::vector<int64_t> shape, DType t) {
     step(gname);
-    const std::vector<float> v = read_float(st, hname, shape);
+    const std::vector<float> v = read_float_tensor(st, hname, shape);
     for (size_t i = 0; i < v.size(); ++i)
       if (!std::isfinite(v[i])) fail("{}: tensor '{}' has a non-finite value at {}", st.file_of(hname)->name(), hname, i);
     const int64_t cols = shape.back(), rows = static_cast<int64_t>(v.size()) / cols;

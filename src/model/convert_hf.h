@@ -13,10 +13,12 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/dtype.h"
 #include "model/config.h"
 #include "io/gguf.h"
+#include "io/safetensors.h"
 
 namespace bitnet {
 
@@ -37,6 +39,12 @@ struct ConvertOptions {
 // The ModelConfig a checkpoint folder's config.json describes (arch "bitnet-b1.58").
 ModelConfig hf_config(const std::string& dir);
 
+// Whether config.json ties the head to the embedding (BitNetConfig's default: yes).
+bool hf_tied(const std::string& dir);
+// A float tensor (F32, F16 or BF16) of the checkpoint as fp32; fails naming the file and tensor when
+// it is missing, of another shape or of another dtype.
+std::vector<float> read_float_tensor(const SafetensorsModel& st, const std::string& name,
+                                     const std::vector<int64_t>& shape);
 // Builds the GGUF in memory. Throws bitnet::Error naming the file / tensor / key on bad input.
 GgufWriter convert_hf(const std::string& dir, const ConvertOptions& opt);
 

@@ -79,6 +79,10 @@ void write_tokenizer_metadata(GgufWriter& w, const TokenizerVocab& v);
 // A byte-level vocabulary of n_vocab ids: the 256 bytes (GPT-2 alphabet, no merges), BOS (256),
 // EOS (257), then reserved control tokens; LLaMA-3's pre-tokenizer regex.
 TokenizerVocab byte_level_vocab(int64_t n_vocab);
+// A byte-level BPE ("gpt2") vocabulary as a Hugging Face tokenizer.json (LLaMA-3 or GPT-2
+// pre-tokenizer by vocab.pre; control tokens as special added tokens; BOS added by a
+// TemplateProcessing post-processor when add_bos). parse_hf_tokenizer_json reads it back.
+std::string hf_tokenizer_json(const TokenizerVocab& v);
 
 class Tokenizer {
  public:

@@ -16,6 +16,9 @@
 #include "training/checkpoint.h"
 #include "training/data.h"
 #include "training/export.h"
+#include "quant/type_traits.h"
+#include "training/export_hf.h"
+#include "model/convert_hf.h"
 #include "training/loss_plot.h"
 #include "training/model.h"
 
@@ -76,8 +79,9 @@ ModelConfig train_config(const std::string& name, int64_t n_vocab) {
 
 namespace {
 
-// The tokenizer's vocabulary, its size padded to a multiple of 64 with unused placeholders.
-TokenizerVocab load_vocab(const std::string& path) {
+// The tokenizer's vocabulary, its size padded with unused placeholders to `size` (0: the next
+// multiple of 64).
+TokenizerVocab load_vocab(const std::string& path, size_t size) {
   TokenizerVocab v;
   if (path.empty()) {
     v = byte_level_vocab(320);
@@ -96,7 +100,8 @@ TokenizerVocab load_vocab(const std::string& path) {
   } else {
     fail("--tokenizer: '{}' must be a tokenizer.json or a GGUF model", path);
   }
-  const size_t n = (v.tokens.size() + 63) / 64 * 64;
+  const size_t n = size ? size : (v.tokens.size() + 63) / 64 * 64;
+  if (v.tokens.size() > n) fail("{}: {} tokens for a model vocabulary of {}", path, v.tokens.size(), n);
   if (v.token_types.empty()) v.token_types.assign(v.tokens.size(), static_cast<int32_t>(TokenType::Normal));
   v.token_types.resize(n, static_cast<int32_t>(TokenType::Unused));
   for (size_t i = v.tokens.size(); i < n; ++i) v.tokens.push_back("[PAD" + std::to_string(i) + "]");
@@ -122,7 +127,8 @@ nlohmann::json settings_json(const TrainOptions& o, const ModelConfig& c) {
           {"warmup", o.sched.warmup},
           {"clip", o.clip},
           {"seed", o.seed},
-          {"eval_frac", o.eval_frac}};
+          {"eval_frac", o.eval_frac},
+          {"init", o.init}};
 }
 
 // The loss-curve log (one JSON object per line) without the entries past `step` (a run killed
@@ -137,6 +143,18 @@ void trim_log(const std::string& path, int64_t step) {
   }
   in.close();
   std::ofstream(path, std::ios::trunc) << kept;
+}
+
+// Every logical matrix must fit the export's ternary type (I2_S: whole 128-weight blocks, TQ*: rows
+// of whole 256-weight blocks): said before training, not after it.
+void check_exportable(const ModelConfig& c, DType t) {
+  const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
+  const std::pair<int64_t, int64_t> shapes[] = {{qd, d}, {kvd, d}, {d, qd}, {ff, d}, {d, ff}};
+  for (const auto& [rows, cols] : shapes)
+    if (!ternary_fits(t, rows, cols))
+      fail("train: a {} x {} matrix of this config cannot be stored as {} (choose sizes that are multiples of 256, "
+           "or another --type)",
+           rows, cols, dtype_name(t));
 }
 
 // loss.png from the log's train and eval losses.
@@ -166,10 +184,19 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
   const std::string shard = (fs::path(o.out_dir) / "tokens.bin").string();
   const std::string log = (fs::path(o.out_dir) / "train_log.jsonl").string();
 
-  const TokenizerVocab vocab = load_vocab(o.tokenizer);
+  // Starting from an HF checkpoint: its config and (unless --tokenizer) its tokenizer.json.
+  TrainModel init;
+  if (!o.init.empty() && !o.resume) init = load_hf_model(o.init, o.quantize);
+  const std::string tok_path =
+      o.tokenizer.empty() && !o.init.empty() ? (fs::path(o.init) / "tokenizer.json").string() : o.tokenizer;
+  const ModelConfig init_cfg = o.init.empty() ? ModelConfig{} : hf_config(o.init);
+  const TokenizerVocab vocab = load_vocab(tok_path, o.init.empty() ? 0 : static_cast<size_t>(init_cfg.n_vocab));
   const int64_t n_vocab = static_cast<int64_t>(vocab.tokens.size());
-  ModelConfig cfg = train_config(o.config, n_vocab);
+  ModelConfig cfg = o.init.empty() ? train_config(o.config, n_vocab) : init_cfg;
+  if (!o.init.empty() && (cfg.act != FfnAct::kRelu2 || !cfg.sub_norms))
+    fail("--init: {} is not a relu2 BitNet with sub-norms", o.init);
   cfg.n_ctx_train = std::max<int64_t>(o.seq, 1);
+  if (o.quantize) check_exportable(cfg, o.ternary_type);
   if (o.resume && !fs::exists(ckpt)) fail("--resume: {} has no checkpoint.bin", o.out_dir);
 
   // Data: tokenized once into the shard (kept for a resumed run).
@@ -198,7 +225,12 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
     ck = saved;
     trim_log(log, ck.step);
   } else {
-    m = make_train_model(cfg, o.tied, o.quantize, o.seed);
+    if (!o.init.empty()) {
+      m = std::move(init);
+      m.cfg = cfg;
+    } else {
+      m = make_train_model(cfg, o.tied, o.quantize, o.seed);
+    }
     ck.rng = o.seed * 0x9E3779B97F4A7C15ull + 1;
     std::ofstream(log, std::ios::trunc);
   }
@@ -282,6 +314,11 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
     const bool stopping = o.stop_after > 0 && ck.step - first >= o.stop_after;
     if (last || stopping || (o.save_every > 0 && ck.step % o.save_every == 0)) save();
     if (stopping && !last) return;
+  }
+  if (o.hf_dtype) {
+    const std::string hf = (fs::path(o.out_dir) / "hf").string();
+    export_hf(m, vocab, hf, *o.hf_dtype);
+    report({.kind = TrainEvent::kExported, .step = ck.step, .steps = o.steps, .text = hf});
   }
   if (o.quantize) {
     const std::string out = (fs::path(o.out_dir) / "model.gguf").string();

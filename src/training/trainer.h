@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@ struct TrainOptions {
   std::vector<std::string> data;  // text files or folders
   std::string tokenizer;          // tokenizer.json / .tiktoken / model.gguf; empty: byte-level
   std::string config = "tiny";    // tiny | small | gpt2-small | FILE.json
+  std::string init;               // an HF BitNet folder (float master weights) to start from
   std::string out_dir;
   int64_t steps = 1000, batch = 8, seq = 128, accum = 1;
   ScheduleConfig sched;  // lr, wd, warmup, kind (steps is set from `steps`)
@@ -31,6 +33,7 @@ struct TrainOptions {
   bool tied = false;
   int threads = 2;
   DType ternary_type = DType::I2_S, embd_type = DType::F16;
+  std::optional<DType> hf_dtype;  // also write OUT/hf (F32 or BF16 master weights)
   // Stop (as if interrupted, after saving) once this many steps have run in this process; 0: no
   // limit. For tests of resuming.
   int64_t stop_after = 0;

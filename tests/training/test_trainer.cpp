@@ -20,6 +20,8 @@
 #include "training/checkpoint.h"
 #include "training/data.h"
 #include "training/export.h"
+#include "training/export_hf.h"
+#include "model/convert_hf.h"
 #include "training/model.h"
 #include "training/schedule.h"
 #include "training/trainer.h"
@@ -351,6 +353,54 @@ TEST_F(Resume, KilledBetweenCheckpointsResumesBitIdentically) {
   resumed.resume = true;
   run_training(resumed, [](const TrainEvent&) {});
   EXPECT_EQ(log_lines(full.out_dir), log_lines(part.out_dir));
+}
+
+}  // namespace
+}  // namespace bitnet::train
+
+namespace bitnet::train {
+namespace {
+
+// trainer -> HF folder (F32) -> `bitnet convert` -> engine: the trainer's logits; the folder also
+// starts a new run (--init) with the same weights.
+TEST(ExportHf, ConvertRoundTripGivesTheTrainerLogits) {
+  const TokenizerVocab vocab = byte_level_vocab(320);
+  ModelConfig c = small_config(320);
+  c.n_embd = 64;
+  c.head_dim = 16;
+  c.rope_dim = 16;
+  c.n_ff = 128;
+  for (const bool tied : {false, true}) {
+    TrainModel m = make_train_model(c, tied, true, 21);
+    Rng r(4);
+    for (float& p : m.params) p += 0.05f * r.normal();
+    const int64_t S = 7;
+    const auto in = random_tokens(S, 320, 5), tg = random_tokens(S, 320, 6);
+    Workspace ws;
+    forward_backward(nullptr, m, in.data(), tg.data(), 1, S, 1.0f, nullptr, ws);
+    const fs::path dir = temp_dir("hf");
+    export_hf(m, vocab, (dir / "hf").string(), DType::F32);
+    const TrainModel back = load_hf_model((dir / "hf").string(), true);
+    EXPECT_EQ(back.params, m.params);
+    EXPECT_EQ(back.tied, tied);
+    ConvertOptions co;
+    co.embd_type = DType::F32;
+    convert_hf((dir / "hf").string(), co).write((dir / "m.gguf").string());
+    const GgufFile f = GgufFile::open((dir / "m.gguf").string());
+    const auto model = load_gguf_model(f);
+    Session s(*model, {.n_ctx = 64, .threads = 2, .kv_f16 = false});
+    const float* lg = s.forward(in, true);
+    double max_diff = 0;
+    for (int64_t i = 0; i < S * 320; ++i)
+      max_diff = std::max(max_diff, static_cast<double>(std::abs(lg[i] - ws.logits[static_cast<size_t>(i)])));
+    EXPECT_LT(max_diff, 1e-4);
+    // The exported tokenizer.json tokenizes as the vocabulary does.
+    const Tokenizer a = Tokenizer::from_vocab(vocab), b = Tokenizer::from_hf_json_file((dir / "hf/tokenizer.json").string());
+    const std::string text = "Hello, world! \xc3\xa9t\xc3\xa9 <|end_of_text|> 123";
+    EXPECT_EQ(a.encode(text), b.encode(text));
+    EXPECT_EQ(b.bos_id(), 256);
+    fs::remove_all(dir);
+  }
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ void register_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a BitNet b1.58 model (quantization-aware) from text files");
   struct Opts {
     train::TrainOptions t;
-    std::string schedule = "two-stage", ternary = "i2_s", embd = "f16";
+    std::string schedule = "two-stage", ternary = "i2_s", embd = "f16", hf;
     bool json = false, fp32 = false;
   };
   static Opts o;
@@ -41,6 +41,7 @@ void register_train(CLI::App& app) {
       ->required();
   cmd->add_option("--tokenizer", o.t.tokenizer, "tokenizer.json or a GGUF model's tokenizer (default: byte-level)");
   cmd->add_option("--config", o.t.config, "tiny | small | gpt2-small | FILE.json (ModelConfig fields)");
+  cmd->add_option("--init", o.t.init, "start from an HF BitNet folder (float master weights; its config and tokenizer)");
   cmd->add_option("--steps", o.t.steps, "optimizer steps");
   cmd->add_option("--batch", o.t.batch, "sequences per micro-batch");
   cmd->add_option("--seq", o.t.seq, "tokens per sequence");
@@ -64,6 +65,8 @@ void register_train(CLI::App& app) {
       ->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
   cmd->add_option("--embd-type", o.embd, "embedding / head type of the exported GGUF")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q6_k"}));
+  cmd->add_option("--hf", o.hf, "also write OUT/hf, an HF BitNet folder with master weights in this type")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_option("--stop-after", o.t.stop_after, "save and stop after this many steps in this run (testing)");
   cmd->add_flag("--json", o.json, "one JSON object per event on stdout");
   cmd->callback([] {
@@ -71,6 +74,7 @@ void register_train(CLI::App& app) {
     o.t.sched.kind = *train::schedule_from_name(o.schedule);
     o.t.ternary_type = *dtype_from_name(o.ternary);
     o.t.embd_type = *dtype_from_name(o.embd);
+    if (!o.hf.empty()) o.t.hf_dtype = *dtype_from_name(o.hf);
     std::signal(SIGINT, on_sigint);
     const bool tty = isatty(fileno(stderr));
     auto report = [&](const train::TrainEvent& e) {
