@@ -455,9 +455,6 @@ Variant make() {
   return {buf, gemm<KB, NP, RP, PF, MK, DIAG, PW, PN>};
 }
 
-bool yes() {
-  return true;
-}
 bool any(const TernaryMatrix&, const QuantizedActs&) {
   return true;
 }
@@ -643,7 +640,7 @@ int main(int argc, char** argv) {
       for (const Variant& v : vs) {
         std::fill(got.begin(), got.end(), -7);
         ThreadPool pool(2);
-        GemmVariant gv{v.name.c_str(), yes, any, v.fn, 32};
+        GemmVariant gv{.name = v.name.c_str(), .supports = any, .fn = v.fn, .row_grain = 32};
         ternary_gemm_with(gv, &pool, w, x, {got.data(), s.n, nullptr, 0});
         if (got != ref) {
           std::printf("MISMATCH %s m=%ld %s\n", v.name.c_str(), static_cast<long>(m), s.name);
@@ -676,7 +673,7 @@ int main(int argc, char** argv) {
         const double macs = static_cast<double>(m * s.n * s.k);
         for (int r = 0; r < rounds; ++r)
           for (size_t i = 0; i < all.size(); ++i) {
-            GemmVariant gv{all[i].name.c_str(), yes, any, all[i].fn, 32};
+            GemmVariant gv{.name = all[i].name.c_str(), .supports = any, .fn = all[i].fn, .row_grain = 32};
             ternary_gemm_with(gv, &pool, ws[wi], x, {nullptr, 0, y.data(), s.n});
             wi = (wi + 1) % ws.size();
             int calls = 0;

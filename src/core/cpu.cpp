@@ -101,6 +101,27 @@ bool request_amx() {
 #endif
 }
 
+CpuCaps cpu_caps() {
+  static const CpuCaps caps = [] {
+    const CpuFeatures& f = cpu_features();
+    CpuCaps c = 0;
+    auto set = [&](bool on, CpuCaps bit) { c |= on ? bit : 0; };
+    set(f.avx2, kCapAvx2);
+    set(f.fma, kCapFma);
+    set(f.f16c, kCapF16c);
+    set(f.avx512f, kCapAvx512F);
+    set(f.avx512bw, kCapAvx512Bw);
+    set(f.avx512vl, kCapAvx512Vl);
+    set(f.avx512vnni, kCapAvx512Vnni);
+    set(f.avx512vbmi, kCapAvx512Vbmi);
+    set(f.avxvnni, kCapAvxVnni);
+    set(f.amx_int8 && request_amx(), kCapAmx);
+    set(f.neon, kCapNeon);
+    return c;
+  }();
+  return caps;
+}
+
 std::string cpu_summary() {
   const CpuFeatures& f = cpu_features();
   std::string s = f.brand.empty() ? std::string("unknown CPU") : f.brand;

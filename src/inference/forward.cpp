@@ -9,10 +9,11 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "ops/layer_ops.h"
-#include "quant/head.h"
-#include "quant/act_quant.h"
-#include "quant/gemm.h"
 #include "ops/vec.h"
+#include "quant/act_quant.h"
+#include "quant/gate_up.h"
+#include "quant/gemm.h"
+#include "quant/head.h"
 
 namespace bitnet {
 
@@ -227,24 +228,31 @@ static void per_token_scratch(ThreadPool& pool, Arena& arena, int64_t n, int64_t
   });
 }
 
-void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
+QuantizedActs Session::norm_quant(const float* x, int64_t n, int64_t width, const std::vector<float>& norm) {
   const ModelConfig& c = model_.cfg;
-  const LayerWeights& L = model_.layers[static_cast<size_t>(il)];
-  const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ff = c.n_ff;
-  const int64_t qkv_n = qd + 2 * kvd;
-  const bool f16 = opts_.kv_f16;
-
-  // Attention block: RMSNorm and quantization fused per token, then one q|k|v product.
-  int64_t t0 = profiling_ ? now_ns() : 0;
-  QuantizedActs qa = alloc_quantized_acts(layer_arena_, n, d);
-  per_token_scratch(pool_, layer_arena_, n, d, [&](int64_t t, float* h) {
-    rms_norm(x + t * d, L.attn_norm.data(), d, c.rms_eps, h);
-    quantize_act_row(h, qa, t);
+  QuantizedActs q = alloc_quantized_acts(layer_arena_, n, width);
+  per_token_scratch(pool_, layer_arena_, n, width, [&](int64_t t, float* h) {
+    rms_norm(x + t * width, norm.data(), width, c.rms_eps, h);
+    quantize_act_row(h, q, t);
   });
-  mark(StepProfile::kNormQuant, t0);
-  float* qkv = layer_arena_.alloc<float>(static_cast<size_t>(n * qkv_n));
-  ternary_gemm(&pool_, L.wqkv, qa, {nullptr, 0, qkv, qkv_n});
-  mark(StepProfile::kQkv, t0);
+  return q;
+}
+
+QuantizedActs Session::sub_norm_quant(float* x, int64_t n, int64_t width, const std::vector<float>& norm) {
+  const ModelConfig& c = model_.cfg;
+  QuantizedActs q = alloc_quantized_acts(layer_arena_, n, width);
+  per_token(pool_, n, [&](int64_t t) {
+    float* a = x + t * width;
+    if (!norm.empty()) rms_norm(a, norm.data(), width, c.rms_eps, a);
+    quantize_act_row(a, q, t);
+  });
+  return q;
+}
+
+void Session::rope_kv_store(int64_t il, int64_t n, float* qkv, const float* rope_cs) {
+  const ModelConfig& c = model_.cfg;
+  const int64_t qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, qkv_n = qd + 2 * kvd;
+  const bool f16 = opts_.kv_f16;
   per_token(pool_, n, [&](int64_t t) {
     float* q = qkv + t * qkv_n;
     float* k = q + qd;
@@ -263,77 +271,43 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
       }
     }
   });
+}
+
+// One layer of the architecture, step by step; each step is an op that owns its kernels and
+// threading. The residual adds happen in the o and down products' epilogues (GemmOut::add:
+// x += W a, the same float addition as a separate pass), so their outputs never go through memory
+// on their own.
+void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
+  const ModelConfig& c = model_.cfg;
+  const LayerWeights& L = model_.layers[static_cast<size_t>(il)];
+  const int64_t d = c.n_embd, qd = c.q_dim(), ff = c.n_ff, qkv_n = qd + 2 * c.kv_dim();
+  int64_t t0 = profiling_ ? now_ns() : 0;
+
+  // Attention block.
+  const QuantizedActs qa = norm_quant(x, n, d, L.attn_norm);
+  mark(StepProfile::kNormQuant, t0);
+  float* qkv = layer_arena_.alloc<float>(static_cast<size_t>(n * qkv_n));
+  ternary_gemm(&pool_, L.wqkv, qa, {nullptr, 0, qkv, qkv_n});
+  mark(StepProfile::kQkv, t0);
+  rope_kv_store(il, n, qkv, rope_cs);
   mark(StepProfile::kRopeKv, t0);
   float* attn = layer_arena_.alloc<float>(static_cast<size_t>(n * qd));
   attention(il, n, qkv, attn);
   mark(StepProfile::kAttention, t0);
-  QuantizedActs qo = alloc_quantized_acts(layer_arena_, n, qd);
-  per_token(pool_, n, [&](int64_t t) {
-    float* a = attn + t * qd;
-    if (!L.attn_sub_norm.empty()) rms_norm(a, L.attn_sub_norm.data(), qd, c.rms_eps, a);
-    quantize_act_row(a, qo, t);
-  });
+  const QuantizedActs qo = sub_norm_quant(attn, n, qd, L.attn_sub_norm);
   mark(StepProfile::kSubNormQuant, t0);
-  // The residual add happens in the product's epilogue (GemmOut::add: x += Wo a, the same float
-  // addition as a separate pass): the product's output never goes through memory on its own.
-  ternary_gemm(&pool_, L.wo, qo, {nullptr, 0, x, d, true});
+  ternary_gemm(&pool_, L.wo, qo, {nullptr, 0, x, d, true});  // x += Wo a
   mark(StepProfile::kWo, t0);
 
-  // Feed-forward block: RMSNorm and quantization fused per token.
-  QuantizedActs qf = alloc_quantized_acts(layer_arena_, n, d);
-  per_token_scratch(pool_, layer_arena_, n, d, [&](int64_t t, float* h) {
-    rms_norm(x + t * d, L.ffn_norm.data(), d, c.rms_eps, h);
-    quantize_act_row(h, qf, t);
-  });
+  // Feed-forward block.
+  const QuantizedActs qf = norm_quant(x, n, d, L.ffn_norm);
   mark(StepProfile::kFfnNormQuant, t0);
-  QuantizedActs qd_ = alloc_quantized_acts(layer_arena_, n, ff);
-  const bool fused = n > 1 && c.act == FfnAct::kRelu2 && relu2_fused_supported(L.w_gate_up, qf, ff);
-  // The gate|up floats, n x 2ff (not stored at all by the fused form).
-  float* gu = fused ? nullptr : layer_arena_.alloc<float>(static_cast<size_t>(n * 2 * ff));
-  if (n > 1 && ff % kRowBlock == 0) {
-    // Prompts: gate|up is n x 2ff floats (7 MB for 128 tokens of the 2B4T), beyond L2. Each thread
-    // computes stripes of kStripe gate rows and the matching up rows for every token and applies
-    // the gated activation while the stripe (n x 2 x kStripe floats) is still in its L2, so only
-    // the activations (half the size) travel through L3. The same products and the same
-    // element-wise activation as the path below: results are identical.
-    // With AMX the activation comes straight from the gate and up accumulators (gemm.h,
-    // ternary_gemm_relu2: the same floats), and the gate|up floats are not stored at all.
-    constexpr int64_t kStripe = 512;
-    float* act = layer_arena_.alloc<float>(static_cast<size_t>(n * ff));
-    const GemmVariant& v = select_gemm(L.w_gate_up, qf);
-    // Stripes are claimed from a counter (as the GEMMs' row chunks): a slowed thread takes fewer.
-    const int64_t stripes = (ff + kStripe - 1) / kStripe;
-    pool_.parallel_for_dynamic(stripes, 1, [&](int64_t s0, int64_t s1) {
-      const GemmOut out{nullptr, 0, gu, 2 * ff};
-      for (int64_t st = s0; st < s1; ++st) {
-        const int64_t r0 = st * kStripe, r1 = std::min(ff, r0 + kStripe);
-        if (fused) {
-          ternary_gemm_relu2(L.w_gate_up, qf, ff, r0, r1, act, ff);
-          continue;
-        }
-        v.fn(L.w_gate_up, qf, r0, r1, out);
-        v.fn(L.w_gate_up, qf, ff + r0, ff + r1, out);
-        for (int64_t t = 0; t < n; ++t)
-          gated_act(gu + t * 2 * ff + r0, gu + t * 2 * ff + ff + r0, r1 - r0, c.act, act + t * ff + r0);
-      }
-    });
-    mark(StepProfile::kGateUp, t0);
-    per_token(pool_, n, [&](int64_t t) {
-      float* at = act + t * ff;
-      if (!L.ffn_sub_norm.empty()) rms_norm(at, L.ffn_sub_norm.data(), ff, c.rms_eps, at);
-      quantize_act_row(at, qd_, t);
-    });
-  } else {
-    ternary_gemm(&pool_, L.w_gate_up, qf, {nullptr, 0, gu, 2 * ff});
-    mark(StepProfile::kGateUp, t0);
-    per_token_scratch(pool_, layer_arena_, n, ff, [&](int64_t t, float* at) {
-      gated_act(gu + t * 2 * ff, gu + t * 2 * ff + ff, ff, c.act, at);
-      if (!L.ffn_sub_norm.empty()) rms_norm(at, L.ffn_sub_norm.data(), ff, c.rms_eps, at);
-      quantize_act_row(at, qd_, t);
-    });
-  }
+  float* act = layer_arena_.alloc<float>(static_cast<size_t>(n * ff));
+  gate_up_act(pool_, layer_arena_, L.w_gate_up, qf, ff, c.act, act);
+  mark(StepProfile::kGateUp, t0);
+  const QuantizedActs qdown = sub_norm_quant(act, n, ff, L.ffn_sub_norm);
   mark(StepProfile::kGateAct, t0);
-  ternary_gemm(&pool_, L.w_down, qd_, {nullptr, 0, x, d, true});  // and the residual add
+  ternary_gemm(&pool_, L.w_down, qdown, {nullptr, 0, x, d, true});  // x += Wdown a
   mark(StepProfile::kDown, t0);
 }
 

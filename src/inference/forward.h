@@ -10,6 +10,7 @@
 #include "core/thread_pool.h"
 #include "model/model.h"
 #include "ops/vec.h"
+#include "quant/act_quant.h"
 
 namespace bitnet {
 
@@ -80,6 +81,13 @@ class Session {
  private:
   // rope_cs: [n][rope_dim] per token, cosines then sines of its RoPE angles (rope_angles).
   void layer(int64_t il, int64_t n, float* x, const float* rope_cs);
+  // Steps of layer() over the new tokens' rows (per token; the thread count changes no result):
+  // rows of `width` RMS-normed with `norm` into scratch and quantized (x is kept);
+  QuantizedActs norm_quant(const float* x, int64_t n, int64_t width, const std::vector<float>& norm);
+  // the same in place, the norm skipped where the model has none (the sub-norms);
+  QuantizedActs sub_norm_quant(float* x, int64_t n, int64_t width, const std::vector<float>& norm);
+  // RoPE on queries and keys, then keys and values into the cache.
+  void rope_kv_store(int64_t il, int64_t n, float* qkv, const float* rope_cs);
   void attention(int64_t il, int64_t n, const float* qkv, float* attn);
   void attention_decode_split(int64_t il, const float* qkv, float* attn);
   // Index of (layer, KV head, position) in the cache, which is head-major: one attention job's

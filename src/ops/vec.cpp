@@ -31,7 +31,7 @@ void rope_rotate_avx512(float* x, int64_t n_heads, int64_t head_dim, int64_t rop
 namespace {
 bool use_avx512() {
 #if defined(BITNET_HAVE_X86_KERNELS)
-  static const bool ok = cpu_features().avx512f;
+  static const bool ok = cpu_has(kCapAvx512F);
   return ok;
 #else
   return false;

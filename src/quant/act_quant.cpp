@@ -26,6 +26,7 @@ QuantizedActs alloc_quantized_acts(Arena& arena, int64_t m, int64_t k) {
   a.scale = arena.alloc<float>(static_cast<size_t>(m));
   a.dq = arena.alloc<float>(static_cast<size_t>(m));
   a.sum = arena.alloc<int32_t>(static_cast<size_t>(m));
+  a.quantizer = &select_act_quant();
   return a;
 }
 
@@ -47,23 +48,24 @@ void quantize_act_row_ref(const float* x, int64_t k, int64_t k_pad, int8_t* q, f
 }
 
 namespace {
-bool always() { return true; }
-#if defined(BITNET_HAVE_X86_KERNELS)
-bool has_avx2() { return cpu_features().avx2; }
-bool has_avx512() { return cpu_features().avx512bw && cpu_features().avx512vl; }
-#endif
 const ActQuantVariant kVariants[] = {
-    {"scalar", always, quantize_act_row_ref},
+    {"scalar", 0, quantize_act_row_ref, {"neon"}},
 #if defined(BITNET_HAVE_X86_KERNELS)
-    {"avx2", has_avx2, quantize_act_row_avx2},
-    {"avx512", has_avx512, quantize_act_row_avx512},
+    {"avx2", kCapAvx2, quantize_act_row_avx2, {"avxvnni"}},
+    {"avx512", kCapAvx512Bw | kCapAvx512Vl, quantize_act_row_avx512, {"avx512bw", "avx512vnni", "amx"}},
 #endif
 };
 }  // namespace
 
-const ActQuantVariant* act_quant_variants(int* count) {
-  *count = static_cast<int>(sizeof(kVariants) / sizeof(kVariants[0]));
+std::span<const ActQuantVariant> act_quant_variants() {
   return kVariants;
+}
+
+const ActQuantVariant& select_act_quant() {
+  return select_variant(
+      act_quant_variants(), {"activation quantizer", "BITNET_KERNEL", forced_kernels().kernel, cpu_caps()},
+      [](const ActQuantVariant&) { return true; }, [](const ActQuantVariant&) { return true; },
+      [] { return std::string("any row"); });
 }
 
 void quantize_acts_with(const ActQuantVariant& v, const float* x, int64_t ldx, QuantizedActs& out) {
@@ -72,32 +74,17 @@ void quantize_acts_with(const ActQuantVariant& v, const float* x, int64_t ldx, Q
          out.sum + i);
 }
 
-// Chosen on every call: tests switch BITNET_KERNEL at run time (the cost is a getenv).
-static const ActQuantVariant& chosen_act_quant() {
-  const ActQuantVariant* chosen = [] {
-    int n = 0;
-    const ActQuantVariant* vs = act_quant_variants(&n);
-    const ActQuantVariant* best = &vs[0];
-    for (int i = 0; i < n; ++i)
-      if (vs[i].cpu_ok()) best = &vs[i];  // listed slowest to fastest
-    // A forced GEMM kernel (BITNET_KERNEL) picks the activation variant of the same ISA family.
-    const std::string forced = forced_kernel_name();
-    if (!forced.empty()) {
-      best = &vs[0];
-      for (int i = 0; i < n; ++i)
-        if (forced.rfind(vs[i].name, 0) == 0 && vs[i].cpu_ok()) best = &vs[i];
-    }
-    return best;
-  }();
-  return *chosen;
+// Acts allocated by alloc_quantized_acts carry their quantizer; others select one here.
+static const ActQuantVariant& quantizer_of(const QuantizedActs& a) {
+  return a.quantizer ? *a.quantizer : select_act_quant();
 }
 
 void quantize_acts(const float* x, int64_t ldx, QuantizedActs& out) {
-  quantize_acts_with(chosen_act_quant(), x, ldx, out);
+  quantize_acts_with(quantizer_of(out), x, ldx, out);
 }
 
 void quantize_act_row(const float* x, QuantizedActs& out, int64_t t) {
-  chosen_act_quant().fn(x, out.k, out.k_pad, out.q + t * out.k_pad, out.scale + t, out.dq + t, out.sum + t);
+  quantizer_of(out).fn(x, out.k, out.k_pad, out.q + t * out.k_pad, out.scale + t, out.dq + t, out.sum + t);
 }
 
 }  // namespace bitnet

@@ -1,7 +1,6 @@
 #include "quant/gemm.h"
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "core/cpu.h"
 #include "core/error.h"
@@ -23,42 +22,44 @@ void ternary_gemm_amx_relu2(const TernaryMatrix&, const QuantizedActs&, int64_t,
 void ternary_gemm_neon(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, const GemmOut&);
 #endif
 
-std::string forced_kernel_name() {
-  // Read on every call (a short environ scan) so tests can switch variants with setenv.
-  const char* e = std::getenv("BITNET_KERNEL");
-  return e ? e : "";
-}
-
 namespace {
-bool always() { return true; }
 // Accumulators are int32: |sum c*x| <= 2 * 128 * k_pad must stay below 2^31.
 bool any_case(const TernaryMatrix& w, const QuantizedActs& x) {
   return w.k == x.k && w.k_pad == x.k_pad && w.k_pad <= (int64_t{1} << 22);
 }
+
 #if defined(BITNET_HAVE_X86_KERNELS)
-bool cpu_avx2() { return cpu_features().avx2 && cpu_features().fma; }
-bool cpu_avxvnni() { return cpu_features().avxvnni; }
-bool cpu_avx512bw() { return cpu_features().avx512bw && cpu_features().avx512vl; }
-bool cpu_avx512vnni() { return cpu_avx512bw() && cpu_features().avx512vnni; }
+constexpr CpuCaps kAvx512Bw = kCapAvx512Bw | kCapAvx512Vl;
+constexpr CpuCaps kAvx512Vnni = kAvx512Bw | kCapAvx512Vnni;
 // (Every AMX CPU so far also has AVX-512 VBMI, which the weight staging uses; checked all the same.)
-bool cpu_amx() {
-  return cpu_avx512vnni() && cpu_features().avx512vbmi && cpu_features().amx_int8 && request_amx();
-}
-// AMX pays once a 16-token tile is mostly full; below that VNNI is faster (tile setup + B staging).
-bool amx_case(const TernaryMatrix& w, const QuantizedActs& x) { return any_case(w, x); }
+constexpr CpuCaps kAmx = kAvx512Vnni | kCapAvx512Vbmi | kCapAmx;
 #endif
 
 const GemmVariant kVariants[] = {
-    {"scalar", always, any_case, ternary_gemm_ref, 16},
+    {.name = "scalar", .supports = any_case, .fn = ternary_gemm_ref},
 #if defined(BITNET_HAVE_X86_KERNELS)
-    {"avx2", cpu_avx2, any_case, ternary_gemm_avx2, 16},
-    {"avx512bw", cpu_avx512bw, any_case, ternary_gemm_avx512bw, 32},
-    {"avxvnni", cpu_avxvnni, any_case, ternary_gemm_avxvnni, 16},
-    {"avx512vnni", cpu_avx512vnni, any_case, ternary_gemm_avx512vnni, 32},
-    {"amx", cpu_amx, amx_case, ternary_gemm_amx, 32},
+    {.name = "avx2", .needs = kCapAvx2 | kCapFma, .supports = any_case, .fn = ternary_gemm_avx2},
+    {.name = "avx512bw",
+     .needs = kAvx512Bw,
+     .supports = any_case,
+     .fn = ternary_gemm_avx512bw,
+     .row_grain = 32},
+    {.name = "avxvnni", .needs = kCapAvxVnni, .supports = any_case, .fn = ternary_gemm_avxvnni},
+    {.name = "avx512vnni",
+     .needs = kAvx512Vnni,
+     .supports = any_case,
+     .fn = ternary_gemm_avx512vnni,
+     .row_grain = 32},
+    {.name = "amx",
+     .needs = kAmx,
+     .supports = any_case,
+     .fn = ternary_gemm_amx,
+     .row_grain = 32,
+     .min_tokens = 16,
+     .relu2 = ternary_gemm_amx_relu2},
 #endif
 #if defined(BITNET_HAVE_NEON_KERNELS)
-    {"neon", always, any_case, ternary_gemm_neon, 16},
+    {.name = "neon", .needs = kCapNeon, .supports = any_case, .fn = ternary_gemm_neon},
 #endif
 };
 }  // namespace
@@ -68,30 +69,15 @@ std::span<const GemmVariant> gemm_variants() { return kVariants; }
 const GemmVariant& gemm_variant(std::string_view name) {
   for (const auto& v : kVariants)
     if (name == v.name) return v;
-  std::string names;
-  for (const auto& v : kVariants) names += std::string(names.empty() ? "" : ", ") + v.name;
-  fail("unknown kernel '{}' (compiled: {})", name, names);
+  fail("unknown kernel '{}' (compiled: {})", name, variant_names(gemm_variants()));
 }
 
 const GemmVariant& select_gemm(const TernaryMatrix& w, const QuantizedActs& x) {
-  const std::string forced = forced_kernel_name();
-  if (!forced.empty()) {
-    const GemmVariant& v = gemm_variant(forced);
-    if (!v.cpu_ok()) fail("BITNET_KERNEL={}: this CPU cannot run it ({})", forced, cpu_summary());
-    if (!v.supports(w, x))
-      fail("BITNET_KERNEL={}: unsupported case m={} n={} k={}", forced, x.m, w.n, w.k);
-    return v;
-  }
-  const GemmVariant* best = nullptr;
-  for (const auto& v : kVariants) {
-    if (!v.cpu_ok() || !v.supports(w, x)) continue;
-#if defined(BITNET_HAVE_X86_KERNELS)
-    if (std::string_view(v.name) == "amx" && x.m < 16) continue;  // VNNI wins on short inputs
-#endif
-    best = &v;  // later entries are faster
-  }
-  if (!best) fail("no kernel supports m={} n={} k={} (activations k={})", x.m, w.n, w.k, x.k);
-  return *best;
+  return select_variant(
+      gemm_variants(), {"ternary GEMM", "BITNET_KERNEL", forced_kernels().kernel, cpu_caps()},
+      [&](const GemmVariant& v) { return v.supports(w, x); },
+      [&](const GemmVariant& v) { return x.m >= v.min_tokens; },
+      [&] { return fmt::format("m={} n={} k={} (activations k={})", x.m, w.n, w.k, x.k); });
 }
 
 void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatrix& w,
@@ -113,24 +99,22 @@ void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatr
   pool->parallel_for_dynamic(w.n, chunk, [&](int64_t b, int64_t e) { v.fn(w, x, b, e, out); });
 }
 
+bool relu2_fused_supported(const GemmVariant& v, const TernaryMatrix& w, int64_t ff) {
+  return v.relu2 != nullptr && ff > 0 && ff % kRowBlock == 0 && w.n == 2 * ff;
+}
+
 bool relu2_fused_supported(const TernaryMatrix& w, const QuantizedActs& x, int64_t ff) {
-#if defined(BITNET_HAVE_X86_KERNELS)
-  return ff > 0 && ff % kRowBlock == 0 && w.n == 2 * ff && std::string_view(select_gemm(w, x).name) == "amx";
-#else
-  (void)w, (void)x, (void)ff;
-  return false;
-#endif
+  return relu2_fused_supported(select_gemm(w, x), w, ff);
 }
 
 void ternary_gemm_relu2(const TernaryMatrix& w, const QuantizedActs& x, int64_t ff, int64_t r0, int64_t r1,
                         float* act, int64_t ld_act) {
-  if (!relu2_fused_supported(w, x, ff))
+  const GemmVariant& v = select_gemm(w, x);
+  if (!relu2_fused_supported(v, w, ff))
     fail("fused relu2 gate|up: unsupported case m={} n={} k={} ff={} (AMX only)", x.m, w.n, w.k, ff);
   if (r0 < 0 || r0 % kRowBlock || r1 > ff || r0 > r1 || (r1 % kRowBlock && r1 != ff))
     fail("fused relu2 gate|up: bad row range [{}, {}) of {}", r0, r1, ff);
-#if defined(BITNET_HAVE_X86_KERNELS)
-  ternary_gemm_amx_relu2(w, x, ff, r0, r1, act, ld_act);
-#endif
+  v.relu2(w, x, ff, r0, r1, act, ld_act);
 }
 
 void ternary_gemm(ThreadPool* pool, const TernaryMatrix& w, const QuantizedActs& x, const GemmOut& out) {

@@ -8,6 +8,7 @@
 #include <span>
 #include <string_view>
 
+#include "core/cpu.h"
 #include "quant/act_quant.h"
 #include "quant/native.h"
 
@@ -30,19 +31,32 @@ struct GemmOut {
 using TernaryGemmFn = void (*)(const TernaryMatrix& w, const QuantizedActs& x, int64_t n0,
                                int64_t n1, const GemmOut& out);
 
+// relu(gate)^2 * up for gate rows [r0, r1) of a fused gate|up matrix (see ternary_gemm_relu2).
+using TernaryRelu2Fn = void (*)(const TernaryMatrix& w, const QuantizedActs& x, int64_t ff, int64_t r0,
+                                int64_t r1, float* act, int64_t ld_act);
+
+// One row of the family's table (dispatch.h): what the variant needs and supports.
 struct GemmVariant {
   const char* name;
-  bool (*cpu_ok)();                                                  // can this CPU run it?
-  bool (*supports)(const TernaryMatrix& w, const QuantizedActs& x);  // does it handle this case?
-  TernaryGemmFn fn;
-  int64_t row_grain;  // rows per work item when splitting across threads (multiple of 16)
+  CpuCaps needs = 0;                                                           // CPU capabilities it uses
+  bool (*supports)(const TernaryMatrix& w, const QuantizedActs& x) = nullptr;  // does it handle this case?
+  TernaryGemmFn fn = nullptr;
+  int64_t row_grain = 16;  // rows per work item when splitting across threads (multiple of 16)
+  // Auto-selection takes it only from this many tokens (forcing runs it on any): AMX pays once a
+  // 16-token tile is mostly full; below that VNNI is faster (tile setup + B staging).
+  int64_t min_tokens = 0;
+  // The fused relu(gate)^2 * up epilogue straight from the accumulators, where the variant has one.
+  TernaryRelu2Fn relu2 = nullptr;
+
+  bool cpu_ok() const { return cpu_has(needs); }
 };
 
 // Every compiled variant, slowest first ("scalar" is the reference and always first).
 std::span<const GemmVariant> gemm_variants();
 // Throws bitnet::Error for an unknown name.
 const GemmVariant& gemm_variant(std::string_view name);
-// The fastest variant the CPU can run for this case, or the BITNET_KERNEL one (error if it cannot).
+// The fastest variant the CPU can run for this case, or the one BITNET_KERNEL forces (an error if
+// it cannot run the case).
 const GemmVariant& select_gemm(const TernaryMatrix& w, const QuantizedActs& x);
 
 // Threaded product over all rows. pool may be null (single thread).
@@ -53,10 +67,12 @@ void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatr
 // relu(gate)^2 * up straight from the accumulators of a fused gate|up matrix w (gate rows [0, ff),
 // up rows [ff, 2 ff)) for gate rows [r0, r1): act[m * ld_act + r]. The same floats as the f32
 // product followed by relu2_mul, bit for bit; the gate|up floats are never stored. Only the AMX
-// variant has this form: relu2_fused_supported says whether select_gemm(w, x) is it (and ff is a
-// whole number of row blocks); ternary_gemm_relu2 fails loudly otherwise. r0 is a multiple of 16,
-// r1 one too or ff.
+// variant has this form (GemmVariant::relu2): relu2_fused_supported says whether select_gemm(w, x)
+// has it (and ff is a whole number of row blocks); ternary_gemm_relu2 fails loudly otherwise. r0 is a
+// multiple of 16, r1 one too or ff.
 bool relu2_fused_supported(const TernaryMatrix& w, const QuantizedActs& x, int64_t ff);
+// The same for a variant already selected for (w, x).
+bool relu2_fused_supported(const GemmVariant& v, const TernaryMatrix& w, int64_t ff);
 void ternary_gemm_relu2(const TernaryMatrix& w, const QuantizedActs& x, int64_t ff, int64_t r0, int64_t r1,
                         float* act, int64_t ld_act);
 

@@ -2,21 +2,19 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
-#include <string_view>
 
 #include "core/cpu.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "quant/dequant.h"
+#include "quant/dispatch.h"
 #include "quant/q8_0x.h"
 
 namespace bitnet {
 
 #if defined(BITNET_HAVE_X86_KERNELS)
-bool head_avx512_supports(DType t);
 void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
                       int64_t ld_y);
 #endif
@@ -146,21 +144,16 @@ void rows_ref(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const 
   }
 }
 
-bool always() {
-  return true;
-}
-
-#if defined(BITNET_HAVE_X86_KERNELS)
-bool avx512_ok() {
-  const CpuFeatures& f = cpu_features();
-  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni && f.f16c;
-}
-#endif
+// The reference reads every type rows can be dequantized from (head_supported).
+constexpr DTypeSet kRefTypes =
+    dtype_set({DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q6_K, DType::Q8_0X});
 
 const HeadVariant kVariants[] = {
-    {"scalar", always, head_supported, rows_ref},
+    {"scalar", 0, kRefTypes, rows_ref},
 #if defined(BITNET_HAVE_X86_KERNELS)
-    {"avx512", avx512_ok, head_avx512_supports, head_rows_avx512},
+    {"avx512", kCapAvx512F | kCapAvx512Bw | kCapAvx512Vl | kCapAvx512Vnni | kCapF16c,
+     dtype_set({DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q6_K, DType::Q8_0X}),
+     head_rows_avx512},
 #endif
 };
 
@@ -222,23 +215,10 @@ std::span<const HeadVariant> head_variants() {
 }
 
 const HeadVariant& select_head(DType t) {
-  const char* e = std::getenv("BITNET_HEAD_KERNEL");
-  const std::string_view forced = e ? e : "";
-  if (!forced.empty()) {
-    for (const auto& v : kVariants) {
-      if (forced != v.name) continue;
-      if (!v.cpu_ok()) fail("BITNET_HEAD_KERNEL={}: this CPU cannot run it ({})", forced, cpu_summary());
-      if (!v.supports(t))
-        fail("BITNET_HEAD_KERNEL={}: weight type {} is not supported", forced, dtype_name(t));
-      return v;
-    }
-    fail("BITNET_HEAD_KERNEL={}: unknown head kernel", forced);
-  }
-  const HeadVariant* best = nullptr;
-  for (const auto& v : kVariants)
-    if (v.cpu_ok() && v.supports(t)) best = &v;  // later entries are faster
-  if (!best) fail("output head: no kernel for weight type {}", dtype_name(t));
-  return *best;
+  return select_variant(
+      head_variants(), {"head dot", "BITNET_HEAD_KERNEL", forced_kernels().head, cpu_caps()},
+      [&](const HeadVariant& v) { return v.supports(t); }, [](const HeadVariant&) { return true; },
+      [&] { return fmt::format("weight type {}", dtype_name(t)); });
 }
 
 void head_matvec_with(const HeadVariant& v, ThreadPool* pool, const uint8_t* w, size_t row_bytes,

@@ -20,9 +20,11 @@
 // variants, so variants agree to float rounding (tests bound it), and each is deterministic and
 // independent of the thread count.
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/dtype.h"
 
 namespace bitnet {
@@ -63,11 +65,23 @@ void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a
 using HeadFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a,
                         float* y, int64_t ld_y);
 
+// The weight types a head variant reads, one bit per DType.
+using DTypeSet = uint32_t;
+constexpr DTypeSet dtype_set(std::initializer_list<DType> ts) {
+  DTypeSet s = 0;
+  for (DType t : ts) s |= DTypeSet{1} << static_cast<unsigned>(t);
+  return s;
+}
+
+// One row of the family's table (dispatch.h).
 struct HeadVariant {
   const char* name;
-  bool (*cpu_ok)();
-  bool (*supports)(DType t);
+  CpuCaps needs;
+  DTypeSet types;  // the weight types it reads
   HeadFn fn;
+
+  bool cpu_ok() const { return cpu_has(needs); }
+  bool supports(DType t) const { return (types >> static_cast<unsigned>(t)) & 1; }
 };
 
 // Every compiled variant, the scalar reference first.

@@ -11,11 +11,6 @@
 
 namespace bitnet {
 
-bool head_avx512_supports(DType t) {
-  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q6_K ||
-         t == DType::Q8_0X;
-}
-
 namespace {
 
 // Each read stream is prefetched ahead into L2 and L1 (stream_prefetch.h). Decode reads the head
@@ -297,7 +292,7 @@ void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1
     case DType::Q8_0X:
       return rows_q8_0x(w, row_bytes, r0, r1, a, y, ld_y);
     default:
-      return;  // head_avx512_supports excludes the rest; head_matvec_with checks it
+      return;  // its table entry (head_dot.cpp) excludes the rest; head_matvec_with checks it
   }
 }
 

@@ -9,9 +9,10 @@
 #include "core/error.h"
 #include "inference/forward.h"
 #include "model/load_gguf.h"
-#include "quant/head.h"
 #include "model/synthetic_gguf.h"
 #include "quant/dequant.h"
+#include "quant/dispatch.h"
+#include "quant/head.h"
 
 namespace bitnet {
 namespace {
@@ -124,18 +125,19 @@ TEST(LoadGguf, Q8_0HeadIsRegroupedForItsKernel) {
     embedding_row(m->token_embd, r, b.data());
     ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << "row " << r;
   }
-  setenv("BITNET_HEAD_KERNEL", "scalar", 1);
+  const ForcedKernels saved = forced_kernels();
+  set_forced_kernels({saved.kernel, "scalar"});  // BITNET_HEAD_KERNEL=scalar
   auto plain = load_gguf_model(f2);
-  unsetenv("BITNET_HEAD_KERNEL");
+  set_forced_kernels(saved);
   EXPECT_EQ(plain->token_embd.dtype(), DType::Q8_0);
   const std::vector<int32_t> toks = {256, 72, 101, 108, 108, 111};
   Session s1(*m, {16, 2});
   const float* l1 = s1.forward(toks);
   std::vector<float> got(l1, l1 + c.n_vocab);
-  setenv("BITNET_HEAD_KERNEL", "scalar", 1);
+  set_forced_kernels({saved.kernel, "scalar"});
   Session s2(*plain, {16, 2});
   const float* l2 = s2.forward(toks);
-  unsetenv("BITNET_HEAD_KERNEL");
+  set_forced_kernels(saved);
   float big = 0;
   for (int64_t v = 0; v < c.n_vocab; ++v) big = std::max(big, std::fabs(l2[v]));
   for (int64_t v = 0; v < c.n_vocab; ++v) ASSERT_NEAR(got[static_cast<size_t>(v)], l2[v], 1e-5f * big) << v;

@@ -11,16 +11,19 @@
 #include "core/cpu.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "ops/vec.h"
+#include "quant/dispatch.h"
 #include "quant/gemm.h"
 #include "quant/random_data.h"
-#include "ops/vec.h"
 
 namespace bitnet {
 namespace {
 
+// BITNET_KERNEL=name for the scope (the variable itself is read once per process).
 struct ForceKernel {
-  explicit ForceKernel(const char* name) { setenv("BITNET_KERNEL", name, 1); }
-  ~ForceKernel() { unsetenv("BITNET_KERNEL"); }
+  explicit ForceKernel(const char* name) : saved(forced_kernels()) { set_forced_kernels({name, saved.head}); }
+  ~ForceKernel() { set_forced_kernels(saved); }
+  ForcedKernels saved;
 };
 
 // acc[m][n] = sum_k x[m][k] * w[n][k] straight from int8 matrices: independent of the native layout.
