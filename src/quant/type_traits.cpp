@@ -29,7 +29,7 @@ constexpr TypeTraits row(DType t, std::optional<uint32_t> ggml) {
   return {dtype_info(t), ggml};
 }
 
-constexpr TypeTraits float_row(DType t, std::optional<uint32_t> ggml, DequantizeRowFn dq, QuantizeRowFn q) {
+constexpr TypeTraits float_row(DType t, std::optional<uint32_t> ggml, DequantizeRowFn dq, QuantizeStoredRowFn q) {
   TypeTraits r = row(t, ggml);
   r.dequantize = dq;
   r.quantize = q;

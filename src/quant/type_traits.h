@@ -35,7 +35,7 @@ using UnpackTernaryFn = void (*)(const uint8_t* in, int64_t n, int8_t* w, float*
 using TensorScaleFn = float (*)(const uint8_t* tensor, int64_t n);
 // One row of n values (whole blocks, already checked) to float, and back.
 using DequantizeRowFn = void (*)(const uint8_t* src, int64_t n, float* dst);
-using QuantizeRowFn = void (*)(const float* x, int64_t n, uint8_t* dst);
+using QuantizeStoredRowFn = void (*)(const float* x, int64_t n, uint8_t* dst);
 
 struct TypeTraits {
   DTypeInfo info;                     // name, block elements / bytes, trailer, ternary (core)
@@ -45,7 +45,7 @@ struct TypeTraits {
   UnpackTernaryFn unpack = nullptr;
   TensorScaleFn tensor_scale = nullptr;  // set where one scale covers the tensor (I2_S)
   DequantizeRowFn dequantize = nullptr;
-  QuantizeRowFn quantize = nullptr;
+  QuantizeStoredRowFn quantize = nullptr;
 
   bool stored_ternary() const { return pack != nullptr; }
 };
