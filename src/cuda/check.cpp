@@ -9,7 +9,7 @@ void cuda_failed(const char* call, const char* file, int line, cudaError_t e) {
 }
 
 void cublas_failed(const char* call, const char* file, int line, cublasStatus_t s) {
-  fail("cuBLAS error at {}:{}: {} ({})", file, line, cublasGetStatusString(s), call);
+  fail("cuBLAS error at {}:{}: {} ({})", file, line, cublasLtGetStatusString(s), call);
 }
 
 }  // namespace bitnet::cuda

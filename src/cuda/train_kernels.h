@@ -1,0 +1,70 @@
+#pragma once
+// Launchers of the training kernels (train_*.cu), called by the host wrappers (train_*.cpp) after
+// their shape checks; each checks its own launch. No fmt here: nvcc compiles this header.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace bitnet::cuda::kern {
+
+// ---- BitLinear (train_linear.cu) ----
+// Per token: xq[t][0, in) = the CPU's absmax int8 codes, xq[t][in, in_pad) = 0, dq[t] = 1/s.
+void quantize_rows(const float* x, int64_t T, int64_t in, int64_t in_pad, int8_t* xq, float* dq,
+                   cudaStream_t s);
+// Partial sums of the absmean: at most this many doubles of scratch per group.
+constexpr int kAbsmeanParts = 256;
+// The absmean scale of w[0, n) written to row_scale[0, rows).
+void absmean_scale(const float* w, int64_t n, double* partial, float* row_scale, int64_t rows,
+                   cudaStream_t s);
+// wq[out_pad][in_pad]: the ternary codes of W with its row's scale, zero in the padding.
+void ternarize_rows(const float* W, const float* row_scale, int64_t out, int64_t in, int64_t out_pad,
+                    int64_t in_pad, int8_t* wq, cudaStream_t s);
+// acc[t][o] = xq[t] . wq[o] over in_pad (a multiple of 4) with dp4a; o < out_pad.
+void int8_gemm_dp4a(const int8_t* xq, const int8_t* wq, int64_t T, int64_t out_pad, int64_t in_pad,
+                    int32_t* acc, cudaStream_t s);
+// y[t][o] = float(acc[t][o]) * (row_scale[o] * dq[t]).
+void int8_epilogue(const int32_t* acc, int64_t out_pad, const float* row_scale, const float* dq, int64_t T,
+                   int64_t out, float* y, cudaStream_t s);
+// out[r][c] = float(q[r][c]) * scale[r], q with row stride ldq, out dense [rows][cols].
+void dequantize_rows(const int8_t* q, int64_t ldq, const float* scale, int64_t rows, int64_t cols, float* out,
+                     cudaStream_t s);
+
+// ---- per-row and element-wise ops (train_elementwise.cu) ----
+void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,
+                     cudaStream_t s);
+constexpr int64_t kRmsChunk = 64;  // rows per partial sum of dw
+// dx (may be null) per row; partial (ceil(T / kRmsChunk) x n floats) then dw (may be null).
+void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
+                      int64_t n, float* dx, float* dw, float* partial, cudaStream_t s);
+void rope(float* qkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_dim, int64_t row_stride,
+          int64_t rope_dim, bool neox, const float* cs, const float* sn, bool inverse, cudaStream_t s);
+void gated_forward(const float* gu, int64_t T, int64_t ff, bool relu2, float* out, cudaStream_t s);
+void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2, float* dgu,
+                    cudaStream_t s);
+// Bad ids raise *flag (and are skipped).
+void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int64_t vocab, int64_t d,
+                       float* x, int32_t* flag, cudaStream_t s);
+void embedding_backward(const int32_t* tokens, int64_t T, const float* dx, int64_t vocab, int64_t d,
+                        float* dtable, int32_t* flag, cudaStream_t s);
+// row_loss[T] doubles, then *loss = their sum in row order.
+void cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
+                   float* dlogits, double* row_loss, double* loss, int32_t* flag, cudaStream_t s);
+
+// ---- attention (train_attention.cu) ----
+struct AttnDims {
+  int64_t batch, seq, n_head, n_head_kv, head_dim;
+  float scale;  // 1 / sqrt(head_dim)
+};
+void attention_forward(const float* qkv, const AttnDims& d, float* out, float* att, cudaStream_t s);
+// ds: scratch of batch x n_head x seq x seq floats.
+void attention_backward(const float* dout, const float* qkv, const float* att, const AttnDims& d, float* ds,
+                        float* dqkv, cudaStream_t s);
+
+// ---- optimizer (train_optim.cu) ----
+void adamw_step(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, float lr,
+                float decay_factor, float b1, float b2, float eps, float bc1, float bc2, cudaStream_t s);
+constexpr int kNormParts = 512;
+// *out = sum g^2 in double; partial: kNormParts doubles.
+void sum_squares(const float* g, int64_t n, double* partial, double* out, cudaStream_t s);
+
+}  // namespace bitnet::cuda::kern

@@ -1,0 +1,190 @@
+// BitLinear and the fp32 matmul on the GPU: shape checks, the weights' and activations'
+// quantization kernels, the int8 product in cuBLASLt (the dp4a kernel where it has no algorithm)
+// and the fp32 GEMMs of the backward.
+#include <algorithm>
+
+#include "core/error.h"
+#include "cuda/train_kernels.h"
+#include "cuda/train_ops.h"
+
+namespace bitnet::cuda {
+
+namespace {
+
+void check_sizes(const char* op, int64_t T, int64_t in, int64_t out) {
+  if (T < 0 || in <= 0 || out <= 0) fail("{}: bad sizes T={} in={} out={}", op, T, in, out);
+}
+
+int64_t round_up(int64_t v, int64_t m) {
+  return (v + m - 1) / m * m;
+}
+
+// cuBLASLt descriptors released on every path out.
+struct LtDescs {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~LtDescs() {
+    if (pref != nullptr) (void)cublasLtMatmulPreferenceDestroy(pref);
+    if (c != nullptr) (void)cublasLtMatrixLayoutDestroy(c);
+    if (b != nullptr) (void)cublasLtMatrixLayoutDestroy(b);
+    if (a != nullptr) (void)cublasLtMatrixLayoutDestroy(a);
+    if (op != nullptr) (void)cublasLtMatmulDescDestroy(op);
+  }
+};
+
+// Column-major C[m][n] = alpha op(A) op(B) + beta C, op(A) m x k, op(B) k x n (cuBLAS convention).
+// Returns false when cuBLASLt has no algorithm for it (the caller decides whether that is fatal).
+bool lt_matmul(TrainContext& ctx, cudaDataType_t ab, cudaDataType_t cd, cublasComputeType_t compute,
+               cudaDataType_t scale, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* A,
+               int64_t lda, const void* B, int64_t ldb, void* C, int64_t ldc, const void* alpha,
+               const void* beta, cudaStream_t stream) {
+  LtDescs d;
+  BN_CUBLAS(cublasLtMatmulDescCreate(&d.op, compute, scale));
+  const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  BN_CUBLAS(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
+  BN_CUBLAS(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+  BN_CUBLAS(cublasLtMatrixLayoutCreate(&d.a, ab, static_cast<uint64_t>(ta ? k : m),
+                                       static_cast<uint64_t>(ta ? m : k), lda));
+  BN_CUBLAS(cublasLtMatrixLayoutCreate(&d.b, ab, static_cast<uint64_t>(tb ? n : k),
+                                       static_cast<uint64_t>(tb ? k : n), ldb));
+  BN_CUBLAS(cublasLtMatrixLayoutCreate(&d.c, cd, static_cast<uint64_t>(m), static_cast<uint64_t>(n), ldc));
+  BN_CUBLAS(cublasLtMatmulPreferenceCreate(&d.pref));
+  const uint64_t ws = ctx.workspace_bytes();
+  BN_CUBLAS(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                                 sizeof(ws)));
+  cublasLtMatmulHeuristicResult_t res{};
+  int found = 0;
+  const cublasStatus_t h =
+      cublasLtMatmulAlgoGetHeuristic(ctx.lt(), d.op, d.a, d.b, d.c, d.c, d.pref, 1, &res, &found);
+  if (h == CUBLAS_STATUS_NOT_SUPPORTED || (h == CUBLAS_STATUS_SUCCESS && found == 0)) return false;
+  BN_CUBLAS(h);
+  BN_CUBLAS(cublasLtMatmul(ctx.lt(), d.op, alpha, A, d.a, B, d.b, beta, C, d.c, C, d.c, &res.algo,
+                           ctx.workspace(), ctx.workspace_bytes(), stream));
+  return true;
+}
+
+// fp32 GEMM (CUBLAS_COMPUTE_32F: true fp32, no TF32); no algorithm is an error.
+void sgemm(TrainContext& ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float* C, int64_t ldc, float beta, cudaStream_t stream) {
+  const float alpha = 1.0f;
+  if (!lt_matmul(ctx, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F, ta, tb, m, n, k, A, lda, B, ldb,
+                 C, ldc, &alpha, &beta, stream))
+    fail("cuBLASLt has no fp32 algorithm for m={} n={} k={}", m, n, k);
+}
+
+// Row-major y[T][out] = x[T][in] . W[out][in]^T is column-major y^T = W . x^T: A = W read
+// transposed (lda = in), B = x^T as stored (ldb = in).
+void float_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
+                   float* y, cudaStream_t stream) {
+  if (T == 0) return;
+  sgemm(ctx, true, false, out, T, in, W, in, x, in, y, out, 0.0f, stream);
+}
+
+// dx[T][in] += dy[T][out] . W[out][in]: column-major dx^T (in x T) += W^T (as stored) . dy^T (as stored).
+// dW[out][in] += dy^T . x: column-major dW^T (in x out) += x^T (as stored) . dy (dy^T read transposed).
+void float_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in, const float* W,
+                    int64_t out, float* dx, float* dW, cudaStream_t stream) {
+  if (T == 0) return;
+  if (dx != nullptr) sgemm(ctx, false, false, in, T, out, W, in, dy, out, dx, in, 1.0f, stream);
+  if (dW != nullptr) sgemm(ctx, false, true, in, out, T, x, in, dy, out, dW, in, 1.0f, stream);
+}
+
+}  // namespace
+
+void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
+                       std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
+                       cudaStream_t stream) {
+  check_sizes("bitlinear_forward", T, in, out);
+  int64_t rows = 0;
+  for (const int64_t g : groups) {
+    if (g <= 0) fail("bitlinear_forward: a group of {} rows (groups must be positive)", g);
+    rows += g;
+  }
+  if (rows != out) fail("bitlinear_forward: the groups add up to {} rows, the matrix has {}", rows, out);
+
+  cache.quantized = quantize;
+  cache.T = T;
+  cache.in = in;
+  cache.out = out;
+  if (!quantize) {
+    cache.in_pad = cache.out_pad = 0;
+    cache.used_cublaslt = false;
+    float_forward(ctx, x, T, in, W, out, y, stream);
+    return;
+  }
+  // |int8 x ternary| sums stay exact in int32 up to this many inputs.
+  if (in > (int64_t{1} << 31) / (128 * 127) - 1)
+    fail("bitlinear_forward: in={} is too long for the int32 accumulator", in);
+
+  // cuBLASLt's int8 kernels want k (in) and m (out) multiples of 4 and 4-byte aligned rows; 16 for
+  // in keeps every row 16-byte aligned (the faster kernels). Zero padding leaves the products exact.
+  const int64_t in_pad = round_up(in, 16), out_pad = round_up(out, 4);
+  cache.in_pad = in_pad;
+  cache.out_pad = out_pad;
+  cache.xq.resize(static_cast<size_t>(T * in_pad));
+  cache.dq.resize(static_cast<size_t>(T));
+  cache.wq.resize(static_cast<size_t>(out_pad * in_pad));
+  cache.row_scale.resize(static_cast<size_t>(out));
+  cache.acc.resize(static_cast<size_t>(T * out_pad));
+
+  // Weights: one absmean scale per group of rows, then the codes with each row's scale.
+  auto* partial = static_cast<double*>(ctx.scratch(sizeof(double) * kern::kAbsmeanParts));
+  int64_t r0 = 0;
+  for (const int64_t g : groups) {
+    // The groups run one after another on the stream, so they can share the partial sums.
+    kern::absmean_scale(W + r0 * in, g * in, partial, cache.row_scale.data() + r0, g, stream);
+    r0 += g;
+  }
+  kern::ternarize_rows(W, cache.row_scale.data(), out, in, out_pad, in_pad, cache.wq.data(), stream);
+
+  // Activations per token, the exact integer product, the engine's epilogue.
+  kern::quantize_rows(x, T, in, in_pad, cache.xq.data(), cache.dq.data(), stream);
+  if (T == 0) return;
+  // Row-major acc[T][out_pad] is column-major acc^T = wq . xq^T: the "TN" form, both operands with
+  // the reduction dimension contiguous.
+  const int32_t one = 1, zero = 0;
+  cache.used_cublaslt =
+      !ctx.force_dp4a && lt_matmul(ctx, CUDA_R_8I, CUDA_R_32I, CUBLAS_COMPUTE_32I, CUDA_R_32I, true, false,
+                                   out_pad, T, in_pad, cache.wq.data(), in_pad, cache.xq.data(), in_pad,
+                                   cache.acc.data(), out_pad, &one, &zero, stream);
+  if (!cache.used_cublaslt)
+    kern::int8_gemm_dp4a(cache.xq.data(), cache.wq.data(), T, out_pad, in_pad, cache.acc.data(), stream);
+  kern::int8_epilogue(cache.acc.data(), out_pad, cache.row_scale.data(), cache.dq.data(), T, out, y, stream);
+}
+
+void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
+                        const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
+                        cudaStream_t stream) {
+  check_sizes("bitlinear_backward", T, in, out);
+  if (cache.T != T || cache.in != in || cache.out != out)
+    fail("bitlinear_backward: the cache (T={} in={} out={}) does not match T={} in={} out={}", cache.T,
+         cache.in, cache.out, T, in, out);
+  if (!cache.quantized) return float_backward(ctx, dy, x, T, in, W, out, dx, dW, stream);
+  if (T == 0 || (dx == nullptr && dW == nullptr)) return;
+  // The STE's operands dequantized to fp32 (exact: an int8 code times a float), then fp32 GEMMs.
+  auto* wdeq = static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>((out + T) * in)));
+  float* xdeq = wdeq + out * in;
+  if (dx != nullptr) {
+    kern::dequantize_rows(cache.wq.data(), cache.in_pad, cache.row_scale.data(), out, in, wdeq, stream);
+    sgemm(ctx, false, false, in, T, out, wdeq, in, dy, out, dx, in, 1.0f, stream);
+  }
+  if (dW != nullptr) {
+    kern::dequantize_rows(cache.xq.data(), cache.in_pad, cache.dq.data(), T, in, xdeq, stream);
+    sgemm(ctx, false, true, in, out, T, xdeq, in, dy, out, dW, in, 1.0f, stream);
+  }
+}
+
+void matmul_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
+                    float* y, cudaStream_t stream) {
+  check_sizes("matmul_forward", T, in, out);
+  float_forward(ctx, x, T, in, W, out, y, stream);
+}
+
+void matmul_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
+                     const float* W, int64_t out, float* dx, float* dW, cudaStream_t stream) {
+  check_sizes("matmul_backward", T, in, out);
+  float_backward(ctx, dy, x, T, in, W, out, dx, dW, stream);
+}
+
+}  // namespace bitnet::cuda

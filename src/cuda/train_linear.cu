@@ -1,0 +1,153 @@
+// BitLinear's quantization kernels (the CPU's exact float operations, no contraction: every
+// multiply and divide spelled __fmul_rn / __fdiv_rn), the dp4a fallback product and the epilogue.
+#include "cuda/check.h"
+#include "cuda/reduce.cuh"
+#include "cuda/train_kernels.h"
+
+namespace bitnet::cuda::kern {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// quantize_act_row_ref: s = 127 / max(amax, 1e-5), q = clamp(nearbyint(x * s), -128, 127), dq = 1 / s.
+__global__ void quantize_rows_kernel(const float* __restrict__ x, int64_t in, int64_t in_pad,
+                                     int8_t* __restrict__ xq, float* __restrict__ dq) {
+  const int64_t t = blockIdx.x;
+  const float* row = x + t * in;
+  float amax = 0.0f;
+  for (int64_t i = threadIdx.x; i < in; i += blockDim.x) amax = fmaxf(amax, fabsf(row[i]));
+  amax = dev::block_reduce(amax, dev::Max{}, 0.0f);
+  const float s = __fdiv_rn(127.0f, fmaxf(amax, 1e-5f));
+  int8_t* q = xq + t * in_pad;
+  for (int64_t i = threadIdx.x; i < in_pad; i += blockDim.x) {
+    float r = 0.0f;
+    if (i < in) r = fminf(fmaxf(rintf(__fmul_rn(row[i], s)), -128.0f), 127.0f);
+    q[i] = static_cast<int8_t>(r);
+  }
+  if (threadIdx.x == 0) dq[t] = __fdiv_rn(1.0f, s);
+}
+
+// absmean_scale: sum |w| in double. Each block sums a fixed strided subset, then one block adds the
+// partial sums in block order: deterministic, though not the CPU's left-to-right order.
+__global__ void absmean_partial_kernel(const float* __restrict__ w, int64_t n, double* __restrict__ partial) {
+  double s = 0.0;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    s += fabs(static_cast<double>(w[i]));
+  s = dev::block_reduce(s, dev::Sum{}, 0.0);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+__global__ void absmean_finish_kernel(const double* __restrict__ partial, int parts, int64_t n,
+                                      float* __restrict__ row_scale, int64_t rows) {
+  double s = 0.0;
+  for (int i = threadIdx.x; i < parts; i += blockDim.x) s += partial[i];
+  s = dev::block_reduce(s, dev::Sum{}, 0.0);
+  const float mean = static_cast<float>(s / static_cast<double>(n));
+  const float scale = fmaxf(mean, 1e-5f);
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) row_scale[r] = scale;
+}
+
+// ternarize: inv = 1 / scale, q = clamp(nearbyint(w * inv), -1, 1).
+__global__ void ternarize_kernel(const float* __restrict__ W, const float* __restrict__ row_scale,
+                                 int64_t out, int64_t in, int64_t in_pad, int64_t total,
+                                 int8_t* __restrict__ wq) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= total) return;
+  const int64_t o = e / in_pad, i = e % in_pad;
+  float r = 0.0f;
+  if (o < out && i < in) {
+    const float inv = __fdiv_rn(1.0f, row_scale[o]);
+    r = fminf(fmaxf(rintf(__fmul_rn(W[o * in + i], inv)), -1.0f), 1.0f);
+  }
+  wq[e] = static_cast<int8_t>(r);
+}
+
+// One thread per output element, threads of a block along the tokens of a 16 x 16 tile: simple and
+// exact; only used where cuBLASLt has no int8 algorithm.
+__global__ void dp4a_kernel(const int* __restrict__ xq, const int* __restrict__ wq, int64_t T,
+                            int64_t out_pad, int64_t k4, int32_t* __restrict__ acc) {
+  const int64_t o = static_cast<int64_t>(blockIdx.x) * 16 + threadIdx.y;
+  const int64_t t = static_cast<int64_t>(blockIdx.y) * 16 + threadIdx.x;
+  if (o >= out_pad || t >= T) return;
+  const int* a = xq + t * k4;
+  const int* b = wq + o * k4;
+  int s = 0;
+  for (int64_t i = 0; i < k4; ++i) s = __dp4a(a[i], b[i], s);
+  acc[t * out_pad + o] = s;
+}
+
+// gemm_scale: float(acc) * (row_scale * dq).
+__global__ void epilogue_kernel(const int32_t* __restrict__ acc, int64_t out_pad,
+                                const float* __restrict__ row_scale, const float* __restrict__ dq,
+                                int64_t out, int64_t total, float* __restrict__ y) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= total) return;
+  const int64_t t = e / out, o = e % out;
+  y[e] = __fmul_rn(__int2float_rn(acc[t * out_pad + o]), __fmul_rn(row_scale[o], dq[t]));
+}
+
+__global__ void dequantize_kernel(const int8_t* __restrict__ q, int64_t ldq, const float* __restrict__ scale,
+                                  int64_t cols, int64_t total, float* __restrict__ out) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= total) return;
+  const int64_t r = e / cols, c = e % cols;
+  out[e] = __fmul_rn(static_cast<float>(q[r * ldq + c]), scale[r]);
+}
+
+}  // namespace
+
+void quantize_rows(const float* x, int64_t T, int64_t in, int64_t in_pad, int8_t* xq, float* dq,
+                   cudaStream_t s) {
+  if (T == 0) return;
+  quantize_rows_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(x, in, in_pad, xq, dq);
+  BN_CUDA_LAUNCHED();
+}
+
+void absmean_scale(const float* w, int64_t n, double* partial, float* row_scale, int64_t rows,
+                   cudaStream_t s) {
+  // About 8 elements per thread per block pass, at most kAbsmeanParts blocks: fixed for a given n.
+  const long long want = (n + kThreads * 8 - 1) / (kThreads * 8);
+  const int parts = static_cast<int>(want < 1 ? 1 : (want > kAbsmeanParts ? kAbsmeanParts : want));
+  absmean_partial_kernel<<<parts, kThreads, 0, s>>>(w, n, partial);
+  BN_CUDA_LAUNCHED();
+  absmean_finish_kernel<<<1, kThreads, 0, s>>>(partial, parts, n, row_scale, rows);
+  BN_CUDA_LAUNCHED();
+}
+
+void ternarize_rows(const float* W, const float* row_scale, int64_t out, int64_t in, int64_t out_pad,
+                    int64_t in_pad, int8_t* wq, cudaStream_t s) {
+  const int64_t total = out_pad * in_pad;
+  ternarize_kernel<<<dev::blocks_for(total, kThreads), kThreads, 0, s>>>(W, row_scale, out, in, in_pad, total,
+                                                                         wq);
+  BN_CUDA_LAUNCHED();
+}
+
+void int8_gemm_dp4a(const int8_t* xq, const int8_t* wq, int64_t T, int64_t out_pad, int64_t in_pad,
+                    int32_t* acc, cudaStream_t s) {
+  if (T == 0) return;
+  const dim3 block(16, 16), grid(dev::blocks_for(out_pad, 16), dev::blocks_for(T, 16));
+  dp4a_kernel<<<grid, block, 0, s>>>(reinterpret_cast<const int*>(xq), reinterpret_cast<const int*>(wq), T,
+                                     out_pad, in_pad / 4, acc);
+  BN_CUDA_LAUNCHED();
+}
+
+void int8_epilogue(const int32_t* acc, int64_t out_pad, const float* row_scale, const float* dq, int64_t T,
+                   int64_t out, float* y, cudaStream_t s) {
+  const int64_t total = T * out;
+  if (total == 0) return;
+  epilogue_kernel<<<dev::blocks_for(total, kThreads), kThreads, 0, s>>>(acc, out_pad, row_scale, dq, out,
+                                                                        total, y);
+  BN_CUDA_LAUNCHED();
+}
+
+void dequantize_rows(const int8_t* q, int64_t ldq, const float* scale, int64_t rows, int64_t cols, float* out,
+                     cudaStream_t s) {
+  const int64_t total = rows * cols;
+  if (total == 0) return;
+  dequantize_kernel<<<dev::blocks_for(total, kThreads), kThreads, 0, s>>>(q, ldq, scale, cols, total, out);
+  BN_CUDA_LAUNCHED();
+}
+
+}  // namespace bitnet::cuda::kern

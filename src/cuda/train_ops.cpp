@@ -1,0 +1,201 @@
+// Host side of the GPU training ops other than the linear layers: the CPU ops' shape checks, the
+// RoPE tables, scratch sizing and the launches (train_kernels.h).
+#include "cuda/train_ops.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "cuda/train_kernels.h"
+
+namespace bitnet::cuda {
+
+// ---- RMSNorm ----
+
+void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,
+                     cudaStream_t stream) {
+  if (T < 0 || n <= 0) fail("rmsnorm_forward: bad sizes T={} n={}", T, n);
+  kern::rmsnorm_forward(x, w, T, n, eps, y, rstd, stream);
+}
+
+void rmsnorm_backward(TrainContext& ctx, const float* dy, const float* x, const float* w, const float* rstd,
+                      int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream) {
+  if (T < 0 || n <= 0) fail("rmsnorm_backward: bad sizes T={} n={}", T, n);
+  float* partial = nullptr;
+  if (dw != nullptr && T > 0) {
+    const int64_t parts = (T + kern::kRmsChunk - 1) / kern::kRmsChunk;
+    partial = static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>(parts * n)));
+  }
+  kern::rmsnorm_backward(dy, x, w, rstd, T, n, dx, dw, partial, stream);
+}
+
+// ---- RoPE ----
+
+namespace {
+
+void check_rope(const char* op, int64_t T, const train::RopeShape& s) {
+  if (T < 0 || s.seq <= 0 || s.n_head <= 0 || s.n_head_kv <= 0 || s.head_dim <= 0)
+    fail("{}: bad shape T={} seq={} n_head={} n_head_kv={} head_dim={}", op, T, s.seq, s.n_head, s.n_head_kv,
+         s.head_dim);
+  if (T % s.seq != 0) fail("{}: T={} is not a multiple of seq={}", op, T, s.seq);
+  if (s.n_head % s.n_head_kv != 0)
+    fail("{}: n_head={} is not a multiple of n_head_kv={}", op, s.n_head, s.n_head_kv);
+  if (s.rope_dim < 0 || s.rope_dim > s.head_dim || s.rope_dim % 2 != 0)
+    fail("{}: rope_dim={} must be even and at most head_dim={}", op, s.rope_dim, s.head_dim);
+}
+
+void check_table(const char* op, const train::RopeShape& s, const RopeTable& t) {
+  if (t.seq != s.seq || t.rope_dim != s.rope_dim || t.theta != s.theta)
+    fail(
+        "{}: the RoPE table (seq={} rope_dim={} theta={}) was made for another shape (seq={} rope_dim={} "
+        "theta={})",
+        op, t.seq, t.rope_dim, t.theta, s.seq, s.rope_dim, s.theta);
+}
+
+void rope_rows(float* qkv, int64_t T, const train::RopeShape& s, const RopeTable& t, bool inverse,
+               cudaStream_t stream) {
+  if (s.rope_dim == 0 || T == 0) return;
+  const int64_t C = (s.n_head + 2 * s.n_head_kv) * s.head_dim;
+  kern::rope(qkv, T, s.seq, s.n_head + s.n_head_kv, s.head_dim, C, s.rope_dim, s.style == RopeStyle::kNeox,
+             t.cs.data(), t.sn.data(), inverse, stream);
+}
+
+}  // namespace
+
+void make_rope_table(const train::RopeShape& s, RopeTable& table) {
+  check_rope("make_rope_table", 0, s);
+  const int64_t half = s.rope_dim / 2;
+  std::vector<float> cs(static_cast<size_t>(s.seq * half)), sn(cs.size());
+  for (int64_t p = 0; p < s.seq && half > 0; ++p)
+    rope_angles(p, s.rope_dim, s.theta, &cs[static_cast<size_t>(p * half)],
+                &sn[static_cast<size_t>(p * half)]);
+  table.seq = s.seq;
+  table.rope_dim = s.rope_dim;
+  table.theta = s.theta;
+  table.cs.upload(cs);
+  table.sn.upload(sn);
+}
+
+void rope_forward(float* qkv, int64_t T, const train::RopeShape& s, const RopeTable& table,
+                  cudaStream_t stream) {
+  check_rope("rope_forward", T, s);
+  check_table("rope_forward", s, table);
+  rope_rows(qkv, T, s, table, false, stream);
+}
+
+void rope_backward(float* dqkv, int64_t T, const train::RopeShape& s, const RopeTable& table,
+                   cudaStream_t stream) {
+  check_rope("rope_backward", T, s);
+  check_table("rope_backward", s, table);
+  rope_rows(dqkv, T, s, table, true, stream);
+}
+
+// ---- attention ----
+
+namespace {
+
+kern::AttnDims attn_dims(const char* op, const train::AttnShape& s) {
+  if (s.batch <= 0 || s.seq <= 0 || s.n_head <= 0 || s.n_head_kv <= 0 || s.head_dim <= 0)
+    fail("{}: bad shape batch={} seq={} n_head={} n_head_kv={} head_dim={}", op, s.batch, s.seq, s.n_head,
+         s.n_head_kv, s.head_dim);
+  if (s.n_head % s.n_head_kv != 0)
+    fail("{}: n_head={} is not a multiple of n_head_kv={}", op, s.n_head, s.n_head_kv);
+  // The kernels' grids put the rows along x and batch x heads along y, which holds at most 65535.
+  if (s.batch * s.n_head > 65535)
+    fail("{}: batch x n_head = {} is more than the 65535 blocks of a grid's y dimension", op,
+         s.batch * s.n_head);
+  return kern::AttnDims{s.batch,     s.seq,      s.n_head,
+                        s.n_head_kv, s.head_dim, 1.0f / std::sqrt(static_cast<float>(s.head_dim))};
+}
+
+}  // namespace
+
+void attention_forward(const float* qkv, const train::AttnShape& s, float* out, float* att,
+                       cudaStream_t stream) {
+  kern::attention_forward(qkv, attn_dims("attention_forward", s), out, att, stream);
+}
+
+void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* att,
+                        const train::AttnShape& s, float* dqkv, cudaStream_t stream) {
+  const kern::AttnDims d = attn_dims("attention_backward", s);
+  auto* ds = static_cast<float*>(
+      ctx.scratch(sizeof(float) * static_cast<size_t>(s.batch * s.n_head * s.seq * s.seq)));
+  kern::attention_backward(dout, qkv, att, d, ds, dqkv, stream);
+}
+
+// ---- gated activation ----
+
+void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* out, cudaStream_t stream) {
+  if (T < 0 || ff <= 0) fail("gated_forward: bad sizes T={} ff={}", T, ff);
+  kern::gated_forward(gu, T, ff, act == FfnAct::kRelu2, out, stream);
+}
+
+void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
+                    cudaStream_t stream) {
+  if (T < 0 || ff <= 0) fail("gated_backward: bad sizes T={} ff={}", T, ff);
+  kern::gated_backward(dout, gu, T, ff, act == FfnAct::kRelu2, dgu, stream);
+}
+
+// ---- embedding ----
+
+void embedding_forward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* table, int64_t vocab,
+                       int64_t d, float* x, cudaStream_t stream) {
+  if (T < 0 || vocab <= 0 || d <= 0) fail("embedding_forward: bad sizes T={} vocab={} d={}", T, vocab, d);
+  kern::embedding_forward(tokens, T, table, vocab, d, x, ctx.bad_id_flag(), stream);
+  ctx.check_ids("embedding_forward", vocab, stream);
+}
+
+void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* dx, int64_t vocab,
+                        int64_t d, float* dtable, cudaStream_t stream) {
+  if (T < 0 || vocab <= 0 || d <= 0) fail("embedding_backward: bad sizes T={} vocab={} d={}", T, vocab, d);
+  kern::embedding_backward(tokens, T, dx, vocab, d, dtable, ctx.bad_id_flag(), stream);
+  ctx.check_ids("embedding_backward", vocab, stream);
+}
+
+// ---- cross-entropy ----
+
+double cross_entropy(TrainContext& ctx, const float* logits, const int32_t* targets, int64_t T, int64_t V,
+                     float grad_scale, float* dlogits, cudaStream_t stream) {
+  if (T < 0 || V <= 0) fail("cross_entropy: bad sizes T={} V={}", T, V);
+  auto* row_loss = static_cast<double*>(ctx.scratch(sizeof(double) * static_cast<size_t>(T + 1)));
+  double* loss = row_loss + T;
+  kern::cross_entropy(logits, targets, T, V, grad_scale, dlogits, row_loss, loss, ctx.bad_id_flag(), stream);
+  double host = 0;
+  BN_CUDA(cudaMemcpyAsync(&host, loss, sizeof(host), cudaMemcpyDeviceToHost, stream));
+  ctx.check_ids("cross_entropy", V, stream);  // waits for the stream, so `host` is set
+  return host;
+}
+
+// ---- optimizer ----
+
+std::vector<uint8_t> decay_mask(const train::TrainModel& model) {
+  std::vector<uint8_t> mask(model.params.size(), 0);
+  for (const train::ParamTensor& pt : model.tensors)
+    if (pt.decay)
+      for (int64_t i = 0; i < pt.size(); ++i) mask[static_cast<size_t>(pt.offset + i)] = 1;
+  return mask;
+}
+
+void adamw_step(float* params, const float* grads, float* m, float* v, const uint8_t* decay, int64_t n,
+                int64_t step, const train::AdamWConfig& cfg, float lr, float wd, cudaStream_t stream) {
+  if (n < 0 || step < 1) fail("adamw: bad n={} or step={} (the first update is step 1)", n, step);
+  // The bias corrections exactly as the CPU computes them (in double, then float).
+  const double t = static_cast<double>(step);
+  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(cfg.beta1), t));
+  const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(cfg.beta2), t));
+  const float decay_factor = 1.0f - lr * wd;
+  kern::adamw_step(params, grads, m, v, decay, n, lr, decay_factor, cfg.beta1, cfg.beta2, cfg.eps, bc1, bc2,
+                   stream);
+}
+
+double grad_norm(TrainContext& ctx, const float* grads, int64_t n, cudaStream_t stream) {
+  if (n < 0) fail("grad_norm: bad n={}", n);
+  auto* partial = static_cast<double*>(ctx.scratch(sizeof(double) * (kern::kNormParts + 1)));
+  double* sum = partial + kern::kNormParts;
+  kern::sum_squares(grads, n, partial, sum, stream);
+  double host = 0;
+  BN_CUDA(cudaMemcpyAsync(&host, sum, sizeof(host), cudaMemcpyDeviceToHost, stream));
+  BN_CUDA(cudaStreamSynchronize(stream));
+  return std::sqrt(host);
+}
+
+}  // namespace bitnet::cuda

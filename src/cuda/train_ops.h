@@ -1,0 +1,146 @@
+#pragma once
+// The trainer's ops (training/ops.h) on the GPU: the same shapes, layouts, checks and numerics,
+// with device pointers and a stream. Forward functions write (=) their outputs; backward
+// functions ACCUMULATE (+=) into every gradient, as on the CPU.
+//
+// Exactness against the CPU (tests/cuda/test_train_ops.cpp):
+//  - BitLinear quantized forward: int8 codes, scales, int32 products and y are bit for bit the CPU's
+//    (the weights' absmean is summed in double by a tree reduction instead of left to right: the
+//    float mean can only differ if the two double sums straddle a float rounding boundary).
+//  - embedding backward adds in token order, so it is exact too.
+//  - everything else agrees to fp32 rounding (sums in another order; the GPU's expf).
+// Every op is deterministic: no float atomics; repeated runs give the same bits.
+//
+// One TrainContext per stream: its scratch memory is reused by every op called with it.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "cuda/buffer.h"
+#include "training/adamw.h"
+#include "training/ops.h"
+
+namespace bitnet::cuda {
+
+// The cuBLASLt handle, its workspace, scratch for the ops' temporaries and a device flag the
+// kernels raise on an out-of-range token id. Create it after choosing the device.
+class TrainContext {
+ public:
+  TrainContext();
+  ~TrainContext();
+  TrainContext(const TrainContext&) = delete;
+  TrainContext& operator=(const TrainContext&) = delete;
+
+  cublasLtHandle_t lt() const { return lt_; }
+  void* workspace() { return workspace_.data(); }
+  size_t workspace_bytes() const { return workspace_.bytes(); }
+  // At least `bytes` of device memory, valid until the next scratch() call. Growing it frees the
+  // old block (cudaFree waits for the device), so queued work that still reads it is safe.
+  void* scratch(size_t bytes);
+  int32_t* bad_id_flag() { return flag_.data(); }
+  // Waits for `stream`; fails naming `op` when a kernel saw a token id outside [0, limit), and
+  // clears the flag.
+  void check_ids(const char* op, int64_t limit, cudaStream_t stream);
+
+  // Tests: run the int8 product with the dp4a kernel even where cuBLASLt has an algorithm.
+  bool force_dp4a = false;
+
+ private:
+  cublasLtHandle_t lt_ = nullptr;
+  Buffer<unsigned char> workspace_, scratch_;
+  Buffer<int32_t> flag_;
+};
+
+// ---- BitLinear -----------------------------------------------------------------------------------
+// The quantized operands are kept padded for cuBLASLt's int8 kernels ("TN", k and m multiples of 4):
+// xq is [T][in_pad], wq [out_pad][in_pad] (in_pad = in rounded up to 16, out_pad = out rounded up
+// to 4), the padding zero, so the integer products equal the unpadded ones.
+struct BitLinearCache {
+  bool quantized = false;
+  int64_t T = 0, in = 0, out = 0, in_pad = 0, out_pad = 0;
+  Buffer<int8_t> xq;           // [T][in_pad]
+  Buffer<float> dq;            // [T]: 1/s per token
+  Buffer<int8_t> wq;           // [out_pad][in_pad]: ternary codes
+  Buffer<float> row_scale;     // [out]: the scale of the row's group
+  Buffer<int32_t> acc;         // [T][out_pad]: the exact integer products (kept for tests)
+  bool used_cublaslt = false;  // false: cuBLASLt had no int8 algorithm (or force_dp4a): dp4a kernel
+};
+// groups: host row counts of the logical matrices (adding up to out), as on the CPU.
+void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
+                       std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
+                       cudaStream_t stream);
+// dx (may be null) += dy . Wdeq;  dW (may be null) += dy^T . xdeq;  x and W themselves in fp32 mode.
+void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
+                        const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
+                        cudaStream_t stream);
+
+// ---- fp32 matmul (the head): y[T][out] = x[T][in] . W[out][in]^T (cuBLASLt, fp32, no TF32) ------
+void matmul_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
+                    float* y, cudaStream_t stream);
+void matmul_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
+                     const float* W, int64_t out, float* dx, float* dW, cudaStream_t stream);
+
+// ---- RMSNorm -------------------------------------------------------------------------------------
+void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,
+                     cudaStream_t stream);
+// dw (may be null) is summed over rows deterministically: partial sums per 64-row chunk, then a
+// reduction in chunk order (scratch from ctx).
+void rmsnorm_backward(TrainContext& ctx, const float* dy, const float* x, const float* w, const float* rstd,
+                      int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream);
+
+// ---- RoPE ----------------------------------------------------------------------------------------
+// The angles of positions 0..seq-1 (rope_angles on the host, as the CPU), uploaded once.
+struct RopeTable {
+  int64_t seq = 0, rope_dim = 0;
+  float theta = 0;
+  Buffer<float> cs, sn;  // [seq][rope_dim / 2]
+};
+void make_rope_table(const train::RopeShape& s, RopeTable& table);
+void rope_forward(float* qkv, int64_t T, const train::RopeShape& s, const RopeTable& table,
+                  cudaStream_t stream);
+void rope_backward(float* dqkv, int64_t T, const train::RopeShape& s, const RopeTable& table,
+                   cudaStream_t stream);
+
+// ---- causal GQA attention ------------------------------------------------------------------------
+// One block per (batch, head, query row); att[B][n_head][seq][seq] keeps the probabilities (zeros
+// above the diagonal), as the CPU.
+void attention_forward(const float* qkv, const train::AttnShape& s, float* out, float* att,
+                       cudaStream_t stream);
+// dq per query row; dk and dv per (key row, KV head) summing over its query heads and rows in a
+// fixed order (no atomics). Scratch from ctx: B x n_head x seq x seq floats (the score gradients).
+void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* att,
+                        const train::AttnShape& s, float* dqkv, cudaStream_t stream);
+
+// ---- gated activation ----------------------------------------------------------------------------
+void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* out, cudaStream_t stream);
+void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
+                    cudaStream_t stream);
+
+// ---- token embedding (tokens on the device) ------------------------------------------------------
+// Both wait for the stream to check the ids (a bad id fails, as on the CPU).
+void embedding_forward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* table, int64_t vocab,
+                       int64_t d, float* x, cudaStream_t stream);
+// Deterministic and exact: the block of a token's first occurrence adds every occurrence's row in
+// token order (O(T^2) id comparisons, cheap next to the rest of a step for T up to ~64k).
+void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* dx, int64_t vocab,
+                        int64_t d, float* dtable, cudaStream_t stream);
+
+// ---- softmax cross-entropy -----------------------------------------------------------------------
+// Writes dlogits (if not null) and returns the summed loss (per-row losses in double, summed in row
+// order on the device); waits for the stream.
+double cross_entropy(TrainContext& ctx, const float* logits, const int32_t* targets, int64_t T, int64_t V,
+                     float grad_scale, float* dlogits, cudaStream_t stream);
+
+// ---- optimizer -----------------------------------------------------------------------------------
+// 1 where ParamTensor::decay, per element of the flat parameter buffer (upload it once).
+std::vector<uint8_t> decay_mask(const train::TrainModel& model);
+// The CPU's adamw_step on the flat buffers: `step` is the update's number (1 for the first, the
+// CPU's st.step after its increment); decay (may be null: none) is decay_mask's.
+void adamw_step(float* params, const float* grads, float* m, float* v, const uint8_t* decay, int64_t n,
+                int64_t step, const train::AdamWConfig& cfg, float lr, float wd, cudaStream_t stream);
+// sqrt(sum g^2), summed in double by a fixed two-pass reduction; waits for the stream.
+double grad_norm(TrainContext& ctx, const float* grads, int64_t n, cudaStream_t stream);
+
+}  // namespace bitnet::cuda

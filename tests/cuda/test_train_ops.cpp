@@ -1,0 +1,533 @@
+// The GPU training ops against the CPU ones (training/ops.h) on random data: the quantized
+// BitLinear forward bit for bit (codes, scales, integer products, y), the embedding exactly, the rest
+// to a relative error below 1e-5; gradients start random so that += is checked, outputs start as
+// NaN so that an element the GPU does not write fails. Each test skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+#include "cuda/buffer.h"
+#include "cuda/device.h"
+#include "cuda/train_ops.h"
+#include "training/adamw.h"
+#include "training/ops.h"
+
+namespace bitnet::cuda {
+namespace {
+
+using Vec = std::vector<float>;
+
+Vec random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  Vec v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+template <typename T>
+Buffer<T> on_device(const std::vector<T>& v) {
+  Buffer<T> b;
+  b.upload(v);
+  return b;
+}
+
+// All bits set: NaN as a float, so an element left unwritten fails every comparison.
+template <typename T>
+Buffer<T> poisoned(size_t n) {
+  Buffer<T> b(n);
+  b.fill_bytes(0xFF);
+  return b;
+}
+
+// ||got - want|| / ||want|| in double (NaN anywhere makes it NaN, which fails EXPECT_LT).
+double rel_err(const Vec& got, const Vec& want) {
+  if (got.size() != want.size()) return INFINITY;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - want[i];
+    num += d * d;
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(num / (den > 0 ? den : 1.0));
+}
+
+constexpr double kTol = 1e-5;
+
+#define EXPECT_CLOSE(got, want, what)                                             \
+  do {                                                                            \
+    const double e_ = rel_err(got, want);                                         \
+    EXPECT_LT(e_, kTol) << (what) << ": relative error of the GPU result " << e_; \
+  } while (0)
+
+// Bit-for-bit equality, naming the first difference.
+template <typename T>
+void expect_same(const std::vector<T>& got, const std::vector<T>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0 && bad++ == 0) first = i;
+  if (bad > 0)
+    ADD_FAILURE() << what << ": " << bad << " of " << got.size() << " elements differ, the first at " << first
+                  << " (GPU " << +got[first] << ", CPU " << +want[first] << ")";
+}
+
+// The [rows][cols] part of a [rows][ld] matrix; the padding columns must be zero.
+template <typename T>
+std::vector<T> unpad(const std::vector<T>& m, int64_t rows, int64_t ld, int64_t cols, int64_t pad_rows,
+                     const std::string& what) {
+  std::vector<T> out(static_cast<size_t>(rows * cols));
+  size_t nonzero = 0;
+  for (int64_t r = 0; r < pad_rows; ++r)
+    for (int64_t c = 0; c < ld; ++c) {
+      const T v = m[static_cast<size_t>(r * ld + c)];
+      if (r < rows && c < cols)
+        out[static_cast<size_t>(r * cols + c)] = v;
+      else if (v != T{0})
+        ++nonzero;
+    }
+  EXPECT_EQ(nonzero, 0u) << what << ": the padding must be zero";
+  return out;
+}
+
+// ---- BitLinear ---------------------------------------------------------------------------------
+
+struct LinearCase {
+  int64_t T, in, out;
+  std::vector<int64_t> groups;
+};
+
+const LinearCase kLinearCases[] = {
+    {6, 37, 29, {13, 16}},             // odd sizes: in and out padded, two groups
+    {5, 64, 8, {8}},                   // aligned, one group
+    {256, 512, 768, {256, 256, 256}},  // q|k|v-like
+};
+
+// Inputs with varied row magnitudes, and an all-zero row (the 1e-5 floor of the scale).
+Vec linear_input(const LinearCase& c, uint32_t seed) {
+  Vec x = random_vec(static_cast<size_t>(c.T * c.in), seed, -2.0f, 2.0f);
+  for (int64_t t = 0; t < c.T; ++t)
+    for (int64_t i = 0; i < c.in; ++i) x[static_cast<size_t>(t * c.in + i)] *= (t % 3 == 1) ? 40.0f : 1.0f;
+  if (c.T > 2)
+    for (int64_t i = 0; i < c.in; ++i) x[static_cast<size_t>(2 * c.in + i)] = 0.0f;
+  return x;
+}
+
+TEST(CudaTrainOps, BitLinearQuantizedForwardIsExact) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 1;
+  for (const LinearCase& c : kLinearCases) {
+    for (const bool dp4a : {false, true}) {
+      const std::string name = "T=" + std::to_string(c.T) + " in=" + std::to_string(c.in) +
+                               " out=" + std::to_string(c.out) + (dp4a ? " dp4a" : " cuBLASLt");
+      const Vec x = linear_input(c, seed++);
+      const Vec W = random_vec(static_cast<size_t>(c.out * c.in), seed++, -0.05f, 0.05f);
+      Vec y_cpu(static_cast<size_t>(c.T * c.out));
+      train::BitLinearCache cc;
+      train::bitlinear_forward(nullptr, x.data(), c.T, c.in, W.data(), c.out, c.groups, true, y_cpu.data(),
+                               cc);
+
+      Buffer<float> dx = on_device(x), dW = on_device(W);
+      Buffer<float> dy = poisoned<float>(y_cpu.size());
+      BitLinearCache gc;
+      ctx.force_dp4a = dp4a;
+      bitlinear_forward(ctx, dx.data(), c.T, c.in, dW.data(), c.out, c.groups, true, dy.data(), gc, nullptr);
+      ctx.force_dp4a = false;
+      if (!dp4a)
+        std::printf("[   info   ] %s: cuBLASLt int8 %s\n", name.c_str(),
+                    gc.used_cublaslt ? "used" : "refused");
+      ASSERT_TRUE(gc.quantized);
+      ASSERT_EQ(gc.in_pad % 4, 0);
+      ASSERT_EQ(gc.out_pad % 4, 0);
+
+      expect_same(unpad(gc.xq.download(), c.T, gc.in_pad, c.in, c.T, name + " xq"), cc.xq, name + " xq");
+      expect_same(gc.dq.download(), cc.dq, name + " dq");
+      expect_same(unpad(gc.wq.download(), c.out, gc.in_pad, c.in, gc.out_pad, name + " wq"), cc.wq,
+                  name + " wq");
+      expect_same(gc.row_scale.download(), cc.row_scale, name + " row_scale");
+
+      // The integer products against the CPU's codes.
+      std::vector<int32_t> acc_cpu(static_cast<size_t>(c.T * c.out));
+      for (int64_t t = 0; t < c.T; ++t)
+        for (int64_t o = 0; o < c.out; ++o) {
+          int32_t s = 0;
+          for (int64_t i = 0; i < c.in; ++i)
+            s += int32_t{cc.xq[static_cast<size_t>(t * c.in + i)]} *
+                 int32_t{cc.wq[static_cast<size_t>(o * c.in + i)]};
+          acc_cpu[static_cast<size_t>(t * c.out + o)] = s;
+        }
+      expect_same(unpad(gc.acc.download(), c.T, gc.out_pad, c.out, c.T, name + " acc"), acc_cpu,
+                  name + " acc");
+      expect_same(dy.download(), y_cpu, name + " y");
+    }
+  }
+}
+
+TEST(CudaTrainOps, BitLinearFloatForward) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 100;
+  for (const LinearCase& c : kLinearCases) {
+    const Vec x = linear_input(c, seed++);
+    const Vec W = random_vec(static_cast<size_t>(c.out * c.in), seed++, -0.05f, 0.05f);
+    Vec y_cpu(static_cast<size_t>(c.T * c.out));
+    train::BitLinearCache cc;
+    train::bitlinear_forward(nullptr, x.data(), c.T, c.in, W.data(), c.out, c.groups, false, y_cpu.data(),
+                             cc);
+    Buffer<float> dx = on_device(x), dW = on_device(W);
+    Buffer<float> dy = poisoned<float>(y_cpu.size());
+    BitLinearCache gc;
+    bitlinear_forward(ctx, dx.data(), c.T, c.in, dW.data(), c.out, c.groups, false, dy.data(), gc, nullptr);
+    EXPECT_FALSE(gc.quantized);
+    EXPECT_CLOSE(dy.download(), y_cpu, "fp32 y, T=" + std::to_string(c.T));
+  }
+}
+
+TEST(CudaTrainOps, BitLinearBackwardAccumulates) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 200;
+  for (const LinearCase& c : kLinearCases) {
+    for (const bool quantize : {true, false}) {
+      const std::string name = std::string(quantize ? "quantized" : "fp32") + " T=" + std::to_string(c.T) +
+                               " in=" + std::to_string(c.in) + " out=" + std::to_string(c.out);
+      const Vec x = linear_input(c, seed++);
+      const Vec W = random_vec(static_cast<size_t>(c.out * c.in), seed++, -0.05f, 0.05f);
+      const Vec gy = random_vec(static_cast<size_t>(c.T * c.out), seed++);
+      const Vec dx0 = random_vec(x.size(), seed++), dW0 = random_vec(W.size(), seed++);
+      Vec y(gy.size()), dx_cpu = dx0, dW_cpu = dW0;
+      train::BitLinearCache cc;
+      train::bitlinear_forward(nullptr, x.data(), c.T, c.in, W.data(), c.out, c.groups, quantize, y.data(),
+                               cc);
+      train::bitlinear_backward(nullptr, gy.data(), x.data(), c.T, c.in, W.data(), c.out, cc, dx_cpu.data(),
+                                dW_cpu.data());
+
+      Buffer<float> d_x = on_device(x), d_W = on_device(W), d_gy = on_device(gy), d_y(y.size());
+      Buffer<float> d_dx = on_device(dx0), d_dW = on_device(dW0);
+      BitLinearCache gc;
+      bitlinear_forward(ctx, d_x.data(), c.T, c.in, d_W.data(), c.out, c.groups, quantize, d_y.data(), gc,
+                        nullptr);
+      bitlinear_backward(ctx, d_gy.data(), d_x.data(), c.T, c.in, d_W.data(), c.out, gc, d_dx.data(),
+                         d_dW.data(), nullptr);
+      EXPECT_CLOSE(d_dx.download(), dx_cpu, name + " dx");
+      EXPECT_CLOSE(d_dW.download(), dW_cpu, name + " dW");
+
+      // dx null: dW alone, the same result.
+      Buffer<float> d_dW2 = on_device(dW0);
+      bitlinear_backward(ctx, d_gy.data(), d_x.data(), c.T, c.in, d_W.data(), c.out, gc, nullptr,
+                         d_dW2.data(), nullptr);
+      expect_same(d_dW2.download(), d_dW.download(), name + " dW without dx");
+    }
+  }
+}
+
+TEST(CudaTrainOps, MatmulForwardBackward) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 300;
+  for (const LinearCase& c : kLinearCases) {
+    const std::string name = "T=" + std::to_string(c.T) + " in=" + std::to_string(c.in);
+    const Vec x = random_vec(static_cast<size_t>(c.T * c.in), seed++);
+    const Vec W = random_vec(static_cast<size_t>(c.out * c.in), seed++);
+    const Vec gy = random_vec(static_cast<size_t>(c.T * c.out), seed++);
+    const Vec dx0 = random_vec(x.size(), seed++), dW0 = random_vec(W.size(), seed++);
+    Vec y_cpu(gy.size()), dx_cpu = dx0, dW_cpu = dW0;
+    train::matmul_forward(nullptr, x.data(), c.T, c.in, W.data(), c.out, y_cpu.data());
+    train::matmul_backward(nullptr, gy.data(), x.data(), c.T, c.in, W.data(), c.out, dx_cpu.data(),
+                           dW_cpu.data());
+
+    Buffer<float> d_x = on_device(x), d_W = on_device(W), d_gy = on_device(gy);
+    Buffer<float> d_y = poisoned<float>(y_cpu.size()), d_dx = on_device(dx0), d_dW = on_device(dW0);
+    matmul_forward(ctx, d_x.data(), c.T, c.in, d_W.data(), c.out, d_y.data(), nullptr);
+    matmul_backward(ctx, d_gy.data(), d_x.data(), c.T, c.in, d_W.data(), c.out, d_dx.data(), d_dW.data(),
+                    nullptr);
+    EXPECT_CLOSE(d_y.download(), y_cpu, name + " y");
+    EXPECT_CLOSE(d_dx.download(), dx_cpu, name + " dx");
+    EXPECT_CLOSE(d_dW.download(), dW_cpu, name + " dW");
+  }
+}
+
+TEST(CudaTrainOps, LinearBadShapesFail) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  Buffer<float> x(64), W(64), y(64);
+  x.fill_bytes(0);
+  W.fill_bytes(0);
+  BitLinearCache gc;
+  const std::vector<int64_t> bad_groups{3, 3}, zero_group{8, 0};
+  EXPECT_THROW(bitlinear_forward(ctx, x.data(), 1, 8, W.data(), 8, bad_groups, true, y.data(), gc, nullptr),
+               Error);
+  EXPECT_THROW(bitlinear_forward(ctx, x.data(), 1, 8, W.data(), 8, zero_group, true, y.data(), gc, nullptr),
+               Error);
+  EXPECT_THROW(matmul_forward(ctx, x.data(), 1, 0, W.data(), 8, y.data(), nullptr), Error);
+  const std::vector<int64_t> one{8};
+  bitlinear_forward(ctx, x.data(), 1, 8, W.data(), 8, one, true, y.data(), gc, nullptr);
+  EXPECT_THROW(
+      bitlinear_backward(ctx, y.data(), x.data(), 2, 8, W.data(), 8, gc, x.data(), W.data(), nullptr),
+      Error);  // the cache is for T=1
+}
+
+// ---- RMSNorm -----------------------------------------------------------------------------------
+
+TEST(CudaTrainOps, RmsNormForwardBackward) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 400;
+  for (const auto& [T, n] : {std::pair<int64_t, int64_t>{6, 37}, {200, 512}, {1, 3000}}) {
+    const std::string name = "T=" + std::to_string(T) + " n=" + std::to_string(n);
+    const float eps = 1e-5f;
+    const Vec x = random_vec(static_cast<size_t>(T * n), seed++, -3.0f, 3.0f);
+    const Vec w = random_vec(static_cast<size_t>(n), seed++, 0.5f, 1.5f);
+    const Vec gy = random_vec(x.size(), seed++);
+    const Vec dx0 = random_vec(x.size(), seed++), dw0 = random_vec(w.size(), seed++);
+    Vec y_cpu(x.size()), rstd_cpu(static_cast<size_t>(T)), dx_cpu = dx0, dw_cpu = dw0;
+    train::rmsnorm_forward(x.data(), w.data(), T, n, eps, y_cpu.data(), rstd_cpu.data());
+    train::rmsnorm_backward(gy.data(), x.data(), w.data(), rstd_cpu.data(), T, n, dx_cpu.data(),
+                            dw_cpu.data());
+
+    Buffer<float> d_x = on_device(x), d_w = on_device(w), d_gy = on_device(gy);
+    Buffer<float> d_y = poisoned<float>(y_cpu.size()), d_rstd = poisoned<float>(rstd_cpu.size());
+    Buffer<float> d_dx = on_device(dx0), d_dw = on_device(dw0);
+    rmsnorm_forward(d_x.data(), d_w.data(), T, n, eps, d_y.data(), d_rstd.data(), nullptr);
+    rmsnorm_backward(ctx, d_gy.data(), d_x.data(), d_w.data(), d_rstd.data(), T, n, d_dx.data(), d_dw.data(),
+                     nullptr);
+    EXPECT_CLOSE(d_y.download(), y_cpu, name + " y");
+    EXPECT_CLOSE(d_rstd.download(), rstd_cpu, name + " rstd");
+    EXPECT_CLOSE(d_dx.download(), dx_cpu, name + " dx");
+    EXPECT_CLOSE(d_dw.download(), dw_cpu, name + " dw");
+
+    // Deterministic: the same bits again.
+    Buffer<float> d_dw2 = on_device(dw0);
+    rmsnorm_backward(ctx, d_gy.data(), d_x.data(), d_w.data(), d_rstd.data(), T, n, nullptr, d_dw2.data(),
+                     nullptr);
+    expect_same(d_dw2.download(), d_dw.download(), name + " dw run twice");
+  }
+  EXPECT_THROW(rmsnorm_forward(nullptr, nullptr, 1, 0, 1e-5f, nullptr, nullptr, nullptr), Error);
+}
+
+// ---- RoPE --------------------------------------------------------------------------------------
+
+TEST(CudaTrainOps, RopeForwardBackward) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  uint32_t seed = 500;
+  struct Case {
+    int64_t T, seq, nh, nkv, hd, rope_dim;
+  };
+  for (const Case c : {Case{6, 3, 4, 2, 6, 6}, Case{6, 3, 4, 2, 6, 4}, Case{128, 64, 8, 2, 64, 64}}) {
+    for (const RopeStyle style : {RopeStyle::kNeox, RopeStyle::kNorm}) {
+      const train::RopeShape s{c.seq, c.nh, c.nkv, c.hd, c.rope_dim, 10000.0f, style};
+      const std::string name = "T=" + std::to_string(c.T) + " hd=" + std::to_string(c.hd) +
+                               " rope_dim=" + std::to_string(c.rope_dim) +
+                               (style == RopeStyle::kNeox ? " neox" : " norm");
+      const int64_t C = (c.nh + 2 * c.nkv) * c.hd;
+      const Vec qkv = random_vec(static_cast<size_t>(c.T * C), seed++);
+      RopeTable table;
+      make_rope_table(s, table);
+      Vec f_cpu = qkv, b_cpu = qkv;
+      train::rope_forward(f_cpu.data(), c.T, s);
+      train::rope_backward(b_cpu.data(), c.T, s);
+      Buffer<float> f = on_device(qkv), b = on_device(qkv);
+      rope_forward(f.data(), c.T, s, table, nullptr);
+      rope_backward(b.data(), c.T, s, table, nullptr);
+      EXPECT_CLOSE(f.download(), f_cpu, name + " forward");
+      EXPECT_CLOSE(b.download(), b_cpu, name + " backward");
+    }
+  }
+  const train::RopeShape s{3, 4, 2, 6, 6, 10000.0f, RopeStyle::kNeox};
+  RopeTable table;
+  make_rope_table(s, table);
+  Buffer<float> q(100);
+  EXPECT_THROW(rope_forward(q.data(), 4, s, table, nullptr), Error);  // T not a multiple of seq
+  train::RopeShape other = s;
+  other.seq = 6;
+  EXPECT_THROW(rope_forward(q.data(), 6, other, table, nullptr), Error);  // the table is for seq 3
+}
+
+// ---- attention ---------------------------------------------------------------------------------
+
+TEST(CudaTrainOps, AttentionForwardBackward) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 600;
+  for (const train::AttnShape s : {train::AttnShape{2, 3, 4, 2, 6}, train::AttnShape{1, 17, 3, 3, 8},
+                                   train::AttnShape{2, 64, 8, 2, 32}}) {
+    const std::string name = "batch=" + std::to_string(s.batch) + " seq=" + std::to_string(s.seq) +
+                             " heads=" + std::to_string(s.n_head) + "/" + std::to_string(s.n_head_kv) +
+                             " hd=" + std::to_string(s.head_dim);
+    const int64_t T = s.batch * s.seq, C = (s.n_head + 2 * s.n_head_kv) * s.head_dim,
+                  q_dim = s.n_head * s.head_dim;
+    const Vec qkv = random_vec(static_cast<size_t>(T * C), seed++, -2.0f, 2.0f);
+    const Vec gout = random_vec(static_cast<size_t>(T * q_dim), seed++);
+    const Vec dqkv0 = random_vec(qkv.size(), seed++);
+    Vec out_cpu(gout.size()), att_cpu(static_cast<size_t>(s.batch * s.n_head * s.seq * s.seq)),
+        dqkv_cpu = dqkv0;
+    train::attention_forward(nullptr, qkv.data(), s, out_cpu.data(), att_cpu.data());
+    train::attention_backward(nullptr, gout.data(), qkv.data(), att_cpu.data(), s, dqkv_cpu.data());
+
+    Buffer<float> d_qkv = on_device(qkv), d_gout = on_device(gout), d_dqkv = on_device(dqkv0);
+    Buffer<float> d_out = poisoned<float>(out_cpu.size()), d_att = poisoned<float>(att_cpu.size());
+    attention_forward(d_qkv.data(), s, d_out.data(), d_att.data(), nullptr);
+    attention_backward(ctx, d_gout.data(), d_qkv.data(), d_att.data(), s, d_dqkv.data(), nullptr);
+    EXPECT_CLOSE(d_out.download(), out_cpu, name + " out");
+    EXPECT_CLOSE(d_att.download(), att_cpu, name + " att");
+    EXPECT_CLOSE(d_dqkv.download(), dqkv_cpu, name + " dqkv");
+
+    Buffer<float> d_dqkv2 = on_device(dqkv0);
+    attention_backward(ctx, d_gout.data(), d_qkv.data(), d_att.data(), s, d_dqkv2.data(), nullptr);
+    expect_same(d_dqkv2.download(), d_dqkv.download(), name + " dqkv run twice");
+  }
+  EXPECT_THROW(attention_forward(nullptr, train::AttnShape{1, 4, 3, 2, 8}, nullptr, nullptr, nullptr), Error);
+}
+
+// ---- gated activation ----------------------------------------------------------------------------
+
+TEST(CudaTrainOps, GatedForwardBackward) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  uint32_t seed = 700;
+  for (const auto& [T, ff] : {std::pair<int64_t, int64_t>{6, 11}, {256, 1000}}) {
+    for (const FfnAct act : {FfnAct::kRelu2, FfnAct::kSilu}) {
+      const std::string name = "T=" + std::to_string(T) + " ff=" + std::to_string(ff) +
+                               (act == FfnAct::kRelu2 ? " relu2" : " silu");
+      const Vec gu = random_vec(static_cast<size_t>(T * 2 * ff), seed++, -3.0f, 3.0f);
+      const Vec gout = random_vec(static_cast<size_t>(T * ff), seed++);
+      const Vec dgu0 = random_vec(gu.size(), seed++);
+      Vec out_cpu(gout.size()), dgu_cpu = dgu0;
+      train::gated_forward(gu.data(), T, ff, act, out_cpu.data());
+      train::gated_backward(gout.data(), gu.data(), T, ff, act, dgu_cpu.data());
+      Buffer<float> d_gu = on_device(gu), d_gout = on_device(gout), d_dgu = on_device(dgu0);
+      Buffer<float> d_out = poisoned<float>(out_cpu.size());
+      gated_forward(d_gu.data(), T, ff, act, d_out.data(), nullptr);
+      gated_backward(d_gout.data(), d_gu.data(), T, ff, act, d_dgu.data(), nullptr);
+      EXPECT_CLOSE(d_out.download(), out_cpu, name + " out");
+      EXPECT_CLOSE(d_dgu.download(), dgu_cpu, name + " dgu");
+    }
+  }
+}
+
+// ---- embedding ---------------------------------------------------------------------------------
+
+std::vector<int32_t> random_ids(size_t n, int32_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> u(0, vocab - 1);
+  std::vector<int32_t> v(n);
+  for (int32_t& x : v) x = u(rng);
+  return v;
+}
+
+TEST(CudaTrainOps, EmbeddingIsExact) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 800;
+  for (const auto& [T, vocab, d] :
+       {std::tuple<int64_t, int64_t, int64_t>{6, 5, 37}, {300, 50, 64}, {97, 1000, 300}}) {
+    const std::string name = "T=" + std::to_string(T) + " vocab=" + std::to_string(vocab);
+    const std::vector<int32_t> ids = random_ids(static_cast<size_t>(T), static_cast<int32_t>(vocab), seed++);
+    const Vec table = random_vec(static_cast<size_t>(vocab * d), seed++);
+    const Vec gx = random_vec(static_cast<size_t>(T * d), seed++);
+    const Vec dt0 = random_vec(table.size(), seed++);
+    Vec x_cpu(gx.size()), dt_cpu = dt0;
+    train::embedding_forward(ids.data(), T, table.data(), vocab, d, x_cpu.data());
+    train::embedding_backward(ids.data(), T, gx.data(), vocab, d, dt_cpu.data());
+    Buffer<int32_t> d_ids = on_device(ids);
+    Buffer<float> d_table = on_device(table), d_gx = on_device(gx), d_dt = on_device(dt0);
+    Buffer<float> d_x = poisoned<float>(x_cpu.size());
+    embedding_forward(ctx, d_ids.data(), T, d_table.data(), vocab, d, d_x.data(), nullptr);
+    embedding_backward(ctx, d_ids.data(), T, d_gx.data(), vocab, d, d_dt.data(), nullptr);
+    expect_same(d_x.download(), x_cpu, name + " x");
+    expect_same(d_dt.download(), dt_cpu, name + " dtable");
+  }
+  // An id outside the vocabulary fails, and the next call works again.
+  const std::vector<int32_t> bad{0, 1, 7};
+  Buffer<int32_t> d_bad = on_device(bad);
+  Buffer<float> table(5 * 4), x(3 * 4);
+  EXPECT_THROW(embedding_forward(ctx, d_bad.data(), 3, table.data(), 5, 4, x.data(), nullptr), Error);
+  EXPECT_THROW(embedding_backward(ctx, d_bad.data(), 3, x.data(), 5, 4, table.data(), nullptr), Error);
+  EXPECT_NO_THROW(embedding_forward(ctx, d_bad.data(), 2, table.data(), 5, 4, x.data(), nullptr));
+}
+
+// ---- cross-entropy -----------------------------------------------------------------------------
+
+TEST(CudaTrainOps, CrossEntropy) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 900;
+  for (const auto& [T, V] : {std::pair<int64_t, int64_t>{6, 29}, {64, 5000}}) {
+    const std::string name = "T=" + std::to_string(T) + " V=" + std::to_string(V);
+    const Vec logits = random_vec(static_cast<size_t>(T * V), seed++, -8.0f, 8.0f);
+    const std::vector<int32_t> targets = random_ids(static_cast<size_t>(T), static_cast<int32_t>(V), seed++);
+    const float gs = 1.0f / static_cast<float>(T);
+    Vec dl_cpu(logits.size());
+    const double loss_cpu = train::cross_entropy(logits.data(), targets.data(), T, V, gs, dl_cpu.data());
+    Buffer<float> d_logits = on_device(logits), d_dl = poisoned<float>(logits.size());
+    Buffer<int32_t> d_targets = on_device(targets);
+    const double loss = cross_entropy(ctx, d_logits.data(), d_targets.data(), T, V, gs, d_dl.data(), nullptr);
+    EXPECT_LT(std::fabs(loss - loss_cpu), 1e-6 * std::fabs(loss_cpu))
+        << name << ": loss " << loss << " vs " << loss_cpu;
+    EXPECT_CLOSE(d_dl.download(), dl_cpu, name + " dlogits");
+    const double loss_only =
+        cross_entropy(ctx, d_logits.data(), d_targets.data(), T, V, gs, nullptr, nullptr);
+    EXPECT_EQ(loss_only, loss) << name << ": the loss without dlogits";
+  }
+  const std::vector<int32_t> bad{3, 29};
+  Buffer<int32_t> d_bad = on_device(bad);
+  Buffer<float> logits(2 * 29);
+  logits.fill_bytes(0);
+  EXPECT_THROW(cross_entropy(ctx, logits.data(), d_bad.data(), 2, 29, 1.0f, nullptr, nullptr), Error);
+}
+
+// ---- optimizer ---------------------------------------------------------------------------------
+
+TEST(CudaTrainOps, AdamWMatchesCpu) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  train::TrainModel model;
+  model.tensors = {{"a", 0, 10, 37, true}, {"b", 370, 1, 30, false}, {"c", 400, 20, 30, true}};
+  model.params = random_vec(1000, 1000);
+  const std::vector<uint8_t> mask = decay_mask(model);
+  ASSERT_EQ(mask.size(), 1000u);
+  EXPECT_EQ(mask[0], 1);
+  EXPECT_EQ(mask[380], 0);
+  EXPECT_EQ(mask[999], 1);
+
+  const train::AdamWConfig cfg;
+  train::AdamWState st;
+  Buffer<float> p = on_device(model.params), m(1000), v(1000), g;
+  m.fill_bytes(0);
+  v.fill_bytes(0);
+  Buffer<uint8_t> d_mask = on_device(mask);
+  for (int step = 1; step <= 3; ++step) {
+    const Vec grads = random_vec(1000, 1000 + static_cast<uint32_t>(step), -0.1f, 0.1f);
+    const float lr = 1e-3f * static_cast<float>(step), wd = 0.1f;
+    train::adamw_step(model, grads, st, cfg, lr, wd);
+    g.upload(grads);
+    adamw_step(p.data(), g.data(), m.data(), v.data(), d_mask.data(), 1000, step, cfg, lr, wd, nullptr);
+    EXPECT_CLOSE(p.download(), model.params, "params after step " + std::to_string(step));
+    EXPECT_CLOSE(m.download(), st.m, "m after step " + std::to_string(step));
+    EXPECT_CLOSE(v.download(), st.v, "v after step " + std::to_string(step));
+  }
+}
+
+TEST(CudaTrainOps, GradNorm) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  for (const size_t n : {size_t{1}, size_t{37}, size_t{100003}, size_t{3000000}}) {
+    const Vec g = random_vec(n, static_cast<uint32_t>(n));
+    const double cpu = train::grad_norm(g);
+    Buffer<float> d = on_device(g);
+    const double gpu = grad_norm(ctx, d.data(), static_cast<int64_t>(n), nullptr);
+    EXPECT_LT(std::fabs(gpu - cpu), 1e-10 * cpu) << "n=" << n << ": " << gpu << " vs " << cpu;
+    EXPECT_EQ(grad_norm(ctx, d.data(), static_cast<int64_t>(n), nullptr), gpu) << "n=" << n << ": run twice";
+  }
+}
+
+}  // namespace
+}  // namespace bitnet::cuda
