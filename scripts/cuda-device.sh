@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The CUDA backend on the GPU machine, in one `device` call. That machine has nvcc and PyTorch but
+# none of the project's Debian libraries (fmt, PCRE2, GoogleTest), so binaries are built here and
+# carried there with the libraries they need:
+#   scripts/cuda-device.sh stage   # here: Release build for sm_90, binaries + libraries into .device/
+#   scripts/cuda-device.sh run     # there (device tool, carry [".device"]): GPU list, the CUDA tests,
+#                                  # the same under compute-sanitizer, then TORCH=1: PyTorch's speed
+# Results go to $OUT (the device tool brings them back) and to the output's last lines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+case "${1:-}" in
+stage)
+  scripts/build.sh build/release -DCMAKE_BUILD_TYPE=Release -DBITNET_CUDA=ON
+  rm -rf .device && mkdir -p .device/lib
+  cp build/release/tests/test_cuda build/release/tests/test_training build/release/tools/bitnet/bitnet .device/
+  # Non-system libraries the binaries link (the GPU machine's glibc and libstdc++ are newer).
+  for exe in .device/test_cuda .device/test_training .device/bitnet; do
+    ldd "$exe" | awk '/=> \// {print $3}' | grep -Ev 'libc\.so|libm\.so|libstdc\+\+|libgcc_s|libpthread|librt|libdl|cuda|cublas' |
+      xargs -r -I{} cp -L {} .device/lib/
+  done
+  du -sh .device
+  ;;
+run)
+  OUT=${OUT:-/tmp/out}
+  mkdir -p "$OUT"
+  # cuBLASLt comes from the GPU machine's CUDA (too large to carry).
+  lt=$(find / -xdev -name 'libcublasLt.so.13*' 2>/dev/null | head -1 || true)
+  export LD_LIBRARY_PATH="$PWD/.device/lib${lt:+:$(dirname "$lt")}"
+  nvidia-smi -L
+  echo "== CUDA tests"
+  .device/test_cuda 2>&1 | tee "$OUT/test_cuda.log" | grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[   info|Failure|error' || true
+  echo "== CUDA tests under compute-sanitizer (memcheck)"
+  compute-sanitizer --tool memcheck --error-exitcode 9 .device/test_cuda >"$OUT/sanitizer.log" 2>&1 &&
+    echo "compute-sanitizer: no errors" || { echo "compute-sanitizer: FAILED"; tail -40 "$OUT/sanitizer.log"; }
+  grep -E '^\[  (PASSED|FAILED) ' "$OUT/sanitizer.log" || true
+  if [ "${TORCH:-0}" = 1 ]; then
+    echo "== PyTorch reference trainer (bench/train_pytorch.py), gpt2-small shape, batch 16 x 1024"
+    for mode in "" "--compile"; do
+      python3 bench/train_pytorch.py --synthetic-vocab 50304 --synthetic-tokens 20000000 --config gpt2-small \
+        --batch 16 --seq 1024 --bf16 $mode --time-steps 20 --device cuda 2>"$OUT/torch${mode}.err" | tail -1 |
+        tee -a "$OUT/torch.jsonl" || tail -20 "$OUT/torch${mode}.err"
+    done
+  fi
+  ;;
+*)
+  echo "usage: $0 stage|run" >&2
+  exit 2
+  ;;
+esac
