@@ -1,4 +1,5 @@
-// `bitnet info`: what this CPU has and which kernel variant each operation will use.
+// `bitnet info`: what this CPU has, which kernel variant each operation will use, and the GPUs the
+// CUDA backend sees.
 #include <cstdio>
 
 #include "commands.h"
@@ -7,11 +8,14 @@
 #include "quant/dispatch.h"
 #include "quant/gemm.h"
 #include "quant/head_dot.h"
+#if defined(BITNET_HAVE_CUDA)
+#include "cuda/device.h"
+#endif
 
 namespace bitnet::cli {
 
 void register_info(CLI::App& app) {
-  auto* cmd = app.add_subcommand("info", "Show CPU features and the kernel variants this CPU can run");
+  auto* cmd = app.add_subcommand("info", "Show CPU features, the kernel variants this CPU can run, and the GPUs");
   cmd->callback([] {
     std::printf("cpu: %s\n", cpu_summary().c_str());
     const ForcedKernels& forced = forced_kernels();
@@ -25,6 +29,16 @@ void register_info(CLI::App& app) {
     list("ternary gemm", gemm_variants());
     list("activation quantization", act_quant_variants());
     list("head dot", head_variants());
+#if defined(BITNET_HAVE_CUDA)
+    const auto gpus = cuda::devices();
+    if (gpus.empty()) std::printf("gpus: none (%s)\n", cuda::unavailable_reason().c_str());
+    for (const auto& g : gpus)
+      std::printf("gpu %d: %s, compute capability %d.%d, %d multiprocessors, %.1f GiB, L2 %.0f MiB\n", g.index,
+                  g.name.c_str(), g.cc_major, g.cc_minor, g.multiprocessors,
+                  static_cast<double>(g.memory_bytes) / (1 << 30), static_cast<double>(g.l2_bytes) / (1 << 20));
+#else
+    std::printf("gpus: this build has no CUDA backend (BITNET_CUDA=OFF)\n");
+#endif
   });
 }
 
