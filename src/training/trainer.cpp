@@ -13,6 +13,7 @@
 #include "core/thread_pool.h"
 #include "io/gguf.h"
 #include "training/adamw.h"
+#include "training/backend.h"
 #include "training/checkpoint.h"
 #include "training/data.h"
 #include "training/export.h"
@@ -237,10 +238,9 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
   ScheduleConfig sc = o.sched;
   sc.steps = o.steps;
 
-  ThreadPool pool(o.threads);
-  Workspace ws;
-  std::vector<float> grads(m.params.size());
-  std::vector<int32_t> inputs, targets;
+  TrainBackend be = o.backend ? o.backend(m, opt) : cpu_backend(m, opt, o.threads);
+  report({.kind = TrainEvent::kInfo, .text = "training on " + be.name});
+  std::vector<int32_t> inputs, targets, in1, tg1;
   Rng rng;
   rng.state = ck.rng;
   std::ofstream logf(log, std::ios::app);
@@ -254,13 +254,13 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
     for (int64_t w0 = 0; w0 < nw; w0 += o.batch) {
       const int64_t nb = std::min(o.batch, nw - w0);
       for (int64_t b = 0; b < nb; ++b) eval_window(split, o.seq, w0 + b, in.data() + b * o.seq, tg.data() + b * o.seq);
-      const BatchResult r = forward_backward(&pool, m, in.data(), tg.data(), nb, o.seq, 0.0f, nullptr, ws);
-      sum += r.loss_sum;
-      count += r.tokens;
+      sum += be.eval(in.data(), tg.data(), nb, o.seq);
+      count += nb * o.seq;
     }
     return sum / static_cast<double>(count);
   };
   auto save = [&]() {
+    be.to_host();
     ck.rng = rng.state;
     save_checkpoint(ckpt, m, opt, ck);
     report({.kind = TrainEvent::kSaved, .step = ck.step, .steps = o.steps, .text = ckpt});
@@ -275,22 +275,17 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
       save();
       return;
     }
-    std::fill(grads.begin(), grads.end(), 0.0f);
-    double loss_sum = 0;
-    for (int64_t a = 0; a < o.accum; ++a) {
-      draw_batch(split, o.batch, o.seq, rng, inputs, targets);
-      loss_sum += forward_backward(&pool, m, inputs.data(), targets.data(), o.batch, o.seq, grad_scale, &grads, ws)
-                      .loss_sum;
-    }
-    const double loss = loss_sum / static_cast<double>(step_tokens);
-    if (!std::isfinite(loss)) fail("train: the loss is {} at step {} (diverged: lower --lr?)", loss, ck.step + 1);
-    const double gn = grad_norm(grads);
-    if (o.clip > 0 && gn > o.clip) {
-      const float s = static_cast<float>(o.clip / gn);
-      for (float& g : grads) g *= s;
+    inputs.clear();
+    targets.clear();
+    for (int64_t a = 0; a < o.accum; ++a) {  // the data order is the same on every backend
+      draw_batch(split, o.batch, o.seq, rng, in1, tg1);
+      inputs.insert(inputs.end(), in1.begin(), in1.end());
+      targets.insert(targets.end(), tg1.begin(), tg1.end());
     }
     const float lr = lr_at(sc, ck.step), wd = wd_at(sc, ck.step);
-    adamw_step(m, grads, opt, AdamWConfig{}, lr, wd);
+    const StepStats st = be.step(inputs.data(), targets.data(), o.accum, o.batch, o.seq, grad_scale, o.clip, lr, wd);
+    const double loss = st.loss_sum / static_cast<double>(step_tokens), gn = st.grad_norm;
+    if (!std::isfinite(loss)) fail("train: the loss is {} at step {} (diverged: lower --lr?)", loss, ck.step + 1);
     ++ck.step;
     ck.tokens += step_tokens;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
@@ -315,6 +310,7 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
     if (last || stopping || (o.save_every > 0 && ck.step % o.save_every == 0)) save();
     if (stopping && !last) return;
   }
+  be.to_host();
   if (o.hf_dtype) {
     const std::string hf = (fs::path(o.out_dir) / "hf").string();
     export_hf(m, vocab, hf, *o.hf_dtype);

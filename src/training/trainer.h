@@ -11,6 +11,7 @@
 
 #include "core/dtype.h"
 #include "model/config.h"
+#include "training/backend.h"
 #include "training/schedule.h"
 
 namespace bitnet::train {
@@ -34,6 +35,8 @@ struct TrainOptions {
   int threads = 2;
   DType ternary_type = DType::I2_S, embd_type = DType::F16;
   std::optional<DType> hf_dtype;  // also write OUT/hf (F32 or BF16 master weights)
+  // Where the steps run; empty: the CPU with `threads` threads (training/backend.h).
+  BackendFactory backend;
   // Stop (as if interrupted, after saving) once this many steps have run in this process; 0: no
   // limit. For tests of resuming.
   int64_t stop_after = 0;
