@@ -38,7 +38,8 @@ __device__ float dot(const float* __restrict__ a, const float* __restrict__ b, i
 }
 
 // Block (i, b * H + h): scores of query i against keys 0..i, softmax, the row of att (zeros past the
-// diagonal), then out_i = sum_j p_j v_j. Dynamic shared memory: seq floats for the row.
+// diagonal), then out_i = sum_j p_j v_j. Dynamic shared memory: seq floats for the row, padded to a
+// multiple of 4 (row_shared_bytes says why).
 __global__ void attn_forward_kernel(const float* __restrict__ qkv, Dims D, float* __restrict__ out,
                                     float* __restrict__ att) {
   extern __shared__ float p[];
@@ -81,7 +82,7 @@ __global__ void attn_forward_kernel(const float* __restrict__ qkv, Dims D, float
 }
 
 // Block (i, b * H + h): dp_j = dout_i . v_j, ds_j = p_j (dp_j - sum_j p_j dp_j) scale, stored for the
-// key pass; dq_i += sum_j ds_j k_j.
+// key pass; dq_i += sum_j ds_j k_j. Dynamic shared memory: seq floats, padded as in the forward.
 __global__ void attn_backward_q_kernel(const float* __restrict__ dout, const float* __restrict__ qkv,
                                        const float* __restrict__ att, Dims D, float* __restrict__ ds,
                                        float* __restrict__ dqkv) {
@@ -139,6 +140,20 @@ __global__ void attn_backward_kv_kernel(const float* __restrict__ dout, const fl
   }
 }
 
+// Dynamic shared bytes for a row of seq floats, rounded up to whole 16-byte groups (4 floats).
+// The output loops `for (j = 0; j <= i; ++j) ... p[j] ...` of both kernels (sh[] in the backward)
+// are unrolled by 4: an ld.shared.v4 per step, then in the PTX up to 3 guarded scalar tail loads
+// p[4k], p[4k+1], p[4k+2], which the sm_90 code reads as one 12-byte load whatever the tail's
+// length. For the last row (i = seq - 1, seq % 4 == 1 or 2) that reads up to 2 floats past
+// p[seq - 1]: compute-sanitizer's "Invalid __shared__ read of size 12 bytes" at seq = 17. The
+// extra values are never used (results are unchanged), but the read must stay inside the
+// allocation. The row's base is 16-byte aligned and every load is at most 16 bytes wide and
+// aligned to its size, so any load touching p[j], j < seq, ends before p[round_up(seq, 4)]: no
+// shape reads past the allocation.
+size_t row_shared_bytes(int64_t seq) {
+  return sizeof(float) * static_cast<size_t>((seq + 3) / 4 * 4);
+}
+
 void set_shared(const void* kernel, size_t bytes) {
   // Above 48 KiB a kernel must opt in to its dynamic shared memory (seq > 12288).
   if (bytes > 48 * 1024)
@@ -150,7 +165,7 @@ void set_shared(const void* kernel, size_t bytes) {
 
 void attention_forward(const float* qkv, const AttnDims& d, float* out, float* att, cudaStream_t s) {
   const Dims D = dims_of(d);
-  const size_t shared = sizeof(float) * static_cast<size_t>(D.seq);
+  const size_t shared = row_shared_bytes(D.seq);
   set_shared(reinterpret_cast<const void*>(attn_forward_kernel), shared);
   const dim3 grid(static_cast<unsigned>(D.seq), static_cast<unsigned>(d.batch * D.H));
   attn_forward_kernel<<<grid, kThreads, shared, s>>>(qkv, D, out, att);
@@ -160,7 +175,7 @@ void attention_forward(const float* qkv, const AttnDims& d, float* out, float* a
 void attention_backward(const float* dout, const float* qkv, const float* att, const AttnDims& d, float* ds,
                         float* dqkv, cudaStream_t s) {
   const Dims D = dims_of(d);
-  const size_t shared = sizeof(float) * static_cast<size_t>(D.seq);
+  const size_t shared = row_shared_bytes(D.seq);
   set_shared(reinterpret_cast<const void*>(attn_backward_q_kernel), shared);
   const dim3 grid_q(static_cast<unsigned>(D.seq), static_cast<unsigned>(d.batch * D.H));
   attn_backward_q_kernel<<<grid_q, kThreads, shared, s>>>(dout, qkv, att, D, ds, dqkv);
