@@ -33,6 +33,20 @@ run)
   compute-sanitizer --tool memcheck --error-exitcode 9 .device/test_cuda >"$OUT/sanitizer.log" 2>&1 &&
     echo "compute-sanitizer: no errors" || { echo "compute-sanitizer: FAILED"; tail -40 "$OUT/sanitizer.log"; }
   grep -E '^\[  (PASSED|FAILED) ' "$OUT/sanitizer.log" || true
+  if [ "${TRAIN:-0}" = 1 ]; then
+    echo "== bitnet train --device cuda (byte-level vocabulary, README + docs as data)"
+    rm -rf /tmp/bt_small /tmp/bt_gpt2
+    .device/bitnet train --device cuda --data README.md docs --config small --steps 40 --batch 16 --seq 256 \
+      --eval-every 20 --save-every 0 -o /tmp/bt_small --json >"$OUT/train_small.jsonl" 2>&1 || tail -5 "$OUT/train_small.jsonl"
+    grep -E '"event":"(eval|exported)"' "$OUT/train_small.jsonl" | tail -3
+    grep '"event":"step"' "$OUT/train_small.jsonl" | tail -1
+    .device/bitnet run -m /tmp/bt_small/model.gguf -p "The model" -n 24 --temp 0 2>/dev/null | tail -1 || true
+    echo "-- gpt2-small shape (vocab 320), batch 16 x 1024: ours, then PyTorch compiled on the same shape"
+    .device/bitnet train --device cuda --data README.md docs --config gpt2-small --steps 6 --batch 16 --seq 1024 \
+      --eval-every 0 --save-every 0 -o /tmp/bt_gpt2 --json 2>&1 | grep '"event":"step"' | tail -1 | tee "$OUT/train_gpt2.jsonl"
+    python3 bench/train_pytorch.py --synthetic-vocab 320 --synthetic-tokens 2000000 --config gpt2-small \
+      --batch 16 --seq 1024 --bf16 --compile --time-steps 10 --device cuda 2>/dev/null | tail -1 | tee -a "$OUT/train_gpt2.jsonl"
+  fi
   if [ "${TORCH:-0}" = 1 ]; then
     echo "== PyTorch reference trainer (bench/train_pytorch.py), gpt2-small shape, batch 16 x 1024"
     for mode in "" "--compile"; do

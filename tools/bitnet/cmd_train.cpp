@@ -11,6 +11,10 @@
 #include "core/error.h"
 #include "json_out.h"
 #include "training/trainer.h"
+#if defined(BITNET_HAVE_CUDA)
+#include "cuda/device.h"
+#include "cuda/train_backend.h"
+#endif
 
 namespace bitnet::cli {
 namespace {
@@ -32,7 +36,7 @@ void register_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a BitNet b1.58 model (quantization-aware) from text files");
   struct Opts {
     train::TrainOptions t;
-    std::string schedule = "two-stage", ternary = "i2_s", embd = "f16", hf;
+    std::string schedule = "two-stage", ternary = "i2_s", embd = "f16", hf, device = "auto";
     bool json = false, fp32 = false;
   };
   static Opts o;
@@ -60,7 +64,9 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--resume", o.t.resume, "continue from OUT/checkpoint.bin (same settings)");
   cmd->add_flag("--float", o.fp32, "train without quantization (the same architecture in fp32)");
   cmd->add_flag("--tied", o.t.tied, "tie the output head to the embedding");
-  cmd->add_option("-t,--threads", o.t.threads, "threads");
+  cmd->add_option("-t,--threads", o.t.threads, "threads (CPU)");
+  cmd->add_option("--device", o.device, "cpu | cuda | auto (cuda when this build has it and a GPU is present)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option("--type", o.ternary, "ternary type of the exported GGUF")
       ->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
   cmd->add_option("--embd-type", o.embd, "embedding / head type of the exported GGUF")
@@ -75,6 +81,18 @@ void register_train(CLI::App& app) {
     o.t.ternary_type = *dtype_from_name(o.ternary);
     o.t.embd_type = *dtype_from_name(o.embd);
     if (!o.hf.empty()) o.t.hf_dtype = *dtype_from_name(o.hf);
+    // The device: CUDA on request (an error without a GPU, never a silent CPU run), or by default
+    // where this build has it and a GPU is present (said once on stderr).
+#if defined(BITNET_HAVE_CUDA)
+    const bool gpu = o.device == "cuda" || (o.device == "auto" && !cuda::devices().empty());
+    if (o.device == "cuda") cuda::require_device();
+    if (gpu) {
+      if (o.device == "auto") std::fprintf(stderr, "training on the GPU (--device cpu for the CPU)\n");
+      o.t.backend = [](train::TrainModel& m, train::AdamWState& s) { return cuda::cuda_backend(m, s); };
+    }
+#else
+    if (o.device == "cuda") fail("--device cuda: this build has no CUDA backend (built with BITNET_CUDA=OFF)");
+#endif
     std::signal(SIGINT, on_sigint);
     const bool tty = isatty(fileno(stderr));
     auto report = [&](const train::TrainEvent& e) {

@@ -1,0 +1,231 @@
+#include "cuda/train_backend.h"
+
+#include <memory>
+#include <vector>
+
+#include "core/error.h"
+#include "cuda/device.h"
+#include "cuda/model_kernels.h"
+#include "cuda/train_ops.h"
+
+namespace bitnet::cuda {
+
+namespace {
+
+using train::TrainModel;
+
+// Everything on the device: parameters and their gradients and moments, and the activations of
+// one batch shape (the same buffers as training/model.h's Workspace).
+struct DeviceTrainer {
+  TrainContext ctx;
+  cudaStream_t stream = nullptr;  // the legacy stream: Buffer's synchronous copies order with it
+  Buffer<float> params, grads, m, v;
+  Buffer<uint8_t> decay;
+  Buffer<int32_t> tokens, targets;
+  RopeTable rope;
+  struct LayerActs {
+    Buffer<float> x, h1, rstd1, qkv, att, attn, attn_sn, rstd_a, x_mid, h2, rstd2, gu, act, act_sn, rstd_f;
+    BitLinearCache c_qkv, c_o, c_gu, c_down;
+  };
+  std::vector<LayerActs> layers;
+  Buffer<float> x, y, x_final, h_final, rstd_final, logits, dx, dh, dqkv, dattn, dgu, dact, dlogits;
+  int64_t batch = 0, seq = 0;
+
+  void prepare(const ModelConfig& c, int64_t B, int64_t S) {
+    if (batch == B && seq == S) return;
+    const size_t T = static_cast<size_t>(B * S), d = static_cast<size_t>(c.n_embd),
+                 qd = static_cast<size_t>(c.q_dim()), qkv_n = qd + 2 * static_cast<size_t>(c.kv_dim()),
+                 ff = static_cast<size_t>(c.n_ff), V = static_cast<size_t>(c.n_vocab);
+    layers.resize(static_cast<size_t>(c.n_layer));
+    for (LayerActs& a : layers) {
+      a.x.resize(T * d);
+      a.h1.resize(T * d);
+      a.rstd1.resize(T);
+      a.qkv.resize(T * qkv_n);
+      a.att.resize(static_cast<size_t>(B * c.n_head * S * S));
+      a.attn.resize(T * qd);
+      a.attn_sn.resize(T * qd);
+      a.rstd_a.resize(T);
+      a.x_mid.resize(T * d);
+      a.h2.resize(T * d);
+      a.rstd2.resize(T);
+      a.gu.resize(T * 2 * ff);
+      a.act.resize(T * ff);
+      a.act_sn.resize(T * ff);
+      a.rstd_f.resize(T);
+    }
+    x.resize(T * d);
+    y.resize(T * d);
+    x_final.resize(T * d);
+    h_final.resize(T * d);
+    rstd_final.resize(T);
+    logits.resize(T * V);
+    dx.resize(T * d);
+    dh.resize(T * std::max(d, ff));
+    dqkv.resize(T * qkv_n);
+    dattn.resize(T * qd);
+    dgu.resize(T * 2 * ff);
+    dact.resize(T * ff);
+    dlogits.resize(T * V);
+    tokens.resize(T);
+    targets.resize(T);
+    make_rope_table({S, c.n_head, c.n_head_kv, c.head_dim, c.rope_dim, c.rope_theta, c.rope}, rope);
+    batch = B;
+    seq = S;
+  }
+
+  void zero(Buffer<float>& b, size_t n) { BN_CUDA(cudaMemsetAsync(b.data(), 0, n * sizeof(float), stream)); }
+
+  // training/model.cpp's forward_backward on the device; the summed loss.
+  double forward_backward(const TrainModel& mdl, const int32_t* in, const int32_t* tg, int64_t B, int64_t S,
+                          float grad_scale, bool with_grads) {
+    const ModelConfig& c = mdl.cfg;
+    prepare(c, B, S);
+    const int64_t T = B * S, d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), qkv_n = qd + 2 * kvd, ff = c.n_ff;
+    const size_t Tz = static_cast<size_t>(T);
+    const int64_t qkv_groups[] = {qd, kvd, kvd}, gu_groups[] = {ff, ff}, d_group[] = {d};
+    const train::RopeShape rs{S, c.n_head, c.n_head_kv, c.head_dim, c.rope_dim, c.rope_theta, c.rope};
+    const train::AttnShape as{B, S, c.n_head, c.n_head_kv, c.head_dim};
+    const bool q = mdl.quantize;
+    auto P = [&](int64_t off) { return params.data() + off; };
+    auto G = [&](int64_t off) { return grads.data() + off; };
+    BN_CUDA(cudaMemcpy(tokens.data(), in, Tz * 4, cudaMemcpyHostToDevice));
+    BN_CUDA(cudaMemcpy(targets.data(), tg, Tz * 4, cudaMemcpyHostToDevice));
+
+    embedding_forward(ctx, tokens.data(), T, P(mdl.tok_embd), c.n_vocab, d, x.data(), stream);
+    for (int64_t il = 0; il < c.n_layer; ++il) {
+      const TrainModel::Layer& L = mdl.layers[static_cast<size_t>(il)];
+      LayerActs& a = layers[static_cast<size_t>(il)];
+      BN_CUDA(cudaMemcpyAsync(a.x.data(), x.data(), Tz * d * 4, cudaMemcpyDeviceToDevice, stream));
+      rmsnorm_forward(x.data(), P(L.attn_norm), T, d, c.rms_eps, a.h1.data(), a.rstd1.data(), stream);
+      bitlinear_forward(ctx, a.h1.data(), T, d, P(L.wqkv), qkv_n, qkv_groups, q, a.qkv.data(), a.c_qkv, stream);
+      rope_forward(a.qkv.data(), T, rs, rope, stream);
+      attention_forward(a.qkv.data(), as, a.attn.data(), a.att.data(), stream);
+      const float* o_in = a.attn.data();
+      if (c.sub_norms) {
+        rmsnorm_forward(a.attn.data(), P(L.attn_sub_norm), T, qd, c.rms_eps, a.attn_sn.data(), a.rstd_a.data(),
+                        stream);
+        o_in = a.attn_sn.data();
+      }
+      bitlinear_forward(ctx, o_in, T, qd, P(L.wo), d, d_group, q, y.data(), a.c_o, stream);
+      kern::add_inplace(x.data(), y.data(), T * d, stream);
+      BN_CUDA(cudaMemcpyAsync(a.x_mid.data(), x.data(), Tz * d * 4, cudaMemcpyDeviceToDevice, stream));
+      rmsnorm_forward(x.data(), P(L.ffn_norm), T, d, c.rms_eps, a.h2.data(), a.rstd2.data(), stream);
+      bitlinear_forward(ctx, a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, gu_groups, q, a.gu.data(), a.c_gu, stream);
+      gated_forward(a.gu.data(), T, ff, c.act, a.act.data(), stream);
+      const float* down_in = a.act.data();
+      if (c.sub_norms) {
+        rmsnorm_forward(a.act.data(), P(L.ffn_sub_norm), T, ff, c.rms_eps, a.act_sn.data(), a.rstd_f.data(), stream);
+        down_in = a.act_sn.data();
+      }
+      bitlinear_forward(ctx, down_in, T, ff, P(L.w_down), d, d_group, q, y.data(), a.c_down, stream);
+      kern::add_inplace(x.data(), y.data(), T * d, stream);
+    }
+    BN_CUDA(cudaMemcpyAsync(x_final.data(), x.data(), Tz * d * 4, cudaMemcpyDeviceToDevice, stream));
+    rmsnorm_forward(x.data(), P(mdl.output_norm), T, d, c.rms_eps, h_final.data(), rstd_final.data(), stream);
+    matmul_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits.data(), stream);
+    const double loss = cross_entropy(ctx, logits.data(), targets.data(), T, c.n_vocab, grad_scale,
+                                      with_grads ? dlogits.data() : nullptr, stream);
+    if (!with_grads) return loss;
+
+    zero(dx, Tz * d);
+    zero(dh, Tz * d);
+    matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(), G(mdl.output),
+                    stream);
+    rmsnorm_backward(ctx, dh.data(), x_final.data(), P(mdl.output_norm), rstd_final.data(), T, d, dx.data(),
+                     G(mdl.output_norm), stream);
+    for (int64_t il = c.n_layer - 1; il >= 0; --il) {
+      const TrainModel::Layer& L = mdl.layers[static_cast<size_t>(il)];
+      LayerActs& a = layers[static_cast<size_t>(il)];
+      zero(dact, Tz * ff);
+      const float* down_in = c.sub_norms ? a.act_sn.data() : a.act.data();
+      if (c.sub_norms) {
+        zero(dh, Tz * ff);
+        bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dh.data(), G(L.w_down), stream);
+        rmsnorm_backward(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact.data(),
+                         G(L.ffn_sub_norm), stream);
+      } else {
+        bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dact.data(), G(L.w_down), stream);
+      }
+      zero(dgu, Tz * 2 * ff);
+      gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream);
+      zero(dh, Tz * d);
+      bitlinear_backward(ctx, dgu.data(), a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, a.c_gu, dh.data(),
+                         G(L.w_gate_up), stream);
+      rmsnorm_backward(ctx, dh.data(), a.x_mid.data(), P(L.ffn_norm), a.rstd2.data(), T, d, dx.data(), G(L.ffn_norm),
+                       stream);
+      zero(dattn, Tz * qd);
+      const float* o_in = c.sub_norms ? a.attn_sn.data() : a.attn.data();
+      if (c.sub_norms) {
+        zero(dh, Tz * qd);
+        bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dh.data(), G(L.wo), stream);
+        rmsnorm_backward(ctx, dh.data(), a.attn.data(), P(L.attn_sub_norm), a.rstd_a.data(), T, qd, dattn.data(),
+                         G(L.attn_sub_norm), stream);
+      } else {
+        bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dattn.data(), G(L.wo), stream);
+      }
+      zero(dqkv, Tz * qkv_n);
+      attention_backward(ctx, dattn.data(), a.qkv.data(), a.att.data(), as, dqkv.data(), stream);
+      rope_backward(dqkv.data(), T, rs, rope, stream);
+      zero(dh, Tz * d);
+      bitlinear_backward(ctx, dqkv.data(), a.h1.data(), T, d, P(L.wqkv), qkv_n, a.c_qkv, dh.data(), G(L.wqkv),
+                         stream);
+      rmsnorm_backward(ctx, dh.data(), a.x.data(), P(L.attn_norm), a.rstd1.data(), T, d, dx.data(), G(L.attn_norm),
+                       stream);
+    }
+    embedding_backward(ctx, tokens.data(), T, dx.data(), c.n_vocab, d, G(mdl.tok_embd), stream);
+    return loss;
+  }
+};
+
+}  // namespace
+
+train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt) {
+  require_device();
+  auto dt = std::make_shared<DeviceTrainer>();
+  const size_t n = m.params.size();
+  dt->params.upload(m.params);
+  dt->grads.resize(n);
+  if (opt.m.size() == n && opt.v.size() == n) {
+    dt->m.upload(opt.m);
+    dt->v.upload(opt.v);
+  } else {
+    if (opt.step != 0) fail("cuda trainer: the optimizer state does not match the model");
+    dt->m.resize(n);
+    dt->v.resize(n);
+    BN_CUDA(cudaMemset(dt->m.data(), 0, n * 4));
+    BN_CUDA(cudaMemset(dt->v.data(), 0, n * 4));
+  }
+  dt->decay.upload(decay_mask(m));
+  const auto gpus = devices();
+  train::TrainBackend b;
+  b.name = "cuda (" + gpus.front().name + ")";
+  b.step = [dt, &m, &opt, n](const int32_t* in, const int32_t* tg, int64_t accum, int64_t batch, int64_t seq,
+                             float grad_scale, float clip, float lr, float wd) {
+    BN_CUDA(cudaMemsetAsync(dt->grads.data(), 0, n * 4, dt->stream));
+    train::StepStats s;
+    for (int64_t a = 0; a < accum; ++a)
+      s.loss_sum += dt->forward_backward(m, in + a * batch * seq, tg + a * batch * seq, batch, seq, grad_scale, true);
+    s.grad_norm = grad_norm(dt->ctx, dt->grads.data(), static_cast<int64_t>(n), dt->stream);
+    if (clip > 0 && s.grad_norm > clip)
+      kern::scale_inplace(dt->grads.data(), static_cast<float>(clip / s.grad_norm), static_cast<int64_t>(n), dt->stream);
+    adamw_step(dt->params.data(), dt->grads.data(), dt->m.data(), dt->v.data(), dt->decay.data(),
+               static_cast<int64_t>(n), opt.step + 1, train::AdamWConfig{}, lr, wd, dt->stream);
+    ++opt.step;
+    return s;
+  };
+  b.eval = [dt, &m](const int32_t* in, const int32_t* tg, int64_t batch, int64_t seq) {
+    return dt->forward_backward(m, in, tg, batch, seq, 0.0f, false);
+  };
+  b.to_host = [dt, &m, &opt] {
+    BN_CUDA(cudaStreamSynchronize(dt->stream));
+    m.params = dt->params.download();
+    if (opt.step > 0) {
+      opt.m = dt->m.download();
+      opt.v = dt->v.download();
+    }
+  };
+  return b;
+}
+
+}  // namespace bitnet::cuda
