@@ -1,6 +1,8 @@
 #include "model_source.h"
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <cstdio>
 #include <unistd.h>
 
@@ -12,8 +14,15 @@
 
 namespace bitnet::cli {
 
+std::string default_model_path() {
+  if (const char* e = std::getenv("BITNET_MODEL"); e && *e) return e;
+  return BITNET_DEFAULT_MODEL;
+}
+
 void add_model_options(CLI::App* cmd, ModelSource& src, bool allow_synthetic) {
-  cmd->add_option("-m,--model", src.path, "model file (GGUF)");
+  cmd->add_option("-m,--model", src.path,
+                  allow_synthetic ? "model file (GGUF)" : "model file (GGUF; default: $BITNET_MODEL or " BITNET_DEFAULT_MODEL ")");
+  if (!allow_synthetic) src.use_default = true;
   if (!allow_synthetic) return;
   cmd->add_option("--synthetic", src.synthetic,
                   "instead of -m: a random model generated in memory, 2b4t (BitNet b1.58 2B4T shape) or tiny")
@@ -32,23 +41,28 @@ LoadedModel load_model(const ModelSource& src, bool need_tokenizer) {
     lm.label = "synthetic " + src.synthetic + " (" + src.embd_type + " head)";
     return lm;
   }
-  if (src.path.empty()) fail("no model: pass -m MODEL.gguf");
+  std::string path = src.path;
+  if (path.empty() && src.use_default) {
+    path = default_model_path();
+    if (!std::filesystem::exists(path)) fail("no model: pass -m MODEL.gguf (the default model {} is missing)", path);
+  }
+  if (path.empty()) fail("no model: pass -m MODEL.gguf");
   const bool tty = isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
-  GgufFile f = GgufFile::open(src.path);
+  GgufFile f = GgufFile::open(path);
   lm.model = load_gguf_model(f, [&](int64_t done, int64_t total) {
     if (!tty) return;
     const int width = 30, fill = static_cast<int>(width * done / total);
-    std::fprintf(stderr, "\rloading %s [%.*s%*s] %lld/%lld layers", src.path.c_str(), fill,
+    std::fprintf(stderr, "\rloading %s [%.*s%*s] %lld/%lld layers", path.c_str(), fill,
                  "##############################", width - fill, "", static_cast<long long>(done),
                  static_cast<long long>(total));
     std::fflush(stderr);
   });
   if (need_tokenizer) lm.tokenizer = Tokenizer::from_vocab(tokenizer_vocab_from_gguf(f));
-  lm.label = src.path;
+  lm.label = path;
   lm.file_bytes = f.file_size();
   if (tty)
-    std::fprintf(stderr, "\r\033[Kloaded %s in %.1f s (%s)\n", src.path.c_str(),
+    std::fprintf(stderr, "\r\033[Kloaded %s in %.1f s (%s)\n", path.c_str(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                  describe(lm.model->cfg).c_str());
   return lm;

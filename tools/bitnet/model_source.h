@@ -1,7 +1,7 @@
 #pragma once
-// Where a subcommand's model comes from: a GGUF file (-m, with its embedded tokenizer) or a
-// synthetic model generated in memory (--synthetic; random weights, meaningless text, no
-// tokenizer: only for `bench`).
+// Where a subcommand's model comes from: a GGUF file (-m, with its embedded tokenizer; run, chat
+// and perplexity default to the project's own trained model) or a synthetic model generated in
+// memory (--synthetic; random weights, meaningless text, no tokenizer: only for `bench`).
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,7 +18,11 @@ struct ModelSource {
   std::string synthetic;  // "2b4t", "tiny" or empty
   std::string embd_type = "f16";
   uint64_t seed = 1;
+  bool use_default = false;  // no -m: the project's own model (default_model_path)
 };
+
+// $BITNET_MODEL, else the model shipped in the repository's models/ folder (its path compiled in).
+std::string default_model_path();
 
 struct LoadedModel {
   std::unique_ptr<Model> model;
