@@ -11,15 +11,15 @@ namespace bitnet::cuda {
 [[noreturn]] void cublas_failed(const char* call, const char* file, int line, cublasStatus_t s);
 }  // namespace bitnet::cuda
 
-#define BN_CUDA(call)                                                                    \
-  do {                                                                                   \
-    const cudaError_t bn_e_ = (call);                                                    \
+#define BN_CUDA(call)                                                                        \
+  do {                                                                                       \
+    const cudaError_t bn_e_ = (call);                                                        \
     if (bn_e_ != cudaSuccess) ::bitnet::cuda::cuda_failed(#call, __FILE__, __LINE__, bn_e_); \
   } while (0)
 
-#define BN_CUBLAS(call)                                                                              \
-  do {                                                                                               \
-    const cublasStatus_t bn_s_ = (call);                                                             \
+#define BN_CUBLAS(call)                                                                                  \
+  do {                                                                                                   \
+    const cublasStatus_t bn_s_ = (call);                                                                 \
     if (bn_s_ != CUBLAS_STATUS_SUCCESS) ::bitnet::cuda::cublas_failed(#call, __FILE__, __LINE__, bn_s_); \
   } while (0)
 

@@ -14,7 +14,9 @@ void* library() {
     // The toolkit's copy found at build time, then the loader's search path (LD_LIBRARY_PATH, ...).
     void* h = dlopen(BITNET_CUBLASLT_PATH, RTLD_NOW | RTLD_LOCAL);
     if (!h) h = dlopen(BITNET_CUBLASLT_SONAME, RTLD_NOW | RTLD_LOCAL);
-    if (!h) bitnet::fail("cuBLASLt could not be loaded ({} or {}): {}", BITNET_CUBLASLT_PATH, BITNET_CUBLASLT_SONAME, dlerror());
+    if (!h)
+      bitnet::fail("cuBLASLt could not be loaded ({} or {}): {}", BITNET_CUBLASLT_PATH,
+                   BITNET_CUBLASLT_SONAME, dlerror());
     return h;
   }();
   return handle;
@@ -30,10 +32,10 @@ F symbol(const char* name) {
 }  // namespace
 
 // Each forwards to the library's function of the same name and type.
-#define BN_LT_FORWARD(ret, name, params, args)                              \
-  extern "C" ret name params {                                              \
-    static const auto real = symbol<decltype(&name)>(#name);                \
-    return real args;                                                       \
+#define BN_LT_FORWARD(ret, name, params, args)               \
+  extern "C" ret name params {                               \
+    static const auto real = symbol<decltype(&name)>(#name); \
+    return real args;                                        \
   }
 
 BN_LT_FORWARD(cublasStatus_t, cublasLtCreate, (cublasLtHandle_t * h), (h))
@@ -41,9 +43,9 @@ BN_LT_FORWARD(cublasStatus_t, cublasLtDestroy, (cublasLtHandle_t h), (h))
 BN_LT_FORWARD(const char*, cublasLtGetStatusString, (cublasStatus_t s), (s))
 BN_LT_FORWARD(cublasStatus_t, cublasLtMatmul,
               (cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void* alpha, const void* A,
-               cublasLtMatrixLayout_t Ad, const void* B, cublasLtMatrixLayout_t Bd, const void* beta, const void* C,
-               cublasLtMatrixLayout_t Cd, void* D, cublasLtMatrixLayout_t Dd, const cublasLtMatmulAlgo_t* algo,
-               void* ws, size_t wsb, cudaStream_t st),
+               cublasLtMatrixLayout_t Ad, const void* B, cublasLtMatrixLayout_t Bd, const void* beta,
+               const void* C, cublasLtMatrixLayout_t Cd, void* D, cublasLtMatrixLayout_t Dd,
+               const cublasLtMatmulAlgo_t* algo, void* ws, size_t wsb, cudaStream_t st),
               (h, d, alpha, A, Ad, B, Bd, beta, C, Cd, D, Dd, algo, ws, wsb, st))
 BN_LT_FORWARD(cublasStatus_t, cublasLtMatmulAlgoGetHeuristic,
               (cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A, cublasLtMatrixLayout_t B,
@@ -54,12 +56,14 @@ BN_LT_FORWARD(cublasStatus_t, cublasLtMatmulDescCreate,
               (cublasLtMatmulDesc_t * d, cublasComputeType_t c, cudaDataType_t s), (d, c, s))
 BN_LT_FORWARD(cublasStatus_t, cublasLtMatmulDescDestroy, (cublasLtMatmulDesc_t d), (d))
 BN_LT_FORWARD(cublasStatus_t, cublasLtMatmulDescSetAttribute,
-              (cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void* b, size_t n), (d, a, b, n))
+              (cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void* b, size_t n),
+              (d, a, b, n))
 BN_LT_FORWARD(cublasStatus_t, cublasLtMatmulPreferenceCreate, (cublasLtMatmulPreference_t * p), (p))
 BN_LT_FORWARD(cublasStatus_t, cublasLtMatmulPreferenceDestroy, (cublasLtMatmulPreference_t p), (p))
 BN_LT_FORWARD(cublasStatus_t, cublasLtMatmulPreferenceSetAttribute,
               (cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t a, const void* b, size_t n),
               (p, a, b, n))
 BN_LT_FORWARD(cublasStatus_t, cublasLtMatrixLayoutCreate,
-              (cublasLtMatrixLayout_t * l, cudaDataType t, uint64_t r, uint64_t c, int64_t ld), (l, t, r, c, ld))
+              (cublasLtMatrixLayout_t * l, cudaDataType t, uint64_t r, uint64_t c, int64_t ld),
+              (l, t, r, c, ld))
 BN_LT_FORWARD(cublasStatus_t, cublasLtMatrixLayoutDestroy, (cublasLtMatrixLayout_t l), (l))

@@ -81,7 +81,8 @@ struct DeviceTrainer {
                           float grad_scale, bool with_grads) {
     const ModelConfig& c = mdl.cfg;
     prepare(c, B, S);
-    const int64_t T = B * S, d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), qkv_n = qd + 2 * kvd, ff = c.n_ff;
+    const int64_t T = B * S, d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), qkv_n = qd + 2 * kvd,
+                  ff = c.n_ff;
     const size_t Tz = static_cast<size_t>(T);
     const int64_t qkv_groups[] = {qd, kvd, kvd}, gu_groups[] = {ff, ff}, d_group[] = {d};
     const train::RopeShape rs{S, c.n_head, c.n_head_kv, c.head_dim, c.rope_dim, c.rope_theta, c.rope};
@@ -98,24 +99,27 @@ struct DeviceTrainer {
       LayerActs& a = layers[static_cast<size_t>(il)];
       BN_CUDA(cudaMemcpyAsync(a.x.data(), x.data(), Tz * d * 4, cudaMemcpyDeviceToDevice, stream));
       rmsnorm_forward(x.data(), P(L.attn_norm), T, d, c.rms_eps, a.h1.data(), a.rstd1.data(), stream);
-      bitlinear_forward(ctx, a.h1.data(), T, d, P(L.wqkv), qkv_n, qkv_groups, q, a.qkv.data(), a.c_qkv, stream);
+      bitlinear_forward(ctx, a.h1.data(), T, d, P(L.wqkv), qkv_n, qkv_groups, q, a.qkv.data(), a.c_qkv,
+                        stream);
       rope_forward(a.qkv.data(), T, rs, rope, stream);
       attention_forward(a.qkv.data(), as, a.attn.data(), a.att.data(), stream);
       const float* o_in = a.attn.data();
       if (c.sub_norms) {
-        rmsnorm_forward(a.attn.data(), P(L.attn_sub_norm), T, qd, c.rms_eps, a.attn_sn.data(), a.rstd_a.data(),
-                        stream);
+        rmsnorm_forward(a.attn.data(), P(L.attn_sub_norm), T, qd, c.rms_eps, a.attn_sn.data(),
+                        a.rstd_a.data(), stream);
         o_in = a.attn_sn.data();
       }
       bitlinear_forward(ctx, o_in, T, qd, P(L.wo), d, d_group, q, y.data(), a.c_o, stream);
       kern::add_inplace(x.data(), y.data(), T * d, stream);
       BN_CUDA(cudaMemcpyAsync(a.x_mid.data(), x.data(), Tz * d * 4, cudaMemcpyDeviceToDevice, stream));
       rmsnorm_forward(x.data(), P(L.ffn_norm), T, d, c.rms_eps, a.h2.data(), a.rstd2.data(), stream);
-      bitlinear_forward(ctx, a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, gu_groups, q, a.gu.data(), a.c_gu, stream);
+      bitlinear_forward(ctx, a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, gu_groups, q, a.gu.data(), a.c_gu,
+                        stream);
       gated_forward(a.gu.data(), T, ff, c.act, a.act.data(), stream);
       const float* down_in = a.act.data();
       if (c.sub_norms) {
-        rmsnorm_forward(a.act.data(), P(L.ffn_sub_norm), T, ff, c.rms_eps, a.act_sn.data(), a.rstd_f.data(), stream);
+        rmsnorm_forward(a.act.data(), P(L.ffn_sub_norm), T, ff, c.rms_eps, a.act_sn.data(), a.rstd_f.data(),
+                        stream);
         down_in = a.act_sn.data();
       }
       bitlinear_forward(ctx, down_in, T, ff, P(L.w_down), d, d_group, q, y.data(), a.c_down, stream);
@@ -130,8 +134,8 @@ struct DeviceTrainer {
 
     zero(dx, Tz * d);
     zero(dh, Tz * d);
-    matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(), G(mdl.output),
-                    stream);
+    matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(),
+                    G(mdl.output), stream);
     rmsnorm_backward(ctx, dh.data(), x_final.data(), P(mdl.output_norm), rstd_final.data(), T, d, dx.data(),
                      G(mdl.output_norm), stream);
     for (int64_t il = c.n_layer - 1; il >= 0; --il) {
@@ -141,26 +145,28 @@ struct DeviceTrainer {
       const float* down_in = c.sub_norms ? a.act_sn.data() : a.act.data();
       if (c.sub_norms) {
         zero(dh, Tz * ff);
-        bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dh.data(), G(L.w_down), stream);
+        bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dh.data(), G(L.w_down),
+                           stream);
         rmsnorm_backward(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact.data(),
                          G(L.ffn_sub_norm), stream);
       } else {
-        bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dact.data(), G(L.w_down), stream);
+        bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dact.data(), G(L.w_down),
+                           stream);
       }
       zero(dgu, Tz * 2 * ff);
       gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream);
       zero(dh, Tz * d);
       bitlinear_backward(ctx, dgu.data(), a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, a.c_gu, dh.data(),
                          G(L.w_gate_up), stream);
-      rmsnorm_backward(ctx, dh.data(), a.x_mid.data(), P(L.ffn_norm), a.rstd2.data(), T, d, dx.data(), G(L.ffn_norm),
-                       stream);
+      rmsnorm_backward(ctx, dh.data(), a.x_mid.data(), P(L.ffn_norm), a.rstd2.data(), T, d, dx.data(),
+                       G(L.ffn_norm), stream);
       zero(dattn, Tz * qd);
       const float* o_in = c.sub_norms ? a.attn_sn.data() : a.attn.data();
       if (c.sub_norms) {
         zero(dh, Tz * qd);
         bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dh.data(), G(L.wo), stream);
-        rmsnorm_backward(ctx, dh.data(), a.attn.data(), P(L.attn_sub_norm), a.rstd_a.data(), T, qd, dattn.data(),
-                         G(L.attn_sub_norm), stream);
+        rmsnorm_backward(ctx, dh.data(), a.attn.data(), P(L.attn_sub_norm), a.rstd_a.data(), T, qd,
+                         dattn.data(), G(L.attn_sub_norm), stream);
       } else {
         bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dattn.data(), G(L.wo), stream);
       }
@@ -170,8 +176,8 @@ struct DeviceTrainer {
       zero(dh, Tz * d);
       bitlinear_backward(ctx, dqkv.data(), a.h1.data(), T, d, P(L.wqkv), qkv_n, a.c_qkv, dh.data(), G(L.wqkv),
                          stream);
-      rmsnorm_backward(ctx, dh.data(), a.x.data(), P(L.attn_norm), a.rstd1.data(), T, d, dx.data(), G(L.attn_norm),
-                       stream);
+      rmsnorm_backward(ctx, dh.data(), a.x.data(), P(L.attn_norm), a.rstd1.data(), T, d, dx.data(),
+                       G(L.attn_norm), stream);
     }
     embedding_backward(ctx, tokens.data(), T, dx.data(), c.n_vocab, d, G(mdl.tok_embd), stream);
     return loss;
@@ -205,10 +211,12 @@ train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt) {
     BN_CUDA(cudaMemsetAsync(dt->grads.data(), 0, n * 4, dt->stream));
     train::StepStats s;
     for (int64_t a = 0; a < accum; ++a)
-      s.loss_sum += dt->forward_backward(m, in + a * batch * seq, tg + a * batch * seq, batch, seq, grad_scale, true);
+      s.loss_sum +=
+          dt->forward_backward(m, in + a * batch * seq, tg + a * batch * seq, batch, seq, grad_scale, true);
     s.grad_norm = grad_norm(dt->ctx, dt->grads.data(), static_cast<int64_t>(n), dt->stream);
     if (clip > 0 && s.grad_norm > clip)
-      kern::scale_inplace(dt->grads.data(), static_cast<float>(clip / s.grad_norm), static_cast<int64_t>(n), dt->stream);
+      kern::scale_inplace(dt->grads.data(), static_cast<float>(clip / s.grad_norm), static_cast<int64_t>(n),
+                          dt->stream);
     adamw_step(dt->params.data(), dt->grads.data(), dt->m.data(), dt->v.data(), dt->decay.data(),
                static_cast<int64_t>(n), opt.step + 1, train::AdamWConfig{}, lr, wd, dt->stream);
     ++opt.step;

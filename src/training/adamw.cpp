@@ -12,8 +12,8 @@ double grad_norm(std::span<const float> grads) {
   return std::sqrt(s);
 }
 
-void adamw_step(TrainModel& model, std::span<const float> grads, AdamWState& st, const AdamWConfig& cfg, float lr,
-                float wd) {
+void adamw_step(TrainModel& model, std::span<const float> grads, AdamWState& st, const AdamWConfig& cfg,
+                float lr, float wd) {
   const size_t n = model.params.size();
   if (grads.size() != n) fail("adamw: {} gradients for {} parameters", grads.size(), n);
   if (st.m.size() != n || st.v.size() != n) {

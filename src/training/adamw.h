@@ -25,7 +25,7 @@ double grad_norm(std::span<const float> grads);
 //   p <- p * (1 - lr * wd)   (decay tensors only)
 //   m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
 //   p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
-void adamw_step(TrainModel& model, std::span<const float> grads, AdamWState& st, const AdamWConfig& cfg, float lr,
-                float wd);
+void adamw_step(TrainModel& model, std::span<const float> grads, AdamWState& st, const AdamWConfig& cfg,
+                float lr, float wd);
 
 }  // namespace bitnet::train

@@ -22,8 +22,8 @@ TrainBackend cpu_backend(TrainModel& m, AdamWState& opt, int threads) {
     std::fill(st->grads.begin(), st->grads.end(), 0.0f);
     StepStats s;
     for (int64_t a = 0; a < accum; ++a)
-      s.loss_sum += forward_backward(&st->pool, m, in + a * batch * seq, tg + a * batch * seq, batch, seq, grad_scale,
-                                     &st->grads, st->ws)
+      s.loss_sum += forward_backward(&st->pool, m, in + a * batch * seq, tg + a * batch * seq, batch, seq,
+                                     grad_scale, &st->grads, st->ws)
                         .loss_sum;
     s.grad_norm = grad_norm(st->grads);
     if (clip > 0 && s.grad_norm > clip) {

@@ -90,9 +90,11 @@ ModelConfig config_from_json(const nlohmann::json& j, const std::string& what) {
   }
 }
 
-void save_checkpoint(const std::string& path, const TrainModel& m, const AdamWState& opt, const Checkpoint& ck) {
+void save_checkpoint(const std::string& path, const TrainModel& m, const AdamWState& opt,
+                     const Checkpoint& ck) {
   const size_t n = m.params.size();
-  if (opt.step > 0 && (opt.m.size() != n || opt.v.size() != n)) fail("checkpoint: optimizer state does not match");
+  if (opt.step > 0 && (opt.m.size() != n || opt.v.size() != n))
+    fail("checkpoint: optimizer state does not match");
   ojson h = {{"format", "bitnet training checkpoint"},
              {"settings", ck.settings},
              {"config", config_to_json(m.cfg)},
@@ -142,7 +144,8 @@ void load_checkpoint(const std::string& path, TrainModel& m, AdamWState& opt, Ch
   try {
     const size_t n = h.at("params").get<size_t>();
     const size_t want = 16 + hl + 3 * n * 4 + 8;
-    if (n > size || size != want) fail("{}: checkpoint is {} bytes, its header needs {} (truncated?)", path, size, want);
+    if (n > size || size != want)
+      fail("{}: checkpoint is {} bytes, its header needs {} (truncated?)", path, size, want);
     Fnv sum;
     sum.add(p, size - 8);
     uint64_t stored;

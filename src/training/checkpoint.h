@@ -6,9 +6,8 @@
 // then a 64-bit FNV-1a of everything before it. A truncated, corrupt or mismatched checkpoint is
 // a clear error.
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "training/adamw.h"
 #include "training/model.h"
@@ -16,17 +15,18 @@
 namespace bitnet::train {
 
 struct Checkpoint {
-  nlohmann::json settings;          // the run's settings (model config, batch, schedule, ...)
-  int64_t step = 0;                 // optimizer steps done
-  uint64_t rng = 0;                 // data sampler state
-  int64_t tokens = 0;               // training tokens seen
+  nlohmann::json settings;  // the run's settings (model config, batch, schedule, ...)
+  int64_t step = 0;         // optimizer steps done
+  uint64_t rng = 0;         // data sampler state
+  int64_t tokens = 0;       // training tokens seen
 };
 
 // The model config as JSON (every ModelConfig field) and back (validated).
 nlohmann::ordered_json config_to_json(const ModelConfig& c);
 ModelConfig config_from_json(const nlohmann::json& j, const std::string& what);
 
-void save_checkpoint(const std::string& path, const TrainModel& m, const AdamWState& opt, const Checkpoint& ck);
+void save_checkpoint(const std::string& path, const TrainModel& m, const AdamWState& opt,
+                     const Checkpoint& ck);
 // Fills m (from the header's model config), opt and ck.
 void load_checkpoint(const std::string& path, TrainModel& m, AdamWState& opt, Checkpoint& ck);
 

@@ -87,7 +87,8 @@ TokenShard TokenShard::open(const std::string& path, int32_t n_vocab) {
   s.ids_ = reinterpret_cast<const int32_t*>(p + kHeader);
   s.n_ = static_cast<int64_t>(n);
   for (int64_t i = 0; i < s.n_; ++i)
-    if (s.ids_[i] < 0 || s.ids_[i] >= n_vocab) fail("{}: token {} has id {} outside the vocabulary", path, i, s.ids_[i]);
+    if (s.ids_[i] < 0 || s.ids_[i] >= n_vocab)
+      fail("{}: token {} has id {} outside the vocabulary", path, i, s.ids_[i]);
   return s;
 }
 
@@ -100,8 +101,10 @@ DataSplit split_shard(const TokenShard& s, double eval_frac, int64_t seq) {
   if (d.train_n < seq + 1)
     fail("the training data holds {} tokens, fewer than one window of {} + 1", d.train_n, seq);
   if (eval_frac > 0 && d.eval_n < seq + 1)
-    fail("the held-out part holds {} tokens, fewer than one window of {} + 1 (more data or a larger --eval-frac)",
-         d.eval_n, seq);
+    fail(
+        "the held-out part holds {} tokens, fewer than one window of {} + 1 (more data or a larger "
+        "--eval-frac)",
+        d.eval_n, seq);
   return d;
 }
 
@@ -117,7 +120,9 @@ void draw_batch(const DataSplit& d, int64_t batch, int64_t seq, Rng& rng, std::v
   }
 }
 
-int64_t eval_windows(const DataSplit& d, int64_t seq) { return d.eval_n > seq ? (d.eval_n - 1) / seq : 0; }
+int64_t eval_windows(const DataSplit& d, int64_t seq) {
+  return d.eval_n > seq ? (d.eval_n - 1) / seq : 0;
+}
 
 void eval_window(const DataSplit& d, int64_t seq, int64_t i, int32_t* inputs, int32_t* targets) {
   const int32_t* w = d.eval_ids() + i * seq;

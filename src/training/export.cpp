@@ -15,7 +15,8 @@ namespace {
 
 void check_finite(const float* p, int64_t n, const std::string& name) {
   for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(p[i])) fail("export: tensor '{}' has a non-finite value at {} (training diverged?)", name, i);
+    if (!std::isfinite(p[i]))
+      fail("export: tensor '{}' has a non-finite value at {} (training diverged?)", name, i);
 }
 
 }  // namespace
@@ -25,7 +26,8 @@ GgufWriter export_gguf(const TrainModel& m, const TokenizerVocab& vocab, DType t
   const ModelConfig& c = m.cfg;
   if (c.arch != "bitnet-b1.58") fail("export: architecture must be bitnet-b1.58, not '{}'", c.arch);
   if (!m.quantize) fail("export: a --float model has no ternary weights to export as GGUF");
-  if (!quantize_supported(embd_type)) fail("export: embedding type {} cannot be written", dtype_name(embd_type));
+  if (!quantize_supported(embd_type))
+    fail("export: embedding type {} cannot be written", dtype_name(embd_type));
   if (static_cast<int64_t>(vocab.tokens.size()) != c.n_vocab)
     fail("export: the tokenizer has {} tokens, the model {}", vocab.tokens.size(), c.n_vocab);
   check_finite(m.params.data(), static_cast<int64_t>(m.params.size()), "(any)");

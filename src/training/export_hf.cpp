@@ -4,7 +4,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -61,7 +60,8 @@ void write_text(const fs::path& p, const std::string& s) {
 
 void export_hf(const TrainModel& m, const TokenizerVocab& vocab, const std::string& dir, DType dtype) {
   const ModelConfig& c = m.cfg;
-  if (dtype != DType::F32 && dtype != DType::BF16) fail("HF export: dtype must be f32 or bf16, not {}", dtype_name(dtype));
+  if (dtype != DType::F32 && dtype != DType::BF16)
+    fail("HF export: dtype must be f32 or bf16, not {}", dtype_name(dtype));
   if (c.act != FfnAct::kRelu2 || c.rope != RopeStyle::kNeox || !c.sub_norms)
     fail("HF export: BitNetForCausalLM is relu2, NEOX RoPE and sub-norms");
   if (static_cast<int64_t>(vocab.tokens.size()) != c.n_vocab)
@@ -81,7 +81,8 @@ void export_hf(const TrainModel& m, const TokenizerVocab& vocab, const std::stri
         std::memcpy(bytes.data() + 2 * i, &h, 2);
       }
     }
-    std::vector<int64_t> shape = t.rows == 1 ? std::vector<int64_t>{t.cols} : std::vector<int64_t>{t.rows, t.cols};
+    std::vector<int64_t> shape =
+        t.rows == 1 ? std::vector<int64_t>{t.cols} : std::vector<int64_t>{t.rows, t.cols};
     w.add_tensor(t.name, dtype == DType::F32 ? "F32" : "BF16", std::move(shape), std::move(bytes));
   }
   w.write((fs::path(dir) / "model.safetensors").string());
@@ -124,7 +125,8 @@ TrainModel load_hf_model(const std::string& dir, bool quantize) {
   TrainModel m = make_train_model(c, hf_tied(dir), quantize, 0);
   const SafetensorsModel st = SafetensorsModel::open(dir);
   for (const HfTensor& t : hf_layout(m)) {
-    std::vector<int64_t> shape = t.rows == 1 ? std::vector<int64_t>{t.cols} : std::vector<int64_t>{t.rows, t.cols};
+    std::vector<int64_t> shape =
+        t.rows == 1 ? std::vector<int64_t>{t.cols} : std::vector<int64_t>{t.rows, t.cols};
     const std::vector<float> v = read_float_tensor(st, t.name, shape);
     for (size_t i = 0; i < v.size(); ++i)
       if (!std::isfinite(v[i])) fail("{}: tensor '{}' has a non-finite value at {}", dir, t.name, i);

@@ -41,7 +41,8 @@ void line(Image& img, double x0, double y0, double x1, double y1, uint32_t color
   const int n = static_cast<int>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
   for (int i = 0; i <= n; ++i) {
     const double f = static_cast<double>(i) / n;
-    const int x = static_cast<int>(std::lround(x0 + (x1 - x0) * f)), y = static_cast<int>(std::lround(y0 + (y1 - y0) * f));
+    const int x = static_cast<int>(std::lround(x0 + (x1 - x0) * f)),
+              y = static_cast<int>(std::lround(y0 + (y1 - y0) * f));
     img.set(x, y, color);
     img.set(x, y + 1, color);
   }
@@ -49,16 +50,21 @@ void line(Image& img, double x0, double y0, double x1, double y1, uint32_t color
 
 std::string tokens_label(double t) {
   char b[32];
-  if (t >= 1e9) std::snprintf(b, sizeof b, "%.3gG", t / 1e9);
-  else if (t >= 1e6) std::snprintf(b, sizeof b, "%.3gM", t / 1e6);
-  else if (t >= 1e3) std::snprintf(b, sizeof b, "%.3gk", t / 1e3);
-  else std::snprintf(b, sizeof b, "%.0f", t);
+  if (t >= 1e9)
+    std::snprintf(b, sizeof b, "%.3gG", t / 1e9);
+  else if (t >= 1e6)
+    std::snprintf(b, sizeof b, "%.3gM", t / 1e6);
+  else if (t >= 1e3)
+    std::snprintf(b, sizeof b, "%.3gk", t / 1e3);
+  else
+    std::snprintf(b, sizeof b, "%.0f", t);
   return b;
 }
 
 }  // namespace
 
-Image plot_loss_curve(const std::vector<LossPoint>& train, const std::vector<LossPoint>& eval, int width, int height) {
+Image plot_loss_curve(const std::vector<LossPoint>& train, const std::vector<LossPoint>& eval, int width,
+                      int height) {
   Image img(width, height);
   const int left = 60, right = 20, top = 40, bottom = 40;
   const int pw = width - left - right, ph = height - top - bottom;
@@ -91,7 +97,8 @@ Image plot_loss_curve(const std::vector<LossPoint>& train, const std::vector<Los
     const int x = static_cast<int>(px(t));
     for (int y = top; y < top + ph; ++y) img.set(x, y, grid);
     const std::string s = tokens_label(t);
-    text(img, std::min(x - static_cast<int>(s.size()) * 4, width - 8 * static_cast<int>(s.size())), top + ph + 8, s, axis);
+    text(img, std::min(x - static_cast<int>(s.size()) * 4, width - 8 * static_cast<int>(s.size())),
+         top + ph + 8, s, axis);
   }
   for (int x = left; x <= left + pw; ++x) img.set(x, top + ph, axis);
   for (int y = top; y <= top + ph; ++y) img.set(left, y, axis);
@@ -99,7 +106,8 @@ Image plot_loss_curve(const std::vector<LossPoint>& train, const std::vector<Los
     for (size_t i = 1; i < v.size(); ++i)
       if (std::isfinite(v[i - 1].loss) && std::isfinite(v[i].loss))
         line(img, px(v[i - 1].tokens), py(v[i - 1].loss), px(v[i].tokens), py(v[i].loss), color);
-    if (v.size() == 1) line(img, px(v[0].tokens) - 2, py(v[0].loss), px(v[0].tokens) + 2, py(v[0].loss), color);
+    if (v.size() == 1)
+      line(img, px(v[0].tokens) - 2, py(v[0].loss), px(v[0].tokens) + 2, py(v[0].loss), color);
   };
   curve(train, blue);
   curve(eval, orange);

@@ -12,7 +12,7 @@ struct LossPoint {
   double tokens = 0, loss = 0;
 };
 
-Image plot_loss_curve(const std::vector<LossPoint>& train, const std::vector<LossPoint>& eval, int width = 800,
-                      int height = 500);
+Image plot_loss_curve(const std::vector<LossPoint>& train, const std::vector<LossPoint>& eval,
+                      int width = 800, int height = 500);
 
 }  // namespace bitnet::train

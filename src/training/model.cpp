@@ -45,7 +45,8 @@ TrainModel make_train_model(const ModelConfig& cfg, bool tied, bool quantize, ui
   for (const ParamTensor& t : m.tensors) {
     float* p = m.at(t.offset);
     const bool norm = t.rows == 1;
-    const bool resid = t.name.find("o_proj") != std::string::npos || t.name.find("down_proj") != std::string::npos;
+    const bool resid =
+        t.name.find("o_proj") != std::string::npos || t.name.find("down_proj") != std::string::npos;
     for (int64_t i = 0; i < t.size(); ++i) p[i] = norm ? 1.0f : rng.normal() * (resid ? resid_std : 0.02f);
   }
   return m;
@@ -53,7 +54,9 @@ TrainModel make_train_model(const ModelConfig& cfg, bool tied, bool quantize, ui
 
 namespace {
 
-void resize(std::vector<float>& v, int64_t n) { v.assign(static_cast<size_t>(n), 0.0f); }
+void resize(std::vector<float>& v, int64_t n) {
+  v.assign(static_cast<size_t>(n), 0.0f);
+}
 
 void prepare(Workspace& ws, const ModelConfig& c, int64_t B, int64_t S) {
   if (ws.batch == B && ws.seq == S && ws.layers.size() == static_cast<size_t>(c.n_layer)) return;
@@ -91,12 +94,15 @@ void prepare(Workspace& ws, const ModelConfig& c, int64_t B, int64_t S) {
   resize(ws.dlogits, T * c.n_vocab);
 }
 
-void zero(std::vector<float>& v, int64_t n) { std::fill(v.begin(), v.begin() + n, 0.0f); }
+void zero(std::vector<float>& v, int64_t n) {
+  std::fill(v.begin(), v.begin() + n, 0.0f);
+}
 
 }  // namespace
 
-BatchResult forward_backward(ThreadPool* pool, const TrainModel& m, const int32_t* inputs, const int32_t* targets,
-                             int64_t B, int64_t S, float grad_scale, std::vector<float>* grads, Workspace& ws) {
+BatchResult forward_backward(ThreadPool* pool, const TrainModel& m, const int32_t* inputs,
+                             const int32_t* targets, int64_t B, int64_t S, float grad_scale,
+                             std::vector<float>* grads, Workspace& ws) {
   const ModelConfig& c = m.cfg;
   if (B <= 0 || S <= 0) fail("train: batch {} x sequence {} must be positive", B, S);
   if (grads && grads->size() != m.params.size())
@@ -124,7 +130,8 @@ BatchResult forward_backward(ThreadPool* pool, const TrainModel& m, const int32_
     attention_forward(pool, a.qkv.data(), as, a.attn.data(), a.att.data());
     const float* o_in = a.attn.data();
     if (c.sub_norms) {
-      rmsnorm_forward(a.attn.data(), m.at(L.attn_sub_norm), T, qd, c.rms_eps, a.attn_sn.data(), a.rstd_a.data());
+      rmsnorm_forward(a.attn.data(), m.at(L.attn_sub_norm), T, qd, c.rms_eps, a.attn_sn.data(),
+                      a.rstd_a.data());
       o_in = a.attn_sn.data();
     }
     std::vector<float>& y = ws.dh;  // scratch for the o product before the residual add
@@ -147,7 +154,8 @@ BatchResult forward_backward(ThreadPool* pool, const TrainModel& m, const int32_
   matmul_forward(pool, ws.h_final.data(), T, d, m.at(m.output), c.n_vocab, ws.logits.data());
   BatchResult r;
   r.tokens = T;
-  r.loss_sum = cross_entropy(ws.logits.data(), targets, T, c.n_vocab, grad_scale, grads ? ws.dlogits.data() : nullptr);
+  r.loss_sum =
+      cross_entropy(ws.logits.data(), targets, T, c.n_vocab, grad_scale, grads ? ws.dlogits.data() : nullptr);
   if (!grads) return r;
 
   // ---- backward, in reverse ----
@@ -157,8 +165,8 @@ BatchResult forward_backward(ThreadPool* pool, const TrainModel& m, const int32_
   zero(ws.dh, T * d);
   matmul_backward(pool, ws.dlogits.data(), ws.h_final.data(), T, d, m.at(m.output), c.n_vocab, ws.dh.data(),
                   g + m.output);
-  rmsnorm_backward(ws.dh.data(), ws.x_final.data(), m.at(m.output_norm), ws.rstd_final.data(), T, d, dx.data(),
-                   g + m.output_norm);
+  rmsnorm_backward(ws.dh.data(), ws.x_final.data(), m.at(m.output_norm), ws.rstd_final.data(), T, d,
+                   dx.data(), g + m.output_norm);
   for (int64_t il = c.n_layer - 1; il >= 0; --il) {
     const TrainModel::Layer& L = m.layers[static_cast<size_t>(il)];
     Workspace::LayerActs& a = ws.layers[static_cast<size_t>(il)];
@@ -168,7 +176,8 @@ BatchResult forward_backward(ThreadPool* pool, const TrainModel& m, const int32_
     const float* down_in = c.sub_norms ? a.act_sn.data() : a.act.data();
     if (c.sub_norms) {
       zero(ws.dh, T * ff);
-      bitlinear_backward(pool, dx.data(), down_in, T, ff, m.at(L.w_down), d, a.c_down, ws.dh.data(), g + L.w_down);
+      bitlinear_backward(pool, dx.data(), down_in, T, ff, m.at(L.w_down), d, a.c_down, ws.dh.data(),
+                         g + L.w_down);
       rmsnorm_backward(ws.dh.data(), a.act.data(), m.at(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact,
                        g + L.ffn_sub_norm);
     } else {
@@ -177,8 +186,8 @@ BatchResult forward_backward(ThreadPool* pool, const TrainModel& m, const int32_
     zero(ws.dgu, T * 2 * ff);
     gated_backward(dact, a.gu.data(), T, ff, c.act, ws.dgu.data());
     zero(ws.dh, T * d);
-    bitlinear_backward(pool, ws.dgu.data(), a.h2.data(), T, d, m.at(L.w_gate_up), 2 * ff, a.c_gu, ws.dh.data(),
-                       g + L.w_gate_up);
+    bitlinear_backward(pool, ws.dgu.data(), a.h2.data(), T, d, m.at(L.w_gate_up), 2 * ff, a.c_gu,
+                       ws.dh.data(), g + L.w_gate_up);
     rmsnorm_backward(ws.dh.data(), a.x_mid.data(), m.at(L.ffn_norm), a.rstd2.data(), T, d, dx.data(),
                      g + L.ffn_norm);
     // o product
@@ -198,7 +207,8 @@ BatchResult forward_backward(ThreadPool* pool, const TrainModel& m, const int32_
     zero(ws.dh, T * d);
     bitlinear_backward(pool, ws.dqkv.data(), a.h1.data(), T, d, m.at(L.wqkv), qkv_n, a.c_qkv, ws.dh.data(),
                        g + L.wqkv);
-    rmsnorm_backward(ws.dh.data(), a.x.data(), m.at(L.attn_norm), a.rstd1.data(), T, d, dx.data(), g + L.attn_norm);
+    rmsnorm_backward(ws.dh.data(), a.x.data(), m.at(L.attn_norm), a.rstd1.data(), T, d, dx.data(),
+                     g + L.attn_norm);
   }
   embedding_backward(inputs, T, dx.data(), c.n_vocab, d, g + m.tok_embd);
   return r;

@@ -45,15 +45,15 @@ TrainModel make_train_model(const ModelConfig& cfg, bool tied, bool quantize, ui
 struct Workspace {
   int64_t batch = 0, seq = 0;
   struct LayerActs {
-    std::vector<float> x;                     // [T][d] residual stream entering the layer
-    std::vector<float> h1, rstd1;             // attention norm output, 1/rms
-    std::vector<float> qkv;                   // [T][q + 2 kv] after RoPE
-    std::vector<float> att;                   // [B][heads][seq][seq] probabilities
+    std::vector<float> x;                      // [T][d] residual stream entering the layer
+    std::vector<float> h1, rstd1;              // attention norm output, 1/rms
+    std::vector<float> qkv;                    // [T][q + 2 kv] after RoPE
+    std::vector<float> att;                    // [B][heads][seq][seq] probabilities
     std::vector<float> attn, attn_sn, rstd_a;  // attention output, after its sub-norm, 1/rms
-    std::vector<float> x_mid;                 // residual after the attention block
-    std::vector<float> h2, rstd2;             // ffn norm output
-    std::vector<float> gu;                    // [T][2 ff] gate|up
-    std::vector<float> act, act_sn, rstd_f;   // gated activation, after its sub-norm
+    std::vector<float> x_mid;                  // residual after the attention block
+    std::vector<float> h2, rstd2;              // ffn norm output
+    std::vector<float> gu;                     // [T][2 ff] gate|up
+    std::vector<float> act, act_sn, rstd_f;    // gated activation, after its sub-norm
     BitLinearCache c_qkv, c_o, c_gu, c_down;
   };
   std::vector<LayerActs> layers;
@@ -69,11 +69,13 @@ struct BatchResult {
   double loss_sum = 0;  // summed natural-log loss over the batch's targets
   int64_t tokens = 0;
 };
-BatchResult forward_backward(ThreadPool* pool, const TrainModel& m, const int32_t* inputs, const int32_t* targets,
-                             int64_t batch, int64_t seq, float grad_scale, std::vector<float>* grads,
-                             Workspace& ws);
+BatchResult forward_backward(ThreadPool* pool, const TrainModel& m, const int32_t* inputs,
+                             const int32_t* targets, int64_t batch, int64_t seq, float grad_scale,
+                             std::vector<float>* grads, Workspace& ws);
 
 // Logits of the last forward_backward call, [batch * seq][n_vocab].
-inline const std::vector<float>& last_logits(const Workspace& ws) { return ws.logits; }
+inline const std::vector<float>& last_logits(const Workspace& ws) {
+  return ws.logits;
+}
 
 }  // namespace bitnet::train

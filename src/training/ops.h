@@ -29,27 +29,28 @@ namespace bitnet::train {
 // with its own absmean scale. quantize = false is the same layer in plain fp32 (`--float`).
 struct BitLinearCache {
   bool quantized = false;
-  std::vector<int8_t> xq;         // [T][in]: the quantized input
-  std::vector<float> dq;          // [T]: 1/s per token
-  std::vector<int8_t> wq;         // [out][in]: ternary codes
-  std::vector<float> row_scale;   // [out]: the scale of the row's group
+  std::vector<int8_t> xq;        // [T][in]: the quantized input
+  std::vector<float> dq;         // [T]: 1/s per token
+  std::vector<int8_t> wq;        // [out][in]: ternary codes
+  std::vector<float> row_scale;  // [out]: the scale of the row's group
 };
 void bitlinear_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
                        std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache);
 // dx (may be null: not needed) += dy . Wdeq;  dW += dy^T . xdeq  (xdeq = xq * dq, Wdeq = wq * scale;
 // x and W themselves in fp32 mode).
-void bitlinear_backward(ThreadPool* pool, const float* dy, const float* x, int64_t T, int64_t in, const float* W,
-                        int64_t out, const BitLinearCache& cache, float* dx, float* dW);
+void bitlinear_backward(ThreadPool* pool, const float* dy, const float* x, int64_t T, int64_t in,
+                        const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW);
 
 // ---- plain fp32 matmul (the output head): y[T][out] = x[T][in] . W[out][in]^T -------------------
-void matmul_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, const float* W, int64_t out, float* y);
+void matmul_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
+                    float* y);
 void matmul_backward(ThreadPool* pool, const float* dy, const float* x, int64_t T, int64_t in, const float* W,
                      int64_t out, float* dx, float* dW);
 
 // ---- RMSNorm: y = x * r * w, r = 1 / sqrt(mean(x^2) + eps) (sum of squares in double) ------------
 void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd);
-void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, int64_t T, int64_t n,
-                      float* dx, float* dw);
+void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
+                      int64_t n, float* dx, float* dw);
 
 // ---- RoPE on q and k inside a fused q|k|v buffer [T][q_dim + 2 kv_dim], in place ----------------
 // The engine's angles (ops/layer_ops.h rope_angles) at position t % seq; neox or interleaved pairs.
@@ -69,8 +70,8 @@ struct AttnShape {
   int64_t batch = 0, seq = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
 };
 void attention_forward(ThreadPool* pool, const float* qkv, const AttnShape& s, float* out, float* att);
-void attention_backward(ThreadPool* pool, const float* dout, const float* qkv, const float* att, const AttnShape& s,
-                        float* dqkv);
+void attention_backward(ThreadPool* pool, const float* dout, const float* qkv, const float* att,
+                        const AttnShape& s, float* dqkv);
 
 // ---- gated activation: gu[T][2 ff] (gate columns first, then up) -> out[T][ff] -----------------
 // relu2: max(g, 0)^2 * u;  silu: g / (1 + exp(-g)) * u.

@@ -14,31 +14,40 @@ std::optional<Schedule> schedule_from_name(std::string_view s) {
 
 const char* schedule_name(Schedule s) {
   switch (s) {
-    case Schedule::kTwoStage: return "two-stage";
-    case Schedule::kCosine: return "cosine";
-    case Schedule::kConstant: return "constant";
+    case Schedule::kTwoStage:
+      return "two-stage";
+    case Schedule::kCosine:
+      return "cosine";
+    case Schedule::kConstant:
+      return "constant";
   }
   return "?";
 }
 
 namespace {
 // Linear from a to b as f goes from 0 to 1.
-float lerp(float a, float b, double f) { return static_cast<float>(a + (b - a) * std::clamp(f, 0.0, 1.0)); }
+float lerp(float a, float b, double f) {
+  return static_cast<float>(a + (b - a) * std::clamp(f, 0.0, 1.0));
+}
 }  // namespace
 
 float lr_at(const ScheduleConfig& s, int64_t step) {
   if (step < s.warmup) return s.lr * static_cast<float>(step + 1) / static_cast<float>(s.warmup);
   const int64_t mid = s.steps / 2;
   switch (s.kind) {
-    case Schedule::kConstant: return s.lr;
+    case Schedule::kConstant:
+      return s.lr;
     case Schedule::kCosine: {
-      const double f = std::clamp(static_cast<double>(step - s.warmup) / std::max<int64_t>(1, s.steps - s.warmup), 0.0, 1.0);
+      const double f = std::clamp(
+          static_cast<double>(step - s.warmup) / std::max<int64_t>(1, s.steps - s.warmup), 0.0, 1.0);
       return s.lr * static_cast<float>(0.1 + 0.9 * 0.5 * (1.0 + std::cos(3.141592653589793 * f)));
     }
     case Schedule::kTwoStage:
       if (step < mid)
-        return lerp(s.lr, 0.8f * s.lr, static_cast<double>(step - s.warmup) / std::max<int64_t>(1, mid - s.warmup));
-      return lerp(0.4f * s.lr, 0.04f * s.lr, static_cast<double>(step - mid) / std::max<int64_t>(1, s.steps - mid));
+        return lerp(s.lr, 0.8f * s.lr,
+                    static_cast<double>(step - s.warmup) / std::max<int64_t>(1, mid - s.warmup));
+      return lerp(0.4f * s.lr, 0.04f * s.lr,
+                  static_cast<double>(step - mid) / std::max<int64_t>(1, s.steps - mid));
   }
   return s.lr;
 }

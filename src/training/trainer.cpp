@@ -5,21 +5,20 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/gguf.h"
+#include "model/convert_hf.h"
+#include "quant/type_traits.h"
 #include "training/adamw.h"
 #include "training/backend.h"
 #include "training/checkpoint.h"
 #include "training/data.h"
 #include "training/export.h"
-#include "quant/type_traits.h"
 #include "training/export_hf.h"
-#include "model/convert_hf.h"
 #include "training/loss_plot.h"
 #include "training/model.h"
 
@@ -95,9 +94,12 @@ TokenizerVocab load_vocab(const std::string& path, size_t size) {
     ss << in.rdbuf();
     HfTokenizerJson h = parse_hf_tokenizer_json(ss.str(), path);
     v = std::move(h.vocab);
-    if (h.pattern == kLlama3Pattern) v.pre = "llama-bpe";
-    else if (h.pattern == kGpt2Pattern) v.pre = "gpt-2";
-    else fail("{}: pre-tokenizer regex is neither LLaMA-3's nor GPT-2's; not supported", path);
+    if (h.pattern == kLlama3Pattern)
+      v.pre = "llama-bpe";
+    else if (h.pattern == kGpt2Pattern)
+      v.pre = "gpt-2";
+    else
+      fail("{}: pre-tokenizer regex is neither LLaMA-3's nor GPT-2's; not supported", path);
   } else {
     fail("--tokenizer: '{}' must be a tokenizer.json or a GGUF model", path);
   }
@@ -153,9 +155,11 @@ void check_exportable(const ModelConfig& c, DType t) {
   const std::pair<int64_t, int64_t> shapes[] = {{qd, d}, {kvd, d}, {d, qd}, {ff, d}, {d, ff}};
   for (const auto& [rows, cols] : shapes)
     if (!ternary_fits(t, rows, cols))
-      fail("train: a {} x {} matrix of this config cannot be stored as {} (choose sizes that are multiples of 256, "
-           "or another --type)",
-           rows, cols, dtype_name(t));
+      fail(
+          "train: a {} x {} matrix of this config cannot be stored as {} (choose sizes that are multiples of "
+          "256, "
+          "or another --type)",
+          rows, cols, dtype_name(t));
 }
 
 // loss.png from the log's train and eval losses.
@@ -167,7 +171,8 @@ void plot_log(const std::string& log, const std::string& png) {
     if (j.is_discarded()) continue;
     const double t = j.value("tokens", 0.0);
     tr.push_back({t, j.value("loss", 0.0)});
-    if (j.contains("eval_loss") && j["eval_loss"].is_number()) ev.push_back({t, j["eval_loss"].get<double>()});
+    if (j.contains("eval_loss") && j["eval_loss"].is_number())
+      ev.push_back({t, j["eval_loss"].get<double>()});
   }
   write_png(png, plot_loss_curve(tr, ev));
 }
@@ -191,7 +196,8 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
   const std::string tok_path =
       o.tokenizer.empty() && !o.init.empty() ? (fs::path(o.init) / "tokenizer.json").string() : o.tokenizer;
   const ModelConfig init_cfg = o.init.empty() ? ModelConfig{} : hf_config(o.init);
-  const TokenizerVocab vocab = load_vocab(tok_path, o.init.empty() ? 0 : static_cast<size_t>(init_cfg.n_vocab));
+  const TokenizerVocab vocab =
+      load_vocab(tok_path, o.init.empty() ? 0 : static_cast<size_t>(init_cfg.n_vocab));
   const int64_t n_vocab = static_cast<int64_t>(vocab.tokens.size());
   ModelConfig cfg = o.init.empty() ? train_config(o.config, n_vocab) : init_cfg;
   if (!o.init.empty() && (cfg.act != FfnAct::kRelu2 || !cfg.sub_norms))
@@ -253,7 +259,8 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
     std::vector<int32_t> in(static_cast<size_t>(o.batch * o.seq)), tg(in.size());
     for (int64_t w0 = 0; w0 < nw; w0 += o.batch) {
       const int64_t nb = std::min(o.batch, nw - w0);
-      for (int64_t b = 0; b < nb; ++b) eval_window(split, o.seq, w0 + b, in.data() + b * o.seq, tg.data() + b * o.seq);
+      for (int64_t b = 0; b < nb; ++b)
+        eval_window(split, o.seq, w0 + b, in.data() + b * o.seq, tg.data() + b * o.seq);
       sum += be.eval(in.data(), tg.data(), nb, o.seq);
       count += nb * o.seq;
     }
@@ -283,23 +290,36 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
       targets.insert(targets.end(), tg1.begin(), tg1.end());
     }
     const float lr = lr_at(sc, ck.step), wd = wd_at(sc, ck.step);
-    const StepStats st = be.step(inputs.data(), targets.data(), o.accum, o.batch, o.seq, grad_scale, o.clip, lr, wd);
+    const StepStats st =
+        be.step(inputs.data(), targets.data(), o.accum, o.batch, o.seq, grad_scale, o.clip, lr, wd);
     const double loss = st.loss_sum / static_cast<double>(step_tokens), gn = st.grad_norm;
-    if (!std::isfinite(loss)) fail("train: the loss is {} at step {} (diverged: lower --lr?)", loss, ck.step + 1);
+    if (!std::isfinite(loss))
+      fail("train: the loss is {} at step {} (diverged: lower --lr?)", loss, ck.step + 1);
     ++ck.step;
     ck.tokens += step_tokens;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     const double tps = static_cast<double>((ck.step - first) * step_tokens) / std::max(secs, 1e-9);
-    TrainEvent e{.kind = TrainEvent::kStep, .step = ck.step, .steps = o.steps, .tokens = ck.tokens, .loss = loss,
-                 .lr = lr, .grad_norm = gn, .tokens_per_second = tps,
+    TrainEvent e{.kind = TrainEvent::kStep,
+                 .step = ck.step,
+                 .steps = o.steps,
+                 .tokens = ck.tokens,
+                 .loss = loss,
+                 .lr = lr,
+                 .grad_norm = gn,
+                 .tokens_per_second = tps,
                  .eta_seconds = static_cast<double>((o.steps - ck.step) * step_tokens) / std::max(tps, 1e-9),
                  .text = {}};
     ojson line = {{"step", ck.step}, {"tokens", ck.tokens}, {"loss", loss}, {"lr", lr}, {"grad_norm", gn}};
     if (o.eval_frac > 0 && o.eval_every > 0 && (ck.step % o.eval_every == 0 || ck.step == o.steps)) {
       const double el = evaluate();
       line["eval_loss"] = el;
-      report({.kind = TrainEvent::kEval, .step = ck.step, .steps = o.steps, .tokens = ck.tokens, .eval_loss = el,
-              .eval_ppl = std::exp(el), .text = {}});
+      report({.kind = TrainEvent::kEval,
+              .step = ck.step,
+              .steps = o.steps,
+              .tokens = ck.tokens,
+              .eval_loss = el,
+              .eval_ppl = std::exp(el),
+              .text = {}});
     }
     logf << line.dump() << "\n";
     logf.flush();

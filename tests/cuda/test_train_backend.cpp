@@ -50,8 +50,10 @@ TEST(CudaTrainBackend, StepsMatchTheCpu) {
       const StepStats a = cpu.step(in.data(), tg.data(), accum, B, S, gs, 1.0f, 3e-3f, 0.1f);
       const StepStats b = gpu.step(in.data(), tg.data(), accum, B, S, gs, 1.0f, 3e-3f, 0.1f);
       const double tol = !quantize || step == 0 ? 1e-4 : 2e-2;
-      EXPECT_NEAR(b.loss_sum, a.loss_sum, tol * std::abs(a.loss_sum)) << "step " << step << " quantize " << quantize;
-      EXPECT_NEAR(b.grad_norm, a.grad_norm, 10 * tol * a.grad_norm) << "step " << step << " quantize " << quantize;
+      EXPECT_NEAR(b.loss_sum, a.loss_sum, tol * std::abs(a.loss_sum))
+          << "step " << step << " quantize " << quantize;
+      EXPECT_NEAR(b.grad_norm, a.grad_norm, 10 * tol * a.grad_norm)
+          << "step " << step << " quantize " << quantize;
     }
     gpu.to_host();
     EXPECT_EQ(og.step, oc.step);

@@ -15,13 +15,13 @@
 #include "core/thread_pool.h"
 #include "inference/forward.h"
 #include "io/gguf.h"
+#include "model/convert_hf.h"
 #include "model/load_gguf.h"
 #include "training/adamw.h"
 #include "training/checkpoint.h"
 #include "training/data.h"
 #include "training/export.h"
 #include "training/export_hf.h"
-#include "model/convert_hf.h"
 #include "training/model.h"
 #include "training/schedule.h"
 #include "training/trainer.h"
@@ -68,7 +68,9 @@ TEST(TrainModel, FloatGradientMatchesFiniteDifferences) {
     Workspace ws;
     std::vector<float> g(m.params.size(), 0.0f);
     forward_backward(nullptr, m, in.data(), tg.data(), B, S, 1.0f, &g, ws);
-    auto loss = [&] { return forward_backward(nullptr, m, in.data(), tg.data(), B, S, 1.0f, nullptr, ws).loss_sum; };
+    auto loss = [&] {
+      return forward_backward(nullptr, m, in.data(), tg.data(), B, S, 1.0f, nullptr, ws).loss_sum;
+    };
     // A sample of parameters from every tensor.
     int checked = 0;
     for (const ParamTensor& t : m.tensors) {
@@ -122,7 +124,8 @@ TEST(TrainModel, QuantizedModelLearnsARepeatingSequence) {
         tg.push_back(seqn[static_cast<size_t>((b * 9 + t + step) % 50 + 1)]);
       }
     std::fill(g.begin(), g.end(), 0.0f);
-    const double l = forward_backward(nullptr, m, in.data(), tg.data(), B, S, 1.0f / (B * S), &g, ws).loss_sum / (B * S);
+    const double l =
+        forward_backward(nullptr, m, in.data(), tg.data(), B, S, 1.0f / (B * S), &g, ws).loss_sum / (B * S);
     if (step == 0) first = l;
     last = l;
     adamw_step(m, g, st, {}, 1e-2f, 0.0f);
@@ -142,7 +145,8 @@ TEST(AdamW, OneStepByHand) {
   adamw_step(m, g, st, {}, 0.1f, 0.5f);
   // Step 1: m = (1 - b1) g, v = (1 - b2) g^2, mhat = g, vhat = g^2: p -= lr * g / (|g| + eps).
   EXPECT_NEAR(m.params[0], p0[0] - 0.1f * 0.5f / (0.5f + 1e-8f), 1e-6);
-  EXPECT_NEAR(m.params[static_cast<size_t>(wi)], p0[static_cast<size_t>(wi)] * (1 - 0.1f * 0.5f) + 0.1f, 1e-6);
+  EXPECT_NEAR(m.params[static_cast<size_t>(wi)], p0[static_cast<size_t>(wi)] * (1 - 0.1f * 0.5f) + 0.1f,
+              1e-6);
   EXPECT_EQ(m.params[1], p0[1]);  // zero gradient, no decay: unchanged
   EXPECT_NEAR(m.params[static_cast<size_t>(wi + 1)], p0[static_cast<size_t>(wi + 1)] * (1 - 0.05f), 1e-7);
   EXPECT_EQ(st.step, 1);
@@ -395,7 +399,8 @@ TEST(ExportHf, ConvertRoundTripGivesTheTrainerLogits) {
       max_diff = std::max(max_diff, static_cast<double>(std::abs(lg[i] - ws.logits[static_cast<size_t>(i)])));
     EXPECT_LT(max_diff, 1e-4);
     // The exported tokenizer.json tokenizes as the vocabulary does.
-    const Tokenizer a = Tokenizer::from_vocab(vocab), b = Tokenizer::from_hf_json_file((dir / "hf/tokenizer.json").string());
+    const Tokenizer a = Tokenizer::from_vocab(vocab),
+                    b = Tokenizer::from_hf_json_file((dir / "hf/tokenizer.json").string());
     const std::string text = "Hello, world! \xc3\xa9t\xc3\xa9 <|end_of_text|> 123";
     EXPECT_EQ(a.encode(text), b.encode(text));
     EXPECT_EQ(b.bos_id(), 256);

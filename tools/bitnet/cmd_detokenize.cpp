@@ -3,7 +3,6 @@
 #include <cstdio>
 #include <iostream>
 #include <iterator>
-
 #include <nlohmann/json.hpp>
 
 #include "cli_tokenizer.h"

@@ -15,7 +15,8 @@
 namespace bitnet::cli {
 
 void register_info(CLI::App& app) {
-  auto* cmd = app.add_subcommand("info", "Show CPU features, the kernel variants this CPU can run, and the GPUs");
+  auto* cmd =
+      app.add_subcommand("info", "Show CPU features, the kernel variants this CPU can run, and the GPUs");
   cmd->callback([] {
     std::printf("cpu: %s\n", cpu_summary().c_str());
     const ForcedKernels& forced = forced_kernels();
@@ -33,9 +34,10 @@ void register_info(CLI::App& app) {
     const auto gpus = cuda::devices();
     if (gpus.empty()) std::printf("gpus: none (%s)\n", cuda::unavailable_reason().c_str());
     for (const auto& g : gpus)
-      std::printf("gpu %d: %s, compute capability %d.%d, %d multiprocessors, %.1f GiB, L2 %.0f MiB\n", g.index,
-                  g.name.c_str(), g.cc_major, g.cc_minor, g.multiprocessors,
-                  static_cast<double>(g.memory_bytes) / (1 << 30), static_cast<double>(g.l2_bytes) / (1 << 20));
+      std::printf("gpu %d: %s, compute capability %d.%d, %d multiprocessors, %.1f GiB, L2 %.0f MiB\n",
+                  g.index, g.name.c_str(), g.cc_major, g.cc_minor, g.multiprocessors,
+                  static_cast<double>(g.memory_bytes) / (1 << 30),
+                  static_cast<double>(g.l2_bytes) / (1 << 20));
 #else
     std::printf("gpus: this build has no CUDA backend (BITNET_CUDA=OFF)\n");
 #endif

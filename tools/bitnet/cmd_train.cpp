@@ -3,8 +3,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 
 #include "commands.h"
@@ -20,7 +20,9 @@ namespace bitnet::cli {
 namespace {
 
 std::atomic<bool> g_stop{false};
-extern "C" void on_sigint(int) { g_stop.store(true); }
+extern "C" void on_sigint(int) {
+  g_stop.store(true);
+}
 
 std::string duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
@@ -40,12 +42,15 @@ void register_train(CLI::App& app) {
     bool json = false, fp32 = false;
   };
   static Opts o;
-  cmd->add_option("--data", o.t.data, "text files or folders (tokenized once into OUT/tokens.bin)")->required();
+  cmd->add_option("--data", o.t.data, "text files or folders (tokenized once into OUT/tokens.bin)")
+      ->required();
   cmd->add_option("-o,--output", o.t.out_dir, "output folder: checkpoint.bin, train_log.jsonl, model.gguf")
       ->required();
-  cmd->add_option("--tokenizer", o.t.tokenizer, "tokenizer.json or a GGUF model's tokenizer (default: byte-level)");
+  cmd->add_option("--tokenizer", o.t.tokenizer,
+                  "tokenizer.json or a GGUF model's tokenizer (default: byte-level)");
   cmd->add_option("--config", o.t.config, "tiny | small | gpt2-small | FILE.json (ModelConfig fields)");
-  cmd->add_option("--init", o.t.init, "start from an HF BitNet folder (float master weights; its config and tokenizer)");
+  cmd->add_option("--init", o.t.init,
+                  "start from an HF BitNet folder (float master weights; its config and tokenizer)");
   cmd->add_option("--steps", o.t.steps, "optimizer steps");
   cmd->add_option("--batch", o.t.batch, "sequences per micro-batch");
   cmd->add_option("--seq", o.t.seq, "tokens per sequence");
@@ -65,7 +70,8 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--float", o.fp32, "train without quantization (the same architecture in fp32)");
   cmd->add_flag("--tied", o.t.tied, "tie the output head to the embedding");
   cmd->add_option("-t,--threads", o.t.threads, "threads (CPU)");
-  cmd->add_option("--device", o.device, "cpu | cuda | auto (cuda when this build has it and a GPU is present)")
+  cmd->add_option("--device", o.device,
+                  "cpu | cuda | auto (cuda when this build has it and a GPU is present)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option("--type", o.ternary, "ternary type of the exported GGUF")
       ->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
@@ -73,7 +79,8 @@ void register_train(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q6_k"}));
   cmd->add_option("--hf", o.hf, "also write OUT/hf, an HF BitNet folder with master weights in this type")
       ->check(CLI::IsMember({"f32", "bf16"}));
-  cmd->add_option("--stop-after", o.t.stop_after, "save and stop after this many steps in this run (testing)");
+  cmd->add_option("--stop-after", o.t.stop_after,
+                  "save and stop after this many steps in this run (testing)");
   cmd->add_flag("--json", o.json, "one JSON object per event on stdout");
   cmd->callback([] {
     o.t.quantize = !o.fp32;
@@ -81,8 +88,8 @@ void register_train(CLI::App& app) {
     o.t.ternary_type = *dtype_from_name(o.ternary);
     o.t.embd_type = *dtype_from_name(o.embd);
     if (!o.hf.empty()) o.t.hf_dtype = *dtype_from_name(o.hf);
-    // The device: CUDA on request (an error without a GPU, never a silent CPU run), or by default
-    // where this build has it and a GPU is present (said once on stderr).
+      // The device: CUDA on request (an error without a GPU, never a silent CPU run), or by default
+      // where this build has it and a GPU is present (said once on stderr).
 #if defined(BITNET_HAVE_CUDA)
     const bool gpu = o.device == "cuda" || (o.device == "auto" && !cuda::devices().empty());
     if (o.device == "cuda") cuda::require_device();
@@ -91,16 +98,17 @@ void register_train(CLI::App& app) {
       o.t.backend = [](train::TrainModel& m, train::AdamWState& s) { return cuda::cuda_backend(m, s); };
     }
 #else
-    if (o.device == "cuda") fail("--device cuda: this build has no CUDA backend (built with BITNET_CUDA=OFF)");
+    if (o.device == "cuda")
+      fail("--device cuda: this build has no CUDA backend (built with BITNET_CUDA=OFF)");
 #endif
     std::signal(SIGINT, on_sigint);
     const bool tty = isatty(fileno(stderr));
     auto report = [&](const train::TrainEvent& e) {
       using train::TrainEvent;
       if (o.json) {
-        ojson j = {{"event", e.kind == TrainEvent::kStep    ? "step"
-                             : e.kind == TrainEvent::kEval  ? "eval"
-                             : e.kind == TrainEvent::kSaved ? "saved"
+        ojson j = {{"event", e.kind == TrainEvent::kStep       ? "step"
+                             : e.kind == TrainEvent::kEval     ? "eval"
+                             : e.kind == TrainEvent::kSaved    ? "saved"
                              : e.kind == TrainEvent::kExported ? "exported"
                                                                : "info"},
                    {"step", e.step},
@@ -122,20 +130,24 @@ void register_train(CLI::App& app) {
       switch (e.kind) {
         case TrainEvent::kStep:
           std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.2e | |g| %.3f | %.0f tok/s | ETA %s%s",
-                       tty ? "\r\033[K" : "", static_cast<long long>(e.step), static_cast<long long>(e.steps), e.loss,
-                       e.lr, e.grad_norm, e.tokens_per_second, duration(e.eta_seconds).c_str(), tty ? "" : "\n");
+                       tty ? "\r\033[K" : "", static_cast<long long>(e.step), static_cast<long long>(e.steps),
+                       e.loss, e.lr, e.grad_norm, e.tokens_per_second, duration(e.eta_seconds).c_str(),
+                       tty ? "" : "\n");
           break;
         case TrainEvent::kEval:
           std::fprintf(stderr, "%seval at step %lld: loss %.4f, perplexity %.3f\n", tty ? "\r\033[K" : "",
                        static_cast<long long>(e.step), e.eval_loss, e.eval_ppl);
           break;
         case TrainEvent::kSaved:
-          if (!tty) std::fprintf(stderr, "saved %s (step %lld)\n", e.text.c_str(), static_cast<long long>(e.step));
+          if (!tty)
+            std::fprintf(stderr, "saved %s (step %lld)\n", e.text.c_str(), static_cast<long long>(e.step));
           break;
         case TrainEvent::kExported:
           std::fprintf(stderr, "%swrote %s\n", tty ? "\n" : "", e.text.c_str());
           break;
-        case TrainEvent::kInfo: std::fprintf(stderr, "%s\n", e.text.c_str()); break;
+        case TrainEvent::kInfo:
+          std::fprintf(stderr, "%s\n", e.text.c_str());
+          break;
       }
     };
     train::run_training(o.t, report, &g_stop);

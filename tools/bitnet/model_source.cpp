@@ -1,16 +1,17 @@
 #include "model_source.h"
 
-#include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <cstdio>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
 #include "core/error.h"
+#include "io/gguf.h"
 #include "model/load_gguf.h"
 #include "model/synthetic.h"
 #include "model/synthetic_gguf.h"
-#include "io/gguf.h"
 
 namespace bitnet::cli {
 
@@ -21,7 +22,8 @@ std::string default_model_path() {
 
 void add_model_options(CLI::App* cmd, ModelSource& src, bool allow_synthetic) {
   cmd->add_option("-m,--model", src.path,
-                  allow_synthetic ? "model file (GGUF)" : "model file (GGUF; default: $BITNET_MODEL or " BITNET_DEFAULT_MODEL ")");
+                  allow_synthetic ? "model file (GGUF)"
+                                  : "model file (GGUF; default: $BITNET_MODEL or " BITNET_DEFAULT_MODEL ")");
   if (!allow_synthetic) src.use_default = true;
   if (!allow_synthetic) return;
   cmd->add_option("--synthetic", src.synthetic,
@@ -36,15 +38,16 @@ LoadedModel load_model(const ModelSource& src, bool need_tokenizer) {
   LoadedModel lm;
   if (!src.path.empty() && !src.synthetic.empty()) fail("pass either -m or --synthetic, not both");
   if (!src.synthetic.empty()) {
-    lm.model = std::make_unique<Model>(make_synthetic_model(synthetic_config(src.synthetic), src.seed,
-                                                            *dtype_from_name(src.embd_type)));
+    lm.model = std::make_unique<Model>(
+        make_synthetic_model(synthetic_config(src.synthetic), src.seed, *dtype_from_name(src.embd_type)));
     lm.label = "synthetic " + src.synthetic + " (" + src.embd_type + " head)";
     return lm;
   }
   std::string path = src.path;
   if (path.empty() && src.use_default) {
     path = default_model_path();
-    if (!std::filesystem::exists(path)) fail("no model: pass -m MODEL.gguf (the default model {} is missing)", path);
+    if (!std::filesystem::exists(path))
+      fail("no model: pass -m MODEL.gguf (the default model {} is missing)", path);
   }
   if (path.empty()) fail("no model: pass -m MODEL.gguf");
   const bool tty = isatty(STDERR_FILENO);

@@ -2,11 +2,10 @@
 // Where a subcommand's model comes from: a GGUF file (-m, with its embedded tokenizer; run, chat
 // and perplexity default to the project's own trained model) or a synthetic model generated in
 // memory (--synthetic; random weights, meaningless text, no tokenizer: only for `bench`).
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <optional>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
