@@ -16,5 +16,6 @@ void register_tokenize(CLI::App& app);
 void register_detokenize(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_train(CLI::App& app);
+void register_train_tokenizer(CLI::App& app);
 
 }  // namespace bitnet::cli

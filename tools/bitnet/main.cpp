@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   bitnet::cli::register_detokenize(app);
   bitnet::cli::register_inspect(app);
   bitnet::cli::register_train(app);
+  bitnet::cli::register_train_tokenizer(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
