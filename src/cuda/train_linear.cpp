@@ -6,14 +6,11 @@
 #include "core/error.h"
 #include "cuda/train_kernels.h"
 #include "cuda/train_ops.h"
+#include "training/op_checks.h"
 
 namespace bitnet::cuda {
 
 namespace {
-
-void check_sizes(const char* op, int64_t T, int64_t in, int64_t out) {
-  if (T < 0 || in <= 0 || out <= 0) fail("{}: bad sizes T={} in={} out={}", op, T, in, out);
-}
 
 int64_t round_up(int64_t v, int64_t m) {
   return (v + m - 1) / m * m;
@@ -95,13 +92,8 @@ void float_backward(TrainContext& ctx, const float* dy, const float* x, int64_t 
 void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
                        std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
                        cudaStream_t stream) {
-  check_sizes("bitlinear_forward", T, in, out);
-  int64_t rows = 0;
-  for (const int64_t g : groups) {
-    if (g <= 0) fail("bitlinear_forward: a group of {} rows (groups must be positive)", g);
-    rows += g;
-  }
-  if (rows != out) fail("bitlinear_forward: the groups add up to {} rows, the matrix has {}", rows, out);
+  train::check_linear_sizes("bitlinear_forward", T, in, out);
+  train::check_linear_groups("bitlinear_forward", groups, out);
 
   cache.quantized = quantize;
   cache.T = T;
@@ -113,9 +105,7 @@ void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in,
     float_forward(ctx, x, T, in, W, out, y, stream);
     return;
   }
-  // |int8 x ternary| sums stay exact in int32 up to this many inputs.
-  if (in > (int64_t{1} << 31) / (128 * 127) - 1)
-    fail("bitlinear_forward: in={} is too long for the int32 accumulator", in);
+  train::check_int32_accumulator("bitlinear_forward", in);
 
   // cuBLASLt's int8 kernels want k (in) and m (out) multiples of 4 and 4-byte aligned rows; 16 for
   // in keeps every row 16-byte aligned (the faster kernels). Zero padding leaves the products exact.
@@ -156,7 +146,7 @@ void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in,
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                         const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
                         cudaStream_t stream) {
-  check_sizes("bitlinear_backward", T, in, out);
+  train::check_linear_sizes("bitlinear_backward", T, in, out);
   if (cache.T != T || cache.in != in || cache.out != out)
     fail("bitlinear_backward: the cache (T={} in={} out={}) does not match T={} in={} out={}", cache.T,
          cache.in, cache.out, T, in, out);
@@ -177,13 +167,13 @@ void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int6
 
 void matmul_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
                     float* y, cudaStream_t stream) {
-  check_sizes("matmul_forward", T, in, out);
+  train::check_linear_sizes("matmul_forward", T, in, out);
   float_forward(ctx, x, T, in, W, out, y, stream);
 }
 
 void matmul_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                      const float* W, int64_t out, float* dx, float* dW, cudaStream_t stream) {
-  check_sizes("matmul_backward", T, in, out);
+  train::check_linear_sizes("matmul_backward", T, in, out);
   float_backward(ctx, dy, x, T, in, W, out, dx, dW, stream);
 }
 

@@ -1,11 +1,12 @@
-// Host side of the GPU training ops other than the linear layers: the CPU ops' shape checks, the
-// RoPE tables, scratch sizing and the launches (train_kernels.h).
+// Host side of the GPU training ops other than the linear layers: the CPU ops' shape checks
+// (training/op_checks.h), the RoPE tables, scratch sizing and the launches (train_kernels.h).
 #include "cuda/train_ops.h"
 
 #include <cmath>
 
 #include "core/error.h"
 #include "cuda/train_kernels.h"
+#include "training/op_checks.h"
 
 namespace bitnet::cuda {
 
@@ -13,13 +14,13 @@ namespace bitnet::cuda {
 
 void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,
                      cudaStream_t stream) {
-  if (T < 0 || n <= 0) fail("rmsnorm_forward: bad sizes T={} n={}", T, n);
+  train::check_rmsnorm_sizes("rmsnorm_forward", T, n);
   kern::rmsnorm_forward(x, w, T, n, eps, y, rstd, stream);
 }
 
 void rmsnorm_backward(TrainContext& ctx, const float* dy, const float* x, const float* w, const float* rstd,
                       int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream) {
-  if (T < 0 || n <= 0) fail("rmsnorm_backward: bad sizes T={} n={}", T, n);
+  train::check_rmsnorm_sizes("rmsnorm_backward", T, n);
   float* partial = nullptr;
   if (dw != nullptr && T > 0) {
     const int64_t parts = (T + kern::kRmsChunk - 1) / kern::kRmsChunk;
@@ -31,17 +32,6 @@ void rmsnorm_backward(TrainContext& ctx, const float* dy, const float* x, const 
 // ---- RoPE ----
 
 namespace {
-
-void check_rope(const char* op, int64_t T, const train::RopeShape& s) {
-  if (T < 0 || s.seq <= 0 || s.n_head <= 0 || s.n_head_kv <= 0 || s.head_dim <= 0)
-    fail("{}: bad shape T={} seq={} n_head={} n_head_kv={} head_dim={}", op, T, s.seq, s.n_head, s.n_head_kv,
-         s.head_dim);
-  if (T % s.seq != 0) fail("{}: T={} is not a multiple of seq={}", op, T, s.seq);
-  if (s.n_head % s.n_head_kv != 0)
-    fail("{}: n_head={} is not a multiple of n_head_kv={}", op, s.n_head, s.n_head_kv);
-  if (s.rope_dim < 0 || s.rope_dim > s.head_dim || s.rope_dim % 2 != 0)
-    fail("{}: rope_dim={} must be even and at most head_dim={}", op, s.rope_dim, s.head_dim);
-}
 
 void check_table(const char* op, const train::RopeShape& s, const RopeTable& t) {
   if (t.seq != s.seq || t.rope_dim != s.rope_dim || t.theta != s.theta)
@@ -62,7 +52,7 @@ void rope_rows(float* qkv, int64_t T, const train::RopeShape& s, const RopeTable
 }  // namespace
 
 void make_rope_table(const train::RopeShape& s, RopeTable& table) {
-  check_rope("make_rope_table", 0, s);
+  train::check_rope("make_rope_table", 0, s);
   const int64_t half = s.rope_dim / 2;
   std::vector<float> cs(static_cast<size_t>(s.seq * half)), sn(cs.size());
   for (int64_t p = 0; p < s.seq && half > 0; ++p)
@@ -77,14 +67,14 @@ void make_rope_table(const train::RopeShape& s, RopeTable& table) {
 
 void rope_forward(float* qkv, int64_t T, const train::RopeShape& s, const RopeTable& table,
                   cudaStream_t stream) {
-  check_rope("rope_forward", T, s);
+  train::check_rope("rope_forward", T, s);
   check_table("rope_forward", s, table);
   rope_rows(qkv, T, s, table, false, stream);
 }
 
 void rope_backward(float* dqkv, int64_t T, const train::RopeShape& s, const RopeTable& table,
                    cudaStream_t stream) {
-  check_rope("rope_backward", T, s);
+  train::check_rope("rope_backward", T, s);
   check_table("rope_backward", s, table);
   rope_rows(dqkv, T, s, table, true, stream);
 }
@@ -94,11 +84,7 @@ void rope_backward(float* dqkv, int64_t T, const train::RopeShape& s, const Rope
 namespace {
 
 kern::AttnDims attn_dims(const char* op, const train::AttnShape& s) {
-  if (s.batch <= 0 || s.seq <= 0 || s.n_head <= 0 || s.n_head_kv <= 0 || s.head_dim <= 0)
-    fail("{}: bad shape batch={} seq={} n_head={} n_head_kv={} head_dim={}", op, s.batch, s.seq, s.n_head,
-         s.n_head_kv, s.head_dim);
-  if (s.n_head % s.n_head_kv != 0)
-    fail("{}: n_head={} is not a multiple of n_head_kv={}", op, s.n_head, s.n_head_kv);
+  train::check_attention(op, s);
   // The kernels' grids put the rows along x and batch x heads along y, which holds at most 65535.
   if (s.batch * s.n_head > 65535)
     fail("{}: batch x n_head = {} is more than the 65535 blocks of a grid's y dimension", op,
@@ -125,13 +111,13 @@ void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, 
 // ---- gated activation ----
 
 void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* out, cudaStream_t stream) {
-  if (T < 0 || ff <= 0) fail("gated_forward: bad sizes T={} ff={}", T, ff);
+  train::check_gated_sizes("gated_forward", T, ff);
   kern::gated_forward(gu, T, ff, act == FfnAct::kRelu2, out, stream);
 }
 
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
                     cudaStream_t stream) {
-  if (T < 0 || ff <= 0) fail("gated_backward: bad sizes T={} ff={}", T, ff);
+  train::check_gated_sizes("gated_backward", T, ff);
   kern::gated_backward(dout, gu, T, ff, act == FfnAct::kRelu2, dgu, stream);
 }
 
@@ -139,14 +125,14 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, F
 
 void embedding_forward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* table, int64_t vocab,
                        int64_t d, float* x, cudaStream_t stream) {
-  if (T < 0 || vocab <= 0 || d <= 0) fail("embedding_forward: bad sizes T={} vocab={} d={}", T, vocab, d);
+  train::check_embedding_sizes("embedding_forward", T, vocab, d);
   kern::embedding_forward(tokens, T, table, vocab, d, x, ctx.bad_id_flag(), stream);
   ctx.check_ids("embedding_forward", vocab, stream);
 }
 
 void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* dx, int64_t vocab,
                         int64_t d, float* dtable, cudaStream_t stream) {
-  if (T < 0 || vocab <= 0 || d <= 0) fail("embedding_backward: bad sizes T={} vocab={} d={}", T, vocab, d);
+  train::check_embedding_sizes("embedding_backward", T, vocab, d);
   kern::embedding_backward(tokens, T, dx, vocab, d, dtable, ctx.bad_id_flag(), stream);
   ctx.check_ids("embedding_backward", vocab, stream);
 }
@@ -155,7 +141,7 @@ void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, con
 
 double cross_entropy(TrainContext& ctx, const float* logits, const int32_t* targets, int64_t T, int64_t V,
                      float grad_scale, float* dlogits, cudaStream_t stream) {
-  if (T < 0 || V <= 0) fail("cross_entropy: bad sizes T={} V={}", T, V);
+  train::check_cross_entropy_sizes(T, V);
   auto* row_loss = static_cast<double*>(ctx.scratch(sizeof(double) * static_cast<size_t>(T + 1)));
   double* loss = row_loss + T;
   kern::cross_entropy(logits, targets, T, V, grad_scale, dlogits, row_loss, loss, ctx.bad_id_flag(), stream);

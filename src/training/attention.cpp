@@ -5,22 +5,14 @@
 #include <limits>
 #include <vector>
 
-#include "core/error.h"
 #include "training/kernels.h"
+#include "training/op_checks.h"
 #include "training/ops.h"
 #include "training/parallel.h"
 
 namespace bitnet::train {
 
 namespace {
-
-void check_shape(const char* op, const AttnShape& s) {
-  if (s.batch <= 0 || s.seq <= 0 || s.n_head <= 0 || s.n_head_kv <= 0 || s.head_dim <= 0)
-    fail("{}: bad shape batch={} seq={} n_head={} n_head_kv={} head_dim={}", op, s.batch, s.seq, s.n_head,
-         s.n_head_kv, s.head_dim);
-  if (s.n_head % s.n_head_kv != 0)
-    fail("{}: n_head={} is not a multiple of n_head_kv={}", op, s.n_head, s.n_head_kv);
-}
 
 struct Layout {
   int64_t hd, q_dim, kv_dim, C, group, out_dim;
@@ -38,7 +30,7 @@ struct Layout {
 }  // namespace
 
 void attention_forward(ThreadPool* pool, const float* qkv, const AttnShape& s, float* out, float* att) {
-  check_shape("attention_forward", s);
+  check_attention("attention_forward", s);
   const Layout L(s);
   const int64_t seq = s.seq, H = s.n_head, hd = L.hd;
   parallel_ranges(pool, s.batch * H, 1, [&](int64_t bh0, int64_t bh1) {
@@ -72,7 +64,7 @@ void attention_forward(ThreadPool* pool, const float* qkv, const AttnShape& s, f
 
 void attention_backward(ThreadPool* pool, const float* dout, const float* qkv, const float* att,
                         const AttnShape& s, float* dqkv) {
-  check_shape("attention_backward", s);
+  check_attention("attention_backward", s);
   const Layout L(s);
   const int64_t seq = s.seq, H = s.n_head, Hkv = s.n_head_kv, hd = L.hd;
   // Split over (batch, KV head): the query heads sharing a KV head all add into its dk and dv, so

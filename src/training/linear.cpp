@@ -7,6 +7,7 @@
 #include "quant/gemm.h"
 #include "quant/ternary.h"
 #include "training/kernels.h"
+#include "training/op_checks.h"
 #include "training/ops.h"
 #include "training/parallel.h"
 
@@ -19,10 +20,6 @@ constexpr int64_t kRowGrain = 8;
 // Tokens (or output rows) per block: a weight row (or input row) is used for kBlk of them while it
 // is in L1. Each element's accumulation order does not depend on the blocking.
 constexpr int64_t kBlk = 4;
-
-void check_sizes(const char* op, int64_t T, int64_t in, int64_t out) {
-  if (T < 0 || in <= 0 || out <= 0) fail("{}: bad sizes T={} in={} out={}", op, T, in, out);
-}
 
 // fp32: y = x . W^T, parallel over tokens.
 void float_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
@@ -65,13 +62,8 @@ void float_backward(ThreadPool* pool, const float* dy, const float* x, int64_t T
 
 void bitlinear_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
                        std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache) {
-  check_sizes("bitlinear_forward", T, in, out);
-  int64_t rows = 0;
-  for (const int64_t g : groups) {
-    if (g <= 0) fail("bitlinear_forward: a group of {} rows (groups must be positive)", g);
-    rows += g;
-  }
-  if (rows != out) fail("bitlinear_forward: the groups add up to {} rows, the matrix has {}", rows, out);
+  check_linear_sizes("bitlinear_forward", T, in, out);
+  check_linear_groups("bitlinear_forward", groups, out);
 
   cache.quantized = quantize;
   if (!quantize) {
@@ -83,9 +75,7 @@ void bitlinear_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, 
     return;
   }
 
-  // |int8 x ternary| sums stay exact in int32 up to this many inputs.
-  if (in > (int64_t{1} << 31) / (128 * 127) - 1)
-    fail("bitlinear_forward: in={} is too long for the int32 accumulator", in);
+  check_int32_accumulator("bitlinear_forward", in);
 
   // Weights: one absmean scale per logical matrix (group of rows).
   cache.wq.resize(static_cast<size_t>(out * in));
@@ -124,7 +114,7 @@ void bitlinear_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, 
 
 void bitlinear_backward(ThreadPool* pool, const float* dy, const float* x, int64_t T, int64_t in,
                         const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW) {
-  check_sizes("bitlinear_backward", T, in, out);
+  check_linear_sizes("bitlinear_backward", T, in, out);
   if (!cache.quantized) return float_backward(pool, dy, x, T, in, W, out, dx, dW);
   if (cache.xq.size() != static_cast<size_t>(T * in) || cache.dq.size() != static_cast<size_t>(T) ||
       cache.wq.size() != static_cast<size_t>(out * in) || cache.row_scale.size() != static_cast<size_t>(out))
@@ -159,13 +149,13 @@ void bitlinear_backward(ThreadPool* pool, const float* dy, const float* x, int64
 
 void matmul_forward(ThreadPool* pool, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
                     float* y) {
-  check_sizes("matmul_forward", T, in, out);
+  check_linear_sizes("matmul_forward", T, in, out);
   float_forward(pool, x, T, in, W, out, y);
 }
 
 void matmul_backward(ThreadPool* pool, const float* dy, const float* x, int64_t T, int64_t in, const float* W,
                      int64_t out, float* dx, float* dW) {
-  check_sizes("matmul_backward", T, in, out);
+  check_linear_sizes("matmul_backward", T, in, out);
   float_backward(pool, dy, x, T, in, W, out, dx, dW);
 }
 

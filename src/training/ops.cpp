@@ -9,13 +9,14 @@
 #include "core/error.h"
 #include "ops/layer_ops.h"
 #include "ops/vec.h"
+#include "training/op_checks.h"
 
 namespace bitnet::train {
 
 // ---- RMSNorm ------------------------------------------------------------------------------------
 
 void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd) {
-  if (T < 0 || n <= 0) fail("rmsnorm_forward: bad sizes T={} n={}", T, n);
+  check_rmsnorm_sizes("rmsnorm_forward", T, n);
   for (int64_t t = 0; t < T; ++t) {
     // rms_norm (ops/layer_ops.cpp) with the scale kept.
     const double ss = sum_squares_f64(x + t * n, n);
@@ -30,7 +31,7 @@ void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float
 //   dx_j += r w_j dy_j - r^3 / n * x_j * sum_i dy_i w_i x_i;   dw_i += dy_i x_i r.
 void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
                       int64_t n, float* dx, float* dw) {
-  if (T < 0 || n <= 0) fail("rmsnorm_backward: bad sizes T={} n={}", T, n);
+  check_rmsnorm_sizes("rmsnorm_backward", T, n);
   for (int64_t t = 0; t < T; ++t) {
     const float* xr = x + t * n;
     const float* g = dy + t * n;
@@ -50,17 +51,6 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
 // ---- RoPE ---------------------------------------------------------------------------------------
 
 namespace {
-
-void check_rope(const char* op, int64_t T, const RopeShape& s) {
-  if (T < 0 || s.seq <= 0 || s.n_head <= 0 || s.n_head_kv <= 0 || s.head_dim <= 0)
-    fail("{}: bad shape T={} seq={} n_head={} n_head_kv={} head_dim={}", op, T, s.seq, s.n_head, s.n_head_kv,
-         s.head_dim);
-  if (T % s.seq != 0) fail("{}: T={} is not a multiple of seq={}", op, T, s.seq);
-  if (s.n_head % s.n_head_kv != 0)
-    fail("{}: n_head={} is not a multiple of n_head_kv={}", op, s.n_head, s.n_head_kv);
-  if (s.rope_dim < 0 || s.rope_dim > s.head_dim || s.rope_dim % 2 != 0)
-    fail("{}: rope_dim={} must be even and at most head_dim={}", op, s.rope_dim, s.head_dim);
-}
 
 // Rotates q and k (the first n_head + n_head_kv heads of each row) by the position's angles;
 // inverse = true rotates by minus the angles (sin negated), the transpose of the rotation.
@@ -94,12 +84,12 @@ void rope_backward(float* dqkv, int64_t T, const RopeShape& s) {
 // ---- gated activation ---------------------------------------------------------------------------
 
 void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* out) {
-  if (T < 0 || ff <= 0) fail("gated_forward: bad sizes T={} ff={}", T, ff);
+  check_gated_sizes("gated_forward", T, ff);
   for (int64_t t = 0; t < T; ++t) gated_act(gu + t * 2 * ff, gu + t * 2 * ff + ff, ff, act, out + t * ff);
 }
 
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu) {
-  if (T < 0 || ff <= 0) fail("gated_backward: bad sizes T={} ff={}", T, ff);
+  check_gated_sizes("gated_backward", T, ff);
   for (int64_t t = 0; t < T; ++t) {
     const float* g = gu + t * 2 * ff;
     const float* u = g + ff;
@@ -126,7 +116,7 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, F
 
 namespace {
 void check_tokens(const char* op, const int32_t* tokens, int64_t T, int64_t vocab, int64_t d) {
-  if (T < 0 || vocab <= 0 || d <= 0) fail("{}: bad sizes T={} vocab={} d={}", op, T, vocab, d);
+  check_embedding_sizes(op, T, vocab, d);
   for (int64_t t = 0; t < T; ++t)
     if (tokens[t] < 0 || tokens[t] >= vocab)
       fail("{}: token id {} at position {} is outside the vocabulary [0, {})", op, tokens[t], t, vocab);
@@ -153,7 +143,7 @@ void embedding_backward(const int32_t* tokens, int64_t T, const float* dx, int64
 
 double cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
                      float* dlogits) {
-  if (T < 0 || V <= 0) fail("cross_entropy: bad sizes T={} V={}", T, V);
+  check_cross_entropy_sizes(T, V);
   for (int64_t t = 0; t < T; ++t)
     if (targets[t] < 0 || targets[t] >= V)
       fail("cross_entropy: target id {} at row {} is outside the vocabulary [0, {})", targets[t], t, V);

@@ -20,19 +20,13 @@
 #include "cuda/train_ops.h"
 #include "training/adamw.h"
 #include "training/ops.h"
+#include "training/test_util.h"
 
 namespace bitnet::cuda {
 namespace {
 
-using Vec = std::vector<float>;
-
-Vec random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  Vec v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
+using test_util::random_vec;
+using test_util::Vec;
 
 template <typename T>
 Buffer<T> on_device(const std::vector<T>& v) {

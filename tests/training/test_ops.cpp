@@ -8,26 +8,19 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <random>
 #include <vector>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "ops/layer_ops.h"
 #include "training/ops.h"
+#include "training/test_util.h"
 
 namespace bitnet::train {
 namespace {
 
-using Vec = std::vector<float>;
-
-Vec random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  Vec v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
+using test_util::random_vec;
+using test_util::Vec;
 
 double weighted_sum(const Vec& out, const Vec& R) {
   double s = 0;
