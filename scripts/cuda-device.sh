@@ -13,6 +13,7 @@ stage)
   scripts/build.sh build/release -DCMAKE_BUILD_TYPE=Release -DBITNET_CUDA=ON
   rm -rf .device && mkdir -p .device/lib
   cp build/release/tests/test_cuda build/release/tests/test_training build/release/tools/bitnet/bitnet .device/
+  strip .device/test_cuda .device/test_training .device/bitnet  # the call carries at most 64 MiB
   # Non-system libraries the binaries link (the GPU machine's glibc and libstdc++ are newer).
   for exe in .device/test_cuda .device/test_training .device/bitnet; do
     ldd "$exe" | awk '/=> \// {print $3}' | grep -Ev 'libc\.so|libm\.so|libstdc\+\+|libgcc_s|libpthread|librt|libdl|cuda|cublas' |

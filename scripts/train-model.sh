@@ -17,13 +17,13 @@ TRAIN_ARGS=(--config "$CONFIG" --batch 32 --seq 256 --lr 2e-3 --warmup 200 --eva
   --save-every 0 --embd-type q8_0 --tied)
 case "${1:-}" in
 prepare)
-  scripts/corpus.sh build/corpus
+  [ -d build/corpus/train ] || scripts/corpus.sh build/corpus
   scripts/cuda-device.sh stage
   bin=build/release/tools/bitnet/bitnet
   [ -f build/corpus/tokenizer.json ] || "$bin" train-tokenizer --data build/corpus/train --vocab "$VOCAB" \
     -o build/corpus/tokenizer.json
-  rm -rf .device/corpus && mkdir -p .device/corpus
-  cp -r build/corpus/train build/corpus/test build/corpus/tokenizer.json .device/corpus/
+  rm -f .device/test_training  # not needed there; the call carries at most 64 MiB
+  tar -C build -cJf .device/corpus.tar.xz corpus/train corpus/test corpus/tokenizer.json
   du -sh .device
   ;;
 train)
@@ -33,6 +33,7 @@ train)
   export LD_LIBRARY_PATH="$PWD/.device/lib${lt:+:$(dirname "$lt")}"
   bin=.device/bitnet
   secs=${SECONDS_EACH:-240}
+  rm -rf .device/corpus && tar -C .device -xJf .device/corpus.tar.xz
   # Throughput first (30 steps), so the run's length fits the time: the schedule needs the step count.
   rm -rf /tmp/probe
   "$bin" train --device cuda --data .device/corpus/train --tokenizer .device/corpus/tokenizer.json \
