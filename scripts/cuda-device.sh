@@ -13,7 +13,10 @@ stage)
   scripts/build.sh build/release -DCMAKE_BUILD_TYPE=Release -DBITNET_CUDA=ON
   rm -rf .device && mkdir -p .device/lib
   cp build/release/tests/test_cuda build/release/tests/test_training build/release/tools/bitnet/bitnet .device/
-  strip .device/test_cuda .device/test_training .device/bitnet  # the call carries at most 64 MiB
+  # CPU=1 there: the kernel tests on that machine's CPU (AMX), and BASE=binary a bench baseline.
+  cp build/release/tests/test_quant build/release/tests/test_inference .device/
+  [ -n "${BASE:-}" ] && cp "$BASE" .device/bitnet_base
+  strip .device/test_* .device/bitnet*  # the call carries at most 64 MiB
   # Non-system libraries the binaries link (the GPU machine's glibc and libstdc++ are newer).
   for exe in .device/test_cuda .device/test_training .device/bitnet; do
     ldd "$exe" | awk '/=> \// {print $3}' | grep -Ev 'libc\.so|libm\.so|libstdc\+\+|libgcc_s|libpthread|librt|libdl|cuda|cublas' |
@@ -34,6 +37,22 @@ run)
   compute-sanitizer --tool memcheck --error-exitcode 9 .device/test_cuda >"$OUT/sanitizer.log" 2>&1 &&
     echo "compute-sanitizer: no errors" || { echo "compute-sanitizer: FAILED"; tail -40 "$OUT/sanitizer.log"; }
   grep -E '^\[  (PASSED|FAILED) ' "$OUT/sanitizer.log" || true
+  if [ "${CPU:-0}" = 1 ]; then
+    echo "== CPU kernel tests on this machine's CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2))"
+    grep -o -m1 'amx_int8' /proc/cpuinfo || echo "(no AMX here)"
+    for t in test_quant test_inference; do
+      .device/$t --gtest_filter=-DefaultModel.* 2>&1 | tee "$OUT/$t.log" | grep -E '^\[  (FAILED|PASSED|SKIPPED) ' || true
+    done
+    if [ -x .device/bitnet_base ]; then
+      echo "== bitnet bench, baseline and this tree alternately (2 threads pinned to vCPUs 0,1)"
+      for round in 1 2; do
+        for b in bitnet_base bitnet; do
+          echo "-- $b round $round"
+          taskset -c 0,1 .device/$b bench --synthetic 2b4t -p 128 -n 32 -r 3 -t 2 --no-bound 2>&1 | grep -E '^\| synth|peak'
+        done
+      done
+    fi
+  fi
   if [ "${TRAIN:-0}" = 1 ]; then
     echo "== bitnet train --device cuda (byte-level vocabulary, README + docs as data)"
     rm -rf /tmp/bt_small /tmp/bt_gpt2
