@@ -29,7 +29,8 @@ constexpr TypeTraits row(DType t, std::optional<uint32_t> ggml) {
   return {dtype_info(t), ggml};
 }
 
-constexpr TypeTraits float_row(DType t, std::optional<uint32_t> ggml, DequantizeRowFn dq, QuantizeStoredRowFn q) {
+constexpr TypeTraits float_row(DType t, std::optional<uint32_t> ggml, DequantizeRowFn dq,
+                               QuantizeStoredRowFn q) {
   TypeTraits r = row(t, ggml);
   r.dequantize = dq;
   r.quantize = q;
@@ -92,37 +93,23 @@ static_assert(id_is(DType::Q6_K, 14) && id_is(DType::I8, 24) && id_is(DType::I32
 static_assert(id_is(DType::TQ1_0, 34) && id_is(DType::TQ2_0, 35) && id_is(DType::I2_S, 36));
 static_assert(id_is(DType::TNAT, std::nullopt) && id_is(DType::Q8_0X, std::nullopt));
 
-constexpr bool rows_hold(bool (*ok)(const TypeTraits&)) {
-  for (const TypeTraits& r : kTraits)
-    if (!ok(r)) return false;
-  return true;
-}
 // A row is its own DType's (the table is indexed by DType).
 static_assert([] {
   for (size_t i = 0; i < kTraits.size(); ++i)
     if (kTraits[i].info.name != dtype_info(static_cast<DType>(i)).name) return false;
   return true;
 }());
-// Every ternary type in files packs and unpacks, in whole blocks of the stored layout; TNAT is
-// ternary but only in memory (native.h). No type is both ternary and dequantized by row.
-static_assert(rows_hold([](const TypeTraits& r) {
-  const bool stored = r.info.ternary && r.ggml_type;
-  return stored == (r.pack && r.unpack) && stored == (r.pack_block > 0) &&
-         (!stored || r.pack_block % r.info.block_elems == 0) && !(r.info.ternary && r.dequantize);
-}));
-// Block scales are read per row by the loader, so a per-block scale type's blocks never straddle
-// rows: its pack block is its row block.
-static_assert(rows_hold([](const TypeTraits& r) {
-  return !r.pack || r.tensor_scale || r.pack_block == r.info.block_elems;
-}));
-// Every float and block-quantized type dequantizes; what we quantize to we can read back.
-static_assert(rows_hold([](const TypeTraits& r) {
-  const bool is_int = r.info.name == "i8" || r.info.name == "i32";
-  return (!r.info.ternary && !is_int) == (r.dequantize != nullptr) && (!r.quantize || r.dequantize);
-}));
 // Pack blocks: TQ's 256-weight blocks; I2_S's 128-weight groups of 32 bytes.
 static_assert(at(DType::TQ1_0).pack_block == 256 && at(DType::TQ2_0).pack_block == 256 &&
               at(DType::I2_S).pack_block == 128);
+
+// The rules every row keeps that involve its kernels (function pointers, which GCC's sanitizer
+// builds do not fold in constant expressions: type_table_violation, checked by a test).
+bool rows_hold(bool (*ok)(const TypeTraits&)) {
+  for (const TypeTraits& r : kTraits)
+    if (!ok(r)) return false;
+  return true;
+}
 
 std::string upper(std::string_view s) {
   std::string u(s);
@@ -144,6 +131,30 @@ void check_whole_blocks(const TypeTraits& r, int64_t n) {
 }
 
 }  // namespace
+
+const char* type_table_violation() {
+  // Every ternary type in files packs and unpacks, in whole blocks of the stored layout; TNAT is
+  // ternary but only in memory (native.h). No type is both ternary and dequantized by row.
+  if (!rows_hold([](const TypeTraits& r) {
+        const bool stored = r.info.ternary && r.ggml_type;
+        return stored == (r.pack && r.unpack) && stored == (r.pack_block > 0) &&
+               (!stored || r.pack_block % r.info.block_elems == 0) && !(r.info.ternary && r.dequantize);
+      }))
+    return "a stored ternary type lacks pack/unpack or whole pack blocks, or a ternary type dequantizes";
+  // Block scales are read per row by the loader, so a per-block scale type's blocks never straddle
+  // rows: its pack block is its row block.
+  if (!rows_hold([](const TypeTraits& r) {
+        return !r.pack || r.tensor_scale || r.pack_block == r.info.block_elems;
+      }))
+    return "a per-block-scale ternary type's pack block is not its row block";
+  // Every float and block-quantized type dequantizes; what we quantize to we can read back.
+  if (!rows_hold([](const TypeTraits& r) {
+        const bool is_int = r.info.name == "i8" || r.info.name == "i32";
+        return (!r.info.ternary && !is_int) == (r.dequantize != nullptr) && (!r.quantize || r.dequantize);
+      }))
+    return "a float or block-quantized type cannot be dequantized, or one we quantize to cannot be read back";
+  return nullptr;
+}
 
 const TypeTraits& type_traits(DType t) {
   const auto i = static_cast<size_t>(t);

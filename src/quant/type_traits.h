@@ -51,6 +51,9 @@ struct TypeTraits {
 };
 
 const TypeTraits& type_traits(DType t);
+// nullptr when every row keeps the table's rules about its kernels (checked by a test: function
+// pointers cannot be compared in a static_assert in every build), else the rule broken.
+const char* type_table_violation();
 std::optional<DType> dtype_from_ggml(uint32_t ggml_type);  // nullopt for ids we do not read
 std::optional<uint32_t> ggml_from_dtype(DType t);          // nullopt for TNAT, Q8_0X
 

@@ -194,3 +194,12 @@ TEST(TypeTraits, FloatRowsThroughTheTable) {
 }
 
 }  // namespace bitnet
+
+namespace bitnet {
+namespace {
+TEST(TypeTraits, RowsKeepTheKernelRules) {
+  const char* why = type_table_violation();
+  EXPECT_EQ(why, nullptr) << why;
+}
+}  // namespace
+}  // namespace bitnet
