@@ -25,11 +25,7 @@ stage)
   du -sh .device
   ;;
 run)
-  OUT=${OUT:-/tmp/out}
-  mkdir -p "$OUT"
-  # cuBLASLt comes from the GPU machine's CUDA (too large to carry).
-  lt=$(find / -xdev -name 'libcublasLt.so.13*' 2>/dev/null | head -1 || true)
-  export LD_LIBRARY_PATH="$PWD/.device/lib${lt:+:$(dirname "$lt")}"
+  . scripts/device-env.sh
   nvidia-smi -L
   echo "== CUDA tests"
   .device/test_cuda 2>&1 | tee "$OUT/test_cuda.log" | grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[   info|Failure|error' || true

@@ -27,10 +27,7 @@ prepare)
   du -sh .device
   ;;
 train)
-  OUT=${OUT:-/tmp/out}
-  mkdir -p "$OUT"
-  lt=$(find / -xdev -name 'libcublasLt.so.13*' 2>/dev/null | head -1 || true)
-  export LD_LIBRARY_PATH="$PWD/.device/lib${lt:+:$(dirname "$lt")}"
+  . scripts/device-env.sh
   bin=.device/bitnet
   secs=${SECONDS_EACH:-240}
   rm -rf .device/corpus && tar -C .device -xJf .device/corpus.tar.xz
