@@ -67,13 +67,13 @@ struct HfTokenizerJson {
 HfTokenizerJson parse_hf_tokenizer_json(std::string_view json, const std::string& name);
 
 class Regex;     // PCRE2 wrapper (tokenizer_regex.h)
-class GgufFile;  // model/gguf.h
+class GgufFile;  // io/gguf.h
 
 // The tokenizer.ggml.* keys of a GGUF file (model, pre, tokens, merges, scores, token_type,
 // bos/eos/eot/unknown_token_id, add_bos_token, add_space_prefix). Throws bitnet::Error naming the
 // file and key when one is missing or malformed.
 TokenizerVocab tokenizer_vocab_from_gguf(const GgufFile& f);
-class GgufWriter;
+struct GgufWriter;
 // The same keys written from a vocabulary (the inverse of tokenizer_vocab_from_gguf).
 void write_tokenizer_metadata(GgufWriter& w, const TokenizerVocab& v);
 // A byte-level vocabulary of n_vocab ids: the 256 bytes (GPT-2 alphabet, no merges), BOS (256),
