@@ -27,24 +27,31 @@ stage)
 run)
   . scripts/device-env.sh
   nvidia-smi -L
+  if [ "${BENCH_ONLY:-0}" != 1 ]; then
   echo "== CUDA tests"
   .device/test_cuda 2>&1 | tee "$OUT/test_cuda.log" | grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[   info|Failure|error' || true
   echo "== CUDA tests under compute-sanitizer (memcheck)"
   compute-sanitizer --tool memcheck --error-exitcode 9 .device/test_cuda >"$OUT/sanitizer.log" 2>&1 &&
     echo "compute-sanitizer: no errors" || { echo "compute-sanitizer: FAILED"; tail -40 "$OUT/sanitizer.log"; }
   grep -E '^\[  (PASSED|FAILED) ' "$OUT/sanitizer.log" || true
-  if [ "${CPU:-0}" = 1 ]; then
+  fi
+  if [ "${CPU:-0}" = 1 ] && [ "${BENCH_ONLY:-0}" != 1 ]; then
     echo "== CPU kernel tests on this machine's CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2))"
     grep -o -m1 'amx_int8' /proc/cpuinfo || echo "(no AMX here)"
     for t in test_quant test_inference; do
       .device/$t --gtest_filter=-DefaultModel.* 2>&1 | tee "$OUT/$t.log" | grep -E '^\[  (FAILED|PASSED|SKIPPED) ' || true
     done
+  fi
+  if [ "${CPU:-0}" = 1 ]; then
     if [ -x .device/bitnet_base ]; then
       echo "== bitnet bench, baseline and this tree alternately (2 threads pinned to vCPUs 0,1)"
-      for round in 1 2; do
-        for b in bitnet_base bitnet; do
+      for round in 1 2 3; do
+        order="bitnet_base bitnet"
+        [ $((round % 2)) = 0 ] && order="bitnet bitnet_base"  # alternate which runs first
+        for b in $order; do
           echo "-- $b round $round"
-          taskset -c 0,1 .device/$b bench --synthetic 2b4t -p 128 -n 32 -r 3 -t 2 --no-bound 2>&1 | grep -E '^\| synth|peak'
+          taskset -c 0,1 .device/$b bench --synthetic 2b4t -p 128 -n 0 -r 3 -t 2 --no-bound --profile 2>&1 |
+            grep -E '^\| (synth|attn norm|qkv|attention|ffn norm|gate|relu2|down|o gemv)'
         done
       done
     fi
