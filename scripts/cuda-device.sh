@@ -4,7 +4,8 @@
 # carried there with the libraries they need:
 #   scripts/cuda-device.sh stage   # here: Release build for sm_90, binaries + libraries into .device/
 #   scripts/cuda-device.sh run     # there (device tool, carry [".device"]): GPU list, the CUDA tests,
-#                                  # the same under compute-sanitizer, then TORCH=1: PyTorch's speed
+#                                  # the same under compute-sanitizer, then TORCH=1: PyTorch's speed,
+#                                  # HF=1: the HF export under transformers against the engine
 # Results go to $OUT (the device tool brings them back) and to the output's last lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +70,18 @@ run)
       --eval-every 0 --save-every 0 -o /tmp/bt_gpt2 --json 2>&1 | grep '"event":"step"' | tail -1 | tee "$OUT/train_gpt2.jsonl"
     python3 bench/train_pytorch.py --synthetic-vocab 320 --synthetic-tokens 2000000 --config gpt2-small \
       --batch 16 --seq 1024 --bf16 --compile --time-steps 10 --device cuda 2>/dev/null | tail -1 | tee -a "$OUT/train_gpt2.jsonl"
+  fi
+  if [ "${HF:-0}" = 1 ]; then
+    echo "== the trainer's HF export under transformers' BitNetForCausalLM, against the engine on its GGUF"
+    rm -rf /tmp/bt_hf
+    .device/bitnet train --device cuda --data README.md docs --config small --steps 60 --batch 16 --seq 256 \
+      --eval-every 0 --save-every 0 --embd-type f32 --hf f32 -o /tmp/bt_hf --json >"$OUT/train_hf.jsonl" 2>&1 ||
+      tail -5 "$OUT/train_hf.jsonl"
+    .device/bitnet tokenize -m /tmp/bt_hf/model.gguf -f docs/PERFORMANCE.md --json >/tmp/bt_hf/ids.json
+    python3 bench/hf_check.py --hf /tmp/bt_hf/hf --ids /tmp/bt_hf/ids.json -c 128 2>"$OUT/hf_check.err" |
+      tee "$OUT/hf_check.jsonl" || tail -20 "$OUT/hf_check.err"
+    .device/bitnet perplexity -m /tmp/bt_hf/model.gguf -f docs/PERFORMANCE.md -c 128 --json 2>/dev/null |
+      tee -a "$OUT/hf_check.jsonl"
   fi
   if [ "${TORCH:-0}" = 1 ]; then
     echo "== PyTorch reference trainer (bench/train_pytorch.py), gpt2-small shape, batch 16 x 1024"
