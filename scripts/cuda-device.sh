@@ -5,7 +5,8 @@
 #   scripts/cuda-device.sh stage   # here: Release build for sm_90, binaries + libraries into .device/
 #   scripts/cuda-device.sh run     # there (device tool, carry [".device"]): GPU list, the CUDA tests,
 #                                  # the same under compute-sanitizer, then TORCH=1: PyTorch's speed,
-#                                  # HF=1: the HF export under transformers against the engine
+#                                  # HF=1: the HF export under transformers against the engine,
+#                                  # FIDELITY=1: 2,000 steps of ours and PyTorch's, held-out losses
 # Results go to $OUT (the device tool brings them back) and to the output's last lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,8 @@ stage)
   # CPU=1 there: the kernel tests on that machine's CPU (AMX), and BASE=binary a bench baseline.
   cp build/release/tests/test_quant build/release/tests/test_inference .device/
   [ -n "${BASE:-}" ] && cp "$BASE" .device/bitnet_base
+  # FIDELITY=1 there trains on 400 KB of each corpus source (scripts/corpus.sh), where it has been made.
+  [ -d build/corpus/train ] && for f in build/corpus/train/*.txt; do head -c 400000 "$f"; done >.device/corpus.txt
   strip .device/test_* .device/bitnet*  # the call carries at most 64 MiB
   # Non-system libraries the binaries link (the GPU machine's glibc and libstdc++ are newer).
   for exe in .device/test_cuda .device/test_training .device/bitnet; do
@@ -82,6 +85,18 @@ run)
       tee "$OUT/hf_check.jsonl" || tail -20 "$OUT/hf_check.err"
     .device/bitnet perplexity -m /tmp/bt_hf/model.gguf -f docs/PERFORMANCE.md -c 128 --json 2>/dev/null |
       tee -a "$OUT/hf_check.jsonl"
+  fi
+  if [ "${FIDELITY:-0}" = 1 ]; then
+    echo "== loss-curve fidelity: ours (CUDA) and PyTorch (fp32, same init, data order and schedule), 2,000 steps"
+    rm -rf /tmp/bt_fid
+    data=README.md; [ -f .device/corpus.txt ] && data=.device/corpus.txt
+    .device/bitnet train --device cuda --data "$data" --config small --steps 2000 --batch 16 --seq 256 \
+      --eval-every 100 --eval-windows 32 --save-every 0 -o /tmp/bt_fid --json 2>&1 | grep '"event":"eval"' | tail -2
+    python3 bench/train_pytorch.py --shard /tmp/bt_fid/tokens.bin --config small --steps 2000 --batch 16 --seq 256 \
+      --eval-every 100 --eval-windows 32 --init-from-ours --same-data-order --device cuda \
+      --log "$OUT/torch_fid.jsonl" --print-every 500 2>"$OUT/torch_fid.err" | tail -1 || tail -20 "$OUT/torch_fid.err"
+    cp /tmp/bt_fid/train_log.jsonl "$OUT/ours_fid.jsonl"
+    python3 bench/compare_curves.py "$OUT/ours_fid.jsonl" "$OUT/torch_fid.jsonl" --tol 0.02 || true
   fi
   if [ "${TORCH:-0}" = 1 ]; then
     echo "== PyTorch reference trainer (bench/train_pytorch.py), gpt2-small shape, batch 16 x 1024"
