@@ -8,6 +8,7 @@
 
 #include "core/arena.h"
 #include "core/thread_pool.h"
+#include "inference/engine.h"
 #include "model/model.h"
 #include "ops/vec.h"
 #include "quant/act_quant.h"
@@ -53,25 +54,25 @@ struct StepProfile {
   int64_t tokens = 0, calls = 0;
 };
 
-class Session {
+class Session final : public Engine {
  public:
   Session(const Model& model, const SessionOptions& opts);
 
   // Appends `tokens` at positions n_past() .. n_past() + n - 1. Returns logits for the last token
   // ([n_vocab]) or, with all_logits, for every token ([n][n_vocab]); valid until the next call.
   // Throws bitnet::Error when the cache would overflow or a token id is out of range.
-  const float* forward(std::span<const int32_t> tokens, bool all_logits = false);
+  const float* forward(std::span<const int32_t> tokens, bool all_logits = false) override;
 
-  int64_t n_past() const { return n_past_; }
-  int64_t n_ctx() const { return opts_.n_ctx; }
+  int64_t n_past() const override { return n_past_; }
+  int64_t n_ctx() const override { return opts_.n_ctx; }
   // Bytes of the KV cache (allocated whole when the session is made).
   size_t kv_cache_bytes() const {
     return (k16_.size() + v16_.size()) * sizeof(uint16_t) +
            (k_cache_.size() + v_cache_.size()) * sizeof(float);
   }
   // Forgets cached positions >= n (n <= n_past()).
-  void truncate(int64_t n);
-  const Model& model() const { return model_; }
+  void truncate(int64_t n) override;
+  const Model& model() const override { return model_; }
   // Per-section timing of forward() (off by default: two clock reads per section when on).
   void set_profiling(bool on) { profiling_ = on; }
   const StepProfile& profile() const { return profile_; }
