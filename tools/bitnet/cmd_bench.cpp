@@ -8,10 +8,12 @@
 #include <numeric>
 #include <vector>
 
+#include "cmd_bench_cuda.h"
 #include "commands.h"
 #include "core/error.h"
 #include "core/memory.h"
 #include "core/read_probe.h"
+#include "device_option.h"
 #include "inference/forward.h"
 #include "json_out.h"
 #include "model_source.h"
@@ -32,6 +34,8 @@ struct Opts {
   bool json = false;
   bool profile = false;
   bool bound = true;
+  std::string device = "auto";
+  std::vector<int> batch{1};  // decode batch sizes (--device cuda)
 };
 
 // Decode's bound around one tg test: the read bandwidth of one pass over the weights a token
@@ -107,6 +111,13 @@ void print_profile(const std::string& test, const Model& m, const StepProfile& p
 
 void run(const Opts& o) {
   LoadedModel lm = load_model(o.src, false);
+#if defined(BITNET_HAVE_CUDA)
+  if (use_cuda(o.device))
+    return run_bench_cuda(lm, {o.n_prompt, o.n_gen, o.batch, o.reps, o.json, o.profile});
+#else
+  use_cuda(o.device);  // an error for --device cuda
+#endif
+  if (o.batch != std::vector<int>{1}) fail("-b (decode batch sizes) needs --device cuda");
   Model* model = lm.model.get();
   const int max_depth = *std::max_element(o.depth.begin(), o.depth.end());
   const int max_ctx = max_depth +
@@ -247,6 +258,9 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1000));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   cmd->add_flag("--json", o.json, "one JSON object per test per line");
+  add_device_option(cmd, o.device);
+  cmd->add_option("-b,--batch", o.batch, "decode batch sizes: sequences per step (--device cuda)")
+      ->delimiter(',');
   cmd->add_flag(
       "--no-bound", [](int64_t) { o.bound = false; },
       "leave out the read of the weights before and after each tg test (decode's bound)");
