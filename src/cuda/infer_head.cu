@@ -14,8 +14,9 @@
 namespace bitnet::cuda::infer {
 namespace {
 
-constexpr int kTok = 8;    // tokens per pass over the head
-constexpr int kWarps = 8;  // rows per block
+constexpr int kTok = 8;       // tokens per pass over the head (the float kernels; x stays in L1)
+constexpr int kTokWide = 32;  // Q8 / Q6_K with more than 8 tokens: their int8 x (32 x n) stays in L1
+constexpr int kWarps = 8;     // rows per block
 
 __device__ __forceinline__ uint4 ld_stream(const void* p) {
   uint4 v;
@@ -45,15 +46,23 @@ __global__ void prepare_blocks_kernel(const float* x, int64_t total_blocks, int 
   d[b] = amax / 127.0f;
 }
 
-__global__ void prepare_float_kernel(const float* x, int64_t n, int type, float* f) {
+__global__ void prepare_float_kernel(const float* x, int64_t n, int type, float* f, uint16_t* h) {
   pdl_launch();
   pdl_wait();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const float v = x[i];
-  f[i] = type == kHeadF16    ? __half2float(__float2half_rn(v))
-         : type == kHeadBF16 ? __bfloat162float(__float2bfloat16_rn(v))
-                             : v;
+  if (type == kHeadF16) {
+    const __half r = __float2half_rn(v);
+    f[i] = __half2float(r);
+    h[i] = __half_as_ushort(r);
+  } else if (type == kHeadBF16) {
+    const __nv_bfloat16 r = __float2bfloat16_rn(v);
+    f[i] = __bfloat162float(r);
+    h[i] = __bfloat16_as_ushort(r);
+  } else {
+    f[i] = v;
+  }
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -127,6 +136,7 @@ __global__ void __launch_bounds__(32 * kWarps)
 }
 
 // Q8: codes int8 [rows][n], scales half [rows][n / 32]; a lane takes whole 32-value blocks.
+template <int kTok>
 __global__ void __launch_bounds__(32 * kWarps)
     head_q8_kernel(const int8_t* w, const __half* ws, int64_t rows, int64_t n, const int8_t* xq,
                    const float* xd, int m, float* logits, int64_t ld) {
@@ -170,6 +180,7 @@ __global__ void __launch_bounds__(32 * kWarps)
 
 // Q6_K as stored (ggml's 210-byte blocks of 256): the warp takes a block at a time, lane l the
 // values l, l + 32, l + 64, l + 96 of each 128-value half; the block's integer sum is exact.
+template <int kTok>
 __global__ void __launch_bounds__(32 * kWarps)
     head_q6k_kernel(const uint8_t* w, int64_t rows, int64_t n, const int8_t* xq, const float* xd, int m,
                     float* logits, int64_t ld) {
@@ -272,7 +283,8 @@ void head_prepare(int type, const float* x, int m, int64_t n, HeadActsDev a, cud
            a.d);
   } else {
     const int64_t total = m * n;
-    launch(prepare_float_kernel, static_cast<unsigned>((total + 255) / 256), 256, 0, s, x, total, type, a.f);
+    launch(prepare_float_kernel, static_cast<unsigned>((total + 255) / 256), 256, 0, s, x, total, type, a.f,
+           a.h);
   }
   BN_CUDA_LAUNCHED();
 }
@@ -281,6 +293,7 @@ void head_matmul(int type, const void* w, const void* scales, int64_t rows, int6
                  int m, float* logits, int64_t ld, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>((rows + kWarps - 1) / kWarps),
                   static_cast<unsigned>((m + kTok - 1) / kTok));
+  const dim3 wide(grid.x, static_cast<unsigned>((m + kTokWide - 1) / kTokWide));
   const int threads = 32 * kWarps;
   switch (type) {
     case kHeadF32:
@@ -293,12 +306,20 @@ void head_matmul(int type, const void* w, const void* scales, int64_t rows, int6
       launch(head_float_kernel<kHeadBF16>, grid, threads, 0, s, w, rows, n, a.f, m, logits, ld);
       break;
     case kHeadQ8:
-      launch(head_q8_kernel, grid, threads, 0, s, static_cast<const int8_t*>(w),
-             static_cast<const __half*>(scales), rows, n, a.q, a.d, m, logits, ld);
+      if (m > kTok)
+        launch(head_q8_kernel<kTokWide>, wide, threads, 0, s, static_cast<const int8_t*>(w),
+               static_cast<const __half*>(scales), rows, n, a.q, a.d, m, logits, ld);
+      else
+        launch(head_q8_kernel<kTok>, grid, threads, 0, s, static_cast<const int8_t*>(w),
+               static_cast<const __half*>(scales), rows, n, a.q, a.d, m, logits, ld);
       break;
     default:
-      launch(head_q6k_kernel, grid, threads, 0, s, static_cast<const uint8_t*>(w), rows, n, a.q, a.d, m,
-             logits, ld);
+      if (m > kTok)
+        launch(head_q6k_kernel<kTokWide>, wide, threads, 0, s, static_cast<const uint8_t*>(w), rows, n, a.q,
+               a.d, m, logits, ld);
+      else
+        launch(head_q6k_kernel<kTok>, grid, threads, 0, s, static_cast<const uint8_t*>(w), rows, n, a.q, a.d,
+               m, logits, ld);
       break;
   }
   BN_CUDA_LAUNCHED();

@@ -22,11 +22,11 @@ struct DevTernary {
   int64_t n = 0, k = 0, k_pad = 0;
 };
 
-// Per-token int8 activations, rows of k_pad bytes (zero padding), with 1/s and the row's sum.
+// Per-token int8 activations, rows of k_pad bytes (zero padding), with 1/s. (The CPU's row sums
+// are not kept: the GEMV sums the codes it loads, the GEMM multiplies signed weights.)
 struct DevActs {
   int8_t* q = nullptr;
   float* dq = nullptr;
-  int32_t* sum = nullptr;
   int64_t k = 0, k_pad = 0;
 };
 
@@ -65,9 +65,11 @@ struct KvGeom {
 };
 
 // RoPE (neox or interleaved) on the queries and keys of qkv [m][q_dim + 2 kv_dim] in place, at
-// each token's position pos[t], then its key and value into slot[t]'s cache at layer il.
+// each token's position pos[t] (angles pos * inv_freq[i] in double, inv_freq = theta^(-2i /
+// rope_dim) from the host: the CPU's rope_angles), then its key and value into slot[t]'s cache.
 void rope_kv_store(float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
-                   int64_t rope_dim, float theta, bool neox, const KvGeom& kv, int64_t il, cudaStream_t s);
+                   int64_t rope_dim, const double* inv_freq, bool neox, const KvGeom& kv, int64_t il,
+                   cudaStream_t s);
 
 // Causal attention of m tokens (queries in qkv, token t at pos[t] of slot[t], keys 0..pos[t]) into
 // out [m][q_dim]. Keys are split into `splits` ranges per (token, KV head): 1 computes each
@@ -86,13 +88,15 @@ enum : int { kHeadF32 = 0, kHeadF16 = 1, kHeadBF16 = 2, kHeadQ8 = 3, kHeadQ6K = 
 // The head's activations prepared for its type (head_dot.h): floats rounded to the weight type,
 // or int8 blocks (32 values for Q8, 256 for Q6_K) with their scales amax / 127.
 struct HeadActsDev {
-  float* f = nullptr;   // [m][n]
-  int8_t* q = nullptr;  // [m][n]
-  float* d = nullptr;   // [m][n / 32]
+  float* f = nullptr;     // [m][n]
+  uint16_t* h = nullptr;  // [m][n]: F16/BF16, the same values in the weight type (for cuBLASLt)
+  int8_t* q = nullptr;    // [m][n]
+  float* d = nullptr;     // [m][n / 32]
 };
 void head_prepare(int type, const float* x, int m, int64_t n, HeadActsDev a, cudaStream_t s);
-// logits[t][r] = dot(W row r, activations t), t < m, r < rows (8 tokens a pass over the head).
-// Q8: w = int8 [rows][n] codes, scales = half [rows][n / 32]; Q6_K: ggml's blocks as stored.
+// logits[t][r] = dot(W row r, activations t), t < m, r < rows (8 tokens a pass over the head;
+// Q8 and Q6_K take 32 a pass when m > 8). Q8: w = int8 [rows][n] codes,
+// scales = half [rows][n / 32]; Q6_K: ggml's blocks as stored (scales unused).
 void head_matmul(int type, const void* w, const void* scales, int64_t rows, int64_t n, const HeadActsDev& a,
                  int m, float* logits, int64_t ld, cudaStream_t s);
 // out[t] = the first index of the largest logit of row t.

@@ -57,18 +57,9 @@ __global__ void __launch_bounds__(kWideThreads)
   amax = dev::block_reduce(amax, dev::Max{}, 0.0f);
   const float s = 127.0f / fmaxf(amax, 1e-5f);
   int8_t* qr = q.q + t * q.k_pad;
-  int total = 0;
-  for (int64_t i = threadIdx.x; i < q.k_pad; i += blockDim.x) {
-    int v = 0;
-    if (i < k) v = static_cast<int>(fminf(fmaxf(rintf(h[i] * s), -128.0f), 127.0f));
-    qr[i] = static_cast<int8_t>(v);
-    total += v;
-  }
-  total = dev::block_reduce(total, dev::Sum{}, 0);
-  if (threadIdx.x == 0) {
-    q.dq[t] = 1.0f / s;
-    q.sum[t] = total;
-  }
+  for (int64_t i = threadIdx.x; i < q.k_pad; i += blockDim.x)
+    qr[i] = i < k ? static_cast<int8_t>(fminf(fmaxf(rintf(h[i] * s), -128.0f), 127.0f)) : 0;
+  if (threadIdx.x == 0) q.dq[t] = 1.0f / s;
 }
 
 __global__ void __launch_bounds__(kRowThreads)
@@ -124,7 +115,7 @@ __global__ void __launch_bounds__(kRowThreads)
 // Angles as the CPU's rope_angles (double, then rounded to float); rotation as rope_rotate.
 __global__ void __launch_bounds__(kRowThreads)
     rope_kv_kernel(float* qkv, const int32_t* pos, const int32_t* slot, int64_t n_head, int64_t rope_dim,
-                   float theta, bool neox, KvGeom kv, int64_t il) {
+                   const double* inv_freq, bool neox, KvGeom kv, int64_t il) {
   pdl_launch();
   pdl_wait();
   extern __shared__ float cs[];  // cos [rope_dim / 2], then sin
@@ -133,11 +124,11 @@ __global__ void __launch_bounds__(kRowThreads)
   float* row = qkv + t * (qd + 2 * kvd);
   const int64_t p = pos[t];
   for (int64_t i = threadIdx.x; i < half; i += kRowThreads) {
-    const double angle =
-        static_cast<double>(p) *
-        pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(rope_dim));
-    cs[i] = static_cast<float>(cos(angle));
-    cs[half + i] = static_cast<float>(sin(angle));
+    const double angle = static_cast<double>(p) * inv_freq[i];
+    double sn, cn;
+    sincos(angle, &sn, &cn);
+    cs[i] = static_cast<float>(cn);
+    cs[half + i] = static_cast<float>(sn);
   }
   __syncthreads();
   for (int64_t j = threadIdx.x; j < (n_head + kv.n_head_kv) * half; j += kRowThreads) {
@@ -181,10 +172,11 @@ void embed_rows(const void* table, const void* scales, int type, int64_t d, cons
 }
 
 void rope_kv_store(float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
-                   int64_t rope_dim, float theta, bool neox, const KvGeom& kv, int64_t il, cudaStream_t s) {
+                   int64_t rope_dim, const double* inv_freq, bool neox, const KvGeom& kv, int64_t il,
+                   cudaStream_t s) {
   if (m <= 0) return;
-  launch(rope_kv_kernel, m, kRowThreads, rope_dim * sizeof(float), s, qkv, pos, slot, n_head, rope_dim, theta,
-         neox, kv, il);
+  launch(rope_kv_kernel, m, kRowThreads, rope_dim * sizeof(float), s, qkv, pos, slot, n_head, rope_dim,
+         inv_freq, neox, kv, il);
   BN_CUDA_LAUNCHED();
 }
 

@@ -1,6 +1,7 @@
 #include "cuda/infer_session.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -8,6 +9,7 @@
 #include "core/error.h"
 #include "cuda/buffer.h"
 #include "cuda/device.h"
+#include "cuda/infer_head_lt.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_weights.h"
 
@@ -24,8 +26,12 @@ struct CudaState {
   int64_t max_tok = 0, head_rows = 0, kpad_max = 0;
   Buffer<float> x, qkv, attn, gu, xn, logits, scratch, head_f, head_d;
   Buffer<int8_t> aq, head_q;
+  Buffer<uint16_t> head_h;        // F16/BF16 head: activations in the weight type
+  cublasLtHandle_t lt = nullptr;  // F16/BF16 head of more than 8 rows (infer_head_lt.h)
+  Buffer<unsigned char> lt_workspace;
   Buffer<float> adq;
-  Buffer<int32_t> asum, tok, pos, slot, argmax;
+  Buffer<double> inv_freq;  // theta^(-2i / rope_dim), as the CPU's rope_angles computes it
+  Buffer<int32_t> tok, pos, slot, argmax;
   int32_t* h_in = nullptr;                // pinned: tokens, positions, slots (3 x max_tok)
   int32_t* h_argmax = nullptr;            // pinned
   std::map<int, cudaGraphExec_t> graphs;  // decode step per batch size
@@ -44,8 +50,9 @@ struct CudaState {
     if (h_in) (void)cudaFreeHost(h_in);
     if (h_argmax) (void)cudaFreeHost(h_argmax);
     if (stream) (void)cudaStreamDestroy(stream);
+    if (lt) (void)cublasLtDestroy(lt);
   }
-  DevActs acts(int64_t k) { return {aq.data(), adq.data(), asum.data(), k, (k + 63) / 64 * 64}; }
+  DevActs acts(int64_t k) { return {aq.data(), adq.data(), k, (k + 63) / 64 * 64}; }
 };
 
 namespace infer {
@@ -88,14 +95,14 @@ size_t used_device_bytes() {
 
 // Ranges of keys per (token, KV head) in attention. Prompts (sms == 0): as few as the kernel's
 // shared memory allows (one, up to 6,144 positions). Decode: enough to keep every SM reading at
-// long contexts, but about 512 positions a range at least (at short contexts the one-block
-// kernel is one launch where the split is three). Fixed per batch size and context, so a
-// captured graph stays valid as the cache fills.
+// long contexts, but one range per 1,024 positions of context at most (at short contexts the
+// one-block kernel is one launch where the split is three). Fixed per batch size and context, so
+// a captured graph stays valid as the cache fills.
 int attention_splits(int64_t n_ctx, int64_t tokens, int64_t n_head_kv, int sms) {
   const int64_t min_s = (n_ctx + infer::attention_max_chunk() - 1) / infer::attention_max_chunk();
   if (sms == 0) return static_cast<int>(min_s);
   const int64_t want = (2 * sms + tokens * n_head_kv - 1) / (tokens * n_head_kv);
-  const int64_t by_len = (n_ctx + 511) / 512;
+  const int64_t by_len = (n_ctx + 1023) / 1024;
   return static_cast<int>(std::max<int64_t>(min_s, std::min<int64_t>({want, by_len, 64})));
 }
 
@@ -140,12 +147,17 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   s.gu.resize(static_cast<size_t>(T * 2 * c.n_ff));
   s.aq.resize(static_cast<size_t>(T * s.kpad_max));
   s.adq.resize(static_cast<size_t>(T));
-  s.asum.resize(static_cast<size_t>(T));
   s.xn.resize(static_cast<size_t>(s.head_rows * c.n_embd));
   s.logits.resize(static_cast<size_t>(s.head_rows * c.n_vocab));
   s.head_f.resize(static_cast<size_t>(s.head_rows * c.n_embd));
   s.head_q.resize(static_cast<size_t>(s.head_rows * c.n_embd));
   s.head_d.resize(static_cast<size_t>(s.head_rows * c.n_embd / 32));
+  const int htype = s.w.head().type;
+  if ((htype == infer::kHeadF16 || htype == infer::kHeadBF16) && s.head_rows > 8) {
+    s.head_h.resize(static_cast<size_t>(s.head_rows * c.n_embd));
+    BN_CUBLAS(cublasLtCreate(&s.lt));
+    s.lt_workspace.resize(size_t{4} << 20);
+  }
   size_t scratch = 0;  // attention scratch: the largest of decode at every batch and a prompt step
   for (int b = 1; b <= opts.max_seqs; ++b)
     scratch = std::max(scratch,
@@ -160,6 +172,11 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   s.slot.resize(static_cast<size_t>(T));
   s.argmax.resize(static_cast<size_t>(s.head_rows));
   s.sink.resize(1);
+  std::vector<double> inv(static_cast<size_t>(c.rope_dim / 2));
+  for (int64_t i = 0; i < c.rope_dim / 2; ++i)
+    inv[static_cast<size_t>(i)] = std::pow(static_cast<double>(c.rope_theta),
+                                           -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dim));
+  s.inv_freq.upload(inv);
   BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_in), static_cast<size_t>(3 * T) * 4));
   BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_argmax), static_cast<size_t>(s.head_rows) * 4));
   BN_CUDA(cudaStreamSynchronize(s.stream));
@@ -214,8 +231,8 @@ void CudaSession::run_layers(int m, int splits) {
     mark(kNormQuant);
     product(L.wqkv, ad, s.qkv.data(), qkv_n, false);
     mark(kQkv);
-    infer::rope_kv_store(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, c.rope_dim, c.rope_theta,
-                         c.rope == RopeStyle::kNeox, s.kv, il, str);
+    infer::rope_kv_store(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, c.rope_dim,
+                         s.inv_freq.data(), c.rope == RopeStyle::kNeox, s.kv, il, str);
     mark(kRopeKv);
     infer::attention(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, s.kv, il, splits,
                      s.scratch.data(), s.attn.data(), str);
@@ -243,10 +260,16 @@ static void head(CudaState& s, const Model& model, int rows, int from, bool gree
   const DeviceTable& h = s.w.head();
   infer::rms_norm_rows(s.x.data() + static_cast<int64_t>(from) * c.n_embd, rows, c.n_embd,
                        s.w.output_norm.data(), c.rms_eps, s.xn.data(), s.stream);
-  const infer::HeadActsDev a{s.head_f.data(), s.head_q.data(), s.head_d.data()};
+  const infer::HeadActsDev a{s.head_f.data(), s.head_h.data(), s.head_q.data(), s.head_d.data()};
   infer::head_prepare(h.type, s.xn.data(), rows, c.n_embd, a, s.stream);
-  infer::head_matmul(h.type, h.data.data(), h.scales.data(), h.rows, h.cols, a, rows, s.logits.data(),
-                     c.n_vocab, s.stream);
+  // More than 8 rows of an F16/BF16 head: a GEMM on tensor cores (the kernel would read the
+  // head once per 8 rows and multiply on CUDA cores).
+  const bool lt = s.lt != nullptr && rows > 8 &&
+                  head_gemm_lt(s.lt, s.lt_workspace.data(), s.lt_workspace.bytes(), h.type, h.data.data(),
+                               h.rows, h.cols, s.head_h.data(), rows, s.logits.data(), c.n_vocab, s.stream);
+  if (!lt)
+    infer::head_matmul(h.type, h.data.data(), h.scales.data(), h.rows, h.cols, a, rows, s.logits.data(),
+                       c.n_vocab, s.stream);
   if (greedy) infer::argmax_rows(s.logits.data(), rows, c.n_vocab, c.n_vocab, s.argmax.data(), s.stream);
 }
 
@@ -416,8 +439,8 @@ void CudaSession::collect_profile() {
 }
 
 void CudaSession::set_profiling(bool on) {
+  if (on && !st_->profiling) st_->section_ms.assign(kSections, 0.0);  // kept after off, for profile()
   st_->profiling = on;
-  st_->section_ms.assign(kSections, 0.0);
 }
 
 std::vector<std::pair<const char*, double>> CudaSession::profile() const {

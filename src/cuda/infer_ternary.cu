@@ -1,8 +1,8 @@
 // W2A8 products on the GPU-native ternary layout (infer_kernels.h): the decode GEMV (dp4a on the
-// codes, minus the activation row sum) and the prompt GEMM (int8 tensor cores, mma.m16n8k32 s8
-// with the codes turned into s8 weights). Both give exact int32 accumulators, then the CPU's
-// epilogue: float(acc) * (row_scale * dq), stored or added (compiled with -fmad=false, so no
-// product is fused into the residual add).
+// codes, minus the activation row sum, which it adds up itself from the same loads) and the
+// prompt GEMM (int8 tensor cores, mma.m16n8k32 s8 with the codes turned into s8 weights). Both
+// give exact int32 accumulators, then the CPU's epilogue: float(acc) * (row_scale * dq), stored or
+// added (compiled with -fmad=false, so no product is fused into the residual add).
 #include "cuda/check.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_launch.cuh"
@@ -25,8 +25,8 @@ __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
   return v;
 }
 
-// 64 columns: acc + sum code * x (codes are w + 1: the caller subtracts the row sum of x).
-__device__ __forceinline__ int dot64(const uint4 w, const int4* x, int acc) {
+// 64 columns: acc += sum code * x, xsum += sum x (the zero-point correction: codes are w + 1).
+__device__ __forceinline__ void dot64(const uint4 w, const int4* x, int& acc, int& xsum) {
   const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
@@ -35,8 +35,11 @@ __device__ __forceinline__ int dot64(const uint4 w, const int4* x, int acc) {
     acc = __dp4a(codes(ws[j], 1), xv.y, acc);
     acc = __dp4a(codes(ws[j], 2), xv.z, acc);
     acc = __dp4a(codes(ws[j], 3), xv.w, acc);
+    xsum = __dp4a(0x01010101, xv.x, xsum);
+    xsum = __dp4a(0x01010101, xv.y, xsum);
+    xsum = __dp4a(0x01010101, xv.z, xsum);
+    xsum = __dp4a(0x01010101, xv.w, xsum);
   }
-  return acc;
 }
 
 __device__ __forceinline__ void store_out(float* y, int64_t ldy, int m, int64_t n, int32_t acc,
@@ -66,28 +69,28 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
   for (int u = 0; u < 4; ++u)
     if (lane + 32 * u < steps) pre[u] = ld_stream(wr + lane + 32 * u);
   pdl_wait();
-  int acc[MT];
+  int acc[MT], xs[MT];
 #pragma unroll
-  for (int t = 0; t < MT; ++t) acc[t] = 0;
+  for (int t = 0; t < MT; ++t) acc[t] = xs[t] = 0;
 #pragma unroll
   for (int u = 0; u < 4; ++u)
     if (lane + 32 * u < steps)
 #pragma unroll
       for (int t = 0; t < MT; ++t)
         if (t < m)
-          acc[t] =
-              dot64(pre[u], reinterpret_cast<const int4*>(x.q + t * x.k_pad) + (lane + 32 * u) * 4, acc[t]);
+          dot64(pre[u], reinterpret_cast<const int4*>(x.q + t * x.k_pad) + (lane + 32 * u) * 4, acc[t],
+                xs[t]);
   for (int64_t c = lane + 128; c < steps; c += 32) {
     const uint4 wv = ld_stream(wr + c);
 #pragma unroll
     for (int t = 0; t < MT; ++t)
-      if (t < m) acc[t] = dot64(wv, reinterpret_cast<const int4*>(x.q + t * x.k_pad) + c * 4, acc[t]);
+      if (t < m) dot64(wv, reinterpret_cast<const int4*>(x.q + t * x.k_pad) + c * 4, acc[t], xs[t]);
   }
 #pragma unroll
   for (int t = 0; t < MT; ++t) {
-    int v = acc[t];
+    int v = acc[t] - xs[t];  // exact: sum code * x - sum x = sum w * x
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    acc[t] = v - (t < m ? x.sum[t] : 0);  // codes are w + 1: subtract sum_k x
+    acc[t] = v;
   }
   if (lane < MT && lane < m) {
     int32_t mine = acc[0];
