@@ -54,7 +54,9 @@ run)
         [ $((round % 2)) = 0 ] && order="bitnet bitnet_base"  # alternate which runs first
         for b in $order; do
           echo "-- $b round $round"
-          taskset -c 0,1 .device/$b bench --synthetic 2b4t -p 128 -n 0 -r 3 -t 2 --no-bound --profile 2>&1 |
+          # This tree's bench would pick the GPU here; a baseline from before --device knows only the CPU.
+          dev=""; [ "$b" = bitnet ] && dev="--device cpu"
+          taskset -c 0,1 .device/$b bench --synthetic 2b4t -p 128 -n 0 -r 3 -t 2 --no-bound --profile $dev 2>&1 |
             grep -E '^\| (synth|attn norm|qkv|attention|ffn norm|gate|relu2|down|o gemv)'
         done
       done

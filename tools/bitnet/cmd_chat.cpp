@@ -6,15 +6,16 @@
 //   bitnet (BitNet b1.58 2B4T): <|begin_of_text|>System: {s}<|eot_id|>User: {u}<|eot_id|>Assistant: {a}<|eot_id|>
 //   llama3: <|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{s}<|eot_id|>
 //           <|start_header_id|>user<|end_header_id|>\n\n{u}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <string>
 
-#include <unistd.h>
-
 #include "commands.h"
 #include "core/error.h"
+#include "device_option.h"
 #include "inference/forward.h"
 #include "inference/sampler.h"
 #include "model_source.h"
@@ -30,6 +31,7 @@ struct Opts {
   int64_t n_ctx = 4096;
   int threads = 2;
   SamplerOptions sampling;
+  std::string device = "auto";
 };
 
 std::string format_turn(const std::string& tmpl, bool first, const std::string& system, const std::string& user) {
@@ -48,7 +50,8 @@ void run(Opts o) {
   LoadedModel lm = load_model(o.src, true);
   const Tokenizer& tok = *lm.tokenizer;
   if (o.tmpl.empty()) o.tmpl = tok.special_id("<|start_header_id|>") >= 0 ? "llama3" : "bitnet";
-  Session s(*lm.model, {o.n_ctx, o.threads});
+  const auto engine = make_engine(*lm.model, o.n_ctx, o.threads, use_cuda(o.device));
+  Engine& s = *engine;
   Sampler sampler(o.sampling);
   auto stops = tok.stop_ids();
   if (int32_t eot = tok.special_id("<|eot_id|>"); eot >= 0) stops.push_back(eot);
@@ -103,6 +106,7 @@ void register_chat(CLI::App& app) {
   cmd->add_option("-n,--n-predict", o.n_predict, "maximum tokens per answer")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("-c,--ctx-size", o.n_ctx, "context size for the whole conversation")->check(CLI::Range(int64_t{16}, int64_t{1} << 22));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
+  add_device_option(cmd, o.device);
   add_sampling_options(cmd, o.sampling);
   cmd->callback([] { run(o); });
 }
