@@ -1,4 +1,5 @@
-// The per-row and element-wise training kernels: RMSNorm, RoPE, gated activation, embedding and
+// The per-row and element-wise training kernels: RMSNorm, RoPE, gated activation, the embedding's
+// forward and
 // softmax cross-entropy. Float expressions are spelled with __fmul_rn / __fadd_rn where the CPU's
 // rounding order matters, so nvcc does not contract them into FMAs the CPU does not use.
 #include "cuda/check.h"
@@ -142,29 +143,6 @@ __global__ void embedding_forward_kernel(const int32_t* __restrict__ tokens, con
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) x[t * d + i] = table[id * d + i];
 }
 
-// The block of token t does the work only if t is its id's first occurrence; it then adds the rows
-// of every occurrence in token order, as the CPU (exact, deterministic, no atomics).
-__global__ void embedding_backward_kernel(const int32_t* __restrict__ tokens, int64_t T,
-                                          const float* __restrict__ dx, int64_t vocab, int64_t d,
-                                          float* __restrict__ dtable, int32_t* flag) {
-  const int64_t t = blockIdx.x;
-  const int32_t id = tokens[t];
-  if (id < 0 || id >= vocab) {
-    if (threadIdx.x == 0) atomicExch(flag, 1);
-    return;
-  }
-  bool seen = false;
-  for (int64_t u = threadIdx.x; u < t; u += blockDim.x) seen = seen || tokens[u] == id;
-  if (__syncthreads_or(seen)) return;
-  float* row = dtable + id * d;
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-    float s = row[i];
-    for (int64_t u = t; u < T; ++u)
-      if (tokens[u] == id) s = __fadd_rn(s, dx[u * d + i]);
-    row[i] = s;
-  }
-}
-
 // ---- cross-entropy ----
 
 // One block per row: max, exp(l - max) summed in double, dlogits = (e * inv) * grad_scale minus
@@ -264,14 +242,6 @@ void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int
                        float* x, int32_t* flag, cudaStream_t s) {
   if (T == 0) return;
   embedding_forward_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(tokens, table, vocab, d, x, flag);
-  BN_CUDA_LAUNCHED();
-}
-
-void embedding_backward(const int32_t* tokens, int64_t T, const float* dx, int64_t vocab, int64_t d,
-                        float* dtable, int32_t* flag, cudaStream_t s) {
-  if (T == 0) return;
-  embedding_backward_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(tokens, T, dx, vocab, d, dtable,
-                                                                          flag);
   BN_CUDA_LAUNCHED();
 }
 

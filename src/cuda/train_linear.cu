@@ -1,5 +1,7 @@
 // BitLinear's quantization kernels (the CPU's exact float operations, no contraction: every
 // multiply and divide spelled __fmul_rn / __fdiv_rn), the dp4a fallback product and the epilogue.
+#include <cuda_bf16.h>
+
 #include "cuda/check.h"
 #include "cuda/reduce.cuh"
 #include "cuda/train_kernels.h"
@@ -96,7 +98,45 @@ __global__ void dequantize_kernel(const int8_t* __restrict__ q, int64_t ldq, con
   out[e] = __fmul_rn(static_cast<float>(q[r * ldq + c]), scale[r]);
 }
 
+// Four codes per thread (n is a multiple of 4: every padded code buffer is).
+__global__ void codes_to_bf16_kernel(const char4* __restrict__ q, int64_t n4,
+                                     __nv_bfloat162* __restrict__ out) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= n4) return;
+  const char4 c = q[e];
+  out[2 * e] = __floats2bfloat162_rn(static_cast<float>(c.x), static_cast<float>(c.y));
+  out[2 * e + 1] = __floats2bfloat162_rn(static_cast<float>(c.z), static_cast<float>(c.w));
+}
+
+__global__ void scale_grad_bf16_kernel(const float* __restrict__ dy, int64_t out, int64_t total,
+                                       const float* __restrict__ row_scale, const float* __restrict__ dq,
+                                       __nv_bfloat16* __restrict__ dy_w, __nv_bfloat16* __restrict__ dy_x) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= total) return;
+  const float g = dy[e];
+  if (dy_w != nullptr) dy_w[e] = __float2bfloat16(g * row_scale[e % out]);
+  if (dy_x != nullptr) dy_x[e] = __float2bfloat16(g * dq[e / out]);
+}
+
 }  // namespace
+
+void codes_to_bf16(const int8_t* q, int64_t n, bf16_t* out, cudaStream_t s) {
+  const int64_t n4 = n / 4;
+  if (n4 == 0) return;
+  codes_to_bf16_kernel<<<dev::blocks_for(n4, kThreads), kThreads, 0, s>>>(
+      reinterpret_cast<const char4*>(q), n4, reinterpret_cast<__nv_bfloat162*>(out));
+  BN_CUDA_LAUNCHED();
+}
+
+void scale_grad_bf16(const float* dy, int64_t T, int64_t out, const float* row_scale, const float* dq,
+                     bf16_t* dy_w, bf16_t* dy_x, cudaStream_t s) {
+  const int64_t total = T * out;
+  if (total == 0) return;
+  scale_grad_bf16_kernel<<<dev::blocks_for(total, kThreads), kThreads, 0, s>>>(
+      dy, out, total, row_scale, dq, reinterpret_cast<__nv_bfloat16*>(dy_w),
+      reinterpret_cast<__nv_bfloat16*>(dy_x));
+  BN_CUDA_LAUNCHED();
+}
 
 void quantize_rows(const float* x, int64_t T, int64_t in, int64_t in_pad, int8_t* xq, float* dq,
                    cudaStream_t s) {

@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -23,6 +24,8 @@
 #include "training/ops.h"
 
 namespace bitnet::cuda {
+
+class LtPlans;
 
 // The cuBLASLt handle, its workspace, scratch for the ops' temporaries and a device flag the
 // kernels raise on an out-of-range token id. Create it after choosing the device.
@@ -34,6 +37,8 @@ class TrainContext {
   TrainContext& operator=(const TrainContext&) = delete;
 
   cublasLtHandle_t lt() const { return lt_; }
+  // cuBLASLt plans by shape (lt_plans.h), built on first use.
+  LtPlans& plans() { return *plans_; }
   void* workspace() { return workspace_.data(); }
   size_t workspace_bytes() const { return workspace_.bytes(); }
   // At least `bytes` of device memory, valid until the next scratch() call. Growing it frees the
@@ -49,6 +54,7 @@ class TrainContext {
 
  private:
   cublasLtHandle_t lt_ = nullptr;
+  std::unique_ptr<LtPlans> plans_;
   Buffer<unsigned char> workspace_, scratch_;
   Buffer<int32_t> flag_;
 };
@@ -104,14 +110,17 @@ void rope_backward(float* dqkv, int64_t T, const train::RopeShape& s, const Rope
                    cudaStream_t stream);
 
 // ---- causal GQA attention ------------------------------------------------------------------------
-// One block per (batch, head, query row); att[B][n_head][seq][seq] keeps the probabilities (zeros
-// above the diagonal), as the CPU.
-void attention_forward(const float* qkv, const train::AttnShape& s, float* out, float* att,
+// FlashAttention-2 on the tensor cores (train_attention.cu): the products take bf16 operands with
+// fp32 accumulation, so results agree with the CPU op to about 1e-3 relative rather than to fp32
+// rounding. Instead of the CPU's probabilities it keeps lse[B][n_head][seq], the log-sum-exp of
+// each row's scaled scores; head_dim at most 128.
+void attention_forward(const float* qkv, const train::AttnShape& s, float* out, float* lse,
                        cudaStream_t stream);
-// dq per query row; dk and dv per (key row, KV head) summing over its query heads and rows in a
-// fixed order (no atomics). Scratch from ctx: B x n_head x seq x seq floats (the score gradients).
-void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* att,
-                        const train::AttnShape& s, float* dqkv, cudaStream_t stream);
+// Recomputes the probabilities from qkv and lse; out is the forward's output. dq per query tile,
+// dk and dv per key tile summing over its query heads and rows in a fixed order (no atomics).
+// Scratch from ctx: B x n_head x seq floats.
+void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* out,
+                        const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream);
 
 // ---- gated activation ----------------------------------------------------------------------------
 void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* out, cudaStream_t stream);
@@ -122,8 +131,8 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, F
 // Both wait for the stream to check the ids (a bad id fails, as on the CPU).
 void embedding_forward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* table, int64_t vocab,
                        int64_t d, float* x, cudaStream_t stream);
-// Deterministic and exact: the block of a token's first occurrence adds every occurrence's row in
-// token order (O(T^2) id comparisons, cheap next to the rest of a step for T up to ~64k).
+// Deterministic and exact: the tokens are sorted by id (a stable radix sort, so each id's positions
+// stay in token order), then one block per id adds its rows in that order, as the CPU.
 void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* dx, int64_t vocab,
                         int64_t d, float* dtable, cudaStream_t stream);
 
