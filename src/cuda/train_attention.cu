@@ -30,6 +30,8 @@ constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+// Up to HDP 64 the kernels are held to 168 registers, so three blocks (12 warps) share a
+// multiprocessor; at 128 that would spill heavily, so one block is the floor there.
 
 using FragA = wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::row_major>;
 using FragAT = wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::col_major>;
@@ -39,6 +41,7 @@ using FragC = wm::fragment<wm::accumulator, 16, 16, 16, float>;
 
 struct Dims {
   int64_t seq, H, Hkv, hd, group, q_dim, kv_dim, C;
+  int64_t nh;  // heads per row of the padded bf16 copy of qkv: H + 2 Hkv
   float scale;
 };
 
@@ -52,6 +55,7 @@ Dims dims_of(const AttnDims& d) {
   r.q_dim = d.n_head * d.head_dim;
   r.kv_dim = d.n_head_kv * d.head_dim;
   r.C = r.q_dim + 2 * r.kv_dim;
+  r.nh = d.n_head + 2 * d.n_head_kv;
   r.scale = d.scale;
   return r;
 }
@@ -69,18 +73,40 @@ struct Ld {
   static constexpr size_t tile_s = size_t{kTile} * s * sizeof(float);
 };
 
-// dst[r][c] = bf16(src[r * stride + c]) for r < rows_left and c < hd, else 0 (padding rows and
-// columns are zero, so they add nothing to any product). Consecutive threads read consecutive
-// columns of a row.
+// The kernels read Q, K, V and dO from bf16 copies with every head padded to HDP columns
+// ([T][heads][HDP], to_heads_kernel): a tile row is HDP / 8 aligned 16-byte pieces, and the padding
+// columns are zero, so they add nothing to any product.
+
+// A 64-row tile of one head in flight through registers: fetch issues the loads (rows past
+// rows_left read as zero), put stores them to shared memory. Fetching the next tile before
+// computing on the current one hides the loads' latency behind the products.
 template <int HDP>
-__device__ void load_tile(const float* __restrict__ src, int64_t stride, int64_t rows_left, int64_t hd,
-                          bf16* __restrict__ dst) {
-  for (int e = threadIdx.x; e < kTile * HDP; e += kThreads) {
-    const int r = e / HDP, c = e % HDP;
-    float v = 0.0f;
-    if (r < rows_left && c < hd) v = src[r * stride + c];
-    dst[r * Ld<HDP>::h + c] = __float2bfloat16(v);
+struct TileRegs {
+  static constexpr int kRowPieces = HDP / 8, kPieces = kTile * kRowPieces / kThreads;
+  uint4 v[kPieces];
+  __device__ void fetch(const bf16* __restrict__ src, int64_t stride, int64_t rows_left) {
+#pragma unroll
+    for (int i = 0; i < kPieces; ++i) {
+      const int e = threadIdx.x + i * kThreads, r = e / kRowPieces, c = e % kRowPieces * 8;
+      v[i] = r < rows_left ? *reinterpret_cast<const uint4*>(src + r * stride + c) : make_uint4(0, 0, 0, 0);
+    }
   }
+  __device__ void put(bf16* __restrict__ dst) const {
+#pragma unroll
+    for (int i = 0; i < kPieces; ++i) {
+      const int e = threadIdx.x + i * kThreads, r = e / kRowPieces, c = e % kRowPieces * 8;
+      *reinterpret_cast<uint4*>(dst + r * Ld<HDP>::h + c) = v[i];
+    }
+  }
+};
+
+// dst[t][j][c] = bf16(src[t * stride + j * hd + c]) for c < hd, zero for hd <= c < hdp.
+__global__ void to_heads_kernel(const float* __restrict__ src, int64_t stride, int64_t heads, int64_t hd,
+                                int64_t hdp, int64_t total, bf16* __restrict__ dst) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= total) return;
+  const int64_t c = e % hdp, th = e / hdp, t = th / heads, j = th % heads;
+  dst[e] = __float2bfloat16(c < hd ? src[t * stride + j * hd + c] : 0.0f);
 }
 
 // out[16][64] (fp32, ld Ld::s) = A[16][HDP] . B[64][HDP]^T, both bf16 row-major with ld Ld::h.
@@ -126,8 +152,8 @@ __device__ void add_fragments(const FragC (&f)[HDP / 16], float* strip, float* g
 // Block (nq - 1 - x, b * H + h): query tile qt against key tiles 0..qt (the longest tiles start
 // first). Writes out (normalized) and lse[bh][row] = log sum_j exp(scale q.k_j).
 template <int HDP>
-__global__ void __launch_bounds__(kThreads)
-    flash_forward_kernel(const float* __restrict__ qkv, Dims D, float* __restrict__ out,
+__global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
+    flash_forward_kernel(const bf16* __restrict__ qh, Dims D, float* __restrict__ out,
                          float* __restrict__ lse) {
   constexpr int LDH = Ld<HDP>::h, LDP = Ld<HDP>::p, LDS = Ld<HDP>::s, HALF = HDP / 2;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -138,16 +164,20 @@ __global__ void __launch_bounds__(kThreads)
   float* Ss = reinterpret_cast<float*>(Ps + kTile * LDP);
 
   const int64_t nq = (D.seq + kTile - 1) / kTile, qt = nq - 1 - blockIdx.x, bh = blockIdx.y;
-  const int64_t b = bh / D.H, h = bh % D.H, kvh = h / D.group;
-  const float* base = qkv + b * D.seq * D.C;
-  const int64_t q0 = qt * kTile, koff = D.q_dim + kvh * D.hd, voff = D.q_dim + D.kv_dim + kvh * D.hd;
+  const int64_t b = bh / D.H, h = bh % D.H, kvh = h / D.group, RS = D.nh * HDP;
+  const bf16* base = qh + b * D.seq * RS;
+  const int64_t q0 = qt * kTile, koff = (D.H + kvh) * HDP, voff = (D.H + D.Hkv + kvh) * HDP;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
   const int64_t qi = q0 + warp * 16 + r;  // this lane's query row (two lanes per row)
   float* Sw = Ss + warp * 16 * LDS;
   bf16* Pw = Ps + warp * 16 * LDP;
   const float sl2 = D.scale * kLog2e;  // scores in base-2 units: exp2f is one instruction
 
-  load_tile<HDP>(base + q0 * D.C + h * D.hd, D.C, D.seq - q0, D.hd, Qs);
+  TileRegs<HDP> kr, vr;
+  kr.fetch(base + q0 * RS + h * HDP, RS, D.seq - q0);
+  kr.put(Qs);  // Q, through the K registers (the loop's first barrier orders it)
+  kr.fetch(base + koff, RS, D.seq);
+  vr.fetch(base + voff, RS, D.seq);
   float m = -INFINITY, l = 0.0f, o[HALF];
 #pragma unroll
   for (int c = 0; c < HALF; ++c) o[c] = 0.0f;
@@ -155,9 +185,13 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t kt = 0; kt <= qt; ++kt) {
     const int64_t k0 = kt * kTile;
     __syncthreads();  // every warp is done with the previous K and V
-    load_tile<HDP>(base + k0 * D.C + koff, D.C, D.seq - k0, D.hd, Ks);
-    load_tile<HDP>(base + k0 * D.C + voff, D.C, D.seq - k0, D.hd, Vs);
+    kr.put(Ks);
+    vr.put(Vs);
     __syncthreads();
+    if (kt < qt) {  // the next tile's loads fly while this one is computed
+      kr.fetch(base + (k0 + kTile) * RS + koff, RS, D.seq - k0 - kTile);
+      vr.fetch(base + (k0 + kTile) * RS + voff, RS, D.seq - k0 - kTile);
+    }
     rows_times_rows_t<HDP>(Qs + warp * 16 * LDH, Ks, Sw);
     __syncwarp();
     // Online softmax of this lane's 32 columns. Key 0 is never masked, so m is finite after the
@@ -237,8 +271,8 @@ __global__ void rowdot_kernel(const float* __restrict__ dout, const float* __res
 // operands of dV and dK. Block (kt, b * Hkv + kvh): key tile kt against the query tiles kt.. of
 // every head of the group; each warp keeps dK and dV of its 16 keys in accumulator fragments.
 template <int HDP>
-__global__ void __launch_bounds__(kThreads)
-    flash_backward_kv_kernel(const float* __restrict__ dout, const float* __restrict__ qkv,
+__global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
+    flash_backward_kv_kernel(const bf16* __restrict__ doh, const bf16* __restrict__ qh,
                              const float* __restrict__ lse, const float* __restrict__ Dv, Dims D,
                              float* __restrict__ dqkv) {
   constexpr int LDH = Ld<HDP>::h, LDP = Ld<HDP>::p, LDS = Ld<HDP>::s, NF = HDP / 16;
@@ -254,8 +288,9 @@ __global__ void __launch_bounds__(kThreads)
   float* D_s = lse_s + kTile;
 
   const int64_t nq = (D.seq + kTile - 1) / kTile, kt = blockIdx.x, bk = blockIdx.y;
-  const int64_t b = bk / D.Hkv, kvh = bk % D.Hkv;
-  const float* base = qkv + b * D.seq * D.C;
+  const int64_t b = bk / D.Hkv, kvh = bk % D.Hkv, RS = D.nh * HDP, DS = D.H * HDP;
+  const bf16* base = qh + b * D.seq * RS;
+  const bf16* dbase = doh + b * D.seq * DS;
   const int64_t k0 = kt * kTile, koff = D.q_dim + kvh * D.hd, voff = D.q_dim + D.kv_dim + kvh * D.hd;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
   const int64_t kj = k0 + warp * 16 + r;  // this lane's key row
@@ -264,8 +299,11 @@ __global__ void __launch_bounds__(kThreads)
   bf16* dSw = dSt + warp * 16 * LDP;
   const float sl2 = D.scale * kLog2e;
 
-  load_tile<HDP>(base + k0 * D.C + koff, D.C, D.seq - k0, D.hd, Ks);
-  load_tile<HDP>(base + k0 * D.C + voff, D.C, D.seq - k0, D.hd, Vs);
+  TileRegs<HDP> qr, dr;
+  qr.fetch(base + k0 * RS + (D.H + kvh) * HDP, RS, D.seq - k0);
+  dr.fetch(base + k0 * RS + (D.H + D.Hkv + kvh) * HDP, RS, D.seq - k0);
+  qr.put(Ks);  // K and V through the Q and dO registers (the loop's first barrier orders them)
+  dr.put(Vs);
   FragC dK[NF], dV[NF];
 #pragma unroll
   for (int n = 0; n < NF; ++n) {
@@ -273,19 +311,34 @@ __global__ void __launch_bounds__(kThreads)
     wm::fill_fragment(dV[n], 0.0f);
   }
 
-  for (int64_t h = kvh * D.group; h < (kvh + 1) * D.group; ++h) {
-    const int64_t bh = b * D.H + h;
-    for (int64_t qt = kt; qt < nq; ++qt) {
-      const int64_t q0 = qt * kTile;
+  // The (head, query tile) steps in order: the group's heads, each with query tiles kt..nq-1.
+  const int64_t per_head = nq - kt, steps = D.group * per_head;
+  float lse_r = 0.0f, d_r = 0.0f;  // thread < 64: its query row's lse and D, in flight
+  auto fetch = [&](int64_t step) {
+    const int64_t h = kvh * D.group + step / per_head, q0 = (kt + step % per_head) * kTile;
+    qr.fetch(base + q0 * RS + h * HDP, RS, D.seq - q0);
+    dr.fetch(dbase + q0 * DS + h * HDP, DS, D.seq - q0);
+    const int64_t qi = q0 + threadIdx.x, bh = b * D.H + h;
+    if (threadIdx.x < kTile && qi < D.seq) {
+      lse_r = lse[bh * D.seq + qi] * kLog2e;
+      d_r = Dv[bh * D.seq + qi];
+    } else {
+      lse_r = d_r = 0.0f;
+    }
+  };
+  fetch(0);
+  for (int64_t step = 0; step < steps; ++step) {
+    {
+      const int64_t q0 = (kt + step % per_head) * kTile;
       __syncthreads();  // every warp is done with the previous Q, dO, lse and D
-      load_tile<HDP>(base + q0 * D.C + h * D.hd, D.C, D.seq - q0, D.hd, Qs);
-      load_tile<HDP>(dout + (b * D.seq + q0) * D.q_dim + h * D.hd, D.q_dim, D.seq - q0, D.hd, dOs);
+      qr.put(Qs);
+      dr.put(dOs);
       if (threadIdx.x < kTile) {
-        const int64_t qi = q0 + threadIdx.x;
-        lse_s[threadIdx.x] = qi < D.seq ? lse[bh * D.seq + qi] * kLog2e : 0.0f;
-        D_s[threadIdx.x] = qi < D.seq ? Dv[bh * D.seq + qi] : 0.0f;
+        lse_s[threadIdx.x] = lse_r;
+        D_s[threadIdx.x] = d_r;
       }
       __syncthreads();
+      if (step + 1 < steps) fetch(step + 1);
       // S^T = K_w Q^T, then P^T = exp(S^T - lse) where the query may see the key.
       rows_times_rows_t<HDP>(Ks + warp * 16 * LDH, Qs, Sw);
       __syncwarp();
@@ -333,8 +386,8 @@ __global__ void __launch_bounds__(kThreads)
 // Block (nq - 1 - x, b * H + h): dQ of query tile qt from key tiles 0..qt, recomputing P and dP;
 // each warp keeps dQ of its 16 rows in accumulator fragments.
 template <int HDP>
-__global__ void __launch_bounds__(kThreads)
-    flash_backward_q_kernel(const float* __restrict__ dout, const float* __restrict__ qkv,
+__global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
+    flash_backward_q_kernel(const bf16* __restrict__ doh, const bf16* __restrict__ qh,
                             const float* __restrict__ lse, const float* __restrict__ Dv, Dims D,
                             float* __restrict__ dqkv) {
   constexpr int LDH = Ld<HDP>::h, LDP = Ld<HDP>::p, LDS = Ld<HDP>::s, NF = HDP / 16;
@@ -347,17 +400,22 @@ __global__ void __launch_bounds__(kThreads)
   float* Ss = reinterpret_cast<float*>(dSs + kTile * LDP);
 
   const int64_t nq = (D.seq + kTile - 1) / kTile, qt = nq - 1 - blockIdx.x, bh = blockIdx.y;
-  const int64_t b = bh / D.H, h = bh % D.H, kvh = h / D.group;
-  const float* base = qkv + b * D.seq * D.C;
-  const int64_t q0 = qt * kTile, koff = D.q_dim + kvh * D.hd, voff = D.q_dim + D.kv_dim + kvh * D.hd;
+  const int64_t b = bh / D.H, h = bh % D.H, kvh = h / D.group, RS = D.nh * HDP, DS = D.H * HDP;
+  const bf16* base = qh + b * D.seq * RS;
+  const int64_t q0 = qt * kTile, koff = (D.H + kvh) * HDP, voff = (D.H + D.Hkv + kvh) * HDP;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
   const int64_t qi = q0 + warp * 16 + r;
   float* Sw = Ss + warp * 16 * LDS;
   bf16* dSw = dSs + warp * 16 * LDP;
   const float sl2 = D.scale * kLog2e;
 
-  load_tile<HDP>(base + q0 * D.C + h * D.hd, D.C, D.seq - q0, D.hd, Qs);
-  load_tile<HDP>(dout + (b * D.seq + q0) * D.q_dim + h * D.hd, D.q_dim, D.seq - q0, D.hd, dOs);
+  TileRegs<HDP> kr, vr;
+  kr.fetch(base + q0 * RS + h * HDP, RS, D.seq - q0);
+  vr.fetch(doh + (b * D.seq + q0) * DS + h * HDP, DS, D.seq - q0);
+  kr.put(Qs);  // Q and dO through the K and V registers (the loop's first barrier orders them)
+  vr.put(dOs);
+  kr.fetch(base + koff, RS, D.seq);
+  vr.fetch(base + voff, RS, D.seq);
   const float lse_row = qi < D.seq ? lse[bh * D.seq + qi] * kLog2e : 0.0f;
   const float d_row = qi < D.seq ? Dv[bh * D.seq + qi] : 0.0f;
   FragC dQ[NF];
@@ -367,9 +425,13 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t kt = 0; kt <= qt; ++kt) {
     const int64_t k0 = kt * kTile;
     __syncthreads();
-    load_tile<HDP>(base + k0 * D.C + koff, D.C, D.seq - k0, D.hd, Ks);
-    load_tile<HDP>(base + k0 * D.C + voff, D.C, D.seq - k0, D.hd, Vs);
+    kr.put(Ks);
+    vr.put(Vs);
     __syncthreads();
+    if (kt < qt) {
+      kr.fetch(base + (k0 + kTile) * RS + koff, RS, D.seq - k0 - kTile);
+      vr.fetch(base + (k0 + kTile) * RS + voff, RS, D.seq - k0 - kTile);
+    }
     rows_times_rows_t<HDP>(Qs + warp * 16 * LDH, Ks, Sw);
     __syncwarp();
     float p[32];
@@ -421,55 +483,118 @@ void set_shared(const void* kernel, size_t bytes) {
   BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
 
-template <int HDP>
-void forward_hdp(const float* qkv, const Dims& D, int64_t batch, float* out, float* lse, cudaStream_t s) {
-  const size_t shared = forward_smem<HDP>();
-  set_shared(reinterpret_cast<const void*>(flash_forward_kernel<HDP>), shared);
-  const dim3 grid(static_cast<unsigned>((D.seq + kTile - 1) / kTile), static_cast<unsigned>(batch * D.H));
-  flash_forward_kernel<HDP><<<grid, kThreads, shared, s>>>(qkv, D, out, lse);
+int64_t hdp_of(int64_t hd) {
+  return hd <= 16 ? 16 : hd <= 32 ? 32 : hd <= 64 ? 64 : 128;
+}
+
+size_t align256(size_t n) {
+  return (n + 255) / 256 * 256;
+}
+
+// The scratch: the padded bf16 copy of qkv, then (backward) of dout, then D per row.
+struct Scratch {
+  bf16* qh;
+  bf16* doh;
+  float* Dv;
+};
+
+size_t qh_bytes(const Dims& D, int64_t batch) {
+  return align256(sizeof(bf16) * static_cast<size_t>(batch * D.seq * D.nh * hdp_of(D.hd)));
+}
+size_t doh_bytes(const Dims& D, int64_t batch) {
+  return align256(sizeof(bf16) * static_cast<size_t>(batch * D.seq * D.H * hdp_of(D.hd)));
+}
+
+Scratch carve(void* scratch, const Dims& D, int64_t batch) {
+  auto* p = static_cast<unsigned char*>(scratch);
+  const size_t a = qh_bytes(D, batch), b = doh_bytes(D, batch);
+  return Scratch{reinterpret_cast<bf16*>(p), reinterpret_cast<bf16*>(p + a),
+                 reinterpret_cast<float*>(p + a + b)};
+}
+
+void to_heads(const float* src, int64_t T, int64_t stride, int64_t heads, int64_t hd, bf16* dst,
+              cudaStream_t s) {
+  const int64_t total = T * heads * hdp_of(hd);
+  constexpr int kConvThreads = 256;
+  to_heads_kernel<<<static_cast<unsigned>((total + kConvThreads - 1) / kConvThreads), kConvThreads, 0, s>>>(
+      src, stride, heads, hd, hdp_of(hd), total, dst);
   BN_CUDA_LAUNCHED();
 }
 
 template <int HDP>
-void backward_hdp(const float* dout, const float* qkv, const float* lse, const float* Dv, const Dims& D,
+void forward_hdp(const bf16* qh, const Dims& D, int64_t batch, float* out, float* lse, cudaStream_t s) {
+  const size_t shared = forward_smem<HDP>();
+  set_shared(reinterpret_cast<const void*>(flash_forward_kernel<HDP>), shared);
+  const dim3 grid(static_cast<unsigned>((D.seq + kTile - 1) / kTile), static_cast<unsigned>(batch * D.H));
+  flash_forward_kernel<HDP><<<grid, kThreads, shared, s>>>(qh, D, out, lse);
+  BN_CUDA_LAUNCHED();
+}
+
+template <int HDP>
+void backward_hdp(const bf16* doh, const bf16* qh, const float* lse, const float* Dv, const Dims& D,
                   int64_t batch, float* dqkv, cudaStream_t s) {
   const unsigned tiles = static_cast<unsigned>((D.seq + kTile - 1) / kTile);
   const size_t kv_shared = backward_kv_smem<HDP>(), q_shared = backward_q_smem<HDP>();
   set_shared(reinterpret_cast<const void*>(flash_backward_kv_kernel<HDP>), kv_shared);
   set_shared(reinterpret_cast<const void*>(flash_backward_q_kernel<HDP>), q_shared);
   flash_backward_kv_kernel<HDP>
-      <<<dim3(tiles, static_cast<unsigned>(batch * D.Hkv)), kThreads, kv_shared, s>>>(dout, qkv, lse, Dv, D,
+      <<<dim3(tiles, static_cast<unsigned>(batch * D.Hkv)), kThreads, kv_shared, s>>>(doh, qh, lse, Dv, D,
                                                                                       dqkv);
   BN_CUDA_LAUNCHED();
-  flash_backward_q_kernel<HDP><<<dim3(tiles, static_cast<unsigned>(batch * D.H)), kThreads, q_shared, s>>>(
-      dout, qkv, lse, Dv, D, dqkv);
+  flash_backward_q_kernel<HDP>
+      <<<dim3(tiles, static_cast<unsigned>(batch * D.H)), kThreads, q_shared, s>>>(doh, qh, lse, Dv, D, dqkv);
   BN_CUDA_LAUNCHED();
 }
 
 }  // namespace
 
-void attention_forward(const float* qkv, const AttnDims& d, float* out, float* lse, cudaStream_t s) {
+size_t attention_scratch(const AttnDims& d, bool backward) {
+  const Dims D = dims_of(d);
+  size_t n = qh_bytes(D, d.batch);
+  if (backward) n += doh_bytes(D, d.batch) + sizeof(float) * static_cast<size_t>(d.batch * D.H * D.seq);
+  return n;
+}
+
+void attention_forward(const float* qkv, const AttnDims& d, float* out, float* lse, void* scratch,
+                       cudaStream_t s) {
   const Dims D = dims_of(d);
   if (d.seq == 0 || d.batch == 0) return;
-  if (D.hd <= 16) return forward_hdp<16>(qkv, D, d.batch, out, lse, s);
-  if (D.hd <= 32) return forward_hdp<32>(qkv, D, d.batch, out, lse, s);
-  if (D.hd <= 64) return forward_hdp<64>(qkv, D, d.batch, out, lse, s);
-  forward_hdp<128>(qkv, D, d.batch, out, lse, s);
+  const Scratch sc = carve(scratch, D, d.batch);
+  to_heads(qkv, d.batch * D.seq, D.C, D.nh, D.hd, sc.qh, s);
+  switch (hdp_of(D.hd)) {
+    case 16:
+      return forward_hdp<16>(sc.qh, D, d.batch, out, lse, s);
+    case 32:
+      return forward_hdp<32>(sc.qh, D, d.batch, out, lse, s);
+    case 64:
+      return forward_hdp<64>(sc.qh, D, d.batch, out, lse, s);
+    default:
+      return forward_hdp<128>(sc.qh, D, d.batch, out, lse, s);
+  }
 }
 
 void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
-                        const AttnDims& d, float* Dv, float* dqkv, cudaStream_t s) {
+                        const AttnDims& d, void* scratch, float* dqkv, cudaStream_t s) {
   const Dims D = dims_of(d);
   if (d.seq == 0 || d.batch == 0) return;
-  const int64_t rows = d.batch * d.seq * D.H;
+  const Scratch sc = carve(scratch, D, d.batch);
+  const int64_t T = d.batch * D.seq, rows = T * D.H;
+  to_heads(qkv, T, D.C, D.nh, D.hd, sc.qh, s);
+  to_heads(dout, T, D.q_dim, D.H, D.hd, sc.doh, s);
   constexpr int kRowThreads = 256;
   rowdot_kernel<<<static_cast<unsigned>((rows + kRowThreads / 32 - 1) / (kRowThreads / 32)), kRowThreads, 0,
-                  s>>>(dout, out, rows, D.H, D.hd, D.seq, Dv);
+                  s>>>(dout, out, rows, D.H, D.hd, D.seq, sc.Dv);
   BN_CUDA_LAUNCHED();
-  if (D.hd <= 16) return backward_hdp<16>(dout, qkv, lse, Dv, D, d.batch, dqkv, s);
-  if (D.hd <= 32) return backward_hdp<32>(dout, qkv, lse, Dv, D, d.batch, dqkv, s);
-  if (D.hd <= 64) return backward_hdp<64>(dout, qkv, lse, Dv, D, d.batch, dqkv, s);
-  backward_hdp<128>(dout, qkv, lse, Dv, D, d.batch, dqkv, s);
+  switch (hdp_of(D.hd)) {
+    case 16:
+      return backward_hdp<16>(sc.doh, sc.qh, lse, sc.Dv, D, d.batch, dqkv, s);
+    case 32:
+      return backward_hdp<32>(sc.doh, sc.qh, lse, sc.Dv, D, d.batch, dqkv, s);
+    case 64:
+      return backward_hdp<64>(sc.doh, sc.qh, lse, sc.Dv, D, d.batch, dqkv, s);
+    default:
+      return backward_hdp<128>(sc.doh, sc.qh, lse, sc.Dv, D, d.batch, dqkv, s);
+  }
 }
 
 }  // namespace bitnet::cuda::kern

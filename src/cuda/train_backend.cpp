@@ -109,7 +109,7 @@ struct DeviceTrainer {
       prof.mark("rope", stream);
       rope_forward(a.qkv.data(), T, rs, rope, stream);
       prof.mark("attention", stream);
-      attention_forward(a.qkv.data(), as, a.attn.data(), a.lse.data(), stream);
+      attention_forward(ctx, a.qkv.data(), as, a.attn.data(), a.lse.data(), stream);
       const float* o_in = a.attn.data();
       prof.mark("norm", stream);
       if (c.sub_norms) {

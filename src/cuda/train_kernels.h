@@ -69,11 +69,13 @@ struct AttnDims {
   float scale;  // 1 / sqrt(head_dim)
 };
 // Flash attention (bf16 tensor-core products, fp32 softmax): out and lse[batch][n_head][seq], the
-// log-sum-exp of each row's scaled scores.
-void attention_forward(const float* qkv, const AttnDims& d, float* out, float* lse, cudaStream_t s);
-// Dv: scratch of batch x n_head x seq floats (dout . out per row).
+// log-sum-exp of each row's scaled scores. Scratch: attention_scratch bytes (bf16 copies of the
+// operands, and the backward's dout . out per row).
+size_t attention_scratch(const AttnDims& d, bool backward);
+void attention_forward(const float* qkv, const AttnDims& d, float* out, float* lse, void* scratch,
+                       cudaStream_t s);
 void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
-                        const AttnDims& d, float* Dv, float* dqkv, cudaStream_t s);
+                        const AttnDims& d, void* scratch, float* dqkv, cudaStream_t s);
 
 // ---- optimizer (train_optim.cu) ----
 void adamw_step(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, float lr,

@@ -97,17 +97,17 @@ kern::AttnDims attn_dims(const char* op, const train::AttnShape& s) {
 
 }  // namespace
 
-void attention_forward(const float* qkv, const train::AttnShape& s, float* out, float* lse,
+void attention_forward(TrainContext& ctx, const float* qkv, const train::AttnShape& s, float* out, float* lse,
                        cudaStream_t stream) {
-  kern::attention_forward(qkv, attn_dims("attention_forward", s), out, lse, stream);
+  const kern::AttnDims d = attn_dims("attention_forward", s);
+  kern::attention_forward(qkv, d, out, lse, ctx.scratch(kern::attention_scratch(d, false)), stream);
 }
 
 void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* out,
                         const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream) {
   const kern::AttnDims d = attn_dims("attention_backward", s);
-  auto* Dv =
-      static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>(s.batch * s.n_head * s.seq)));
-  kern::attention_backward(dout, qkv, out, lse, d, Dv, dqkv, stream);
+  kern::attention_backward(dout, qkv, out, lse, d, ctx.scratch(kern::attention_scratch(d, true)), dqkv,
+                           stream);
 }
 
 // ---- gated activation ----

@@ -114,11 +114,12 @@ void rope_backward(float* dqkv, int64_t T, const train::RopeShape& s, const Rope
 // fp32 accumulation, so results agree with the CPU op to about 1e-3 relative rather than to fp32
 // rounding. Instead of the CPU's probabilities it keeps lse[B][n_head][seq], the log-sum-exp of
 // each row's scaled scores; head_dim at most 128.
-void attention_forward(const float* qkv, const train::AttnShape& s, float* out, float* lse,
+void attention_forward(TrainContext& ctx, const float* qkv, const train::AttnShape& s, float* out, float* lse,
                        cudaStream_t stream);
 // Recomputes the probabilities from qkv and lse; out is the forward's output. dq per query tile,
 // dk and dv per key tile summing over its query heads and rows in a fixed order (no atomics).
-// Scratch from ctx: B x n_head x seq floats.
+// Both take scratch from ctx (bf16 copies of the operands with each head padded to 16, 32, 64 or
+// 128 columns).
 void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* out,
                         const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream);
 

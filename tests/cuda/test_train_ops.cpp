@@ -434,7 +434,7 @@ TEST(CudaTrainOps, AttentionForwardBackward) {
     Buffer<float> d_qkv = on_device(qkv), d_gout = on_device(gout), d_dqkv = on_device(dqkv0);
     Buffer<float> d_out = poisoned<float>(out_cpu.size());
     Buffer<float> d_lse = poisoned<float>(static_cast<size_t>(s.batch * s.n_head * s.seq));
-    attention_forward(d_qkv.data(), s, d_out.data(), d_lse.data(), nullptr);
+    attention_forward(ctx, d_qkv.data(), s, d_out.data(), d_lse.data(), nullptr);
     attention_backward(ctx, d_gout.data(), d_qkv.data(), d_out.data(), d_lse.data(), s, d_dqkv.data(),
                        nullptr);
     const double e_out = rel_err(d_out.download(), out_cpu),
@@ -451,8 +451,9 @@ TEST(CudaTrainOps, AttentionForwardBackward) {
                        nullptr);
     expect_same(d_dqkv2.download(), d_dqkv.download(), name + " dqkv run twice");
   }
-  EXPECT_THROW(attention_forward(nullptr, train::AttnShape{1, 4, 3, 2, 8}, nullptr, nullptr, nullptr), Error);
-  EXPECT_THROW(attention_forward(nullptr, train::AttnShape{1, 4, 1, 1, 160}, nullptr, nullptr, nullptr),
+  EXPECT_THROW(attention_forward(ctx, nullptr, train::AttnShape{1, 4, 3, 2, 8}, nullptr, nullptr, nullptr),
+               Error);
+  EXPECT_THROW(attention_forward(ctx, nullptr, train::AttnShape{1, 4, 1, 1, 160}, nullptr, nullptr, nullptr),
                Error);
 }
 
