@@ -32,6 +32,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 // Up to HDP 64 the kernels are held to 168 registers, so three blocks (12 warps) share a
 // multiprocessor; at 128 that would spill heavily, so one block is the floor there.
+template <int HDP>
+constexpr int kMinBlocks = HDP <= 64 ? 3 : 1;
 
 using FragA = wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::row_major>;
 using FragAT = wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::col_major>;
@@ -110,22 +112,46 @@ __global__ void to_heads_kernel(const float* __restrict__ src, int64_t stride, i
 }
 
 // out[16][64] (fp32, ld Ld::s) = A[16][HDP] . B[64][HDP]^T, both bf16 row-major with ld Ld::h.
-template <int HDP>
+// kOuter: the reduction outermost, four independent accumulator chains and every load ahead of
+// the stores (which the compiler cannot move loads across, not knowing that they never alias).
+// Otherwise one output tile at a time: fewer live registers, for the dK/dV kernel, which holds
+// two sets of accumulators besides (with kOuter it spills at three blocks per multiprocessor).
+template <int HDP, bool kOuter>
 __device__ void rows_times_rows_t(const bf16* a, const bf16* b, float* out) {
   constexpr int LDH = Ld<HDP>::h;
+  if constexpr (!kOuter) {
 #pragma unroll
-  for (int n = 0; n < kTile / 16; ++n) {
-    FragC acc;
-    wm::fill_fragment(acc, 0.0f);
+    for (int n = 0; n < kTile / 16; ++n) {
+      FragC acc;
+      wm::fill_fragment(acc, 0.0f);
+#pragma unroll
+      for (int k = 0; k < HDP / 16; ++k) {
+        FragA fa;
+        FragBT fb;
+        wm::load_matrix_sync(fa, a + k * 16, LDH);
+        wm::load_matrix_sync(fb, b + n * 16 * LDH + k * 16, LDH);
+        wm::mma_sync(acc, fa, fb, acc);
+      }
+      wm::store_matrix_sync(out + n * 16, acc, Ld<HDP>::s, wm::mem_row_major);
+    }
+  } else {
+    FragC acc[kTile / 16];
+#pragma unroll
+    for (int n = 0; n < kTile / 16; ++n) wm::fill_fragment(acc[n], 0.0f);
 #pragma unroll
     for (int k = 0; k < HDP / 16; ++k) {
       FragA fa;
-      FragBT fb;
       wm::load_matrix_sync(fa, a + k * 16, LDH);
-      wm::load_matrix_sync(fb, b + n * 16 * LDH + k * 16, LDH);
-      wm::mma_sync(acc, fa, fb, acc);
+#pragma unroll
+      for (int n = 0; n < kTile / 16; ++n) {
+        FragBT fb;
+        wm::load_matrix_sync(fb, b + n * 16 * LDH + k * 16, LDH);
+        wm::mma_sync(acc[n], fa, fb, acc[n]);
+      }
     }
-    wm::store_matrix_sync(out + n * 16, acc, Ld<HDP>::s, wm::mem_row_major);
+#pragma unroll
+    for (int n = 0; n < kTile / 16; ++n)
+      wm::store_matrix_sync(out + n * 16, acc[n], Ld<HDP>::s, wm::mem_row_major);
   }
 }
 
@@ -152,7 +178,7 @@ __device__ void add_fragments(const FragC (&f)[HDP / 16], float* strip, float* g
 // Block (nq - 1 - x, b * H + h): query tile qt against key tiles 0..qt (the longest tiles start
 // first). Writes out (normalized) and lse[bh][row] = log sum_j exp(scale q.k_j).
 template <int HDP>
-__global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
     flash_forward_kernel(const bf16* __restrict__ qh, Dims D, float* __restrict__ out,
                          float* __restrict__ lse) {
   constexpr int LDH = Ld<HDP>::h, LDP = Ld<HDP>::p, LDS = Ld<HDP>::s, HALF = HDP / 2;
@@ -192,7 +218,7 @@ __global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
       kr.fetch(base + (k0 + kTile) * RS + koff, RS, D.seq - k0 - kTile);
       vr.fetch(base + (k0 + kTile) * RS + voff, RS, D.seq - k0 - kTile);
     }
-    rows_times_rows_t<HDP>(Qs + warp * 16 * LDH, Ks, Sw);
+    rows_times_rows_t<HDP, true>(Qs + warp * 16 * LDH, Ks, Sw);
     __syncwarp();
     // Online softmax of this lane's 32 columns. Key 0 is never masked, so m is finite after the
     // first tile, also for the padding rows past seq (whose results are dropped).
@@ -221,19 +247,23 @@ __global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
     for (int c = 0; c < HALF; ++c) o[c] *= alpha;
     __syncwarp();
     // This tile's P V into Sw (the scores are consumed), then added to the lane's outputs.
+    {  // as in rows_times_rows_t: the reduction outermost, independent chains, stores last
+      FragC acc[HDP / 16];
 #pragma unroll
-    for (int n = 0; n < HDP / 16; ++n) {
-      FragC acc;
-      wm::fill_fragment(acc, 0.0f);
+      for (int n = 0; n < HDP / 16; ++n) wm::fill_fragment(acc[n], 0.0f);
 #pragma unroll
       for (int k = 0; k < kTile / 16; ++k) {
         FragA fa;
-        FragB fb;
         wm::load_matrix_sync(fa, Pw + k * 16, LDP);
-        wm::load_matrix_sync(fb, Vs + k * 16 * LDH + n * 16, LDH);
-        wm::mma_sync(acc, fa, fb, acc);
+#pragma unroll
+        for (int n = 0; n < HDP / 16; ++n) {
+          FragB fb;
+          wm::load_matrix_sync(fb, Vs + k * 16 * LDH + n * 16, LDH);
+          wm::mma_sync(acc[n], fa, fb, acc[n]);
+        }
       }
-      wm::store_matrix_sync(Sw + n * 16, acc, LDS, wm::mem_row_major);
+#pragma unroll
+      for (int n = 0; n < HDP / 16; ++n) wm::store_matrix_sync(Sw + n * 16, acc[n], LDS, wm::mem_row_major);
     }
     __syncwarp();
     const float* trow = Sw + r * LDS + half * HALF;
@@ -271,7 +301,7 @@ __global__ void rowdot_kernel(const float* __restrict__ dout, const float* __res
 // operands of dV and dK. Block (kt, b * Hkv + kvh): key tile kt against the query tiles kt.. of
 // every head of the group; each warp keeps dK and dV of its 16 keys in accumulator fragments.
 template <int HDP>
-__global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
     flash_backward_kv_kernel(const bf16* __restrict__ doh, const bf16* __restrict__ qh,
                              const float* __restrict__ lse, const float* __restrict__ Dv, Dims D,
                              float* __restrict__ dqkv) {
@@ -340,7 +370,7 @@ __global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
       __syncthreads();
       if (step + 1 < steps) fetch(step + 1);
       // S^T = K_w Q^T, then P^T = exp(S^T - lse) where the query may see the key.
-      rows_times_rows_t<HDP>(Ks + warp * 16 * LDH, Qs, Sw);
+      rows_times_rows_t<HDP, false>(Ks + warp * 16 * LDH, Qs, Sw);
       __syncwarp();
       float p[32];
 #pragma unroll
@@ -352,7 +382,7 @@ __global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
       }
       __syncwarp();
       // dP^T = V_w dO^T, then dS^T = P^T (dP^T - D) scale (the scale of the scores folded in).
-      rows_times_rows_t<HDP>(Vs + warp * 16 * LDH, dOs, Sw);
+      rows_times_rows_t<HDP, false>(Vs + warp * 16 * LDH, dOs, Sw);
       __syncwarp();
 #pragma unroll
       for (int c = 0; c < 32; ++c) {
@@ -386,7 +416,7 @@ __global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
 // Block (nq - 1 - x, b * H + h): dQ of query tile qt from key tiles 0..qt, recomputing P and dP;
 // each warp keeps dQ of its 16 rows in accumulator fragments.
 template <int HDP>
-__global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
     flash_backward_q_kernel(const bf16* __restrict__ doh, const bf16* __restrict__ qh,
                             const float* __restrict__ lse, const float* __restrict__ Dv, Dims D,
                             float* __restrict__ dqkv) {
@@ -432,7 +462,7 @@ __global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
       kr.fetch(base + (k0 + kTile) * RS + koff, RS, D.seq - k0 - kTile);
       vr.fetch(base + (k0 + kTile) * RS + voff, RS, D.seq - k0 - kTile);
     }
-    rows_times_rows_t<HDP>(Qs + warp * 16 * LDH, Ks, Sw);
+    rows_times_rows_t<HDP, true>(Qs + warp * 16 * LDH, Ks, Sw);
     __syncwarp();
     float p[32];
 #pragma unroll
@@ -442,7 +472,7 @@ __global__ void __launch_bounds__(kThreads, HDP <= 64 ? 3 : 1)
       p[c] = (kj <= qi && qi < D.seq) ? exp2f(Sw[r * LDS + col] * sl2 - lse_row) : 0.0f;
     }
     __syncwarp();
-    rows_times_rows_t<HDP>(dOs + warp * 16 * LDH, Vs, Sw);
+    rows_times_rows_t<HDP, true>(dOs + warp * 16 * LDH, Vs, Sw);
     __syncwarp();
 #pragma unroll
     for (int c = 0; c < 32; ++c) {
