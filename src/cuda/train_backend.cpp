@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "cuda/device.h"
 #include "cuda/model_kernels.h"
+#include "cuda/train_kernels.h"
 #include "cuda/train_ops.h"
 #include "cuda/train_profile.h"
 
@@ -30,7 +31,7 @@ struct DeviceTrainer {
     BitLinearCache c_qkv, c_o, c_gu, c_down;
   };
   std::vector<LayerActs> layers;
-  Buffer<float> x, y, x_final, h_final, rstd_final, logits, dx, dh, dqkv, dattn, dgu, dact, dlogits;
+  Buffer<float> y, x_final, h_final, rstd_final, logits, dx, dh, dqkv, dattn, dgu, dact, dlogits;
   int64_t batch = 0, seq = 0;
 
   void prepare(const ModelConfig& c, int64_t B, int64_t S) {
@@ -56,7 +57,6 @@ struct DeviceTrainer {
       a.act_sn.resize(T * ff);
       a.rstd_f.resize(T);
     }
-    x.resize(T * d);
     y.resize(T * d);
     x_final.resize(T * d);
     h_final.resize(T * d);
@@ -96,13 +96,15 @@ struct DeviceTrainer {
     BN_CUDA(cudaMemcpy(targets.data(), tg, Tz * 4, cudaMemcpyHostToDevice));
 
     prof.mark("embedding", stream);
-    embedding_forward(ctx, tokens.data(), T, P(mdl.tok_embd), c.n_vocab, d, x.data(), stream);
+    // The residual stream lives in each layer's input buffer (a.x, then a.x_mid), the last layer
+    // writing x_final: every layer's inputs stay for the backward without copies.
+    embedding_forward(ctx, tokens.data(), T, P(mdl.tok_embd), c.n_vocab, d,
+                      c.n_layer > 0 ? layers[0].x.data() : x_final.data(), stream);
     for (int64_t il = 0; il < c.n_layer; ++il) {
       const TrainModel::Layer& L = mdl.layers[static_cast<size_t>(il)];
       LayerActs& a = layers[static_cast<size_t>(il)];
       prof.mark("norm", stream);
-      BN_CUDA(cudaMemcpyAsync(a.x.data(), x.data(), Tz * d * 4, cudaMemcpyDeviceToDevice, stream));
-      rmsnorm_forward(x.data(), P(L.attn_norm), T, d, c.rms_eps, a.h1.data(), a.rstd1.data(), stream);
+      rmsnorm_forward(a.x.data(), P(L.attn_norm), T, d, c.rms_eps, a.h1.data(), a.rstd1.data(), stream);
       prof.mark("qkv", stream);
       bitlinear_forward(ctx, a.h1.data(), T, d, P(L.wqkv), qkv_n, qkv_groups, q, a.qkv.data(), a.c_qkv,
                         stream);
@@ -120,9 +122,8 @@ struct DeviceTrainer {
       prof.mark("o", stream);
       bitlinear_forward(ctx, o_in, T, qd, P(L.wo), d, d_group, q, y.data(), a.c_o, stream);
       prof.mark("norm", stream);
-      kern::add_inplace(x.data(), y.data(), T * d, stream);
-      BN_CUDA(cudaMemcpyAsync(a.x_mid.data(), x.data(), Tz * d * 4, cudaMemcpyDeviceToDevice, stream));
-      rmsnorm_forward(x.data(), P(L.ffn_norm), T, d, c.rms_eps, a.h2.data(), a.rstd2.data(), stream);
+      kern::add(a.x.data(), y.data(), T * d, a.x_mid.data(), stream);
+      rmsnorm_forward(a.x_mid.data(), P(L.ffn_norm), T, d, c.rms_eps, a.h2.data(), a.rstd2.data(), stream);
       prof.mark("gate_up", stream);
       bitlinear_forward(ctx, a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, gu_groups, q, a.gu.data(), a.c_gu,
                         stream);
@@ -137,11 +138,12 @@ struct DeviceTrainer {
       prof.mark("down", stream);
       bitlinear_forward(ctx, down_in, T, ff, P(L.w_down), d, d_group, q, y.data(), a.c_down, stream);
       prof.mark("norm", stream);
-      kern::add_inplace(x.data(), y.data(), T * d, stream);
+      kern::add(a.x_mid.data(), y.data(), T * d,
+                il + 1 < c.n_layer ? layers[static_cast<size_t>(il + 1)].x.data() : x_final.data(), stream);
     }
     prof.mark("head", stream);
-    BN_CUDA(cudaMemcpyAsync(x_final.data(), x.data(), Tz * d * 4, cudaMemcpyDeviceToDevice, stream));
-    rmsnorm_forward(x.data(), P(mdl.output_norm), T, d, c.rms_eps, h_final.data(), rstd_final.data(), stream);
+    rmsnorm_forward(x_final.data(), P(mdl.output_norm), T, d, c.rms_eps, h_final.data(), rstd_final.data(),
+                    stream);
     matmul_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits.data(), stream);
     prof.mark("cross_entropy", stream);
     const double loss = cross_entropy(ctx, logits.data(), targets.data(), T, c.n_vocab, grad_scale,
@@ -163,9 +165,8 @@ struct DeviceTrainer {
       zero(dact, Tz * ff);
       const float* down_in = c.sub_norms ? a.act_sn.data() : a.act.data();
       if (c.sub_norms) {
-        zero(dh, Tz * ff);
         bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dh.data(), G(L.w_down),
-                           stream);
+                           stream, /*accumulate_dx=*/false);
         prof.mark("norm_bwd", stream);
         rmsnorm_backward(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact.data(),
                          G(L.ffn_sub_norm), stream);
@@ -174,12 +175,10 @@ struct DeviceTrainer {
                            stream);
       }
       prof.mark("act_bwd", stream);
-      zero(dgu, Tz * 2 * ff);
-      gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream);
+      gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream, /*accumulate=*/false);
       prof.mark("gate_up_bwd", stream);
-      zero(dh, Tz * d);
       bitlinear_backward(ctx, dgu.data(), a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, a.c_gu, dh.data(),
-                         G(L.w_gate_up), stream);
+                         G(L.w_gate_up), stream, /*accumulate_dx=*/false);
       prof.mark("norm_bwd", stream);
       rmsnorm_backward(ctx, dh.data(), a.x_mid.data(), P(L.ffn_norm), a.rstd2.data(), T, d, dx.data(),
                        G(L.ffn_norm), stream);
@@ -187,8 +186,8 @@ struct DeviceTrainer {
       zero(dattn, Tz * qd);
       const float* o_in = c.sub_norms ? a.attn_sn.data() : a.attn.data();
       if (c.sub_norms) {
-        zero(dh, Tz * qd);
-        bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dh.data(), G(L.wo), stream);
+        bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dh.data(), G(L.wo), stream,
+                           /*accumulate_dx=*/false);
         prof.mark("norm_bwd", stream);
         rmsnorm_backward(ctx, dh.data(), a.attn.data(), P(L.attn_sub_norm), a.rstd_a.data(), T, qd,
                          dattn.data(), G(L.attn_sub_norm), stream);
@@ -202,9 +201,8 @@ struct DeviceTrainer {
       prof.mark("rope_bwd", stream);
       rope_backward(dqkv.data(), T, rs, rope, stream);
       prof.mark("qkv_bwd", stream);
-      zero(dh, Tz * d);
       bitlinear_backward(ctx, dqkv.data(), a.h1.data(), T, d, P(L.wqkv), qkv_n, a.c_qkv, dh.data(), G(L.wqkv),
-                         stream);
+                         stream, /*accumulate_dx=*/false);
       prof.mark("norm_bwd", stream);
       rmsnorm_backward(ctx, dh.data(), a.x.data(), P(L.attn_norm), a.rstd1.data(), T, d, dx.data(),
                        G(L.attn_norm), stream);

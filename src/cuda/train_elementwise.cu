@@ -75,6 +75,14 @@ __global__ void rmsnorm_dw_reduce_kernel(const float* __restrict__ partial, int6
   dw[i] = __fadd_rn(dw[i], s);
 }
 
+// ---- residual ----
+
+__global__ void add_kernel(const float* __restrict__ a, const float* __restrict__ b, int64_t n,
+                           float* __restrict__ out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __fadd_rn(a[i], b[i]);
+}
+
 // ---- RoPE ----
 
 // rope_rotate_ref: one thread per (token, head, pair); inverse rotates by minus the angles.
@@ -110,7 +118,8 @@ __global__ void gated_forward_kernel(const float* __restrict__ gu, int64_t ff, i
 }
 
 __global__ void gated_backward_kernel(const float* __restrict__ dout, const float* __restrict__ gu,
-                                      int64_t ff, int64_t total, bool relu2, float* __restrict__ dgu) {
+                                      int64_t ff, int64_t total, bool relu2, bool accumulate,
+                                      float* __restrict__ dgu) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
   const int64_t t = e / ff, i = e % ff;
@@ -126,8 +135,8 @@ __global__ void gated_backward_kernel(const float* __restrict__ dout, const floa
     dg = __fmul_rn(__fmul_rn(__fmul_rn(sig, __fadd_rn(1.0f, __fmul_rn(g, __fsub_rn(1.0f, sig)))), u), d);
     du = __fmul_rn(__fmul_rn(g, sig), d);
   }
-  dgu[gi] = __fadd_rn(dgu[gi], dg);
-  dgu[ui] = __fadd_rn(dgu[ui], du);
+  dgu[gi] = accumulate ? __fadd_rn(dgu[gi], dg) : dg;
+  dgu[ui] = accumulate ? __fadd_rn(dgu[ui], du) : du;
 }
 
 // ---- embedding ----
@@ -213,6 +222,12 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
   }
 }
 
+void add(const float* a, const float* b, int64_t n, float* out, cudaStream_t s) {
+  if (n == 0) return;
+  add_kernel<<<dev::blocks_for(n, kThreads), kThreads, 0, s>>>(a, b, n, out);
+  BN_CUDA_LAUNCHED();
+}
+
 void rope(float* qkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_dim, int64_t row_stride,
           int64_t rope_dim, bool neox, const float* cs, const float* sn, bool inverse, cudaStream_t s) {
   const int64_t half = rope_dim / 2, total = T * n_rot_heads * half;
@@ -229,12 +244,12 @@ void gated_forward(const float* gu, int64_t T, int64_t ff, bool relu2, float* ou
   BN_CUDA_LAUNCHED();
 }
 
-void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2, float* dgu,
-                    cudaStream_t s) {
+void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2, bool accumulate,
+                    float* dgu, cudaStream_t s) {
   const int64_t total = T * ff;
   if (total == 0) return;
   gated_backward_kernel<<<dev::blocks_for(total, kThreads), kThreads, 0, s>>>(dout, gu, ff, total, relu2,
-                                                                              dgu);
+                                                                              accumulate, dgu);
   BN_CUDA_LAUNCHED();
 }
 

@@ -49,8 +49,11 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
 void rope(float* qkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_dim, int64_t row_stride,
           int64_t rope_dim, bool neox, const float* cs, const float* sn, bool inverse, cudaStream_t s);
 void gated_forward(const float* gu, int64_t T, int64_t ff, bool relu2, float* out, cudaStream_t s);
-void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2, float* dgu,
-                    cudaStream_t s);
+// accumulate false: dgu is written (=), not added to.
+void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2, bool accumulate,
+                    float* dgu, cudaStream_t s);
+// out = a + b element-wise (the residual stream).
+void add(const float* a, const float* b, int64_t n, float* out, cudaStream_t s);
 // Bad ids raise *flag (and are skipped).
 void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int64_t vocab, int64_t d,
                        float* x, int32_t* flag, cudaStream_t s);

@@ -41,10 +41,12 @@ void sgemm(TrainContext& ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
     fail("cuBLASLt has no fp32 algorithm for m={} n={} k={}", m, n, k);
 }
 
-// bf16 operands, fp32 C accumulated into (beta 1) and fp32 compute; no algorithm is an error.
+// bf16 operands, fp32 C (beta 1: accumulated into, 0: overwritten), fp32 compute; no algorithm is
+// an error.
 void bf16_gemm(TrainContext& ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const kern::bf16_t* A,
-               int64_t lda, const kern::bf16_t* B, int64_t ldb, float* C, int64_t ldc, cudaStream_t stream) {
-  const float alpha = 1.0f, beta = 1.0f;
+               int64_t lda, const kern::bf16_t* B, int64_t ldb, float* C, int64_t ldc, float beta,
+               cudaStream_t stream) {
+  const float alpha = 1.0f;
   if (!lt_matmul(ctx, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F, ta, tb, m, n, k, A, lda, B,
                  ldb, C, ldc, &alpha, &beta, stream))
     fail("cuBLASLt has no bf16 algorithm for m={} n={} k={}", m, n, k);
@@ -61,9 +63,10 @@ void float_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, con
 // dx[T][in] += dy[T][out] . W[out][in]: column-major dx^T (in x T) += W^T (as stored) . dy^T (as stored).
 // dW[out][in] += dy^T . x: column-major dW^T (in x out) += x^T (as stored) . dy (dy^T read transposed).
 void float_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in, const float* W,
-                    int64_t out, float* dx, float* dW, cudaStream_t stream) {
+                    int64_t out, float* dx, float* dW, cudaStream_t stream, bool accumulate_dx = true) {
   if (T == 0) return;
-  if (dx != nullptr) sgemm(ctx, false, false, in, T, out, W, in, dy, out, dx, in, 1.0f, stream);
+  if (dx != nullptr)
+    sgemm(ctx, false, false, in, T, out, W, in, dy, out, dx, in, accumulate_dx ? 1.0f : 0.0f, stream);
   if (dW != nullptr) sgemm(ctx, false, true, in, out, T, x, in, dy, out, dW, in, 1.0f, stream);
 }
 
@@ -125,12 +128,12 @@ void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in,
 
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                         const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, bool accumulate_dx) {
   train::check_linear_sizes("bitlinear_backward", T, in, out);
   if (cache.T != T || cache.in != in || cache.out != out)
     fail("bitlinear_backward: the cache (T={} in={} out={}) does not match T={} in={} out={}", cache.T,
          cache.in, cache.out, T, in, out);
-  if (!cache.quantized) return float_backward(ctx, dy, x, T, in, W, out, dx, dW, stream);
+  if (!cache.quantized) return float_backward(ctx, dy, x, T, in, W, out, dx, dW, stream, accumulate_dx);
   if (T == 0 || (dx == nullptr && dW == nullptr)) return;
   // The STE's operands on the tensor cores, in bf16 with fp32 accumulation. The ternary codes and the
   // int8 activation codes are exact in bf16 (integers below 256); the scales are folded into dy
@@ -149,12 +152,13 @@ void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int6
   if (dx != nullptr) {
     // dx^T (in x T) += codes^T (wq as stored, [out][in_pad]) . dy_w^T (as stored).
     kern::codes_to_bf16(cache.wq.data(), out * cache.in_pad, wc, stream);
-    bf16_gemm(ctx, false, false, in, T, out, wc, cache.in_pad, dy_w, out, dx, in, stream);
+    bf16_gemm(ctx, false, false, in, T, out, wc, cache.in_pad, dy_w, out, dx, in, accumulate_dx ? 1.0f : 0.0f,
+              stream);
   }
   if (dW != nullptr) {
     // dW^T (in x out) += xcodes^T (xq as stored, [T][in_pad]) . dy_x (dy_x^T read transposed).
     kern::codes_to_bf16(cache.xq.data(), T * cache.in_pad, xc, stream);
-    bf16_gemm(ctx, false, true, in, out, T, xc, cache.in_pad, dy_x, out, dW, in, stream);
+    bf16_gemm(ctx, false, true, in, out, T, xc, cache.in_pad, dy_x, out, dW, in, 1.0f, stream);
   }
 }
 

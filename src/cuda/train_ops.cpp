@@ -118,9 +118,9 @@ void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* ou
 }
 
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
-                    cudaStream_t stream) {
+                    cudaStream_t stream, bool accumulate) {
   train::check_gated_sizes("gated_backward", T, ff);
-  kern::gated_backward(dout, gu, T, ff, act == FfnAct::kRelu2, dgu, stream);
+  kern::gated_backward(dout, gu, T, ff, act == FfnAct::kRelu2, accumulate, dgu, stream);
 }
 
 // ---- embedding ----

@@ -78,9 +78,10 @@ void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in,
                        std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
                        cudaStream_t stream);
 // dx (may be null) += dy . Wdeq;  dW (may be null) += dy^T . xdeq;  x and W themselves in fp32 mode.
+// accumulate_dx false: dx = dy . Wdeq instead (the trainer's buffer needs no zeroing first).
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                         const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
-                        cudaStream_t stream);
+                        cudaStream_t stream, bool accumulate_dx = true);
 
 // ---- fp32 matmul (the head): y[T][out] = x[T][in] . W[out][in]^T (cuBLASLt, fp32, no TF32) ------
 void matmul_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
@@ -125,8 +126,9 @@ void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, 
 
 // ---- gated activation ----------------------------------------------------------------------------
 void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* out, cudaStream_t stream);
+// accumulate false: dgu is overwritten instead (the trainer's buffer needs no zeroing first).
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
-                    cudaStream_t stream);
+                    cudaStream_t stream, bool accumulate = true);
 
 // ---- token embedding (tokens on the device) ------------------------------------------------------
 // Both wait for the stream to check the ids (a bad id fails, as on the CPU).

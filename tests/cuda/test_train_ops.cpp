@@ -250,6 +250,16 @@ TEST(CudaTrainOps, BitLinearBackwardAccumulates) {
       bitlinear_backward(ctx, d_gy.data(), d_x.data(), c.T, c.in, d_W.data(), c.out, gc, nullptr,
                          d_dW2.data(), nullptr);
       expect_same(d_dW2.download(), d_dW.download(), name + " dW without dx");
+
+      // accumulate_dx false: dx overwritten (a poisoned buffer holds the gradient alone afterwards),
+      // dW still accumulated.
+      Buffer<float> d_dx3 = poisoned<float>(x.size()), d_dW3 = on_device(dW0);
+      bitlinear_backward(ctx, d_gy.data(), d_x.data(), c.T, c.in, d_W.data(), c.out, gc, d_dx3.data(),
+                         d_dW3.data(), nullptr, /*accumulate_dx=*/false);
+      Vec dx_alone = dx_cpu;
+      for (size_t i = 0; i < dx_alone.size(); ++i) dx_alone[i] -= dx0[i];
+      EXPECT_LT(rel_err(d_dx3.download(), dx_alone), quantize ? kBf16Tol : 1e-4) << name << " dx overwritten";
+      expect_same(d_dW3.download(), d_dW.download(), name + " dW with dx overwritten");
     }
   }
 }
@@ -478,6 +488,13 @@ TEST(CudaTrainOps, GatedForwardBackward) {
       gated_backward(d_gout.data(), d_gu.data(), T, ff, act, d_dgu.data(), nullptr);
       EXPECT_CLOSE(d_out.download(), out_cpu, name + " out");
       EXPECT_CLOSE(d_dgu.download(), dgu_cpu, name + " dgu");
+
+      // Overwriting (no accumulation) into a poisoned buffer: the gradient alone.
+      Vec dgu_only(gu.size(), 0.0f);
+      train::gated_backward(gout.data(), gu.data(), T, ff, act, dgu_only.data());
+      Buffer<float> d_set = poisoned<float>(gu.size());
+      gated_backward(d_gout.data(), d_gu.data(), T, ff, act, d_set.data(), nullptr, false);
+      EXPECT_CLOSE(d_set.download(), dgu_only, name + " dgu overwritten");
     }
   }
 }
