@@ -162,17 +162,16 @@ struct DeviceTrainer {
       const TrainModel::Layer& L = mdl.layers[static_cast<size_t>(il)];
       LayerActs& a = layers[static_cast<size_t>(il)];
       prof.mark("down_bwd", stream);
-      zero(dact, Tz * ff);
       const float* down_in = c.sub_norms ? a.act_sn.data() : a.act.data();
       if (c.sub_norms) {
         bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dh.data(), G(L.w_down),
                            stream, /*accumulate_dx=*/false);
         prof.mark("norm_bwd", stream);
         rmsnorm_backward(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact.data(),
-                         G(L.ffn_sub_norm), stream);
+                         G(L.ffn_sub_norm), stream, /*accumulate_dx=*/false);
       } else {
         bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dact.data(), G(L.w_down),
-                           stream);
+                           stream, /*accumulate_dx=*/false);
       }
       prof.mark("act_bwd", stream);
       gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream, /*accumulate=*/false);
@@ -183,16 +182,16 @@ struct DeviceTrainer {
       rmsnorm_backward(ctx, dh.data(), a.x_mid.data(), P(L.ffn_norm), a.rstd2.data(), T, d, dx.data(),
                        G(L.ffn_norm), stream);
       prof.mark("o_bwd", stream);
-      zero(dattn, Tz * qd);
       const float* o_in = c.sub_norms ? a.attn_sn.data() : a.attn.data();
       if (c.sub_norms) {
         bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dh.data(), G(L.wo), stream,
                            /*accumulate_dx=*/false);
         prof.mark("norm_bwd", stream);
         rmsnorm_backward(ctx, dh.data(), a.attn.data(), P(L.attn_sub_norm), a.rstd_a.data(), T, qd,
-                         dattn.data(), G(L.attn_sub_norm), stream);
+                         dattn.data(), G(L.attn_sub_norm), stream, /*accumulate_dx=*/false);
       } else {
-        bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dattn.data(), G(L.wo), stream);
+        bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dattn.data(), G(L.wo), stream,
+                           /*accumulate_dx=*/false);
       }
       prof.mark("attention_bwd", stream);
       zero(dqkv, Tz * qkv_n);

@@ -51,6 +51,63 @@ __global__ void rmsnorm_dx_kernel(const float* __restrict__ dy, const float* __r
     d[i] = __fadd_rn(d[i], __fsub_rn(__fmul_rn(__fmul_rn(r, w[i]), g[i]), __fmul_rn(c, xr[i])));
 }
 
+// One pass for both gradients (dy and x are read once): block p takes the rows of chunk p in
+// order; each thread owns columns tid + k * blockDim.x (k < kPer) and keeps their w and their
+// partial dw sums, partial[p][i] = sum over the chunk's rows of (dy * x) * r, in registers. dx
+// sums and rounds exactly as rmsnorm_dx_kernel (the same strided order per thread, then the block
+// reduction), written (=) or added (+=). dx or partial may be null.
+template <int kPer>
+__global__ void rmsnorm_backward_fused_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+                                              const float* __restrict__ w, const float* __restrict__ rstd,
+                                              int64_t T, int64_t n, float* __restrict__ dx, bool accumulate,
+                                              float* __restrict__ partial) {
+  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kRmsChunk;
+  const int64_t t1 = t0 + kRmsChunk < T ? t0 + kRmsChunk : T;
+  float wv[kPer], dwp[kPer];
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    wv[k] = i < n ? w[i] : 0.0f;
+    dwp[k] = 0.0f;
+  }
+  for (int64_t t = t0; t < t1; ++t) {
+    float g[kPer], xv[kPer];
+    double sdot = 0.0;
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+      g[k] = i < n ? dy[t * n + i] : 0.0f;
+      xv[k] = i < n ? x[t * n + i] : 0.0f;
+      if (i < n)
+        sdot = __dadd_rn(sdot,
+                         __dmul_rn(static_cast<double>(__fmul_rn(g[k], wv[k])), static_cast<double>(xv[k])));
+    }
+    const float r = rstd[t];
+    if (partial != nullptr) {
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) dwp[k] = __fadd_rn(dwp[k], __fmul_rn(__fmul_rn(g[k], xv[k]), r));
+    }
+    if (dx == nullptr) continue;  // uniform across the block: no thread skips a reduction's barriers
+    sdot = dev::block_reduce(sdot, dev::Sum{}, 0.0);
+    const double rd = r;
+    const float c = static_cast<float>(
+        __ddiv_rn(__dmul_rn(__dmul_rn(__dmul_rn(sdot, rd), rd), rd), static_cast<double>(n)));
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+      if (i >= n) continue;
+      const float v = __fsub_rn(__fmul_rn(__fmul_rn(r, wv[k]), g[k]), __fmul_rn(c, xv[k]));
+      dx[t * n + i] = accumulate ? __fadd_rn(dx[t * n + i], v) : v;
+    }
+  }
+  if (partial == nullptr) return;
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    if (i < n) partial[blockIdx.x * n + i] = dwp[k];
+  }
+}
+
 // partial[p][i] = sum over the rows of chunk p of (dy * x) * r: one thread per column, so the rows
 // of a chunk are added in order.
 __global__ void rmsnorm_dw_partial_kernel(const float* __restrict__ dy, const float* __restrict__ x,
@@ -206,8 +263,36 @@ void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float
 }
 
 void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
-                      int64_t n, float* dx, float* dw, float* partial, cudaStream_t s) {
+                      int64_t n, float* dx, bool accumulate, float* dw, float* partial, cudaStream_t s) {
   if (T == 0) return;
+  const int64_t parts = (T + kRmsChunk - 1) / kRmsChunk;
+  float* part = dw != nullptr ? partial : nullptr;
+  const unsigned grid = static_cast<unsigned>(parts);
+  // The fused pass for rows of up to 16 x kThreads columns (the trainer's), the two kernels beyond.
+  const int64_t per = (n + kThreads - 1) / kThreads;
+  bool fused = true;
+  if (per <= 1)
+    rmsnorm_backward_fused_kernel<1><<<grid, kThreads, 0, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
+  else if (per <= 2)
+    rmsnorm_backward_fused_kernel<2><<<grid, kThreads, 0, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
+  else if (per <= 4)
+    rmsnorm_backward_fused_kernel<4><<<grid, kThreads, 0, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
+  else if (per <= 8)
+    rmsnorm_backward_fused_kernel<8><<<grid, kThreads, 0, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
+  else if (per <= 16)
+    rmsnorm_backward_fused_kernel<16><<<grid, kThreads, 0, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
+  else
+    fused = false;
+  if (fused) {
+    BN_CUDA_LAUNCHED();
+    if (dw != nullptr) {
+      rmsnorm_dw_reduce_kernel<<<dev::blocks_for(n, kThreads), kThreads, 0, s>>>(partial, parts, n, dw);
+      BN_CUDA_LAUNCHED();
+    }
+    return;
+  }
+  if (dx != nullptr && !accumulate)
+    BN_CUDA(cudaMemsetAsync(dx, 0, sizeof(float) * static_cast<size_t>(T * n), s));
   if (dx != nullptr) {
     rmsnorm_dx_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(dy, x, w, rstd, n, dx);
     BN_CUDA_LAUNCHED();

@@ -42,10 +42,12 @@ void scale_grad_bf16(const float* dy, int64_t T, int64_t out, const float* row_s
 // ---- per-row and element-wise ops (train_elementwise.cu) ----
 void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,
                      cudaStream_t s);
-constexpr int64_t kRmsChunk = 64;  // rows per partial sum of dw
-// dx (may be null) per row; partial (ceil(T / kRmsChunk) x n floats) then dw (may be null).
+// Rows per partial sum of dw: small enough that T / kRmsChunk blocks fill the GPU.
+constexpr int64_t kRmsChunk = 16;
+// dx (may be null) per row, added to (accumulate) or written; partial (ceil(T / kRmsChunk) x n
+// floats) then dw (may be null).
 void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
-                      int64_t n, float* dx, float* dw, float* partial, cudaStream_t s);
+                      int64_t n, float* dx, bool accumulate, float* dw, float* partial, cudaStream_t s);
 void rope(float* qkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_dim, int64_t row_stride,
           int64_t rope_dim, bool neox, const float* cs, const float* sn, bool inverse, cudaStream_t s);
 void gated_forward(const float* gu, int64_t T, int64_t ff, bool relu2, float* out, cudaStream_t s);

@@ -19,14 +19,14 @@ void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float
 }
 
 void rmsnorm_backward(TrainContext& ctx, const float* dy, const float* x, const float* w, const float* rstd,
-                      int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream) {
+                      int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream, bool accumulate_dx) {
   train::check_rmsnorm_sizes("rmsnorm_backward", T, n);
   float* partial = nullptr;
   if (dw != nullptr && T > 0) {
     const int64_t parts = (T + kern::kRmsChunk - 1) / kern::kRmsChunk;
     partial = static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>(parts * n)));
   }
-  kern::rmsnorm_backward(dy, x, w, rstd, T, n, dx, dw, partial, stream);
+  kern::rmsnorm_backward(dy, x, w, rstd, T, n, dx, accumulate_dx, dw, partial, stream);
 }
 
 // ---- RoPE ----

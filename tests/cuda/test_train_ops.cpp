@@ -316,7 +316,9 @@ TEST(CudaTrainOps, RmsNormForwardBackward) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
   uint32_t seed = 400;
-  for (const auto& [T, n] : {std::pair<int64_t, int64_t>{6, 37}, {200, 512}, {1, 3000}}) {
+  // n 5000: past the fused kernel's 16 columns a thread (two kernels instead).
+  for (const auto& [T, n] :
+       {std::pair<int64_t, int64_t>{6, 37}, {200, 512}, {1, 3000}, {40, 2048}, {3, 5000}}) {
     const std::string name = "T=" + std::to_string(T) + " n=" + std::to_string(n);
     const float eps = 1e-5f;
     const Vec x = random_vec(static_cast<size_t>(T * n), seed++, -3.0f, 3.0f);
@@ -344,6 +346,16 @@ TEST(CudaTrainOps, RmsNormForwardBackward) {
     rmsnorm_backward(ctx, d_gy.data(), d_x.data(), d_w.data(), d_rstd.data(), T, n, nullptr, d_dw2.data(),
                      nullptr);
     expect_same(d_dw2.download(), d_dw.download(), name + " dw run twice");
+
+    // accumulate_dx false: dx written into a poisoned buffer, dw null.
+    Vec dx_alone(x.size(), 0.0f), dw_unused(w.size(), 0.0f);
+    train::rmsnorm_backward(gy.data(), x.data(), w.data(), rstd_cpu.data(), T, n, dx_alone.data(),
+                            dw_unused.data());
+    Buffer<float> d_dx3 = poisoned<float>(x.size());
+    rmsnorm_backward(ctx, d_gy.data(), d_x.data(), d_w.data(), d_rstd.data(), T, n, d_dx3.data(), nullptr,
+                     nullptr,
+                     /*accumulate_dx=*/false);
+    EXPECT_CLOSE(d_dx3.download(), dx_alone, name + " dx overwritten");
   }
   EXPECT_THROW(rmsnorm_forward(nullptr, nullptr, 1, 0, 1e-5f, nullptr, nullptr, nullptr), Error);
 }
