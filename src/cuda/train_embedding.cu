@@ -86,8 +86,11 @@ void embedding_backward(const int32_t* tokens, int64_t T, const float* dx, int64
   size_t temp_bytes = p.temp_bytes;
   BN_CUDA(cub::DeviceRadixSort::SortPairs(base + p.temp, temp_bytes, tokens, ids_sorted, pos, pos_sorted,
                                           static_cast<int>(T), 0, 32, s));
-  add_groups_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(ids_sorted, pos_sorted, T, dx, vocab, d,
-                                                                  dtable, flag);
+  // A thread per column (up to 1024): a frequent id's block adds many rows one after another, and
+  // that chain is what the backward waits for.
+  const int threads = static_cast<int>(d >= 1024 ? 1024 : (d + 31) / 32 * 32);
+  add_groups_kernel<<<static_cast<unsigned>(T), threads, 0, s>>>(ids_sorted, pos_sorted, T, dx, vocab, d,
+                                                                 dtable, flag);
   BN_CUDA_LAUNCHED();
 }
 
