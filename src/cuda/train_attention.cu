@@ -45,6 +45,7 @@ struct Dims {
   int64_t seq, H, Hkv, hd, group, q_dim, kv_dim, C;
   int64_t nh;  // heads per row of the padded bf16 copy of qkv: H + 2 Hkv
   float scale;
+  bool accumulate;  // backward: add into dqkv (else write it)
 };
 
 Dims dims_of(const AttnDims& d) {
@@ -59,6 +60,7 @@ Dims dims_of(const AttnDims& d) {
   r.C = r.q_dim + 2 * r.kv_dim;
   r.nh = d.n_head + 2 * d.n_head_kv;
   r.scale = d.scale;
+  r.accumulate = true;
   return r;
 }
 
@@ -158,8 +160,8 @@ __device__ void rows_times_rows_t(const bf16* a, const bf16* b, float* out) {
 // A warp's [16][HDP] accumulators added into global rows through its fp32 strip: lane (r, half) adds
 // row r's columns [half * HDP / 2, ...) below hd to g (null: a padding row, nothing added).
 template <int HDP>
-__device__ void add_fragments(const FragC (&f)[HDP / 16], float* strip, float* g, int64_t hd, int r,
-                              int half) {
+__device__ void add_fragments(const FragC (&f)[HDP / 16], float* strip, float* g, int64_t hd, int r, int half,
+                              bool accumulate) {
   constexpr int HALF = HDP / 2;
   __syncwarp();  // the warp is done reading the strip
 #pragma unroll
@@ -170,7 +172,7 @@ __device__ void add_fragments(const FragC (&f)[HDP / 16], float* strip, float* g
 #pragma unroll
     for (int c = 0; c < HALF; ++c) {
       const int col = half * HALF + c;
-      if (col < hd) g[col] += strip[r * Ld<HDP>::s + col];
+      if (col < hd) g[col] = accumulate ? g[col] + strip[r * Ld<HDP>::s + col] : strip[r * Ld<HDP>::s + col];
     }
   }
 }
@@ -409,8 +411,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
   }
   // Add the warp's dK, then dV, into dqkv through Sw.
   float* drow = dqkv + (b * D.seq + kj) * D.C;
-  add_fragments<HDP>(dK, Sw, kj < D.seq ? drow + koff : nullptr, D.hd, r, half);
-  add_fragments<HDP>(dV, Sw, kj < D.seq ? drow + voff : nullptr, D.hd, r, half);
+  add_fragments<HDP>(dK, Sw, kj < D.seq ? drow + koff : nullptr, D.hd, r, half, D.accumulate);
+  add_fragments<HDP>(dV, Sw, kj < D.seq ? drow + voff : nullptr, D.hd, r, half, D.accumulate);
 }
 
 // Block (nq - 1 - x, b * H + h): dQ of query tile qt from key tiles 0..qt, recomputing P and dP;
@@ -492,7 +494,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
       }
     }
   }
-  add_fragments<HDP>(dQ, Sw, qi < D.seq ? dqkv + (b * D.seq + qi) * D.C + h * D.hd : nullptr, D.hd, r, half);
+  add_fragments<HDP>(dQ, Sw, qi < D.seq ? dqkv + (b * D.seq + qi) * D.C + h * D.hd : nullptr, D.hd, r, half,
+                     D.accumulate);
 }
 
 template <int HDP>
@@ -604,8 +607,9 @@ void attention_forward(const float* qkv, const AttnDims& d, float* out, float* l
 }
 
 void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
-                        const AttnDims& d, void* scratch, float* dqkv, cudaStream_t s) {
-  const Dims D = dims_of(d);
+                        const AttnDims& d, void* scratch, float* dqkv, bool accumulate, cudaStream_t s) {
+  Dims D = dims_of(d);
+  D.accumulate = accumulate;
   if (d.seq == 0 || d.batch == 0) return;
   const Scratch sc = carve(scratch, D, d.batch);
   const int64_t T = d.batch * D.seq, rows = T * D.H;

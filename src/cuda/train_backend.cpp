@@ -151,13 +151,12 @@ struct DeviceTrainer {
     if (!with_grads) return loss;
 
     prof.mark("head_bwd", stream);
-    zero(dx, Tz * d);
     zero(dh, Tz * d);
     matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(),
                     G(mdl.output), stream);
     prof.mark("norm_bwd", stream);
     rmsnorm_backward(ctx, dh.data(), x_final.data(), P(mdl.output_norm), rstd_final.data(), T, d, dx.data(),
-                     G(mdl.output_norm), stream);
+                     G(mdl.output_norm), stream, /*accumulate_dx=*/false);
     for (int64_t il = c.n_layer - 1; il >= 0; --il) {
       const TrainModel::Layer& L = mdl.layers[static_cast<size_t>(il)];
       LayerActs& a = layers[static_cast<size_t>(il)];
@@ -194,9 +193,9 @@ struct DeviceTrainer {
                            /*accumulate_dx=*/false);
       }
       prof.mark("attention_bwd", stream);
-      zero(dqkv, Tz * qkv_n);
       attention_backward(ctx, dattn.data(), a.qkv.data(), a.attn.data(), a.lse.data(), as, dqkv.data(),
-                         stream);
+                         stream,
+                         /*accumulate=*/false);
       prof.mark("rope_bwd", stream);
       rope_backward(dqkv.data(), T, rs, rope, stream);
       prof.mark("qkv_bwd", stream);

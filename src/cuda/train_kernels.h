@@ -79,8 +79,9 @@ struct AttnDims {
 size_t attention_scratch(const AttnDims& d, bool backward);
 void attention_forward(const float* qkv, const AttnDims& d, float* out, float* lse, void* scratch,
                        cudaStream_t s);
+// accumulate false: dqkv is written (every element), not added to.
 void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
-                        const AttnDims& d, void* scratch, float* dqkv, cudaStream_t s);
+                        const AttnDims& d, void* scratch, float* dqkv, bool accumulate, cudaStream_t s);
 
 // ---- optimizer (train_optim.cu) ----
 void adamw_step(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, float lr,

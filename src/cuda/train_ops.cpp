@@ -104,10 +104,11 @@ void attention_forward(TrainContext& ctx, const float* qkv, const train::AttnSha
 }
 
 void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* out,
-                        const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream) {
+                        const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream,
+                        bool accumulate) {
   const kern::AttnDims d = attn_dims("attention_backward", s);
   kern::attention_backward(dout, qkv, out, lse, d, ctx.scratch(kern::attention_scratch(d, true)), dqkv,
-                           stream);
+                           accumulate, stream);
 }
 
 // ---- gated activation ----

@@ -121,10 +121,11 @@ void attention_forward(TrainContext& ctx, const float* qkv, const train::AttnSha
                        cudaStream_t stream);
 // Recomputes the probabilities from qkv and lse; out is the forward's output. dq per query tile,
 // dk and dv per key tile summing over its query heads and rows in a fixed order (no atomics).
-// Both take scratch from ctx (bf16 copies of the operands with each head padded to 16, 32, 64 or
-// 128 columns).
+// accumulate false: dqkv is written instead of added to. Both take scratch from ctx (bf16 copies of the
+// operands with each head padded to 16, 32, 64 or 128 columns).
 void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* out,
-                        const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream);
+                        const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream,
+                        bool accumulate = true);
 
 // ---- gated activation ----------------------------------------------------------------------------
 void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* out, cudaStream_t stream);

@@ -472,6 +472,15 @@ TEST(CudaTrainOps, AttentionForwardBackward) {
     attention_backward(ctx, d_gout.data(), d_qkv.data(), d_out.data(), d_lse.data(), s, d_dqkv2.data(),
                        nullptr);
     expect_same(d_dqkv2.download(), d_dqkv.download(), name + " dqkv run twice");
+
+    // accumulate false into a poisoned buffer: every element written, the gradient alone.
+    Buffer<float> d_dqkv3 = poisoned<float>(qkv.size());
+    attention_backward(ctx, d_gout.data(), d_qkv.data(), d_out.data(), d_lse.data(), s, d_dqkv3.data(),
+                       nullptr,
+                       /*accumulate=*/false);
+    Vec g_cpu = dqkv_cpu;
+    for (size_t i = 0; i < g_cpu.size(); ++i) g_cpu[i] -= dqkv0[i];
+    EXPECT_LT(rel_err(d_dqkv3.download(), g_cpu), kBf16Tol) << name << " dqkv overwritten";
   }
   EXPECT_THROW(attention_forward(ctx, nullptr, train::AttnShape{1, 4, 3, 2, 8}, nullptr, nullptr, nullptr),
                Error);
