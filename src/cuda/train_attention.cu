@@ -104,6 +104,43 @@ struct TileRegs {
   }
 };
 
+// The softmax's shared-memory traffic in 16-byte pieces (each lane's 32 columns, or HDP / 2 output
+// columns, start 16-byte aligned: every row pitch and half-row offset is a multiple of 16 bytes).
+template <int N>
+__device__ void load_floats(const float* __restrict__ p, float (&v)[N]) {
+  static_assert(N % 4 == 0);
+#pragma unroll
+  for (int j = 0; j < N / 4; ++j) {
+    const float4 f = reinterpret_cast<const float4*>(p)[j];
+    v[4 * j] = f.x;
+    v[4 * j + 1] = f.y;
+    v[4 * j + 2] = f.z;
+    v[4 * j + 3] = f.w;
+  }
+}
+
+// bf16(v[c]) to p[c], rounded to nearest as __float2bfloat16.
+__device__ void store_bf16x32(bf16* __restrict__ p, const float (&v)[32]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    uint4 u;
+    unsigned* w = &u.x;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(v[8 * j + 2 * k], v[8 * j + 2 * k + 1]);
+      w[k] = *reinterpret_cast<const unsigned*>(&h);
+    }
+    reinterpret_cast<uint4*>(p)[j] = u;
+  }
+}
+
+// 2^x in one instruction (ex2.approx, relative error about 2^-22, far below bf16's 2^-9); 2^-inf = 0.
+__device__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // dst[t][j][c] = bf16(src[t * stride + j * hd + c]) for c < hd, zero for hd <= c < hdp.
 __global__ void to_heads_kernel(const float* __restrict__ src, int64_t stride, int64_t heads, int64_t hd,
                                 int64_t hdp, int64_t total, bf16* __restrict__ dst) {
@@ -199,7 +236,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
   const int64_t qi = q0 + warp * 16 + r;  // this lane's query row (two lanes per row)
   float* Sw = Ss + warp * 16 * LDS;
   bf16* Pw = Ps + warp * 16 * LDP;
-  const float sl2 = D.scale * kLog2e;  // scores in base-2 units: exp2f is one instruction
+  const float sl2 = D.scale * kLog2e;  // scores in base-2 units: 2^x is one instruction
 
   TileRegs<HDP> kr, vr;
   kr.fetch(base + q0 * RS + h * HDP, RS, D.seq - q0);
@@ -224,24 +261,23 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
     __syncwarp();
     // Online softmax of this lane's 32 columns. Key 0 is never masked, so m is finite after the
     // first tile, also for the padding rows past seq (whose results are dropped).
-    const float* srow = Sw + r * LDS + half * 32;
     float s[32], mt = -INFINITY;
+    load_floats(Sw + r * LDS + half * 32, s);
 #pragma unroll
     for (int c = 0; c < 32; ++c) {
       const int64_t kj = k0 + half * 32 + c;
-      s[c] = (kj > qi || kj >= D.seq) ? -INFINITY : srow[c] * sl2;
+      s[c] = (kj > qi || kj >= D.seq) ? -INFINITY : s[c] * sl2;
       mt = fmaxf(mt, s[c]);
     }
     mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-    const float mn = fmaxf(m, mt), alpha = exp2f(m - mn);
+    const float mn = fmaxf(m, mt), alpha = fast_exp2(m - mn);
     float ls = 0.0f;
-    bf16* prow = Pw + r * LDP + half * 32;
 #pragma unroll
     for (int c = 0; c < 32; ++c) {
-      const float p = exp2f(s[c] - mn);
-      ls += p;
-      prow[c] = __float2bfloat16(p);
+      s[c] = fast_exp2(s[c] - mn);
+      ls += s[c];
     }
+    store_bf16x32(Pw + r * LDP + half * 32, s);
     ls += __shfl_xor_sync(0xffffffffu, ls, 1);
     l = l * alpha + ls;
     m = mn;
@@ -268,9 +304,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
       for (int n = 0; n < HDP / 16; ++n) wm::store_matrix_sync(Sw + n * 16, acc[n], LDS, wm::mem_row_major);
     }
     __syncwarp();
-    const float* trow = Sw + r * LDS + half * HALF;
+    float t[HALF];
+    load_floats(Sw + r * LDS + half * HALF, t);
 #pragma unroll
-    for (int c = 0; c < HALF; ++c) o[c] += trow[c];
+    for (int c = 0; c < HALF; ++c) o[c] += t[c];
     __syncwarp();  // the next tile's scores overwrite Sw
   }
   if (qi < D.seq) {
@@ -374,22 +411,26 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
       // S^T = K_w Q^T, then P^T = exp(S^T - lse) where the query may see the key.
       rows_times_rows_t<HDP, false>(Ks + warp * 16 * LDH, Qs, Sw);
       __syncwarp();
-      float p[32];
+      float p[32], v[32];
+      load_floats(Sw + r * LDS + half * 32, p);
+      load_floats(lse_s + half * 32, v);
 #pragma unroll
       for (int c = 0; c < 32; ++c) {
-        const int col = half * 32 + c;
-        const int64_t qi = q0 + col;
-        p[c] = (qi >= kj && qi < D.seq) ? exp2f(Sw[r * LDS + col] * sl2 - lse_s[col]) : 0.0f;
-        Pw[r * LDP + col] = __float2bfloat16(p[c]);
+        const int64_t qi = q0 + half * 32 + c;
+        p[c] = (qi >= kj && qi < D.seq) ? fast_exp2(p[c] * sl2 - v[c]) : 0.0f;
       }
+      store_bf16x32(Pw + r * LDP + half * 32, p);
       __syncwarp();
       // dP^T = V_w dO^T, then dS^T = P^T (dP^T - D) scale (the scale of the scores folded in).
       rows_times_rows_t<HDP, false>(Vs + warp * 16 * LDH, dOs, Sw);
       __syncwarp();
+      {
+        float dp[32];
+        load_floats(Sw + r * LDS + half * 32, dp);
+        load_floats(D_s + half * 32, v);
 #pragma unroll
-      for (int c = 0; c < 32; ++c) {
-        const int col = half * 32 + c;
-        dSw[r * LDP + col] = __float2bfloat16(p[c] * (Sw[r * LDS + col] - D_s[col]) * D.scale);
+        for (int c = 0; c < 32; ++c) dp[c] = p[c] * (dp[c] - v[c]) * D.scale;
+        store_bf16x32(dSw + r * LDP + half * 32, dp);
       }
       __syncwarp();
       // dV_w += P^T_w dO, dK_w += dS^T_w Q.
@@ -467,19 +508,21 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
     rows_times_rows_t<HDP, true>(Qs + warp * 16 * LDH, Ks, Sw);
     __syncwarp();
     float p[32];
+    load_floats(Sw + r * LDS + half * 32, p);
 #pragma unroll
     for (int c = 0; c < 32; ++c) {
-      const int col = half * 32 + c;
-      const int64_t kj = k0 + col;
-      p[c] = (kj <= qi && qi < D.seq) ? exp2f(Sw[r * LDS + col] * sl2 - lse_row) : 0.0f;
+      const int64_t kj = k0 + half * 32 + c;
+      p[c] = (kj <= qi && qi < D.seq) ? fast_exp2(p[c] * sl2 - lse_row) : 0.0f;
     }
     __syncwarp();
     rows_times_rows_t<HDP, true>(dOs + warp * 16 * LDH, Vs, Sw);
     __syncwarp();
+    {
+      float dp[32];
+      load_floats(Sw + r * LDS + half * 32, dp);
 #pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      const int col = half * 32 + c;
-      dSw[r * LDP + col] = __float2bfloat16(p[c] * (Sw[r * LDS + col] - d_row) * D.scale);
+      for (int c = 0; c < 32; ++c) dp[c] = p[c] * (dp[c] - d_row) * D.scale;
+      store_bf16x32(dSw + r * LDP + half * 32, dp);
     }
     __syncwarp();
 #pragma unroll
