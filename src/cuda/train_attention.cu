@@ -141,13 +141,16 @@ __device__ float fast_exp2(float x) {
   return y;
 }
 
-// dst[t][j][c] = bf16(src[t * stride + j * hd + c]) for c < hd, zero for hd <= c < hdp.
-__global__ void to_heads_kernel(const float* __restrict__ src, int64_t stride, int64_t heads, int64_t hd,
-                                int64_t hdp, int64_t total, bf16* __restrict__ dst) {
-  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (e >= total) return;
-  const int64_t c = e % hdp, th = e / hdp, t = th / heads, j = th % heads;
-  dst[e] = __float2bfloat16(c < hd ? src[t * stride + j * hd + c] : 0.0f);
+// dst[t][j][c] = bf16(src[t * stride + j * hd + c]) for c < hd, zero for hd <= c < HDP. Block t:
+// row t (HDP a power of two: no index division).
+template <int HDP>
+__global__ void to_heads_kernel(const float* __restrict__ src, int64_t stride, int heads, int hd,
+                                bf16* __restrict__ dst) {
+  const int64_t t = blockIdx.x;
+  for (int e = threadIdx.x; e < heads * HDP; e += blockDim.x) {
+    const int j = e / HDP, c = e % HDP;
+    dst[t * heads * HDP + e] = __float2bfloat16(c < hd ? src[t * stride + j * hd + c] : 0.0f);
+  }
 }
 
 // out[16][64] (fp32, ld Ld::s) = A[16][HDP] . B[64][HDP]^T, both bf16 row-major with ld Ld::h.
@@ -590,10 +593,23 @@ Scratch carve(void* scratch, const Dims& D, int64_t batch) {
 
 void to_heads(const float* src, int64_t T, int64_t stride, int64_t heads, int64_t hd, bf16* dst,
               cudaStream_t s) {
-  const int64_t total = T * heads * hdp_of(hd);
   constexpr int kConvThreads = 256;
-  to_heads_kernel<<<static_cast<unsigned>((total + kConvThreads - 1) / kConvThreads), kConvThreads, 0, s>>>(
-      src, stride, heads, hd, hdp_of(hd), total, dst);
+  const unsigned grid = static_cast<unsigned>(T);
+  const int h = static_cast<int>(heads), d = static_cast<int>(hd);
+  switch (hdp_of(hd)) {
+    case 16:
+      to_heads_kernel<16><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst);
+      break;
+    case 32:
+      to_heads_kernel<32><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst);
+      break;
+    case 64:
+      to_heads_kernel<64><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst);
+      break;
+    default:
+      to_heads_kernel<128><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst);
+      break;
+  }
   BN_CUDA_LAUNCHED();
 }
 

@@ -160,40 +160,42 @@ __global__ void rope_kernel(float* __restrict__ qkv, int64_t total, int64_t seq,
 
 // ---- gated activation ----
 
-__global__ void gated_forward_kernel(const float* __restrict__ gu, int64_t ff, int64_t total, bool relu2,
+// Block t: row t (no index division per element).
+__global__ void gated_forward_kernel(const float* __restrict__ gu, int64_t ff, bool relu2,
                                      float* __restrict__ out) {
-  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (e >= total) return;
-  const int64_t t = e / ff, i = e % ff;
-  const float g = gu[t * 2 * ff + i], u = gu[t * 2 * ff + ff + i];
-  if (relu2) {
-    const float r = g > 0 ? g : 0.0f;
-    out[e] = __fmul_rn(__fmul_rn(r, r), u);
-  } else {
-    out[e] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+  const int64_t t = blockIdx.x;
+  for (int64_t i = threadIdx.x; i < ff; i += blockDim.x) {
+    const int64_t e = t * ff + i;
+    const float g = gu[t * 2 * ff + i], u = gu[t * 2 * ff + ff + i];
+    if (relu2) {
+      const float r = g > 0 ? g : 0.0f;
+      out[e] = __fmul_rn(__fmul_rn(r, r), u);
+    } else {
+      out[e] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+    }
   }
 }
 
 __global__ void gated_backward_kernel(const float* __restrict__ dout, const float* __restrict__ gu,
-                                      int64_t ff, int64_t total, bool relu2, bool accumulate,
-                                      float* __restrict__ dgu) {
-  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (e >= total) return;
-  const int64_t t = e / ff, i = e % ff;
-  const int64_t gi = t * 2 * ff + i, ui = gi + ff;
-  const float g = gu[gi], u = gu[ui], d = dout[e];
-  float dg, du;
-  if (relu2) {
-    const float r = g > 0 ? g : 0.0f;
-    dg = __fmul_rn(__fmul_rn(__fmul_rn(2.0f, r), u), d);
-    du = __fmul_rn(__fmul_rn(r, r), d);
-  } else {
-    const float sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)));
-    dg = __fmul_rn(__fmul_rn(__fmul_rn(sig, __fadd_rn(1.0f, __fmul_rn(g, __fsub_rn(1.0f, sig)))), u), d);
-    du = __fmul_rn(__fmul_rn(g, sig), d);
+                                      int64_t ff, bool relu2, bool accumulate, float* __restrict__ dgu) {
+  const int64_t t = blockIdx.x;
+  for (int64_t i = threadIdx.x; i < ff; i += blockDim.x) {
+    const int64_t e = t * ff + i;
+    const int64_t gi = t * 2 * ff + i, ui = gi + ff;
+    const float g = gu[gi], u = gu[ui], d = dout[e];
+    float dg, du;
+    if (relu2) {
+      const float r = g > 0 ? g : 0.0f;
+      dg = __fmul_rn(__fmul_rn(__fmul_rn(2.0f, r), u), d);
+      du = __fmul_rn(__fmul_rn(r, r), d);
+    } else {
+      const float sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)));
+      dg = __fmul_rn(__fmul_rn(__fmul_rn(sig, __fadd_rn(1.0f, __fmul_rn(g, __fsub_rn(1.0f, sig)))), u), d);
+      du = __fmul_rn(__fmul_rn(g, sig), d);
+    }
+    dgu[gi] = accumulate ? __fadd_rn(dgu[gi], dg) : dg;
+    dgu[ui] = accumulate ? __fadd_rn(dgu[ui], du) : du;
   }
-  dgu[gi] = accumulate ? __fadd_rn(dgu[gi], dg) : dg;
-  dgu[ui] = accumulate ? __fadd_rn(dgu[ui], du) : du;
 }
 
 // ---- embedding ----
@@ -325,7 +327,7 @@ void rope(float* qkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_
 void gated_forward(const float* gu, int64_t T, int64_t ff, bool relu2, float* out, cudaStream_t s) {
   const int64_t total = T * ff;
   if (total == 0) return;
-  gated_forward_kernel<<<dev::blocks_for(total, kThreads), kThreads, 0, s>>>(gu, ff, total, relu2, out);
+  gated_forward_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(gu, ff, relu2, out);
   BN_CUDA_LAUNCHED();
 }
 
@@ -333,8 +335,7 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, b
                     float* dgu, cudaStream_t s) {
   const int64_t total = T * ff;
   if (total == 0) return;
-  gated_backward_kernel<<<dev::blocks_for(total, kThreads), kThreads, 0, s>>>(dout, gu, ff, total, relu2,
-                                                                              accumulate, dgu);
+  gated_backward_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(dout, gu, ff, relu2, accumulate, dgu);
   BN_CUDA_LAUNCHED();
 }
 
