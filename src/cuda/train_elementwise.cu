@@ -143,19 +143,21 @@ __global__ void add_kernel(const float* __restrict__ a, const float* __restrict_
 // ---- RoPE ----
 
 // rope_rotate_ref: one thread per (token, head, pair); inverse rotates by minus the angles.
-__global__ void rope_kernel(float* __restrict__ qkv, int64_t total, int64_t seq, int64_t heads,
-                            int64_t head_dim, int64_t row_stride, int64_t half, bool neox,
-                            const float* __restrict__ cs, const float* __restrict__ sn, bool inverse) {
-  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (e >= total) return;
-  const int64_t i = e % half, h = (e / half) % heads, t = e / (half * heads);
-  const int64_t p = t % seq;
-  const float c = cs[p * half + i], s = inverse ? -sn[p * half + i] : sn[p * half + i];
-  float* v = qkv + t * row_stride + h * head_dim;
-  const int64_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-  const float x0 = v[a], x1 = v[b];
-  v[a] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-  v[b] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+// Block t: token t's (head, pair) elements, 32-bit index arithmetic (a 64-bit division per element
+// costs more than the element's memory traffic).
+__global__ void rope_kernel(float* __restrict__ qkv, int64_t seq, int heads, int64_t head_dim,
+                            int64_t row_stride, int half, bool neox, const float* __restrict__ cs,
+                            const float* __restrict__ sn, bool inverse) {
+  const int64_t t = blockIdx.x, p = t % seq;
+  for (int e = threadIdx.x; e < heads * half; e += blockDim.x) {
+    const int h = e / half, i = e - h * half;
+    const float c = cs[p * half + i], s = inverse ? -sn[p * half + i] : sn[p * half + i];
+    float* v = qkv + t * row_stride + h * head_dim;
+    const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+    const float x0 = v[a], x1 = v[b];
+    v[a] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+    v[b] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+  }
 }
 
 // ---- gated activation ----
@@ -319,8 +321,9 @@ void rope(float* qkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_
           int64_t rope_dim, bool neox, const float* cs, const float* sn, bool inverse, cudaStream_t s) {
   const int64_t half = rope_dim / 2, total = T * n_rot_heads * half;
   if (total == 0) return;
-  rope_kernel<<<dev::blocks_for(total, kThreads), kThreads, 0, s>>>(qkv, total, seq, n_rot_heads, head_dim,
-                                                                    row_stride, half, neox, cs, sn, inverse);
+  rope_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(qkv, seq, static_cast<int>(n_rot_heads), head_dim,
+                                                            row_stride, static_cast<int>(half), neox, cs, sn,
+                                                            inverse);
   BN_CUDA_LAUNCHED();
 }
 
