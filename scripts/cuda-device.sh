@@ -70,11 +70,13 @@ run)
     grep -E '"event":"(eval|exported)"' "$OUT/train_small.jsonl" | tail -3
     grep '"event":"step"' "$OUT/train_small.jsonl" | tail -1
     .device/bitnet run -m /tmp/bt_small/model.gguf -p "The model" -n 24 --temp 0 2>/dev/null | tail -1 || true
-    echo "-- gpt2-small shape (vocab 320), batch 16 x 1024: ours, then PyTorch compiled on the same shape"
-    .device/bitnet train --device cuda --data README.md docs --config gpt2-small --steps 6 --batch 16 --seq 1024 \
-      --eval-every 0 --save-every 0 -o /tmp/bt_gpt2 --json 2>&1 | grep '"event":"step"' | tail -1 | tee "$OUT/train_gpt2.jsonl"
+    echo "-- gpt2-small shape (vocab 320), batch 16 x 1024: ours (GPU time per op), then PyTorch compiled"
+    BITNET_CUDA_PROFILE=20 .device/bitnet train --device cuda --data README.md docs --config gpt2-small --steps 20 \
+      --batch 16 --seq 1024 --eval-every 0 --save-every 0 -o /tmp/bt_gpt2 --json >"$OUT/train_gpt2_log.jsonl" 2>"$OUT/train_gpt2_profile.txt"
+    python3 bench/steady_rate.py "$OUT/train_gpt2_log.jsonl" | tee "$OUT/train_gpt2.jsonl"
+    cat "$OUT/train_gpt2_profile.txt"
     python3 bench/train_pytorch.py --synthetic-vocab 320 --synthetic-tokens 2000000 --config gpt2-small \
-      --batch 16 --seq 1024 --bf16 --compile --time-steps 10 --device cuda 2>/dev/null | tail -1 | tee -a "$OUT/train_gpt2.jsonl"
+      --batch 16 --seq 1024 --bf16 --compile --time-steps 20 --device cuda 2>/dev/null | tail -1 | tee -a "$OUT/train_gpt2.jsonl"
   fi
   if [ "${HF:-0}" = 1 ]; then
     echo "== the trainer's HF export under transformers' BitNetForCausalLM, against the engine on its GGUF"
