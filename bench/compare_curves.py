@@ -27,6 +27,7 @@ def main():
     ap.add_argument("ours")
     ap.add_argument("reference")
     ap.add_argument("--tol", type=float, default=0.02)
+    ap.add_argument("--table", action="store_true", help="also print step, both losses and the difference")
     a = ap.parse_args()
     x, y = evals(a.ours), evals(a.reference)
     steps = sorted(set(x) & set(y))
@@ -34,6 +35,9 @@ def main():
         sys.exit("compare_curves: no step has a held-out loss in both logs")
     rel = {s: abs(x[s] - y[s]) / abs(y[s]) for s in steps}
     worst = max(steps, key=lambda s: rel[s])
+    if a.table:
+        for s in steps:
+            print(f"{s:6d} {x[s]:.4f} {y[s]:.4f} {100 * (x[s] - y[s]) / y[s]:+.2f} %")
     print(json.dumps({"evals": len(steps), "first": [steps[0], x[steps[0]], y[steps[0]]],
                       "last": [steps[-1], x[steps[-1]], y[steps[-1]]],
                       "max_rel_diff": round(rel[worst], 5), "at_step": worst, "tol": a.tol,

@@ -6,17 +6,19 @@
 #   scripts/cuda-device.sh run     # there (device tool, carry [".device"]): GPU list, the CUDA tests,
 #                                  # the same under compute-sanitizer, then TORCH=1: PyTorch's speed,
 #                                  # HF=1: the HF export under transformers against the engine,
-#                                  # FIDELITY=1: 2,000 steps of ours and PyTorch's, held-out losses
+#                                  # FIDELITY=1: 2,000 steps of ours and PyTorch's, held-out losses,
+#                                  # INFER=1: CUDA inference against the CPU, and its bench
 # Results go to $OUT (the device tool brings them back) and to the output's last lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
 stage)
-  scripts/build.sh build/release -DCMAKE_BUILD_TYPE=Release -DBITNET_CUDA=ON
+  b=${BUILD:-build/release}  # BUILD=dir: an existing Release build with CUDA
+  scripts/build.sh "$b" -DCMAKE_BUILD_TYPE=Release -DBITNET_CUDA=ON
   rm -rf .device && mkdir -p .device/lib
-  cp build/release/tests/test_cuda build/release/tests/test_training build/release/tools/bitnet/bitnet .device/
+  cp "$b"/tests/test_cuda "$b"/tests/test_training "$b"/tools/bitnet/bitnet .device/
   # CPU=1 there: the kernel tests on that machine's CPU (AMX), and BASE=binary a bench baseline.
-  cp build/release/tests/test_quant build/release/tests/test_inference .device/
+  cp "$b"/tests/test_quant "$b"/tests/test_inference .device/
   [ -n "${BASE:-}" ] && cp "$BASE" .device/bitnet_base
   # FIDELITY=1 there trains on 400 KB of each corpus source (scripts/corpus.sh), where it has been made.
   [ -d build/corpus/train ] && for f in build/corpus/train/*.txt; do head -c 400000 "$f"; done >.device/corpus.txt
@@ -35,7 +37,7 @@ run)
   echo "== CUDA tests"
   .device/test_cuda 2>&1 | tee "$OUT/test_cuda.log" | grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[   info|Failure|error' || true
   echo "== CUDA tests under compute-sanitizer (memcheck)"
-  compute-sanitizer --tool memcheck --error-exitcode 9 .device/test_cuda >"$OUT/sanitizer.log" 2>&1 &&
+  timeout "${SANITIZER_TIMEOUT:-300}" compute-sanitizer --tool memcheck --error-exitcode 9 .device/test_cuda >"$OUT/sanitizer.log" 2>&1 &&
     echo "compute-sanitizer: no errors" || { echo "compute-sanitizer: FAILED"; tail -40 "$OUT/sanitizer.log"; }
   grep -E '^\[  (PASSED|FAILED) ' "$OUT/sanitizer.log" || true
   fi
@@ -78,6 +80,22 @@ run)
     python3 bench/train_pytorch.py --synthetic-vocab 320 --synthetic-tokens 2000000 --config gpt2-small \
       --batch 16 --seq 1024 --bf16 --compile --time-steps 20 --device cuda 2>/dev/null | tail -1 | tee -a "$OUT/train_gpt2.jsonl"
   fi
+  if [ "${INFER:-0}" = 1 ]; then
+    echo "== CUDA inference: models/bitnet-en.gguf on the CPU and the GPU (perplexity, 64 greedy tokens)"
+    for dev in cpu cuda; do
+      .device/bitnet perplexity -m models/bitnet-en.gguf -f README.md -c 256 -t 16 --device $dev --json 2>/dev/null
+      .device/bitnet run -m models/bitnet-en.gguf -p "And the king said" -n 64 --temp 0 -t 16 --device $dev --json \
+        2>/dev/null >"$OUT/run_$dev.json"
+    done
+    python3 -c 'import json,sys; a,b=(json.load(open(f))["tokens"] for f in sys.argv[1:]); print("greedy tokens:", "identical" if a==b else "differ", len(a), len(b))' \
+      "$OUT/run_cpu.json" "$OUT/run_cuda.json"
+    echo "== bitnet bench --device cuda (synthetic 2B4T; F16 head, then Q8_0 and Q6_K)"
+    timeout 90 .device/bitnet bench --device cuda --synthetic 2b4t -p 512 -n 128 -b 1,8,64 -r 2 2>&1 | tee "$OUT/bench_cuda.log"
+    for e in q8_0 q6_k; do
+      timeout 60 .device/bitnet bench --device cuda --synthetic 2b4t --embd-type $e -p 0 -n 64 -b 1,64 -r 2 2>&1 |
+        tee -a "$OUT/bench_cuda.log" | grep -E 'tg|GPU'
+    done
+  fi
   if [ "${HF:-0}" = 1 ]; then
     echo "== the trainer's HF export under transformers' BitNetForCausalLM, against the engine on its GGUF"
     rm -rf /tmp/bt_hf
@@ -91,16 +109,18 @@ run)
       tee -a "$OUT/hf_check.jsonl"
   fi
   if [ "${FIDELITY:-0}" = 1 ]; then
-    echo "== loss-curve fidelity: ours (CUDA) and PyTorch (fp32, same init, data order and schedule), 2,000 steps"
+    echo "== loss-curve fidelity: ours (CUDA) and PyTorch (same init, data order and schedule), 2,000 steps"
     rm -rf /tmp/bt_fid
     data=README.md; [ -f .device/corpus.txt ] && data=.device/corpus.txt
     .device/bitnet train --device cuda --data "$data" --config small --steps 2000 --batch 16 --seq 256 \
-      --eval-every 100 --eval-windows 32 --save-every 0 -o /tmp/bt_fid --json 2>&1 | grep '"event":"eval"' | tail -2
-    python3 bench/train_pytorch.py --shard /tmp/bt_fid/tokens.bin --config small --steps 2000 --batch 16 --seq 256 \
-      --eval-every 100 --eval-windows 32 --init-from-ours --same-data-order --device cuda \
-      --log "$OUT/torch_fid.jsonl" --print-every 500 2>"$OUT/torch_fid.err" | tail -1 || tail -20 "$OUT/torch_fid.err"
-    cp /tmp/bt_fid/train_log.jsonl "$OUT/ours_fid.jsonl"
-    python3 bench/compare_curves.py "$OUT/ours_fid.jsonl" "$OUT/torch_fid.jsonl" --tol 0.02 || true
+      --eval-every 100 --eval-windows 32 --save-every 0 -o /tmp/bt_fid --json 2>&1 | grep '"event":"eval"' | tail -1
+    for mode in "" --bf16; do  # PyTorch in fp32, then with bf16 autocast
+      echo "-- PyTorch ${mode:-fp32}: step, ours, PyTorch, difference"
+      python3 bench/train_pytorch.py --shard /tmp/bt_fid/tokens.bin --config small --steps 2000 --batch 16 --seq 256 \
+        --eval-every 100 --eval-windows 32 --init-from-ours --same-data-order --device cuda $mode \
+        --log "/tmp/torch_fid$mode.jsonl" --print-every 0 2>/tmp/torch_fid.err | tail -1 || tail -20 /tmp/torch_fid.err
+      python3 bench/compare_curves.py /tmp/bt_fid/train_log.jsonl "/tmp/torch_fid$mode.jsonl" --tol 0.02 --table || true
+    done
   fi
   if [ "${TORCH:-0}" = 1 ]; then
     echo "== PyTorch reference trainer (bench/train_pytorch.py), gpt2-small shape, batch 16 x 1024"

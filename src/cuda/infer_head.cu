@@ -55,11 +55,11 @@ __global__ void prepare_float_kernel(const float* x, int64_t n, int type, float*
   if (type == kHeadF16) {
     const __half r = __float2half_rn(v);
     f[i] = __half2float(r);
-    h[i] = __half_as_ushort(r);
+    if (h) h[i] = __half_as_ushort(r);  // h: only where the head goes through cuBLASLt
   } else if (type == kHeadBF16) {
     const __nv_bfloat16 r = __float2bfloat16_rn(v);
     f[i] = __bfloat162float(r);
-    h[i] = __bfloat16_as_ushort(r);
+    if (h) h[i] = __bfloat16_as_ushort(r);
   } else {
     f[i] = v;
   }
