@@ -21,7 +21,9 @@ Session::Session(const Model& model, const SessionOptions& opts)
     : model_(model), opts_(opts), pool_(opts.threads) {
   const ModelConfig& c = model.cfg;
   if (opts.n_ctx <= 0) fail("context size must be positive, got {}", opts.n_ctx);
-  const size_t cache = static_cast<size_t>(c.n_layer * ctx_pad() * c.kv_dim());
+  if (opts.n_seq <= 0) fail("number of sequences must be positive, got {}", opts.n_seq);
+  n_past_.assign(static_cast<size_t>(opts.n_seq), 0);
+  const size_t cache = static_cast<size_t>(opts.n_seq * c.n_layer * ctx_pad() * c.kv_dim());
   if (opts.kv_f16) {
     k16_.assign(cache, 0);
     v16_.assign(cache, 0);
@@ -52,9 +54,16 @@ void Session::mark(StepProfile::Section s, int64_t& t0) {
   t0 = t;
 }
 
-void Session::truncate(int64_t n) {
-  BN_CHECK(n >= 0 && n <= n_past_, "truncate to {} of {}", n, n_past_);
-  n_past_ = n;
+size_t Session::check_seq(int seq) const {
+  if (seq < 0 || seq >= opts_.n_seq)
+    fail("sequence {} does not exist (the session has {})", seq, opts_.n_seq);
+  return static_cast<size_t>(seq);
+}
+
+void Session::truncate(int seq, int64_t n) {
+  int64_t& past = n_past_[check_seq(seq)];
+  BN_CHECK(n >= 0 && n <= past, "truncate to {} of {}", n, past);
+  past = n;
 }
 
 // Per-token work (norms, activation quantization, RoPE, residual adds) runs split over tokens;
@@ -84,7 +93,8 @@ constexpr int64_t kSplitMinKeys = 512;
 
 void Session::attention_decode_split(int64_t il, const float* qkv, float* attn) {
   const ModelConfig& c = model_.cfg;
-  const int64_t hd = c.head_dim, group = c.n_head / c.n_head_kv, n_kv = n_past_ + 1;
+  const int64_t seq = runs_[0].seq;
+  const int64_t hd = c.head_dim, group = c.n_head / c.n_head_kv, n_kv = runs_[0].pos0 + 1;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int nt = pool_.size();
   const int64_t lds = (n_kv + kKeyTile - 1) / kKeyTile * kKeyTile, tiles = lds / kKeyTile;
@@ -102,7 +112,7 @@ void Session::attention_decode_split(int64_t il, const float* qkv, float* attn) 
       const int64_t j0 = tiles * sp / splits * kKeyTile,
                     j1 = std::min(n_kv, tiles * (sp + 1) / splits * kKeyTile);
       if (j1 <= j0) continue;
-      dot_f16_tiles(k16_.data() + kv_at(il, kvh, 0) + static_cast<size_t>(j0 * hd), j1 - j0,
+      dot_f16_tiles(k16_.data() + kv_at(seq, il, kvh, 0) + static_cast<size_t>(j0 * hd), j1 - j0,
                     qr + kvh * group * hd, hd, static_cast<int>(group), hd, scale,
                     scores + kvh * group * lds + j0, lds);
     }
@@ -120,7 +130,7 @@ void Session::attention_decode_split(int64_t il, const float* qkv, float* attn) 
       }
       float* o = attn + kvh * group * hd + c0;
       for (int64_t g = 0; g < group; ++g) std::fill(o + g * hd, o + g * hd + w, 0.0f);
-      axpy_f16_rows(p, lds, v16_.data() + kv_at(il, kvh, 0) + static_cast<size_t>(c0), hd, n_kv,
+      axpy_f16_rows(p, lds, v16_.data() + kv_at(seq, il, kvh, 0) + static_cast<size_t>(c0), hd, n_kv,
                     static_cast<int>(group), w, o, hd);
     }
   });
@@ -136,13 +146,14 @@ void Session::attention_decode_split(int64_t il, const float* qkv, float* attn) 
 // logits do not depend on whether it came alone or in a prompt.
 void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
   const ModelConfig& c = model_.cfg;
-  if (n == 1 && opts_.kv_f16 && n_past_ + 1 >= kSplitMinKeys) return attention_decode_split(il, qkv, attn);
+  if (n == 1 && opts_.kv_f16 && runs_[0].pos0 + 1 >= kSplitMinKeys)
+    return attention_decode_split(il, qkv, attn);
   const int64_t qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, qkv_n = qd + 2 * kvd;
   const int64_t group = c.n_head / c.n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t n_kv_max = n_past_ + n;
+  int64_t n_kv_max = 0;
+  for (const Run& r : runs_) n_kv_max = std::max(n_kv_max, r.pos0 + r.n);
   const bool f16 = opts_.kv_f16;
-  auto head_base = [&](int64_t kvh) { return kv_at(il, kvh, 0); };
   const int nt = pool_.size();
   int64_t gs = group;  // query heads per job
   while (gs % 2 == 0 && n * c.n_head_kv * (group / gs) < 2 * nt) gs /= 2;
@@ -152,7 +163,11 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
   // first token has one key less: it gets no score past its own position, and the last key's
   // values are added to the second token alone, after the shared keys, in the same order.
   const int64_t tpj = n > 1 && f16 && gs == group ? 2 : 1;  // tokens per job
-  const int64_t jobs = (n + tpj - 1) / tpj * c.n_head_kv * per_kv;
+  // Jobs are numbered run after run (a pair never spans two sequences); job_end[r] ends run r's.
+  const int64_t jobs_per_unit = c.n_head_kv * per_kv;
+  int64_t* job_end = layer_arena_.alloc<int64_t>(runs_.size());
+  int64_t jobs = 0;
+  for (size_t r = 0; r < runs_.size(); ++r) job_end[r] = jobs += (runs_[r].n + tpj - 1) / tpj * jobs_per_unit;
   const int64_t lds = (n_kv_max + kKeyTile - 1) / kKeyTile * kKeyTile;
   const int64_t G = tpj * gs;  // queries per job
   float* scores_all = layer_arena_.alloc<float>(static_cast<size_t>(nt * G * lds));
@@ -170,34 +185,38 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
     for (int64_t cl = claimed.fetch_add(1, std::memory_order_relaxed); cl < jobs;
          cl = claimed.fetch_add(1, std::memory_order_relaxed)) {
       const int64_t job = jobs - 1 - cl;
-      const int64_t t0 = job / (c.n_head_kv * per_kv) * tpj, rest = job % (c.n_head_kv * per_kv);
+      const size_t ri = static_cast<size_t>(std::upper_bound(job_end, job_end + runs_.size(), job) - job_end);
+      const Run& run = runs_[ri];
+      const int64_t local = job - (ri == 0 ? 0 : job_end[ri - 1]);
+      // t0: the job's first token within its run; rows are run.row0 + t0 + u.
+      const int64_t t0 = local / jobs_per_unit * tpj, rest = local % jobs_per_unit;
       const int64_t kvh = rest / per_kv, h0 = kvh * group + (rest % per_kv) * gs;
-      const int64_t nu = std::min(tpj, n - t0), gq = nu * gs;         // tokens and queries in this job
-      const int64_t n_kv0 = n_past_ + t0 + 1, n_kv = n_kv0 + nu - 1;  // causal: first and last token
+      const int64_t nu = std::min(tpj, run.n - t0), gq = nu * gs;      // tokens and queries in this job
+      const int64_t n_kv0 = run.pos0 + t0 + 1, n_kv = n_kv0 + nu - 1;  // causal: first and last token
+      const int64_t row0 = run.row0 + t0;
+      const size_t head_base = kv_at(run.seq, il, kvh, 0);
       // Query row u * gs + g is head h0 + g of token t0 + u; outputs go to ob in the same order.
       std::fill(ob, ob + gq * hd, 0.0f);
       if (f16) {
         // The query meets half keys as a half, like ggml's f16 dot product.
         for (int64_t u = 0; u < nu; ++u)
           for (int64_t g = 0; g < gs; ++g) {
-            f32_to_f16_row(qkv + (t0 + u) * qkv_n + (h0 + g) * hd, q16, hd);
+            f32_to_f16_row(qkv + (row0 + u) * qkv_n + (h0 + g) * hd, q16, hd);
             f16_to_f32_row(q16, qr + (u * gs + g) * hd, hd);
           }
-        dot_f16_tiles(k16_.data() + head_base(kvh), n_kv, qr, hd, static_cast<int>(gq), hd, scale, scores,
-                      lds);
+        dot_f16_tiles(k16_.data() + head_base, n_kv, qr, hd, static_cast<int>(gq), hd, scale, scores, lds);
       } else {
         for (int64_t g = 0; g < gs; ++g)
           for (int64_t j = 0; j < n_kv; ++j)
-            scores[g * lds + j] =
-                dot_f32(qkv + t0 * qkv_n + (h0 + g) * hd,
-                        k_cache_.data() + head_base(kvh) + static_cast<size_t>(j * hd), hd) *
-                scale;
+            scores[g * lds + j] = dot_f32(qkv + row0 * qkv_n + (h0 + g) * hd,
+                                          k_cache_.data() + head_base + static_cast<size_t>(j * hd), hd) *
+                                  scale;
       }
       // ggml multiplies half values by the probabilities rounded to half.
       for (int64_t u = 0; u < nu; ++u)
         for (int64_t g = 0; g < gs; ++g) softmax_row(scores + (u * gs + g) * lds, n_kv0 + u, f16);
       if (f16) {
-        const uint16_t* v = v16_.data() + head_base(kvh);
+        const uint16_t* v = v16_.data() + head_base;
         axpy_f16_rows(scores, lds, v, hd, n_kv0, static_cast<int>(gq), hd, ob, hd);
         if (nu == 2)  // the second token's own key
           axpy_f16_rows(scores + gs * lds + n_kv0, lds, v + n_kv0 * hd, hd, 1, static_cast<int>(gs), hd,
@@ -205,11 +224,11 @@ void Session::attention(int64_t il, int64_t n, const float* qkv, float* attn) {
       } else {
         for (int64_t g = 0; g < gs; ++g)
           for (int64_t j = 0; j < n_kv; ++j)
-            axpy_f32(scores[g * lds + j], v_cache_.data() + head_base(kvh) + static_cast<size_t>(j * hd),
+            axpy_f32(scores[g * lds + j], v_cache_.data() + head_base + static_cast<size_t>(j * hd),
                      ob + g * hd, hd);
       }
       for (int64_t u = 0; u < nu; ++u)
-        std::copy(ob + u * gs * hd, ob + (u + 1) * gs * hd, attn + (t0 + u) * qd + h0 * hd);
+        std::copy(ob + u * gs * hd, ob + (u + 1) * gs * hd, attn + (row0 + u) * qd + h0 * hd);
     }
   });
 }
@@ -256,14 +275,14 @@ void Session::rope_kv_store(int64_t il, int64_t n, float* qkv, const float* rope
   per_token(pool_, n, [&](int64_t t) {
     float* q = qkv + t * qkv_n;
     float* k = q + qd;
-    const int64_t pos = n_past_ + t;
+    const int64_t pos = row_pos_[t], seq = row_seq_[t];
     const float* cs = rope_cs + t * c.rope_dim;
     rope_apply(q, c.n_head, hd, c.rope_dim, cs, cs + c.rope_dim / 2, c.rope);
     rope_apply(k, c.n_head_kv, hd, c.rope_dim, cs, cs + c.rope_dim / 2, c.rope);
     for (int64_t h = 0; h < c.n_head_kv; ++h) {
-      const size_t at = kv_at(il, h, pos);
+      const size_t at = kv_at(seq, il, h, pos);
       if (f16) {
-        f32_to_f16_strided(k + h * hd, k16_.data() + k_at(il, h, pos), kKeyTile, hd);
+        f32_to_f16_strided(k + h * hd, k16_.data() + k_at(seq, il, h, pos), kKeyTile, hd);
         f32_to_f16_row(k + kvd + h * hd, v16_.data() + at, hd);
       } else {
         std::memcpy(k_cache_.data() + at, k + h * hd, static_cast<size_t>(hd) * 4);
@@ -312,53 +331,96 @@ void Session::layer(int64_t il, int64_t n, float* x, const float* rope_cs) {
 }
 
 const float* Session::forward(std::span<const int32_t> tokens, bool all_logits) {
+  std::vector<BatchToken> batch(tokens.size());
+  for (size_t t = 0; t < tokens.size(); ++t) batch[t] = {tokens[t], 0, all_logits || t + 1 == tokens.size()};
+  return forward_batch(batch);
+}
+
+const float* Session::forward_batch(std::span<const BatchToken> batch) {
   const ModelConfig& c = model_.cfg;
-  const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t n = static_cast<int64_t>(batch.size());
   if (n == 0) fail("forward: no tokens");
-  if (n_past_ + n > opts_.n_ctx)
-    fail("context overflow: {} cached + {} new tokens > context size {}", n_past_, n, opts_.n_ctx);
-  for (int32_t id : tokens)  // before any work, so a bad id leaves the cache untouched
-    if (id < 0 || id >= c.n_vocab) fail("token id {} is out of range (vocabulary of {})", id, c.n_vocab);
-  const int64_t d = c.n_embd;
-  logits_.resize(static_cast<size_t>((all_logits ? n : 1) * c.n_vocab));
-  // Long prompts run in micro-batches: activation memory stays bounded by the batch, not the prompt.
+  // Everything is checked before any work, so a bad batch leaves every cache untouched.
+  std::vector<int64_t> added(static_cast<size_t>(opts_.n_seq), 0);
+  int64_t n_out = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    const BatchToken& b = batch[static_cast<size_t>(t)];
+    const size_t s = check_seq(b.seq);
+    if (b.token < 0 || b.token >= c.n_vocab)
+      fail("token id {} is out of range (vocabulary of {})", b.token, c.n_vocab);
+    if (added[s] > 0 && batch[static_cast<size_t>(t - 1)].seq != b.seq)
+      fail("sequence {} appears in two runs of one batch (its tokens must be consecutive)", b.seq);
+    ++added[s];
+    n_out += b.logits ? 1 : 0;
+  }
+  for (size_t s = 0; s < added.size(); ++s)
+    if (n_past_[s] + added[s] > opts_.n_ctx)
+      fail("context overflow: {} cached + {} new tokens > context size {}{}", n_past_[s], added[s],
+           opts_.n_ctx, opts_.n_seq > 1 ? fmt::format(" (sequence {})", s) : std::string());
+  logits_.resize(static_cast<size_t>(n_out * c.n_vocab));
+  // Long batches run in micro-batches: activation memory stays bounded by the micro-batch.
   const int64_t ub = std::max<int64_t>(1, opts_.n_ubatch);
+  int64_t out_row = 0;
   for (int64_t c0 = 0; c0 < n; c0 += ub) {
-    const int64_t cn = std::min(ub, n - c0);
-    int64_t t0 = profiling_ ? now_ns() : 0;
-    arena_.reset();
-    float* x = arena_.alloc<float>(static_cast<size_t>(cn * d));
-    for (int64_t t = 0; t < cn; ++t)
-      embedding_row(model_.token_embd, tokens[static_cast<size_t>(c0 + t)], x + t * d);
-    // Each position's RoPE angles once for all layers and heads (transcendentals were 3 % of prefill).
-    float* rope_cs = arena_.alloc<float>(static_cast<size_t>(cn * c.rope_dim));
-    per_token(pool_, cn, [&](int64_t t) {
-      float* cs = rope_cs + t * c.rope_dim;
-      rope_angles(n_past_ + t, c.rope_dim, c.rope_theta, cs, cs + c.rope_dim / 2);
-    });
-    mark(StepProfile::kEmbed, t0);
-    for (int64_t il = 0; il < c.n_layer; ++il) {
-      layer_arena_.reset();
-      layer(il, cn, x, rope_cs);
-    }
-    n_past_ += cn;
-    const bool last_chunk = c0 + cn == n;
-    if (!all_logits && !last_chunk) continue;
-    t0 = profiling_ ? now_ns() : 0;
-    const int64_t n_out = all_logits ? cn : 1;
-    const float* from = x + (cn - n_out) * d;
-    float* xn = arena_.alloc<float>(static_cast<size_t>(n_out * d));
-    per_token(pool_, n_out, [&](int64_t t) {
-      rms_norm(from + t * d, model_.output_norm.data(), d, c.rms_eps, xn + t * d);
-    });
-    head_matmul(&pool_, model_.output, xn, n_out, logits_.data() + (all_logits ? c0 : 0) * c.n_vocab);
-    mark(StepProfile::kHead, t0);
+    const auto chunk = batch.subspan(static_cast<size_t>(c0), static_cast<size_t>(std::min(ub, n - c0)));
+    step(chunk, out_row);
+    for (const BatchToken& b : chunk) out_row += b.logits ? 1 : 0;
   }
   if (profiling_) {
     profile_.tokens += n;
     ++profile_.calls;
   }
   return logits_.data();
+}
+
+void Session::step(std::span<const BatchToken> batch, int64_t out_row) {
+  const ModelConfig& c = model_.cfg;
+  const int64_t cn = static_cast<int64_t>(batch.size()), d = c.n_embd;
+  int64_t t0 = profiling_ ? now_ns() : 0;
+  arena_.reset();
+  // Rows' sequences and positions, and the runs of consecutive rows of one sequence.
+  int64_t* seqs = arena_.alloc<int64_t>(static_cast<size_t>(cn));
+  int64_t* pos = arena_.alloc<int64_t>(static_cast<size_t>(cn));
+  Run* runs = arena_.alloc<Run>(static_cast<size_t>(cn));
+  size_t nr = 0;
+  for (int64_t t = 0; t < cn; ++t) {
+    const int64_t s = batch[static_cast<size_t>(t)].seq;
+    if (nr == 0 || runs[nr - 1].seq != s) runs[nr++] = {s, n_past_[static_cast<size_t>(s)], t, 0};
+    seqs[t] = s;
+    pos[t] = runs[nr - 1].pos0 + runs[nr - 1].n++;
+  }
+  runs_ = {runs, nr};
+  row_seq_ = seqs;
+  row_pos_ = pos;
+  float* x = arena_.alloc<float>(static_cast<size_t>(cn * d));
+  for (int64_t t = 0; t < cn; ++t)
+    embedding_row(model_.token_embd, batch[static_cast<size_t>(t)].token, x + t * d);
+  // Each position's RoPE angles once for all layers and heads (transcendentals were 3 % of prefill).
+  float* rope_cs = arena_.alloc<float>(static_cast<size_t>(cn * c.rope_dim));
+  per_token(pool_, cn, [&](int64_t t) {
+    float* cs = rope_cs + t * c.rope_dim;
+    rope_angles(pos[t], c.rope_dim, c.rope_theta, cs, cs + c.rope_dim / 2);
+  });
+  mark(StepProfile::kEmbed, t0);
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    layer_arena_.reset();
+    layer(il, cn, x, rope_cs);
+  }
+  for (const Run& r : runs_) n_past_[static_cast<size_t>(r.seq)] += r.n;
+  runs_ = {};
+  // The head for the rows that want logits.
+  int64_t* rows = arena_.alloc<int64_t>(static_cast<size_t>(cn));
+  int64_t k = 0;
+  for (int64_t t = 0; t < cn; ++t)
+    if (batch[static_cast<size_t>(t)].logits) rows[k++] = t;
+  if (k == 0) return;
+  t0 = profiling_ ? now_ns() : 0;
+  float* xn = arena_.alloc<float>(static_cast<size_t>(k * d));
+  per_token(pool_, k, [&](int64_t i) {
+    rms_norm(x + rows[i] * d, model_.output_norm.data(), d, c.rms_eps, xn + i * d);
+  });
+  head_matmul(&pool_, model_.output, xn, k, logits_.data() + out_row * c.n_vocab);
+  mark(StepProfile::kHead, t0);
 }
 
 }  // namespace bitnet

@@ -1,6 +1,7 @@
 // `bitnet bench`: prompt processing (ppN: N tokens in one forward pass from an empty cache) and
 // text generation (tgN: N tokens decoded one at a time) in tokens per second, like llama-bench.
-// Prints a table, or with --json one object per test per line.
+// Prints a table, or with --json one object per test per line. -b B decodes B sequences at once
+// (tgN xB: each step one token of each sequence, in one forward_batch), as a server's batching does.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -20,13 +21,16 @@ namespace bitnet::cli {
 namespace {
 
 // Figures in JSON to 3 decimals, as the table prints them.
-double round3(double x) { return std::round(x * 1e3) / 1e3; }
+double round3(double x) {
+  return std::round(x * 1e3) / 1e3;
+}
 
 struct Opts {
   ModelSource src;
   std::vector<int> n_prompt{128};
   std::vector<int> n_gen{64};
   std::vector<int> depth{0};
+  std::vector<int> batch{1};
   int reps = 3;
   int threads = 2;
   bool json = false;
@@ -113,7 +117,11 @@ void run(const Opts& o) {
                       std::max(*std::max_element(o.n_prompt.begin(), o.n_prompt.end()),
                                *std::max_element(o.n_gen.begin(), o.n_gen.end())) +
                       1;
-  Session s(*model, {max_ctx, o.threads});
+  SessionOptions so;
+  so.n_ctx = max_ctx;
+  so.threads = o.threads;
+  so.n_seq = *std::max_element(o.batch.begin(), o.batch.end());
+  Session s(*model, so);
   const size_t kv_bytes = s.kv_cache_bytes();
   const double wbytes = static_cast<double>(decode_weight_bytes(*model));
   const double gib = wbytes / (1 << 30);
@@ -143,9 +151,14 @@ void run(const Opts& o) {
     const Stats st = stats(tps);
     if (b) bounds.push_back({test, st.median, *b});
     if (o.json) {
-      ojson j = {{"model", lm.label},        {"threads", o.threads},         {"test", test},
-                 {"n", n},                  {"repetitions", o.reps},        {"tokens_per_second", round3(st.median)},
-                 {"mean", round3(st.mean)}, {"sd", round3(st.sd)}};
+      ojson j = {{"model", lm.label},
+                 {"threads", o.threads},
+                 {"test", test},
+                 {"n", n},
+                 {"repetitions", o.reps},
+                 {"tokens_per_second", round3(st.median)},
+                 {"mean", round3(st.mean)},
+                 {"sd", round3(st.sd)}};
       if (b) {
         j["read_gbps_before"] = round3(b->before);
         j["read_gbps_after"] = round3(b->after);
@@ -160,19 +173,26 @@ void run(const Opts& o) {
   };
   using clock = std::chrono::steady_clock;
   // A depth d prefills d tokens first (not timed), so the test runs with d tokens of context.
-  auto prefill_depth = [&](int depth) {
-    s.truncate(0);
-    if (depth > 0) s.forward(tokens(depth));
+  // With B sequences, each is refilled to d tokens.
+  auto prefill_depth = [&](int depth, int n_seq) {
+    for (int q = 0; q < n_seq; ++q) {
+      s.truncate(q, 0);
+      if (depth <= 0) continue;
+      std::vector<BatchToken> b;
+      for (int32_t t : tokens(depth)) b.push_back({t, q, false});
+      b.back().logits = true;
+      s.forward_batch(b);
+    }
   };
   // One test: `body` o.reps times after a warm-up run, each from a cache refilled to `depth`
   // (profiled when asked, the warm-up excluded), then its line and profile.
-  auto run_test = [&](const std::string& name, int n, int depth, bool decode, auto&& body) {
+  auto run_test = [&](const std::string& name, int n, int depth, bool decode, int n_seq, auto&& body) {
     std::vector<double> secs;
     s.reset_profile();
     Bound b;
     if (decode && o.bound) b.before = read_gbps();
     for (int r = 0; r <= o.reps; ++r) {
-      prefill_depth(depth);
+      prefill_depth(depth, n_seq);
       s.set_profiling(o.profile && r > 0);
       const auto t0 = clock::now();
       body();
@@ -189,15 +209,29 @@ void run(const Opts& o) {
     for (int p : o.n_prompt) {
       if (p <= 0) continue;
       const auto t = tokens(p);
-      run_test("pp" + std::to_string(p), p, depth, false, [&] { s.forward(t); });
+      run_test("pp" + std::to_string(p), p, depth, false, 1, [&] { s.forward(t); });
     }
   for (int depth : o.depth)
     for (int g : o.n_gen) {
       if (g <= 0) continue;
       const auto t = tokens(g);
-      run_test("tg" + std::to_string(g), g, depth, true, [&] {
-        for (int i = 0; i < g; ++i) s.forward(std::span(t).subspan(static_cast<size_t>(i), 1));
-      });
+      for (int nb : o.batch) {
+        if (nb == 1) {
+          run_test("tg" + std::to_string(g), g, depth, true, 1, [&] {
+            for (int i = 0; i < g; ++i) s.forward(std::span(t).subspan(static_cast<size_t>(i), 1));
+          });
+          continue;
+        }
+        // The bound of a batched step is not one read of the weights per token: no bound row.
+        std::vector<BatchToken> step(static_cast<size_t>(nb));
+        run_test("tg" + std::to_string(g) + " x" + std::to_string(nb), g * nb, depth, false, nb, [&] {
+          for (int i = 0; i < g; ++i) {
+            for (int q = 0; q < nb; ++q)
+              step[static_cast<size_t>(q)] = {t[static_cast<size_t>((i + q) % g)], q, true};
+            s.forward_batch(step);
+          }
+        });
+      }
     }
   if (!o.json && !bounds.empty()) {
     std::printf(
@@ -243,6 +277,10 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-n,--n-gen", o.n_gen, "generation lengths to test")->delimiter(',');
   cmd->add_option("-d,--n-depth", o.depth, "context depths: tokens already in the cache before each test")
       ->delimiter(',');
+  cmd->add_option("-b,--batch", o.batch,
+                  "decode batch sizes: tgN xB decodes B sequences at once (aggregate tokens/s)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("-r,--repetitions", o.reps, "timed repetitions (median reported)")
       ->check(CLI::Range(1, 1000));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
