@@ -8,15 +8,6 @@
 
 #include "inference/forward.h"
 
-namespace bitnet {
-// TEMPORARY until forward.h has it (the lead's several-sequence Session).
-struct BatchToken {
-  int32_t token;
-  int32_t seq;
-  bool logits;
-};
-}  // namespace bitnet
-
 namespace bitnet::server {
 
 class Engine {

@@ -50,7 +50,7 @@ void run(Opts o) {
   SessionOptions so;
   so.n_ctx = o.n_ctx;
   so.threads = o.threads;
-  // TEMPORARY so.n_seq = o.parallel;
+  so.n_seq = o.parallel;
   std::unique_ptr<server::Engine> engine = server::make_session_engine(*lm.model, so);
   server::Metrics metrics;
   server::Scheduler sched(*engine, tok, o.sched, &metrics);
