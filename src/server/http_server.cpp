@@ -223,6 +223,9 @@ void HttpServer::Impl::generate(Endpoint ep, const httplib::Request& req, httpli
   x->stream = g.stream;
   x->include_usage = g.include_usage;
   res.set_header("Cache-Control", "no-cache");
+  // One connection per generation: node-fetch 2 (the OpenAI client's on Node 18) reports
+  // "Premature close" for a chunked response on a connection kept alive.
+  res.set_header("Connection", "close");
   res.set_chunked_content_provider(
       g.stream ? "text/event-stream" : "application/json",
       [this, x](size_t, httplib::DataSink& sink) { return pump(*x, sink); },
