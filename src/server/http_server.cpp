@@ -34,6 +34,9 @@ uint64_t random_seed() {
 
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
+  // The body of a refused request may be unread (auth is checked, and size refused, before it is
+  // read): the connection cannot carry another request.
+  res.set_header("Connection", "close");
   if (e.status == 503 || e.status == 429) res.set_header("Retry-After", "1");
   res.set_content(error_json(e), "application/json");
 }
