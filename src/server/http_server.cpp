@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdio>
@@ -65,6 +66,7 @@ struct HttpServer::Impl {
   Metrics& metrics;
   ServerOptions o;
   httplib::Server svr;
+  int listen_fd = -1;  // the listening socket, seen by the socket-options hook
 
   Impl(Scheduler& s, const Tokenizer& t, Metrics& m, const ServerOptions& opts)
       : sched(s), tok(t), metrics(m), o(opts) {}
@@ -78,6 +80,10 @@ struct HttpServer::Impl {
 
 void HttpServer::Impl::routes() {
   svr.set_payload_max_length(o.max_body_bytes);
+  svr.set_socket_options([this](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
   svr.set_read_timeout(o.read_timeout_s, 0);
   svr.set_write_timeout(o.write_timeout_s, 0);
   const int threads = o.http_threads > 0 ? o.http_threads : sched.stats().slots + 64 + 16;
@@ -293,14 +299,17 @@ HttpServer::~HttpServer() = default;
 
 int HttpServer::bind() {
   Impl& i = *impl_;
-  if (i.o.port == 0) {
-    const int port = i.svr.bind_to_any_port(i.o.host);
+  int port = i.o.port;
+  if (port == 0) {
+    port = i.svr.bind_to_any_port(i.o.host);
     if (port <= 0) fail("cannot listen on {} (any port)", i.o.host);
-    return port;
+  } else if (!i.svr.bind_to_port(i.o.host, port)) {
+    fail("cannot listen on {}:{} (in use, or not an address here)", i.o.host, port);
   }
-  if (!i.svr.bind_to_port(i.o.host, i.o.port))
-    fail("cannot listen on {}:{} (in use, or not an address here)", i.o.host, i.o.port);
-  return i.o.port;
+  // cpp-httplib listens with a backlog of 5: a burst of clients connecting at once (every
+  // generation request is a new connection) would overflow it. listen() again raises it.
+  if (i.listen_fd >= 0) ::listen(i.listen_fd, 1024);
+  return port;
 }
 
 void HttpServer::listen() {
