@@ -9,7 +9,7 @@ const OpenAI = requireDep("openai");
 let server, client;
 
 before(async () => {
-  server = await startServer(["--parallel", "2", "-c", "256", "--api-key", "sekrit"]);
+  server = await startServer(["--parallel", "2", "-c", "1024", "--api-key", "sekrit"]);
   client = new OpenAI({ baseURL: server.url + "/v1", apiKey: "sekrit", maxRetries: 0, timeout: 60000 });
 });
 after(async () => {
@@ -117,4 +117,22 @@ test("a stream whose client goes away is cancelled", async () => {
   }
   assert.equal(await metric(server.url, "bitnet_requests_cancelled_total", auth), before + 1);
   assert.equal(await metric(server.url, "bitnet_active_sequences", auth), 0);
+});
+
+test("a whole (not streamed) answer whose client goes away is cancelled too", async () => {
+  const auth = { Authorization: "Bearer sekrit" };
+  const before = await metric(server.url, "bitnet_requests_cancelled_total", auth);
+  const ctrl = new AbortController();
+  const pending = fetch(server.url + "/v1/completions", {
+    method: "POST", signal: ctrl.signal, headers: { ...auth, "Content-Type": "application/json" },
+    body: JSON.stringify({ prompt: "And the king said", max_tokens: 1000, temperature: 1 }),
+  }).then((r) => r.text()).catch((e) => e.name);
+  setTimeout(() => ctrl.abort(), 200);
+  assert.equal(await pending, "AbortError");
+  // The server finds out at its next keep-alive write (each second while nothing else is sent).
+  for (let i = 0; i < 100; i++) {
+    if ((await metric(server.url, "bitnet_requests_cancelled_total", auth)) > before) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(await metric(server.url, "bitnet_requests_cancelled_total", auth), before + 1);
 });
