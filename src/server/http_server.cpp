@@ -211,7 +211,7 @@ void HttpServer::Impl::generate(Endpoint ep, const httplib::Request& req, httpli
   }
   job.max_tokens = g.max_tokens;
   job.sampling = g.sampling;
-  if (!g.seed_given) job.sampling.seed = random_seed();
+  if (!g.seed_given && o.limits.random_seed) job.sampling.seed = random_seed();
   job.stop = g.stop;
   job.stop_ids = chat_stop_ids(tok);
   job.top_logprobs = g.top_logprobs;

@@ -22,6 +22,7 @@ struct RequestLimits {
   int32_t n_vocab = 0;          // for prompts given as token ids
   SamplerOptions sampling;      // the server's defaults (its --temp etc.)
   int default_max_tokens = -1;  // < 0: until the context is full
+  bool random_seed = true;      // a request without "seed" gets a random one (else sampling.seed)
 };
 
 struct GenerationRequest {

@@ -33,6 +33,7 @@ struct Opts {
   int timeout_s = 30;
   SamplerOptions sampling;
   int n_predict = -1;
+  bool fixed_seed = false;  // --seed given: requests without a seed use it
 };
 
 void run(Opts o) {
@@ -64,6 +65,7 @@ void run(Opts o) {
   o.http.limits.n_vocab = engine->n_vocab();
   o.http.limits.sampling = o.sampling;
   o.http.limits.default_max_tokens = o.n_predict;
+  o.http.limits.random_seed = !o.fixed_seed;
   if (o.http.http_threads == 0) o.http.http_threads = o.parallel + o.sched.max_queue + 16;
   server::HttpServer http(sched, tok, metrics, o.http);
   const int port = http.bind();
@@ -122,7 +124,10 @@ void register_serve(CLI::App& app) {
       ->check(CLI::Range(-1, 1 << 22));
   cmd->add_flag("-v,--verbose", o.http.verbose, "one line per request on stderr");
   add_sampling_options(cmd, o.sampling);
-  cmd->callback([] { run(o); });
+  cmd->callback([cmd] {
+    o.fixed_seed = cmd->get_option("--seed")->count() > 0;
+    run(o);
+  });
 }
 
 }  // namespace bitnet::cli
