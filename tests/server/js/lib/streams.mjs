@@ -34,7 +34,9 @@ export async function streamOnce(url, body, { headers = {}, signal } = {}) {
         if (j.usage) res.usage = j.usage;
         const c = j.choices && j.choices[0];
         const piece = c && (c.delta ? c.delta.content : c.text);
-        if (piece) {
+        // A token may have no text of its own (a control token, half a character): with
+        // log-probabilities asked for, its event still comes and marks the first token.
+        if (piece || (c && c.logprobs)) {
           if (res.firstAt === null) {
             res.firstAt = performance.now();
             res.ttftMs = res.firstAt - t0;
