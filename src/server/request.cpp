@@ -52,7 +52,8 @@ bool get_int(const json& o, const char* key, int64_t lo, int64_t hi, int64_t& ou
   if (it->is_number_float()) {
     const double d = it->get<double>();
     if (d != std::floor(d)) bad(key, std::string("'") + key + "' must be an integer, not " + it->dump());
-    if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
+    // 2^63 is where int64 ends: a double equal to it would not convert.
+    if (d < static_cast<double>(lo) || d > static_cast<double>(hi) || d >= 9223372036854775808.0)
       bad(key, std::string("'") + key + "' = " + it->dump() + " is outside " + range);
     out = static_cast<int64_t>(d);
     return true;

@@ -140,7 +140,9 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{P, R"({"prompt":"x","suffix":"y"})", "'suffix'"},
         Bad{P, R"({"prompt":"x","best_of":3})", "best_of"},
         Bad{P, R"({"prompt":"x","max_completion_tokens":3})", "unrecognized"},
-        Bad{P, "{\"prompt\":\"\xff\"}", "not valid JSON"}));
+        Bad{P, "{\"prompt\":\"\xff\"}", "not valid JSON"},
+        Bad{P, R"({"prompt":"x","seed":9223372036854775808.0})", "'seed'"},
+        Bad{P, R"({"prompt":"x","seed":18446744073709551615})", "'seed'"}));
 
 }  // namespace
 }  // namespace bitnet::server
