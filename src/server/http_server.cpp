@@ -235,8 +235,11 @@ void HttpServer::Impl::generate(Endpoint ep, const httplib::Request& req, httpli
   // One connection per generation: node-fetch 2 (the OpenAI client's on Node 18) reports
   // "Premature close" for a chunked response on a connection kept alive.
   res.set_header("Connection", "close");
+  // cpp-httplib gzips a body typed exactly "application/json" when the client accepts it; the
+  // compressor would swallow the keep-alive spaces of a waiting answer (no bytes reach the socket,
+  // so a client that left goes unnoticed). With the charset named it sends them as they are.
   res.set_chunked_content_provider(
-      g.stream ? "text/event-stream" : "application/json",
+      g.stream ? "text/event-stream" : "application/json; charset=utf-8",
       [this, x](size_t, httplib::DataSink& sink) { return pump(*x, sink); },
       [x](bool) { x->req->cancel(); });  // a no-op once finished
 }

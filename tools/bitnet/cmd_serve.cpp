@@ -119,6 +119,10 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--http-threads", o.http.http_threads,
                   "connection threads (default: parallel + queue + 16)")
       ->check(CLI::Range(1, 100000));
+  cmd->add_option(
+         "--heartbeat-ms", o.http.heartbeat_ms,
+         "a waiting answer writes a keep-alive byte after this long without output (finds clients that left)")
+      ->check(CLI::Range(10, 60000));
   cmd->add_option("-n,--n-predict", o.n_predict,
                   "answer length when a request sets no max_tokens (-1: until the context is full)")
       ->check(CLI::Range(-1, 1 << 22));

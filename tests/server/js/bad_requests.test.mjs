@@ -47,7 +47,7 @@ const cases = [
   ["tool calls", "POST", "/v1/chat/completions", '{"messages":[{"role":"assistant","content":"","tool_calls":[]}]}', auth, 400, /tool_calls' is not supported/],
   ["max_tokens 0", "POST", "/v1/chat/completions", chat({ max_tokens: 0 }), auth, 400, /'max_tokens' = 0 is outside/],
   ["max_tokens negative", "POST", "/v1/completions", comp({ max_tokens: -5 }), auth, 400, /'max_tokens' = -5 is outside/],
-  ["max_tokens beyond context", "POST", "/v1/completions", comp({ max_tokens: 100000 }), auth, 400, /outside \[1, 256\]/],
+  ["max_tokens beyond context", "POST", "/v1/completions", comp({ max_tokens: 100000 }), auth, 400, /outside \[1, 4096\]/],
   ["max_tokens string", "POST", "/v1/completions", comp({ max_tokens: "10" }), auth, 400, /'max_tokens' must be an integer, not a string/],
   ["max_tokens fraction", "POST", "/v1/completions", comp({ max_tokens: 2.5 }), auth, 400, /must be an integer/],
   ["max_completion_tokens 0", "POST", "/v1/chat/completions", chat({ max_completion_tokens: 0 }), auth, 400, /'max_completion_tokens'/],
@@ -89,14 +89,14 @@ const cases = [
   ["token id out of range", "POST", "/v1/completions", '{"prompt":[1, 999999]}', auth, 400, /not a token id in \[0, 8192\)/],
   ["negative token id", "POST", "/v1/completions", '{"prompt":[-1]}', auth, 400, /not a token id/],
   ["empty prompt array", "POST", "/v1/completions", '{"prompt":[]}', auth, 400, /empty array/],
-  ["prompt longer than the context", "POST", "/v1/completions", comp({ prompt: "the king ".repeat(400) }), auth, 400, /the prompt has \d+ tokens; the context holds 256/],
-  ["chat longer than the context", "POST", "/v1/chat/completions", JSON.stringify({ messages: [{ role: "user", content: "word ".repeat(500) }] }), auth, 400, /context holds 256/],
+  ["prompt longer than the context", "POST", "/v1/completions", comp({ prompt: "the king ".repeat(2500) }), auth, 400, /the prompt has \d+ tokens; the context holds 4096/],
+  ["chat longer than the context", "POST", "/v1/chat/completions", JSON.stringify({ messages: [{ role: "user", content: "word ".repeat(5000) }] }), auth, 400, /context holds 4096/],
   ["body over --max-body", "POST", "/v1/completions", JSON.stringify({ prompt: "x".repeat(70000) }), auth, 413, /larger than 65536 bytes/],
 ];
 
 let server;
 before(async () => {
-  server = await startServer(["--parallel", "1", "--queue", "0", "-c", "256", "--api-key", KEY, "--max-body", "65536", "--timeout", "2"]);
+  server = await startServer(["--parallel", "1", "--queue", "0", "-c", "4096", "--api-key", KEY, "--max-body", "65536", "--timeout", "2"]);
 });
 after(async () => {
   const { code } = await server.stop();
@@ -153,7 +153,8 @@ test("503 when the slot and the queue are taken", async () => {
   const ctrl = new AbortController();
   const first = await fetch(server.url + "/v1/completions", {
     method: "POST", headers: auth, signal: ctrl.signal,
-    body: comp({ max_tokens: 200, stream: true, stop: null, temperature: 1 }),
+    // Greedy: this prompt runs to max_tokens without an end token (seconds even on a fast CPU).
+    body: comp({ prompt: "And the king said", max_tokens: 4000, stream: true, temperature: 0 }),
   });
   assert.equal(first.status, 200);
   const reader = first.body.getReader();

@@ -9,7 +9,7 @@ const OpenAI = requireDep("openai");
 let server, client;
 
 before(async () => {
-  server = await startServer(["--parallel", "2", "-c", "1024", "--api-key", "sekrit"]);
+  server = await startServer(["--parallel", "2", "-c", "4096", "--api-key", "sekrit", "--heartbeat-ms", "100"]);
   client = new OpenAI({ baseURL: server.url + "/v1", apiKey: "sekrit", maxRetries: 0, timeout: 60000 });
 });
 after(async () => {
@@ -101,12 +101,13 @@ test("a stream whose client goes away is cancelled", async () => {
   const auth = { Authorization: "Bearer sekrit" };
   const before = (await metric(server.url, "bitnet_requests_cancelled_total", auth)) || 0;
   const ctrl = new AbortController();
-  const stream = await client.chat.completions.create(
-    { model: "x", messages: [{ role: "user", content: "Tell me a long story." }], max_tokens: 200, stream: true },
+  // Greedy: runs to max_tokens without an end token, far longer than the test.
+  const stream = await client.completions.create(
+    { model: "x", prompt: "And the king said", max_tokens: 4000, temperature: 0, stream: true },
     { signal: ctrl.signal });
   let n = 0;
   try {
-    for await (const chunk of stream) if (chunk.choices[0]?.delta?.content && ++n === 3) ctrl.abort();
+    for await (const chunk of stream) if (chunk.choices[0]?.text && ++n === 3) ctrl.abort();
   } catch (e) {
     assert.match(String(e), /abort/i);
   }
@@ -125,14 +126,16 @@ test("a whole (not streamed) answer whose client goes away is cancelled too", as
   const ctrl = new AbortController();
   const pending = fetch(server.url + "/v1/completions", {
     method: "POST", signal: ctrl.signal, headers: { ...auth, "Content-Type": "application/json" },
-    body: JSON.stringify({ prompt: "And the king said", max_tokens: 1000, temperature: 1 }),
+    // Greedy: this prompt runs to max_tokens without an end token (seconds even on a fast CPU).
+    body: JSON.stringify({ prompt: "And the king said", max_tokens: 4000, temperature: 0 }),
   }).then((r) => r.text()).catch((e) => e.name);
   setTimeout(() => ctrl.abort(), 200);
   assert.equal(await pending, "AbortError");
-  // The server finds out at its next keep-alive write (each second while nothing else is sent).
+  // The server finds out at its next keep-alive write (--heartbeat-ms while nothing else is sent).
   for (let i = 0; i < 100; i++) {
     if ((await metric(server.url, "bitnet_requests_cancelled_total", auth)) > before) break;
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.equal(await metric(server.url, "bitnet_requests_cancelled_total", auth), before + 1);
+  assert.equal(await metric(server.url, "bitnet_active_sequences", auth), 0);
 });
