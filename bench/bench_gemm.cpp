@@ -1,5 +1,5 @@
-// Prefill GEMM (M = 128 and 512 tokens) on the 2B4T shapes. Counter: int8 GMAC/s (M*N*K per
-// second), to compare with bench_limits' peak int8 rate at the same thread count.
+// Prefill GEMM (M = 128 and 512 tokens) and batched decode (M = 8, 16 sequences) on the 2B4T shapes. Counter:
+// int8 GMAC/s (M*N*K per second), to compare with bench_limits' peak int8 rate at the same thread count.
 #include <benchmark/benchmark.h>
 
 #include "bench_common.h"
@@ -31,7 +31,7 @@ void BM_Gemm(benchmark::State& st) {
                          benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Gemm)
-    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {128, 512}, {1, 2}})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {8, 16, 128, 512}, {1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -19,7 +19,8 @@ const DType kTypes[] = {DType::F16, DType::BF16, DType::Q8_0, DType::Q6_K, DType
 
 const std::vector<uint8_t>& table(DType t) {
   static std::vector<uint8_t> cache[5];
-  const size_t i = static_cast<size_t>(std::find(std::begin(kTypes), std::end(kTypes), t) - std::begin(kTypes));
+  const size_t i =
+      static_cast<size_t>(std::find(std::begin(kTypes), std::end(kTypes), t) - std::begin(kTypes));
   if (cache[i].empty()) {
     cache[i].reserve(row_bytes(t, kEmbd) * kVocab);
     for (int64_t r0 = 0; r0 < kVocab; r0 += 4096) {  // generated in pieces: 1.3 GB as floats
@@ -47,8 +48,9 @@ void BM_Head(benchmark::State& st) {
   }
   benchmark::DoNotOptimize(y.data());
   st.SetLabel(std::string(dtype_name(t)) + " " + v.name);
-  st.counters["weight_GB/s"] = benchmark::Counter(static_cast<double>(w.size()) * static_cast<double>(st.iterations()) / 1e9,
-                                                  benchmark::Counter::kIsRate);
+  st.counters["weight_GB/s"] =
+      benchmark::Counter(static_cast<double>(w.size()) * static_cast<double>(st.iterations()) / 1e9,
+                         benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Head)->ArgsProduct({{0, 1, 2, 3, 4}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -73,6 +75,30 @@ void BM_HeadHot(benchmark::State& st) {
       benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_HeadHot)->DenseRange(0, 3)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// The same hot rows for M tokens at once (batched decode: a server's step): counters are per
+// token, so the kernels' sharing of each row's loads and conversions across tokens shows as a
+// higher rate than M = 1.
+void BM_HeadHotTokens(benchmark::State& st) {
+  const DType t = kTypes[st.range(0)];
+  const int64_t m = st.range(1);
+  constexpr int64_t rows = 256;
+  const auto& w = table(t);
+  auto x = random_floats(static_cast<size_t>(m * kEmbd), 7);
+  HeadActs a;
+  std::vector<float> y(static_cast<size_t>(m * rows));
+  const HeadVariant& v = select_head(t);
+  head_prepare(t, x.data(), m, kEmbd, a);
+  for (auto _ : st) {
+    head_matvec_with(v, nullptr, w.data(), row_bytes(t, kEmbd), rows, a, y.data());
+  }
+  benchmark::DoNotOptimize(y.data());
+  st.SetLabel(std::string(dtype_name(t)) + " " + v.name + " M=" + std::to_string(m));
+  st.counters["GMAC/s"] =
+      benchmark::Counter(static_cast<double>(rows * kEmbd * m) * static_cast<double>(st.iterations()) / 1e9,
+                         benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_HeadHotTokens)->ArgsProduct({{0, 3}, {1, 4, 8}})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace bitnet::bench

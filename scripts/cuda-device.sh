@@ -4,7 +4,9 @@
 # carried there with the libraries they need:
 #   scripts/cuda-device.sh stage   # here: Release build for sm_90, binaries + libraries into .device/
 #   scripts/cuda-device.sh run     # there (device tool, carry [".device"]): GPU list, the CUDA tests,
-#                                  # the same under compute-sanitizer, then TORCH=1: PyTorch's speed
+#                                  # the same under compute-sanitizer, then TORCH=1: PyTorch's speed,
+#                                  # HF=1: the HF export under transformers against the engine,
+#                                  # FIDELITY=1: 2,000 steps of ours and PyTorch's, held-out losses
 # Results go to $OUT (the device tool brings them back) and to the output's last lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,8 @@ stage)
   # CPU=1 there: the kernel tests on that machine's CPU (AMX), and BASE=binary a bench baseline.
   cp build/release/tests/test_quant build/release/tests/test_inference .device/
   [ -n "${BASE:-}" ] && cp "$BASE" .device/bitnet_base
+  # FIDELITY=1 there trains on 400 KB of each corpus source (scripts/corpus.sh), where it has been made.
+  [ -d build/corpus/train ] && for f in build/corpus/train/*.txt; do head -c 400000 "$f"; done >.device/corpus.txt
   strip .device/test_* .device/bitnet*  # the call carries at most 64 MiB
   # Non-system libraries the binaries link (the GPU machine's glibc and libstdc++ are newer).
   for exe in .device/test_cuda .device/test_training .device/bitnet; do
@@ -50,7 +54,9 @@ run)
         [ $((round % 2)) = 0 ] && order="bitnet bitnet_base"  # alternate which runs first
         for b in $order; do
           echo "-- $b round $round"
-          taskset -c 0,1 .device/$b bench --synthetic 2b4t -p 128 -n 0 -r 3 -t 2 --no-bound --profile 2>&1 |
+          # This tree's bench would pick the GPU here; a baseline from before --device knows only the CPU.
+          dev=""; [ "$b" = bitnet ] && dev="--device cpu"
+          taskset -c 0,1 .device/$b bench --synthetic 2b4t -p 128 -n 0 -r 3 -t 2 --no-bound --profile $dev 2>&1 |
             grep -E '^\| (synth|attn norm|qkv|attention|ffn norm|gate|relu2|down|o gemv)'
         done
       done
@@ -64,11 +70,37 @@ run)
     grep -E '"event":"(eval|exported)"' "$OUT/train_small.jsonl" | tail -3
     grep '"event":"step"' "$OUT/train_small.jsonl" | tail -1
     .device/bitnet run -m /tmp/bt_small/model.gguf -p "The model" -n 24 --temp 0 2>/dev/null | tail -1 || true
-    echo "-- gpt2-small shape (vocab 320), batch 16 x 1024: ours, then PyTorch compiled on the same shape"
-    .device/bitnet train --device cuda --data README.md docs --config gpt2-small --steps 6 --batch 16 --seq 1024 \
-      --eval-every 0 --save-every 0 -o /tmp/bt_gpt2 --json 2>&1 | grep '"event":"step"' | tail -1 | tee "$OUT/train_gpt2.jsonl"
+    echo "-- gpt2-small shape (vocab 320), batch 16 x 1024: ours (GPU time per op), then PyTorch compiled"
+    BITNET_CUDA_PROFILE=20 .device/bitnet train --device cuda --data README.md docs --config gpt2-small --steps 20 \
+      --batch 16 --seq 1024 --eval-every 0 --save-every 0 -o /tmp/bt_gpt2 --json >"$OUT/train_gpt2_log.jsonl" 2>"$OUT/train_gpt2_profile.txt"
+    python3 bench/steady_rate.py "$OUT/train_gpt2_log.jsonl" | tee "$OUT/train_gpt2.jsonl"
+    cat "$OUT/train_gpt2_profile.txt"
     python3 bench/train_pytorch.py --synthetic-vocab 320 --synthetic-tokens 2000000 --config gpt2-small \
-      --batch 16 --seq 1024 --bf16 --compile --time-steps 10 --device cuda 2>/dev/null | tail -1 | tee -a "$OUT/train_gpt2.jsonl"
+      --batch 16 --seq 1024 --bf16 --compile --time-steps 20 --device cuda 2>/dev/null | tail -1 | tee -a "$OUT/train_gpt2.jsonl"
+  fi
+  if [ "${HF:-0}" = 1 ]; then
+    echo "== the trainer's HF export under transformers' BitNetForCausalLM, against the engine on its GGUF"
+    rm -rf /tmp/bt_hf
+    .device/bitnet train --device cuda --data README.md docs --config small --steps 60 --batch 16 --seq 256 \
+      --eval-every 0 --save-every 0 --embd-type f32 --hf f32 -o /tmp/bt_hf --json >"$OUT/train_hf.jsonl" 2>&1 ||
+      tail -5 "$OUT/train_hf.jsonl"
+    .device/bitnet tokenize -m /tmp/bt_hf/model.gguf -f docs/PERFORMANCE.md --json >/tmp/bt_hf/ids.json
+    python3 bench/hf_check.py --hf /tmp/bt_hf/hf --ids /tmp/bt_hf/ids.json -c 128 2>"$OUT/hf_check.err" |
+      tee "$OUT/hf_check.jsonl" || tail -20 "$OUT/hf_check.err"
+    .device/bitnet perplexity -m /tmp/bt_hf/model.gguf -f docs/PERFORMANCE.md -c 128 --json 2>/dev/null |
+      tee -a "$OUT/hf_check.jsonl"
+  fi
+  if [ "${FIDELITY:-0}" = 1 ]; then
+    echo "== loss-curve fidelity: ours (CUDA) and PyTorch (fp32, same init, data order and schedule), 2,000 steps"
+    rm -rf /tmp/bt_fid
+    data=README.md; [ -f .device/corpus.txt ] && data=.device/corpus.txt
+    .device/bitnet train --device cuda --data "$data" --config small --steps 2000 --batch 16 --seq 256 \
+      --eval-every 100 --eval-windows 32 --save-every 0 -o /tmp/bt_fid --json 2>&1 | grep '"event":"eval"' | tail -2
+    python3 bench/train_pytorch.py --shard /tmp/bt_fid/tokens.bin --config small --steps 2000 --batch 16 --seq 256 \
+      --eval-every 100 --eval-windows 32 --init-from-ours --same-data-order --device cuda \
+      --log "$OUT/torch_fid.jsonl" --print-every 500 2>"$OUT/torch_fid.err" | tail -1 || tail -20 "$OUT/torch_fid.err"
+    cp /tmp/bt_fid/train_log.jsonl "$OUT/ours_fid.jsonl"
+    python3 bench/compare_curves.py "$OUT/ours_fid.jsonl" "$OUT/torch_fid.jsonl" --tol 0.02 || true
   fi
   if [ "${TORCH:-0}" = 1 ]; then
     echo "== PyTorch reference trainer (bench/train_pytorch.py), gpt2-small shape, batch 16 x 1024"

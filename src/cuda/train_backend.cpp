@@ -6,7 +6,9 @@
 #include "core/error.h"
 #include "cuda/device.h"
 #include "cuda/model_kernels.h"
+#include "cuda/train_kernels.h"
 #include "cuda/train_ops.h"
+#include "cuda/train_profile.h"
 
 namespace bitnet::cuda {
 
@@ -18,17 +20,18 @@ using train::TrainModel;
 // one batch shape (the same buffers as training/model.h's Workspace).
 struct DeviceTrainer {
   TrainContext ctx;
+  OpProfile prof;
   cudaStream_t stream = nullptr;  // the legacy stream: Buffer's synchronous copies order with it
   Buffer<float> params, grads, m, v;
   Buffer<uint8_t> decay;
   Buffer<int32_t> tokens, targets;
   RopeTable rope;
   struct LayerActs {
-    Buffer<float> x, h1, rstd1, qkv, att, attn, attn_sn, rstd_a, x_mid, h2, rstd2, gu, act, act_sn, rstd_f;
+    Buffer<float> x, h1, rstd1, qkv, lse, attn, attn_sn, rstd_a, x_mid, h2, rstd2, gu, act, act_sn, rstd_f;
     BitLinearCache c_qkv, c_o, c_gu, c_down;
   };
   std::vector<LayerActs> layers;
-  Buffer<float> x, y, x_final, h_final, rstd_final, logits, dx, dh, dqkv, dattn, dgu, dact, dlogits;
+  Buffer<float> y, x_final, h_final, rstd_final, logits, dx, dh, dqkv, dattn, dgu, dact, dlogits;
   int64_t batch = 0, seq = 0;
 
   void prepare(const ModelConfig& c, int64_t B, int64_t S) {
@@ -42,7 +45,7 @@ struct DeviceTrainer {
       a.h1.resize(T * d);
       a.rstd1.resize(T);
       a.qkv.resize(T * qkv_n);
-      a.att.resize(static_cast<size_t>(B * c.n_head * S * S));
+      a.lse.resize(static_cast<size_t>(B * c.n_head * S));
       a.attn.resize(T * qd);
       a.attn_sn.resize(T * qd);
       a.rstd_a.resize(T);
@@ -54,7 +57,6 @@ struct DeviceTrainer {
       a.act_sn.resize(T * ff);
       a.rstd_f.resize(T);
     }
-    x.resize(T * d);
     y.resize(T * d);
     x_final.resize(T * d);
     h_final.resize(T * d);
@@ -93,28 +95,39 @@ struct DeviceTrainer {
     BN_CUDA(cudaMemcpy(tokens.data(), in, Tz * 4, cudaMemcpyHostToDevice));
     BN_CUDA(cudaMemcpy(targets.data(), tg, Tz * 4, cudaMemcpyHostToDevice));
 
-    embedding_forward(ctx, tokens.data(), T, P(mdl.tok_embd), c.n_vocab, d, x.data(), stream);
+    prof.mark("embedding", stream);
+    // The residual stream lives in each layer's input buffer (a.x, then a.x_mid), the last layer
+    // writing x_final: every layer's inputs stay for the backward without copies.
+    embedding_forward(ctx, tokens.data(), T, P(mdl.tok_embd), c.n_vocab, d,
+                      c.n_layer > 0 ? layers[0].x.data() : x_final.data(), stream);
     for (int64_t il = 0; il < c.n_layer; ++il) {
       const TrainModel::Layer& L = mdl.layers[static_cast<size_t>(il)];
       LayerActs& a = layers[static_cast<size_t>(il)];
-      BN_CUDA(cudaMemcpyAsync(a.x.data(), x.data(), Tz * d * 4, cudaMemcpyDeviceToDevice, stream));
-      rmsnorm_forward(x.data(), P(L.attn_norm), T, d, c.rms_eps, a.h1.data(), a.rstd1.data(), stream);
+      prof.mark("norm", stream);
+      rmsnorm_forward(a.x.data(), P(L.attn_norm), T, d, c.rms_eps, a.h1.data(), a.rstd1.data(), stream);
+      prof.mark("qkv", stream);
       bitlinear_forward(ctx, a.h1.data(), T, d, P(L.wqkv), qkv_n, qkv_groups, q, a.qkv.data(), a.c_qkv,
                         stream);
+      prof.mark("rope", stream);
       rope_forward(a.qkv.data(), T, rs, rope, stream);
-      attention_forward(a.qkv.data(), as, a.attn.data(), a.att.data(), stream);
+      prof.mark("attention", stream);
+      attention_forward(ctx, a.qkv.data(), as, a.attn.data(), a.lse.data(), stream);
       const float* o_in = a.attn.data();
+      prof.mark("norm", stream);
       if (c.sub_norms) {
         rmsnorm_forward(a.attn.data(), P(L.attn_sub_norm), T, qd, c.rms_eps, a.attn_sn.data(),
                         a.rstd_a.data(), stream);
         o_in = a.attn_sn.data();
       }
+      prof.mark("o", stream);
       bitlinear_forward(ctx, o_in, T, qd, P(L.wo), d, d_group, q, y.data(), a.c_o, stream);
-      kern::add_inplace(x.data(), y.data(), T * d, stream);
-      BN_CUDA(cudaMemcpyAsync(a.x_mid.data(), x.data(), Tz * d * 4, cudaMemcpyDeviceToDevice, stream));
-      rmsnorm_forward(x.data(), P(L.ffn_norm), T, d, c.rms_eps, a.h2.data(), a.rstd2.data(), stream);
+      prof.mark("norm", stream);
+      kern::add(a.x.data(), y.data(), T * d, a.x_mid.data(), stream);
+      rmsnorm_forward(a.x_mid.data(), P(L.ffn_norm), T, d, c.rms_eps, a.h2.data(), a.rstd2.data(), stream);
+      prof.mark("gate_up", stream);
       bitlinear_forward(ctx, a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, gu_groups, q, a.gu.data(), a.c_gu,
                         stream);
+      prof.mark("act", stream);
       gated_forward(a.gu.data(), T, ff, c.act, a.act.data(), stream);
       const float* down_in = a.act.data();
       if (c.sub_norms) {
@@ -122,63 +135,77 @@ struct DeviceTrainer {
                         stream);
         down_in = a.act_sn.data();
       }
+      prof.mark("down", stream);
       bitlinear_forward(ctx, down_in, T, ff, P(L.w_down), d, d_group, q, y.data(), a.c_down, stream);
-      kern::add_inplace(x.data(), y.data(), T * d, stream);
+      prof.mark("norm", stream);
+      kern::add(a.x_mid.data(), y.data(), T * d,
+                il + 1 < c.n_layer ? layers[static_cast<size_t>(il + 1)].x.data() : x_final.data(), stream);
     }
-    BN_CUDA(cudaMemcpyAsync(x_final.data(), x.data(), Tz * d * 4, cudaMemcpyDeviceToDevice, stream));
-    rmsnorm_forward(x.data(), P(mdl.output_norm), T, d, c.rms_eps, h_final.data(), rstd_final.data(), stream);
+    prof.mark("head", stream);
+    rmsnorm_forward(x_final.data(), P(mdl.output_norm), T, d, c.rms_eps, h_final.data(), rstd_final.data(),
+                    stream);
     matmul_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits.data(), stream);
+    prof.mark("cross_entropy", stream);
     const double loss = cross_entropy(ctx, logits.data(), targets.data(), T, c.n_vocab, grad_scale,
                                       with_grads ? dlogits.data() : nullptr, stream);
     if (!with_grads) return loss;
 
-    zero(dx, Tz * d);
+    prof.mark("head_bwd", stream);
     zero(dh, Tz * d);
     matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(),
                     G(mdl.output), stream);
+    prof.mark("norm_bwd", stream);
     rmsnorm_backward(ctx, dh.data(), x_final.data(), P(mdl.output_norm), rstd_final.data(), T, d, dx.data(),
-                     G(mdl.output_norm), stream);
+                     G(mdl.output_norm), stream, /*accumulate_dx=*/false);
     for (int64_t il = c.n_layer - 1; il >= 0; --il) {
       const TrainModel::Layer& L = mdl.layers[static_cast<size_t>(il)];
       LayerActs& a = layers[static_cast<size_t>(il)];
-      zero(dact, Tz * ff);
+      prof.mark("down_bwd", stream);
       const float* down_in = c.sub_norms ? a.act_sn.data() : a.act.data();
       if (c.sub_norms) {
-        zero(dh, Tz * ff);
         bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dh.data(), G(L.w_down),
-                           stream);
+                           stream, /*accumulate_dx=*/false);
+        prof.mark("norm_bwd", stream);
         rmsnorm_backward(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact.data(),
-                         G(L.ffn_sub_norm), stream);
+                         G(L.ffn_sub_norm), stream, /*accumulate_dx=*/false);
       } else {
         bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dact.data(), G(L.w_down),
-                           stream);
+                           stream, /*accumulate_dx=*/false);
       }
-      zero(dgu, Tz * 2 * ff);
-      gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream);
-      zero(dh, Tz * d);
+      prof.mark("act_bwd", stream);
+      gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream, /*accumulate=*/false);
+      prof.mark("gate_up_bwd", stream);
       bitlinear_backward(ctx, dgu.data(), a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, a.c_gu, dh.data(),
-                         G(L.w_gate_up), stream);
+                         G(L.w_gate_up), stream, /*accumulate_dx=*/false);
+      prof.mark("norm_bwd", stream);
       rmsnorm_backward(ctx, dh.data(), a.x_mid.data(), P(L.ffn_norm), a.rstd2.data(), T, d, dx.data(),
                        G(L.ffn_norm), stream);
-      zero(dattn, Tz * qd);
+      prof.mark("o_bwd", stream);
       const float* o_in = c.sub_norms ? a.attn_sn.data() : a.attn.data();
       if (c.sub_norms) {
-        zero(dh, Tz * qd);
-        bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dh.data(), G(L.wo), stream);
+        bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dh.data(), G(L.wo), stream,
+                           /*accumulate_dx=*/false);
+        prof.mark("norm_bwd", stream);
         rmsnorm_backward(ctx, dh.data(), a.attn.data(), P(L.attn_sub_norm), a.rstd_a.data(), T, qd,
-                         dattn.data(), G(L.attn_sub_norm), stream);
+                         dattn.data(), G(L.attn_sub_norm), stream, /*accumulate_dx=*/false);
       } else {
-        bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dattn.data(), G(L.wo), stream);
+        bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dattn.data(), G(L.wo), stream,
+                           /*accumulate_dx=*/false);
       }
-      zero(dqkv, Tz * qkv_n);
-      attention_backward(ctx, dattn.data(), a.qkv.data(), a.att.data(), as, dqkv.data(), stream);
+      prof.mark("attention_bwd", stream);
+      attention_backward(ctx, dattn.data(), a.qkv.data(), a.attn.data(), a.lse.data(), as, dqkv.data(),
+                         stream,
+                         /*accumulate=*/false);
+      prof.mark("rope_bwd", stream);
       rope_backward(dqkv.data(), T, rs, rope, stream);
-      zero(dh, Tz * d);
+      prof.mark("qkv_bwd", stream);
       bitlinear_backward(ctx, dqkv.data(), a.h1.data(), T, d, P(L.wqkv), qkv_n, a.c_qkv, dh.data(), G(L.wqkv),
-                         stream);
+                         stream, /*accumulate_dx=*/false);
+      prof.mark("norm_bwd", stream);
       rmsnorm_backward(ctx, dh.data(), a.x.data(), P(L.attn_norm), a.rstd1.data(), T, d, dx.data(),
                        G(L.attn_norm), stream);
     }
+    prof.mark("embedding_bwd", stream);
     embedding_backward(ctx, tokens.data(), T, dx.data(), c.n_vocab, d, G(mdl.tok_embd), stream);
     return loss;
   }
@@ -213,6 +240,7 @@ train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt) {
     for (int64_t a = 0; a < accum; ++a)
       s.loss_sum +=
           dt->forward_backward(m, in + a * batch * seq, tg + a * batch * seq, batch, seq, grad_scale, true);
+    dt->prof.mark("optimizer", dt->stream);
     s.grad_norm = grad_norm(dt->ctx, dt->grads.data(), static_cast<int64_t>(n), dt->stream);
     if (clip > 0 && s.grad_norm > clip)
       kern::scale_inplace(dt->grads.data(), static_cast<float>(clip / s.grad_norm), static_cast<int64_t>(n),
@@ -220,10 +248,13 @@ train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt) {
     adamw_step(dt->params.data(), dt->grads.data(), dt->m.data(), dt->v.data(), dt->decay.data(),
                static_cast<int64_t>(n), opt.step + 1, train::AdamWConfig{}, lr, wd, dt->stream);
     ++opt.step;
+    dt->prof.end_step(dt->stream);
     return s;
   };
   b.eval = [dt, &m](const int32_t* in, const int32_t* tg, int64_t batch, int64_t seq) {
-    return dt->forward_backward(m, in, tg, batch, seq, 0.0f, false);
+    const double loss = dt->forward_backward(m, in, tg, batch, seq, 0.0f, false);
+    dt->prof.drop();
+    return loss;
   };
   b.to_host = [dt, &m, &opt] {
     BN_CUDA(cudaStreamSynchronize(dt->stream));

@@ -1,5 +1,6 @@
 // TrainContext: the cuBLASLt handle, its workspace, the ops' scratch and the bad-token-id flag.
 #include "core/error.h"
+#include "cuda/lt_plans.h"
 #include "cuda/train_ops.h"
 
 namespace bitnet::cuda {
@@ -11,12 +12,14 @@ constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
 TrainContext::TrainContext() {
   BN_CUBLAS(cublasLtCreate(&lt_));
+  plans_ = std::make_unique<LtPlans>();
   workspace_.resize(kWorkspaceBytes);
   flag_.resize(1);
   BN_CUDA(cudaMemset(flag_.data(), 0, sizeof(int32_t)));
 }
 
 TrainContext::~TrainContext() {
+  plans_.reset();  // the plans' descriptors before the handle
   if (lt_ != nullptr) (void)cublasLtDestroy(lt_);
 }
 

@@ -29,23 +29,41 @@ void int8_epilogue(const int32_t* acc, int64_t out_pad, const float* row_scale, 
 void dequantize_rows(const int8_t* q, int64_t ldq, const float* scale, int64_t rows, int64_t cols, float* out,
                      cudaStream_t s);
 
+// The backward's bf16 operands. bf16_t is __nv_bfloat16's storage (cuda_bf16.h stays out of host
+// code): the bits of a bf16.
+using bf16_t = unsigned short;
+// out[i] = bf16(q[i]) for i < n: the codes are exact in bf16.
+void codes_to_bf16(const int8_t* q, int64_t n, bf16_t* out, cudaStream_t s);
+// dy_w[t][o] = bf16(dy[t][o] * row_scale[o]) and dy_x[t][o] = bf16(dy[t][o] * dq[t]); either may be
+// null (not written).
+void scale_grad_bf16(const float* dy, int64_t T, int64_t out, const float* row_scale, const float* dq,
+                     bf16_t* dy_w, bf16_t* dy_x, cudaStream_t s);
+
 // ---- per-row and element-wise ops (train_elementwise.cu) ----
 void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,
                      cudaStream_t s);
-constexpr int64_t kRmsChunk = 64;  // rows per partial sum of dw
-// dx (may be null) per row; partial (ceil(T / kRmsChunk) x n floats) then dw (may be null).
+// Rows per partial sum of dw: small enough that T / kRmsChunk blocks fill the GPU.
+constexpr int64_t kRmsChunk = 16;
+// dx (may be null) per row, added to (accumulate) or written; partial (ceil(T / kRmsChunk) x n
+// floats) then dw (may be null).
 void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
-                      int64_t n, float* dx, float* dw, float* partial, cudaStream_t s);
+                      int64_t n, float* dx, bool accumulate, float* dw, float* partial, cudaStream_t s);
 void rope(float* qkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_dim, int64_t row_stride,
           int64_t rope_dim, bool neox, const float* cs, const float* sn, bool inverse, cudaStream_t s);
 void gated_forward(const float* gu, int64_t T, int64_t ff, bool relu2, float* out, cudaStream_t s);
-void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2, float* dgu,
-                    cudaStream_t s);
+// accumulate false: dgu is written (=), not added to.
+void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2, bool accumulate,
+                    float* dgu, cudaStream_t s);
+// out = a + b element-wise (the residual stream).
+void add(const float* a, const float* b, int64_t n, float* out, cudaStream_t s);
 // Bad ids raise *flag (and are skipped).
 void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int64_t vocab, int64_t d,
                        float* x, int32_t* flag, cudaStream_t s);
+// train_embedding.cu: scratch bytes for T tokens, then dtable[id] += the rows dx[t] of the id's
+// tokens in token order (a stable sort by id, then one block per id).
+size_t embedding_backward_scratch(int64_t T);
 void embedding_backward(const int32_t* tokens, int64_t T, const float* dx, int64_t vocab, int64_t d,
-                        float* dtable, int32_t* flag, cudaStream_t s);
+                        float* dtable, int32_t* flag, void* scratch, size_t scratch_bytes, cudaStream_t s);
 // row_loss[T] doubles, then *loss = their sum in row order.
 void cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
                    float* dlogits, double* row_loss, double* loss, int32_t* flag, cudaStream_t s);
@@ -55,10 +73,15 @@ struct AttnDims {
   int64_t batch, seq, n_head, n_head_kv, head_dim;
   float scale;  // 1 / sqrt(head_dim)
 };
-void attention_forward(const float* qkv, const AttnDims& d, float* out, float* att, cudaStream_t s);
-// ds: scratch of batch x n_head x seq x seq floats.
-void attention_backward(const float* dout, const float* qkv, const float* att, const AttnDims& d, float* ds,
-                        float* dqkv, cudaStream_t s);
+// Flash attention (bf16 tensor-core products, fp32 softmax): out and lse[batch][n_head][seq], the
+// log-sum-exp of each row's scaled scores. Scratch: attention_scratch bytes (bf16 copies of the
+// operands, and the backward's dout . out per row).
+size_t attention_scratch(const AttnDims& d, bool backward);
+void attention_forward(const float* qkv, const AttnDims& d, float* out, float* lse, void* scratch,
+                       cudaStream_t s);
+// accumulate false: dqkv is written (every element), not added to.
+void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
+                        const AttnDims& d, void* scratch, float* dqkv, bool accumulate, cudaStream_t s);
 
 // ---- optimizer (train_optim.cu) ----
 void adamw_step(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, float lr,

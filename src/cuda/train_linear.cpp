@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "cuda/lt_plans.h"
 #include "cuda/train_kernels.h"
 #include "cuda/train_ops.h"
 #include "training/op_checks.h"
@@ -16,47 +17,17 @@ int64_t round_up(int64_t v, int64_t m) {
   return (v + m - 1) / m * m;
 }
 
-// cuBLASLt descriptors released on every path out.
-struct LtDescs {
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
-  ~LtDescs() {
-    if (pref != nullptr) (void)cublasLtMatmulPreferenceDestroy(pref);
-    if (c != nullptr) (void)cublasLtMatrixLayoutDestroy(c);
-    if (b != nullptr) (void)cublasLtMatrixLayoutDestroy(b);
-    if (a != nullptr) (void)cublasLtMatrixLayoutDestroy(a);
-    if (op != nullptr) (void)cublasLtMatmulDescDestroy(op);
-  }
-};
-
-// Column-major C[m][n] = alpha op(A) op(B) + beta C, op(A) m x k, op(B) k x n (cuBLAS convention).
-// Returns false when cuBLASLt has no algorithm for it (the caller decides whether that is fatal).
+// Column-major C[m][n] = alpha op(A) op(B) + beta C, op(A) m x k, op(B) k x n (cuBLAS convention),
+// with the shape's cached plan. Returns false when cuBLASLt has no algorithm for it (the caller
+// decides whether that is fatal).
 bool lt_matmul(TrainContext& ctx, cudaDataType_t ab, cudaDataType_t cd, cublasComputeType_t compute,
                cudaDataType_t scale, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* A,
                int64_t lda, const void* B, int64_t ldb, void* C, int64_t ldc, const void* alpha,
                const void* beta, cudaStream_t stream) {
-  LtDescs d;
-  BN_CUBLAS(cublasLtMatmulDescCreate(&d.op, compute, scale));
-  const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-  BN_CUBLAS(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
-  BN_CUBLAS(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
-  BN_CUBLAS(cublasLtMatrixLayoutCreate(&d.a, ab, static_cast<uint64_t>(ta ? k : m),
-                                       static_cast<uint64_t>(ta ? m : k), lda));
-  BN_CUBLAS(cublasLtMatrixLayoutCreate(&d.b, ab, static_cast<uint64_t>(tb ? n : k),
-                                       static_cast<uint64_t>(tb ? k : n), ldb));
-  BN_CUBLAS(cublasLtMatrixLayoutCreate(&d.c, cd, static_cast<uint64_t>(m), static_cast<uint64_t>(n), ldc));
-  BN_CUBLAS(cublasLtMatmulPreferenceCreate(&d.pref));
-  const uint64_t ws = ctx.workspace_bytes();
-  BN_CUBLAS(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                                 sizeof(ws)));
-  cublasLtMatmulHeuristicResult_t res{};
-  int found = 0;
-  const cublasStatus_t h =
-      cublasLtMatmulAlgoGetHeuristic(ctx.lt(), d.op, d.a, d.b, d.c, d.c, d.pref, 1, &res, &found);
-  if (h == CUBLAS_STATUS_NOT_SUPPORTED || (h == CUBLAS_STATUS_SUCCESS && found == 0)) return false;
-  BN_CUBLAS(h);
-  BN_CUBLAS(cublasLtMatmul(ctx.lt(), d.op, alpha, A, d.a, B, d.b, beta, C, d.c, C, d.c, &res.algo,
+  const LtPlan& p = ctx.plans().get(ctx.lt(), LtShape{ab, cd, compute, scale, ta, tb, m, n, k, lda, ldb, ldc},
+                                    ctx.workspace_bytes());
+  if (!p.found) return false;
+  BN_CUBLAS(cublasLtMatmul(ctx.lt(), p.op, alpha, A, p.a, B, p.b, beta, C, p.c, C, p.c, &p.algo,
                            ctx.workspace(), ctx.workspace_bytes(), stream));
   return true;
 }
@@ -70,6 +41,17 @@ void sgemm(TrainContext& ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
     fail("cuBLASLt has no fp32 algorithm for m={} n={} k={}", m, n, k);
 }
 
+// bf16 operands, fp32 C (beta 1: accumulated into, 0: overwritten), fp32 compute; no algorithm is
+// an error.
+void bf16_gemm(TrainContext& ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const kern::bf16_t* A,
+               int64_t lda, const kern::bf16_t* B, int64_t ldb, float* C, int64_t ldc, float beta,
+               cudaStream_t stream) {
+  const float alpha = 1.0f;
+  if (!lt_matmul(ctx, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F, ta, tb, m, n, k, A, lda, B,
+                 ldb, C, ldc, &alpha, &beta, stream))
+    fail("cuBLASLt has no bf16 algorithm for m={} n={} k={}", m, n, k);
+}
+
 // Row-major y[T][out] = x[T][in] . W[out][in]^T is column-major y^T = W . x^T: A = W read
 // transposed (lda = in), B = x^T as stored (ldb = in).
 void float_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
@@ -81,9 +63,10 @@ void float_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, con
 // dx[T][in] += dy[T][out] . W[out][in]: column-major dx^T (in x T) += W^T (as stored) . dy^T (as stored).
 // dW[out][in] += dy^T . x: column-major dW^T (in x out) += x^T (as stored) . dy (dy^T read transposed).
 void float_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in, const float* W,
-                    int64_t out, float* dx, float* dW, cudaStream_t stream) {
+                    int64_t out, float* dx, float* dW, cudaStream_t stream, bool accumulate_dx = true) {
   if (T == 0) return;
-  if (dx != nullptr) sgemm(ctx, false, false, in, T, out, W, in, dy, out, dx, in, 1.0f, stream);
+  if (dx != nullptr)
+    sgemm(ctx, false, false, in, T, out, W, in, dy, out, dx, in, accumulate_dx ? 1.0f : 0.0f, stream);
   if (dW != nullptr) sgemm(ctx, false, true, in, out, T, x, in, dy, out, dW, in, 1.0f, stream);
 }
 
@@ -145,23 +128,37 @@ void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in,
 
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                         const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, bool accumulate_dx) {
   train::check_linear_sizes("bitlinear_backward", T, in, out);
   if (cache.T != T || cache.in != in || cache.out != out)
     fail("bitlinear_backward: the cache (T={} in={} out={}) does not match T={} in={} out={}", cache.T,
          cache.in, cache.out, T, in, out);
-  if (!cache.quantized) return float_backward(ctx, dy, x, T, in, W, out, dx, dW, stream);
+  if (!cache.quantized) return float_backward(ctx, dy, x, T, in, W, out, dx, dW, stream, accumulate_dx);
   if (T == 0 || (dx == nullptr && dW == nullptr)) return;
-  // The STE's operands dequantized to fp32 (exact: an int8 code times a float), then fp32 GEMMs.
-  auto* wdeq = static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>((out + T) * in)));
-  float* xdeq = wdeq + out * in;
+  // The STE's operands on the tensor cores, in bf16 with fp32 accumulation. The ternary codes and the
+  // int8 activation codes are exact in bf16 (integers below 256); the scales are folded into dy
+  // instead (dx needs dy[t][o] * row_scale[o], dW needs dy[t][o] * (1/s_t)), so the only rounding
+  // is of those products to bf16 (relative 2^-9), as in a bf16-autocast trainer.
+  // Each operand's start 256-byte aligned (cuBLASLt's fastest kernels want 16 bytes at least).
+  auto padded = [](int64_t n) { return static_cast<size_t>((n + 127) / 128 * 128); };
+  const size_t n_w = dx != nullptr ? padded(out * cache.in_pad) : 0,
+               n_x = dW != nullptr ? padded(T * cache.in_pad) : 0;
+  const size_t n_dw = dx != nullptr ? padded(T * out) : 0, n_dx = dW != nullptr ? padded(T * out) : 0;
+  auto* wc = static_cast<kern::bf16_t*>(ctx.scratch(sizeof(kern::bf16_t) * (n_w + n_x + n_dw + n_dx)));
+  kern::bf16_t* xc = wc + n_w;
+  kern::bf16_t* dy_w = dx != nullptr ? xc + n_x : nullptr;
+  kern::bf16_t* dy_x = dW != nullptr ? xc + n_x + n_dw : nullptr;
+  kern::scale_grad_bf16(dy, T, out, cache.row_scale.data(), cache.dq.data(), dy_w, dy_x, stream);
   if (dx != nullptr) {
-    kern::dequantize_rows(cache.wq.data(), cache.in_pad, cache.row_scale.data(), out, in, wdeq, stream);
-    sgemm(ctx, false, false, in, T, out, wdeq, in, dy, out, dx, in, 1.0f, stream);
+    // dx^T (in x T) += codes^T (wq as stored, [out][in_pad]) . dy_w^T (as stored).
+    kern::codes_to_bf16(cache.wq.data(), out * cache.in_pad, wc, stream);
+    bf16_gemm(ctx, false, false, in, T, out, wc, cache.in_pad, dy_w, out, dx, in, accumulate_dx ? 1.0f : 0.0f,
+              stream);
   }
   if (dW != nullptr) {
-    kern::dequantize_rows(cache.xq.data(), cache.in_pad, cache.dq.data(), T, in, xdeq, stream);
-    sgemm(ctx, false, true, in, out, T, xdeq, in, dy, out, dW, in, 1.0f, stream);
+    // dW^T (in x out) += xcodes^T (xq as stored, [T][in_pad]) . dy_x (dy_x^T read transposed).
+    kern::codes_to_bf16(cache.xq.data(), T * cache.in_pad, xc, stream);
+    bf16_gemm(ctx, false, true, in, out, T, xc, cache.in_pad, dy_x, out, dW, in, 1.0f, stream);
   }
 }
 

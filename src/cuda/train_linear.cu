@@ -1,5 +1,7 @@
 // BitLinear's quantization kernels (the CPU's exact float operations, no contraction: every
 // multiply and divide spelled __fmul_rn / __fdiv_rn), the dp4a fallback product and the epilogue.
+#include <cuda_bf16.h>
+
 #include "cuda/check.h"
 #include "cuda/reduce.cuh"
 #include "cuda/train_kernels.h"
@@ -78,14 +80,14 @@ __global__ void dp4a_kernel(const int* __restrict__ xq, const int* __restrict__ 
   acc[t * out_pad + o] = s;
 }
 
-// gemm_scale: float(acc) * (row_scale * dq).
+// gemm_scale: float(acc) * (row_scale * dq). Block t: row t.
 __global__ void epilogue_kernel(const int32_t* __restrict__ acc, int64_t out_pad,
                                 const float* __restrict__ row_scale, const float* __restrict__ dq,
-                                int64_t out, int64_t total, float* __restrict__ y) {
-  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (e >= total) return;
-  const int64_t t = e / out, o = e % out;
-  y[e] = __fmul_rn(__int2float_rn(acc[t * out_pad + o]), __fmul_rn(row_scale[o], dq[t]));
+                                int64_t out, float* __restrict__ y) {
+  const int64_t t = blockIdx.x;
+  const float s = dq[t];
+  for (int64_t o = threadIdx.x; o < out; o += blockDim.x)
+    y[t * out + o] = __fmul_rn(__int2float_rn(acc[t * out_pad + o]), __fmul_rn(row_scale[o], s));
 }
 
 __global__ void dequantize_kernel(const int8_t* __restrict__ q, int64_t ldq, const float* __restrict__ scale,
@@ -96,7 +98,48 @@ __global__ void dequantize_kernel(const int8_t* __restrict__ q, int64_t ldq, con
   out[e] = __fmul_rn(static_cast<float>(q[r * ldq + c]), scale[r]);
 }
 
+// Four codes per thread (n is a multiple of 4: every padded code buffer is).
+__global__ void codes_to_bf16_kernel(const char4* __restrict__ q, int64_t n4,
+                                     __nv_bfloat162* __restrict__ out) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= n4) return;
+  const char4 c = q[e];
+  out[2 * e] = __floats2bfloat162_rn(static_cast<float>(c.x), static_cast<float>(c.y));
+  out[2 * e + 1] = __floats2bfloat162_rn(static_cast<float>(c.z), static_cast<float>(c.w));
+}
+
+// Block t: row t (no index division per element, which costs more than the memory traffic).
+__global__ void scale_grad_bf16_kernel(const float* __restrict__ dy, int64_t out,
+                                       const float* __restrict__ row_scale, const float* __restrict__ dq,
+                                       __nv_bfloat16* __restrict__ dy_w, __nv_bfloat16* __restrict__ dy_x) {
+  const int64_t t = blockIdx.x;
+  const float s = dq[t];
+  for (int64_t o = threadIdx.x; o < out; o += blockDim.x) {
+    const int64_t e = t * out + o;
+    const float g = dy[e];
+    if (dy_w != nullptr) dy_w[e] = __float2bfloat16(g * row_scale[o]);
+    if (dy_x != nullptr) dy_x[e] = __float2bfloat16(g * s);
+  }
+}
+
 }  // namespace
+
+void codes_to_bf16(const int8_t* q, int64_t n, bf16_t* out, cudaStream_t s) {
+  const int64_t n4 = n / 4;
+  if (n4 == 0) return;
+  codes_to_bf16_kernel<<<dev::blocks_for(n4, kThreads), kThreads, 0, s>>>(
+      reinterpret_cast<const char4*>(q), n4, reinterpret_cast<__nv_bfloat162*>(out));
+  BN_CUDA_LAUNCHED();
+}
+
+void scale_grad_bf16(const float* dy, int64_t T, int64_t out, const float* row_scale, const float* dq,
+                     bf16_t* dy_w, bf16_t* dy_x, cudaStream_t s) {
+  const int64_t total = T * out;
+  if (total == 0) return;
+  scale_grad_bf16_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(
+      dy, out, row_scale, dq, reinterpret_cast<__nv_bfloat16*>(dy_w), reinterpret_cast<__nv_bfloat16*>(dy_x));
+  BN_CUDA_LAUNCHED();
+}
 
 void quantize_rows(const float* x, int64_t T, int64_t in, int64_t in_pad, int8_t* xq, float* dq,
                    cudaStream_t s) {
@@ -137,8 +180,7 @@ void int8_epilogue(const int32_t* acc, int64_t out_pad, const float* row_scale, 
                    int64_t out, float* y, cudaStream_t s) {
   const int64_t total = T * out;
   if (total == 0) return;
-  epilogue_kernel<<<dev::blocks_for(total, kThreads), kThreads, 0, s>>>(acc, out_pad, row_scale, dq, out,
-                                                                        total, y);
+  epilogue_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(acc, out_pad, row_scale, dq, out, y);
   BN_CUDA_LAUNCHED();
 }
 

@@ -19,14 +19,14 @@ void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float
 }
 
 void rmsnorm_backward(TrainContext& ctx, const float* dy, const float* x, const float* w, const float* rstd,
-                      int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream) {
+                      int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream, bool accumulate_dx) {
   train::check_rmsnorm_sizes("rmsnorm_backward", T, n);
   float* partial = nullptr;
   if (dw != nullptr && T > 0) {
     const int64_t parts = (T + kern::kRmsChunk - 1) / kern::kRmsChunk;
     partial = static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>(parts * n)));
   }
-  kern::rmsnorm_backward(dy, x, w, rstd, T, n, dx, dw, partial, stream);
+  kern::rmsnorm_backward(dy, x, w, rstd, T, n, dx, accumulate_dx, dw, partial, stream);
 }
 
 // ---- RoPE ----
@@ -89,23 +89,26 @@ kern::AttnDims attn_dims(const char* op, const train::AttnShape& s) {
   if (s.batch * s.n_head > 65535)
     fail("{}: batch x n_head = {} is more than the 65535 blocks of a grid's y dimension", op,
          s.batch * s.n_head);
+  // The kernels pad the head dimension to 16, 32, 64 or 128 (their fragments' shapes).
+  if (s.head_dim > 128) fail("{}: head_dim {} is more than the 128 the GPU kernels support", op, s.head_dim);
   return kern::AttnDims{s.batch,     s.seq,      s.n_head,
                         s.n_head_kv, s.head_dim, 1.0f / std::sqrt(static_cast<float>(s.head_dim))};
 }
 
 }  // namespace
 
-void attention_forward(const float* qkv, const train::AttnShape& s, float* out, float* att,
+void attention_forward(TrainContext& ctx, const float* qkv, const train::AttnShape& s, float* out, float* lse,
                        cudaStream_t stream) {
-  kern::attention_forward(qkv, attn_dims("attention_forward", s), out, att, stream);
+  const kern::AttnDims d = attn_dims("attention_forward", s);
+  kern::attention_forward(qkv, d, out, lse, ctx.scratch(kern::attention_scratch(d, false)), stream);
 }
 
-void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* att,
-                        const train::AttnShape& s, float* dqkv, cudaStream_t stream) {
+void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* out,
+                        const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream,
+                        bool accumulate) {
   const kern::AttnDims d = attn_dims("attention_backward", s);
-  auto* ds = static_cast<float*>(
-      ctx.scratch(sizeof(float) * static_cast<size_t>(s.batch * s.n_head * s.seq * s.seq)));
-  kern::attention_backward(dout, qkv, att, d, ds, dqkv, stream);
+  kern::attention_backward(dout, qkv, out, lse, d, ctx.scratch(kern::attention_scratch(d, true)), dqkv,
+                           accumulate, stream);
 }
 
 // ---- gated activation ----
@@ -116,9 +119,9 @@ void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* ou
 }
 
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
-                    cudaStream_t stream) {
+                    cudaStream_t stream, bool accumulate) {
   train::check_gated_sizes("gated_backward", T, ff);
-  kern::gated_backward(dout, gu, T, ff, act == FfnAct::kRelu2, dgu, stream);
+  kern::gated_backward(dout, gu, T, ff, act == FfnAct::kRelu2, accumulate, dgu, stream);
 }
 
 // ---- embedding ----
@@ -133,7 +136,9 @@ void embedding_forward(TrainContext& ctx, const int32_t* tokens, int64_t T, cons
 void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* dx, int64_t vocab,
                         int64_t d, float* dtable, cudaStream_t stream) {
   train::check_embedding_sizes("embedding_backward", T, vocab, d);
-  kern::embedding_backward(tokens, T, dx, vocab, d, dtable, ctx.bad_id_flag(), stream);
+  const size_t bytes = kern::embedding_backward_scratch(T);
+  kern::embedding_backward(tokens, T, dx, vocab, d, dtable, ctx.bad_id_flag(), ctx.scratch(bytes), bytes,
+                           stream);
   ctx.check_ids("embedding_backward", vocab, stream);
 }
 

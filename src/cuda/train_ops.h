@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -23,6 +24,8 @@
 #include "training/ops.h"
 
 namespace bitnet::cuda {
+
+class LtPlans;
 
 // The cuBLASLt handle, its workspace, scratch for the ops' temporaries and a device flag the
 // kernels raise on an out-of-range token id. Create it after choosing the device.
@@ -34,6 +37,8 @@ class TrainContext {
   TrainContext& operator=(const TrainContext&) = delete;
 
   cublasLtHandle_t lt() const { return lt_; }
+  // cuBLASLt plans by shape (lt_plans.h), built on first use.
+  LtPlans& plans() { return *plans_; }
   void* workspace() { return workspace_.data(); }
   size_t workspace_bytes() const { return workspace_.bytes(); }
   // At least `bytes` of device memory, valid until the next scratch() call. Growing it frees the
@@ -49,6 +54,7 @@ class TrainContext {
 
  private:
   cublasLtHandle_t lt_ = nullptr;
+  std::unique_ptr<LtPlans> plans_;
   Buffer<unsigned char> workspace_, scratch_;
   Buffer<int32_t> flag_;
 };
@@ -72,9 +78,10 @@ void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in,
                        std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
                        cudaStream_t stream);
 // dx (may be null) += dy . Wdeq;  dW (may be null) += dy^T . xdeq;  x and W themselves in fp32 mode.
+// accumulate_dx false: dx = dy . Wdeq instead (the trainer's buffer needs no zeroing first).
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                         const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
-                        cudaStream_t stream);
+                        cudaStream_t stream, bool accumulate_dx = true);
 
 // ---- fp32 matmul (the head): y[T][out] = x[T][in] . W[out][in]^T (cuBLASLt, fp32, no TF32) ------
 void matmul_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
@@ -85,10 +92,12 @@ void matmul_backward(TrainContext& ctx, const float* dy, const float* x, int64_t
 // ---- RMSNorm -------------------------------------------------------------------------------------
 void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,
                      cudaStream_t stream);
-// dw (may be null) is summed over rows deterministically: partial sums per 64-row chunk, then a
-// reduction in chunk order (scratch from ctx).
+// One pass over dy and x for both gradients. dw (may be null) is summed over rows deterministically:
+// partial sums per 16-row chunk, then a reduction in chunk order (scratch from ctx).
+// accumulate_dx false: dx is written instead of added to.
 void rmsnorm_backward(TrainContext& ctx, const float* dy, const float* x, const float* w, const float* rstd,
-                      int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream);
+                      int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream,
+                      bool accumulate_dx = true);
 
 // ---- RoPE ----------------------------------------------------------------------------------------
 // The angles of positions 0..seq-1 (rope_angles on the host, as the CPU), uploaded once.
@@ -104,26 +113,32 @@ void rope_backward(float* dqkv, int64_t T, const train::RopeShape& s, const Rope
                    cudaStream_t stream);
 
 // ---- causal GQA attention ------------------------------------------------------------------------
-// One block per (batch, head, query row); att[B][n_head][seq][seq] keeps the probabilities (zeros
-// above the diagonal), as the CPU.
-void attention_forward(const float* qkv, const train::AttnShape& s, float* out, float* att,
+// FlashAttention-2 on the tensor cores (train_attention.cu): the products take bf16 operands with
+// fp32 accumulation, so results agree with the CPU op to about 1e-3 relative rather than to fp32
+// rounding. Instead of the CPU's probabilities it keeps lse[B][n_head][seq], the log-sum-exp of
+// each row's scaled scores; head_dim at most 128.
+void attention_forward(TrainContext& ctx, const float* qkv, const train::AttnShape& s, float* out, float* lse,
                        cudaStream_t stream);
-// dq per query row; dk and dv per (key row, KV head) summing over its query heads and rows in a
-// fixed order (no atomics). Scratch from ctx: B x n_head x seq x seq floats (the score gradients).
-void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* att,
-                        const train::AttnShape& s, float* dqkv, cudaStream_t stream);
+// Recomputes the probabilities from qkv and lse; out is the forward's output. dq per query tile,
+// dk and dv per key tile summing over its query heads and rows in a fixed order (no atomics).
+// accumulate false: dqkv is written instead of added to. Both take scratch from ctx (bf16 copies of the
+// operands with each head padded to 16, 32, 64 or 128 columns).
+void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* out,
+                        const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream,
+                        bool accumulate = true);
 
 // ---- gated activation ----------------------------------------------------------------------------
 void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* out, cudaStream_t stream);
+// accumulate false: dgu is overwritten instead (the trainer's buffer needs no zeroing first).
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
-                    cudaStream_t stream);
+                    cudaStream_t stream, bool accumulate = true);
 
 // ---- token embedding (tokens on the device) ------------------------------------------------------
 // Both wait for the stream to check the ids (a bad id fails, as on the CPU).
 void embedding_forward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* table, int64_t vocab,
                        int64_t d, float* x, cudaStream_t stream);
-// Deterministic and exact: the block of a token's first occurrence adds every occurrence's row in
-// token order (O(T^2) id comparisons, cheap next to the rest of a step for T up to ~64k).
+// Deterministic and exact: the tokens are sorted by id (a stable radix sort, so each id's positions
+// stay in token order), then one block per id adds its rows in that order, as the CPU.
 void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* dx, int64_t vocab,
                         int64_t d, float* dtable, cudaStream_t stream);
 

@@ -11,6 +11,7 @@
 
 #include "core/arena.h"
 #include "core/thread_pool.h"
+#include "inference/engine.h"
 #include "model/model.h"
 #include "ops/vec.h"
 #include "quant/act_quant.h"
@@ -65,7 +66,7 @@ struct StepProfile {
   int64_t tokens = 0, calls = 0;
 };
 
-class Session {
+class Session final : public Engine {
  public:
   Session(const Model& model, const SessionOptions& opts);
 
@@ -73,7 +74,7 @@ class Session {
   // ([n_vocab]) or, with all_logits, for every token ([n][n_vocab]); valid until the next call.
   // Throws bitnet::Error when the cache would overflow or a token id is out of range.
   // Sequence 0's tokens (forward_batch with seq 0).
-  const float* forward(std::span<const int32_t> tokens, bool all_logits = false);
+  const float* forward(std::span<const int32_t> tokens, bool all_logits = false) override;
   // Appends each entry's token to its sequence, at that sequence's n_past(seq) onwards. A
   // sequence's entries must be consecutive and in order in the batch. Returns logits [k][n_vocab]
   // for the k entries with `logits` set, in batch order; valid until the next call. Throws
@@ -82,17 +83,18 @@ class Session {
   const float* forward_batch(std::span<const BatchToken> batch);
 
   int n_seq() const { return opts_.n_seq; }
-  int64_t n_past(int seq = 0) const { return n_past_[check_seq(seq)]; }
-  int64_t n_ctx() const { return opts_.n_ctx; }
+  int64_t n_past() const override { return n_past_[0]; }
+  int64_t n_past(int seq) const { return n_past_[check_seq(seq)]; }
+  int64_t n_ctx() const override { return opts_.n_ctx; }
   // Bytes of the KV cache (allocated whole when the session is made).
   size_t kv_cache_bytes() const {
     return (k16_.size() + v16_.size()) * sizeof(uint16_t) +
            (k_cache_.size() + v_cache_.size()) * sizeof(float);
   }
   // Forgets sequence 0's cached positions >= n (n <= n_past()); truncate(seq, 0) frees a slot.
-  void truncate(int64_t n) { truncate(0, n); }
+  void truncate(int64_t n) override { truncate(0, n); }
   void truncate(int seq, int64_t n);
-  const Model& model() const { return model_; }
+  const Model& model() const override { return model_; }
   // Per-section timing of forward() (off by default: two clock reads per section when on).
   void set_profiling(bool on) { profiling_ = on; }
   const StepProfile& profile() const { return profile_; }

@@ -68,7 +68,7 @@ double kl_of_logits(const float* p, const float* q, int64_t n_vocab) {
   return std::max(0.0, kl);  // >= 0 mathematically; rounding can leave -1e-17
 }
 
-PerplexityResult perplexity(Session& session, std::span<const int32_t> tokens, int64_t n_ctx,
+PerplexityResult perplexity(Engine& session, std::span<const int32_t> tokens, int64_t n_ctx,
                             int64_t max_windows, bool add_bos, int32_t bos,
                             const std::function<void(int64_t, int64_t, double)>& progress) {
   const int64_t n_vocab = session.model().cfg.n_vocab;
@@ -87,7 +87,7 @@ PerplexityResult perplexity(Session& session, std::span<const int32_t> tokens, i
   return s.result(windows);
 }
 
-KlResult kl_divergence(Session& base, Session& test, std::span<const int32_t> tokens, int64_t n_ctx,
+KlResult kl_divergence(Engine& base, Engine& test, std::span<const int32_t> tokens, int64_t n_ctx,
                        int64_t max_windows, bool add_bos, int32_t bos,
                        const std::function<void(int64_t, int64_t, double)>& progress) {
   const int64_t n_vocab = test.model().cfg.n_vocab;

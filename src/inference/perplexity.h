@@ -25,9 +25,9 @@ struct PerplexityResult {
 };
 
 // Fails when the text has fewer than 2 * n_ctx tokens (as llama-perplexity does).
-PerplexityResult perplexity(Session& session, std::span<const int32_t> tokens, int64_t n_ctx,
-                            int64_t max_windows, bool add_bos, int32_t bos,
-                            const std::function<void(int64_t done, int64_t total, double ppl)>& progress = {});
+PerplexityResult perplexity(
+    Engine& session, std::span<const int32_t> tokens, int64_t n_ctx, int64_t max_windows, bool add_bos,
+    int32_t bos, const std::function<void(int64_t done, int64_t total, double ppl)>& progress = {});
 
 struct KlResult {
   PerplexityResult base, test;     // each model's perplexity over the same scored tokens
@@ -38,7 +38,7 @@ struct KlResult {
 };
 
 // Both sessions must belong to models with the same vocabulary size (a loud error otherwise).
-KlResult kl_divergence(Session& base, Session& test, std::span<const int32_t> tokens, int64_t n_ctx,
+KlResult kl_divergence(Engine& base, Engine& test, std::span<const int32_t> tokens, int64_t n_ctx,
                        int64_t max_windows, bool add_bos, int32_t bos,
                        const std::function<void(int64_t done, int64_t total, double kl_mean)>& progress = {});
 

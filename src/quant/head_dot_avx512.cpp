@@ -41,6 +41,63 @@ inline __m512 load16(const uint8_t* p, __mmask16 k) {
 // position in the next block's four rows; a fixed distance ahead of each row would mostly land
 // in the rows being read (an F16 row of the 2B4T head is 5 KiB) and leave the first KiBs of each
 // next row to demand misses.
+//
+// Several tokens (batched decode) run TT = 4 at a time over the same four rows: each weight
+// vector is loaded and converted once for the four tokens (16 accumulators), so the conversions no
+// longer set the pace. Each (row, token) sum is the same chain of fmas in the same order as with
+// one token, so a token's logits do not depend on the batch.
+template <DType T, int TT>
+inline void rows4_tokens(const uint8_t* w0, size_t row_bytes, const float* x, int64_t n, bool prefetch_rows,
+                         float* y, int64_t ld_y) {
+  constexpr int64_t es = T == DType::F32 ? 4 : 2;
+  const int64_t n16 = n / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (n - n16)) - 1);
+  const uint8_t* w1 = w0 + row_bytes;
+  const uint8_t* w2 = w1 + row_bytes;
+  const uint8_t* w3 = w2 + row_bytes;
+  __m512 acc[TT][4];
+#pragma GCC unroll 4
+  for (int t = 0; t < TT; ++t)
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[t][j] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n16; i += 16) {
+    if (prefetch_rows && (i * es) % 64 == 0) {
+      const uint8_t* next = w0 + 4 * row_bytes + i * es;
+      for (int j = 0; j < 4; ++j) {
+        _mm_prefetch(reinterpret_cast<const char*>(w0 + j * row_bytes + i * es + kStreamPrefetchL1),
+                     _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(next + j * row_bytes), _MM_HINT_T1);
+      }
+    }
+    const __m512 v0 = load16<T>(w0 + i * es, 0xFFFF), v1 = load16<T>(w1 + i * es, 0xFFFF),
+                 v2 = load16<T>(w2 + i * es, 0xFFFF), v3 = load16<T>(w3 + i * es, 0xFFFF);
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; ++t) {
+      const __m512 xv = _mm512_loadu_ps(x + t * n + i);
+      acc[t][0] = _mm512_fmadd_ps(v0, xv, acc[t][0]);
+      acc[t][1] = _mm512_fmadd_ps(v1, xv, acc[t][1]);
+      acc[t][2] = _mm512_fmadd_ps(v2, xv, acc[t][2]);
+      acc[t][3] = _mm512_fmadd_ps(v3, xv, acc[t][3]);
+    }
+  }
+  if (tail) {
+    const __m512 v0 = load16<T>(w0 + n16 * es, tail), v1 = load16<T>(w1 + n16 * es, tail),
+                 v2 = load16<T>(w2 + n16 * es, tail), v3 = load16<T>(w3 + n16 * es, tail);
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; ++t) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tail, x + t * n + n16);
+      acc[t][0] = _mm512_fmadd_ps(v0, xv, acc[t][0]);
+      acc[t][1] = _mm512_fmadd_ps(v1, xv, acc[t][1]);
+      acc[t][2] = _mm512_fmadd_ps(v2, xv, acc[t][2]);
+      acc[t][3] = _mm512_fmadd_ps(v3, xv, acc[t][3]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < TT; ++t)
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) y[t * ld_y + j] = _mm512_reduce_add_ps(acc[t][j]);
+}
+
 template <DType T>
 void rows_float(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
                 int64_t ld_y) {
@@ -50,40 +107,11 @@ void rows_float(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, cons
   int64_t r = r0;
   for (; r + 4 <= r1; r += 4) {
     const uint8_t* w0 = w + static_cast<size_t>(r) * row_bytes;
-    const uint8_t* w1 = w0 + row_bytes;
-    const uint8_t* w2 = w1 + row_bytes;
-    const uint8_t* w3 = w2 + row_bytes;
-    for (int64_t t = 0; t < a.m; ++t) {
-      const float* x = a.f.data() + t * n;
-      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t i = 0; i < n16; i += 16) {
-        if (t == 0 && (i * es) % 64 == 0) {
-          const uint8_t* next = w0 + 4 * row_bytes + i * es;
-          for (int j = 0; j < 4; ++j) {
-            _mm_prefetch(reinterpret_cast<const char*>(w0 + j * row_bytes + i * es + kStreamPrefetchL1),
-                         _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(next + j * row_bytes), _MM_HINT_T1);
-          }
-        }
-        const __m512 xv = _mm512_loadu_ps(x + i);
-        a0 = _mm512_fmadd_ps(load16<T>(w0 + i * es, 0xFFFF), xv, a0);
-        a1 = _mm512_fmadd_ps(load16<T>(w1 + i * es, 0xFFFF), xv, a1);
-        a2 = _mm512_fmadd_ps(load16<T>(w2 + i * es, 0xFFFF), xv, a2);
-        a3 = _mm512_fmadd_ps(load16<T>(w3 + i * es, 0xFFFF), xv, a3);
-      }
-      if (tail) {
-        const __m512 xv = _mm512_maskz_loadu_ps(tail, x + n16);
-        a0 = _mm512_fmadd_ps(load16<T>(w0 + n16 * es, tail), xv, a0);
-        a1 = _mm512_fmadd_ps(load16<T>(w1 + n16 * es, tail), xv, a1);
-        a2 = _mm512_fmadd_ps(load16<T>(w2 + n16 * es, tail), xv, a2);
-        a3 = _mm512_fmadd_ps(load16<T>(w3 + n16 * es, tail), xv, a3);
-      }
-      float* yt = y + t * ld_y + r;
-      yt[0] = _mm512_reduce_add_ps(a0);
-      yt[1] = _mm512_reduce_add_ps(a1);
-      yt[2] = _mm512_reduce_add_ps(a2);
-      yt[3] = _mm512_reduce_add_ps(a3);
-    }
+    int64_t t = 0;
+    for (; t + 4 <= a.m; t += 4)
+      rows4_tokens<T, 4>(w0, row_bytes, a.f.data() + t * n, n, t == 0, y + t * ld_y + r, ld_y);
+    for (; t < a.m; ++t)
+      rows4_tokens<T, 1>(w0, row_bytes, a.f.data() + t * n, n, t == 0, y + t * ld_y + r, ld_y);
   }
   for (; r < r1; ++r) {
     const uint8_t* w0 = w + static_cast<size_t>(r) * row_bytes;
@@ -194,45 +222,68 @@ inline __m512i q6k_scale_index(int h) {
   return _mm512_load_si512(idx);
 }
 
-float dot_q6_k(const uint8_t* row, const int8_t* xq, const int32_t* qoff, const float* xd, int64_t nb) {
+// TT tokens over one row: each block's codes are unpacked once for all of them (the unpacking
+// is most of the per-token work). Each token's sums follow the one-token order exactly.
+template <int TT>
+void dot_q6_k(const uint8_t* row, const int8_t* xq, const int32_t* qoff, const float* xd, int64_t nb,
+              int64_t n, float* y, int64_t ld_y) {
   const __m512i m0f = _mm512_set1_epi8(0x0F), m33 = _mm512_set1_epi8(0x33);
   const __m512i qh_shift = _mm512_set_epi64(2 * 0x0001000100010001, 2 * 0x0001000100010001,
                                             2 * 0x0001000100010001, 2 * 0x0001000100010001, 0, 0, 0, 0);
   const __m512i sidx[2] = {q6k_scale_index(0), q6k_scale_index(1)};
   constexpr int kSelect = 0xE4;  // (a & c) | (b & ~c), a/b/c = first/second/third operand
-  __m512 acc = _mm512_setzero_ps();
+  __m512 acc[TT];
+#pragma GCC unroll 4
+  for (int t = 0; t < TT; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = row + b * 210;
-    const int8_t* xb = xq + b * 256;
-    const int32_t* ob = qoff + b * 64;
     for (int l = 0; l < 4; ++l) prefetch(blk + 64 * l);
     const __m512i sc16 = _mm512_castsi256_si512(
         _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192))));
-    __m512i isum = _mm512_setzero_si512();
+    __m512i lo[2], hi[2], sc[2];
+#pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
       const __m512i ql = _mm512_loadu_si512(blk + 64 * h);
       const __m512i qh =
           _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h)));
       const __m512i qhz = _mm512_and_si512(_mm512_srlv_epi16(qh, qh_shift), m33);
-      const __m512i lo = _mm512_ternarylogic_epi32(ql, _mm512_slli_epi16(qhz, 4), m0f, kSelect);
-      const __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), qhz, m0f, kSelect);
-      const __m512i s0 =
-          _mm512_dpbusd_epi32(_mm512_loadu_si512(ob + 32 * h), lo, _mm512_loadu_si512(xb + 128 * h));
-      const __m512i s1 = _mm512_dpbusd_epi32(_mm512_loadu_si512(ob + 32 * h + 16), hi,
-                                             _mm512_loadu_si512(xb + 128 * h + 64));
-      isum = _mm512_dpwssd_epi32(isum, _mm512_packs_epi32(s0, s1), _mm512_permutexvar_epi16(sidx[h], sc16));
+      lo[h] = _mm512_ternarylogic_epi32(ql, _mm512_slli_epi16(qhz, 4), m0f, kSelect);
+      hi[h] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), qhz, m0f, kSelect);
+      sc[h] = _mm512_permutexvar_epi16(sidx[h], sc16);
     }
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(half_at(blk + 208) * xd[b]), acc);
+    const float dw = half_at(blk + 208);
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; ++t) {
+      const int8_t* xb = xq + t * n + b * 256;
+      const int32_t* ob = qoff + t * (n / 4) + b * 64;
+      __m512i isum = _mm512_setzero_si512();
+      for (int h = 0; h < 2; ++h) {
+        const __m512i s0 =
+            _mm512_dpbusd_epi32(_mm512_loadu_si512(ob + 32 * h), lo[h], _mm512_loadu_si512(xb + 128 * h));
+        const __m512i s1 = _mm512_dpbusd_epi32(_mm512_loadu_si512(ob + 32 * h + 16), hi[h],
+                                               _mm512_loadu_si512(xb + 128 * h + 64));
+        isum = _mm512_dpwssd_epi32(isum, _mm512_packs_epi32(s0, s1), sc[h]);
+      }
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(dw * xd[t * nb + b]), acc[t]);
+    }
   }
-  return _mm512_reduce_add_ps(acc);
+#pragma GCC unroll 4
+  for (int t = 0; t < TT; ++t) y[t * ld_y] = _mm512_reduce_add_ps(acc[t]);
 }
 
 void rows_q6_k(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
                int64_t ld_y) {
   const int64_t n = a.n, nb = n / 256;
-  for_each_row_token(w, row_bytes, r0, r1, a.m, y, ld_y, [&](const uint8_t* row, int64_t t) {
-    return dot_q6_k(row, a.q.data() + t * n, a.qoff.data() + t * (n / 4), a.d.data() + t * nb, nb);
-  });
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
+    int64_t t = 0;
+    for (; t + 4 <= a.m; t += 4)
+      dot_q6_k<4>(row, a.q.data() + t * n, a.qoff.data() + t * (n / 4), a.d.data() + t * nb, nb, n,
+                  y + t * ld_y + r, ld_y);
+    for (; t < a.m; ++t)
+      dot_q6_k<1>(row, a.q.data() + t * n, a.qoff.data() + t * (n / 4), a.d.data() + t * nb, nb, n,
+                  y + t * ld_y + r, ld_y);
+  }
 }
 
 // Q8_0X (q8_0x.h): per superblock of 16 blocks, eight vpdpbusd of the unsigned quants (w + 128)

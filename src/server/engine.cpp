@@ -3,7 +3,7 @@
 namespace bitnet::server {
 namespace {
 
-class SessionEngine final : public Engine {
+class SessionEngine final : public BatchEngine {
  public:
   SessionEngine(const Model& model, const SessionOptions& opts) : s_(model, opts) {}
   const float* forward_batch(std::span<const BatchToken> batch) override { return s_.forward_batch(batch); }
@@ -19,7 +19,7 @@ class SessionEngine final : public Engine {
 
 }  // namespace
 
-std::unique_ptr<Engine> make_session_engine(const Model& model, const SessionOptions& opts) {
+std::unique_ptr<BatchEngine> make_session_engine(const Model& model, const SessionOptions& opts) {
   return std::make_unique<SessionEngine>(model, opts);
 }
 

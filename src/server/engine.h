@@ -10,9 +10,9 @@
 
 namespace bitnet::server {
 
-class Engine {
+class BatchEngine {
  public:
-  virtual ~Engine() = default;
+  virtual ~BatchEngine() = default;
   // Session::forward_batch: logits [k][n_vocab] for the k entries with logits = true, in order.
   virtual const float* forward_batch(std::span<const BatchToken> batch) = 0;
   virtual int64_t n_past(int seq) const = 0;
@@ -23,6 +23,6 @@ class Engine {
 };
 
 // A Session of n_seq sequences of n_ctx positions each over `model` (which must outlive it).
-std::unique_ptr<Engine> make_session_engine(const Model& model, const SessionOptions& opts);
+std::unique_ptr<BatchEngine> make_session_engine(const Model& model, const SessionOptions& opts);
 
 }  // namespace bitnet::server

@@ -88,7 +88,7 @@ void Request::publish(const std::string& text, const TokenLogprob* lp, Finish f,
   cv_.notify_all();
 }
 
-Scheduler::Scheduler(Engine& engine, const Tokenizer& tok, const SchedulerOptions& o, Metrics* metrics)
+Scheduler::Scheduler(BatchEngine& engine, const Tokenizer& tok, const SchedulerOptions& o, Metrics* metrics)
     : engine_(engine), tok_(tok), o_(o), metrics_(metrics) {
   BN_CHECK(o_.n_batch >= 1 && o_.min_prefill >= 1 && o_.max_queue >= 0);
   slot_tokens_.resize(static_cast<size_t>(engine_.n_seq()));

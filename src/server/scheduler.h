@@ -1,5 +1,5 @@
 #pragma once
-// Continuous batching. One thread owns the Engine and runs steps; each step is one forward_batch
+// Continuous batching. One thread owns the BatchEngine and runs steps; each step is one forward_batch
 // holding the next token of every decoding sequence plus a bounded chunk of prompt tokens of the
 // sequences still prefilling, so a long prompt never stalls the running streams for more than one
 // chunk. Requests wait in a bounded queue, take a free KV slot (the one sharing the longest
@@ -87,7 +87,7 @@ struct SchedulerStats {
 class Scheduler {
  public:
   // The engine and tokenizer must outlive the scheduler. metrics may be null.
-  Scheduler(Engine& engine, const Tokenizer& tok, const SchedulerOptions& o, Metrics* metrics);
+  Scheduler(BatchEngine& engine, const Tokenizer& tok, const SchedulerOptions& o, Metrics* metrics);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -124,7 +124,7 @@ class Scheduler {
   bool advance(Seq& s, const float* logits);
   void finish(Seq& s, Finish f, const std::string& error = {});
 
-  Engine& engine_;
+  BatchEngine& engine_;
   const Tokenizer& tok_;
   SchedulerOptions o_;
   Metrics* metrics_;

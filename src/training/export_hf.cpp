@@ -108,6 +108,12 @@ void export_hf(const TrainModel& m, const TokenizerVocab& vocab, const std::stri
                {"torch_dtype", dt},
                {"dtype", dt},
                {"use_cache", true}};
+  // transformers' BitNet quantizer in online mode quantizes these master weights on the fly with
+  // the same recipe (absmean ternary weights per tensor, per-token absmax int8 activations), so
+  // BitNetForCausalLM computes what the trainer computed. A --float model has no quantization.
+  if (m.quantize)
+    cfg["quantization_config"] = {
+        {"quant_method", "bitnet"}, {"linear_class", "autobitlinear"}, {"quantization_mode", "online"}};
   if (vocab.bos_id >= 0) cfg["bos_token_id"] = vocab.bos_id;
   if (vocab.eos_id >= 0) cfg["eos_token_id"] = vocab.eos_id;
   write_text(fs::path(dir) / "config.json", cfg.dump(2) + "\n");

@@ -71,7 +71,7 @@ TEST_P(GemmVariantTest, BitExactOnAwkwardShapes) {
   if (!v.cpu_ok()) GTEST_SKIP() << GetParam() << " is not supported by this CPU";
   ForceKernel force(v.name);
   ThreadPool pool2(2), pool3(3);
-  const int64_t ms[] = {1, 3, 17, 130};
+  const int64_t ms[] = {1, 2, 3, 5, 8, 17, 130};  // 2 - 8: batched decode's register path
   const int64_t ns[] = {1, 15, 33, 100};
   const int64_t ks[] = {64, 100, 1000, 2593};
   int cases = 0;
@@ -82,8 +82,10 @@ TEST_P(GemmVariantTest, BitExactOnAwkwardShapes) {
         auto wq = random_ternary(static_cast<size_t>(n * k), static_cast<uint64_t>(m * 7 + n * 13 + k));
         auto W = pack_native(wq.data(), n, k, 0.5f);
         Arena arena;
-        const Fill fill = cases % 4 == 1 ? Fill::kAllMin : cases % 4 == 2 ? Fill::kAllMax
-                        : cases % 4 == 3 ? Fill::kAlternating : Fill::kRandom;
+        const Fill fill = cases % 4 == 1   ? Fill::kAllMin
+                          : cases % 4 == 2 ? Fill::kAllMax
+                          : cases % 4 == 3 ? Fill::kAlternating
+                                           : Fill::kRandom;
         auto X = make_acts(arena, m, k, fill, static_cast<uint64_t>(cases));
         const auto want = plain_reference(wq, X, n);
         ThreadPool* pool = cases % 3 == 0 ? nullptr : cases % 3 == 1 ? &pool2 : &pool3;
@@ -126,14 +128,15 @@ TEST_P(GemmVariantTest, DecodeRowsOfExtremeLengthDoNotOverflow) {
   std::vector<int8_t> wq(static_cast<size_t>(n * k), 1);
   for (size_t i = 0; i < wq.size(); i += 7) wq[i] = static_cast<int8_t>(i % 2 ? -1 : 0);
   auto W = pack_native(wq.data(), n, k, 0.5f);
-  for (Fill fill : {Fill::kAllMin, Fill::kAllMax, Fill::kAlternating}) {
-    Arena arena;
-    auto X = make_acts(arena, 1, k, fill, 3);
-    const auto want = plain_reference(wq, X, n);
-    std::vector<int32_t> got(want.size(), 0x7eadbeef);
-    ternary_gemm(nullptr, W, X, {got.data(), n, nullptr, 0});
-    ASSERT_EQ(got, want) << v.name << " fill=" << static_cast<int>(fill);
-  }
+  for (int64_t m : {1, 8})  // the GEMV and batched decode's register path
+    for (Fill fill : {Fill::kAllMin, Fill::kAllMax, Fill::kAlternating}) {
+      Arena arena;
+      auto X = make_acts(arena, m, k, fill, 3);
+      const auto want = plain_reference(wq, X, n);
+      std::vector<int32_t> got(want.size(), 0x7eadbeef);
+      ternary_gemm(nullptr, W, X, {got.data(), n, nullptr, 0});
+      ASSERT_EQ(got, want) << v.name << " m=" << m << " fill=" << static_cast<int>(fill);
+    }
 }
 
 TEST_P(GemmVariantTest, FloatEpilogueWithinDerivedTolerance) {
@@ -155,8 +158,10 @@ TEST_P(GemmVariantTest, FloatEpilogueWithinDerivedTolerance) {
   ternary_gemm(&pool, W, X, {acc.data(), n, y.data(), n});
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
-      const double exact = static_cast<double>(acc[static_cast<size_t>(i * n + j)]) * scales[static_cast<size_t>(j)] / X.scale[i];
-      EXPECT_LE(std::fabs(y[static_cast<size_t>(i * n + j)] - exact), 4 * std::ldexp(1.0, -24) * std::fabs(exact) + 1e-30)
+      const double exact = static_cast<double>(acc[static_cast<size_t>(i * n + j)]) *
+                           scales[static_cast<size_t>(j)] / X.scale[i];
+      EXPECT_LE(std::fabs(y[static_cast<size_t>(i * n + j)] - exact),
+                4 * std::ldexp(1.0, -24) * std::fabs(exact) + 1e-30)
           << v.name << " " << i << "," << j;
     }
 }

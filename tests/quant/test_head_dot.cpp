@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -76,7 +77,8 @@ TEST(HeadDot, EveryVariantMatchesTheReference) {
                 for (int64_t i = 0; i < n; ++i) mag += std::fabs(c.wf[r * n + i] * c.x[tk * n + i]);
                 const size_t at = static_cast<size_t>(tk * rows + r);
                 ASSERT_NEAR(got[at], want[at], 2e-6 * mag + 1e-30)
-                    << v.name << " " << dtype_name(t) << " n=" << n << " rows=" << rows << " m=" << m << " r=" << r;
+                    << v.name << " " << dtype_name(t) << " n=" << n << " rows=" << rows << " m=" << m
+                    << " r=" << r;
               }
           }
         }
@@ -120,7 +122,8 @@ TEST(HeadDot, ReferenceIsWithinTheActivationRounding) {
 TEST(HeadDot, ExtremeStoredValues) {
   const int64_t n = 256;
   std::vector<float> x(n);
-  for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = (i % 3 == 0) ? -1.0f : 1.0f;  // xq = +-127, dx = 1/127
+  for (int64_t i = 0; i < n; ++i)
+    x[static_cast<size_t>(i)] = (i % 3 == 0) ? -1.0f : 1.0f;  // xq = +-127, dx = 1/127
   // Q8_0: 8 blocks of {d = 1.0, qs alternating -128, 127}.
   std::vector<uint8_t> q8(8 * 34);
   double want8 = 0;
@@ -137,15 +140,17 @@ TEST(HeadDot, ExtremeStoredValues) {
   // Q6_K: codes 0, 48, 15 and 63 (the extremes -32 and 31 included), scales alternate -128 and
   // 127, d = 2^-10.
   std::vector<uint8_t> q6(210, 0);
-  for (int i = 0; i < 128; ++i) q6[static_cast<size_t>(i)] = 0xF0;  // low nibble 0, high nibble 15
+  for (int i = 0; i < 128; ++i) q6[static_cast<size_t>(i)] = 0xF0;       // low nibble 0, high nibble 15
   for (int i = 0; i < 64; ++i) q6[static_cast<size_t>(128 + i)] = 0xCC;  // qh pairs: 0,3,0,3
-  for (int j = 0; j < 16; ++j) q6[static_cast<size_t>(192 + j)] = static_cast<uint8_t>(static_cast<int8_t>(j % 2 ? 127 : -128));
+  for (int j = 0; j < 16; ++j)
+    q6[static_cast<size_t>(192 + j)] = static_cast<uint8_t>(static_cast<int8_t>(j % 2 ? 127 : -128));
   const uint16_t dh = f32_to_f16(std::ldexp(1.0f, -10));
   std::memcpy(&q6[208], &dh, 2);
   std::vector<float> wf6(n);
   dequantize_row(DType::Q6_K, q6.data(), n, wf6.data());
   double want6 = 0;
-  for (int64_t i = 0; i < n; ++i) want6 += wf6[static_cast<size_t>(i)] * (x[static_cast<size_t>(i)] < 0 ? -127 : 127);
+  for (int64_t i = 0; i < n; ++i)
+    want6 += wf6[static_cast<size_t>(i)] * (x[static_cast<size_t>(i)] < 0 ? -127 : 127);
   want6 /= 127.0;
   for (const HeadVariant& v : head_variants()) {
     if (!v.cpu_ok()) continue;
@@ -213,6 +218,29 @@ TEST(HeadDot, ThreadCountDoesNotChangeTheResult) {
     const auto one = run(v, c, t, rows, n, 1);
     const auto two = run(v, c, t, rows, n, 1, &pool);
     EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * 4), 0) << dtype_name(t);
+  }
+}
+
+// Batched decode runs several tokens over each row at once: every variant gives each token the
+// bits it gets alone, for token counts around the kernels' tile of 4 and odd row counts.
+TEST(HeadDot, TokenCountDoesNotChangeTheResult) {
+  for (DType t : kTypes) {
+    const int64_t blk = dtype_info(t).block_elems;
+    const int64_t n = blk == 1 ? 1001 : 2 * std::max<int64_t>(blk, 256), rows = 11;
+    for (const HeadVariant& v : head_variants()) {
+      if (!v.cpu_ok() || !v.supports(t)) continue;
+      for (int64_t m : {2, 4, 5, 9}) {
+        const Case c = make_case(t, rows, n, m, static_cast<uint64_t>(m * 17 + n));
+        const auto all = run(v, c, t, rows, n, m);
+        for (int64_t tk = 0; tk < m; ++tk) {
+          Case one = c;
+          one.x.assign(c.x.begin() + tk * n, c.x.begin() + (tk + 1) * n);
+          const auto alone = run(v, one, t, rows, n, 1);
+          EXPECT_EQ(std::memcmp(alone.data(), all.data() + tk * rows, alone.size() * 4), 0)
+              << v.name << " " << dtype_name(t) << " m=" << m << " token " << tk;
+        }
+      }
+    }
   }
 }
 

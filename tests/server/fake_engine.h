@@ -1,5 +1,5 @@
 #pragma once
-// A scripted Engine for the scheduler's tests: the next token is a function of the last one
+// A scripted BatchEngine for the scheduler's tests: the next token is a function of the last one
 // (greedy sampling then follows it exactly), positions are tracked per sequence like a real
 // Session's, and every batch is recorded so tests can check how steps were composed.
 #include <functional>
@@ -10,7 +10,7 @@
 
 namespace bitnet::server::testing {
 
-class FakeEngine : public Engine {
+class FakeEngine : public BatchEngine {
  public:
   FakeEngine(int n_seq, int64_t n_ctx, int32_t n_vocab, std::function<int32_t(int32_t)> next)
       : n_past_(static_cast<size_t>(n_seq), 0), n_ctx_(n_ctx), n_vocab_(n_vocab), next_(std::move(next)) {}

@@ -14,9 +14,9 @@ namespace bitnet::server {
 namespace {
 
 // Counts the sequences of each step, passing everything on.
-class Spy : public Engine {
+class Spy : public BatchEngine {
  public:
-  explicit Spy(Engine& e) : e_(e) {}
+  explicit Spy(BatchEngine& e) : e_(e) {}
   const float* forward_batch(std::span<const BatchToken> batch) override {
     std::set<int32_t> seqs;
     for (const BatchToken& b : batch) seqs.insert(b.seq);
@@ -31,7 +31,7 @@ class Spy : public Engine {
   size_t max_seqs = 0;
 
  private:
-  Engine& e_;
+  BatchEngine& e_;
 };
 
 TEST(BatchedModel, AnswersTogetherEqualAnswersAlone) {
@@ -57,7 +57,7 @@ TEST(BatchedModel, AnswersTogetherEqualAnswersAlone) {
   so.threads = 2;
   std::vector<std::string> alone;
   {
-    std::unique_ptr<Engine> e = make_session_engine(*model, so);
+    std::unique_ptr<BatchEngine> e = make_session_engine(*model, so);
     Scheduler s(*e, tok, {}, nullptr);
     for (size_t i = 0; i < prompts.size(); ++i) {
       auto r = s.submit(job_of(prompts[i], i + 1));
@@ -67,7 +67,7 @@ TEST(BatchedModel, AnswersTogetherEqualAnswersAlone) {
     }
   }
   so.n_seq = 4;
-  std::unique_ptr<Engine> e = make_session_engine(*model, so);
+  std::unique_ptr<BatchEngine> e = make_session_engine(*model, so);
   Spy spy(*e);
   Scheduler s(spy, tok, {}, nullptr);
   std::vector<std::shared_ptr<Request>> rs;

@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "inference/forward.h"
@@ -384,6 +386,10 @@ TEST(ExportHf, ConvertRoundTripGivesTheTrainerLogits) {
     forward_backward(nullptr, m, in.data(), tg.data(), 1, S, 1.0f, nullptr, ws);
     const fs::path dir = temp_dir("hf");
     export_hf(m, vocab, (dir / "hf").string(), DType::F32);
+    // transformers quantizes the master weights on load (online mode), as the trainer does.
+    const auto cfg = nlohmann::json::parse(std::ifstream(dir / "hf/config.json"));
+    EXPECT_EQ(cfg.at("quantization_config").at("quantization_mode"), "online");
+    EXPECT_EQ(cfg.at("quantization_config").at("linear_class"), "autobitlinear");
     const TrainModel back = load_hf_model((dir / "hf").string(), true);
     EXPECT_EQ(back.params, m.params);
     EXPECT_EQ(back.tied, tied);

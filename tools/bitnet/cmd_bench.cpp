@@ -9,10 +9,12 @@
 #include <numeric>
 #include <vector>
 
+#include "cmd_bench_cuda.h"
 #include "commands.h"
 #include "core/error.h"
 #include "core/memory.h"
 #include "core/read_probe.h"
+#include "device_option.h"
 #include "inference/forward.h"
 #include "json_out.h"
 #include "model_source.h"
@@ -36,6 +38,7 @@ struct Opts {
   bool json = false;
   bool profile = false;
   bool bound = true;
+  std::string device = "auto";
 };
 
 // Decode's bound around one tg test: the read bandwidth of one pass over the weights a token
@@ -111,6 +114,12 @@ void print_profile(const std::string& test, const Model& m, const StepProfile& p
 
 void run(const Opts& o) {
   LoadedModel lm = load_model(o.src, false);
+#if defined(BITNET_HAVE_CUDA)
+  if (use_cuda(o.device))
+    return run_bench_cuda(lm, {o.n_prompt, o.n_gen, o.batch, o.reps, o.json, o.profile});
+#else
+  use_cuda(o.device);  // an error for --device cuda
+#endif
   Model* model = lm.model.get();
   const int max_depth = *std::max_element(o.depth.begin(), o.depth.end());
   const int max_ctx = max_depth +
@@ -278,13 +287,14 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-d,--n-depth", o.depth, "context depths: tokens already in the cache before each test")
       ->delimiter(',');
   cmd->add_option("-b,--batch", o.batch,
-                  "decode batch sizes: tgN xB decodes B sequences at once (aggregate tokens/s)")
+                  "decode batch sizes: tgN xB decodes B sequences at once (aggregate tokens/s; CPU and CUDA)")
       ->delimiter(',')
       ->check(CLI::Range(1, 4096));
   cmd->add_option("-r,--repetitions", o.reps, "timed repetitions (median reported)")
       ->check(CLI::Range(1, 1000));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   cmd->add_flag("--json", o.json, "one JSON object per test per line");
+  add_device_option(cmd, o.device);
   cmd->add_flag(
       "--no-bound", [](int64_t) { o.bound = false; },
       "leave out the read of the weights before and after each tg test (decode's bound)");

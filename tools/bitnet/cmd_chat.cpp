@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "device_option.h"
 #include "inference/forward.h"
 #include "inference/sampler.h"
 #include "model_source.h"
@@ -27,13 +28,15 @@ struct Opts {
   int64_t n_ctx = 4096;
   int threads = 2;
   SamplerOptions sampling;
+  std::string device = "auto";
 };
 
 void run(Opts o) {
   LoadedModel lm = load_model(o.src, true);
   const Tokenizer& tok = *lm.tokenizer;
   const ChatTemplate tmpl = o.tmpl.empty() ? default_chat_template(tok) : *chat_template_from_name(o.tmpl);
-  Session s(*lm.model, {o.n_ctx, o.threads});
+  const auto engine = make_engine(*lm.model, o.n_ctx, o.threads, use_cuda(o.device));
+  Engine& s = *engine;
   Sampler sampler(o.sampling);
   const std::vector<int32_t> stops = chat_stop_ids(tok);
   const bool tty = isatty(0);
@@ -91,6 +94,7 @@ void register_chat(CLI::App& app) {
   cmd->add_option("-c,--ctx-size", o.n_ctx, "context size for the whole conversation")
       ->check(CLI::Range(int64_t{16}, int64_t{1} << 22));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
+  add_device_option(cmd, o.device);
   add_sampling_options(cmd, o.sampling);
   cmd->callback([] { run(o); });
 }

@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "device_option.h"
 #include "inference/perplexity.h"
 #include "json_out.h"
 #include "model_source.h"
@@ -23,6 +24,7 @@ void register_perplexity(CLI::App& app) {
     int threads = 2;
     bool json = false;
     std::string kl_base;
+    std::string device = "auto";
   };
   static Opts o;
   add_model_options(cmd, o.src, false);
@@ -30,6 +32,7 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("-c,--ctx-size", o.n_ctx, "window size in tokens")->check(CLI::Range(int64_t{4}, int64_t{1} << 20));
   cmd->add_option("--chunks", o.chunks, "maximum number of windows (default: all)");
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
+  add_device_option(cmd, o.device);
   cmd->add_flag("--json", o.json, "print {\"ppl\", \"ppl_err\", \"tokens\"}");
   cmd->add_option(
       "--kl-base", o.kl_base,
@@ -55,10 +58,11 @@ void register_perplexity(CLI::App& app) {
             "--kl-base: '{}' tokenizes the text differently from '{}'; compare models with the same "
             "tokenizer",
             o.kl_base, lm.label);
-      Session sb(*base.model, {o.n_ctx, o.threads});
-      Session st(*lm.model, {o.n_ctx, o.threads});
+      const bool gpu = use_cuda(o.device);
+      const auto sb = make_engine(*base.model, o.n_ctx, o.threads, gpu);
+      const auto st = make_engine(*lm.model, o.n_ctx, o.threads, gpu);
       const KlResult r =
-          kl_divergence(sb, st, ids, o.n_ctx, o.chunks, tok.add_bos(), tok.bos_id(),
+          kl_divergence(*sb, *st, ids, o.n_ctx, o.chunks, tok.add_bos(), tok.bos_id(),
                         [&](int64_t done, int64_t total, double kl) {
                           if (!o.json)
                             std::fprintf(stderr, "[%lld/%lld] KL %.6f\n", static_cast<long long>(done),
@@ -91,11 +95,12 @@ void register_perplexity(CLI::App& app) {
       }
       return;
     }
-    Session s(*lm.model, {o.n_ctx, o.threads});
-    const auto r = perplexity(s, ids, o.n_ctx, o.chunks, tok.add_bos(), tok.bos_id(),
+    const auto s = make_engine(*lm.model, o.n_ctx, o.threads, use_cuda(o.device));
+    const auto r = perplexity(*s, ids, o.n_ctx, o.chunks, tok.add_bos(), tok.bos_id(),
                               [&](int64_t done, int64_t total, double ppl) {
-                                if (!o.json) std::fprintf(stderr, "[%lld/%lld] %.4f\n", static_cast<long long>(done),
-                                                          static_cast<long long>(total), ppl);
+                                if (!o.json)
+                                  std::fprintf(stderr, "[%lld/%lld] %.4f\n", static_cast<long long>(done),
+                                               static_cast<long long>(total), ppl);
                               });
     if (o.json) {
       print_json_line(

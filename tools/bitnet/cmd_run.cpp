@@ -4,9 +4,9 @@
 #include <fstream>
 #include <sstream>
 
-
 #include "commands.h"
 #include "core/error.h"
+#include "device_option.h"
 #include "inference/forward.h"
 #include "inference/sampler.h"
 #include "json_out.h"
@@ -24,6 +24,7 @@ struct Opts {
   int threads = 2;
   SamplerOptions sampling;
   bool json = false, parse_special = false, no_bos = false;
+  std::string device = "auto";
 };
 
 std::string read_file(const std::string& path) {
@@ -46,7 +47,8 @@ void run(const Opts& o) {
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : static_cast<int64_t>(ids.size()) + o.n_predict;
   if (static_cast<int64_t>(ids.size()) + o.n_predict > n_ctx)
     fail("prompt ({} tokens) + {} to generate exceed the context size {}", ids.size(), o.n_predict, n_ctx);
-  Session s(*lm.model, {n_ctx, o.threads});
+  const auto engine = make_engine(*lm.model, n_ctx, o.threads, use_cuda(o.device));
+  Engine& s = *engine;
   Sampler sampler(o.sampling);
   const auto stops = tok.stop_ids();
   using clock = std::chrono::steady_clock;
@@ -101,6 +103,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("-n,--n-predict", o.n_predict, "tokens to generate")->check(CLI::Range(0, 1 << 24));
   cmd->add_option("-c,--ctx-size", o.n_ctx, "context size (default: prompt + n-predict)");
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
+  add_device_option(cmd, o.device);
   add_sampling_options(cmd, o.sampling);
   cmd->add_flag("--parse-special", o.parse_special, "special-token strings in the prompt become their ids");
   cmd->add_flag("--no-bos", o.no_bos, "do not add BOS");

@@ -52,7 +52,7 @@ void run(Opts o) {
   so.n_ctx = o.n_ctx;
   so.threads = o.threads;
   so.n_seq = o.parallel;
-  std::unique_ptr<server::Engine> engine = server::make_session_engine(*lm.model, so);
+  std::unique_ptr<server::BatchEngine> engine = server::make_session_engine(*lm.model, so);
   server::Metrics metrics;
   server::Scheduler sched(*engine, tok, o.sched, &metrics);
 

@@ -1,0 +1,108 @@
+#pragma once
+// The CUDA inference kernels (infer_*.cu), as plain launch functions over device pointers. No fmt
+// here: nvcc compiles this header. Shapes are checked by the host code that calls these
+// (infer_session.cpp), which builds the error messages.
+//
+// Ternary weights on the device ("GPU-native" layout, built from the CPU's TNAT at upload): row n
+// of a [n][k] matrix is k_pad / 16 little-endian 32-bit words (k_pad = round_up(k, 64)); word j
+// covers columns 16j .. 16j+15, its byte i bits [2s, 2s+2) holding the code c = w + 1 of column
+// 16j + 4s + i. So (word >> 2s) & 0x03030303 is four consecutive codes as bytes: one dp4a
+// operand for the GEMV (against the activation word s) and, minus 0x01010101, one s8x4 register
+// of an mma.m16n8k32 B fragment. A 16-byte load is 64 columns of one row (one activation K step).
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace bitnet::cuda::infer {
+
+struct DevTernary {
+  const uint32_t* w = nullptr;       // [n][k_pad / 16] words
+  const float* row_scale = nullptr;  // [n]
+  int64_t n = 0, k = 0, k_pad = 0;
+};
+
+// Per-token int8 activations, rows of k_pad bytes (zero padding), with 1/s. (The CPU's row sums
+// are not kept: the GEMV sums the codes it loads, the GEMM multiplies signed weights.)
+struct DevActs {
+  int8_t* q = nullptr;
+  float* dq = nullptr;
+  int64_t k = 0, k_pad = 0;
+};
+
+// y[m][n] (row stride ldy) = float(acc) * (row_scale[n] * dq[m]), or y += that when add: the CPU
+// epilogue (quant/gemm.h gemm_scale) with the same float operations. acc is exact int32.
+// m tokens; the GEMV (m <= 8, decode) and the int8 tensor-core GEMM (any m) give the same bits.
+void ternary_gemv(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
+                  cudaStream_t s);
+void ternary_gemm_mma(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
+                      cudaStream_t s);
+// The product's raw accumulators (tests: int32 bit for bit against the CPU reference).
+void ternary_acc_gemv(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s);
+void ternary_acc_mma(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s);
+
+// Per token t < m: h = RMSNorm(in_t) * norm (norm may be null: no norm, h = in_t), then
+// h quantized into row t of q (act_quant.h's numerics). With gated, in_t is act(gate) * up from
+// gate = in + t * ld_in, up = gate + k (relu^2 when act == 0, SiLU when 1).
+void norm_quant(const float* in, int64_t ld_in, int m, const float* norm, float eps, bool gated, int act,
+                DevActs q, cudaStream_t s);
+// out[t][d] = RMSNorm(in_t) * norm (the head's input).
+void rms_norm_rows(const float* in, int m, int64_t d, const float* norm, float eps, float* out,
+                   cudaStream_t s);
+
+// Row tok[t] of the embedding table as floats into out[t] (d values). Types: see kHead* below.
+void embed_rows(const void* table, const void* table_scales, int type, int64_t d, const int32_t* tok, int m,
+                float* out, cudaStream_t s);
+
+// KV cache geometry: [slot][layer][kv head][n_ctx][head_dim] halves, keys and values apart.
+struct KvGeom {
+  __half* k = nullptr;
+  __half* v = nullptr;
+  int64_t n_layer = 0, n_head_kv = 0, n_ctx = 0, head_dim = 0;
+  __host__ __device__ int64_t at(int64_t slot, int64_t il, int64_t kvh, int64_t pos) const {
+    return (((slot * n_layer + il) * n_head_kv + kvh) * n_ctx + pos) * head_dim;
+  }
+};
+
+// RoPE (neox or interleaved) on the queries and keys of qkv [m][q_dim + 2 kv_dim] in place, at
+// each token's position pos[t] (angles pos * inv_freq[i] in double, inv_freq = theta^(-2i /
+// rope_dim) from the host: the CPU's rope_angles), then its key and value into slot[t]'s cache.
+void rope_kv_store(float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
+                   int64_t rope_dim, const double* inv_freq, bool neox, const KvGeom& kv, int64_t il,
+                   cudaStream_t s);
+
+// Causal attention of m tokens (queries in qkv, token t at pos[t] of slot[t], keys 0..pos[t]) into
+// out [m][q_dim]. Keys are split into `splits` ranges per (token, KV head): 1 computes each
+// (token, KV head) in one block; more (decode) spread the keys over more blocks, with the same
+// probabilities, through scratch (attention_scratch_floats). A range holds at most
+// attention_max_chunk() keys.
+void attention(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
+               const KvGeom& kv, int64_t il, int splits, float* scratch, float* out, cudaStream_t s);
+int attention_max_chunk();
+size_t attention_scratch_floats(int64_t m, int64_t n_head, int64_t head_dim, int64_t n_ctx, int splits);
+// 1 when head_dim and the group size are ones the kernel is built for.
+bool attention_supported(int64_t head_dim, int64_t group);
+
+// Head and embedding types on the device.
+enum : int { kHeadF32 = 0, kHeadF16 = 1, kHeadBF16 = 2, kHeadQ8 = 3, kHeadQ6K = 4 };
+// The head's activations prepared for its type (head_dot.h): floats rounded to the weight type,
+// or int8 blocks (32 values for Q8, 256 for Q6_K) with their scales amax / 127.
+struct HeadActsDev {
+  float* f = nullptr;     // [m][n]
+  uint16_t* h = nullptr;  // [m][n]: F16/BF16, the same values in the weight type (for cuBLASLt)
+  int8_t* q = nullptr;    // [m][n]
+  float* d = nullptr;     // [m][n / 32]
+};
+void head_prepare(int type, const float* x, int m, int64_t n, HeadActsDev a, cudaStream_t s);
+// logits[t][r] = dot(W row r, activations t), t < m, r < rows (8 tokens a pass over the head;
+// Q8 and Q6_K take 32 a pass when m > 8). Q8: w = int8 [rows][n] codes,
+// scales = half [rows][n / 32]; Q6_K: ggml's blocks as stored (scales unused).
+void head_matmul(int type, const void* w, const void* scales, int64_t rows, int64_t n, const HeadActsDev& a,
+                 int m, float* logits, int64_t ld, cudaStream_t s);
+// out[t] = the first index of the largest logit of row t.
+void argmax_rows(const float* logits, int m, int64_t n, int64_t ld, int32_t* out, cudaStream_t s);
+
+// Sums `bytes` (a multiple of 16) at p with 16-byte loads into *sink: the HBM read probe.
+void read_probe(const void* p, size_t bytes, unsigned long long* sink, cudaStream_t s);
+
+}  // namespace bitnet::cuda::infer

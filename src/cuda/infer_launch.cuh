@@ -1,0 +1,39 @@
+#pragma once
+// Kernel launches for the inference kernels, with programmatic dependent launch (PDL, sm_90):
+// a decode step is ~300 small dependent kernels, and without PDL each one starts only after the
+// previous one has fully drained. With it, the next kernel's blocks are scheduled while the
+// previous one finishes: each kernel calls pdl_launch() first, may read what no kernel writes
+// (weights) before pdl_wait(), and reads or writes everything else only after it (wait returns
+// when the previous kernel has completed and its writes are visible). Without the launch
+// attribute both are no-ops. BITNET_CUDA_PDL=0 turns it off (for comparison).
+#include <cuda_runtime.h>
+
+#include "cuda/check.h"
+
+namespace bitnet::cuda::infer {
+
+bool pdl_enabled();  // infer_session.cpp (reads the environment once)
+
+__device__ __forceinline__ void pdl_wait() {
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+}
+__device__ __forceinline__ void pdl_launch() {
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+}
+
+template <typename... P, typename... A>
+void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A&&... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  BN_CUDA(cudaLaunchKernelEx(&cfg, kernel, static_cast<P>(args)...));
+}
+
+}  // namespace bitnet::cuda::infer

@@ -1,0 +1,477 @@
+#include "cuda/infer_session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <string>
+
+#include "core/error.h"
+#include "cuda/buffer.h"
+#include "cuda/device.h"
+#include "cuda/infer_head_lt.h"
+#include "cuda/infer_kernels.h"
+#include "cuda/infer_weights.h"
+
+namespace bitnet::cuda {
+
+using infer::DevActs;
+
+struct CudaState {
+  DeviceModel w;
+  cudaStream_t stream = nullptr;
+  int sms = 132;
+  Buffer<__half> k, v;
+  infer::KvGeom kv;
+  int64_t max_tok = 0, head_rows = 0, kpad_max = 0;
+  Buffer<float> x, qkv, attn, gu, xn, logits, scratch, head_f, head_d;
+  Buffer<int8_t> aq, head_q;
+  Buffer<uint16_t> head_h;        // F16/BF16 head: activations in the weight type
+  cublasLtHandle_t lt = nullptr;  // F16/BF16 head of more than 8 rows (infer_head_lt.h)
+  Buffer<unsigned char> lt_workspace;
+  Buffer<float> adq;
+  Buffer<double> inv_freq;  // theta^(-2i / rope_dim), as the CPU's rope_angles computes it
+  Buffer<int32_t> tok, pos, slot, argmax;
+  int32_t* h_in = nullptr;                // pinned: tokens, positions, slots (3 x max_tok)
+  int32_t* h_argmax = nullptr;            // pinned
+  std::map<int, cudaGraphExec_t> graphs;  // decode step per batch size
+  std::map<int, int> warmed;              // batch sizes run once eagerly (before capture)
+  Buffer<unsigned long long> sink;
+  size_t bytes_before = 0, bytes_after = 0;
+  bool profiling = false;
+  std::vector<cudaEvent_t> events;  // recorded this step, with the section each one ends
+  std::vector<int> event_section;
+  size_t events_used = 0;
+  std::vector<double> section_ms;
+
+  ~CudaState() {
+    for (auto& [b, g] : graphs) (void)cudaGraphExecDestroy(g);
+    for (cudaEvent_t e : events) (void)cudaEventDestroy(e);
+    if (h_in) (void)cudaFreeHost(h_in);
+    if (h_argmax) (void)cudaFreeHost(h_argmax);
+    if (stream) (void)cudaStreamDestroy(stream);
+    if (lt) (void)cublasLtDestroy(lt);
+  }
+  DevActs acts(int64_t k) { return {aq.data(), adq.data(), k, (k + 63) / 64 * 64}; }
+};
+
+namespace infer {
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("BITNET_CUDA_PDL");
+    return e == nullptr || std::string(e) != "0";
+  }();
+  return on;
+}
+}  // namespace infer
+
+namespace {
+
+enum Section {
+  kEmbed,
+  kNormQuant,
+  kQkv,
+  kRopeKv,
+  kAttention,
+  kSubNormQuant,
+  kWo,
+  kFfnNormQuant,
+  kGateUp,
+  kActSubNormQuant,
+  kDown,
+  kHead,
+  kSections
+};
+const char* const kSectionNames[kSections] = {
+    "embedding", "attn norm+quant",    "qkv",  "rope + kv store",
+    "attention", "sub-norm+quant",     "o",    "ffn norm+quant",
+    "gate|up",   "act+sub-norm+quant", "down", "head (norm, prepare, dot, argmax)"};
+
+size_t used_device_bytes() {
+  size_t free_b = 0, total_b = 0;
+  BN_CUDA(cudaMemGetInfo(&free_b, &total_b));
+  return total_b - free_b;
+}
+
+// Ranges of keys per (token, KV head) in attention. Prompts (sms == 0): as few as the kernel's
+// shared memory allows (one, up to 6,144 positions). Decode: enough to keep every SM reading at
+// long contexts, but one range per 1,024 positions of context at most (at short contexts the
+// one-block kernel is one launch where the split is three). Fixed per batch size and context, so
+// a captured graph stays valid as the cache fills.
+int attention_splits(int64_t n_ctx, int64_t tokens, int64_t n_head_kv, int sms) {
+  const int64_t min_s = (n_ctx + infer::attention_max_chunk() - 1) / infer::attention_max_chunk();
+  if (sms == 0) return static_cast<int>(min_s);
+  const int64_t want = (2 * sms + tokens * n_head_kv - 1) / (tokens * n_head_kv);
+  const int64_t by_len = (n_ctx + 1023) / 1024;
+  return static_cast<int>(std::max<int64_t>(min_s, std::min<int64_t>({want, by_len, 64})));
+}
+
+}  // namespace
+
+CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
+    : model_(model), opts_(opts), st_(std::make_unique<CudaState>()) {
+  require_device();
+  const ModelConfig& c = model.cfg;
+  if (opts.n_ctx <= 0) fail("context size must be positive, got {}", opts.n_ctx);
+  if (opts.max_seqs < 1) fail("cuda: at least one sequence slot, got {}", opts.max_seqs);
+  if (!infer::attention_supported(c.head_dim, c.n_head / c.n_head_kv))
+    fail("cuda: attention with head_dim {} and {} query heads per KV head is not built (32/64/128; 1/2/4/8)",
+         c.head_dim, c.n_head / c.n_head_kv);
+  if (c.n_ff * 4 > 48 * 1024 || c.q_dim() * 4 > 48 * 1024)
+    fail("cuda: rows of {} values are wider than the norm kernel's shared memory",
+         std::max(c.n_ff, c.q_dim()));
+  CudaState& s = *st_;
+  s.sms = devices().front().multiprocessors;
+  s.bytes_before = used_device_bytes();
+  BN_CUDA(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+  s.w = upload_model(model);
+  const int64_t kvd = c.kv_dim(), qkv_n = c.q_dim() + 2 * kvd;
+  s.kv.n_layer = c.n_layer;
+  s.kv.n_head_kv = c.n_head_kv;
+  s.kv.n_ctx = opts.n_ctx;
+  s.kv.head_dim = c.head_dim;
+  const size_t cache = static_cast<size_t>(opts.max_seqs * c.n_layer * opts.n_ctx * kvd);
+  s.k.resize(cache);
+  s.v.resize(cache);
+  s.k.fill_bytes(0, s.stream);
+  s.v.fill_bytes(0, s.stream);
+  s.kv.k = s.k.data();
+  s.kv.v = s.v.data();
+  s.max_tok = std::max<int64_t>(std::max<int64_t>(1, opts.n_ubatch), opts.max_seqs);
+  s.head_rows = std::max<int64_t>(8, opts.max_seqs);
+  const int64_t T = s.max_tok;
+  s.kpad_max = (std::max({c.n_embd, c.q_dim(), c.n_ff}) + 63) / 64 * 64;
+  s.x.resize(static_cast<size_t>(T * c.n_embd));
+  s.qkv.resize(static_cast<size_t>(T * qkv_n));
+  s.attn.resize(static_cast<size_t>(T * c.q_dim()));
+  s.gu.resize(static_cast<size_t>(T * 2 * c.n_ff));
+  s.aq.resize(static_cast<size_t>(T * s.kpad_max));
+  s.adq.resize(static_cast<size_t>(T));
+  s.xn.resize(static_cast<size_t>(s.head_rows * c.n_embd));
+  s.logits.resize(static_cast<size_t>(s.head_rows * c.n_vocab));
+  s.head_f.resize(static_cast<size_t>(s.head_rows * c.n_embd));
+  s.head_q.resize(static_cast<size_t>(s.head_rows * c.n_embd));
+  s.head_d.resize(static_cast<size_t>(s.head_rows * c.n_embd / 32));
+  const int htype = s.w.head().type;
+  if ((htype == infer::kHeadF16 || htype == infer::kHeadBF16) && s.head_rows > 8) {
+    s.head_h.resize(static_cast<size_t>(s.head_rows * c.n_embd));
+    BN_CUBLAS(cublasLtCreate(&s.lt));
+    s.lt_workspace.resize(size_t{4} << 20);
+  }
+  size_t scratch = 0;  // attention scratch: the largest of decode at every batch and a prompt step
+  for (int b = 1; b <= opts.max_seqs; ++b)
+    scratch = std::max(scratch,
+                       infer::attention_scratch_floats(b, c.n_head, c.head_dim, opts.n_ctx,
+                                                       attention_splits(opts.n_ctx, b, c.n_head_kv, s.sms)));
+  scratch =
+      std::max(scratch, infer::attention_scratch_floats(T, c.n_head, c.head_dim, opts.n_ctx,
+                                                        attention_splits(opts.n_ctx, T, c.n_head_kv, 0)));
+  s.scratch.resize(std::max<size_t>(scratch, 1));
+  s.tok.resize(static_cast<size_t>(T));
+  s.pos.resize(static_cast<size_t>(T));
+  s.slot.resize(static_cast<size_t>(T));
+  s.argmax.resize(static_cast<size_t>(s.head_rows));
+  s.sink.resize(1);
+  std::vector<double> inv(static_cast<size_t>(c.rope_dim / 2));
+  for (int64_t i = 0; i < c.rope_dim / 2; ++i)
+    inv[static_cast<size_t>(i)] = std::pow(static_cast<double>(c.rope_theta),
+                                           -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dim));
+  s.inv_freq.upload(inv);
+  BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_in), static_cast<size_t>(3 * T) * 4));
+  BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_argmax), static_cast<size_t>(s.head_rows) * 4));
+  BN_CUDA(cudaStreamSynchronize(s.stream));
+  s.bytes_after = used_device_bytes();
+  n_past_.assign(static_cast<size_t>(opts.max_seqs), 0);
+}
+
+CudaSession::~CudaSession() = default;
+
+size_t CudaSession::kv_cache_bytes() const {
+  return st_->k.bytes() + st_->v.bytes();
+}
+size_t CudaSession::device_bytes() const {
+  return st_->bytes_after - st_->bytes_before;
+}
+size_t CudaSession::decode_weight_bytes() const {
+  return st_->w.ternary.bytes() + st_->w.head().bytes();
+}
+void CudaSession::synchronize() {
+  BN_CUDA(cudaStreamSynchronize(st_->stream));
+}
+
+void CudaSession::truncate_seq(int seq, int64_t n) {
+  BN_CHECK(seq >= 0 && seq < opts_.max_seqs && n >= 0 && n <= n_past_[static_cast<size_t>(seq)],
+           "truncate sequence {} to {}", seq, n);
+  n_past_[static_cast<size_t>(seq)] = n;
+}
+
+// The layers over m tokens whose ids, positions and slots are on the device; the residual stream
+// ends in x.
+void CudaSession::run_layers(int m, int splits) {
+  CudaState& s = *st_;
+  const ModelConfig& c = model_.cfg;
+  const int64_t d = c.n_embd, qd = c.q_dim(), ff = c.n_ff, qkv_n = qd + 2 * c.kv_dim();
+  cudaStream_t str = s.stream;
+  auto product = [&](const infer::DevTernary& w, const DevActs& a, float* y, int64_t ldy, bool add) {
+    if (m <= 8)
+      infer::ternary_gemv(w, a, m, y, ldy, add, str);
+    else
+      infer::ternary_gemm_mma(w, a, m, y, ldy, add, str);
+  };
+  const float* none = nullptr;
+  const int act = c.act == FfnAct::kRelu2 ? 0 : 1;
+  mark(-1);
+  infer::embed_rows(s.w.embd.data.data(), s.w.embd.scales.data(), s.w.embd.type, d, s.tok.data(), m,
+                    s.x.data(), str);
+  mark(kEmbed);
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    const DeviceLayer& L = s.w.layers[static_cast<size_t>(il)];
+    const DevActs ad = s.acts(d), aqd = s.acts(qd), aff = s.acts(ff);
+    infer::norm_quant(s.x.data(), d, m, L.attn_norm.data(), c.rms_eps, false, 0, ad, str);
+    mark(kNormQuant);
+    product(L.wqkv, ad, s.qkv.data(), qkv_n, false);
+    mark(kQkv);
+    infer::rope_kv_store(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, c.rope_dim,
+                         s.inv_freq.data(), c.rope == RopeStyle::kNeox, s.kv, il, str);
+    mark(kRopeKv);
+    infer::attention(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, s.kv, il, splits,
+                     s.scratch.data(), s.attn.data(), str);
+    mark(kAttention);
+    infer::norm_quant(s.attn.data(), qd, m, L.attn_sub_norm.empty() ? none : L.attn_sub_norm.data(),
+                      c.rms_eps, false, 0, aqd, str);
+    mark(kSubNormQuant);
+    product(L.wo, aqd, s.x.data(), d, true);
+    mark(kWo);
+    infer::norm_quant(s.x.data(), d, m, L.ffn_norm.data(), c.rms_eps, false, 0, ad, str);
+    mark(kFfnNormQuant);
+    product(L.gate_up, ad, s.gu.data(), 2 * ff, false);
+    mark(kGateUp);
+    infer::norm_quant(s.gu.data(), 2 * ff, m, L.ffn_sub_norm.empty() ? none : L.ffn_sub_norm.data(),
+                      c.rms_eps, true, act, aff, str);
+    mark(kActSubNormQuant);
+    product(L.down, aff, s.x.data(), d, true);
+    mark(kDown);
+  }
+}
+
+// Logits of `rows` residual rows starting at row `from` into s.logits (and their argmax).
+static void head(CudaState& s, const Model& model, int rows, int from, bool greedy) {
+  const ModelConfig& c = model.cfg;
+  const DeviceTable& h = s.w.head();
+  infer::rms_norm_rows(s.x.data() + static_cast<int64_t>(from) * c.n_embd, rows, c.n_embd,
+                       s.w.output_norm.data(), c.rms_eps, s.xn.data(), s.stream);
+  const infer::HeadActsDev a{s.head_f.data(), s.head_h.data(), s.head_q.data(), s.head_d.data()};
+  infer::head_prepare(h.type, s.xn.data(), rows, c.n_embd, a, s.stream);
+  // More than 8 rows of an F16/BF16 head: a GEMM on tensor cores (the kernel would read the
+  // head once per 8 rows and multiply on CUDA cores).
+  const bool lt = s.lt != nullptr && rows > 8 &&
+                  head_gemm_lt(s.lt, s.lt_workspace.data(), s.lt_workspace.bytes(), h.type, h.data.data(),
+                               h.rows, h.cols, s.head_h.data(), rows, s.logits.data(), c.n_vocab, s.stream);
+  if (!lt)
+    infer::head_matmul(h.type, h.data.data(), h.scales.data(), h.rows, h.cols, a, rows, s.logits.data(),
+                       c.n_vocab, s.stream);
+  if (greedy) infer::argmax_rows(s.logits.data(), rows, c.n_vocab, c.n_vocab, s.argmax.data(), s.stream);
+}
+
+void CudaSession::step(int m, bool decode_graph, int head_rows, int head_from, bool greedy) {
+  CudaState& s = *st_;
+  const ModelConfig& c = model_.cfg;
+  // Prompts: one key range per query (the exact softmax, as the CPU's); decode: split ranges.
+  const int splits = decode_graph ? attention_splits(opts_.n_ctx, m, c.n_head_kv, s.sms)
+                                  : attention_splits(opts_.n_ctx, m, c.n_head_kv, 0);
+  if (!decode_graph || !opts_.graphs || s.profiling) {
+    run_layers(m, splits);
+    if (head_rows > 0) {
+      head(s, model_, head_rows, head_from, greedy);
+      mark(kHead);
+    }
+    collect_profile();
+    return;
+  }
+  // Decode: the same launches as a graph, captured after one eager run (which also sets the
+  // kernels' attributes) and replayed; inputs come through the device buffers, so a replay
+  // needs no new parameters. Greedy and logits steps share the graph (argmax is cheap).
+  auto it = s.graphs.find(m);
+  if (it == s.graphs.end()) {
+    if (!s.warmed[m]++) {
+      run_layers(m, splits);
+      head(s, model_, m, 0, true);
+      return;
+    }
+    cudaGraph_t g = nullptr;
+    BN_CUDA(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal));
+    run_layers(m, splits);
+    head(s, model_, m, 0, true);
+    BN_CUDA(cudaStreamEndCapture(s.stream, &g));
+    cudaGraphExec_t exec = nullptr;
+    BN_CUDA(cudaGraphInstantiate(&exec, g, 0));
+    (void)cudaGraphDestroy(g);
+    it = s.graphs.emplace(m, exec).first;
+  }
+  BN_CUDA(cudaGraphLaunch(it->second, s.stream));
+}
+
+const float* CudaSession::forward_seq(int seq, std::span<const int32_t> tokens, bool all_logits) {
+  const ModelConfig& c = model_.cfg;
+  CudaState& s = *st_;
+  if (seq < 0 || seq >= opts_.max_seqs) fail("cuda: sequence {} of {} slots", seq, opts_.max_seqs);
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  int64_t& past = n_past_[static_cast<size_t>(seq)];
+  if (n == 0) fail("forward: no tokens");
+  if (past + n > opts_.n_ctx)
+    fail("context overflow: {} cached + {} new tokens > context size {}", past, n, opts_.n_ctx);
+  for (int32_t id : tokens)
+    if (id < 0 || id >= c.n_vocab) fail("token id {} is out of range (vocabulary of {})", id, c.n_vocab);
+  logits_.resize(static_cast<size_t>((all_logits ? n : 1) * c.n_vocab));
+  for (int64_t c0 = 0; c0 < n; c0 += s.max_tok) {
+    const int m = static_cast<int>(std::min(s.max_tok, n - c0));
+    if (c0 > 0) BN_CUDA(cudaStreamSynchronize(s.stream));  // the last chunk's copies left h_in
+    for (int i = 0; i < m; ++i) {
+      s.h_in[i] = tokens[static_cast<size_t>(c0 + i)];
+      s.h_in[s.max_tok + i] = static_cast<int32_t>(past + i);
+      s.h_in[2 * s.max_tok + i] = seq;
+    }
+    BN_CUDA(cudaMemcpyAsync(s.tok.data(), s.h_in, m * 4, cudaMemcpyHostToDevice, s.stream));
+    BN_CUDA(cudaMemcpyAsync(s.pos.data(), s.h_in + s.max_tok, m * 4, cudaMemcpyHostToDevice, s.stream));
+    BN_CUDA(cudaMemcpyAsync(s.slot.data(), s.h_in + 2 * s.max_tok, m * 4, cudaMemcpyHostToDevice, s.stream));
+    const bool last = c0 + m == n;
+    const bool single = m == 1 && !all_logits;
+    step(m, single, single ? 1 : 0, 0, false);
+    past += m;
+    if (single) {
+      if (last)
+        BN_CUDA(cudaMemcpyAsync(logits_.data(), s.logits.data(), c.n_vocab * 4, cudaMemcpyDeviceToHost,
+                                s.stream));
+      continue;
+    }
+    // Head rows in groups of the logits buffer: every token with all_logits, else the last one.
+    const int first = all_logits ? 0 : (last ? m - 1 : m);
+    for (int r0 = first; r0 < m; r0 += static_cast<int>(s.head_rows)) {
+      const int rows = static_cast<int>(std::min<int64_t>(s.head_rows, m - r0));
+      head(s, model_, rows, r0, false);
+      float* dst = logits_.data() + (all_logits ? (c0 + r0) * c.n_vocab : 0);
+      BN_CUDA(cudaMemcpyAsync(dst, s.logits.data(), static_cast<size_t>(rows * c.n_vocab) * 4,
+                              cudaMemcpyDeviceToHost, s.stream));
+    }
+  }
+  BN_CUDA(cudaStreamSynchronize(s.stream));
+  return logits_.data();
+}
+
+// Both decode entries: one step of B tokens, each in its own slot.
+static void stage_decode(CudaState& s, std::vector<int64_t>& n_past, int64_t n_ctx, int64_t n_vocab,
+                         std::span<const int32_t> tokens, std::span<const int32_t> seqs) {
+  const size_t B = tokens.size();
+  if (B == 0 || seqs.size() != B) fail("decode: {} tokens for {} sequences", B, seqs.size());
+  if (static_cast<int64_t>(B) > static_cast<int64_t>(n_past.size()))
+    fail("decode: {} sequences in one step, the session has {} slots", B, n_past.size());
+  for (size_t i = 0; i < B; ++i) {
+    const int32_t q = seqs[i];
+    if (q < 0 || q >= static_cast<int32_t>(n_past.size()))
+      fail("decode: sequence {} of {} slots", q, n_past.size());
+    for (size_t j = 0; j < i; ++j)
+      if (seqs[j] == q) fail("decode: sequence {} twice in one step", q);
+    if (n_past[static_cast<size_t>(q)] + 1 > n_ctx)
+      fail("context overflow: sequence {} is full ({})", q, n_ctx);
+    if (tokens[i] < 0 || tokens[i] >= n_vocab)
+      fail("token id {} is out of range (vocabulary of {})", tokens[i], n_vocab);
+  }
+  for (size_t i = 0; i < B; ++i) {
+    s.h_in[i] = tokens[i];
+    s.h_in[s.max_tok + static_cast<int64_t>(i)] = static_cast<int32_t>(n_past[static_cast<size_t>(seqs[i])]);
+    s.h_in[2 * s.max_tok + static_cast<int64_t>(i)] = seqs[i];
+  }
+  BN_CUDA(cudaMemcpyAsync(s.tok.data(), s.h_in, B * 4, cudaMemcpyHostToDevice, s.stream));
+  BN_CUDA(cudaMemcpyAsync(s.pos.data(), s.h_in + s.max_tok, B * 4, cudaMemcpyHostToDevice, s.stream));
+  BN_CUDA(cudaMemcpyAsync(s.slot.data(), s.h_in + 2 * s.max_tok, B * 4, cudaMemcpyHostToDevice, s.stream));
+  for (size_t i = 0; i < B; ++i) ++n_past[static_cast<size_t>(seqs[i])];
+}
+
+const float* CudaSession::decode(std::span<const int32_t> tokens, std::span<const int32_t> seqs) {
+  CudaState& s = *st_;
+  const int64_t V = model_.cfg.n_vocab;
+  stage_decode(s, n_past_, opts_.n_ctx, V, tokens, seqs);
+  const int B = static_cast<int>(tokens.size());
+  step(B, true, B, 0, true);
+  logits_.resize(static_cast<size_t>(B * V));
+  BN_CUDA(cudaMemcpyAsync(logits_.data(), s.logits.data(), static_cast<size_t>(B * V) * 4,
+                          cudaMemcpyDeviceToHost, s.stream));
+  BN_CUDA(cudaStreamSynchronize(s.stream));
+  return logits_.data();
+}
+
+void CudaSession::decode_greedy(std::span<const int32_t> tokens, std::span<const int32_t> seqs,
+                                int32_t* next) {
+  CudaState& s = *st_;
+  stage_decode(s, n_past_, opts_.n_ctx, model_.cfg.n_vocab, tokens, seqs);
+  const int B = static_cast<int>(tokens.size());
+  step(B, true, B, 0, true);
+  BN_CUDA(cudaMemcpyAsync(s.h_argmax, s.argmax.data(), static_cast<size_t>(B) * 4, cudaMemcpyDeviceToHost,
+                          s.stream));
+  BN_CUDA(cudaStreamSynchronize(s.stream));
+  std::copy(s.h_argmax, s.h_argmax + B, next);
+}
+
+void CudaSession::mark(int section) {
+  CudaState& s = *st_;
+  if (!s.profiling) return;
+  if (s.events_used == s.events.size()) {
+    cudaEvent_t e;
+    BN_CUDA(cudaEventCreate(&e));
+    s.events.push_back(e);
+    s.event_section.push_back(0);
+  }
+  BN_CUDA(cudaEventRecord(s.events[s.events_used], s.stream));
+  s.event_section[s.events_used++] = section;
+}
+
+void CudaSession::collect_profile() {
+  CudaState& s = *st_;
+  if (!s.profiling || s.events_used == 0) return;
+  BN_CUDA(cudaEventSynchronize(s.events[s.events_used - 1]));
+  s.section_ms.resize(kSections, 0.0);
+  for (size_t i = 1; i < s.events_used; ++i) {
+    float ms = 0;
+    BN_CUDA(cudaEventElapsedTime(&ms, s.events[i - 1], s.events[i]));
+    s.section_ms[static_cast<size_t>(s.event_section[i])] += ms;
+  }
+  s.events_used = 0;
+}
+
+void CudaSession::set_profiling(bool on) {
+  if (on && !st_->profiling) st_->section_ms.assign(kSections, 0.0);  // kept after off, for profile()
+  st_->profiling = on;
+}
+
+std::vector<std::pair<const char*, double>> CudaSession::profile() const {
+  std::vector<std::pair<const char*, double>> out;
+  for (int i = 0; i < kSections; ++i)
+    out.emplace_back(kSectionNames[i], i < static_cast<int>(st_->section_ms.size())
+                                           ? st_->section_ms[static_cast<size_t>(i)]
+                                           : 0.0);
+  return out;
+}
+
+double CudaSession::read_probe_gbps(int reps) {
+  CudaState& s = *st_;
+  const DeviceTable& h = s.w.head();
+  cudaEvent_t e0, e1;
+  BN_CUDA(cudaEventCreate(&e0));
+  BN_CUDA(cudaEventCreate(&e1));
+  float best = 1e30f;
+  for (int r = 0; r < reps + 1; ++r) {
+    BN_CUDA(cudaEventRecord(e0, s.stream));
+    infer::read_probe(s.w.ternary.data(), s.w.ternary.bytes(), s.sink.data(), s.stream);
+    infer::read_probe(h.data.data(), h.data.bytes() / 16 * 16, s.sink.data(), s.stream);
+    BN_CUDA(cudaEventRecord(e1, s.stream));
+    BN_CUDA(cudaEventSynchronize(e1));
+    float ms = 0;
+    BN_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+    if (r > 0) best = std::min(best, ms);  // the first read warms up
+  }
+  (void)cudaEventDestroy(e0);
+  (void)cudaEventDestroy(e1);
+  return static_cast<double>(s.w.ternary.bytes() + h.data.bytes()) / (best * 1e-3) * 1e-9;
+}
+
+}  // namespace bitnet::cuda
