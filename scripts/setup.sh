@@ -3,7 +3,8 @@
 # time). Skips apt entirely when everything is already installed.
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
-      libcli11-dev nlohmann-json3-dev libpcre2-dev libfmt-dev g++-aarch64-linux-gnu qemu-user wamerican)
+      libcli11-dev nlohmann-json3-dev libpcre2-dev libfmt-dev g++-aarch64-linux-gnu qemu-user wamerican
+      libcpp-httplib-dev nodejs npm chromium)  # the last three: the server's end-to-end tests (tests/server/js)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,11 +1,7 @@
 // `bitnet chat`: an interactive conversation. Each user turn is formatted with the model's chat
-// template and appended to the same KV cache (earlier turns are not recomputed); the answer
-// streams until a stop token (EOS / EOT, or the template's end-of-turn string) or -n tokens.
-//
-// Templates (--template, default: llama3 when the vocabulary has <|start_header_id|>, else bitnet):
-//   bitnet (BitNet b1.58 2B4T): <|begin_of_text|>System: {s}<|eot_id|>User: {u}<|eot_id|>Assistant: {a}<|eot_id|>
-//   llama3: <|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{s}<|eot_id|>
-//           <|start_header_id|>user<|end_header_id|>\n\n{u}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n
+// template (tokenizer/chat_template.h; --template, default from the vocabulary) and appended to
+// the same KV cache (earlier turns are not recomputed); the answer streams until a stop token
+// (EOS / EOT, or the template's end-of-turn string) or -n tokens.
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +16,7 @@
 #include "inference/sampler.h"
 #include "model_source.h"
 #include "sampling_options.h"
+#include "tokenizer/chat_template.h"
 
 namespace bitnet::cli {
 namespace {
@@ -34,50 +31,39 @@ struct Opts {
   std::string device = "auto";
 };
 
-std::string format_turn(const std::string& tmpl, bool first, const std::string& system, const std::string& user) {
-  std::string s;
-  if (tmpl == "llama3") {
-    if (first && !system.empty()) s += "<|start_header_id|>system<|end_header_id|>\n\n" + system + "<|eot_id|>";
-    s += "<|start_header_id|>user<|end_header_id|>\n\n" + user + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
-  } else {
-    if (first && !system.empty()) s += "System: " + system + "<|eot_id|>";
-    s += "User: " + user + "<|eot_id|>Assistant: ";
-  }
-  return s;
-}
-
 void run(Opts o) {
   LoadedModel lm = load_model(o.src, true);
   const Tokenizer& tok = *lm.tokenizer;
-  if (o.tmpl.empty()) o.tmpl = tok.special_id("<|start_header_id|>") >= 0 ? "llama3" : "bitnet";
+  const ChatTemplate tmpl = o.tmpl.empty() ? default_chat_template(tok) : *chat_template_from_name(o.tmpl);
   const auto engine = make_engine(*lm.model, o.n_ctx, o.threads, use_cuda(o.device));
   Engine& s = *engine;
   Sampler sampler(o.sampling);
-  auto stops = tok.stop_ids();
-  if (int32_t eot = tok.special_id("<|eot_id|>"); eot >= 0) stops.push_back(eot);
+  const std::vector<int32_t> stops = chat_stop_ids(tok);
   const bool tty = isatty(0);
   std::vector<int32_t> history;
   if (tok.add_bos() && tok.bos_id() >= 0) history.push_back(tok.bos_id());
   bool first = true;
   std::string line;
-  if (tty) std::fprintf(stderr, "chat (%s template); Ctrl-D to quit\n", o.tmpl.c_str());
+  if (tty) std::fprintf(stderr, "chat (%s template); Ctrl-D to quit\n", chat_template_name(tmpl));
   while (true) {
     if (tty) std::fprintf(stderr, "> ");
     if (!std::getline(std::cin, line)) break;
     if (line.empty()) continue;
-    EncodeOptions eo;
-    eo.add_bos = false;
-    eo.parse_special = true;  // the template's own markers
-    std::vector<int32_t> turn = tok.encode(format_turn(o.tmpl, first, o.system, line), eo);
+    std::vector<ChatMessage> msgs;
+    if (first && !o.system.empty()) msgs.push_back({"system", o.system});
+    msgs.push_back({"user", line});
+    std::vector<int32_t> turn = encode_chat(tok, tmpl, msgs, false);
     if (first) turn.insert(turn.begin(), history.begin(), history.end());
     first = false;
     if (s.n_past() + static_cast<int64_t>(turn.size()) + 1 > s.n_ctx())
-      fail("the conversation no longer fits the context ({} tokens); start again with a larger -c", s.n_ctx());
+      fail("the conversation no longer fits the context ({} tokens); start again with a larger -c",
+           s.n_ctx());
     const float* logits = s.forward(turn);
     for (int32_t t : turn) history.push_back(t);
     StreamDecoder dec(tok, true);
     for (int i = 0; i < o.n_predict && s.n_past() < s.n_ctx(); ++i) {
-      const int32_t next = sampler.sample(std::span(logits, static_cast<size_t>(lm.model->cfg.n_vocab)), history);
+      const int32_t next =
+          sampler.sample(std::span(logits, static_cast<size_t>(lm.model->cfg.n_vocab)), history);
       history.push_back(next);
       const bool stop = std::find(stops.begin(), stops.end(), next) != stops.end();
       // The end-of-turn token goes into the cache too, so the next turn follows the template.
@@ -96,7 +82,8 @@ void run(Opts o) {
 }  // namespace
 
 void register_chat(CLI::App& app) {
-  auto* cmd = app.add_subcommand("chat", "Interactive chat with the model's chat template (reads turns from stdin)");
+  auto* cmd =
+      app.add_subcommand("chat", "Interactive chat with the model's chat template (reads turns from stdin)");
   static Opts o;
   o.sampling.temperature = 0.7f;
   add_model_options(cmd, o.src, false);
@@ -104,7 +91,8 @@ void register_chat(CLI::App& app) {
   cmd->add_option("--template", o.tmpl, "chat template: bitnet or llama3 (default: from the vocabulary)")
       ->check(CLI::IsMember({"bitnet", "llama3"}));
   cmd->add_option("-n,--n-predict", o.n_predict, "maximum tokens per answer")->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("-c,--ctx-size", o.n_ctx, "context size for the whole conversation")->check(CLI::Range(int64_t{16}, int64_t{1} << 22));
+  cmd->add_option("-c,--ctx-size", o.n_ctx, "context size for the whole conversation")
+      ->check(CLI::Range(int64_t{16}, int64_t{1} << 22));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   add_device_option(cmd, o.device);
   add_sampling_options(cmd, o.sampling);

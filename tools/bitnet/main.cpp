@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   bitnet::cli::register_selftest(app);
   bitnet::cli::register_run(app);
   bitnet::cli::register_chat(app);
+  bitnet::cli::register_serve(app);
   bitnet::cli::register_perplexity(app);
   bitnet::cli::register_bench(app);
   bitnet::cli::register_synth(app);
