@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command (CI runs exactly this): installs dependencies, then builds and runs
-# every test twice: a Release build, and a build with AddressSanitizer + UndefinedBehaviorSanitizer;
+# every test twice: a Release build (with the CUDA backend where nvcc is found; its GPU tests skip
+# without a GPU), and a CPU-only build with AddressSanitizer + UndefinedBehaviorSanitizer;
 # then builds the libFuzzer targets with clang and runs each for FUZZ_SECONDS (30) on its seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,8 +12,8 @@ echo "== release build + tests"
 scripts/build.sh build/release -DCMAKE_BUILD_TYPE=Release
 ctest --test-dir build/release -j"$jobs" --output-on-failure
 
-echo "== address + undefined-behavior sanitizer build + tests"
-scripts/build.sh build/asan -DCMAKE_BUILD_TYPE=Debug -DBITNET_SANITIZE=ON -DBITNET_BENCH=OFF
+echo "== address + undefined-behavior sanitizer build + tests (CPU only: this also checks the build without CUDA)"
+scripts/build.sh build/asan -DCMAKE_BUILD_TYPE=Debug -DBITNET_SANITIZE=ON -DBITNET_BENCH=OFF -DBITNET_CUDA=OFF
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/asan -j"$jobs" --output-on-failure
 
