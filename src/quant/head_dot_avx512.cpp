@@ -233,7 +233,7 @@ void dot_q6_k(const uint8_t* row, const int8_t* xq, const int32_t* qoff, const f
   const __m512i sidx[2] = {q6k_scale_index(0), q6k_scale_index(1)};
   constexpr int kSelect = 0xE4;  // (a & c) | (b & ~c), a/b/c = first/second/third operand
   __m512 acc[TT];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int t = 0; t < TT; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = row + b * 210;
@@ -252,7 +252,7 @@ void dot_q6_k(const uint8_t* row, const int8_t* xq, const int32_t* qoff, const f
       sc[h] = _mm512_permutexvar_epi16(sidx[h], sc16);
     }
     const float dw = half_at(blk + 208);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < TT; ++t) {
       const int8_t* xb = xq + t * n + b * 256;
       const int32_t* ob = qoff + t * (n / 4) + b * 64;
@@ -267,7 +267,7 @@ void dot_q6_k(const uint8_t* row, const int8_t* xq, const int32_t* qoff, const f
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(dw * xd[t * nb + b]), acc[t]);
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int t = 0; t < TT; ++t) y[t * ld_y] = _mm512_reduce_add_ps(acc[t]);
 }
 
@@ -277,6 +277,9 @@ void rows_q6_k(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
     int64_t t = 0;
+    for (; t + 8 <= a.m; t += 8)
+      dot_q6_k<8>(row, a.q.data() + t * n, a.qoff.data() + t * (n / 4), a.d.data() + t * nb, nb, n,
+                  y + t * ld_y + r, ld_y);
     for (; t + 4 <= a.m; t += 4)
       dot_q6_k<4>(row, a.q.data() + t * n, a.qoff.data() + t * (n / 4), a.d.data() + t * nb, nb, n,
                   y + t * ld_y + r, ld_y);
