@@ -10,26 +10,15 @@
 #include "core/error.h"
 #include "inference/forward.h"
 #include "model/synthetic.h"
+#include "tiny_config.h"
 
 namespace bitnet {
 namespace {
 
+// The shared tiny shape with a vocabulary of another size than the other tests'.
 ModelConfig small_config() {
-  ModelConfig c;
-  c.arch = "test";
+  ModelConfig c = tiny_config(RopeStyle::kNeox, FfnAct::kRelu2, true);
   c.n_vocab = 211;
-  c.n_embd = 64;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.head_dim = 16;
-  c.n_ff = 96;
-  c.rope_dim = 16;
-  c.rope_theta = 10000.0f;
-  c.rms_eps = 1e-5f;
-  c.rope = RopeStyle::kNeox;
-  c.act = FfnAct::kRelu2;
-  c.sub_norms = true;
   return c;
 }
 

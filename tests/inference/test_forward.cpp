@@ -13,28 +13,10 @@
 #include "inference/forward.h"
 #include "model/synthetic.h"
 #include "quant/dequant.h"
+#include "tiny_config.h"
 
 namespace bitnet {
 namespace {
-
-ModelConfig tiny_config(RopeStyle rope, FfnAct act, bool sub_norms) {
-  ModelConfig c;
-  c.arch = "test";
-  c.n_vocab = 97;
-  c.n_embd = 64;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.head_dim = 16;
-  c.n_ff = 96;  // not a multiple of 64: exercises K padding in w_down
-  c.rope_dim = 16;
-  c.rope_theta = 10000.0f;
-  c.rms_eps = 1e-5f;
-  c.rope = rope;
-  c.act = act;
-  c.sub_norms = sub_norms;
-  return c;
-}
 
 struct RefMatrix {
   int64_t n = 0, k = 0;
@@ -60,7 +42,8 @@ std::vector<double> ref_bitlinear(const RefMatrix& m, const std::vector<double>&
   std::vector<double> y(static_cast<size_t>(m.n));
   for (int64_t j = 0; j < m.n; ++j) {
     long acc = 0;
-    for (int64_t i = 0; i < m.k; ++i) acc += m.w[static_cast<size_t>(j * m.k + i)] * q[static_cast<size_t>(i)];
+    for (int64_t i = 0; i < m.k; ++i)
+      acc += m.w[static_cast<size_t>(j * m.k + i)] * q[static_cast<size_t>(i)];
     y[static_cast<size_t>(j)] = static_cast<double>(acc) * m.scale[static_cast<size_t>(j)] / s;
   }
   return y;
@@ -77,7 +60,8 @@ std::vector<double> ref_rms(const std::vector<double>& x, const std::vector<floa
 
 void ref_rope(double* v, int64_t hd, int64_t rd, int64_t pos, double theta, RopeStyle st) {
   for (int64_t i = 0; i < rd / 2; ++i) {
-    const double a = static_cast<double>(pos) * std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(rd));
+    const double a =
+        static_cast<double>(pos) * std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(rd));
     const int64_t p = st == RopeStyle::kNeox ? i : 2 * i, q = st == RopeStyle::kNeox ? i + rd / 2 : 2 * i + 1;
     const double x0 = v[p], x1 = v[q];
     v[p] = x0 * std::cos(a) - x1 * std::sin(a);
@@ -87,30 +71,39 @@ void ref_rope(double* v, int64_t hd, int64_t rd, int64_t pos, double theta, Rope
 }
 
 // Logits for every position of `tokens`, recomputing everything from scratch.
-double h16(double v) { return f16_to_f32(f32_to_f16(static_cast<float>(v))); }
+double h16(double v) {
+  return f16_to_f32(f32_to_f16(static_cast<float>(v)));
+}
 
 // half_kv: keys, values, queries and attention probabilities rounded to IEEE half, as the
 // engine's (and llama.cpp's) f16 KV cache does.
-std::vector<std::vector<double>> reference_forward(const Model& m, const std::vector<int32_t>& tokens, bool half_kv) {
+std::vector<std::vector<double>> reference_forward(const Model& m, const std::vector<int32_t>& tokens,
+                                                   bool half_kv) {
   const ModelConfig& c = m.cfg;
   const int64_t d = c.n_embd, hd = c.head_dim, T = static_cast<int64_t>(tokens.size());
   std::vector<std::vector<double>> x(static_cast<size_t>(T));
   std::vector<float> row(static_cast<size_t>(d));
   for (int64_t t = 0; t < T; ++t) {
-    dequantize_row(m.token_embd.dtype(), m.token_embd.data() + static_cast<size_t>(tokens[static_cast<size_t>(t)]) * m.token_embd.row_stride_bytes(), d, row.data());
+    dequantize_row(m.token_embd.dtype(),
+                   m.token_embd.data() +
+                       static_cast<size_t>(tokens[static_cast<size_t>(t)]) * m.token_embd.row_stride_bytes(),
+                   d, row.data());
     x[static_cast<size_t>(t)].assign(row.begin(), row.end());
   }
   for (const LayerWeights& L : m.layers) {
     // Split the fused matrices back into their logical parts.
     RefMatrix qkv = to_ref(L.wqkv), wo = to_ref(L.wo), gu = to_ref(L.w_gate_up), down = to_ref(L.w_down);
-    std::vector<std::vector<double>> q(static_cast<size_t>(T)), k(static_cast<size_t>(T)), v(static_cast<size_t>(T));
+    std::vector<std::vector<double>> q(static_cast<size_t>(T)), k(static_cast<size_t>(T)),
+        v(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) {
       auto y = ref_bitlinear(qkv, ref_rms(x[static_cast<size_t>(t)], L.attn_norm, c.rms_eps));
       q[static_cast<size_t>(t)].assign(y.begin(), y.begin() + c.q_dim());
       k[static_cast<size_t>(t)].assign(y.begin() + c.q_dim(), y.begin() + c.q_dim() + c.kv_dim());
       v[static_cast<size_t>(t)].assign(y.begin() + c.q_dim() + c.kv_dim(), y.end());
-      for (int64_t h = 0; h < c.n_head; ++h) ref_rope(q[static_cast<size_t>(t)].data() + h * hd, hd, c.rope_dim, t, c.rope_theta, c.rope);
-      for (int64_t h = 0; h < c.n_head_kv; ++h) ref_rope(k[static_cast<size_t>(t)].data() + h * hd, hd, c.rope_dim, t, c.rope_theta, c.rope);
+      for (int64_t h = 0; h < c.n_head; ++h)
+        ref_rope(q[static_cast<size_t>(t)].data() + h * hd, hd, c.rope_dim, t, c.rope_theta, c.rope);
+      for (int64_t h = 0; h < c.n_head_kv; ++h)
+        ref_rope(k[static_cast<size_t>(t)].data() + h * hd, hd, c.rope_dim, t, c.rope_theta, c.rope);
       if (half_kv)
         for (auto* vec : {&q[static_cast<size_t>(t)], &k[static_cast<size_t>(t)], &v[static_cast<size_t>(t)]})
           for (auto& e : *vec) e = h16(e);
@@ -122,7 +115,9 @@ std::vector<std::vector<double>> reference_forward(const Model& m, const std::ve
         std::vector<double> s(static_cast<size_t>(t + 1));
         for (int64_t j = 0; j <= t; ++j) {
           double dot = 0;
-          for (int64_t i = 0; i < hd; ++i) dot += q[static_cast<size_t>(t)][static_cast<size_t>(h * hd + i)] * k[static_cast<size_t>(j)][static_cast<size_t>(kvh * hd + i)];
+          for (int64_t i = 0; i < hd; ++i)
+            dot += q[static_cast<size_t>(t)][static_cast<size_t>(h * hd + i)] *
+                   k[static_cast<size_t>(j)][static_cast<size_t>(kvh * hd + i)];
           s[static_cast<size_t>(j)] = dot / std::sqrt(static_cast<double>(hd));
         }
         const double mx = *std::max_element(s.begin(), s.end());
@@ -130,27 +125,33 @@ std::vector<std::vector<double>> reference_forward(const Model& m, const std::ve
         for (auto& e : s) sum += (e = std::exp(e - mx));
         for (int64_t j = 0; j <= t; ++j)
           for (int64_t i = 0; i < hd; ++i)
-            att[static_cast<size_t>(h * hd + i)] += (half_kv ? h16(s[static_cast<size_t>(j)] / sum) : s[static_cast<size_t>(j)] / sum) * v[static_cast<size_t>(j)][static_cast<size_t>(kvh * hd + i)];
+            att[static_cast<size_t>(h * hd + i)] +=
+                (half_kv ? h16(s[static_cast<size_t>(j)] / sum) : s[static_cast<size_t>(j)] / sum) *
+                v[static_cast<size_t>(j)][static_cast<size_t>(kvh * hd + i)];
       }
       if (!L.attn_sub_norm.empty()) att = ref_rms(att, L.attn_sub_norm, c.rms_eps);
       auto o = ref_bitlinear(wo, att);
-      for (int64_t i = 0; i < d; ++i) x[static_cast<size_t>(t)][static_cast<size_t>(i)] += o[static_cast<size_t>(i)];
+      for (int64_t i = 0; i < d; ++i)
+        x[static_cast<size_t>(t)][static_cast<size_t>(i)] += o[static_cast<size_t>(i)];
       auto g = ref_bitlinear(gu, ref_rms(x[static_cast<size_t>(t)], L.ffn_norm, c.rms_eps));
       std::vector<double> a(static_cast<size_t>(c.n_ff));
       for (int64_t i = 0; i < c.n_ff; ++i) {
         const double gv = g[static_cast<size_t>(i)], uv = g[static_cast<size_t>(c.n_ff + i)];
-        a[static_cast<size_t>(i)] = c.act == FfnAct::kRelu2 ? std::max(gv, 0.0) * std::max(gv, 0.0) * uv : gv / (1 + std::exp(-gv)) * uv;
+        a[static_cast<size_t>(i)] = c.act == FfnAct::kRelu2 ? std::max(gv, 0.0) * std::max(gv, 0.0) * uv
+                                                            : gv / (1 + std::exp(-gv)) * uv;
       }
       if (!L.ffn_sub_norm.empty()) a = ref_rms(a, L.ffn_sub_norm, c.rms_eps);
       auto dn = ref_bitlinear(down, a);
-      for (int64_t i = 0; i < d; ++i) x[static_cast<size_t>(t)][static_cast<size_t>(i)] += dn[static_cast<size_t>(i)];
+      for (int64_t i = 0; i < d; ++i)
+        x[static_cast<size_t>(t)][static_cast<size_t>(i)] += dn[static_cast<size_t>(i)];
     }
   }
   std::vector<std::vector<double>> logits(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) {
     auto xn = ref_rms(x[static_cast<size_t>(t)], m.output_norm, c.rms_eps);
     for (int64_t r = 0; r < c.n_vocab; ++r) {
-      dequantize_row(m.output.dtype(), m.output.data() + static_cast<size_t>(r) * m.output.row_stride_bytes(), d, row.data());
+      dequantize_row(m.output.dtype(), m.output.data() + static_cast<size_t>(r) * m.output.row_stride_bytes(),
+                     d, row.data());
       double s = 0;
       for (int64_t i = 0; i < d; ++i) s += xn[static_cast<size_t>(i)] * row[static_cast<size_t>(i)];
       logits[static_cast<size_t>(t)].push_back(s);
@@ -173,7 +174,8 @@ TEST_P(ForwardVsReference, LogitsAgree) {
   const int variant = GetParam();
   const ModelConfig c = tiny_config(variant % 2 ? RopeStyle::kNorm : RopeStyle::kNeox,
                                     variant / 2 % 2 ? FfnAct::kSilu : FfnAct::kRelu2, variant != 3);
-  const Model m = make_synthetic_model(c, 7 + static_cast<uint64_t>(variant), variant == 2 ? DType::F32 : DType::F16);
+  const Model m =
+      make_synthetic_model(c, 7 + static_cast<uint64_t>(variant), variant == 2 ? DType::F32 : DType::F16);
   const auto tokens = some_tokens(12, static_cast<int>(c.n_vocab));
   const bool half_kv = variant % 2 == 1;
   const auto ref = reference_forward(m, tokens, half_kv);
@@ -188,7 +190,9 @@ TEST_P(ForwardVsReference, LogitsAgree) {
     double range = 0;
     for (double v : ref[t]) range = std::max(range, std::fabs(v));
     for (int64_t vi = 0; vi < c.n_vocab; ++vi)
-      worst = std::max(worst, std::fabs(got[static_cast<int64_t>(t) * c.n_vocab + vi] - ref[t][static_cast<size_t>(vi)]) / range);
+      worst = std::max(
+          worst,
+          std::fabs(got[static_cast<int64_t>(t) * c.n_vocab + vi] - ref[t][static_cast<size_t>(vi)]) / range);
   }
   EXPECT_LT(worst, 1e-3) << describe(c);
   RecordProperty("worst_relative_error", std::to_string(worst));
@@ -208,7 +212,8 @@ TEST(Forward, KvCacheDecodeEqualsFullRecompute) {
   inc.forward(std::span(tokens).first(4), false);  // prefill 4 (GEMM path)...
   for (size_t t = 4; t < tokens.size(); ++t) {     // ...then decode one at a time (GEMV path)
     const float* l = inc.forward(std::span(tokens).subspan(t, 1), false);
-    for (int64_t v = 0; v < c.n_vocab; ++v) ASSERT_EQ(l[v], all_copy[t * static_cast<size_t>(c.n_vocab) + static_cast<size_t>(v)]) << t;
+    for (int64_t v = 0; v < c.n_vocab; ++v)
+      ASSERT_EQ(l[v], all_copy[t * static_cast<size_t>(c.n_vocab) + static_cast<size_t>(v)]) << t;
   }
   EXPECT_EQ(inc.n_past(), 10);
 }
@@ -316,7 +321,8 @@ TEST(Forward, MicroBatchesDoNotChangeLogits) {
   for (size_t i = 0; i < ca.size(); ++i) ASSERT_EQ(ca[i], lb[i]) << i;
   Session d(m, pieces);
   const float* last = d.forward(tokens, false);
-  for (int64_t v = 0; v < c.n_vocab; ++v) ASSERT_EQ(last[v], ca[22 * static_cast<size_t>(c.n_vocab) + static_cast<size_t>(v)]);
+  for (int64_t v = 0; v < c.n_vocab; ++v)
+    ASSERT_EQ(last[v], ca[22 * static_cast<size_t>(c.n_vocab) + static_cast<size_t>(v)]);
   EXPECT_EQ(d.n_past(), 23);
 }
 
