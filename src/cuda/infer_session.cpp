@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "cuda/buffer.h"
 #include "cuda/device.h"
+#include "cuda/infer_decode.h"
 #include "cuda/infer_head_lt.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_weights.h"
@@ -43,6 +44,14 @@ struct CudaState {
   std::vector<int> event_section;
   size_t events_used = 0;
   std::vector<double> section_ms;
+  // The fused decode kernel (infer_decode.h): its plan per batch size (index m), the layers'
+  // pointers on the device and its scratch.
+  std::vector<infer::DecodePlan> fused;
+  infer::DecodeShape fused_shape;
+  Buffer<infer::DecodeLayer> fused_layers;
+  Buffer<float> fused_h, fused_scores, fused_parts;
+  Buffer<unsigned> fused_counters, fused_barrier;
+  Buffer<unsigned long long> fused_timing;  // profiling: block 0's cycles per part of the kernel
 
   ~CudaState() {
     for (auto& [b, g] : graphs) (void)cudaGraphExecDestroy(g);
@@ -63,12 +72,21 @@ bool pdl_enabled() {
   }();
   return on;
 }
+// BITNET_CUDA_FUSED=0: decode steps as separate kernels (for comparison).
+bool fused_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("BITNET_CUDA_FUSED");
+    return e == nullptr || std::string(e) != "0";
+  }();
+  return on;
+}
 }  // namespace infer
 
 namespace {
 
 enum Section {
   kEmbed,
+  kFusedLayers,
   kNormQuant,
   kQkv,
   kRopeKv,
@@ -83,7 +101,7 @@ enum Section {
   kSections
 };
 const char* const kSectionNames[kSections] = {
-    "embedding", "attn norm+quant",    "qkv",  "rope + kv store",
+    "embedding", "layers (fused decode kernel)", "attn norm+quant",    "qkv",  "rope + kv store",
     "attention", "sub-norm+quant",     "o",    "ffn norm+quant",
     "gate|up",   "act+sub-norm+quant", "down", "head (norm, prepare, dot, argmax)"};
 
@@ -180,8 +198,53 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_in), static_cast<size_t>(3 * T) * 4));
   BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_argmax), static_cast<size_t>(s.head_rows) * 4));
   BN_CUDA(cudaStreamSynchronize(s.stream));
+  if (opts.fused_decode && infer::fused_enabled()) setup_fused();
+  BN_CUDA(cudaStreamSynchronize(s.stream));
   s.bytes_after = used_device_bytes();
   n_past_.assign(static_cast<size_t>(opts.max_seqs), 0);
+}
+
+// Plans of the fused decode kernel for 1 .. max_seqs (at most 8) sequences a step, and its
+// buffers for the largest of them.
+void CudaSession::setup_fused() {
+  CudaState& s = *st_;
+  const ModelConfig& c = model_.cfg;
+  infer::DecodeShape& sh = s.fused_shape;
+  sh = {c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.rope_dim, opts_.n_ctx};
+  int dev = 0, coop = 0;
+  BN_CUDA(cudaGetDevice(&dev));
+  BN_CUDA(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
+  if (!coop) return;  // every step takes the per-op kernels
+  const size_t smem_optin = devices().front().shared_per_block_optin;
+  s.fused.assign(1, infer::DecodePlan{});
+  size_t scores = 0, parts = 0;
+  const int top = std::min(opts_.max_seqs, infer::kFusedMaxTokens);
+  for (int m = 1; m <= top; ++m) {
+    s.fused.push_back(infer::plan_fused_decode(sh, m, s.sms, smem_optin));
+    const infer::DecodePlan& p = s.fused.back();
+    if (!p.ok) continue;
+    scores = std::max(scores, infer::fused_scores_floats(sh, p));
+    parts = std::max(parts, infer::fused_parts_floats(sh, p));
+  }
+  std::vector<infer::DecodeLayer> layers;
+  for (const DeviceLayer& L : s.w.layers)
+    layers.push_back({L.wqkv, L.wo, L.gate_up, L.down, L.attn_norm.data(),
+                      L.attn_sub_norm.empty() ? nullptr : L.attn_sub_norm.data(), L.ffn_norm.data(),
+                      L.ffn_sub_norm.empty() ? nullptr : L.ffn_sub_norm.data()});
+  s.fused_layers.upload(layers);
+  s.fused_h.resize(static_cast<size_t>(top * c.n_ff));
+  s.fused_scores.resize(std::max<size_t>(scores, 1));
+  s.fused_parts.resize(std::max<size_t>(parts, 1));
+  s.fused_counters.resize(static_cast<size_t>(top * c.n_head_kv));
+  s.fused_counters.fill_bytes(0, s.stream);
+  s.fused_barrier.resize(2);
+  s.fused_barrier.fill_bytes(0, s.stream);
+  s.fused_timing.resize(infer::kDecodeTimers);
+}
+
+bool CudaSession::fused_decode_ok(int m) const {
+  const CudaState& s = *st_;
+  return m >= 1 && m < static_cast<int>(s.fused.size()) && s.fused[static_cast<size_t>(m)].ok;
 }
 
 CudaSession::~CudaSession() = default;
@@ -207,7 +270,7 @@ void CudaSession::truncate_seq(int seq, int64_t n) {
 
 // The layers over m tokens whose ids, positions and slots are on the device; the residual stream
 // ends in x.
-void CudaSession::run_layers(int m, int splits) {
+void CudaSession::run_layers(int m, int splits, bool decode) {
   CudaState& s = *st_;
   const ModelConfig& c = model_.cfg;
   const int64_t d = c.n_embd, qd = c.q_dim(), ff = c.n_ff, qkv_n = qd + 2 * c.kv_dim();
@@ -224,6 +287,32 @@ void CudaSession::run_layers(int m, int splits) {
   infer::embed_rows(s.w.embd.data.data(), s.w.embd.scales.data(), s.w.embd.type, d, s.tok.data(), m,
                     s.x.data(), str);
   mark(kEmbed);
+  // Decode (each token in its own sequence slot): the fused kernel where it supports the shape.
+  // Not for a prompt's tokens: they read each other's new keys within the step.
+  if (decode && fused_decode_ok(m)) {
+    infer::DecodeArgs a;
+    a.layers = s.fused_layers.data();
+    a.shape = s.fused_shape;
+    a.eps = c.rms_eps;
+    a.act = act;
+    a.neox = c.rope == RopeStyle::kNeox;
+    a.inv_freq = s.inv_freq.data();
+    a.kv = s.kv;
+    a.pos = s.pos.data();
+    a.slot = s.slot.data();
+    a.x = s.x.data();
+    a.qkv = s.qkv.data();
+    a.attn = s.attn.data();
+    a.h = s.fused_h.data();
+    a.scores = s.fused_scores.data();
+    a.parts = s.fused_parts.data();
+    a.counters = s.fused_counters.data();
+    a.barrier = s.fused_barrier.data();
+    a.timing = s.profiling ? s.fused_timing.data() : nullptr;
+    infer::fused_decode(a, s.fused[static_cast<size_t>(m)], str);
+    mark(kFusedLayers);
+    return;
+  }
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const DeviceLayer& L = s.w.layers[static_cast<size_t>(il)];
     const DevActs ad = s.acts(d), aqd = s.acts(qd), aff = s.acts(ff);
@@ -280,7 +369,7 @@ void CudaSession::step(int m, bool decode_graph, int head_rows, int head_from, b
   const int splits = decode_graph ? attention_splits(opts_.n_ctx, m, c.n_head_kv, s.sms)
                                   : attention_splits(opts_.n_ctx, m, c.n_head_kv, 0);
   if (!decode_graph || !opts_.graphs || s.profiling) {
-    run_layers(m, splits);
+    run_layers(m, splits, decode_graph);
     if (head_rows > 0) {
       head(s, model_, head_rows, head_from, greedy);
       mark(kHead);
@@ -294,13 +383,13 @@ void CudaSession::step(int m, bool decode_graph, int head_rows, int head_from, b
   auto it = s.graphs.find(m);
   if (it == s.graphs.end()) {
     if (!s.warmed[m]++) {
-      run_layers(m, splits);
+      run_layers(m, splits, true);
       head(s, model_, m, 0, true);
       return;
     }
     cudaGraph_t g = nullptr;
     BN_CUDA(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal));
-    run_layers(m, splits);
+    run_layers(m, splits, true);
     head(s, model_, m, 0, true);
     BN_CUDA(cudaStreamEndCapture(s.stream, &g));
     cudaGraphExec_t exec = nullptr;
@@ -439,8 +528,27 @@ void CudaSession::collect_profile() {
 }
 
 void CudaSession::set_profiling(bool on) {
-  if (on && !st_->profiling) st_->section_ms.assign(kSections, 0.0);  // kept after off, for profile()
-  st_->profiling = on;
+  CudaState& s = *st_;
+  if (on && !s.profiling) {
+    s.section_ms.assign(kSections, 0.0);  // kept after off, for profile()
+    if (!s.fused_timing.empty()) s.fused_timing.fill_bytes(0, s.stream);
+  }
+  s.profiling = on;
+}
+
+std::vector<std::pair<const char*, double>> CudaSession::fused_profile() const {
+  const CudaState& s = *st_;
+  std::vector<std::pair<const char*, double>> out;
+  if (s.fused_timing.empty() || s.section_ms.size() <= kFusedLayers) return out;
+  BN_CUDA(cudaStreamSynchronize(s.stream));
+  const std::vector<unsigned long long> c = s.fused_timing.download();
+  double total = 0;
+  for (unsigned long long v : c) total += static_cast<double>(v);
+  if (total == 0) return out;
+  for (int i = 0; i < infer::kDecodeTimers; ++i)
+    out.emplace_back(infer::kDecodeTimerNames[i],
+                     s.section_ms[kFusedLayers] * static_cast<double>(c[static_cast<size_t>(i)]) / total);
+  return out;
 }
 
 std::vector<std::pair<const char*, double>> CudaSession::profile() const {

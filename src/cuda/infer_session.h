@@ -22,6 +22,9 @@ struct CudaSessionOptions {
   int max_seqs = 1;        // sequence slots (the largest decode batch)
   int64_t n_ubatch = 256;  // prompt tokens per forward step (activation memory grows with it)
   bool graphs = true;      // decode steps as CUDA graphs
+  // Decode steps of up to 8 sequences in one persistent kernel (infer_decode.h) where it supports
+  // the model's shape; off (or BITNET_CUDA_FUSED=0): one kernel per op.
+  bool fused_decode = true;
 };
 
 struct CudaState;  // device buffers, stream, graphs (infer_session.cpp)
@@ -56,16 +59,22 @@ class CudaSession final : public Engine {
   double read_probe_gbps(int reps = 5);
   // Weight bytes one decode step reads on the device (ternary layers + head).
   size_t decode_weight_bytes() const;
+  // Whether a decode step of m sequences runs as the fused kernel.
+  bool fused_decode_ok(int m) const;
   // Waits for queued work (timing).
   void synchronize();
   // Per-section GPU time (events between the launches; steps run eagerly, not as graphs, while
   // on): section names and milliseconds summed over the profiled steps, in forward order.
   void set_profiling(bool on);
   std::vector<std::pair<const char*, double>> profile() const;
+  // The fused decode kernel's part of profile() split by what its blocks spent the time on (block
+  // 0's clock between its phases), in milliseconds summed like profile()'s; empty when unused.
+  std::vector<std::pair<const char*, double>> fused_profile() const;
 
  private:
   void step(int m, bool decode_graph, int head_rows, int head_from, bool greedy);
-  void run_layers(int m, int splits);
+  void run_layers(int m, int splits, bool decode);
+  void setup_fused();
   void mark(int section);
   void collect_profile();
   const Model& model_;

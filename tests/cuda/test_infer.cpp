@@ -356,5 +356,84 @@ INSTANTIATE_TEST_SUITE_P(HeadTypes, BatchedDecode,
                                            ModelCase{"q6_k", DType::Q6_K, false}),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// The fused decode kernel (infer_decode.h) against the per-op kernels, on the same session
+// shapes: decode steps of 5, 1 and 2 sequences (each in its own slot, at different depths) give
+// the same logits within float rounding (the integer products are exact in both; the attention's
+// key ranges differ, so its partial sums are added in another order) and the same greedy tokens.
+// The longest sequence passes 256 keys, where the fused kernel splits each head's keys in ranges.
+// Shapes: the tiny model; SiLU, interleaved RoPE, no sub-norms and 4 query heads per KV head of
+// 32 values; and an odd one (FFN rows padded, RoPE on half of each head, one query head per KV
+// head) with more blocks than rows in some matrices.
+struct FusedCase {
+  const char* name;
+  int variant;  // 0 tiny, 1 variant, 2 odd
+};
+class FusedDecode : public ::testing::TestWithParam<FusedCase> {};
+
+TEST_P(FusedDecode, EqualsThePerOpKernels) {
+  SKIP_WITHOUT_GPU();
+  ModelConfig cfg = synthetic_config("tiny");
+  if (GetParam().variant == 1) {
+    cfg.rope = RopeStyle::kNorm;
+    cfg.act = FfnAct::kSilu;
+    cfg.sub_norms = false;
+    cfg.n_head = 8;
+    cfg.n_head_kv = 2;
+    cfg.head_dim = 32;
+    cfg.rope_dim = 32;
+  } else if (GetParam().variant == 2) {
+    cfg.n_embd = 192;
+    cfg.n_head = 3;
+    cfg.n_head_kv = 3;
+    cfg.head_dim = 64;
+    cfg.rope_dim = 32;
+    cfg.n_ff = 328;
+    cfg.n_layer = 3;
+  }
+  const Model model = make_synthetic_model(cfg, 21, DType::F16);
+  const int64_t V = cfg.n_vocab;
+  constexpr int B = 5;
+  CudaSessionOptions on{512, B, 16}, off = on;
+  off.fused_decode = false;
+  CudaSession fused(model, on), plain(model, off);
+  for (int m = 1; m <= B; ++m) ASSERT_TRUE(fused.fused_decode_ok(m)) << m;
+  EXPECT_FALSE(plain.fused_decode_ok(1));
+  for (int b = 0; b < B; ++b) {
+    std::vector<int32_t> prompt(static_cast<size_t>(5 + 70 * b));  // over 256 keys: several ranges
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 131 + 7 * b + 3) % V);
+    fused.forward_seq(b, prompt);
+    plain.forward_seq(b, prompt);
+  }
+  std::vector<int32_t> tok(B);
+  for (int b = 0; b < B; ++b) tok[static_cast<size_t>(b)] = static_cast<int32_t>(11 + 5 * b);
+  const std::vector<std::vector<int32_t>> groups = {{0, 1, 2, 3, 4}, {3}, {4, 0}};
+  double worst = 0;
+  for (int step = 0; step < 24; ++step) {
+    const std::vector<int32_t>& seqs = groups[static_cast<size_t>(step % 3)];
+    std::vector<int32_t> in;
+    for (int32_t q : seqs) in.push_back(tok[static_cast<size_t>(q)]);
+    const float* lf = fused.decode(in, seqs);
+    const std::vector<float> got(lf, lf + seqs.size() * V);
+    const float* lp = plain.decode(in, seqs);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const double e = rel_err(got.data() + i * V, lp + i * V, V);
+      worst = std::max(worst, e);
+      EXPECT_LT(e, 1e-4) << "step " << step << " sequence " << seqs[i];
+      const float* want = lp + i * V;
+      if (top_margin(want, V) > 1e-3f * std::fabs(want[argmax(want, V)])) {
+        EXPECT_EQ(argmax(got.data() + i * V, V), argmax(want, V)) << "step " << step;
+      }
+      tok[static_cast<size_t>(seqs[i])] = static_cast<int32_t>(argmax(want, V));
+    }
+  }
+  for (int b = 0; b < B; ++b) EXPECT_EQ(fused.n_past(b), plain.n_past(b));
+  std::printf("[   info   ] %s: fused against per-op decode, worst logits rel. error %.2e\n", GetParam().name,
+              worst);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, FusedDecode,
+                         ::testing::Values(FusedCase{"tiny", 0}, FusedCase{"variant", 1}, FusedCase{"odd", 2}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
 }  // namespace
 }  // namespace bitnet::cuda

@@ -132,6 +132,8 @@ void run_bench_cuda(const LoadedModel& lm, const CudaBenchOpts& o) {
           b, g, total / g);
       for (const auto& [name, ms] : s.profile())
         std::printf("| %s | %.4f | %.1f %% |\n", name, ms / g, 100 * ms / std::max(total, 1e-9));
+      for (const auto& [name, ms] : s.fused_profile())  // parts of the fused kernel's line above
+        std::printf("| (%s) | %.4f | %.1f %% |\n", name, ms / g, 100 * ms / std::max(total, 1e-9));
     }
   }
   const double need = static_cast<double>(lm.file_bytes ? lm.file_bytes : model_weight_bytes(model)) +
@@ -143,6 +145,10 @@ void run_bench_cuda(const LoadedModel& lm, const CudaBenchOpts& o) {
                      {"kv_cache_bytes", s.kv_cache_bytes()},
                      {"memory_ratio", used / need}});
   } else {
+    std::string fused;
+    for (int b : o.batch)
+      if (b > 0) fused += (fused.empty() ? "" : ", ") + std::string(s.fused_decode_ok(b) ? "fused" : "per-op");
+    std::printf("\ndecode steps (batches as listed): %s kernels\n", fused.c_str());
     std::printf(
         "\nGPU memory %.1f MiB = %.3f x (model %s + KV cache %.1f MiB + 64 MiB); decode reads %.1f MiB of "
         "weights a step\n",
