@@ -42,8 +42,9 @@ void scale_grad_bf16(const float* dy, int64_t T, int64_t out, const float* row_s
 // ---- per-row and element-wise ops (train_elementwise.cu) ----
 void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,
                      cudaStream_t s);
-// Rows per partial sum of dw: small enough that T / kRmsChunk blocks fill the GPU.
-constexpr int64_t kRmsChunk = 16;
+// Rows per partial sum of dw: T / kRmsChunk blocks fill the GPU (256 for 16 x 1024 tokens), and the
+// partials are a small fraction of the rows read.
+constexpr int64_t kRmsChunk = 64;
 // dx (may be null) per row, added to (accumulate) or written; partial (ceil(T / kRmsChunk) x n
 // floats) then dw (may be null).
 void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,

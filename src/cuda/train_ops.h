@@ -92,8 +92,8 @@ void matmul_backward(TrainContext& ctx, const float* dy, const float* x, int64_t
 // ---- RMSNorm -------------------------------------------------------------------------------------
 void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,
                      cudaStream_t stream);
-// One pass over dy and x for both gradients. dw (may be null) is summed over rows deterministically:
-// partial sums per 16-row chunk, then a reduction in chunk order (scratch from ctx).
+// One pass over dy and x for both gradients (a warp per row). dw (may be null) is summed over rows
+// deterministically: partial sums per 64-row chunk, then a fixed-order reduction (scratch from ctx).
 // accumulate_dx false: dx is written instead of added to.
 void rmsnorm_backward(TrainContext& ctx, const float* dy, const float* x, const float* w, const float* rstd,
                       int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream,

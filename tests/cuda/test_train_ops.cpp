@@ -316,9 +316,10 @@ TEST(CudaTrainOps, RmsNormForwardBackward) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
   uint32_t seed = 400;
-  // n 5000: past the fused kernel's 16 columns a thread (two kernels instead).
+  // The warp-per-row kernel: 512, 768 (the trainer's d, over two chunks) and 2048; n 37 (not whole
+  // float4s), 3000 and 5000 (past a warp's registers): the two kernels instead.
   for (const auto& [T, n] :
-       {std::pair<int64_t, int64_t>{6, 37}, {200, 512}, {1, 3000}, {40, 2048}, {3, 5000}}) {
+       {std::pair<int64_t, int64_t>{6, 37}, {200, 512}, {130, 768}, {1, 3000}, {40, 2048}, {3, 5000}}) {
     const std::string name = "T=" + std::to_string(T) + " n=" + std::to_string(n);
     const float eps = 1e-5f;
     const Vec x = random_vec(static_cast<size_t>(T * n), seed++, -3.0f, 3.0f);
