@@ -32,10 +32,15 @@ struct DeviceTrainer {
   };
   std::vector<LayerActs> layers;
   Buffer<float> y, x_final, h_final, rstd_final, logits, dx, dh, dqkv, dattn, dgu, dact, dlogits;
+  // Quantized training runs the head in bf16 (its gradient from the cross-entropy in bf16), as the
+  // BitLinear backward products; --float keeps it in fp32 with the rest.
+  MatmulBf16Cache head;
+  Buffer<kern::bf16_t> dlogits_bf16;
   int64_t batch = 0, seq = 0;
+  bool quantized = false;
 
-  void prepare(const ModelConfig& c, int64_t B, int64_t S) {
-    if (batch == B && seq == S) return;
+  void prepare(const ModelConfig& c, int64_t B, int64_t S, bool q) {
+    if (batch == B && seq == S && quantized == q) return;
     const size_t T = static_cast<size_t>(B * S), d = static_cast<size_t>(c.n_embd),
                  qd = static_cast<size_t>(c.q_dim()), qkv_n = qd + 2 * static_cast<size_t>(c.kv_dim()),
                  ff = static_cast<size_t>(c.n_ff), V = static_cast<size_t>(c.n_vocab);
@@ -68,12 +73,14 @@ struct DeviceTrainer {
     dattn.resize(T * qd);
     dgu.resize(T * 2 * ff);
     dact.resize(T * ff);
-    dlogits.resize(T * V);
+    dlogits.resize(q ? 0 : T * V);
+    dlogits_bf16.resize(q ? T * V : 0);
     tokens.resize(T);
     targets.resize(T);
     make_rope_table({S, c.n_head, c.n_head_kv, c.head_dim, c.rope_dim, c.rope_theta, c.rope}, rope);
     batch = B;
     seq = S;
+    quantized = q;
   }
 
   void zero(Buffer<float>& b, size_t n) { BN_CUDA(cudaMemsetAsync(b.data(), 0, n * sizeof(float), stream)); }
@@ -82,7 +89,7 @@ struct DeviceTrainer {
   double forward_backward(const TrainModel& mdl, const int32_t* in, const int32_t* tg, int64_t B, int64_t S,
                           float grad_scale, bool with_grads) {
     const ModelConfig& c = mdl.cfg;
-    prepare(c, B, S);
+    prepare(c, B, S, mdl.quantize);
     const int64_t T = B * S, d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), qkv_n = qd + 2 * kvd,
                   ff = c.n_ff;
     const size_t Tz = static_cast<size_t>(T);
@@ -144,16 +151,24 @@ struct DeviceTrainer {
     prof.mark("head", stream);
     rmsnorm_forward(x_final.data(), P(mdl.output_norm), T, d, c.rms_eps, h_final.data(), rstd_final.data(),
                     stream);
-    matmul_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits.data(), stream);
+    if (q)
+      matmul_bf16_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits.data(), head, stream);
+    else
+      matmul_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits.data(), stream);
     prof.mark("cross_entropy", stream);
     const double loss = cross_entropy(ctx, logits.data(), targets.data(), T, c.n_vocab, grad_scale,
-                                      with_grads ? dlogits.data() : nullptr, stream);
+                                      with_grads && !q ? dlogits.data() : nullptr, stream,
+                                      with_grads && q ? dlogits_bf16.data() : nullptr);
     if (!with_grads) return loss;
 
     prof.mark("head_bwd", stream);
-    zero(dh, Tz * d);
-    matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(),
-                    G(mdl.output), stream);
+    if (q) {
+      matmul_bf16_backward(ctx, dlogits_bf16.data(), T, d, c.n_vocab, head, dh.data(), G(mdl.output), stream);
+    } else {
+      zero(dh, Tz * d);
+      matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(),
+                      G(mdl.output), stream);
+    }
     prof.mark("norm_bwd", stream);
     rmsnorm_backward(ctx, dh.data(), x_final.data(), P(mdl.output_norm), rstd_final.data(), T, d, dx.data(),
                      G(mdl.output_norm), stream, /*accumulate_dx=*/false);

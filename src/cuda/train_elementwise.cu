@@ -2,6 +2,8 @@
 // forward and
 // softmax cross-entropy. Float expressions are spelled with __fmul_rn / __fadd_rn where the CPU's
 // rounding order matters, so nvcc does not contract them into FMAs the CPU does not use.
+#include <cuda_bf16.h>
+
 #include "cuda/check.h"
 #include "cuda/reduce.cuh"
 #include "cuda/train_kernels.h"
@@ -299,6 +301,49 @@ __global__ void cross_entropy_kernel(const float* __restrict__ logits, const int
   if (threadIdx.x == 0) row_loss[t] = log(sum) - (static_cast<double>(l[target]) - static_cast<double>(mx));
 }
 
+// The same loss with the gradient in bf16 (the bf16 head's operand), in two reads of the row
+// instead of three: each thread keeps a running max and its sum of exp(l - max) rescaled when the
+// max grows (online softmax), the block combines them, and the second read writes the gradient.
+// The sum agrees with cross_entropy_kernel's to float rounding (each term is exp(l - m_thread)
+// exp(m_thread - max) instead of exp(l - max)).
+__global__ void cross_entropy_bf16_kernel(const float* __restrict__ logits,
+                                          const int32_t* __restrict__ targets, int64_t V, float grad_scale,
+                                          __nv_bfloat16* __restrict__ dlogits, double* __restrict__ row_loss,
+                                          int32_t* flag) {
+  const int64_t t = blockIdx.x;
+  const int32_t target = targets[t];
+  if (target < 0 || target >= V) {
+    if (threadIdx.x == 0) {
+      atomicExch(flag, 1);
+      row_loss[t] = 0.0;
+    }
+    return;
+  }
+  const float* l = logits + t * V;
+  float m = -INFINITY;
+  double part = 0.0;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+    const float x = l[v];
+    if (x > m) {
+      part *= static_cast<double>(expf(__fsub_rn(m, x)));  // 0 while m is -inf
+      m = x;
+    }
+    part += static_cast<double>(expf(__fsub_rn(x, m)));
+  }
+  const float mx = dev::block_reduce(m, dev::Max{}, -INFINITY);
+  // A thread that read nothing (V < blockDim.x) has m = -inf and part 0: it adds 0.
+  const double mine = m == -INFINITY ? 0.0 : part * static_cast<double>(expf(__fsub_rn(m, mx)));
+  const double sum = dev::block_reduce(mine, dev::Sum{}, 0.0);
+  const float inv = static_cast<float>(1.0 / sum);
+  __nv_bfloat16* d = dlogits + t * V;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+    float g = __fmul_rn(__fmul_rn(expf(__fsub_rn(l[v], mx)), inv), grad_scale);
+    if (v == target) g = __fsub_rn(g, grad_scale);
+    d[v] = __float2bfloat16(g);
+  }
+  if (threadIdx.x == 0) row_loss[t] = log(sum) - (static_cast<double>(l[target]) - static_cast<double>(mx));
+}
+
 __global__ void sum_rows_kernel(const double* __restrict__ row_loss, int64_t T, double* __restrict__ loss) {
   double s = 0.0;
   for (int64_t t = threadIdx.x; t < T; t += blockDim.x) s += row_loss[t];
@@ -404,10 +449,15 @@ void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int
 }
 
 void cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
-                   float* dlogits, double* row_loss, double* loss, int32_t* flag, cudaStream_t s) {
+                   float* dlogits, bf16_t* dlogits_bf16, double* row_loss, double* loss, int32_t* flag,
+                   cudaStream_t s) {
   if (T > 0) {
-    cross_entropy_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(logits, targets, V, grad_scale,
-                                                                       dlogits, row_loss, flag);
+    if (dlogits_bf16 != nullptr)
+      cross_entropy_bf16_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(
+          logits, targets, V, grad_scale, reinterpret_cast<__nv_bfloat16*>(dlogits_bf16), row_loss, flag);
+    else
+      cross_entropy_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(logits, targets, V, grad_scale,
+                                                                         dlogits, row_loss, flag);
     BN_CUDA_LAUNCHED();
   }
   sum_rows_kernel<<<1, kThreads, 0, s>>>(row_loss, T, loss);

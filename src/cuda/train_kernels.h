@@ -32,6 +32,8 @@ void dequantize_rows(const int8_t* q, int64_t ldq, const float* scale, int64_t r
 // The backward's bf16 operands. bf16_t is __nv_bfloat16's storage (cuda_bf16.h stays out of host
 // code): the bits of a bf16.
 using bf16_t = unsigned short;
+// out[i] = bf16(x[i]) (rounded to nearest) for i < n.
+void to_bf16(const float* x, int64_t n, bf16_t* out, cudaStream_t s);
 // out[i] = bf16(q[i]) for i < n: the codes are exact in bf16.
 void codes_to_bf16(const int8_t* q, int64_t n, bf16_t* out, cudaStream_t s);
 // dy_w[t][o] = bf16(dy[t][o] * row_scale[o]) and dy_x[t][o] = bf16(dy[t][o] * dq[t]); either may be
@@ -65,9 +67,12 @@ void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int
 size_t embedding_backward_scratch(int64_t T);
 void embedding_backward(const int32_t* tokens, int64_t T, const float* dx, int64_t vocab, int64_t d,
                         float* dtable, int32_t* flag, void* scratch, size_t scratch_bytes, cudaStream_t s);
-// row_loss[T] doubles, then *loss = their sum in row order.
+// row_loss[T] doubles, then *loss = their sum in row order. The gradient goes to dlogits (fp32) or
+// to dlogits_bf16 (rounded to bf16, the operand of the bf16 head's backward; dlogits must then be
+// null), or nowhere.
 void cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
-                   float* dlogits, double* row_loss, double* loss, int32_t* flag, cudaStream_t s);
+                   float* dlogits, bf16_t* dlogits_bf16, double* row_loss, double* loss, int32_t* flag,
+                   cudaStream_t s);
 
 // ---- attention (train_attention.cu) ----
 struct AttnDims {

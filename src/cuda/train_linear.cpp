@@ -174,4 +174,33 @@ void matmul_backward(TrainContext& ctx, const float* dy, const float* x, int64_t
   float_backward(ctx, dy, x, T, in, W, out, dx, dW, stream);
 }
 
+void matmul_bf16_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W,
+                         int64_t out, float* y, MatmulBf16Cache& cache, cudaStream_t stream) {
+  train::check_linear_sizes("matmul_bf16_forward", T, in, out);
+  cache.T = T;
+  cache.in = in;
+  cache.out = out;
+  cache.x.resize(static_cast<size_t>(T * in));
+  cache.W.resize(static_cast<size_t>(out * in));
+  kern::to_bf16(x, T * in, cache.x.data(), stream);
+  kern::to_bf16(W, out * in, cache.W.data(), stream);
+  if (T == 0) return;
+  // As float_forward: column-major y^T = W . x^T.
+  bf16_gemm(ctx, true, false, out, T, in, cache.W.data(), in, cache.x.data(), in, y, out, 0.0f, stream);
+}
+
+void matmul_bf16_backward(TrainContext& ctx, const kern::bf16_t* dy, int64_t T, int64_t in, int64_t out,
+                          const MatmulBf16Cache& cache, float* dx, float* dW, cudaStream_t stream) {
+  train::check_linear_sizes("matmul_bf16_backward", T, in, out);
+  if (cache.T != T || cache.in != in || cache.out != out)
+    fail("matmul_bf16_backward: the cache (T={} in={} out={}) does not match T={} in={} out={}", cache.T,
+         cache.in, cache.out, T, in, out);
+  if (T == 0) return;
+  // As float_backward, dx written (beta 0) and dW added to.
+  if (dx != nullptr)
+    bf16_gemm(ctx, false, false, in, T, out, cache.W.data(), in, dy, out, dx, in, 0.0f, stream);
+  if (dW != nullptr)
+    bf16_gemm(ctx, false, true, in, out, T, cache.x.data(), in, dy, out, dW, in, 1.0f, stream);
+}
+
 }  // namespace bitnet::cuda

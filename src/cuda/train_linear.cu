@@ -122,7 +122,20 @@ __global__ void scale_grad_bf16_kernel(const float* __restrict__ dy, int64_t out
   }
 }
 
+// out[i] = bf16(x[i]), rounded to nearest.
+__global__ void to_bf16_kernel(const float* __restrict__ x, int64_t n, __nv_bfloat16* __restrict__ out) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e < n) out[e] = __float2bfloat16(x[e]);
+}
+
 }  // namespace
+
+void to_bf16(const float* x, int64_t n, bf16_t* out, cudaStream_t s) {
+  if (n == 0) return;
+  to_bf16_kernel<<<dev::blocks_for(n, kThreads), kThreads, 0, s>>>(x, n,
+                                                                   reinterpret_cast<__nv_bfloat16*>(out));
+  BN_CUDA_LAUNCHED();
+}
 
 void codes_to_bf16(const int8_t* q, int64_t n, bf16_t* out, cudaStream_t s) {
   const int64_t n4 = n / 4;

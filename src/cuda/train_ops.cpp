@@ -145,11 +145,14 @@ void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, con
 // ---- cross-entropy ----
 
 double cross_entropy(TrainContext& ctx, const float* logits, const int32_t* targets, int64_t T, int64_t V,
-                     float grad_scale, float* dlogits, cudaStream_t stream) {
+                     float grad_scale, float* dlogits, cudaStream_t stream, kern::bf16_t* dlogits_bf16) {
   train::check_cross_entropy_sizes(T, V);
+  if (dlogits != nullptr && dlogits_bf16 != nullptr)
+    fail("cross_entropy: dlogits in fp32 or in bf16, not both");
   auto* row_loss = static_cast<double*>(ctx.scratch(sizeof(double) * static_cast<size_t>(T + 1)));
   double* loss = row_loss + T;
-  kern::cross_entropy(logits, targets, T, V, grad_scale, dlogits, row_loss, loss, ctx.bad_id_flag(), stream);
+  kern::cross_entropy(logits, targets, T, V, grad_scale, dlogits, dlogits_bf16, row_loss, loss,
+                      ctx.bad_id_flag(), stream);
   double host = 0;
   BN_CUDA(cudaMemcpyAsync(&host, loss, sizeof(host), cudaMemcpyDeviceToHost, stream));
   ctx.check_ids("cross_entropy", V, stream);  // waits for the stream, so `host` is set

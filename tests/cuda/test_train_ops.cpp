@@ -287,6 +287,25 @@ TEST(CudaTrainOps, MatmulForwardBackward) {
     EXPECT_CLOSE(d_y.download(), y_cpu, name + " y");
     EXPECT_CLOSE(d_dx.download(), dx_cpu, name + " dx");
     EXPECT_CLOSE(d_dW.download(), dW_cpu, name + " dW");
+
+    // The bf16 head: x, W and dy rounded to bf16 (relative 2^-9 each), fp32 sums: kBf16Tol. dx is
+    // written, dW added to.
+    MatmulBf16Cache cache;
+    Buffer<kern::bf16_t> d_gy16(gy.size());
+    kern::to_bf16(d_gy.data(), static_cast<int64_t>(gy.size()), d_gy16.data(), nullptr);
+    Buffer<float> d_y16 = poisoned<float>(y_cpu.size()), d_dx16 = poisoned<float>(x.size()),
+                  d_dW16 = on_device(dW0);
+    matmul_bf16_forward(ctx, d_x.data(), c.T, c.in, d_W.data(), c.out, d_y16.data(), cache, nullptr);
+    matmul_bf16_backward(ctx, d_gy16.data(), c.T, c.in, c.out, cache, d_dx16.data(), d_dW16.data(), nullptr);
+    Vec dx_alone = dx_cpu;
+    for (size_t i = 0; i < dx_alone.size(); ++i) dx_alone[i] -= dx0[i];
+    const double e_y = rel_err(d_y16.download(), y_cpu), e_dx = rel_err(d_dx16.download(), dx_alone),
+                 e_dW = grad_err(d_dW16.download(), dW_cpu, dW0);
+    std::printf("[   info ] bf16 matmul %s: relative error y %.2e dx %.2e dW %.2e\n", name.c_str(), e_y, e_dx,
+                e_dW);
+    EXPECT_LT(e_y, kBf16Tol) << name << " bf16 y";
+    EXPECT_LT(e_dx, kBf16Tol) << name << " bf16 dx";
+    EXPECT_LT(e_dW, kBf16Tol) << name << " bf16 dW";
   }
 }
 
@@ -584,12 +603,30 @@ TEST(CudaTrainOps, CrossEntropy) {
     const double loss_only =
         cross_entropy(ctx, d_logits.data(), d_targets.data(), T, V, gs, nullptr, nullptr);
     EXPECT_EQ(loss_only, loss) << name << ": the loss without dlogits";
+
+    // The gradient in bf16 (online max and sum): the loss to float rounding, dlogits to bf16's.
+    Buffer<kern::bf16_t> d_dl16 = poisoned<kern::bf16_t>(logits.size());
+    const double loss16 =
+        cross_entropy(ctx, d_logits.data(), d_targets.data(), T, V, gs, nullptr, nullptr, d_dl16.data());
+    EXPECT_LT(std::fabs(loss16 - loss_cpu), 1e-6 * std::fabs(loss_cpu))
+        << name << ": loss (bf16 gradient) " << loss16 << " vs " << loss_cpu;
+    Vec dl16(logits.size());
+    const std::vector<kern::bf16_t> bits = d_dl16.download();
+    for (size_t i = 0; i < bits.size(); ++i) {
+      const uint32_t u = static_cast<uint32_t>(bits[i]) << 16;
+      std::memcpy(&dl16[i], &u, sizeof(float));
+    }
+    EXPECT_LT(rel_err(dl16, dl_cpu), kBf16Tol) << name << " dlogits in bf16";
   }
   const std::vector<int32_t> bad{3, 29};
   Buffer<int32_t> d_bad = on_device(bad);
   Buffer<float> logits(2 * 29);
   logits.fill_bytes(0);
   EXPECT_THROW(cross_entropy(ctx, logits.data(), d_bad.data(), 2, 29, 1.0f, nullptr, nullptr), Error);
+  Buffer<kern::bf16_t> dl16(2 * 29);
+  EXPECT_THROW(
+      cross_entropy(ctx, logits.data(), d_bad.data(), 2, 29, 1.0f, logits.data(), nullptr, dl16.data()),
+      Error);  // fp32 and bf16 gradients at once
 }
 
 // ---- optimizer ---------------------------------------------------------------------------------
