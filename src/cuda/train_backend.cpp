@@ -110,40 +110,47 @@ struct DeviceTrainer {
     for (int64_t il = 0; il < c.n_layer; ++il) {
       const TrainModel::Layer& L = mdl.layers[static_cast<size_t>(il)];
       LayerActs& a = layers[static_cast<size_t>(il)];
-      prof.mark("norm", stream);
-      rmsnorm_forward(a.x.data(), P(L.attn_norm), T, d, c.rms_eps, a.h1.data(), a.rstd1.data(), stream);
-      prof.mark("qkv", stream);
-      bitlinear_forward(ctx, a.h1.data(), T, d, P(L.wqkv), qkv_n, qkv_groups, q, a.qkv.data(), a.c_qkv,
-                        stream);
+      // Quantized, each norm before a BitLinear writes its codes (rmsnorm_quantize), not its output.
+      auto norm_linear = [&](const char* norm_op, const float* x, const float* nw, int64_t n, float* rstd,
+                             float* h, const char* op, const float* W, int64_t out,
+                             std::span<const int64_t> groups, float* yo, BitLinearCache& cache) {
+        prof.mark(norm_op, stream);
+        if (q) {
+          rmsnorm_quantize(ctx, x, nw, T, n, c.rms_eps, rstd, cache, stream);
+          prof.mark(op, stream);
+          bitlinear_forward_codes(ctx, T, n, W, out, groups, yo, cache, stream);
+        } else {
+          rmsnorm_forward(x, nw, T, n, c.rms_eps, h, rstd, stream);
+          prof.mark(op, stream);
+          bitlinear_forward(ctx, h, T, n, W, out, groups, false, yo, cache, stream);
+        }
+      };
+      norm_linear("norm", a.x.data(), P(L.attn_norm), d, a.rstd1.data(), a.h1.data(), "qkv", P(L.wqkv), qkv_n,
+                  qkv_groups, a.qkv.data(), a.c_qkv);
       prof.mark("rope", stream);
       rope_forward(a.qkv.data(), T, rs, rope, stream);
       prof.mark("attention", stream);
       attention_forward(ctx, a.qkv.data(), as, a.attn.data(), a.lse.data(), stream);
-      const float* o_in = a.attn.data();
-      prof.mark("norm", stream);
       if (c.sub_norms) {
-        rmsnorm_forward(a.attn.data(), P(L.attn_sub_norm), T, qd, c.rms_eps, a.attn_sn.data(),
-                        a.rstd_a.data(), stream);
-        o_in = a.attn_sn.data();
+        norm_linear("norm", a.attn.data(), P(L.attn_sub_norm), qd, a.rstd_a.data(), a.attn_sn.data(), "o",
+                    P(L.wo), d, d_group, y.data(), a.c_o);
+      } else {
+        prof.mark("o", stream);
+        bitlinear_forward(ctx, a.attn.data(), T, qd, P(L.wo), d, d_group, q, y.data(), a.c_o, stream);
       }
-      prof.mark("o", stream);
-      bitlinear_forward(ctx, o_in, T, qd, P(L.wo), d, d_group, q, y.data(), a.c_o, stream);
       prof.mark("norm", stream);
       kern::add(a.x.data(), y.data(), T * d, a.x_mid.data(), stream);
-      rmsnorm_forward(a.x_mid.data(), P(L.ffn_norm), T, d, c.rms_eps, a.h2.data(), a.rstd2.data(), stream);
-      prof.mark("gate_up", stream);
-      bitlinear_forward(ctx, a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, gu_groups, q, a.gu.data(), a.c_gu,
-                        stream);
+      norm_linear("norm", a.x_mid.data(), P(L.ffn_norm), d, a.rstd2.data(), a.h2.data(), "gate_up",
+                  P(L.w_gate_up), 2 * ff, gu_groups, a.gu.data(), a.c_gu);
       prof.mark("act", stream);
       gated_forward(a.gu.data(), T, ff, c.act, a.act.data(), stream);
-      const float* down_in = a.act.data();
       if (c.sub_norms) {
-        rmsnorm_forward(a.act.data(), P(L.ffn_sub_norm), T, ff, c.rms_eps, a.act_sn.data(), a.rstd_f.data(),
-                        stream);
-        down_in = a.act_sn.data();
+        norm_linear("act", a.act.data(), P(L.ffn_sub_norm), ff, a.rstd_f.data(), a.act_sn.data(), "down",
+                    P(L.w_down), d, d_group, y.data(), a.c_down);
+      } else {
+        prof.mark("down", stream);
+        bitlinear_forward(ctx, a.act.data(), T, ff, P(L.w_down), d, d_group, q, y.data(), a.c_down, stream);
       }
-      prof.mark("down", stream);
-      bitlinear_forward(ctx, down_in, T, ff, P(L.w_down), d, d_group, q, y.data(), a.c_down, stream);
       prof.mark("norm", stream);
       kern::add(a.x_mid.data(), y.data(), T * d,
                 il + 1 < c.n_layer ? layers[static_cast<size_t>(il + 1)].x.data() : x_final.data(), stream);

@@ -11,6 +11,11 @@ namespace bitnet::cuda::kern {
 // Per token: xq[t][0, in) = the CPU's absmax int8 codes, xq[t][in, in_pad) = 0, dq[t] = 1/s.
 void quantize_rows(const float* x, int64_t T, int64_t in, int64_t in_pad, int8_t* xq, float* dq,
                    cudaStream_t s);
+// rmsnorm_forward then quantize_rows in one pass (the norm's output stays in registers): rstd[t],
+// xq and dq as those two make them. False (nothing launched) where the row is not whole 16-byte
+// aligned float4s of at most 2048 columns: the caller runs the two instead.
+bool rmsnorm_quantize(const float* x, const float* w, int64_t T, int64_t n, int64_t in_pad, float eps,
+                      float* rstd, int8_t* xq, float* dq, cudaStream_t s);
 // Partial sums of the absmean: at most this many doubles of scratch per group.
 constexpr int kAbsmeanParts = 256;
 // The absmean scale of w[0, n) written to row_scale[0, rows).

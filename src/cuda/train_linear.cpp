@@ -72,31 +72,28 @@ void float_backward(TrainContext& ctx, const float* dy, const float* x, int64_t 
 
 }  // namespace
 
-void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
-                       std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
-                       cudaStream_t stream) {
-  train::check_linear_sizes("bitlinear_forward", T, in, out);
-  train::check_linear_groups("bitlinear_forward", groups, out);
+namespace {
 
-  cache.quantized = quantize;
+// The quantized activations' buffers for T x in (cuBLASLt's int8 kernels want k a multiple of 4 and
+// 4-byte aligned rows; 16 keeps every row 16-byte aligned, the faster kernels; zero padding leaves
+// the products exact).
+void size_activations(BitLinearCache& cache, int64_t T, int64_t in) {
+  cache.quantized = true;
   cache.T = T;
   cache.in = in;
-  cache.out = out;
-  if (!quantize) {
-    cache.in_pad = cache.out_pad = 0;
-    cache.used_cublaslt = false;
-    float_forward(ctx, x, T, in, W, out, y, stream);
-    return;
-  }
-  train::check_int32_accumulator("bitlinear_forward", in);
-
-  // cuBLASLt's int8 kernels want k (in) and m (out) multiples of 4 and 4-byte aligned rows; 16 for
-  // in keeps every row 16-byte aligned (the faster kernels). Zero padding leaves the products exact.
-  const int64_t in_pad = round_up(in, 16), out_pad = round_up(out, 4);
-  cache.in_pad = in_pad;
-  cache.out_pad = out_pad;
-  cache.xq.resize(static_cast<size_t>(T * in_pad));
+  cache.in_pad = round_up(in, 16);
+  cache.xq.resize(static_cast<size_t>(T * cache.in_pad));
   cache.dq.resize(static_cast<size_t>(T));
+}
+
+// The weights' codes, the exact integer product of the cache's activation codes and the engine's
+// epilogue.
+void quantized_product(TrainContext& ctx, int64_t T, int64_t in, const float* W, int64_t out,
+                       std::span<const int64_t> groups, float* y, BitLinearCache& cache,
+                       cudaStream_t stream) {
+  const int64_t in_pad = cache.in_pad, out_pad = round_up(out, 4);
+  cache.out = out;
+  cache.out_pad = out_pad;
   cache.wq.resize(static_cast<size_t>(out_pad * in_pad));
   cache.row_scale.resize(static_cast<size_t>(out));
   cache.acc.resize(static_cast<size_t>(T * out_pad));
@@ -110,9 +107,6 @@ void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in,
     r0 += g;
   }
   kern::ternarize_rows(W, cache.row_scale.data(), out, in, out_pad, in_pad, cache.wq.data(), stream);
-
-  // Activations per token, the exact integer product, the engine's epilogue.
-  kern::quantize_rows(x, T, in, in_pad, cache.xq.data(), cache.dq.data(), stream);
   if (T == 0) return;
   // Row-major acc[T][out_pad] is column-major acc^T = wq . xq^T: the "TN" form, both operands with
   // the reduction dimension contiguous.
@@ -124,6 +118,52 @@ void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in,
   if (!cache.used_cublaslt)
     kern::int8_gemm_dp4a(cache.xq.data(), cache.wq.data(), T, out_pad, in_pad, cache.acc.data(), stream);
   kern::int8_epilogue(cache.acc.data(), out_pad, cache.row_scale.data(), cache.dq.data(), T, out, y, stream);
+}
+
+}  // namespace
+
+void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
+                       std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
+                       cudaStream_t stream) {
+  train::check_linear_sizes("bitlinear_forward", T, in, out);
+  train::check_linear_groups("bitlinear_forward", groups, out);
+  if (!quantize) {
+    cache.quantized = false;
+    cache.T = T;
+    cache.in = in;
+    cache.out = out;
+    cache.in_pad = cache.out_pad = 0;
+    cache.used_cublaslt = false;
+    float_forward(ctx, x, T, in, W, out, y, stream);
+    return;
+  }
+  train::check_int32_accumulator("bitlinear_forward", in);
+  size_activations(cache, T, in);
+  kern::quantize_rows(x, T, in, cache.in_pad, cache.xq.data(), cache.dq.data(), stream);
+  quantized_product(ctx, T, in, W, out, groups, y, cache, stream);
+}
+
+void rmsnorm_quantize(TrainContext& ctx, const float* x, const float* w, int64_t T, int64_t n, float eps,
+                      float* rstd, BitLinearCache& cache, cudaStream_t stream) {
+  train::check_rmsnorm_sizes("rmsnorm_quantize", T, n);
+  train::check_int32_accumulator("rmsnorm_quantize", n);
+  size_activations(cache, T, n);
+  if (kern::rmsnorm_quantize(x, w, T, n, cache.in_pad, eps, rstd, cache.xq.data(), cache.dq.data(), stream))
+    return;
+  // Rows the one-pass kernel does not take: the norm's output through scratch, then its codes.
+  auto* y = static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>(T * n)));
+  kern::rmsnorm_forward(x, w, T, n, eps, y, rstd, stream);
+  kern::quantize_rows(y, T, n, cache.in_pad, cache.xq.data(), cache.dq.data(), stream);
+}
+
+void bitlinear_forward_codes(TrainContext& ctx, int64_t T, int64_t in, const float* W, int64_t out,
+                             std::span<const int64_t> groups, float* y, BitLinearCache& cache,
+                             cudaStream_t stream) {
+  train::check_linear_sizes("bitlinear_forward_codes", T, in, out);
+  train::check_linear_groups("bitlinear_forward_codes", groups, out);
+  if (!cache.quantized || cache.T != T || cache.in != in)
+    fail("bitlinear_forward_codes: the cache holds no activation codes for T={} in={}", T, in);
+  quantized_product(ctx, T, in, W, out, groups, y, cache, stream);
 }
 
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,

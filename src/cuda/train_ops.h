@@ -78,6 +78,16 @@ struct BitLinearCache {
 void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
                        std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
                        cudaStream_t stream);
+// Quantized training's norm before a BitLinear in one pass: RMSNorm's rstd, and the cache's
+// activation codes (xq, dq) for a product with in = n, bit for bit what rmsnorm_forward then
+// bitlinear_forward's quantization make; the norm's fp32 output is never written (only the codes
+// are read after it, forward and backward). bitlinear_forward_codes then runs the product.
+void rmsnorm_quantize(TrainContext& ctx, const float* x, const float* w, int64_t T, int64_t n, float eps,
+                      float* rstd, BitLinearCache& cache, cudaStream_t stream);
+// bitlinear_forward with quantize on, its activations already quantized into `cache`.
+void bitlinear_forward_codes(TrainContext& ctx, int64_t T, int64_t in, const float* W, int64_t out,
+                             std::span<const int64_t> groups, float* y, BitLinearCache& cache,
+                             cudaStream_t stream);
 // dx (may be null) += dy . Wdeq;  dW (may be null) += dy^T . xdeq;  x and W themselves in fp32 mode.
 // accumulate_dx false: dx = dy . Wdeq instead (the trainer's buffer needs no zeroing first).
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,

@@ -380,6 +380,43 @@ TEST(CudaTrainOps, RmsNormForwardBackward) {
   EXPECT_THROW(rmsnorm_forward(nullptr, nullptr, 1, 0, 1e-5f, nullptr, nullptr, nullptr), Error);
 }
 
+// The one-pass norm + quantization against rmsnorm_forward then bitlinear_forward's own
+// quantization on the GPU: the same codes, scales, rstd and product, bit for bit. n 37 and 5000:
+// the rows the one-pass kernel does not take (the two kernels through scratch).
+TEST(CudaTrainOps, RmsNormQuantizeIsTheUnfusedPair) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 450;
+  for (const auto& [T, n] :
+       {std::pair<int64_t, int64_t>{6, 37}, {130, 768}, {40, 2048}, {9, 100}, {3, 5000}}) {
+    const std::string name = "T=" + std::to_string(T) + " n=" + std::to_string(n);
+    const int64_t out = 24;
+    const std::vector<int64_t> groups{16, 8};
+    Vec x = random_vec(static_cast<size_t>(T * n), seed++, -3.0f, 3.0f);
+    for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = 0.0f;  // an all-zero row: amax's floor
+    const Vec w = random_vec(static_cast<size_t>(n), seed++, 0.5f, 1.5f);
+    const Vec W = random_vec(static_cast<size_t>(out * n), seed++);
+    Buffer<float> d_x = on_device(x), d_w = on_device(w), d_W = on_device(W);
+    Buffer<float> d_h = poisoned<float>(x.size()), d_rstd = poisoned<float>(static_cast<size_t>(T));
+    Buffer<float> d_y = poisoned<float>(static_cast<size_t>(T * out));
+    BitLinearCache a, b;
+    rmsnorm_forward(d_x.data(), d_w.data(), T, n, 1e-5f, d_h.data(), d_rstd.data(), nullptr);
+    bitlinear_forward(ctx, d_h.data(), T, n, d_W.data(), out, groups, true, d_y.data(), a, nullptr);
+    Buffer<float> d_rstd2 = poisoned<float>(static_cast<size_t>(T)), d_y2 = poisoned<float>(d_y.size());
+    rmsnorm_quantize(ctx, d_x.data(), d_w.data(), T, n, 1e-5f, d_rstd2.data(), b, nullptr);
+    bitlinear_forward_codes(ctx, T, n, d_W.data(), out, groups, d_y2.data(), b, nullptr);
+    expect_same(b.xq.download(), a.xq.download(), name + " codes");
+    expect_same(b.dq.download(), a.dq.download(), name + " 1/s");
+    expect_same(d_rstd2.download(), d_rstd.download(), name + " rstd");
+    expect_same(b.acc.download(), a.acc.download(), name + " integer products");
+    expect_same(d_y2.download(), d_y.download(), name + " y");
+  }
+  BitLinearCache empty;
+  Buffer<float> W(64), y(64);
+  const std::vector<int64_t> one{8};
+  EXPECT_THROW(bitlinear_forward_codes(ctx, 1, 8, W.data(), 8, one, y.data(), empty, nullptr), Error);
+}
+
 // ---- RoPE --------------------------------------------------------------------------------------
 
 TEST(CudaTrainOps, RopeForwardBackward) {
