@@ -35,7 +35,7 @@ struct DeviceTrainer {
   // Quantized training runs the head in bf16 (its gradient from the cross-entropy in bf16), as the
   // BitLinear backward products; --float keeps it in fp32 with the rest.
   MatmulBf16Cache head;
-  Buffer<kern::bf16_t> dlogits_bf16;
+  Buffer<kern::bf16_t> dlogits_bf16, dgu_w, dgu_x;  // quantized: bf16 operands of the backward
   int64_t batch = 0, seq = 0;
   bool quantized = false;
 
@@ -71,7 +71,9 @@ struct DeviceTrainer {
     dh.resize(T * std::max(d, ff));
     dqkv.resize(T * qkv_n);
     dattn.resize(T * qd);
-    dgu.resize(T * 2 * ff);
+    dgu.resize(q ? 0 : T * 2 * ff);
+    dgu_w.resize(q ? T * 2 * ff : 0);
+    dgu_x.resize(q ? T * 2 * ff : 0);
     dact.resize(T * ff);
     dlogits.resize(q ? 0 : T * V);
     dlogits_bf16.resize(q ? T * V : 0);
@@ -195,10 +197,18 @@ struct DeviceTrainer {
                            stream, /*accumulate_dx=*/false);
       }
       prof.mark("act_bwd", stream);
-      gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream, /*accumulate=*/false);
-      prof.mark("gate_up_bwd", stream);
-      bitlinear_backward(ctx, dgu.data(), a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, a.c_gu, dh.data(),
-                         G(L.w_gate_up), stream, /*accumulate_dx=*/false);
+      if (q) {  // the gate|up product's bf16 operands straight from the activation's backward
+        gated_backward_scaled(dact.data(), a.gu.data(), T, ff, c.act, a.c_gu, dgu_w.data(), dgu_x.data(),
+                              stream);
+        prof.mark("gate_up_bwd", stream);
+        bitlinear_backward_scaled(ctx, dgu_w.data(), dgu_x.data(), T, d, 2 * ff, a.c_gu, dh.data(),
+                                  G(L.w_gate_up), stream, /*accumulate_dx=*/false);
+      } else {
+        gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream, /*accumulate=*/false);
+        prof.mark("gate_up_bwd", stream);
+        bitlinear_backward(ctx, dgu.data(), a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, a.c_gu, dh.data(),
+                           G(L.w_gate_up), stream, /*accumulate_dx=*/false);
+      }
       prof.mark("norm_bwd", stream);
       rmsnorm_backward(ctx, dh.data(), a.x_mid.data(), P(L.ffn_norm), a.rstd2.data(), T, d, dx.data(),
                        G(L.ffn_norm), stream);

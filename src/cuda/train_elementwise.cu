@@ -251,6 +251,34 @@ __global__ void gated_backward_kernel(const float* __restrict__ dout, const floa
   }
 }
 
+// gated_backward_kernel's dg and du (the same expressions), written as scale_grad_bf16_kernel
+// writes dgu's operands: bf16(g * row_scale[o]) and bf16(g * dq[t]).
+__global__ void gated_backward_scaled_kernel(const float* __restrict__ dout, const float* __restrict__ gu,
+                                             int64_t ff, bool relu2, const float* __restrict__ row_scale,
+                                             const float* __restrict__ dq, __nv_bfloat16* __restrict__ dy_w,
+                                             __nv_bfloat16* __restrict__ dy_x) {
+  const int64_t t = blockIdx.x;
+  const float st = dq[t];
+  for (int64_t i = threadIdx.x; i < ff; i += blockDim.x) {
+    const int64_t gi = t * 2 * ff + i, ui = gi + ff;
+    const float g = gu[gi], u = gu[ui], d = dout[t * ff + i];
+    float dg, du;
+    if (relu2) {
+      const float r = g > 0 ? g : 0.0f;
+      dg = __fmul_rn(__fmul_rn(__fmul_rn(2.0f, r), u), d);
+      du = __fmul_rn(__fmul_rn(r, r), d);
+    } else {
+      const float sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)));
+      dg = __fmul_rn(__fmul_rn(__fmul_rn(sig, __fadd_rn(1.0f, __fmul_rn(g, __fsub_rn(1.0f, sig)))), u), d);
+      du = __fmul_rn(__fmul_rn(g, sig), d);
+    }
+    dy_w[gi] = __float2bfloat16(__fmul_rn(dg, row_scale[i]));
+    dy_w[ui] = __float2bfloat16(__fmul_rn(du, row_scale[ff + i]));
+    dy_x[gi] = __float2bfloat16(__fmul_rn(dg, st));
+    dy_x[ui] = __float2bfloat16(__fmul_rn(du, st));
+  }
+}
+
 // ---- embedding ----
 
 __global__ void embedding_forward_kernel(const int32_t* __restrict__ tokens, const float* __restrict__ table,
@@ -438,6 +466,16 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, b
   const int64_t total = T * ff;
   if (total == 0) return;
   gated_backward_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(dout, gu, ff, relu2, accumulate, dgu);
+  BN_CUDA_LAUNCHED();
+}
+
+void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2,
+                           const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
+                           cudaStream_t s) {
+  if (T * ff == 0) return;
+  gated_backward_scaled_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(
+      dout, gu, ff, relu2, row_scale, dq, reinterpret_cast<__nv_bfloat16*>(dy_w),
+      reinterpret_cast<__nv_bfloat16*>(dy_x));
   BN_CUDA_LAUNCHED();
 }
 

@@ -62,6 +62,11 @@ void gated_forward(const float* gu, int64_t T, int64_t ff, bool relu2, float* ou
 // accumulate false: dgu is written (=), not added to.
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2, bool accumulate,
                     float* dgu, cudaStream_t s);
+// gated_backward's dg and du scaled as scale_grad_bf16 scales dgu: dy_w[t][o] = bf16(dgu[t][o] *
+// row_scale[o]), dy_x[t][o] = bf16(dgu[t][o] * dq[t]), o < 2 ff.
+void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2,
+                           const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
+                           cudaStream_t s);
 // out = a + b element-wise (the residual stream).
 void add(const float* a, const float* b, int64_t n, float* out, cudaStream_t s);
 // Bad ids raise *flag (and are skipped).

@@ -166,6 +166,33 @@ void bitlinear_forward_codes(TrainContext& ctx, int64_t T, int64_t in, const flo
   quantized_product(ctx, T, in, W, out, groups, y, cache, stream);
 }
 
+namespace {
+
+// The STE's products from the bf16 operands: dx^T (in x T) (+)= codes^T (wq as stored, [out][in_pad],
+// converted into wc) . dy_w^T; dW^T (in x out) += xcodes^T (xq as stored, [T][in_pad], converted
+// into xc) . dy_x (read transposed).
+void backward_products(TrainContext& ctx, const kern::bf16_t* dy_w, const kern::bf16_t* dy_x, int64_t T,
+                       int64_t in, int64_t out, const BitLinearCache& cache, kern::bf16_t* wc,
+                       kern::bf16_t* xc, float* dx, float* dW, cudaStream_t stream, bool accumulate_dx) {
+  if (dx != nullptr) {
+    kern::codes_to_bf16(cache.wq.data(), out * cache.in_pad, wc, stream);
+    bf16_gemm(ctx, false, false, in, T, out, wc, cache.in_pad, dy_w, out, dx, in, accumulate_dx ? 1.0f : 0.0f,
+              stream);
+  }
+  if (dW != nullptr) {
+    kern::codes_to_bf16(cache.xq.data(), T * cache.in_pad, xc, stream);
+    bf16_gemm(ctx, false, true, in, out, T, xc, cache.in_pad, dy_x, out, dW, in, 1.0f, stream);
+  }
+}
+
+// Element counts rounded up so that each operand in one scratch block starts 256-byte aligned
+// (cuBLASLt's fastest kernels want 16 bytes at least).
+size_t padded(int64_t n) {
+  return static_cast<size_t>((n + 127) / 128 * 128);
+}
+
+}  // namespace
+
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                         const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
                         cudaStream_t stream, bool accumulate_dx) {
@@ -179,8 +206,6 @@ void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int6
   // int8 activation codes are exact in bf16 (integers below 256); the scales are folded into dy
   // instead (dx needs dy[t][o] * row_scale[o], dW needs dy[t][o] * (1/s_t)), so the only rounding
   // is of those products to bf16 (relative 2^-9), as in a bf16-autocast trainer.
-  // Each operand's start 256-byte aligned (cuBLASLt's fastest kernels want 16 bytes at least).
-  auto padded = [](int64_t n) { return static_cast<size_t>((n + 127) / 128 * 128); };
   const size_t n_w = dx != nullptr ? padded(out * cache.in_pad) : 0,
                n_x = dW != nullptr ? padded(T * cache.in_pad) : 0;
   const size_t n_dw = dx != nullptr ? padded(T * out) : 0, n_dx = dW != nullptr ? padded(T * out) : 0;
@@ -189,17 +214,23 @@ void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int6
   kern::bf16_t* dy_w = dx != nullptr ? xc + n_x : nullptr;
   kern::bf16_t* dy_x = dW != nullptr ? xc + n_x + n_dw : nullptr;
   kern::scale_grad_bf16(dy, T, out, cache.row_scale.data(), cache.dq.data(), dy_w, dy_x, stream);
-  if (dx != nullptr) {
-    // dx^T (in x T) += codes^T (wq as stored, [out][in_pad]) . dy_w^T (as stored).
-    kern::codes_to_bf16(cache.wq.data(), out * cache.in_pad, wc, stream);
-    bf16_gemm(ctx, false, false, in, T, out, wc, cache.in_pad, dy_w, out, dx, in, accumulate_dx ? 1.0f : 0.0f,
-              stream);
-  }
-  if (dW != nullptr) {
-    // dW^T (in x out) += xcodes^T (xq as stored, [T][in_pad]) . dy_x (dy_x^T read transposed).
-    kern::codes_to_bf16(cache.xq.data(), T * cache.in_pad, xc, stream);
-    bf16_gemm(ctx, false, true, in, out, T, xc, cache.in_pad, dy_x, out, dW, in, 1.0f, stream);
-  }
+  backward_products(ctx, dy_w, dy_x, T, in, out, cache, wc, xc, dx, dW, stream, accumulate_dx);
+}
+
+void bitlinear_backward_scaled(TrainContext& ctx, const kern::bf16_t* dy_w, const kern::bf16_t* dy_x,
+                               int64_t T, int64_t in, int64_t out, const BitLinearCache& cache, float* dx,
+                               float* dW, cudaStream_t stream, bool accumulate_dx) {
+  train::check_linear_sizes("bitlinear_backward_scaled", T, in, out);
+  if (!cache.quantized || cache.T != T || cache.in != in || cache.out != out)
+    fail(
+        "bitlinear_backward_scaled: the cache (quantized={} T={} in={} out={}) does not match a quantized "
+        "T={} in={} out={}",
+        cache.quantized, cache.T, cache.in, cache.out, T, in, out);
+  if (T == 0 || (dx == nullptr && dW == nullptr)) return;
+  const size_t n_w = dx != nullptr ? padded(out * cache.in_pad) : 0,
+               n_x = dW != nullptr ? padded(T * cache.in_pad) : 0;
+  auto* wc = static_cast<kern::bf16_t*>(ctx.scratch(sizeof(kern::bf16_t) * (n_w + n_x)));
+  backward_products(ctx, dy_w, dy_x, T, in, out, cache, wc, wc + n_w, dx, dW, stream, accumulate_dx);
 }
 
 void matmul_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,

@@ -124,6 +124,19 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, F
   kern::gated_backward(dout, gu, T, ff, act == FfnAct::kRelu2, accumulate, dgu, stream);
 }
 
+void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act,
+                           const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
+                           cudaStream_t stream) {
+  train::check_gated_sizes("gated_backward_scaled", T, ff);
+  if (!cache.quantized || cache.T != T || cache.out != 2 * ff)
+    fail(
+        "gated_backward_scaled: the cache (quantized={} T={} out={}) is not a quantized gate|up product of "
+        "T={} out={}",
+        cache.quantized, cache.T, cache.out, T, 2 * ff);
+  kern::gated_backward_scaled(dout, gu, T, ff, act == FfnAct::kRelu2, cache.row_scale.data(), cache.dq.data(),
+                              dy_w, dy_x, stream);
+}
+
 // ---- embedding ----
 
 void embedding_forward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* table, int64_t vocab,

@@ -93,6 +93,11 @@ void bitlinear_forward_codes(TrainContext& ctx, int64_t T, int64_t in, const flo
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                         const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
                         cudaStream_t stream, bool accumulate_dx = true);
+// The quantized backward from its bf16 operands as their producer wrote them (gated_backward_scaled):
+// dy_w = bf16(dy * row_scale[o]) (for dx) and dy_x = bf16(dy * dq[t]) (for dW), [T][out] each.
+void bitlinear_backward_scaled(TrainContext& ctx, const kern::bf16_t* dy_w, const kern::bf16_t* dy_x,
+                               int64_t T, int64_t in, int64_t out, const BitLinearCache& cache, float* dx,
+                               float* dW, cudaStream_t stream, bool accumulate_dx = true);
 
 // ---- fp32 matmul (the head): y[T][out] = x[T][in] . W[out][in]^T (cuBLASLt, fp32, no TF32) ------
 void matmul_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
@@ -157,6 +162,13 @@ void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* ou
 // accumulate false: dgu is overwritten instead (the trainer's buffer needs no zeroing first).
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
                     cudaStream_t stream, bool accumulate = true);
+
+// gated_backward followed by the scaling of bitlinear_backward (the gate|up product's output
+// gradient): instead of dgu, its bf16 operands dy_w and dy_x for bitlinear_backward_scaled, bit for
+// bit what bitlinear_backward makes from dgu. `cache`: the gate|up BitLinear's (out = 2 ff).
+void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act,
+                           const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
+                           cudaStream_t stream);
 
 // ---- token embedding (tokens on the device) ------------------------------------------------------
 // Both wait for the stream to check the ids (a bad id fails, as on the CPU).

@@ -587,6 +587,43 @@ std::vector<int32_t> random_ids(size_t n, int32_t vocab, uint32_t seed) {
   return v;
 }
 
+// The gate|up product's backward from gated_backward_scaled's operands: the same bf16 operands as
+// bitlinear_backward makes from gated_backward's dgu, so the same dx and dW bit for bit.
+TEST(CudaTrainOps, GatedBackwardScaledIsTheUnfusedPair) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 750;
+  for (const auto& [T, ff] : {std::pair<int64_t, int64_t>{6, 11}, {64, 256}}) {
+    for (const FfnAct act : {FfnAct::kRelu2, FfnAct::kSilu}) {
+      const std::string name = "T=" + std::to_string(T) + " ff=" + std::to_string(ff) +
+                               (act == FfnAct::kRelu2 ? " relu2" : " silu");
+      const int64_t in = 40;
+      const std::vector<int64_t> groups{ff, ff};
+      const Vec h = random_vec(static_cast<size_t>(T * in), seed++);
+      const Vec W = random_vec(static_cast<size_t>(2 * ff * in), seed++);
+      const Vec gu = random_vec(static_cast<size_t>(T * 2 * ff), seed++, -3.0f, 3.0f);
+      const Vec dout = random_vec(static_cast<size_t>(T * ff), seed++);
+      Buffer<float> d_h = on_device(h), d_W = on_device(W), d_gu = on_device(gu), d_dout = on_device(dout);
+      Buffer<float> d_y(static_cast<size_t>(T * 2 * ff));
+      BitLinearCache cache;
+      bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), 2 * ff, groups, true, d_y.data(), cache, nullptr);
+      Buffer<float> d_dgu(gu.size()), dx_a = poisoned<float>(h.size()), dx_b = poisoned<float>(h.size());
+      Buffer<float> dW_a(W.size()), dW_b(W.size());
+      dW_a.fill_bytes(0);
+      dW_b.fill_bytes(0);
+      gated_backward(d_dout.data(), d_gu.data(), T, ff, act, d_dgu.data(), nullptr, false);
+      bitlinear_backward(ctx, d_dgu.data(), d_h.data(), T, in, d_W.data(), 2 * ff, cache, dx_a.data(),
+                         dW_a.data(), nullptr, false);
+      Buffer<kern::bf16_t> dy_w(gu.size()), dy_x(gu.size());
+      gated_backward_scaled(d_dout.data(), d_gu.data(), T, ff, act, cache, dy_w.data(), dy_x.data(), nullptr);
+      bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, in, 2 * ff, cache, dx_b.data(), dW_b.data(),
+                                nullptr, false);
+      expect_same(dx_b.download(), dx_a.download(), name + " dx");
+      expect_same(dW_b.download(), dW_a.download(), name + " dW");
+    }
+  }
+}
+
 TEST(CudaTrainOps, EmbeddingIsExact) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
