@@ -79,6 +79,17 @@ run)
     cat "$OUT/train_gpt2_profile.txt"
     python3 bench/train_pytorch.py --synthetic-vocab 320 --synthetic-tokens 2000000 --config gpt2-small \
       --batch 16 --seq 1024 --bf16 --compile --time-steps 20 --device cuda 2>/dev/null | tail -1 | tee -a "$OUT/train_gpt2.jsonl"
+    # The reference shape: the byte-level vocabulary padded to 50,304 rows (162 M parameters).
+    echo "-- gpt2-small, vocabulary 50,304 (--vocab), batch 16 x 1024: ours (GPU time per op), then PyTorch compiled"
+    rm -rf /tmp/bt_gpt2v
+    BITNET_CUDA_PROFILE=20 .device/bitnet train --device cuda --data README.md docs --config gpt2-small --vocab 50304 \
+      --steps 20 --batch 16 --seq 1024 --eval-every 0 --save-every 0 -o /tmp/bt_gpt2v --json \
+      >"$OUT/train_ref_log.jsonl" 2>"$OUT/train_ref_profile.txt"
+    python3 bench/steady_rate.py "$OUT/train_ref_log.jsonl" | tee "$OUT/train_ref.jsonl"
+    cat "$OUT/train_ref_profile.txt"
+    [ "${TRAIN_TORCH_REF:-1}" = 1 ] && python3 bench/train_pytorch.py --synthetic-vocab 50304 --synthetic-tokens 20000000 \
+      --config gpt2-small --batch 16 --seq 1024 --bf16 --compile --time-steps 20 --device cuda 2>/dev/null | tail -1 |
+      tee -a "$OUT/train_ref.jsonl"
   fi
   if [ "${INFER:-0}" = 1 ]; then
     echo "== CUDA inference: models/bitnet-en.gguf on the CPU and the GPU (perplexity, 64 greedy tokens)"

@@ -1,19 +1,19 @@
 // Causal attention with grouped KV heads over the fused q|k|v buffer, tiled as FlashAttention-2:
 // the forward keeps a running max and sum per query row (online softmax) and saves only the
 // log-sum-exp, the backward recomputes the probabilities from it. The products run on the tensor
-// cores (wmma, bf16 operands, fp32 accumulation); the softmax and every sum outside a product are
+// cores (mma.sync, bf16 operands, fp32 accumulation); the softmax and every sum outside a product are
 // fp32. So Q, K, V, dO and the probabilities are rounded to bf16 (8 significant bits) before each
 // product, as in PyTorch's bf16 attention: results agree with the CPU's fp32 op to about 1e-3
 // relative, not to fp32 rounding (tests/cuda/test_train_ops.cpp holds them to that).
 //
 // Tiles are 64 query rows by 64 key rows; a block of 4 warps owns a tile and each warp 16 of its
-// rows, so the softmax of a row stays inside one warp (two lanes per row, 32 columns each). The
-// head dimension is padded with zeros to HDP (16, 32, 64 or 128), which changes no product.
-// Deterministic, no atomics: dK and dV are summed by the block of their key tile (over the group's
-// heads and the query tiles, in order), dQ by the block of its query tile (a second pass that
-// recomputes the probabilities rather than adding across blocks).
+// rows. Scores, probabilities and their gradients stay in the warp's accumulator registers (a quad
+// of lanes per row, reductions by shuffles) and feed the next product directly; only the Q, K, V
+// and dO tiles pass through shared memory. The head dimension is padded with zeros to HDP (16, 32, 64 or
+// 128), which changes no product. Deterministic, no atomics: dK and dV are summed by the block of their key
+// tile (over the group's heads and the query tiles, in order), dQ by the block of its query tile (a second
+// pass that recomputes the probabilities rather than adding across blocks).
 #include <cuda_bf16.h>
-#include <mma.h>
 
 #include "cuda/check.h"
 #include "cuda/train_kernels.h"
@@ -23,7 +23,6 @@ namespace bitnet::cuda::kern {
 namespace {
 
 using bf16 = __nv_bfloat16;
-namespace wm = nvcuda::wmma;
 
 constexpr int kTile = 64;
 constexpr int kWarps = 4;
@@ -34,12 +33,6 @@ constexpr float kLn2 = 0.6931471805599453f;
 // multiprocessor; at 128 that would spill heavily, so one block is the floor there.
 template <int HDP>
 constexpr int kMinBlocks = HDP <= 64 ? 3 : 1;
-
-using FragA = wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::row_major>;
-using FragAT = wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::col_major>;
-using FragB = wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::row_major>;
-using FragBT = wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::col_major>;
-using FragC = wm::fragment<wm::accumulator, 16, 16, 16, float>;
 
 struct Dims {
   int64_t seq, H, Hkv, hd, group, q_dim, kv_dim, C;
@@ -64,17 +57,13 @@ Dims dims_of(const AttnDims& d) {
   return r;
 }
 
-// Leading dimensions (elements). Every wmma pointer must be 32-byte aligned and ldm a multiple of
-// 8 (bf16) or 4 (fp32); the +8 / +4 padding also spreads a column's elements over the banks. Each
-// region's size is a multiple of 128 bytes for every HDP, so the regions stay aligned.
+// The tiles' leading dimension (elements): ldmatrix reads eight 16-byte rows at once, and the +8
+// padding puts them in eight different bank groups (a pitch of an odd number of 16-byte units).
+// Each tile's size is a multiple of 128 bytes for every HDP, so the regions stay aligned.
 template <int HDP>
 struct Ld {
-  static constexpr int h = HDP + 8;                          // bf16 [64][h]: Q, K, V, dO tiles
-  static constexpr int p = kTile + 8;                        // bf16 [64][p]: probabilities, dS
-  static constexpr int s = (HDP > kTile ? HDP : kTile) + 4;  // fp32 [64][s]: scores, dP, outputs
+  static constexpr int h = HDP + 8;  // bf16 [64][h]: Q, K, V, dO tiles
   static constexpr size_t tile_h = size_t{kTile} * h * sizeof(bf16);
-  static constexpr size_t tile_p = size_t{kTile} * p * sizeof(bf16);
-  static constexpr size_t tile_s = size_t{kTile} * s * sizeof(float);
 };
 
 // The kernels read Q, K, V and dO from bf16 copies with every head padded to HDP columns
@@ -104,36 +93,6 @@ struct TileRegs {
   }
 };
 
-// The softmax's shared-memory traffic in 16-byte pieces (each lane's 32 columns, or HDP / 2 output
-// columns, start 16-byte aligned: every row pitch and half-row offset is a multiple of 16 bytes).
-template <int N>
-__device__ void load_floats(const float* __restrict__ p, float (&v)[N]) {
-  static_assert(N % 4 == 0);
-#pragma unroll
-  for (int j = 0; j < N / 4; ++j) {
-    const float4 f = reinterpret_cast<const float4*>(p)[j];
-    v[4 * j] = f.x;
-    v[4 * j + 1] = f.y;
-    v[4 * j + 2] = f.z;
-    v[4 * j + 3] = f.w;
-  }
-}
-
-// bf16(v[c]) to p[c], rounded to nearest as __float2bfloat16.
-__device__ void store_bf16x32(bf16* __restrict__ p, const float (&v)[32]) {
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    uint4 u;
-    unsigned* w = &u.x;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const __nv_bfloat162 h = __floats2bfloat162_rn(v[8 * j + 2 * k], v[8 * j + 2 * k + 1]);
-      w[k] = *reinterpret_cast<const unsigned*>(&h);
-    }
-    reinterpret_cast<uint4*>(p)[j] = u;
-  }
-}
-
 // 2^x in one instruction (ex2.approx, relative error about 2^-22, far below bf16's 2^-9); 2^-inf = 0.
 __device__ float fast_exp2(float x) {
   float y;
@@ -153,102 +112,141 @@ __global__ void to_heads_kernel(const float* __restrict__ src, int64_t stride, i
   }
 }
 
-// out[16][64] (fp32, ld Ld::s) = A[16][HDP] . B[64][HDP]^T, both bf16 row-major with ld Ld::h.
-// kOuter: the reduction outermost, four independent accumulator chains and every load ahead of
-// the stores (which the compiler cannot move loads across, not knowing that they never alias).
-// Otherwise one output tile at a time: fewer live registers, for the dK/dV kernel, which holds
-// two sets of accumulators besides (with kOuter it spills at three blocks per multiprocessor).
-template <int HDP, bool kOuter>
-__device__ void rows_times_rows_t(const bf16* a, const bf16* b, float* out) {
+// ---- the warp's tensor-core products (mma.sync m16n8k16, bf16 operands, fp32 accumulation) ----
+// Fragment layouts (PTX ISA, "matrix fragments for mma.m16n8k16"), with g = lane / 4, q = lane % 4:
+// an accumulator of a 16 x 8 tile holds rows g and g + 8, columns 2q and 2q + 1; the A operand of
+// a 16 x 16 slice holds the same rows, columns 2q, 2q + 1 and 8 + 2q, 8 + 2q + 1. So the
+// accumulators of two neighbouring 16 x 8 score tiles, rounded to bf16 pairs, are the A operand of
+// the next product as they stand: the softmax never leaves the registers.
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// Four 8 x 8 bf16 matrices from shared memory, lane i giving the address of row i % 8 of matrix
+// i / 8; trans: each lane receives a column pair instead of a row pair.
+__device__ __forceinline__ void ldsm_x4(unsigned (&r)[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldsm_x4_trans(unsigned (&r)[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// c += a . b for one 16 x 8 x 16 step.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// bf16(lo) in the low half, bf16(hi) in the high half, each rounded to nearest.
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const unsigned*>(&h);
+}
+
+// s[8][4] = A[16][HDP] . B[64][HDP]^T: the 16 x 64 scores of a warp's rows (A: its 16 rows, B: a
+// tile's 64 rows, both bf16 in shared memory with ld Ld::h).
+template <int HDP>
+__device__ void rows_times_rows_t(const bf16* a, const bf16* b, float (&s)[8][4], int lane) {
   constexpr int LDH = Ld<HDP>::h;
-  if constexpr (!kOuter) {
 #pragma unroll
-    for (int n = 0; n < kTile / 16; ++n) {
-      FragC acc;
-      wm::fill_fragment(acc, 0.0f);
+  for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
-      for (int k = 0; k < HDP / 16; ++k) {
-        FragA fa;
-        FragBT fb;
-        wm::load_matrix_sync(fa, a + k * 16, LDH);
-        wm::load_matrix_sync(fb, b + n * 16 * LDH + k * 16, LDH);
-        wm::mma_sync(acc, fa, fb, acc);
-      }
-      wm::store_matrix_sync(out + n * 16, acc, Ld<HDP>::s, wm::mem_row_major);
+  for (int k = 0; k < HDP / 16; ++k) {
+    unsigned fa[4];
+    ldsm_x4(fa, a + (lane % 16) * LDH + k * 16 + (lane / 16) * 8);
+#pragma unroll
+    for (int np = 0; np < 4; ++np) {  // B's rows np * 16 .. + 15: two 8-column tiles of s
+      unsigned fb[4];
+      ldsm_x4(fb, b + (np * 16 + (lane / 16) * 8 + lane % 8) * LDH + k * 16 + (lane / 8) % 2 * 8);
+      mma_bf16(s[2 * np], fa, fb[0], fb[1]);
+      mma_bf16(s[2 * np + 1], fa, fb[2], fb[3]);
     }
-  } else {
-    FragC acc[kTile / 16];
-#pragma unroll
-    for (int n = 0; n < kTile / 16; ++n) wm::fill_fragment(acc[n], 0.0f);
-#pragma unroll
-    for (int k = 0; k < HDP / 16; ++k) {
-      FragA fa;
-      wm::load_matrix_sync(fa, a + k * 16, LDH);
-#pragma unroll
-      for (int n = 0; n < kTile / 16; ++n) {
-        FragBT fb;
-        wm::load_matrix_sync(fb, b + n * 16 * LDH + k * 16, LDH);
-        wm::mma_sync(acc[n], fa, fb, acc[n]);
-      }
-    }
-#pragma unroll
-    for (int n = 0; n < kTile / 16; ++n)
-      wm::store_matrix_sync(out + n * 16, acc[n], Ld<HDP>::s, wm::mem_row_major);
   }
 }
 
-// A warp's [16][HDP] accumulators added into global rows through its fp32 strip: lane (r, half) adds
-// row r's columns [half * HDP / 2, ...) below hd to g (null: a padding row, nothing added).
+// The A operands of a 16 x 64 tile of accumulators (p) rounded to bf16: pa[k] covers columns
+// 16 k .. 16 k + 15.
+__device__ __forceinline__ void to_a_operands(const float (&p)[8][4], unsigned (&pa)[4][4]) {
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    pa[k][0] = pack_bf16(p[2 * k][0], p[2 * k][1]);
+    pa[k][1] = pack_bf16(p[2 * k][2], p[2 * k][3]);
+    pa[k][2] = pack_bf16(p[2 * k + 1][0], p[2 * k + 1][1]);
+    pa[k][3] = pack_bf16(p[2 * k + 1][2], p[2 * k + 1][3]);
+  }
+}
+
+// acc[HDP / 8][4] += P[16][64] . B[64][HDP]: P as A operands (to_a_operands), B a tile of 64 rows
+// in shared memory (ld Ld::h), read transposed by ldmatrix.
 template <int HDP>
-__device__ void add_fragments(const FragC (&f)[HDP / 16], float* strip, float* g, int64_t hd, int r, int half,
-                              bool accumulate) {
-  constexpr int HALF = HDP / 2;
-  __syncwarp();  // the warp is done reading the strip
+__device__ void p_times_rows(const unsigned (&pa)[4][4], const bf16* b, float (&acc)[HDP / 8][4], int lane) {
+  constexpr int LDH = Ld<HDP>::h;
 #pragma unroll
-  for (int n = 0; n < HDP / 16; ++n)
-    wm::store_matrix_sync(strip + n * 16, f[n], Ld<HDP>::s, wm::mem_row_major);
-  __syncwarp();
-  if (g != nullptr) {
+  for (int k = 0; k < 4; ++k) {
 #pragma unroll
-    for (int c = 0; c < HALF; ++c) {
-      const int col = half * HALF + c;
-      if (col < hd) g[col] = accumulate ? g[col] + strip[r * Ld<HDP>::s + col] : strip[r * Ld<HDP>::s + col];
+    for (int np = 0; np < HDP / 16; ++np) {
+      unsigned fb[4];
+      ldsm_x4_trans(fb, b + (k * 16 + lane % 16) * LDH + np * 16 + (lane / 16) * 8);
+      mma_bf16(acc[2 * np], pa[k], fb[0], fb[1]);
+      mma_bf16(acc[2 * np + 1], pa[k], fb[2], fb[3]);
+    }
+  }
+}
+
+// A warp's [16][HDP] accumulators into global rows: row a holds the lane's row g, row b row g + 8
+// (null: a padding row past seq, nothing written); columns below hd, added to or written.
+template <int HDP>
+__device__ void store_rows(const float (&acc)[HDP / 8][4], float* row_a, float* row_b, int64_t hd, int lane,
+                           bool accumulate) {
+#pragma unroll
+  for (int n = 0; n < HDP / 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int col = n * 8 + (lane % 4) * 2 + e;
+      if (col >= hd) continue;
+      if (row_a != nullptr) row_a[col] = accumulate ? row_a[col] + acc[n][e] : acc[n][e];
+      if (row_b != nullptr) row_b[col] = accumulate ? row_b[col] + acc[n][2 + e] : acc[n][2 + e];
     }
   }
 }
 
 // Block (nq - 1 - x, b * H + h): query tile qt against key tiles 0..qt (the longest tiles start
-// first). Writes out (normalized) and lse[bh][row] = log sum_j exp(scale q.k_j).
+// first). Each warp owns 16 query rows; its lanes hold rows g and g + 8 of them (a quad of lanes
+// per row), scores, probabilities and outputs in registers. Writes out (normalized) and
+// lse[bh][row] = log sum_j exp(scale q.k_j).
 template <int HDP>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
     flash_forward_kernel(const bf16* __restrict__ qh, Dims D, float* __restrict__ out,
                          float* __restrict__ lse) {
-  constexpr int LDH = Ld<HDP>::h, LDP = Ld<HDP>::p, LDS = Ld<HDP>::s, HALF = HDP / 2;
+  constexpr int LDH = Ld<HDP>::h, NO = HDP / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* Qs = reinterpret_cast<bf16*>(smem);
   bf16* Ks = Qs + kTile * LDH;
   bf16* Vs = Ks + kTile * LDH;
-  bf16* Ps = Vs + kTile * LDH;
-  float* Ss = reinterpret_cast<float*>(Ps + kTile * LDP);
 
   const int64_t nq = (D.seq + kTile - 1) / kTile, qt = nq - 1 - blockIdx.x, bh = blockIdx.y;
   const int64_t b = bh / D.H, h = bh % D.H, kvh = h / D.group, RS = D.nh * HDP;
   const bf16* base = qh + b * D.seq * RS;
   const int64_t q0 = qt * kTile, koff = (D.H + kvh) * HDP, voff = (D.H + D.Hkv + kvh) * HDP;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
-  const int64_t qi = q0 + warp * 16 + r;  // this lane's query row (two lanes per row)
-  float* Sw = Ss + warp * 16 * LDS;
-  bf16* Pw = Ps + warp * 16 * LDP;
-  const float sl2 = D.scale * kLog2e;  // scores in base-2 units: 2^x is one instruction
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t qa = q0 + warp * 16 + lane / 4, qb = qa + 8;  // this lane's two query rows
+  const float sl2 = D.scale * kLog2e;                         // scores in base-2 units
 
   TileRegs<HDP> kr, vr;
   kr.fetch(base + q0 * RS + h * HDP, RS, D.seq - q0);
   kr.put(Qs);  // Q, through the K registers (the loop's first barrier orders it)
   kr.fetch(base + koff, RS, D.seq);
   vr.fetch(base + voff, RS, D.seq);
-  float m = -INFINITY, l = 0.0f, o[HALF];
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, o[NO][4];
 #pragma unroll
-  for (int c = 0; c < HALF; ++c) o[c] = 0.0f;
+  for (int n = 0; n < NO; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
 
   for (int64_t kt = 0; kt <= qt; ++kt) {
     const int64_t k0 = kt * kTile;
@@ -260,66 +258,68 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
       kr.fetch(base + (k0 + kTile) * RS + koff, RS, D.seq - k0 - kTile);
       vr.fetch(base + (k0 + kTile) * RS + voff, RS, D.seq - k0 - kTile);
     }
-    rows_times_rows_t<HDP, true>(Qs + warp * 16 * LDH, Ks, Sw);
-    __syncwarp();
-    // Online softmax of this lane's 32 columns. Key 0 is never masked, so m is finite after the
-    // first tile, also for the padding rows past seq (whose results are dropped).
-    float s[32], mt = -INFINITY;
-    load_floats(Sw + r * LDS + half * 32, s);
+    float s[8][4];
+    rows_times_rows_t<HDP>(Qs + warp * 16 * LDH, Ks, s, lane);
+    // Online softmax. Only the diagonal tile masks (earlier tiles end before q0 <= seq - 1); key
+    // k0 is never masked there, so m is finite after it, also for the padding rows past seq
+    // (whose results are dropped).
+    const bool diag = kt == qt;
+    float mt[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      const int64_t kj = k0 + half * 32 + c;
-      s[c] = (kj > qi || kj >= D.seq) ? -INFINITY : s[c] * sl2;
-      mt = fmaxf(mt, s[c]);
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t kj = k0 + j * 8 + (lane % 4) * 2 + (e & 1), qi = e < 2 ? qa : qb;
+        s[j][e] = (diag && (kj > qi || kj >= D.seq)) ? -INFINITY : s[j][e] * sl2;
+        mt[e / 2] = fmaxf(mt[e / 2], s[j][e]);
+      }
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 1));
+      mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 2));
+      const float mn = fmaxf(m[r], mt[r]);
+      alpha[r] = fast_exp2(m[r] - mn);
+      m[r] = mn;
+      l[r] *= alpha[r];  // this lane's part of the row sum: the quad's parts are added at the end
     }
-    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-    const float mn = fmaxf(m, mt), alpha = fast_exp2(m - mn);
-    float ls = 0.0f;
 #pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      s[c] = fast_exp2(s[c] - mn);
-      ls += s[c];
-    }
-    store_bf16x32(Pw + r * LDP + half * 32, s);
-    ls += __shfl_xor_sync(0xffffffffu, ls, 1);
-    l = l * alpha + ls;
-    m = mn;
+    for (int j = 0; j < 8; ++j)
 #pragma unroll
-    for (int c = 0; c < HALF; ++c) o[c] *= alpha;
-    __syncwarp();
-    // This tile's P V into Sw (the scores are consumed), then added to the lane's outputs.
-    {  // as in rows_times_rows_t: the reduction outermost, independent chains, stores last
-      FragC acc[HDP / 16];
-#pragma unroll
-      for (int n = 0; n < HDP / 16; ++n) wm::fill_fragment(acc[n], 0.0f);
-#pragma unroll
-      for (int k = 0; k < kTile / 16; ++k) {
-        FragA fa;
-        wm::load_matrix_sync(fa, Pw + k * 16, LDP);
-#pragma unroll
-        for (int n = 0; n < HDP / 16; ++n) {
-          FragB fb;
-          wm::load_matrix_sync(fb, Vs + k * 16 * LDH + n * 16, LDH);
-          wm::mma_sync(acc[n], fa, fb, acc[n]);
-        }
+      for (int e = 0; e < 4; ++e) {
+        s[j][e] = fast_exp2(s[j][e] - m[e / 2]);
+        l[e / 2] += s[j][e];
       }
 #pragma unroll
-      for (int n = 0; n < HDP / 16; ++n) wm::store_matrix_sync(Sw + n * 16, acc[n], LDS, wm::mem_row_major);
+    for (int n = 0; n < NO; ++n) {
+      o[n][0] *= alpha[0];
+      o[n][1] *= alpha[0];
+      o[n][2] *= alpha[1];
+      o[n][3] *= alpha[1];
     }
-    __syncwarp();
-    float t[HALF];
-    load_floats(Sw + r * LDS + half * HALF, t);
-#pragma unroll
-    for (int c = 0; c < HALF; ++c) o[c] += t[c];
-    __syncwarp();  // the next tile's scores overwrite Sw
+    unsigned pa[4][4];
+    to_a_operands(s, pa);
+    p_times_rows<HDP>(pa, Vs, o, lane);
   }
-  if (qi < D.seq) {
-    const float inv = 1.0f / l;
-    float* orow = out + (b * D.seq + qi) * D.q_dim + h * D.hd + half * HALF;
 #pragma unroll
-    for (int c = 0; c < HALF; ++c)
-      if (half * HALF + c < D.hd) orow[c] = o[c] * inv;
-    if (half == 0) lse[bh * D.seq + qi] = (m + log2f(l)) * kLn2;
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const float inv_a = 1.0f / l[0], inv_b = 1.0f / l[1];
+#pragma unroll
+  for (int n = 0; n < NO; ++n) {
+    o[n][0] *= inv_a;
+    o[n][1] *= inv_a;
+    o[n][2] *= inv_b;
+    o[n][3] *= inv_b;
+  }
+  float* oa = qa < D.seq ? out + (b * D.seq + qa) * D.q_dim + h * D.hd : nullptr;
+  float* ob = qb < D.seq ? out + (b * D.seq + qb) * D.q_dim + h * D.hd : nullptr;
+  store_rows<HDP>(o, oa, ob, D.hd, lane, false);
+  if (lane % 4 == 0) {
+    if (qa < D.seq) lse[bh * D.seq + qa] = (m[0] + log2f(l[0])) * kLn2;
+    if (qb < D.seq) lse[bh * D.seq + qb] = (m[1] + log2f(l[1])) * kLn2;
   }
 }
 
@@ -339,24 +339,21 @@ __global__ void rowdot_kernel(const float* __restrict__ dout, const float* __res
   if (lane == 0) Dv[(b * H + h) * seq + q] = s;
 }
 
-// The probabilities and score gradients of a [16 keys][64 queries] strip, transposed, are the
-// operands of dV and dK. Block (kt, b * Hkv + kvh): key tile kt against the query tiles kt.. of
-// every head of the group; each warp keeps dK and dV of its 16 keys in accumulator fragments.
+// Block (kt, b * Hkv + kvh): key tile kt against the query tiles kt.. of every head of the group.
+// Each warp owns 16 keys and keeps their dK and dV in accumulators; per (head, query tile) it
+// forms S^T = K Q^T, P^T, dP^T = V dO^T and dS^T in registers, then dV += P^T dO, dK += dS^T Q.
 template <int HDP>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
     flash_backward_kv_kernel(const bf16* __restrict__ doh, const bf16* __restrict__ qh,
                              const float* __restrict__ lse, const float* __restrict__ Dv, Dims D,
                              float* __restrict__ dqkv) {
-  constexpr int LDH = Ld<HDP>::h, LDP = Ld<HDP>::p, LDS = Ld<HDP>::s, NF = HDP / 16;
+  constexpr int LDH = Ld<HDP>::h, NO = HDP / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* Ks = reinterpret_cast<bf16*>(smem);
   bf16* Vs = Ks + kTile * LDH;
   bf16* Qs = Vs + kTile * LDH;
   bf16* dOs = Qs + kTile * LDH;
-  bf16* Pt = dOs + kTile * LDH;
-  bf16* dSt = Pt + kTile * LDP;
-  float* St = reinterpret_cast<float*>(dSt + kTile * LDP);
-  float* lse_s = St + kTile * LDS;
+  float* lse_s = reinterpret_cast<float*>(dOs + kTile * LDH);
   float* D_s = lse_s + kTile;
 
   const int64_t nq = (D.seq + kTile - 1) / kTile, kt = blockIdx.x, bk = blockIdx.y;
@@ -364,11 +361,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
   const bf16* base = qh + b * D.seq * RS;
   const bf16* dbase = doh + b * D.seq * DS;
   const int64_t k0 = kt * kTile, koff = D.q_dim + kvh * D.hd, voff = D.q_dim + D.kv_dim + kvh * D.hd;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
-  const int64_t kj = k0 + warp * 16 + r;  // this lane's key row
-  float* Sw = St + warp * 16 * LDS;
-  bf16* Pw = Pt + warp * 16 * LDP;
-  bf16* dSw = dSt + warp * 16 * LDP;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t ka = k0 + warp * 16 + lane / 4, kb = ka + 8;  // this lane's two key rows
   const float sl2 = D.scale * kLog2e;
 
   TileRegs<HDP> qr, dr;
@@ -376,12 +370,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
   dr.fetch(base + k0 * RS + (D.H + D.Hkv + kvh) * HDP, RS, D.seq - k0);
   qr.put(Ks);  // K and V through the Q and dO registers (the loop's first barrier orders them)
   dr.put(Vs);
-  FragC dK[NF], dV[NF];
+  float dK[NO][4], dV[NO][4];
 #pragma unroll
-  for (int n = 0; n < NF; ++n) {
-    wm::fill_fragment(dK[n], 0.0f);
-    wm::fill_fragment(dV[n], 0.0f);
-  }
+  for (int n = 0; n < NO; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dK[n][e] = dV[n][e] = 0.0f;
 
   // The (head, query tile) steps in order: the group's heads, each with query tiles kt..nq-1.
   const int64_t per_head = nq - kt, steps = D.group * per_head;
@@ -400,89 +393,70 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
   };
   fetch(0);
   for (int64_t step = 0; step < steps; ++step) {
-    {
-      const int64_t q0 = (kt + step % per_head) * kTile;
-      __syncthreads();  // every warp is done with the previous Q, dO, lse and D
-      qr.put(Qs);
-      dr.put(dOs);
-      if (threadIdx.x < kTile) {
-        lse_s[threadIdx.x] = lse_r;
-        D_s[threadIdx.x] = d_r;
-      }
-      __syncthreads();
-      if (step + 1 < steps) fetch(step + 1);
-      // S^T = K_w Q^T, then P^T = exp(S^T - lse) where the query may see the key.
-      rows_times_rows_t<HDP, false>(Ks + warp * 16 * LDH, Qs, Sw);
-      __syncwarp();
-      float p[32], v[32];
-      load_floats(Sw + r * LDS + half * 32, p);
-      load_floats(lse_s + half * 32, v);
+    const int64_t q0 = (kt + step % per_head) * kTile;
+    __syncthreads();  // every warp is done with the previous Q, dO, lse and D
+    qr.put(Qs);
+    dr.put(dOs);
+    if (threadIdx.x < kTile) {
+      lse_s[threadIdx.x] = lse_r;
+      D_s[threadIdx.x] = d_r;
+    }
+    __syncthreads();
+    if (step + 1 < steps) fetch(step + 1);
+    // S^T = K_w Q^T, then P^T = exp(S^T - lse) where the query may see the key (lse per column).
+    float p[8][4];
+    rows_times_rows_t<HDP>(Ks + warp * 16 * LDH, Qs, p, lane);
 #pragma unroll
-      for (int c = 0; c < 32; ++c) {
-        const int64_t qi = q0 + half * 32 + c;
-        p[c] = (qi >= kj && qi < D.seq) ? fast_exp2(p[c] * sl2 - v[c]) : 0.0f;
-      }
-      store_bf16x32(Pw + r * LDP + half * 32, p);
-      __syncwarp();
-      // dP^T = V_w dO^T, then dS^T = P^T (dP^T - D) scale (the scale of the scores folded in).
-      rows_times_rows_t<HDP, false>(Vs + warp * 16 * LDH, dOs, Sw);
-      __syncwarp();
-      {
-        float dp[32];
-        load_floats(Sw + r * LDS + half * 32, dp);
-        load_floats(D_s + half * 32, v);
+    for (int j = 0; j < 8; ++j) {
+      const int c = j * 8 + (lane % 4) * 2;
+      const float2 lv = *reinterpret_cast<const float2*>(lse_s + c);
 #pragma unroll
-        for (int c = 0; c < 32; ++c) dp[c] = p[c] * (dp[c] - v[c]) * D.scale;
-        store_bf16x32(dSw + r * LDP + half * 32, dp);
-      }
-      __syncwarp();
-      // dV_w += P^T_w dO, dK_w += dS^T_w Q.
-#pragma unroll
-      for (int k = 0; k < kTile / 16; ++k) {
-        FragA fp, fs;
-        wm::load_matrix_sync(fp, Pw + k * 16, LDP);
-        wm::load_matrix_sync(fs, dSw + k * 16, LDP);
-#pragma unroll
-        for (int n = 0; n < NF; ++n) {
-          FragB fo, fq;
-          wm::load_matrix_sync(fo, dOs + k * 16 * LDH + n * 16, LDH);
-          wm::load_matrix_sync(fq, Qs + k * 16 * LDH + n * 16, LDH);
-          wm::mma_sync(dV[n], fp, fo, dV[n]);
-          wm::mma_sync(dK[n], fs, fq, dK[n]);
-        }
+      for (int e = 0; e < 4; ++e) {
+        const int64_t qi = q0 + c + (e & 1), kj = e < 2 ? ka : kb;
+        p[j][e] = (qi >= kj && qi < D.seq) ? fast_exp2(p[j][e] * sl2 - ((e & 1) ? lv.y : lv.x)) : 0.0f;
       }
     }
+    unsigned fa[4][4];
+    to_a_operands(p, fa);
+    p_times_rows<HDP>(fa, dOs, dV, lane);  // dV_w += P^T_w dO
+    // dP^T = V_w dO^T, then dS^T = P^T (dP^T - D) scale (the scale of the scores folded in).
+    float ds[8][4];
+    rows_times_rows_t<HDP>(Vs + warp * 16 * LDH, dOs, ds, lane);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float2 dv = *reinterpret_cast<const float2*>(D_s + j * 8 + (lane % 4) * 2);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) ds[j][e] = p[j][e] * (ds[j][e] - ((e & 1) ? dv.y : dv.x)) * D.scale;
+    }
+    to_a_operands(ds, fa);
+    p_times_rows<HDP>(fa, Qs, dK, lane);  // dK_w += dS^T_w Q
   }
-  // Add the warp's dK, then dV, into dqkv through Sw.
-  float* drow = dqkv + (b * D.seq + kj) * D.C;
-  add_fragments<HDP>(dK, Sw, kj < D.seq ? drow + koff : nullptr, D.hd, r, half, D.accumulate);
-  add_fragments<HDP>(dV, Sw, kj < D.seq ? drow + voff : nullptr, D.hd, r, half, D.accumulate);
+  float* ra = ka < D.seq ? dqkv + (b * D.seq + ka) * D.C : nullptr;
+  float* rb = kb < D.seq ? dqkv + (b * D.seq + kb) * D.C : nullptr;
+  store_rows<HDP>(dK, ra ? ra + koff : nullptr, rb ? rb + koff : nullptr, D.hd, lane, D.accumulate);
+  store_rows<HDP>(dV, ra ? ra + voff : nullptr, rb ? rb + voff : nullptr, D.hd, lane, D.accumulate);
 }
 
-// Block (nq - 1 - x, b * H + h): dQ of query tile qt from key tiles 0..qt, recomputing P and dP;
-// each warp keeps dQ of its 16 rows in accumulator fragments.
+// Block (nq - 1 - x, b * H + h): dQ of query tile qt from key tiles 0..qt, recomputing P and dP in
+// registers; each warp keeps dQ of its 16 rows in accumulators.
 template <int HDP>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
     flash_backward_q_kernel(const bf16* __restrict__ doh, const bf16* __restrict__ qh,
                             const float* __restrict__ lse, const float* __restrict__ Dv, Dims D,
                             float* __restrict__ dqkv) {
-  constexpr int LDH = Ld<HDP>::h, LDP = Ld<HDP>::p, LDS = Ld<HDP>::s, NF = HDP / 16;
+  constexpr int LDH = Ld<HDP>::h, NO = HDP / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* Qs = reinterpret_cast<bf16*>(smem);
   bf16* dOs = Qs + kTile * LDH;
   bf16* Ks = dOs + kTile * LDH;
   bf16* Vs = Ks + kTile * LDH;
-  bf16* dSs = Vs + kTile * LDH;
-  float* Ss = reinterpret_cast<float*>(dSs + kTile * LDP);
 
   const int64_t nq = (D.seq + kTile - 1) / kTile, qt = nq - 1 - blockIdx.x, bh = blockIdx.y;
   const int64_t b = bh / D.H, h = bh % D.H, kvh = h / D.group, RS = D.nh * HDP, DS = D.H * HDP;
   const bf16* base = qh + b * D.seq * RS;
   const int64_t q0 = qt * kTile, koff = (D.H + kvh) * HDP, voff = (D.H + D.Hkv + kvh) * HDP;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane >> 1, half = lane & 1;
-  const int64_t qi = q0 + warp * 16 + r;
-  float* Sw = Ss + warp * 16 * LDS;
-  bf16* dSw = dSs + warp * 16 * LDP;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t qa = q0 + warp * 16 + lane / 4, qb = qa + 8;
   const float sl2 = D.scale * kLog2e;
 
   TileRegs<HDP> kr, vr;
@@ -492,11 +466,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
   vr.put(dOs);
   kr.fetch(base + koff, RS, D.seq);
   vr.fetch(base + voff, RS, D.seq);
-  const float lse_row = qi < D.seq ? lse[bh * D.seq + qi] * kLog2e : 0.0f;
-  const float d_row = qi < D.seq ? Dv[bh * D.seq + qi] : 0.0f;
-  FragC dQ[NF];
+  const float lse_row[2] = {qa < D.seq ? lse[bh * D.seq + qa] * kLog2e : 0.0f,
+                            qb < D.seq ? lse[bh * D.seq + qb] * kLog2e : 0.0f};
+  const float d_row[2] = {qa < D.seq ? Dv[bh * D.seq + qa] : 0.0f, qb < D.seq ? Dv[bh * D.seq + qb] : 0.0f};
+  float dQ[NO][4];
 #pragma unroll
-  for (int n = 0; n < NF; ++n) wm::fill_fragment(dQ[n], 0.0f);
+  for (int n = 0; n < NO; ++n) dQ[n][0] = dQ[n][1] = dQ[n][2] = dQ[n][3] = 0.0f;
 
   for (int64_t kt = 0; kt <= qt; ++kt) {
     const int64_t k0 = kt * kTile;
@@ -508,53 +483,40 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HDP>)
       kr.fetch(base + (k0 + kTile) * RS + koff, RS, D.seq - k0 - kTile);
       vr.fetch(base + (k0 + kTile) * RS + voff, RS, D.seq - k0 - kTile);
     }
-    rows_times_rows_t<HDP, true>(Qs + warp * 16 * LDH, Ks, Sw);
-    __syncwarp();
-    float p[32];
-    load_floats(Sw + r * LDS + half * 32, p);
+    float p[8][4], ds[8][4];
+    rows_times_rows_t<HDP>(Qs + warp * 16 * LDH, Ks, p, lane);
 #pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      const int64_t kj = k0 + half * 32 + c;
-      p[c] = (kj <= qi && qi < D.seq) ? fast_exp2(p[c] * sl2 - lse_row) : 0.0f;
-    }
-    __syncwarp();
-    rows_times_rows_t<HDP, true>(dOs + warp * 16 * LDH, Vs, Sw);
-    __syncwarp();
-    {
-      float dp[32];
-      load_floats(Sw + r * LDS + half * 32, dp);
+    for (int j = 0; j < 8; ++j)
 #pragma unroll
-      for (int c = 0; c < 32; ++c) dp[c] = p[c] * (dp[c] - d_row) * D.scale;
-      store_bf16x32(dSw + r * LDP + half * 32, dp);
-    }
-    __syncwarp();
-#pragma unroll
-    for (int k = 0; k < kTile / 16; ++k) {
-      FragA fs;
-      wm::load_matrix_sync(fs, dSw + k * 16, LDP);
-#pragma unroll
-      for (int n = 0; n < NF; ++n) {
-        FragB fk;
-        wm::load_matrix_sync(fk, Ks + k * 16 * LDH + n * 16, LDH);
-        wm::mma_sync(dQ[n], fs, fk, dQ[n]);
+      for (int e = 0; e < 4; ++e) {
+        const int64_t kj = k0 + j * 8 + (lane % 4) * 2 + (e & 1), qi = e < 2 ? qa : qb;
+        p[j][e] = (kj <= qi && qi < D.seq) ? fast_exp2(p[j][e] * sl2 - lse_row[e / 2]) : 0.0f;
       }
-    }
+    rows_times_rows_t<HDP>(dOs + warp * 16 * LDH, Vs, ds, lane);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) ds[j][e] = p[j][e] * (ds[j][e] - d_row[e / 2]) * D.scale;
+    unsigned fa[4][4];
+    to_a_operands(ds, fa);
+    p_times_rows<HDP>(fa, Ks, dQ, lane);  // dQ_w += dS_w K
   }
-  add_fragments<HDP>(dQ, Sw, qi < D.seq ? dqkv + (b * D.seq + qi) * D.C + h * D.hd : nullptr, D.hd, r, half,
-                     D.accumulate);
+  float* ra = qa < D.seq ? dqkv + (b * D.seq + qa) * D.C + h * D.hd : nullptr;
+  float* rb = qb < D.seq ? dqkv + (b * D.seq + qb) * D.C + h * D.hd : nullptr;
+  store_rows<HDP>(dQ, ra, rb, D.hd, lane, D.accumulate);
 }
 
 template <int HDP>
 constexpr size_t forward_smem() {
-  return 3 * Ld<HDP>::tile_h + Ld<HDP>::tile_p + Ld<HDP>::tile_s;
+  return 3 * Ld<HDP>::tile_h;
 }
 template <int HDP>
 constexpr size_t backward_kv_smem() {
-  return 4 * Ld<HDP>::tile_h + 2 * Ld<HDP>::tile_p + Ld<HDP>::tile_s + 2 * kTile * sizeof(float);
+  return 4 * Ld<HDP>::tile_h + 2 * kTile * sizeof(float);
 }
 template <int HDP>
 constexpr size_t backward_q_smem() {
-  return 4 * Ld<HDP>::tile_h + Ld<HDP>::tile_p + Ld<HDP>::tile_s;
+  return 4 * Ld<HDP>::tile_h;
 }
 
 // Above 48 KiB a kernel must opt in to its dynamic shared memory.

@@ -32,10 +32,15 @@ struct DeviceTrainer {
   };
   std::vector<LayerActs> layers;
   Buffer<float> y, x_final, h_final, rstd_final, logits, dx, dh, dqkv, dattn, dgu, dact, dlogits;
+  // Quantized training runs the head in bf16 (its gradient from the cross-entropy in bf16), as the
+  // BitLinear backward products; --float keeps it in fp32 with the rest.
+  MatmulBf16Cache head;
+  Buffer<kern::bf16_t> dlogits_bf16, dgu_w, dgu_x;  // quantized: bf16 operands of the backward
   int64_t batch = 0, seq = 0;
+  bool quantized = false;
 
-  void prepare(const ModelConfig& c, int64_t B, int64_t S) {
-    if (batch == B && seq == S) return;
+  void prepare(const ModelConfig& c, int64_t B, int64_t S, bool q) {
+    if (batch == B && seq == S && quantized == q) return;
     const size_t T = static_cast<size_t>(B * S), d = static_cast<size_t>(c.n_embd),
                  qd = static_cast<size_t>(c.q_dim()), qkv_n = qd + 2 * static_cast<size_t>(c.kv_dim()),
                  ff = static_cast<size_t>(c.n_ff), V = static_cast<size_t>(c.n_vocab);
@@ -66,14 +71,18 @@ struct DeviceTrainer {
     dh.resize(T * std::max(d, ff));
     dqkv.resize(T * qkv_n);
     dattn.resize(T * qd);
-    dgu.resize(T * 2 * ff);
+    dgu.resize(q ? 0 : T * 2 * ff);
+    dgu_w.resize(q ? T * 2 * ff : 0);
+    dgu_x.resize(q ? T * 2 * ff : 0);
     dact.resize(T * ff);
-    dlogits.resize(T * V);
+    dlogits.resize(q ? 0 : T * V);
+    dlogits_bf16.resize(q ? T * V : 0);
     tokens.resize(T);
     targets.resize(T);
     make_rope_table({S, c.n_head, c.n_head_kv, c.head_dim, c.rope_dim, c.rope_theta, c.rope}, rope);
     batch = B;
     seq = S;
+    quantized = q;
   }
 
   void zero(Buffer<float>& b, size_t n) { BN_CUDA(cudaMemsetAsync(b.data(), 0, n * sizeof(float), stream)); }
@@ -82,7 +91,7 @@ struct DeviceTrainer {
   double forward_backward(const TrainModel& mdl, const int32_t* in, const int32_t* tg, int64_t B, int64_t S,
                           float grad_scale, bool with_grads) {
     const ModelConfig& c = mdl.cfg;
-    prepare(c, B, S);
+    prepare(c, B, S, mdl.quantize);
     const int64_t T = B * S, d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), qkv_n = qd + 2 * kvd,
                   ff = c.n_ff;
     const size_t Tz = static_cast<size_t>(T);
@@ -103,40 +112,47 @@ struct DeviceTrainer {
     for (int64_t il = 0; il < c.n_layer; ++il) {
       const TrainModel::Layer& L = mdl.layers[static_cast<size_t>(il)];
       LayerActs& a = layers[static_cast<size_t>(il)];
-      prof.mark("norm", stream);
-      rmsnorm_forward(a.x.data(), P(L.attn_norm), T, d, c.rms_eps, a.h1.data(), a.rstd1.data(), stream);
-      prof.mark("qkv", stream);
-      bitlinear_forward(ctx, a.h1.data(), T, d, P(L.wqkv), qkv_n, qkv_groups, q, a.qkv.data(), a.c_qkv,
-                        stream);
+      // Quantized, each norm before a BitLinear writes its codes (rmsnorm_quantize), not its output.
+      auto norm_linear = [&](const char* norm_op, const float* x, const float* nw, int64_t n, float* rstd,
+                             float* h, const char* op, const float* W, int64_t out,
+                             std::span<const int64_t> groups, float* yo, BitLinearCache& cache) {
+        prof.mark(norm_op, stream);
+        if (q) {
+          rmsnorm_quantize(ctx, x, nw, T, n, c.rms_eps, rstd, cache, stream);
+          prof.mark(op, stream);
+          bitlinear_forward_codes(ctx, T, n, W, out, groups, yo, cache, stream);
+        } else {
+          rmsnorm_forward(x, nw, T, n, c.rms_eps, h, rstd, stream);
+          prof.mark(op, stream);
+          bitlinear_forward(ctx, h, T, n, W, out, groups, false, yo, cache, stream);
+        }
+      };
+      norm_linear("norm", a.x.data(), P(L.attn_norm), d, a.rstd1.data(), a.h1.data(), "qkv", P(L.wqkv), qkv_n,
+                  qkv_groups, a.qkv.data(), a.c_qkv);
       prof.mark("rope", stream);
       rope_forward(a.qkv.data(), T, rs, rope, stream);
       prof.mark("attention", stream);
       attention_forward(ctx, a.qkv.data(), as, a.attn.data(), a.lse.data(), stream);
-      const float* o_in = a.attn.data();
-      prof.mark("norm", stream);
       if (c.sub_norms) {
-        rmsnorm_forward(a.attn.data(), P(L.attn_sub_norm), T, qd, c.rms_eps, a.attn_sn.data(),
-                        a.rstd_a.data(), stream);
-        o_in = a.attn_sn.data();
+        norm_linear("norm", a.attn.data(), P(L.attn_sub_norm), qd, a.rstd_a.data(), a.attn_sn.data(), "o",
+                    P(L.wo), d, d_group, y.data(), a.c_o);
+      } else {
+        prof.mark("o", stream);
+        bitlinear_forward(ctx, a.attn.data(), T, qd, P(L.wo), d, d_group, q, y.data(), a.c_o, stream);
       }
-      prof.mark("o", stream);
-      bitlinear_forward(ctx, o_in, T, qd, P(L.wo), d, d_group, q, y.data(), a.c_o, stream);
       prof.mark("norm", stream);
       kern::add(a.x.data(), y.data(), T * d, a.x_mid.data(), stream);
-      rmsnorm_forward(a.x_mid.data(), P(L.ffn_norm), T, d, c.rms_eps, a.h2.data(), a.rstd2.data(), stream);
-      prof.mark("gate_up", stream);
-      bitlinear_forward(ctx, a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, gu_groups, q, a.gu.data(), a.c_gu,
-                        stream);
+      norm_linear("norm", a.x_mid.data(), P(L.ffn_norm), d, a.rstd2.data(), a.h2.data(), "gate_up",
+                  P(L.w_gate_up), 2 * ff, gu_groups, a.gu.data(), a.c_gu);
       prof.mark("act", stream);
       gated_forward(a.gu.data(), T, ff, c.act, a.act.data(), stream);
-      const float* down_in = a.act.data();
       if (c.sub_norms) {
-        rmsnorm_forward(a.act.data(), P(L.ffn_sub_norm), T, ff, c.rms_eps, a.act_sn.data(), a.rstd_f.data(),
-                        stream);
-        down_in = a.act_sn.data();
+        norm_linear("act", a.act.data(), P(L.ffn_sub_norm), ff, a.rstd_f.data(), a.act_sn.data(), "down",
+                    P(L.w_down), d, d_group, y.data(), a.c_down);
+      } else {
+        prof.mark("down", stream);
+        bitlinear_forward(ctx, a.act.data(), T, ff, P(L.w_down), d, d_group, q, y.data(), a.c_down, stream);
       }
-      prof.mark("down", stream);
-      bitlinear_forward(ctx, down_in, T, ff, P(L.w_down), d, d_group, q, y.data(), a.c_down, stream);
       prof.mark("norm", stream);
       kern::add(a.x_mid.data(), y.data(), T * d,
                 il + 1 < c.n_layer ? layers[static_cast<size_t>(il + 1)].x.data() : x_final.data(), stream);
@@ -144,16 +160,24 @@ struct DeviceTrainer {
     prof.mark("head", stream);
     rmsnorm_forward(x_final.data(), P(mdl.output_norm), T, d, c.rms_eps, h_final.data(), rstd_final.data(),
                     stream);
-    matmul_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits.data(), stream);
+    if (q)
+      matmul_bf16_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits.data(), head, stream);
+    else
+      matmul_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits.data(), stream);
     prof.mark("cross_entropy", stream);
     const double loss = cross_entropy(ctx, logits.data(), targets.data(), T, c.n_vocab, grad_scale,
-                                      with_grads ? dlogits.data() : nullptr, stream);
+                                      with_grads && !q ? dlogits.data() : nullptr, stream,
+                                      with_grads && q ? dlogits_bf16.data() : nullptr);
     if (!with_grads) return loss;
 
     prof.mark("head_bwd", stream);
-    zero(dh, Tz * d);
-    matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(),
-                    G(mdl.output), stream);
+    if (q) {
+      matmul_bf16_backward(ctx, dlogits_bf16.data(), T, d, c.n_vocab, head, dh.data(), G(mdl.output), stream);
+    } else {
+      zero(dh, Tz * d);
+      matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(),
+                      G(mdl.output), stream);
+    }
     prof.mark("norm_bwd", stream);
     rmsnorm_backward(ctx, dh.data(), x_final.data(), P(mdl.output_norm), rstd_final.data(), T, d, dx.data(),
                      G(mdl.output_norm), stream, /*accumulate_dx=*/false);
@@ -173,10 +197,18 @@ struct DeviceTrainer {
                            stream, /*accumulate_dx=*/false);
       }
       prof.mark("act_bwd", stream);
-      gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream, /*accumulate=*/false);
-      prof.mark("gate_up_bwd", stream);
-      bitlinear_backward(ctx, dgu.data(), a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, a.c_gu, dh.data(),
-                         G(L.w_gate_up), stream, /*accumulate_dx=*/false);
+      if (q) {  // the gate|up product's bf16 operands straight from the activation's backward
+        gated_backward_scaled(dact.data(), a.gu.data(), T, ff, c.act, a.c_gu, dgu_w.data(), dgu_x.data(),
+                              stream);
+        prof.mark("gate_up_bwd", stream);
+        bitlinear_backward_scaled(ctx, dgu_w.data(), dgu_x.data(), T, d, 2 * ff, a.c_gu, dh.data(),
+                                  G(L.w_gate_up), stream, /*accumulate_dx=*/false);
+      } else {
+        gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream, /*accumulate=*/false);
+        prof.mark("gate_up_bwd", stream);
+        bitlinear_backward(ctx, dgu.data(), a.h2.data(), T, d, P(L.w_gate_up), 2 * ff, a.c_gu, dh.data(),
+                           G(L.w_gate_up), stream, /*accumulate_dx=*/false);
+      }
       prof.mark("norm_bwd", stream);
       rmsnorm_backward(ctx, dh.data(), a.x_mid.data(), P(L.ffn_norm), a.rstd2.data(), T, d, dx.data(),
                        G(L.ffn_norm), stream);

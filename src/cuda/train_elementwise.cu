@@ -2,6 +2,8 @@
 // forward and
 // softmax cross-entropy. Float expressions are spelled with __fmul_rn / __fadd_rn where the CPU's
 // rounding order matters, so nvcc does not contract them into FMAs the CPU does not use.
+#include <cuda_bf16.h>
+
 #include "cuda/check.h"
 #include "cuda/reduce.cuh"
 #include "cuda/train_kernels.h"
@@ -51,60 +53,96 @@ __global__ void rmsnorm_dx_kernel(const float* __restrict__ dy, const float* __r
     d[i] = __fadd_rn(d[i], __fsub_rn(__fmul_rn(__fmul_rn(r, w[i]), g[i]), __fmul_rn(c, xr[i])));
 }
 
-// One pass for both gradients (dy and x are read once): block p takes the rows of chunk p in
-// order; each thread owns columns tid + k * blockDim.x (k < kPer) and keeps their w and their
-// partial dw sums, partial[p][i] = sum over the chunk's rows of (dy * x) * r, in registers. dx
-// sums and rounds exactly as rmsnorm_dx_kernel (the same strided order per thread, then the block
-// reduction), written (=) or added (+=). dx or partial may be null.
-template <int kPer>
-__global__ void rmsnorm_backward_fused_kernel(const float* __restrict__ dy, const float* __restrict__ x,
-                                              const float* __restrict__ w, const float* __restrict__ rstd,
-                                              int64_t T, int64_t n, float* __restrict__ dx, bool accumulate,
-                                              float* __restrict__ partial) {
+// One pass for both gradients, a warp per row (no block-wide barrier per row): lane l owns the
+// float4 columns l + 32 k (k < kVec) and holds the row's dy and x in registers between the dot
+// product and dx. Block p takes the kRmsChunk rows of chunk p, its warps rows w, w + kRmsWarps, ...;
+// each warp adds (dy * x) * r of its rows, in order, to its own shared-memory row of dw sums, and
+// at the end partial[p] = the warps' rows summed in warp order: deterministic, no atomics. dx sums
+// and rounds as rmsnorm_dx_kernel (double dot product, the same expression) and is written (=) or
+// added (+=); dx or partial may be null. n: a multiple of 4, at most 128 kVec.
+constexpr int kRmsWarps = 8;
+template <int kVec>
+__global__ void __launch_bounds__(kRmsWarps * 32)
+    rmsnorm_backward_warp_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+                                 const float* __restrict__ w, const float* __restrict__ rstd, int64_t T,
+                                 int64_t n, float* __restrict__ dx, bool accumulate,
+                                 float* __restrict__ partial) {
+  extern __shared__ float4 dw_s[];  // [kRmsWarps][n / 4] when partial is not null
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t n4 = n / 4;
   const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kRmsChunk;
   const int64_t t1 = t0 + kRmsChunk < T ? t0 + kRmsChunk : T;
-  float wv[kPer], dwp[kPer];
+  float4* dws = dw_s + warp * n4;
+  if (partial != nullptr)
+    for (int64_t c = lane; c < n4; c += 32) dws[c] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+  for (int64_t t = t0 + warp; t < t1; t += kRmsWarps) {
+    const float4* g4 = reinterpret_cast<const float4*>(dy + t * n);
+    const float4* x4 = reinterpret_cast<const float4*>(x + t * n);
+    float4 g[kVec], xv[kVec];
 #pragma unroll
-  for (int k = 0; k < kPer; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-    wv[k] = i < n ? w[i] : 0.0f;
-    dwp[k] = 0.0f;
-  }
-  for (int64_t t = t0; t < t1; ++t) {
-    float g[kPer], xv[kPer];
-    double sdot = 0.0;
-#pragma unroll
-    for (int k = 0; k < kPer; ++k) {
-      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-      g[k] = i < n ? dy[t * n + i] : 0.0f;
-      xv[k] = i < n ? x[t * n + i] : 0.0f;
-      if (i < n)
-        sdot = __dadd_rn(sdot,
-                         __dmul_rn(static_cast<double>(__fmul_rn(g[k], wv[k])), static_cast<double>(xv[k])));
+    for (int k = 0; k < kVec; ++k) {
+      const int64_t c = lane + 32 * k;
+      g[k] = c < n4 ? g4[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      xv[k] = c < n4 ? x4[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
     const float r = rstd[t];
-    if (partial != nullptr) {
+    double sdot = 0.0;
 #pragma unroll
-      for (int k = 0; k < kPer; ++k) dwp[k] = __fadd_rn(dwp[k], __fmul_rn(__fmul_rn(g[k], xv[k]), r));
+    for (int k = 0; k < kVec; ++k) {
+      const int64_t c = lane + 32 * k;
+      if (c >= n4) continue;
+      const float4 wv = w4[c];
+      sdot = __dadd_rn(sdot,
+                       __dmul_rn(static_cast<double>(__fmul_rn(g[k].x, wv.x)), static_cast<double>(xv[k].x)));
+      sdot = __dadd_rn(sdot,
+                       __dmul_rn(static_cast<double>(__fmul_rn(g[k].y, wv.y)), static_cast<double>(xv[k].y)));
+      sdot = __dadd_rn(sdot,
+                       __dmul_rn(static_cast<double>(__fmul_rn(g[k].z, wv.z)), static_cast<double>(xv[k].z)));
+      sdot = __dadd_rn(sdot,
+                       __dmul_rn(static_cast<double>(__fmul_rn(g[k].w, wv.w)), static_cast<double>(xv[k].w)));
+      if (partial != nullptr) {
+        float4 a = dws[c];
+        a.x = __fadd_rn(a.x, __fmul_rn(__fmul_rn(g[k].x, xv[k].x), r));
+        a.y = __fadd_rn(a.y, __fmul_rn(__fmul_rn(g[k].y, xv[k].y), r));
+        a.z = __fadd_rn(a.z, __fmul_rn(__fmul_rn(g[k].z, xv[k].z), r));
+        a.w = __fadd_rn(a.w, __fmul_rn(__fmul_rn(g[k].w, xv[k].w), r));
+        dws[c] = a;
+      }
     }
-    if (dx == nullptr) continue;  // uniform across the block: no thread skips a reduction's barriers
-    sdot = dev::block_reduce(sdot, dev::Sum{}, 0.0);
+    if (dx == nullptr) continue;
+    sdot = dev::warp_reduce(sdot, dev::Sum{});
     const double rd = r;
-    const float c = static_cast<float>(
+    const float cc = static_cast<float>(
         __ddiv_rn(__dmul_rn(__dmul_rn(__dmul_rn(sdot, rd), rd), rd), static_cast<double>(n)));
+    float4* d4 = reinterpret_cast<float4*>(dx + t * n);
 #pragma unroll
-    for (int k = 0; k < kPer; ++k) {
-      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-      if (i >= n) continue;
-      const float v = __fsub_rn(__fmul_rn(__fmul_rn(r, wv[k]), g[k]), __fmul_rn(c, xv[k]));
-      dx[t * n + i] = accumulate ? __fadd_rn(dx[t * n + i], v) : v;
+    for (int k = 0; k < kVec; ++k) {
+      const int64_t c = lane + 32 * k;
+      if (c >= n4) continue;
+      const float4 wv = w4[c];
+      float4 v;
+      v.x = __fsub_rn(__fmul_rn(__fmul_rn(r, wv.x), g[k].x), __fmul_rn(cc, xv[k].x));
+      v.y = __fsub_rn(__fmul_rn(__fmul_rn(r, wv.y), g[k].y), __fmul_rn(cc, xv[k].y));
+      v.z = __fsub_rn(__fmul_rn(__fmul_rn(r, wv.z), g[k].z), __fmul_rn(cc, xv[k].z));
+      v.w = __fsub_rn(__fmul_rn(__fmul_rn(r, wv.w), g[k].w), __fmul_rn(cc, xv[k].w));
+      if (accumulate) {
+        const float4 o = d4[c];
+        v.x = __fadd_rn(o.x, v.x);
+        v.y = __fadd_rn(o.y, v.y);
+        v.z = __fadd_rn(o.z, v.z);
+        v.w = __fadd_rn(o.w, v.w);
+      }
+      d4[c] = v;
     }
   }
   if (partial == nullptr) return;
-#pragma unroll
-  for (int k = 0; k < kPer; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-    if (i < n) partial[blockIdx.x * n + i] = dwp[k];
+  __syncthreads();
+  const float* all = reinterpret_cast<const float*>(dw_s);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    float s = all[i];
+    for (int v = 1; v < kRmsWarps; ++v) s = __fadd_rn(s, all[v * n + i]);
+    partial[blockIdx.x * n + i] = s;
   }
 }
 
@@ -123,13 +161,26 @@ __global__ void rmsnorm_dw_partial_kernel(const float* __restrict__ dy, const fl
   partial[blockIdx.y * n + i] = s;
 }
 
+// dw[i] += the sum over p of partial[p][i] in a fixed order: a block per 32 columns, warp v adds
+// the parts [v * per, (v + 1) * per) in order, then the kReduceSplit warp sums are added in warp
+// order (the parts are many: one thread per column would run them serially).
+constexpr int kReduceSplit = 8;
 __global__ void rmsnorm_dw_reduce_kernel(const float* __restrict__ partial, int64_t parts, int64_t n,
                                          float* __restrict__ dw) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
+  __shared__ float sums[kReduceSplit][32];
+  const int lane = threadIdx.x % 32, v = threadIdx.x / 32;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * 32 + lane;
+  const int64_t per = (parts + kReduceSplit - 1) / kReduceSplit, p0 = v * per,
+                p1 = p0 + per < parts ? p0 + per : parts;
   float s = 0.0f;
-  for (int64_t p = 0; p < parts; ++p) s = __fadd_rn(s, partial[p * n + i]);
-  dw[i] = __fadd_rn(dw[i], s);
+  if (i < n)
+    for (int64_t p = p0; p < p1; ++p) s = __fadd_rn(s, partial[p * n + i]);
+  sums[v][lane] = s;
+  __syncthreads();
+  if (v != 0 || i >= n) return;
+  float total = sums[0][lane];
+  for (int k = 1; k < kReduceSplit; ++k) total = __fadd_rn(total, sums[k][lane]);
+  dw[i] = __fadd_rn(dw[i], total);
 }
 
 // ---- residual ----
@@ -200,6 +251,34 @@ __global__ void gated_backward_kernel(const float* __restrict__ dout, const floa
   }
 }
 
+// gated_backward_kernel's dg and du (the same expressions), written as scale_grad_bf16_kernel
+// writes dgu's operands: bf16(g * row_scale[o]) and bf16(g * dq[t]).
+__global__ void gated_backward_scaled_kernel(const float* __restrict__ dout, const float* __restrict__ gu,
+                                             int64_t ff, bool relu2, const float* __restrict__ row_scale,
+                                             const float* __restrict__ dq, __nv_bfloat16* __restrict__ dy_w,
+                                             __nv_bfloat16* __restrict__ dy_x) {
+  const int64_t t = blockIdx.x;
+  const float st = dq[t];
+  for (int64_t i = threadIdx.x; i < ff; i += blockDim.x) {
+    const int64_t gi = t * 2 * ff + i, ui = gi + ff;
+    const float g = gu[gi], u = gu[ui], d = dout[t * ff + i];
+    float dg, du;
+    if (relu2) {
+      const float r = g > 0 ? g : 0.0f;
+      dg = __fmul_rn(__fmul_rn(__fmul_rn(2.0f, r), u), d);
+      du = __fmul_rn(__fmul_rn(r, r), d);
+    } else {
+      const float sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)));
+      dg = __fmul_rn(__fmul_rn(__fmul_rn(sig, __fadd_rn(1.0f, __fmul_rn(g, __fsub_rn(1.0f, sig)))), u), d);
+      du = __fmul_rn(__fmul_rn(g, sig), d);
+    }
+    dy_w[gi] = __float2bfloat16(__fmul_rn(dg, row_scale[i]));
+    dy_w[ui] = __float2bfloat16(__fmul_rn(du, row_scale[ff + i]));
+    dy_x[gi] = __float2bfloat16(__fmul_rn(dg, st));
+    dy_x[ui] = __float2bfloat16(__fmul_rn(du, st));
+  }
+}
+
 // ---- embedding ----
 
 __global__ void embedding_forward_kernel(const int32_t* __restrict__ tokens, const float* __restrict__ table,
@@ -250,6 +329,49 @@ __global__ void cross_entropy_kernel(const float* __restrict__ logits, const int
   if (threadIdx.x == 0) row_loss[t] = log(sum) - (static_cast<double>(l[target]) - static_cast<double>(mx));
 }
 
+// The same loss with the gradient in bf16 (the bf16 head's operand), in two reads of the row
+// instead of three: each thread keeps a running max and its sum of exp(l - max) rescaled when the
+// max grows (online softmax), the block combines them, and the second read writes the gradient.
+// The sum agrees with cross_entropy_kernel's to float rounding (each term is exp(l - m_thread)
+// exp(m_thread - max) instead of exp(l - max)).
+__global__ void cross_entropy_bf16_kernel(const float* __restrict__ logits,
+                                          const int32_t* __restrict__ targets, int64_t V, float grad_scale,
+                                          __nv_bfloat16* __restrict__ dlogits, double* __restrict__ row_loss,
+                                          int32_t* flag) {
+  const int64_t t = blockIdx.x;
+  const int32_t target = targets[t];
+  if (target < 0 || target >= V) {
+    if (threadIdx.x == 0) {
+      atomicExch(flag, 1);
+      row_loss[t] = 0.0;
+    }
+    return;
+  }
+  const float* l = logits + t * V;
+  float m = -INFINITY;
+  double part = 0.0;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+    const float x = l[v];
+    if (x > m) {
+      part *= static_cast<double>(expf(__fsub_rn(m, x)));  // 0 while m is -inf
+      m = x;
+    }
+    part += static_cast<double>(expf(__fsub_rn(x, m)));
+  }
+  const float mx = dev::block_reduce(m, dev::Max{}, -INFINITY);
+  // A thread that read nothing (V < blockDim.x) has m = -inf and part 0: it adds 0.
+  const double mine = m == -INFINITY ? 0.0 : part * static_cast<double>(expf(__fsub_rn(m, mx)));
+  const double sum = dev::block_reduce(mine, dev::Sum{}, 0.0);
+  const float inv = static_cast<float>(1.0 / sum);
+  __nv_bfloat16* d = dlogits + t * V;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+    float g = __fmul_rn(__fmul_rn(expf(__fsub_rn(l[v], mx)), inv), grad_scale);
+    if (v == target) g = __fsub_rn(g, grad_scale);
+    d[v] = __float2bfloat16(g);
+  }
+  if (threadIdx.x == 0) row_loss[t] = log(sum) - (static_cast<double>(l[target]) - static_cast<double>(mx));
+}
+
 __global__ void sum_rows_kernel(const double* __restrict__ row_loss, int64_t T, double* __restrict__ loss) {
   double s = 0.0;
   for (int64_t t = threadIdx.x; t < T; t += blockDim.x) s += row_loss[t];
@@ -272,41 +394,46 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
   const int64_t parts = (T + kRmsChunk - 1) / kRmsChunk;
   float* part = dw != nullptr ? partial : nullptr;
   const unsigned grid = static_cast<unsigned>(parts);
-  // The fused pass for rows of up to 16 x kThreads columns (the trainer's), the two kernels beyond.
-  const int64_t per = (n + kThreads - 1) / kThreads;
-  bool fused = true;
-  if (per <= 1)
-    rmsnorm_backward_fused_kernel<1><<<grid, kThreads, 0, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
-  else if (per <= 2)
-    rmsnorm_backward_fused_kernel<2><<<grid, kThreads, 0, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
-  else if (per <= 4)
-    rmsnorm_backward_fused_kernel<4><<<grid, kThreads, 0, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
-  else if (per <= 8)
-    rmsnorm_backward_fused_kernel<8><<<grid, kThreads, 0, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
-  else if (per <= 16)
-    rmsnorm_backward_fused_kernel<16><<<grid, kThreads, 0, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
-  else
-    fused = false;
-  if (fused) {
+  // The warp-per-row pass where a row is whole 16-byte aligned float4s and fits a warp's registers
+  // (the trainer's rows: 768 and 2048 columns); the two kernels otherwise.
+  auto aligned = [](const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const int64_t vec = (n / 4 + 31) / 32;
+  if (n % 4 == 0 && vec <= 16 && aligned(dy) && aligned(x) && aligned(w) && aligned(dx)) {
+    const size_t shared = part != nullptr ? sizeof(float) * kRmsWarps * static_cast<size_t>(n) : 0;
+    auto launch = [&](auto kernel) {
+      if (shared > 48 * 1024)
+        BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(shared)));
+      kernel<<<grid, kRmsWarps * 32, shared, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
+    };
+    if (vec <= 1)
+      launch(rmsnorm_backward_warp_kernel<1>);
+    else if (vec <= 2)
+      launch(rmsnorm_backward_warp_kernel<2>);
+    else if (vec <= 4)
+      launch(rmsnorm_backward_warp_kernel<4>);
+    else if (vec <= 6)
+      launch(rmsnorm_backward_warp_kernel<6>);
+    else if (vec <= 8)
+      launch(rmsnorm_backward_warp_kernel<8>);
+    else
+      launch(rmsnorm_backward_warp_kernel<16>);
     BN_CUDA_LAUNCHED();
-    if (dw != nullptr) {
-      rmsnorm_dw_reduce_kernel<<<dev::blocks_for(n, kThreads), kThreads, 0, s>>>(partial, parts, n, dw);
+  } else {
+    if (dx != nullptr && !accumulate)
+      BN_CUDA(cudaMemsetAsync(dx, 0, sizeof(float) * static_cast<size_t>(T * n), s));
+    if (dx != nullptr) {
+      rmsnorm_dx_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(dy, x, w, rstd, n, dx);
       BN_CUDA_LAUNCHED();
     }
-    return;
-  }
-  if (dx != nullptr && !accumulate)
-    BN_CUDA(cudaMemsetAsync(dx, 0, sizeof(float) * static_cast<size_t>(T * n), s));
-  if (dx != nullptr) {
-    rmsnorm_dx_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(dy, x, w, rstd, n, dx);
-    BN_CUDA_LAUNCHED();
+    if (dw != nullptr) {
+      const dim3 pgrid(dev::blocks_for(n, kThreads), grid);
+      rmsnorm_dw_partial_kernel<<<pgrid, kThreads, 0, s>>>(dy, x, rstd, T, n, partial);
+      BN_CUDA_LAUNCHED();
+    }
   }
   if (dw != nullptr) {
-    const int64_t parts = (T + kRmsChunk - 1) / kRmsChunk;
-    const dim3 grid(dev::blocks_for(n, kThreads), static_cast<unsigned>(parts));
-    rmsnorm_dw_partial_kernel<<<grid, kThreads, 0, s>>>(dy, x, rstd, T, n, partial);
-    BN_CUDA_LAUNCHED();
-    rmsnorm_dw_reduce_kernel<<<dev::blocks_for(n, kThreads), kThreads, 0, s>>>(partial, parts, n, dw);
+    rmsnorm_dw_reduce_kernel<<<dev::blocks_for(n, 32), 32 * kReduceSplit, 0, s>>>(partial, parts, n, dw);
     BN_CUDA_LAUNCHED();
   }
 }
@@ -342,6 +469,16 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, b
   BN_CUDA_LAUNCHED();
 }
 
+void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2,
+                           const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
+                           cudaStream_t s) {
+  if (T * ff == 0) return;
+  gated_backward_scaled_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(
+      dout, gu, ff, relu2, row_scale, dq, reinterpret_cast<__nv_bfloat16*>(dy_w),
+      reinterpret_cast<__nv_bfloat16*>(dy_x));
+  BN_CUDA_LAUNCHED();
+}
+
 void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int64_t vocab, int64_t d,
                        float* x, int32_t* flag, cudaStream_t s) {
   if (T == 0) return;
@@ -350,10 +487,15 @@ void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int
 }
 
 void cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
-                   float* dlogits, double* row_loss, double* loss, int32_t* flag, cudaStream_t s) {
+                   float* dlogits, bf16_t* dlogits_bf16, double* row_loss, double* loss, int32_t* flag,
+                   cudaStream_t s) {
   if (T > 0) {
-    cross_entropy_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(logits, targets, V, grad_scale,
-                                                                       dlogits, row_loss, flag);
+    if (dlogits_bf16 != nullptr)
+      cross_entropy_bf16_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(
+          logits, targets, V, grad_scale, reinterpret_cast<__nv_bfloat16*>(dlogits_bf16), row_loss, flag);
+    else
+      cross_entropy_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(logits, targets, V, grad_scale,
+                                                                         dlogits, row_loss, flag);
     BN_CUDA_LAUNCHED();
   }
   sum_rows_kernel<<<1, kThreads, 0, s>>>(row_loss, T, loss);

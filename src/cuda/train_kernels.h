@@ -11,6 +11,11 @@ namespace bitnet::cuda::kern {
 // Per token: xq[t][0, in) = the CPU's absmax int8 codes, xq[t][in, in_pad) = 0, dq[t] = 1/s.
 void quantize_rows(const float* x, int64_t T, int64_t in, int64_t in_pad, int8_t* xq, float* dq,
                    cudaStream_t s);
+// rmsnorm_forward then quantize_rows in one pass (the norm's output stays in registers): rstd[t],
+// xq and dq as those two make them. False (nothing launched) where the row is not whole 16-byte
+// aligned float4s of at most 2048 columns: the caller runs the two instead.
+bool rmsnorm_quantize(const float* x, const float* w, int64_t T, int64_t n, int64_t in_pad, float eps,
+                      float* rstd, int8_t* xq, float* dq, cudaStream_t s);
 // Partial sums of the absmean: at most this many doubles of scratch per group.
 constexpr int kAbsmeanParts = 256;
 // The absmean scale of w[0, n) written to row_scale[0, rows).
@@ -32,6 +37,8 @@ void dequantize_rows(const int8_t* q, int64_t ldq, const float* scale, int64_t r
 // The backward's bf16 operands. bf16_t is __nv_bfloat16's storage (cuda_bf16.h stays out of host
 // code): the bits of a bf16.
 using bf16_t = unsigned short;
+// out[i] = bf16(x[i]) (rounded to nearest) for i < n.
+void to_bf16(const float* x, int64_t n, bf16_t* out, cudaStream_t s);
 // out[i] = bf16(q[i]) for i < n: the codes are exact in bf16.
 void codes_to_bf16(const int8_t* q, int64_t n, bf16_t* out, cudaStream_t s);
 // dy_w[t][o] = bf16(dy[t][o] * row_scale[o]) and dy_x[t][o] = bf16(dy[t][o] * dq[t]); either may be
@@ -42,8 +49,9 @@ void scale_grad_bf16(const float* dy, int64_t T, int64_t out, const float* row_s
 // ---- per-row and element-wise ops (train_elementwise.cu) ----
 void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,
                      cudaStream_t s);
-// Rows per partial sum of dw: small enough that T / kRmsChunk blocks fill the GPU.
-constexpr int64_t kRmsChunk = 16;
+// Rows per partial sum of dw: T / kRmsChunk blocks fill the GPU (256 for 16 x 1024 tokens), and the
+// partials are a small fraction of the rows read.
+constexpr int64_t kRmsChunk = 64;
 // dx (may be null) per row, added to (accumulate) or written; partial (ceil(T / kRmsChunk) x n
 // floats) then dw (may be null).
 void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
@@ -54,6 +62,11 @@ void gated_forward(const float* gu, int64_t T, int64_t ff, bool relu2, float* ou
 // accumulate false: dgu is written (=), not added to.
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2, bool accumulate,
                     float* dgu, cudaStream_t s);
+// gated_backward's dg and du scaled as scale_grad_bf16 scales dgu: dy_w[t][o] = bf16(dgu[t][o] *
+// row_scale[o]), dy_x[t][o] = bf16(dgu[t][o] * dq[t]), o < 2 ff.
+void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2,
+                           const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
+                           cudaStream_t s);
 // out = a + b element-wise (the residual stream).
 void add(const float* a, const float* b, int64_t n, float* out, cudaStream_t s);
 // Bad ids raise *flag (and are skipped).
@@ -64,9 +77,12 @@ void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int
 size_t embedding_backward_scratch(int64_t T);
 void embedding_backward(const int32_t* tokens, int64_t T, const float* dx, int64_t vocab, int64_t d,
                         float* dtable, int32_t* flag, void* scratch, size_t scratch_bytes, cudaStream_t s);
-// row_loss[T] doubles, then *loss = their sum in row order.
+// row_loss[T] doubles, then *loss = their sum in row order. The gradient goes to dlogits (fp32) or
+// to dlogits_bf16 (rounded to bf16, the operand of the bf16 head's backward; dlogits must then be
+// null), or nowhere.
 void cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
-                   float* dlogits, double* row_loss, double* loss, int32_t* flag, cudaStream_t s);
+                   float* dlogits, bf16_t* dlogits_bf16, double* row_loss, double* loss, int32_t* flag,
+                   cudaStream_t s);
 
 // ---- attention (train_attention.cu) ----
 struct AttnDims {

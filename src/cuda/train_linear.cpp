@@ -72,31 +72,28 @@ void float_backward(TrainContext& ctx, const float* dy, const float* x, int64_t 
 
 }  // namespace
 
-void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
-                       std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
-                       cudaStream_t stream) {
-  train::check_linear_sizes("bitlinear_forward", T, in, out);
-  train::check_linear_groups("bitlinear_forward", groups, out);
+namespace {
 
-  cache.quantized = quantize;
+// The quantized activations' buffers for T x in (cuBLASLt's int8 kernels want k a multiple of 4 and
+// 4-byte aligned rows; 16 keeps every row 16-byte aligned, the faster kernels; zero padding leaves
+// the products exact).
+void size_activations(BitLinearCache& cache, int64_t T, int64_t in) {
+  cache.quantized = true;
   cache.T = T;
   cache.in = in;
-  cache.out = out;
-  if (!quantize) {
-    cache.in_pad = cache.out_pad = 0;
-    cache.used_cublaslt = false;
-    float_forward(ctx, x, T, in, W, out, y, stream);
-    return;
-  }
-  train::check_int32_accumulator("bitlinear_forward", in);
-
-  // cuBLASLt's int8 kernels want k (in) and m (out) multiples of 4 and 4-byte aligned rows; 16 for
-  // in keeps every row 16-byte aligned (the faster kernels). Zero padding leaves the products exact.
-  const int64_t in_pad = round_up(in, 16), out_pad = round_up(out, 4);
-  cache.in_pad = in_pad;
-  cache.out_pad = out_pad;
-  cache.xq.resize(static_cast<size_t>(T * in_pad));
+  cache.in_pad = round_up(in, 16);
+  cache.xq.resize(static_cast<size_t>(T * cache.in_pad));
   cache.dq.resize(static_cast<size_t>(T));
+}
+
+// The weights' codes, the exact integer product of the cache's activation codes and the engine's
+// epilogue.
+void quantized_product(TrainContext& ctx, int64_t T, int64_t in, const float* W, int64_t out,
+                       std::span<const int64_t> groups, float* y, BitLinearCache& cache,
+                       cudaStream_t stream) {
+  const int64_t in_pad = cache.in_pad, out_pad = round_up(out, 4);
+  cache.out = out;
+  cache.out_pad = out_pad;
   cache.wq.resize(static_cast<size_t>(out_pad * in_pad));
   cache.row_scale.resize(static_cast<size_t>(out));
   cache.acc.resize(static_cast<size_t>(T * out_pad));
@@ -110,9 +107,6 @@ void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in,
     r0 += g;
   }
   kern::ternarize_rows(W, cache.row_scale.data(), out, in, out_pad, in_pad, cache.wq.data(), stream);
-
-  // Activations per token, the exact integer product, the engine's epilogue.
-  kern::quantize_rows(x, T, in, in_pad, cache.xq.data(), cache.dq.data(), stream);
   if (T == 0) return;
   // Row-major acc[T][out_pad] is column-major acc^T = wq . xq^T: the "TN" form, both operands with
   // the reduction dimension contiguous.
@@ -125,6 +119,79 @@ void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in,
     kern::int8_gemm_dp4a(cache.xq.data(), cache.wq.data(), T, out_pad, in_pad, cache.acc.data(), stream);
   kern::int8_epilogue(cache.acc.data(), out_pad, cache.row_scale.data(), cache.dq.data(), T, out, y, stream);
 }
+
+}  // namespace
+
+void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
+                       std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
+                       cudaStream_t stream) {
+  train::check_linear_sizes("bitlinear_forward", T, in, out);
+  train::check_linear_groups("bitlinear_forward", groups, out);
+  if (!quantize) {
+    cache.quantized = false;
+    cache.T = T;
+    cache.in = in;
+    cache.out = out;
+    cache.in_pad = cache.out_pad = 0;
+    cache.used_cublaslt = false;
+    float_forward(ctx, x, T, in, W, out, y, stream);
+    return;
+  }
+  train::check_int32_accumulator("bitlinear_forward", in);
+  size_activations(cache, T, in);
+  kern::quantize_rows(x, T, in, cache.in_pad, cache.xq.data(), cache.dq.data(), stream);
+  quantized_product(ctx, T, in, W, out, groups, y, cache, stream);
+}
+
+void rmsnorm_quantize(TrainContext& ctx, const float* x, const float* w, int64_t T, int64_t n, float eps,
+                      float* rstd, BitLinearCache& cache, cudaStream_t stream) {
+  train::check_rmsnorm_sizes("rmsnorm_quantize", T, n);
+  train::check_int32_accumulator("rmsnorm_quantize", n);
+  size_activations(cache, T, n);
+  if (kern::rmsnorm_quantize(x, w, T, n, cache.in_pad, eps, rstd, cache.xq.data(), cache.dq.data(), stream))
+    return;
+  // Rows the one-pass kernel does not take: the norm's output through scratch, then its codes.
+  auto* y = static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>(T * n)));
+  kern::rmsnorm_forward(x, w, T, n, eps, y, rstd, stream);
+  kern::quantize_rows(y, T, n, cache.in_pad, cache.xq.data(), cache.dq.data(), stream);
+}
+
+void bitlinear_forward_codes(TrainContext& ctx, int64_t T, int64_t in, const float* W, int64_t out,
+                             std::span<const int64_t> groups, float* y, BitLinearCache& cache,
+                             cudaStream_t stream) {
+  train::check_linear_sizes("bitlinear_forward_codes", T, in, out);
+  train::check_linear_groups("bitlinear_forward_codes", groups, out);
+  if (!cache.quantized || cache.T != T || cache.in != in)
+    fail("bitlinear_forward_codes: the cache holds no activation codes for T={} in={}", T, in);
+  quantized_product(ctx, T, in, W, out, groups, y, cache, stream);
+}
+
+namespace {
+
+// The STE's products from the bf16 operands: dx^T (in x T) (+)= codes^T (wq as stored, [out][in_pad],
+// converted into wc) . dy_w^T; dW^T (in x out) += xcodes^T (xq as stored, [T][in_pad], converted
+// into xc) . dy_x (read transposed).
+void backward_products(TrainContext& ctx, const kern::bf16_t* dy_w, const kern::bf16_t* dy_x, int64_t T,
+                       int64_t in, int64_t out, const BitLinearCache& cache, kern::bf16_t* wc,
+                       kern::bf16_t* xc, float* dx, float* dW, cudaStream_t stream, bool accumulate_dx) {
+  if (dx != nullptr) {
+    kern::codes_to_bf16(cache.wq.data(), out * cache.in_pad, wc, stream);
+    bf16_gemm(ctx, false, false, in, T, out, wc, cache.in_pad, dy_w, out, dx, in, accumulate_dx ? 1.0f : 0.0f,
+              stream);
+  }
+  if (dW != nullptr) {
+    kern::codes_to_bf16(cache.xq.data(), T * cache.in_pad, xc, stream);
+    bf16_gemm(ctx, false, true, in, out, T, xc, cache.in_pad, dy_x, out, dW, in, 1.0f, stream);
+  }
+}
+
+// Element counts rounded up so that each operand in one scratch block starts 256-byte aligned
+// (cuBLASLt's fastest kernels want 16 bytes at least).
+size_t padded(int64_t n) {
+  return static_cast<size_t>((n + 127) / 128 * 128);
+}
+
+}  // namespace
 
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                         const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
@@ -139,8 +206,6 @@ void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int6
   // int8 activation codes are exact in bf16 (integers below 256); the scales are folded into dy
   // instead (dx needs dy[t][o] * row_scale[o], dW needs dy[t][o] * (1/s_t)), so the only rounding
   // is of those products to bf16 (relative 2^-9), as in a bf16-autocast trainer.
-  // Each operand's start 256-byte aligned (cuBLASLt's fastest kernels want 16 bytes at least).
-  auto padded = [](int64_t n) { return static_cast<size_t>((n + 127) / 128 * 128); };
   const size_t n_w = dx != nullptr ? padded(out * cache.in_pad) : 0,
                n_x = dW != nullptr ? padded(T * cache.in_pad) : 0;
   const size_t n_dw = dx != nullptr ? padded(T * out) : 0, n_dx = dW != nullptr ? padded(T * out) : 0;
@@ -149,17 +214,23 @@ void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int6
   kern::bf16_t* dy_w = dx != nullptr ? xc + n_x : nullptr;
   kern::bf16_t* dy_x = dW != nullptr ? xc + n_x + n_dw : nullptr;
   kern::scale_grad_bf16(dy, T, out, cache.row_scale.data(), cache.dq.data(), dy_w, dy_x, stream);
-  if (dx != nullptr) {
-    // dx^T (in x T) += codes^T (wq as stored, [out][in_pad]) . dy_w^T (as stored).
-    kern::codes_to_bf16(cache.wq.data(), out * cache.in_pad, wc, stream);
-    bf16_gemm(ctx, false, false, in, T, out, wc, cache.in_pad, dy_w, out, dx, in, accumulate_dx ? 1.0f : 0.0f,
-              stream);
-  }
-  if (dW != nullptr) {
-    // dW^T (in x out) += xcodes^T (xq as stored, [T][in_pad]) . dy_x (dy_x^T read transposed).
-    kern::codes_to_bf16(cache.xq.data(), T * cache.in_pad, xc, stream);
-    bf16_gemm(ctx, false, true, in, out, T, xc, cache.in_pad, dy_x, out, dW, in, 1.0f, stream);
-  }
+  backward_products(ctx, dy_w, dy_x, T, in, out, cache, wc, xc, dx, dW, stream, accumulate_dx);
+}
+
+void bitlinear_backward_scaled(TrainContext& ctx, const kern::bf16_t* dy_w, const kern::bf16_t* dy_x,
+                               int64_t T, int64_t in, int64_t out, const BitLinearCache& cache, float* dx,
+                               float* dW, cudaStream_t stream, bool accumulate_dx) {
+  train::check_linear_sizes("bitlinear_backward_scaled", T, in, out);
+  if (!cache.quantized || cache.T != T || cache.in != in || cache.out != out)
+    fail(
+        "bitlinear_backward_scaled: the cache (quantized={} T={} in={} out={}) does not match a quantized "
+        "T={} in={} out={}",
+        cache.quantized, cache.T, cache.in, cache.out, T, in, out);
+  if (T == 0 || (dx == nullptr && dW == nullptr)) return;
+  const size_t n_w = dx != nullptr ? padded(out * cache.in_pad) : 0,
+               n_x = dW != nullptr ? padded(T * cache.in_pad) : 0;
+  auto* wc = static_cast<kern::bf16_t*>(ctx.scratch(sizeof(kern::bf16_t) * (n_w + n_x)));
+  backward_products(ctx, dy_w, dy_x, T, in, out, cache, wc, wc + n_w, dx, dW, stream, accumulate_dx);
 }
 
 void matmul_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
@@ -172,6 +243,35 @@ void matmul_backward(TrainContext& ctx, const float* dy, const float* x, int64_t
                      const float* W, int64_t out, float* dx, float* dW, cudaStream_t stream) {
   train::check_linear_sizes("matmul_backward", T, in, out);
   float_backward(ctx, dy, x, T, in, W, out, dx, dW, stream);
+}
+
+void matmul_bf16_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W,
+                         int64_t out, float* y, MatmulBf16Cache& cache, cudaStream_t stream) {
+  train::check_linear_sizes("matmul_bf16_forward", T, in, out);
+  cache.T = T;
+  cache.in = in;
+  cache.out = out;
+  cache.x.resize(static_cast<size_t>(T * in));
+  cache.W.resize(static_cast<size_t>(out * in));
+  kern::to_bf16(x, T * in, cache.x.data(), stream);
+  kern::to_bf16(W, out * in, cache.W.data(), stream);
+  if (T == 0) return;
+  // As float_forward: column-major y^T = W . x^T.
+  bf16_gemm(ctx, true, false, out, T, in, cache.W.data(), in, cache.x.data(), in, y, out, 0.0f, stream);
+}
+
+void matmul_bf16_backward(TrainContext& ctx, const kern::bf16_t* dy, int64_t T, int64_t in, int64_t out,
+                          const MatmulBf16Cache& cache, float* dx, float* dW, cudaStream_t stream) {
+  train::check_linear_sizes("matmul_bf16_backward", T, in, out);
+  if (cache.T != T || cache.in != in || cache.out != out)
+    fail("matmul_bf16_backward: the cache (T={} in={} out={}) does not match T={} in={} out={}", cache.T,
+         cache.in, cache.out, T, in, out);
+  if (T == 0) return;
+  // As float_backward, dx written (beta 0) and dW added to.
+  if (dx != nullptr)
+    bf16_gemm(ctx, false, false, in, T, out, cache.W.data(), in, dy, out, dx, in, 0.0f, stream);
+  if (dW != nullptr)
+    bf16_gemm(ctx, false, true, in, out, T, cache.x.data(), in, dy, out, dW, in, 1.0f, stream);
 }
 
 }  // namespace bitnet::cuda

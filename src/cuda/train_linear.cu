@@ -30,6 +30,68 @@ __global__ void quantize_rows_kernel(const float* __restrict__ x, int64_t in, in
   if (threadIdx.x == 0) dq[t] = __fdiv_rn(1.0f, s);
 }
 
+// rms_norm then quantize_act_row, a warp per row (n a multiple of 4, at most 128 kVec; rows 16-byte
+// aligned): lane l owns the float4 columns l + 32 k, and the norm's output never leaves its
+// registers. The same float operations as rmsnorm_forward_kernel (ss in double, r = 1 / sqrt(
+// float(ss / n) + eps), y = (x r) w) and quantize_rows_kernel on y, so the codes are theirs bit for
+// bit (ss is summed in another order, which could only matter if float(ss / n) straddled a rounding
+// boundary).
+constexpr int kNormQuantWarps = 8;
+template <int kVec>
+__global__ void __launch_bounds__(kNormQuantWarps * 32)
+    rmsnorm_quantize_kernel(const float* __restrict__ x, const float* __restrict__ w, int64_t T, int64_t n,
+                            int64_t in_pad, float eps, float* __restrict__ rstd, int8_t* __restrict__ xq,
+                            float* __restrict__ dq) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * kNormQuantWarps + threadIdx.x / 32;
+  if (t >= T) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t n4 = n / 4;
+  const float4* x4 = reinterpret_cast<const float4*>(x + t * n);
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+  float4 v[kVec];
+  double ss = 0.0;
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t c = lane + 32 * k;
+    v[k] = c < n4 ? x4[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    ss = __dadd_rn(ss, __dmul_rn(static_cast<double>(v[k].x), static_cast<double>(v[k].x)));
+    ss = __dadd_rn(ss, __dmul_rn(static_cast<double>(v[k].y), static_cast<double>(v[k].y)));
+    ss = __dadd_rn(ss, __dmul_rn(static_cast<double>(v[k].z), static_cast<double>(v[k].z)));
+    ss = __dadd_rn(ss, __dmul_rn(static_cast<double>(v[k].w), static_cast<double>(v[k].w)));
+  }
+  ss = dev::warp_reduce(ss, dev::Sum{});
+  const float mean = static_cast<float>(ss / static_cast<double>(n));
+  const float r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
+  float amax = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t c = lane + 32 * k;
+    if (c >= n4) continue;
+    const float4 wv = w4[c];
+    v[k].x = __fmul_rn(__fmul_rn(v[k].x, r), wv.x);
+    v[k].y = __fmul_rn(__fmul_rn(v[k].y, r), wv.y);
+    v[k].z = __fmul_rn(__fmul_rn(v[k].z, r), wv.z);
+    v[k].w = __fmul_rn(__fmul_rn(v[k].w, r), wv.w);
+    amax = fmaxf(fmaxf(amax, fmaxf(fabsf(v[k].x), fabsf(v[k].y))), fmaxf(fabsf(v[k].z), fabsf(v[k].w)));
+  }
+  amax = dev::warp_reduce(amax, dev::Max{});
+  const float s = __fdiv_rn(127.0f, fmaxf(amax, 1e-5f));
+  auto code = [s](float y) {
+    return static_cast<signed char>(fminf(fmaxf(rintf(__fmul_rn(y, s)), -128.0f), 127.0f));
+  };
+  char4* q4 = reinterpret_cast<char4*>(xq + t * in_pad);
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t c = lane + 32 * k;
+    if (c < n4) q4[c] = make_char4(code(v[k].x), code(v[k].y), code(v[k].z), code(v[k].w));
+  }
+  for (int64_t i = n + lane; i < in_pad; i += 32) xq[t * in_pad + i] = 0;
+  if (lane == 0) {
+    rstd[t] = r;
+    dq[t] = __fdiv_rn(1.0f, s);
+  }
+}
+
 // absmean_scale: sum |w| in double. Each block sums a fixed strided subset, then one block adds the
 // partial sums in block order: deterministic, though not the CPU's left-to-right order.
 __global__ void absmean_partial_kernel(const float* __restrict__ w, int64_t n, double* __restrict__ partial) {
@@ -122,7 +184,20 @@ __global__ void scale_grad_bf16_kernel(const float* __restrict__ dy, int64_t out
   }
 }
 
+// out[i] = bf16(x[i]), rounded to nearest.
+__global__ void to_bf16_kernel(const float* __restrict__ x, int64_t n, __nv_bfloat16* __restrict__ out) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e < n) out[e] = __float2bfloat16(x[e]);
+}
+
 }  // namespace
+
+void to_bf16(const float* x, int64_t n, bf16_t* out, cudaStream_t s) {
+  if (n == 0) return;
+  to_bf16_kernel<<<dev::blocks_for(n, kThreads), kThreads, 0, s>>>(x, n,
+                                                                   reinterpret_cast<__nv_bfloat16*>(out));
+  BN_CUDA_LAUNCHED();
+}
 
 void codes_to_bf16(const int8_t* q, int64_t n, bf16_t* out, cudaStream_t s) {
   const int64_t n4 = n / 4;
@@ -139,6 +214,30 @@ void scale_grad_bf16(const float* dy, int64_t T, int64_t out, const float* row_s
   scale_grad_bf16_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(
       dy, out, row_scale, dq, reinterpret_cast<__nv_bfloat16*>(dy_w), reinterpret_cast<__nv_bfloat16*>(dy_x));
   BN_CUDA_LAUNCHED();
+}
+
+bool rmsnorm_quantize(const float* x, const float* w, int64_t T, int64_t n, int64_t in_pad, float eps,
+                      float* rstd, int8_t* xq, float* dq, cudaStream_t s) {
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const int64_t vec = (n / 4 + 31) / 32;
+  if (n % 4 != 0 || vec > 16 || !aligned(x) || !aligned(w) || in_pad % 4 != 0) return false;
+  if (T == 0) return true;
+  const unsigned grid = static_cast<unsigned>((T + kNormQuantWarps - 1) / kNormQuantWarps);
+  auto launch = [&](auto kernel) {
+    kernel<<<grid, kNormQuantWarps * 32, 0, s>>>(x, w, T, n, in_pad, eps, rstd, xq, dq);
+    BN_CUDA_LAUNCHED();
+  };
+  if (vec <= 2)
+    launch(rmsnorm_quantize_kernel<2>);
+  else if (vec <= 4)
+    launch(rmsnorm_quantize_kernel<4>);
+  else if (vec <= 6)
+    launch(rmsnorm_quantize_kernel<6>);
+  else if (vec <= 8)
+    launch(rmsnorm_quantize_kernel<8>);
+  else
+    launch(rmsnorm_quantize_kernel<16>);
+  return true;
 }
 
 void quantize_rows(const float* x, int64_t T, int64_t in, int64_t in_pad, int8_t* xq, float* dq,

@@ -124,6 +124,19 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, F
   kern::gated_backward(dout, gu, T, ff, act == FfnAct::kRelu2, accumulate, dgu, stream);
 }
 
+void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act,
+                           const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
+                           cudaStream_t stream) {
+  train::check_gated_sizes("gated_backward_scaled", T, ff);
+  if (!cache.quantized || cache.T != T || cache.out != 2 * ff)
+    fail(
+        "gated_backward_scaled: the cache (quantized={} T={} out={}) is not a quantized gate|up product of "
+        "T={} out={}",
+        cache.quantized, cache.T, cache.out, T, 2 * ff);
+  kern::gated_backward_scaled(dout, gu, T, ff, act == FfnAct::kRelu2, cache.row_scale.data(), cache.dq.data(),
+                              dy_w, dy_x, stream);
+}
+
 // ---- embedding ----
 
 void embedding_forward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* table, int64_t vocab,
@@ -145,11 +158,14 @@ void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, con
 // ---- cross-entropy ----
 
 double cross_entropy(TrainContext& ctx, const float* logits, const int32_t* targets, int64_t T, int64_t V,
-                     float grad_scale, float* dlogits, cudaStream_t stream) {
+                     float grad_scale, float* dlogits, cudaStream_t stream, kern::bf16_t* dlogits_bf16) {
   train::check_cross_entropy_sizes(T, V);
+  if (dlogits != nullptr && dlogits_bf16 != nullptr)
+    fail("cross_entropy: dlogits in fp32 or in bf16, not both");
   auto* row_loss = static_cast<double*>(ctx.scratch(sizeof(double) * static_cast<size_t>(T + 1)));
   double* loss = row_loss + T;
-  kern::cross_entropy(logits, targets, T, V, grad_scale, dlogits, row_loss, loss, ctx.bad_id_flag(), stream);
+  kern::cross_entropy(logits, targets, T, V, grad_scale, dlogits, dlogits_bf16, row_loss, loss,
+                      ctx.bad_id_flag(), stream);
   double host = 0;
   BN_CUDA(cudaMemcpyAsync(&host, loss, sizeof(host), cudaMemcpyDeviceToHost, stream));
   ctx.check_ids("cross_entropy", V, stream);  // waits for the stream, so `host` is set

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cuda/buffer.h"
+#include "cuda/train_kernels.h"
 #include "training/adamw.h"
 #include "training/ops.h"
 
@@ -77,11 +78,26 @@ struct BitLinearCache {
 void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
                        std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
                        cudaStream_t stream);
+// Quantized training's norm before a BitLinear in one pass: RMSNorm's rstd, and the cache's
+// activation codes (xq, dq) for a product with in = n, bit for bit what rmsnorm_forward then
+// bitlinear_forward's quantization make; the norm's fp32 output is never written (only the codes
+// are read after it, forward and backward). bitlinear_forward_codes then runs the product.
+void rmsnorm_quantize(TrainContext& ctx, const float* x, const float* w, int64_t T, int64_t n, float eps,
+                      float* rstd, BitLinearCache& cache, cudaStream_t stream);
+// bitlinear_forward with quantize on, its activations already quantized into `cache`.
+void bitlinear_forward_codes(TrainContext& ctx, int64_t T, int64_t in, const float* W, int64_t out,
+                             std::span<const int64_t> groups, float* y, BitLinearCache& cache,
+                             cudaStream_t stream);
 // dx (may be null) += dy . Wdeq;  dW (may be null) += dy^T . xdeq;  x and W themselves in fp32 mode.
 // accumulate_dx false: dx = dy . Wdeq instead (the trainer's buffer needs no zeroing first).
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                         const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
                         cudaStream_t stream, bool accumulate_dx = true);
+// The quantized backward from its bf16 operands as their producer wrote them (gated_backward_scaled):
+// dy_w = bf16(dy * row_scale[o]) (for dx) and dy_x = bf16(dy * dq[t]) (for dW), [T][out] each.
+void bitlinear_backward_scaled(TrainContext& ctx, const kern::bf16_t* dy_w, const kern::bf16_t* dy_x,
+                               int64_t T, int64_t in, int64_t out, const BitLinearCache& cache, float* dx,
+                               float* dW, cudaStream_t stream, bool accumulate_dx = true);
 
 // ---- fp32 matmul (the head): y[T][out] = x[T][in] . W[out][in]^T (cuBLASLt, fp32, no TF32) ------
 void matmul_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
@@ -89,11 +105,25 @@ void matmul_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, co
 void matmul_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                      const float* W, int64_t out, float* dx, float* dW, cudaStream_t stream);
 
+// ---- bf16 matmul (the head of quantized training): the operands rounded to bf16, fp32 accumulation
+// and outputs (cuBLASLt), as a bf16-autocast trainer's head; agrees with matmul_forward to about 1e-3
+// relative. The cache keeps the forward's bf16 x and W for the backward.
+struct MatmulBf16Cache {
+  int64_t T = 0, in = 0, out = 0;
+  Buffer<kern::bf16_t> x, W;  // [T][in], [out][in]
+};
+void matmul_bf16_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W,
+                         int64_t out, float* y, MatmulBf16Cache& cache, cudaStream_t stream);
+// dy [T][out] in bf16 (cross_entropy's dlogits_bf16): dx (may be null) = dy . W, written;
+// dW (may be null) += dy^T . x.
+void matmul_bf16_backward(TrainContext& ctx, const kern::bf16_t* dy, int64_t T, int64_t in, int64_t out,
+                          const MatmulBf16Cache& cache, float* dx, float* dW, cudaStream_t stream);
+
 // ---- RMSNorm -------------------------------------------------------------------------------------
 void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,
                      cudaStream_t stream);
-// One pass over dy and x for both gradients. dw (may be null) is summed over rows deterministically:
-// partial sums per 16-row chunk, then a reduction in chunk order (scratch from ctx).
+// One pass over dy and x for both gradients (a warp per row). dw (may be null) is summed over rows
+// deterministically: partial sums per 64-row chunk, then a fixed-order reduction (scratch from ctx).
 // accumulate_dx false: dx is written instead of added to.
 void rmsnorm_backward(TrainContext& ctx, const float* dy, const float* x, const float* w, const float* rstd,
                       int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream,
@@ -133,6 +163,13 @@ void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* ou
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
                     cudaStream_t stream, bool accumulate = true);
 
+// gated_backward followed by the scaling of bitlinear_backward (the gate|up product's output
+// gradient): instead of dgu, its bf16 operands dy_w and dy_x for bitlinear_backward_scaled, bit for
+// bit what bitlinear_backward makes from dgu. `cache`: the gate|up BitLinear's (out = 2 ff).
+void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act,
+                           const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
+                           cudaStream_t stream);
+
 // ---- token embedding (tokens on the device) ------------------------------------------------------
 // Both wait for the stream to check the ids (a bad id fails, as on the CPU).
 void embedding_forward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* table, int64_t vocab,
@@ -144,9 +181,11 @@ void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, con
 
 // ---- softmax cross-entropy -----------------------------------------------------------------------
 // Writes dlogits (if not null) and returns the summed loss (per-row losses in double, summed in row
-// order on the device); waits for the stream.
+// order on the device); waits for the stream. dlogits_bf16 instead: the gradient rounded to bf16
+// (for matmul_bf16_backward), from two reads of each row instead of three (not both).
 double cross_entropy(TrainContext& ctx, const float* logits, const int32_t* targets, int64_t T, int64_t V,
-                     float grad_scale, float* dlogits, cudaStream_t stream);
+                     float grad_scale, float* dlogits, cudaStream_t stream,
+                     kern::bf16_t* dlogits_bf16 = nullptr);
 
 // ---- optimizer -----------------------------------------------------------------------------------
 // 1 where ParamTensor::decay, per element of the flat parameter buffer (upload it once).

@@ -104,7 +104,9 @@ TokenizerVocab load_vocab(const std::string& path, size_t size) {
     fail("--tokenizer: '{}' must be a tokenizer.json or a GGUF model", path);
   }
   const size_t n = size ? size : (v.tokens.size() + 63) / 64 * 64;
-  if (v.tokens.size() > n) fail("{}: {} tokens for a model vocabulary of {}", path, v.tokens.size(), n);
+  if (v.tokens.size() > n)
+    fail("{}: {} tokens for a model vocabulary of {}", path.empty() ? "the byte-level tokenizer" : path,
+         v.tokens.size(), n);
   if (v.token_types.empty()) v.token_types.assign(v.tokens.size(), static_cast<int32_t>(TokenType::Normal));
   v.token_types.resize(n, static_cast<int32_t>(TokenType::Unused));
   for (size_t i = v.tokens.size(); i < n; ++i) v.tokens.push_back("[PAD" + std::to_string(i) + "]");
@@ -196,8 +198,11 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
   const std::string tok_path =
       o.tokenizer.empty() && !o.init.empty() ? (fs::path(o.init) / "tokenizer.json").string() : o.tokenizer;
   const ModelConfig init_cfg = o.init.empty() ? ModelConfig{} : hf_config(o.init);
+  if (o.vocab < 0) fail("--vocab: {} rows", o.vocab);
+  if (o.vocab > 0 && !o.init.empty() && o.vocab != init_cfg.n_vocab)
+    fail("--vocab {}: {} has a vocabulary of {}", o.vocab, o.init, init_cfg.n_vocab);
   const TokenizerVocab vocab =
-      load_vocab(tok_path, o.init.empty() ? 0 : static_cast<size_t>(init_cfg.n_vocab));
+      load_vocab(tok_path, static_cast<size_t>(o.init.empty() ? o.vocab : init_cfg.n_vocab));
   const int64_t n_vocab = static_cast<int64_t>(vocab.tokens.size());
   ModelConfig cfg = o.init.empty() ? train_config(o.config, n_vocab) : init_cfg;
   if (!o.init.empty() && (cfg.act != FfnAct::kRelu2 || !cfg.sub_norms))

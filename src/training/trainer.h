@@ -19,8 +19,11 @@ namespace bitnet::train {
 struct TrainOptions {
   std::vector<std::string> data;  // text files or folders
   std::string tokenizer;          // tokenizer.json / .tiktoken / model.gguf; empty: byte-level
-  std::string config = "tiny";    // tiny | small | gpt2-small | FILE.json
-  std::string init;               // an HF BitNet folder (float master weights) to start from
+  // Rows of the model's vocabulary: the tokenizer's tokens, then unused placeholders (as GPT-2's
+  // 50,257 are padded to 50,304); 0: the next multiple of 64. Smaller than the tokenizer: an error.
+  int64_t vocab = 0;
+  std::string config = "tiny";  // tiny | small | gpt2-small | FILE.json
+  std::string init;             // an HF BitNet folder (float master weights) to start from
   std::string out_dir;
   int64_t steps = 1000, batch = 8, seq = 128, accum = 1;
   ScheduleConfig sched;  // lr, wd, warmup, kind (steps is set from `steps`)

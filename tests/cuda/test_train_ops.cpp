@@ -287,6 +287,25 @@ TEST(CudaTrainOps, MatmulForwardBackward) {
     EXPECT_CLOSE(d_y.download(), y_cpu, name + " y");
     EXPECT_CLOSE(d_dx.download(), dx_cpu, name + " dx");
     EXPECT_CLOSE(d_dW.download(), dW_cpu, name + " dW");
+
+    // The bf16 head: x, W and dy rounded to bf16 (relative 2^-9 each), fp32 sums: kBf16Tol. dx is
+    // written, dW added to.
+    MatmulBf16Cache cache;
+    Buffer<kern::bf16_t> d_gy16(gy.size());
+    kern::to_bf16(d_gy.data(), static_cast<int64_t>(gy.size()), d_gy16.data(), nullptr);
+    Buffer<float> d_y16 = poisoned<float>(y_cpu.size()), d_dx16 = poisoned<float>(x.size()),
+                  d_dW16 = on_device(dW0);
+    matmul_bf16_forward(ctx, d_x.data(), c.T, c.in, d_W.data(), c.out, d_y16.data(), cache, nullptr);
+    matmul_bf16_backward(ctx, d_gy16.data(), c.T, c.in, c.out, cache, d_dx16.data(), d_dW16.data(), nullptr);
+    Vec dx_alone = dx_cpu;
+    for (size_t i = 0; i < dx_alone.size(); ++i) dx_alone[i] -= dx0[i];
+    const double e_y = rel_err(d_y16.download(), y_cpu), e_dx = rel_err(d_dx16.download(), dx_alone),
+                 e_dW = grad_err(d_dW16.download(), dW_cpu, dW0);
+    std::printf("[   info ] bf16 matmul %s: relative error y %.2e dx %.2e dW %.2e\n", name.c_str(), e_y, e_dx,
+                e_dW);
+    EXPECT_LT(e_y, kBf16Tol) << name << " bf16 y";
+    EXPECT_LT(e_dx, kBf16Tol) << name << " bf16 dx";
+    EXPECT_LT(e_dW, kBf16Tol) << name << " bf16 dW";
   }
 }
 
@@ -316,9 +335,10 @@ TEST(CudaTrainOps, RmsNormForwardBackward) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
   uint32_t seed = 400;
-  // n 5000: past the fused kernel's 16 columns a thread (two kernels instead).
+  // The warp-per-row kernel: 512, 768 (the trainer's d, over two chunks) and 2048; n 37 (not whole
+  // float4s), 3000 and 5000 (past a warp's registers): the two kernels instead.
   for (const auto& [T, n] :
-       {std::pair<int64_t, int64_t>{6, 37}, {200, 512}, {1, 3000}, {40, 2048}, {3, 5000}}) {
+       {std::pair<int64_t, int64_t>{6, 37}, {200, 512}, {130, 768}, {1, 3000}, {40, 2048}, {3, 5000}}) {
     const std::string name = "T=" + std::to_string(T) + " n=" + std::to_string(n);
     const float eps = 1e-5f;
     const Vec x = random_vec(static_cast<size_t>(T * n), seed++, -3.0f, 3.0f);
@@ -358,6 +378,43 @@ TEST(CudaTrainOps, RmsNormForwardBackward) {
     EXPECT_CLOSE(d_dx3.download(), dx_alone, name + " dx overwritten");
   }
   EXPECT_THROW(rmsnorm_forward(nullptr, nullptr, 1, 0, 1e-5f, nullptr, nullptr, nullptr), Error);
+}
+
+// The one-pass norm + quantization against rmsnorm_forward then bitlinear_forward's own
+// quantization on the GPU: the same codes, scales, rstd and product, bit for bit. n 37 and 5000:
+// the rows the one-pass kernel does not take (the two kernels through scratch).
+TEST(CudaTrainOps, RmsNormQuantizeIsTheUnfusedPair) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 450;
+  for (const auto& [T, n] :
+       {std::pair<int64_t, int64_t>{6, 37}, {130, 768}, {40, 2048}, {9, 100}, {3, 5000}}) {
+    const std::string name = "T=" + std::to_string(T) + " n=" + std::to_string(n);
+    const int64_t out = 24;
+    const std::vector<int64_t> groups{16, 8};
+    Vec x = random_vec(static_cast<size_t>(T * n), seed++, -3.0f, 3.0f);
+    for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = 0.0f;  // an all-zero row: amax's floor
+    const Vec w = random_vec(static_cast<size_t>(n), seed++, 0.5f, 1.5f);
+    const Vec W = random_vec(static_cast<size_t>(out * n), seed++);
+    Buffer<float> d_x = on_device(x), d_w = on_device(w), d_W = on_device(W);
+    Buffer<float> d_h = poisoned<float>(x.size()), d_rstd = poisoned<float>(static_cast<size_t>(T));
+    Buffer<float> d_y = poisoned<float>(static_cast<size_t>(T * out));
+    BitLinearCache a, b;
+    rmsnorm_forward(d_x.data(), d_w.data(), T, n, 1e-5f, d_h.data(), d_rstd.data(), nullptr);
+    bitlinear_forward(ctx, d_h.data(), T, n, d_W.data(), out, groups, true, d_y.data(), a, nullptr);
+    Buffer<float> d_rstd2 = poisoned<float>(static_cast<size_t>(T)), d_y2 = poisoned<float>(d_y.size());
+    rmsnorm_quantize(ctx, d_x.data(), d_w.data(), T, n, 1e-5f, d_rstd2.data(), b, nullptr);
+    bitlinear_forward_codes(ctx, T, n, d_W.data(), out, groups, d_y2.data(), b, nullptr);
+    expect_same(b.xq.download(), a.xq.download(), name + " codes");
+    expect_same(b.dq.download(), a.dq.download(), name + " 1/s");
+    expect_same(d_rstd2.download(), d_rstd.download(), name + " rstd");
+    expect_same(b.acc.download(), a.acc.download(), name + " integer products");
+    expect_same(d_y2.download(), d_y.download(), name + " y");
+  }
+  BitLinearCache empty;
+  Buffer<float> W(64), y(64);
+  const std::vector<int64_t> one{8};
+  EXPECT_THROW(bitlinear_forward_codes(ctx, 1, 8, W.data(), 8, one, y.data(), empty, nullptr), Error);
 }
 
 // ---- RoPE --------------------------------------------------------------------------------------
@@ -530,6 +587,43 @@ std::vector<int32_t> random_ids(size_t n, int32_t vocab, uint32_t seed) {
   return v;
 }
 
+// The gate|up product's backward from gated_backward_scaled's operands: the same bf16 operands as
+// bitlinear_backward makes from gated_backward's dgu, so the same dx and dW bit for bit.
+TEST(CudaTrainOps, GatedBackwardScaledIsTheUnfusedPair) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 750;
+  for (const auto& [T, ff] : {std::pair<int64_t, int64_t>{6, 11}, {64, 256}}) {
+    for (const FfnAct act : {FfnAct::kRelu2, FfnAct::kSilu}) {
+      const std::string name = "T=" + std::to_string(T) + " ff=" + std::to_string(ff) +
+                               (act == FfnAct::kRelu2 ? " relu2" : " silu");
+      const int64_t in = 40;
+      const std::vector<int64_t> groups{ff, ff};
+      const Vec h = random_vec(static_cast<size_t>(T * in), seed++);
+      const Vec W = random_vec(static_cast<size_t>(2 * ff * in), seed++);
+      const Vec gu = random_vec(static_cast<size_t>(T * 2 * ff), seed++, -3.0f, 3.0f);
+      const Vec dout = random_vec(static_cast<size_t>(T * ff), seed++);
+      Buffer<float> d_h = on_device(h), d_W = on_device(W), d_gu = on_device(gu), d_dout = on_device(dout);
+      Buffer<float> d_y(static_cast<size_t>(T * 2 * ff));
+      BitLinearCache cache;
+      bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), 2 * ff, groups, true, d_y.data(), cache, nullptr);
+      Buffer<float> d_dgu(gu.size()), dx_a = poisoned<float>(h.size()), dx_b = poisoned<float>(h.size());
+      Buffer<float> dW_a(W.size()), dW_b(W.size());
+      dW_a.fill_bytes(0);
+      dW_b.fill_bytes(0);
+      gated_backward(d_dout.data(), d_gu.data(), T, ff, act, d_dgu.data(), nullptr, false);
+      bitlinear_backward(ctx, d_dgu.data(), d_h.data(), T, in, d_W.data(), 2 * ff, cache, dx_a.data(),
+                         dW_a.data(), nullptr, false);
+      Buffer<kern::bf16_t> dy_w(gu.size()), dy_x(gu.size());
+      gated_backward_scaled(d_dout.data(), d_gu.data(), T, ff, act, cache, dy_w.data(), dy_x.data(), nullptr);
+      bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, in, 2 * ff, cache, dx_b.data(), dW_b.data(),
+                                nullptr, false);
+      expect_same(dx_b.download(), dx_a.download(), name + " dx");
+      expect_same(dW_b.download(), dW_a.download(), name + " dW");
+    }
+  }
+}
+
 TEST(CudaTrainOps, EmbeddingIsExact) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
@@ -583,12 +677,30 @@ TEST(CudaTrainOps, CrossEntropy) {
     const double loss_only =
         cross_entropy(ctx, d_logits.data(), d_targets.data(), T, V, gs, nullptr, nullptr);
     EXPECT_EQ(loss_only, loss) << name << ": the loss without dlogits";
+
+    // The gradient in bf16 (online max and sum): the loss to float rounding, dlogits to bf16's.
+    Buffer<kern::bf16_t> d_dl16 = poisoned<kern::bf16_t>(logits.size());
+    const double loss16 =
+        cross_entropy(ctx, d_logits.data(), d_targets.data(), T, V, gs, nullptr, nullptr, d_dl16.data());
+    EXPECT_LT(std::fabs(loss16 - loss_cpu), 1e-6 * std::fabs(loss_cpu))
+        << name << ": loss (bf16 gradient) " << loss16 << " vs " << loss_cpu;
+    Vec dl16(logits.size());
+    const std::vector<kern::bf16_t> bits = d_dl16.download();
+    for (size_t i = 0; i < bits.size(); ++i) {
+      const uint32_t u = static_cast<uint32_t>(bits[i]) << 16;
+      std::memcpy(&dl16[i], &u, sizeof(float));
+    }
+    EXPECT_LT(rel_err(dl16, dl_cpu), kBf16Tol) << name << " dlogits in bf16";
   }
   const std::vector<int32_t> bad{3, 29};
   Buffer<int32_t> d_bad = on_device(bad);
   Buffer<float> logits(2 * 29);
   logits.fill_bytes(0);
   EXPECT_THROW(cross_entropy(ctx, logits.data(), d_bad.data(), 2, 29, 1.0f, nullptr, nullptr), Error);
+  Buffer<kern::bf16_t> dl16(2 * 29);
+  EXPECT_THROW(
+      cross_entropy(ctx, logits.data(), d_bad.data(), 2, 29, 1.0f, logits.data(), nullptr, dl16.data()),
+      Error);  // fp32 and bf16 gradients at once
 }
 
 // ---- optimizer ---------------------------------------------------------------------------------

@@ -9,9 +9,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -333,6 +332,20 @@ TEST_F(Resume, StopAndResumeGivesTheSameLosses) {
   other.resume = true;
   other.sched.lr = 1e-2f;
   EXPECT_THROW(run_training(other, [](const TrainEvent&) {}), Error);
+}
+
+// --vocab pads the byte-level tokenizer's 320 tokens to the model's rows; fewer rows fail.
+TEST_F(Resume, VocabPadsTheTokenizer) {
+  TrainOptions o = options("vocab");
+  o.steps = 1;
+  o.eval_every = 0;
+  o.save_every = 0;
+  o.vocab = 500;
+  run_training(o, [](const TrainEvent&) {});
+  const GgufFile f = GgufFile::open((fs::path(o.out_dir) / "model.gguf").string());
+  EXPECT_EQ(load_gguf_model(f)->cfg.n_vocab, 500);
+  o.vocab = 100;
+  EXPECT_THROW(run_training(o, [](const TrainEvent&) {}), Error);
 }
 
 TEST_F(Resume, KilledBetweenCheckpointsResumesBitIdentically) {

@@ -48,6 +48,9 @@ void register_train(CLI::App& app) {
       ->required();
   cmd->add_option("--tokenizer", o.t.tokenizer,
                   "tokenizer.json or a GGUF model's tokenizer (default: byte-level)");
+  cmd->add_option(
+      "--vocab", o.t.vocab,
+      "vocabulary rows: the tokenizer's tokens padded with unused ones (default: to a multiple of 64)");
   cmd->add_option("--config", o.t.config, "tiny | small | gpt2-small | FILE.json (ModelConfig fields)");
   cmd->add_option("--init", o.t.init,
                   "start from an HF BitNet folder (float master weights; its config and tokenizer)");
