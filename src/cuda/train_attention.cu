@@ -101,14 +101,31 @@ __device__ float fast_exp2(float x) {
 }
 
 // dst[t][j][c] = bf16(src[t * stride + j * hd + c]) for c < hd, zero for hd <= c < HDP. Block t:
-// row t (HDP a power of two: no index division).
+// row t (HDP a power of two: no index division). With a RoPE table (cs not null), the first
+// rot_heads heads' columns below 2 half are rotated first, each element by the expression of
+// rope_kernel (train_elementwise.cu) that writes it, so the copy is bit for bit rope then convert.
 template <int HDP>
 __global__ void to_heads_kernel(const float* __restrict__ src, int64_t stride, int heads, int hd,
-                                bf16* __restrict__ dst) {
+                                bf16* __restrict__ dst, int rot_heads, int half, bool neox, int64_t seq,
+                                const float* __restrict__ cs, const float* __restrict__ sn) {
   const int64_t t = blockIdx.x;
+  const float* row = src + t * stride;
+  const int64_t p = cs != nullptr ? t % seq : 0;
   for (int e = threadIdx.x; e < heads * HDP; e += blockDim.x) {
     const int j = e / HDP, c = e % HDP;
-    dst[t * heads * HDP + e] = __float2bfloat16(c < hd ? src[t * stride + j * hd + c] : 0.0f);
+    float v = 0.0f;
+    if (c < hd) {
+      const float* x = row + j * hd;
+      v = x[c];
+      if (cs != nullptr && j < rot_heads && c < 2 * half) {
+        const int i = neox ? (c < half ? c : c - half) : c / 2;
+        const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+        const float co = cs[p * half + i], si = sn[p * half + i], x0 = x[a], x1 = x[b];
+        v = c == a ? __fsub_rn(__fmul_rn(x0, co), __fmul_rn(x1, si))
+                   : __fadd_rn(__fmul_rn(x0, si), __fmul_rn(x1, co));
+      }
+    }
+    dst[t * heads * HDP + e] = __float2bfloat16(v);
   }
 }
 
@@ -532,13 +549,8 @@ size_t align256(size_t n) {
   return (n + 255) / 256 * 256;
 }
 
-// The scratch: the padded bf16 copy of qkv, then (backward) of dout, then D per row.
-struct Scratch {
-  bf16* qh;
-  bf16* doh;
-  float* Dv;
-};
-
+// The scratch of the float-input entry points: the padded bf16 copy of qkv, then (backward) of dout,
+// then D per row, each 256-byte aligned.
 size_t qh_bytes(const Dims& D, int64_t batch) {
   return align256(sizeof(bf16) * static_cast<size_t>(batch * D.seq * D.nh * hdp_of(D.hd)));
 }
@@ -546,30 +558,31 @@ size_t doh_bytes(const Dims& D, int64_t batch) {
   return align256(sizeof(bf16) * static_cast<size_t>(batch * D.seq * D.H * hdp_of(D.hd)));
 }
 
-Scratch carve(void* scratch, const Dims& D, int64_t batch) {
-  auto* p = static_cast<unsigned char*>(scratch);
-  const size_t a = qh_bytes(D, batch), b = doh_bytes(D, batch);
-  return Scratch{reinterpret_cast<bf16*>(p), reinterpret_cast<bf16*>(p + a),
-                 reinterpret_cast<float*>(p + a + b)};
-}
-
 void to_heads(const float* src, int64_t T, int64_t stride, int64_t heads, int64_t hd, bf16* dst,
-              cudaStream_t s) {
+              cudaStream_t s, const RopeArgs* rope = nullptr) {
   constexpr int kConvThreads = 256;
   const unsigned grid = static_cast<unsigned>(T);
   const int h = static_cast<int>(heads), d = static_cast<int>(hd);
+  const bool on = rope != nullptr && rope->rope_dim > 0;
+  const int rot = on ? static_cast<int>(rope->rot_heads) : 0,
+            half = on ? static_cast<int>(rope->rope_dim / 2) : 0;
+  const bool neox = on && rope->neox;
+  const int64_t seq = on ? rope->seq : 1;
+  const float* cs = on ? rope->cs : nullptr;
+  const float* sn = on ? rope->sn : nullptr;
   switch (hdp_of(hd)) {
     case 16:
-      to_heads_kernel<16><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst);
+      to_heads_kernel<16><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst, rot, half, neox, seq, cs, sn);
       break;
     case 32:
-      to_heads_kernel<32><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst);
+      to_heads_kernel<32><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst, rot, half, neox, seq, cs, sn);
       break;
     case 64:
-      to_heads_kernel<64><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst);
+      to_heads_kernel<64><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst, rot, half, neox, seq, cs, sn);
       break;
     default:
-      to_heads_kernel<128><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst);
+      to_heads_kernel<128>
+          <<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst, rot, half, neox, seq, cs, sn);
       break;
   }
   BN_CUDA_LAUNCHED();
@@ -609,47 +622,79 @@ size_t attention_scratch(const AttnDims& d, bool backward) {
   return n;
 }
 
-void attention_forward(const float* qkv, const AttnDims& d, float* out, float* lse, void* scratch,
-                       cudaStream_t s) {
+size_t attention_operands_bytes(const AttnDims& d) {
+  return qh_bytes(dims_of(d), d.batch);
+}
+
+void attention_operands(const float* qkv, const AttnDims& d, const RopeArgs* rope, bf16_t* qh,
+                        cudaStream_t s) {
   const Dims D = dims_of(d);
   if (d.seq == 0 || d.batch == 0) return;
-  const Scratch sc = carve(scratch, D, d.batch);
-  to_heads(qkv, d.batch * D.seq, D.C, D.nh, D.hd, sc.qh, s);
+  to_heads(qkv, d.batch * D.seq, D.C, D.nh, D.hd, reinterpret_cast<bf16*>(qh), s, rope);
+}
+
+void attention_forward_from(const bf16_t* qh_bits, const AttnDims& d, float* out, float* lse,
+                            cudaStream_t s) {
+  const Dims D = dims_of(d);
+  if (d.seq == 0 || d.batch == 0) return;
+  const bf16* qh = reinterpret_cast<const bf16*>(qh_bits);
   switch (hdp_of(D.hd)) {
     case 16:
-      return forward_hdp<16>(sc.qh, D, d.batch, out, lse, s);
+      return forward_hdp<16>(qh, D, d.batch, out, lse, s);
     case 32:
-      return forward_hdp<32>(sc.qh, D, d.batch, out, lse, s);
+      return forward_hdp<32>(qh, D, d.batch, out, lse, s);
     case 64:
-      return forward_hdp<64>(sc.qh, D, d.batch, out, lse, s);
+      return forward_hdp<64>(qh, D, d.batch, out, lse, s);
     default:
-      return forward_hdp<128>(sc.qh, D, d.batch, out, lse, s);
+      return forward_hdp<128>(qh, D, d.batch, out, lse, s);
   }
+}
+
+size_t attention_backward_scratch(const AttnDims& d) {
+  const Dims D = dims_of(d);
+  return doh_bytes(D, d.batch) + sizeof(float) * static_cast<size_t>(d.batch * D.H * D.seq);
+}
+
+void attention_backward_from(const float* dout, const bf16_t* qh_bits, const float* out, const float* lse,
+                             const AttnDims& d, void* scratch, float* dqkv, bool accumulate, cudaStream_t s) {
+  Dims D = dims_of(d);
+  D.accumulate = accumulate;
+  if (d.seq == 0 || d.batch == 0) return;
+  const bf16* qh = reinterpret_cast<const bf16*>(qh_bits);
+  auto* doh = static_cast<bf16*>(scratch);
+  auto* Dv = reinterpret_cast<float*>(static_cast<unsigned char*>(scratch) + doh_bytes(D, d.batch));
+  const int64_t T = d.batch * D.seq, rows = T * D.H;
+  to_heads(dout, T, D.q_dim, D.H, D.hd, doh, s);
+  constexpr int kRowThreads = 256;
+  rowdot_kernel<<<static_cast<unsigned>((rows + kRowThreads / 32 - 1) / (kRowThreads / 32)), kRowThreads, 0,
+                  s>>>(dout, out, rows, D.H, D.hd, D.seq, Dv);
+  BN_CUDA_LAUNCHED();
+  switch (hdp_of(D.hd)) {
+    case 16:
+      return backward_hdp<16>(doh, qh, lse, Dv, D, d.batch, dqkv, s);
+    case 32:
+      return backward_hdp<32>(doh, qh, lse, Dv, D, d.batch, dqkv, s);
+    case 64:
+      return backward_hdp<64>(doh, qh, lse, Dv, D, d.batch, dqkv, s);
+    default:
+      return backward_hdp<128>(doh, qh, lse, Dv, D, d.batch, dqkv, s);
+  }
+}
+
+void attention_forward(const float* qkv, const AttnDims& d, float* out, float* lse, void* scratch,
+                       cudaStream_t s) {
+  auto* qh = static_cast<bf16_t*>(scratch);
+  attention_operands(qkv, d, nullptr, qh, s);
+  attention_forward_from(qh, d, out, lse, s);
 }
 
 void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
                         const AttnDims& d, void* scratch, float* dqkv, bool accumulate, cudaStream_t s) {
-  Dims D = dims_of(d);
-  D.accumulate = accumulate;
-  if (d.seq == 0 || d.batch == 0) return;
-  const Scratch sc = carve(scratch, D, d.batch);
-  const int64_t T = d.batch * D.seq, rows = T * D.H;
-  to_heads(qkv, T, D.C, D.nh, D.hd, sc.qh, s);
-  to_heads(dout, T, D.q_dim, D.H, D.hd, sc.doh, s);
-  constexpr int kRowThreads = 256;
-  rowdot_kernel<<<static_cast<unsigned>((rows + kRowThreads / 32 - 1) / (kRowThreads / 32)), kRowThreads, 0,
-                  s>>>(dout, out, rows, D.H, D.hd, D.seq, sc.Dv);
-  BN_CUDA_LAUNCHED();
-  switch (hdp_of(D.hd)) {
-    case 16:
-      return backward_hdp<16>(sc.doh, sc.qh, lse, sc.Dv, D, d.batch, dqkv, s);
-    case 32:
-      return backward_hdp<32>(sc.doh, sc.qh, lse, sc.Dv, D, d.batch, dqkv, s);
-    case 64:
-      return backward_hdp<64>(sc.doh, sc.qh, lse, sc.Dv, D, d.batch, dqkv, s);
-    default:
-      return backward_hdp<128>(sc.doh, sc.qh, lse, sc.Dv, D, d.batch, dqkv, s);
-  }
+  auto* qh = static_cast<bf16_t*>(scratch);
+  attention_operands(qkv, d, nullptr, qh, s);
+  attention_backward_from(dout, qh, out, lse, d,
+                          static_cast<unsigned char*>(scratch) + attention_operands_bytes(d), dqkv,
+                          accumulate, s);
 }
 
 }  // namespace bitnet::cuda::kern

@@ -29,13 +29,16 @@ struct DeviceTrainer {
   struct LayerActs {
     Buffer<float> x, h1, rstd1, qkv, lse, attn, attn_sn, rstd_a, x_mid, h2, rstd2, gu, act, act_sn, rstd_f;
     BitLinearCache c_qkv, c_o, c_gu, c_down;
+    AttnOperands ops;  // the attention's bf16 operands (RoPE applied), from the forward to the backward
   };
   std::vector<LayerActs> layers;
   Buffer<float> y, x_final, h_final, rstd_final, logits, dx, dh, dqkv, dattn, dgu, dact, dlogits;
   // Quantized training runs the head in bf16 (its gradient from the cross-entropy in bf16), as the
   // BitLinear backward products; --float keeps it in fp32 with the rest.
   MatmulBf16Cache head;
-  Buffer<kern::bf16_t> dlogits_bf16, dgu_w, dgu_x;  // quantized: bf16 operands of the backward
+  // Quantized: the bf16 operands of the head's backward, and those of the gate|up and then the qkv
+  // product's (one pair of buffers: the layer's backward is done with gate|up before qkv).
+  Buffer<kern::bf16_t> dlogits_bf16, dy_w, dy_x;
   int64_t batch = 0, seq = 0;
   bool quantized = false;
 
@@ -72,8 +75,8 @@ struct DeviceTrainer {
     dqkv.resize(T * qkv_n);
     dattn.resize(T * qd);
     dgu.resize(q ? 0 : T * 2 * ff);
-    dgu_w.resize(q ? T * 2 * ff : 0);
-    dgu_x.resize(q ? T * 2 * ff : 0);
+    dy_w.resize(q ? T * std::max(2 * ff, qkv_n) : 0);
+    dy_x.resize(q ? T * std::max(2 * ff, qkv_n) : 0);
     dact.resize(T * ff);
     dlogits.resize(q ? 0 : T * V);
     dlogits_bf16.resize(q ? T * V : 0);
@@ -130,9 +133,9 @@ struct DeviceTrainer {
       norm_linear("norm", a.x.data(), P(L.attn_norm), d, a.rstd1.data(), a.h1.data(), "qkv", P(L.wqkv), qkv_n,
                   qkv_groups, a.qkv.data(), a.c_qkv);
       prof.mark("rope", stream);
-      rope_forward(a.qkv.data(), T, rs, rope, stream);
+      rope_attention_operands(a.qkv.data(), T, rs, rope, as, a.ops, stream);  // qkv itself stays unrotated
       prof.mark("attention", stream);
-      attention_forward(ctx, a.qkv.data(), as, a.attn.data(), a.lse.data(), stream);
+      attention_forward(ctx, a.ops, as, a.attn.data(), a.lse.data(), stream);
       if (c.sub_norms) {
         norm_linear("norm", a.attn.data(), P(L.attn_sub_norm), qd, a.rstd_a.data(), a.attn_sn.data(), "o",
                     P(L.wo), d, d_group, y.data(), a.c_o);
@@ -198,10 +201,10 @@ struct DeviceTrainer {
       }
       prof.mark("act_bwd", stream);
       if (q) {  // the gate|up product's bf16 operands straight from the activation's backward
-        gated_backward_scaled(dact.data(), a.gu.data(), T, ff, c.act, a.c_gu, dgu_w.data(), dgu_x.data(),
+        gated_backward_scaled(dact.data(), a.gu.data(), T, ff, c.act, a.c_gu, dy_w.data(), dy_x.data(),
                               stream);
         prof.mark("gate_up_bwd", stream);
-        bitlinear_backward_scaled(ctx, dgu_w.data(), dgu_x.data(), T, d, 2 * ff, a.c_gu, dh.data(),
+        bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, d, 2 * ff, a.c_gu, dh.data(),
                                   G(L.w_gate_up), stream, /*accumulate_dx=*/false);
       } else {
         gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream, /*accumulate=*/false);
@@ -225,14 +228,21 @@ struct DeviceTrainer {
                            /*accumulate_dx=*/false);
       }
       prof.mark("attention_bwd", stream);
-      attention_backward(ctx, dattn.data(), a.qkv.data(), a.attn.data(), a.lse.data(), as, dqkv.data(),
-                         stream,
+      attention_backward(ctx, dattn.data(), a.ops, a.attn.data(), a.lse.data(), as, dqkv.data(), stream,
                          /*accumulate=*/false);
       prof.mark("rope_bwd", stream);
-      rope_backward(dqkv.data(), T, rs, rope, stream);
-      prof.mark("qkv_bwd", stream);
-      bitlinear_backward(ctx, dqkv.data(), a.h1.data(), T, d, P(L.wqkv), qkv_n, a.c_qkv, dh.data(), G(L.wqkv),
-                         stream, /*accumulate_dx=*/false);
+      if (q) {  // RoPE's backward writes the qkv product's bf16 operands
+        rope_backward_scaled(dqkv.data(), T, rs, rope, a.c_qkv, dy_w.data(), dy_x.data(), stream);
+        prof.mark("qkv_bwd", stream);
+        bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, d, qkv_n, a.c_qkv, dh.data(), G(L.wqkv),
+                                  stream,
+                                  /*accumulate_dx=*/false);
+      } else {
+        rope_backward(dqkv.data(), T, rs, rope, stream);
+        prof.mark("qkv_bwd", stream);
+        bitlinear_backward(ctx, dqkv.data(), a.h1.data(), T, d, P(L.wqkv), qkv_n, a.c_qkv, dh.data(),
+                           G(L.wqkv), stream, /*accumulate_dx=*/false);
+      }
       prof.mark("norm_bwd", stream);
       rmsnorm_backward(ctx, dh.data(), a.x.data(), P(L.attn_norm), a.rstd1.data(), T, d, dx.data(),
                        G(L.attn_norm), stream);

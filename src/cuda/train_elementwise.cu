@@ -211,6 +211,34 @@ __global__ void rope_kernel(float* __restrict__ qkv, int64_t seq, int heads, int
   }
 }
 
+// rope_kernel's inverse rotation of the q and k heads, then scale_grad_bf16_kernel's two operands of
+// every element (the qkv product's output gradient), dqkv itself left as it is: dy_w = bf16(g *
+// row_scale[o]), dy_x = bf16(g * dq[t]) with g the rotated element, each written by the expression
+// rope_kernel writes it with. Block t: row t (32-bit index arithmetic).
+__global__ void rope_backward_scaled_kernel(const float* __restrict__ dqkv, int C, int64_t seq, int rot_heads,
+                                            int head_dim, int half, bool neox, const float* __restrict__ cs,
+                                            const float* __restrict__ sn, const float* __restrict__ row_scale,
+                                            const float* __restrict__ dq, __nv_bfloat16* __restrict__ dy_w,
+                                            __nv_bfloat16* __restrict__ dy_x) {
+  const int64_t t = blockIdx.x, p = t % seq;
+  const float* row = dqkv + t * C;
+  const float st = dq[t];
+  for (int o = threadIdx.x; o < C; o += blockDim.x) {
+    const int j = o / head_dim, c = o - j * head_dim;
+    float g = row[o];
+    if (j < rot_heads && c < 2 * half) {
+      const float* x = row + j * head_dim;
+      const int i = neox ? (c < half ? c : c - half) : c / 2;
+      const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+      const float co = cs[p * half + i], si = -sn[p * half + i], x0 = x[a], x1 = x[b];
+      g = c == a ? __fsub_rn(__fmul_rn(x0, co), __fmul_rn(x1, si))
+                 : __fadd_rn(__fmul_rn(x0, si), __fmul_rn(x1, co));
+    }
+    dy_w[t * C + o] = __float2bfloat16(__fmul_rn(g, row_scale[o]));
+    dy_x[t * C + o] = __float2bfloat16(__fmul_rn(g, st));
+  }
+}
+
 // ---- gated activation ----
 
 // Block t: row t (no index division per element).
@@ -451,6 +479,18 @@ void rope(float* qkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_
   rope_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(qkv, seq, static_cast<int>(n_rot_heads), head_dim,
                                                             row_stride, static_cast<int>(half), neox, cs, sn,
                                                             inverse);
+  BN_CUDA_LAUNCHED();
+}
+
+void rope_backward_scaled(const float* dqkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_dim,
+                          int64_t row_stride, int64_t rope_dim, bool neox, const float* cs, const float* sn,
+                          const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
+                          cudaStream_t s) {
+  if (T * row_stride == 0) return;
+  rope_backward_scaled_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(
+      dqkv, static_cast<int>(row_stride), seq, rope_dim > 0 ? static_cast<int>(n_rot_heads) : 0,
+      static_cast<int>(head_dim), static_cast<int>(rope_dim / 2), neox, cs, sn, row_scale, dq,
+      reinterpret_cast<__nv_bfloat16*>(dy_w), reinterpret_cast<__nv_bfloat16*>(dy_x));
   BN_CUDA_LAUNCHED();
 }
 

@@ -58,6 +58,12 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
                       int64_t n, float* dx, bool accumulate, float* dw, float* partial, cudaStream_t s);
 void rope(float* qkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_dim, int64_t row_stride,
           int64_t rope_dim, bool neox, const float* cs, const float* sn, bool inverse, cudaStream_t s);
+// rope(inverse) then scale_grad_bf16 on the rows of dqkv, which stays as it is: the qkv product's
+// bf16 backward operands dy_w and dy_x ([T][row_stride]).
+void rope_backward_scaled(const float* dqkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_dim,
+                          int64_t row_stride, int64_t rope_dim, bool neox, const float* cs, const float* sn,
+                          const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
+                          cudaStream_t s);
 void gated_forward(const float* gu, int64_t T, int64_t ff, bool relu2, float* out, cudaStream_t s);
 // accumulate false: dgu is written (=), not added to.
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2, bool accumulate,
@@ -93,6 +99,24 @@ struct AttnDims {
 // log-sum-exp of each row's scaled scores. Scratch: attention_scratch bytes (bf16 copies of the
 // operands, and the backward's dout . out per row).
 size_t attention_scratch(const AttnDims& d, bool backward);
+// The bf16 operands the kernels read: [batch * seq][n_head + 2 n_head_kv][head_dim padded to 16, 32,
+// 64 or 128], the padding zero. attention_operands makes them from q|k|v, with RoPE applied on the
+// way where rope is not null (bit for bit rope then the copy, the fp32 qkv left as it is); the
+// *_from entry points run on them, so a forward's operands can serve its backward.
+struct RopeArgs {
+  int64_t seq, rot_heads, rope_dim;  // rot_heads: the rotated heads (n_head + n_head_kv)
+  bool neox;
+  const float* cs;  // [seq][rope_dim / 2]
+  const float* sn;
+};
+size_t attention_operands_bytes(const AttnDims& d);
+void attention_operands(const float* qkv, const AttnDims& d, const RopeArgs* rope, bf16_t* qh,
+                        cudaStream_t s);
+void attention_forward_from(const bf16_t* qh, const AttnDims& d, float* out, float* lse, cudaStream_t s);
+// Scratch: attention_backward_scratch bytes (dout's bf16 copy and dout . out per row).
+size_t attention_backward_scratch(const AttnDims& d);
+void attention_backward_from(const float* dout, const bf16_t* qh, const float* out, const float* lse,
+                             const AttnDims& d, void* scratch, float* dqkv, bool accumulate, cudaStream_t s);
 void attention_forward(const float* qkv, const AttnDims& d, float* out, float* lse, void* scratch,
                        cudaStream_t s);
 // accumulate false: dqkv is written (every element), not added to.

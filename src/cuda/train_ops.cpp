@@ -79,6 +79,22 @@ void rope_backward(float* dqkv, int64_t T, const train::RopeShape& s, const Rope
   rope_rows(dqkv, T, s, table, true, stream);
 }
 
+void rope_backward_scaled(const float* dqkv, int64_t T, const train::RopeShape& s, const RopeTable& table,
+                          const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
+                          cudaStream_t stream) {
+  train::check_rope("rope_backward_scaled", T, s);
+  check_table("rope_backward_scaled", s, table);
+  const int64_t C = (s.n_head + 2 * s.n_head_kv) * s.head_dim;
+  if (!cache.quantized || cache.T != T || cache.out != C)
+    fail(
+        "rope_backward_scaled: the cache (quantized={} T={} out={}) is not a quantized qkv product of T={} "
+        "out={}",
+        cache.quantized, cache.T, cache.out, T, C);
+  kern::rope_backward_scaled(dqkv, T, s.seq, s.n_head + s.n_head_kv, s.head_dim, C, s.rope_dim,
+                             s.style == RopeStyle::kNeox, table.cs.data(), table.sn.data(),
+                             cache.row_scale.data(), cache.dq.data(), dy_w, dy_x, stream);
+}
+
 // ---- attention ----
 
 namespace {
@@ -101,6 +117,52 @@ void attention_forward(TrainContext& ctx, const float* qkv, const train::AttnSha
                        cudaStream_t stream) {
   const kern::AttnDims d = attn_dims("attention_forward", s);
   kern::attention_forward(qkv, d, out, lse, ctx.scratch(kern::attention_scratch(d, false)), stream);
+}
+
+void rope_attention_operands(const float* qkv, int64_t T, const train::RopeShape& rs, const RopeTable& table,
+                             const train::AttnShape& s, AttnOperands& ops, cudaStream_t stream) {
+  train::check_rope("rope_attention_operands", T, rs);
+  check_table("rope_attention_operands", rs, table);
+  const kern::AttnDims d = attn_dims("rope_attention_operands", s);
+  if (T != s.batch * s.seq || rs.seq != s.seq || rs.n_head != s.n_head || rs.n_head_kv != s.n_head_kv ||
+      rs.head_dim != s.head_dim)
+    fail("rope_attention_operands: the RoPE shape and the attention shape (T={}) disagree", T);
+  ops.batch = s.batch;
+  ops.seq = s.seq;
+  ops.n_head = s.n_head;
+  ops.n_head_kv = s.n_head_kv;
+  ops.head_dim = s.head_dim;
+  ops.qh.resize(kern::attention_operands_bytes(d) / sizeof(kern::bf16_t));
+  const kern::RopeArgs rope{rs.seq,          rs.n_head + rs.n_head_kv,
+                            rs.rope_dim,     rs.style == RopeStyle::kNeox,
+                            table.cs.data(), table.sn.data()};
+  kern::attention_operands(qkv, d, &rope, ops.qh.data(), stream);
+}
+
+namespace {
+
+void check_operands(const char* op, const AttnOperands& ops, const train::AttnShape& s) {
+  if (ops.batch != s.batch || ops.seq != s.seq || ops.n_head != s.n_head || ops.n_head_kv != s.n_head_kv ||
+      ops.head_dim != s.head_dim)
+    fail("{}: the operands were made for another attention shape", op);
+}
+
+}  // namespace
+
+void attention_forward(TrainContext& ctx, const AttnOperands& ops, const train::AttnShape& s, float* out,
+                       float* lse, cudaStream_t stream) {
+  const kern::AttnDims d = attn_dims("attention_forward", s);
+  check_operands("attention_forward", ops, s);
+  kern::attention_forward_from(ops.qh.data(), d, out, lse, stream);
+}
+
+void attention_backward(TrainContext& ctx, const float* dout, const AttnOperands& ops, const float* out,
+                        const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream,
+                        bool accumulate) {
+  const kern::AttnDims d = attn_dims("attention_backward", s);
+  check_operands("attention_backward", ops, s);
+  kern::attention_backward_from(dout, ops.qh.data(), out, lse, d,
+                                ctx.scratch(kern::attention_backward_scratch(d)), dqkv, accumulate, stream);
 }
 
 void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* out,

@@ -142,6 +142,12 @@ void rope_forward(float* qkv, int64_t T, const train::RopeShape& s, const RopeTa
 void rope_backward(float* dqkv, int64_t T, const train::RopeShape& s, const RopeTable& table,
                    cudaStream_t stream);
 
+// rope_backward then bitlinear_backward's scaling of dqkv (the qkv product's output gradient), dqkv
+// left as it is: the bf16 operands of bitlinear_backward_scaled ([T][qkv columns] each), bit for bit.
+void rope_backward_scaled(const float* dqkv, int64_t T, const train::RopeShape& s, const RopeTable& table,
+                          const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
+                          cudaStream_t stream);
+
 // ---- causal GQA attention ------------------------------------------------------------------------
 // FlashAttention-2 on the tensor cores (train_attention.cu): the products take bf16 operands with
 // fp32 accumulation, so results agree with the CPU op to about 1e-3 relative rather than to fp32
@@ -154,6 +160,24 @@ void attention_forward(TrainContext& ctx, const float* qkv, const train::AttnSha
 // accumulate false: dqkv is written instead of added to. Both take scratch from ctx (bf16 copies of the
 // operands with each head padded to 16, 32, 64 or 128 columns).
 void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, const float* out,
+                        const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream,
+                        bool accumulate = true);
+
+// The attention's bf16 operands, made once in the forward and read again by the backward (instead of
+// converting qkv twice): q|k|v with RoPE applied, each head padded ([T][n_head + 2 n_head_kv][16, 32,
+// 64 or 128]).
+struct AttnOperands {
+  int64_t batch = 0, seq = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
+  Buffer<kern::bf16_t> qh;
+};
+// rope_forward on a copy of qkv, then the attention's operands from it, in one pass: bit for bit the
+// operands attention_forward makes after rope_forward; qkv is not modified.
+void rope_attention_operands(const float* qkv, int64_t T, const train::RopeShape& rs, const RopeTable& table,
+                             const train::AttnShape& s, AttnOperands& ops, cudaStream_t stream);
+// attention_forward and attention_backward on those operands (the same results as on the rotated qkv).
+void attention_forward(TrainContext& ctx, const AttnOperands& ops, const train::AttnShape& s, float* out,
+                       float* lse, cudaStream_t stream);
+void attention_backward(TrainContext& ctx, const float* dout, const AttnOperands& ops, const float* out,
                         const float* lse, const train::AttnShape& s, float* dqkv, cudaStream_t stream,
                         bool accumulate = true);
 

@@ -545,6 +545,91 @@ TEST(CudaTrainOps, AttentionForwardBackward) {
                Error);
 }
 
+// The attention on operands made with RoPE on the way (rope_attention_operands) against
+// rope_forward then the attention on the rotated qkv: the same bf16 operands, so the same out, lse
+// and dqkv bit for bit; qkv itself is left unrotated.
+TEST(CudaTrainOps, AttentionOperandsWithRopeAreTheUnfusedPath) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 650;
+  struct Case {
+    train::AttnShape s;
+    int64_t rope_dim;
+  };
+  for (const Case c : {Case{{2, 3, 4, 2, 6}, 6}, Case{{1, 17, 3, 3, 8}, 4}, Case{{2, 130, 4, 2, 64}, 64},
+                       Case{{1, 40, 2, 1, 128}, 128}}) {
+    for (const RopeStyle style : {RopeStyle::kNeox, RopeStyle::kNorm}) {
+      const train::AttnShape& s = c.s;
+      const train::RopeShape rs{s.seq, s.n_head, s.n_head_kv, s.head_dim, c.rope_dim, 10000.0f, style};
+      const std::string name = "seq=" + std::to_string(s.seq) + " hd=" + std::to_string(s.head_dim) +
+                               " rope_dim=" + std::to_string(c.rope_dim) +
+                               (style == RopeStyle::kNeox ? " neox" : " norm");
+      const int64_t T = s.batch * s.seq, C = (s.n_head + 2 * s.n_head_kv) * s.head_dim,
+                    q_dim = s.n_head * s.head_dim;
+      const Vec qkv = random_vec(static_cast<size_t>(T * C), seed++, -2.0f, 2.0f);
+      const Vec gout = random_vec(static_cast<size_t>(T * q_dim), seed++);
+      RopeTable table;
+      make_rope_table(rs, table);
+      Buffer<float> d_qkv = on_device(qkv), d_rot = on_device(qkv), d_gout = on_device(gout);
+      rope_forward(d_rot.data(), T, rs, table, nullptr);
+      Buffer<float> out_a(gout.size()), lse_a(static_cast<size_t>(s.batch * s.n_head * s.seq)),
+          dqkv_a(qkv.size());
+      attention_forward(ctx, d_rot.data(), s, out_a.data(), lse_a.data(), nullptr);
+      attention_backward(ctx, d_gout.data(), d_rot.data(), out_a.data(), lse_a.data(), s, dqkv_a.data(),
+                         nullptr, false);
+      AttnOperands ops;
+      rope_attention_operands(d_qkv.data(), T, rs, table, s, ops, nullptr);
+      Buffer<float> out_b = poisoned<float>(gout.size()), lse_b = poisoned<float>(lse_a.size()),
+                    dqkv_b = poisoned<float>(qkv.size());
+      attention_forward(ctx, ops, s, out_b.data(), lse_b.data(), nullptr);
+      attention_backward(ctx, d_gout.data(), ops, out_b.data(), lse_b.data(), s, dqkv_b.data(), nullptr,
+                         false);
+      expect_same(out_b.download(), out_a.download(), name + " out");
+      expect_same(lse_b.download(), lse_a.download(), name + " lse");
+      expect_same(dqkv_b.download(), dqkv_a.download(), name + " dqkv");
+      expect_same(d_qkv.download(), qkv, name + " qkv untouched");
+    }
+  }
+}
+
+// The qkv product's backward from rope_backward_scaled's operands against rope_backward then
+// bitlinear_backward: dx and dW bit for bit, and dqkv left as it was.
+TEST(CudaTrainOps, RopeBackwardScaledIsTheUnfusedPair) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 680;
+  for (const RopeStyle style : {RopeStyle::kNeox, RopeStyle::kNorm}) {
+    const train::RopeShape rs{16, 4, 2, 16, 12, 10000.0f, style};
+    const int64_t T = 32, in = 48, C = (rs.n_head + 2 * rs.n_head_kv) * rs.head_dim;
+    const std::vector<int64_t> groups{rs.n_head * rs.head_dim, rs.n_head_kv * rs.head_dim,
+                                      rs.n_head_kv * rs.head_dim};
+    const std::string name = style == RopeStyle::kNeox ? "neox" : "norm";
+    const Vec h = random_vec(static_cast<size_t>(T * in), seed++),
+              W = random_vec(static_cast<size_t>(C * in), seed++);
+    const Vec g = random_vec(static_cast<size_t>(T * C), seed++);
+    RopeTable table;
+    make_rope_table(rs, table);
+    Buffer<float> d_h = on_device(h), d_W = on_device(W), d_g = on_device(g), d_g2 = on_device(g);
+    Buffer<float> d_y(static_cast<size_t>(T * C));
+    BitLinearCache cache;
+    bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), C, groups, true, d_y.data(), cache, nullptr);
+    Buffer<float> dx_a = poisoned<float>(h.size()), dx_b = poisoned<float>(h.size()), dW_a(W.size()),
+                  dW_b(W.size());
+    dW_a.fill_bytes(0);
+    dW_b.fill_bytes(0);
+    rope_backward(d_g.data(), T, rs, table, nullptr);
+    bitlinear_backward(ctx, d_g.data(), d_h.data(), T, in, d_W.data(), C, cache, dx_a.data(), dW_a.data(),
+                       nullptr, false);
+    Buffer<kern::bf16_t> dy_w(g.size()), dy_x(g.size());
+    rope_backward_scaled(d_g2.data(), T, rs, table, cache, dy_w.data(), dy_x.data(), nullptr);
+    bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, in, C, cache, dx_b.data(), dW_b.data(),
+                              nullptr, false);
+    expect_same(dx_b.download(), dx_a.download(), name + " dx");
+    expect_same(dW_b.download(), dW_a.download(), name + " dW");
+    expect_same(d_g2.download(), g, name + " dqkv untouched");
+  }
+}
+
 // ---- gated activation ----------------------------------------------------------------------------
 
 TEST(CudaTrainOps, GatedForwardBackward) {
