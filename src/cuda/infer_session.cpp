@@ -346,6 +346,7 @@ const float* CudaSession::forward_seq(int seq, std::span<const int32_t> tokens, 
     }
     // Head rows in groups of the logits buffer: every token with all_logits, else the last one.
     const int first = all_logits ? 0 : (last ? m - 1 : m);
+    mark(-1);
     for (int r0 = first; r0 < m; r0 += static_cast<int>(s.head_rows)) {
       const int rows = static_cast<int>(std::min<int64_t>(s.head_rows, m - r0));
       head(s, model_, rows, r0, false);
@@ -353,6 +354,8 @@ const float* CudaSession::forward_seq(int seq, std::span<const int32_t> tokens, 
       BN_CUDA(cudaMemcpyAsync(dst, s.logits.data(), static_cast<size_t>(rows * c.n_vocab) * 4,
                               cudaMemcpyDeviceToHost, s.stream));
     }
+    mark(kHead);
+    collect_profile();
   }
   BN_CUDA(cudaStreamSynchronize(s.stream));
   return logits_.data();
