@@ -35,11 +35,15 @@ struct DevActs {
 // m tokens; the GEMV (m <= 8, decode) and the int8 tensor-core GEMM (any m) give the same bits.
 void ternary_gemv(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
                   cudaStream_t s);
+// The GEMM's block tiles (tokens x weight rows). kAuto picks by m and the grid's size; the others
+// force one (tests run each on every shape; any tile serves any m).
+enum class GemmTile { kAuto, k32x32, k64x32, k64x128, k128x128 };
 void ternary_gemm_mma(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
-                      cudaStream_t s);
+                      cudaStream_t s, GemmTile tile = GemmTile::kAuto);
 // The product's raw accumulators (tests: int32 bit for bit against the CPU reference).
 void ternary_acc_gemv(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s);
-void ternary_acc_mma(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s);
+void ternary_acc_mma(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s,
+                     GemmTile tile = GemmTile::kAuto);
 
 // Per token t < m: h = RMSNorm(in_t) * norm (norm may be null: no norm, h = in_t), then
 // h quantized into row t of q (act_quant.h's numerics). With gated, in_t is act(gate) * up from

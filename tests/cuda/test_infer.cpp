@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/arena.h"
@@ -108,9 +109,13 @@ TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
   Buffer<float> dq = on_device(c.dq);
   const infer::DevTernary w{words.data(), rs.data(), n, k, c.w.k_pad};
   const infer::DevActs x{q.data(), dq.data(), k, c.k_pad};
-  for (int path = 0; path < 2; ++path) {
+  // Path 0: the GEMV; then the tensor-core GEMM with its automatic tile and each tile forced.
+  const infer::GemmTile tiles[] = {infer::GemmTile::kAuto, infer::GemmTile::k32x32, infer::GemmTile::k64x32,
+                                   infer::GemmTile::k64x128, infer::GemmTile::k128x128};
+  for (int path = 0; path < 6; ++path) {
     if (path == 0 && m > 8) continue;  // the GEMV serves decode batches up to 8
-    SCOPED_TRACE(path == 0 ? "gemv" : "mma");
+    SCOPED_TRACE(path == 0 ? "gemv" : "mma tile " + std::to_string(path - 1));
+    const infer::GemmTile tile = tiles[std::max(0, path - 1)];
     Buffer<int32_t> acc(static_cast<size_t>(m * n));
     acc.fill_bytes(0xFF);
     Buffer<float> y(static_cast<size_t>(m * n));
@@ -121,9 +126,9 @@ TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
       infer::ternary_gemv(w, x, m, y.data(), n, false, nullptr);
       infer::ternary_gemv(w, x, m, ya.data(), n, true, nullptr);
     } else {
-      infer::ternary_acc_mma(w, x, m, acc.data(), nullptr);
-      infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr);
-      infer::ternary_gemm_mma(w, x, m, ya.data(), n, true, nullptr);
+      infer::ternary_acc_mma(w, x, m, acc.data(), nullptr, tile);
+      infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, tile);
+      infer::ternary_gemm_mma(w, x, m, ya.data(), n, true, nullptr, tile);
     }
     BN_CUDA(cudaDeviceSynchronize());
     EXPECT_EQ(acc.download(), want);
@@ -139,7 +144,50 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple(3, 130, 4100, false), std::make_tuple(8, 96, 192, true),
                       std::make_tuple(5, 1000, 6912, false), std::make_tuple(13, 37, 100, false),
                       std::make_tuple(70, 300, 640, true), std::make_tuple(129, 257, 320, false),
-                      std::make_tuple(64, 2560, 2560, false)));
+                      std::make_tuple(64, 2560, 2560, false), std::make_tuple(300, 1100, 1000, true)));
+
+// Not a check: the GEMM's time per tile on the 2B4T layer shapes (512 prompt tokens, a decode
+// batch of 64), for choosing tiles. Run with --gtest_also_run_disabled_tests.
+TEST(CudaGemmTiming, DISABLED_TilesOn2B4TShapes) {
+  SKIP_WITHOUT_GPU();
+  const int64_t shapes[4][2] = {
+      {3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};  // qkv o gate|up down
+  const char* names[] = {"auto", "32x32", "64x32", "64x128", "128x128"};
+  cudaEvent_t e0, e1;
+  BN_CUDA(cudaEventCreate(&e0));
+  BN_CUDA(cudaEventCreate(&e1));
+  for (int m : {512, 64}) {
+    for (const auto& [n, k] : shapes) {
+      ProductCase c = make_case(m, n, k, false, 7);
+      Buffer<uint32_t> words = on_device(native_to_gpu_words(c.w));
+      Buffer<float> rs;
+      rs.upload(c.w.row_scale(), static_cast<size_t>(n));
+      Buffer<int8_t> q = on_device(c.q);
+      Buffer<float> dq = on_device(c.dq);
+      Buffer<float> y(static_cast<size_t>(m * n));
+      const infer::DevTernary w{words.data(), rs.data(), n, k, c.w.k_pad};
+      const infer::DevActs x{q.data(), dq.data(), k, c.k_pad};
+      std::printf("[   time   ] m %d n %lld k %lld:", m, static_cast<long long>(n),
+                  static_cast<long long>(k));
+      for (int t = 0; t < 5; ++t) {
+        const auto tile = static_cast<infer::GemmTile>(t);
+        constexpr int reps = 20;
+        infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, tile);
+        BN_CUDA(cudaEventRecord(e0));
+        for (int r = 0; r < reps; ++r) infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, tile);
+        BN_CUDA(cudaEventRecord(e1));
+        BN_CUDA(cudaEventSynchronize(e1));
+        float ms = 0;
+        BN_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+        const double us = 1e3 * ms / reps;
+        std::printf("  %s %.1f us (%.0f TOPS)", names[t], us, 2.0 * m * n * k / (us * 1e-6) * 1e-12);
+      }
+      std::printf("\n");
+    }
+  }
+  (void)cudaEventDestroy(e0);
+  (void)cudaEventDestroy(e1);
+}
 
 // RMSNorm + quantization (and the gated form): the same codes as the CPU's rms_norm +
 // quantize_act_row_ref. The sum of squares is double in both, summed in another order, so a
