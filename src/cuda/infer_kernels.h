@@ -83,6 +83,11 @@ void rope_kv_store(float* qkv, int m, const int32_t* pos, const int32_t* slot, i
 void attention(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
                const KvGeom& kv, int64_t il, int splits, float* scratch, float* out, cudaStream_t s);
 int attention_max_chunk();
+// The same for a prompt chunk on tensor cores: m tokens of one sequence (slot[0]) at consecutive
+// positions pos[0], pos[0] + 1, ... (the softmax's probabilities as attention()'s; head_dim as
+// attention_supported says).
+void attention_prompt(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
+                      const KvGeom& kv, int64_t il, float* out, cudaStream_t s);
 size_t attention_scratch_floats(int64_t m, int64_t n_head, int64_t head_dim, int64_t n_ctx, int splits);
 // 1 when head_dim and the group size are ones the kernel is built for.
 bool attention_supported(int64_t head_dim, int64_t group);

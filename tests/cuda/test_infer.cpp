@@ -146,6 +146,54 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple(70, 300, 640, true), std::make_tuple(129, 257, 320, false),
                       std::make_tuple(64, 2560, 2560, false), std::make_tuple(300, 1100, 1000, true)));
 
+// The prompt's tensor-core attention against the one-block kernel (whose softmax is the CPU's):
+// a chunk of m tokens at positions p0 .. p0 + m - 1 of slot 1, layer 1, over random keys and
+// values. Only the order of float additions differs (a probability on a half rounding boundary
+// may round the other way), so the outputs agree to 1e-3 (relative L2), not bit for bit.
+TEST(CudaInfer, PromptAttentionMatchesTheOneBlockKernel) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  for (const int64_t hd : {32, 64, 128}) {
+    SCOPED_TRACE("head_dim " + std::to_string(hd));
+    const int64_t n_head = 8, n_kv = 2, n_ctx = 200, p0 = 37;
+    const int m = 77;
+    infer::KvGeom kv;
+    kv.n_layer = 2;
+    kv.n_head_kv = n_kv;
+    kv.n_ctx = n_ctx;
+    kv.head_dim = hd;
+    const size_t cache = static_cast<size_t>(2 * 2 * n_kv * n_ctx * hd);
+    std::vector<__half> kh(cache), vh(cache);
+    for (size_t i = 0; i < cache; ++i) {
+      kh[i] = __float2half(u(rng));
+      vh[i] = __float2half(u(rng));
+    }
+    Buffer<__half> kb = on_device(kh), vb = on_device(vh);
+    kv.k = kb.data();
+    kv.v = vb.data();
+    const int64_t ld = (n_head + 2 * n_kv) * hd;
+    std::vector<float> qkv(static_cast<size_t>(m * ld));
+    for (auto& x : qkv) x = u(rng);
+    std::vector<int32_t> pos(static_cast<size_t>(m)), slot(static_cast<size_t>(m), 1);
+    for (int t = 0; t < m; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(p0 + t);
+    Buffer<float> qb = on_device(qkv);
+    Buffer<int32_t> pb = on_device(pos), sb = on_device(slot);
+    Buffer<float> want(static_cast<size_t>(m * n_head * hd)), got(static_cast<size_t>(m * n_head * hd));
+    got.fill_bytes(0xFF);
+    infer::attention(qb.data(), m, pb.data(), sb.data(), n_head, kv, 1, 1, nullptr, want.data(), nullptr);
+    infer::attention_prompt(qb.data(), m, pb.data(), sb.data(), n_head, kv, 1, got.data(), nullptr);
+    BN_CUDA(cudaDeviceSynchronize());
+    const auto w = want.download(), g = got.download();
+    double num = 0, den = 0;
+    for (size_t i = 0; i < w.size(); ++i) {
+      num += (static_cast<double>(g[i]) - w[i]) * (static_cast<double>(g[i]) - w[i]);
+      den += static_cast<double>(w[i]) * w[i];
+    }
+    EXPECT_LT(std::sqrt(num / den), 1e-3);
+  }
+}
+
 // Not a check: the GEMM's time per tile on the 2B4T layer shapes (512 prompt tokens, a decode
 // batch of 64), for choosing tiles. Run with --gtest_also_run_disabled_tests.
 TEST(CudaGemmTiming, DISABLED_TilesOn2B4TShapes) {
