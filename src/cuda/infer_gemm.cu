@@ -44,9 +44,9 @@ __device__ __forceinline__ void ldmatrix_x4(int (&a)[4], const void* smem) {
                : "r"(s));
 }
 
+// Not volatile: the products depend only on their operands, so the compiler may schedule them.
 __device__ __forceinline__ void mma_s8(int (&c)[4], const int (&a)[4], int b0, int b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};"
       : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -123,10 +123,17 @@ __global__ void __launch_bounds__(32 * WM * WN)
     cp_async_commit();
     const int buf = st % STAGES;
     const int8_t* a_base = sa + buf * T::kABytes + a_off;
+    // Every shared-memory read of the step first, then the products: the asm statements keep
+    // their order, and a load between products would stall the warp on its latency each time.
     uint4 wq[NJ];
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
       wq[j] = *reinterpret_cast<const uint4*>(sw + buf * T::kWBytes + w_off + j * 128);
+    int a[2][MI][4];
+#pragma unroll
+    for (int kb = 0; kb < 2; ++kb)
+#pragma unroll
+      for (int i = 0; i < MI; ++i) ldmatrix_x4(a[kb][i], a_base + i * 16 * kAStride + kb * 32);
 #pragma unroll
     for (int kb = 0; kb < 2; ++kb) {  // two 32-column products per step
       int b[NJ][2];
@@ -136,12 +143,9 @@ __global__ void __launch_bounds__(32 * WM * WN)
         b[j][1] = weights4(kb ? wq[j].w : wq[j].y, shift);
       }
 #pragma unroll
-      for (int i = 0; i < MI; ++i) {
-        int a[4];
-        ldmatrix_x4(a, a_base + i * 16 * kAStride + kb * 32);
+      for (int i = 0; i < MI; ++i)
 #pragma unroll
-        for (int j = 0; j < NJ; ++j) mma_s8(acc[i][j], a, b[j][0], b[j][1]);
-      }
+        for (int j = 0; j < NJ; ++j) mma_s8(acc[i][j], a[kb][i], b[j][0], b[j][1]);
     }
   }
   cp_async_wait<0>();
@@ -205,14 +209,16 @@ void launch_gemm(GemmTile tile, const DevTernary& w, const DevActs& x, int m, fl
     default:
       break;
   }
-  const int64_t sms = multiprocessors();
-  if (m <= 32) return launch_gemm<kRaw>(GemmTile::k32x32, w, x, m, y, ldy, add, raw, s);
-  if (m <= 64) return launch_gemm<kRaw>(GemmTile::k64x32, w, x, m, y, ldy, add, raw, s);
-  // Big tiles read the fewest bytes per product, but a grid of fewer than ~2 blocks per SM
-  // leaves SMs idle (a 2560-row matrix is 80 of them at 512 tokens): then 64-token tiles.
-  const int64_t big = (w.n + 127) / 128 * ((m + 127) / 128);
-  return launch_gemm<kRaw>(big >= 2 * sms ? GemmTile::k128x128 : GemmTile::k64x128, w, x, m, y, ldy, add, raw,
-                           s);
+  // The largest tile whose grid still has about a block per SM: big tiles read the fewest bytes
+  // per product, but a grid of too few blocks leaves SMs idle (a 2560-row matrix is 80 blocks of
+  // 128 x 128 at 512 tokens). Timed on the 2B4T shapes (CudaGemmTiming).
+  const int64_t enough = multiprocessors() * 3 / 4;
+  const GemmTile order[] = {GemmTile::k128x128, GemmTile::k64x128, GemmTile::k64x32};
+  const int64_t dims[][2] = {{128, 128}, {64, 128}, {64, 32}};
+  for (int i = 0; i < 3; ++i)
+    if ((m + dims[i][0] - 1) / dims[i][0] * ((w.n + dims[i][1] - 1) / dims[i][1]) >= enough)
+      return launch_gemm<kRaw>(order[i], w, x, m, y, ldy, add, raw, s);
+  return launch_gemm<kRaw>(GemmTile::k32x32, w, x, m, y, ldy, add, raw, s);
 }
 
 }  // namespace
