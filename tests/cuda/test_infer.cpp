@@ -244,46 +244,47 @@ TEST(CudaInfer, NormQuantMatchesCpu) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 1.0f);
+  // k = 101: the one-float path (rows not in 16-byte steps); 40 tokens: the prompt's block size.
   for (const bool gated : {false, true})
-    for (const int64_t k : {int64_t{100}, int64_t{2560}, int64_t{6912}}) {
-      const int m = 5;
-      const int64_t k_pad = (k + 63) / 64 * 64, ld = gated ? 2 * k : k;
-      std::vector<float> in(static_cast<size_t>(m * ld)), norm(static_cast<size_t>(k));
-      for (auto& v : in) v = nd(rng) * 3.0f;
-      in[3] = 1e4f;  // an outlier: everything else quantizes near zero
-      for (auto& v : norm) v = 0.5f + std::fabs(nd(rng));
-      std::vector<int8_t> want(static_cast<size_t>(m * k_pad));
-      std::vector<float> want_dq(static_cast<size_t>(m));
-      std::vector<int32_t> want_sum(static_cast<size_t>(m));
-      for (int t = 0; t < m; ++t) {
-        std::vector<float> h(static_cast<size_t>(k));
-        if (gated)
-          gated_act(in.data() + t * ld, in.data() + t * ld + k, k, FfnAct::kRelu2, h.data());
-        else
-          std::copy(in.data() + t * ld, in.data() + t * ld + k, h.begin());
-        rms_norm(h.data(), norm.data(), k, 1e-5f, h.data());
-        float s;
-        quantize_act_row_ref(h.data(), k, k_pad, want.data() + t * k_pad, &s,
-                             &want_dq[static_cast<size_t>(t)], &want_sum[static_cast<size_t>(t)]);
+    for (const int64_t k : {int64_t{100}, int64_t{101}, int64_t{2560}, int64_t{6912}})
+      for (const int m : {5, 40}) {
+        const int64_t k_pad = (k + 63) / 64 * 64, ld = gated ? 2 * k : k;
+        std::vector<float> in(static_cast<size_t>(m * ld)), norm(static_cast<size_t>(k));
+        for (auto& v : in) v = nd(rng) * 3.0f;
+        in[3] = 1e4f;  // an outlier: everything else quantizes near zero
+        for (auto& v : norm) v = 0.5f + std::fabs(nd(rng));
+        std::vector<int8_t> want(static_cast<size_t>(m * k_pad));
+        std::vector<float> want_dq(static_cast<size_t>(m));
+        std::vector<int32_t> want_sum(static_cast<size_t>(m));
+        for (int t = 0; t < m; ++t) {
+          std::vector<float> h(static_cast<size_t>(k));
+          if (gated)
+            gated_act(in.data() + t * ld, in.data() + t * ld + k, k, FfnAct::kRelu2, h.data());
+          else
+            std::copy(in.data() + t * ld, in.data() + t * ld + k, h.begin());
+          rms_norm(h.data(), norm.data(), k, 1e-5f, h.data());
+          float s;
+          quantize_act_row_ref(h.data(), k, k_pad, want.data() + t * k_pad, &s,
+                               &want_dq[static_cast<size_t>(t)], &want_sum[static_cast<size_t>(t)]);
+        }
+        Buffer<float> din = on_device(in), dnorm = on_device(norm);
+        Buffer<int8_t> q(want.size());
+        q.fill_bytes(0x55);
+        Buffer<float> dq(static_cast<size_t>(m));
+        infer::norm_quant(din.data(), ld, m, dnorm.data(), 1e-5f, gated, 0, {q.data(), dq.data(), k, k_pad},
+                          nullptr);
+        const auto got = q.download();
+        int diff = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          ASSERT_LE(std::abs(got[i] - want[i]), 1) << "code " << i;
+          diff += got[i] != want[i];
+        }
+        EXPECT_LE(diff, static_cast<int>(got.size() / 1000)) << "k " << k << " gated " << gated;
+        const auto gdq = dq.download();
+        for (int t = 0; t < m; ++t)
+          EXPECT_NEAR(gdq[static_cast<size_t>(t)], want_dq[static_cast<size_t>(t)],
+                      1e-6f * want_dq[static_cast<size_t>(t)]);
       }
-      Buffer<float> din = on_device(in), dnorm = on_device(norm);
-      Buffer<int8_t> q(want.size());
-      q.fill_bytes(0x55);
-      Buffer<float> dq(static_cast<size_t>(m));
-      infer::norm_quant(din.data(), ld, m, dnorm.data(), 1e-5f, gated, 0, {q.data(), dq.data(), k, k_pad},
-                        nullptr);
-      const auto got = q.download();
-      int diff = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        ASSERT_LE(std::abs(got[i] - want[i]), 1) << "code " << i;
-        diff += got[i] != want[i];
-      }
-      EXPECT_LE(diff, static_cast<int>(got.size() / 1000)) << "k " << k << " gated " << gated;
-      const auto gdq = dq.download();
-      for (int t = 0; t < m; ++t)
-        EXPECT_NEAR(gdq[static_cast<size_t>(t)], want_dq[static_cast<size_t>(t)],
-                    1e-6f * want_dq[static_cast<size_t>(t)]);
-    }
 }
 
 // The CPU's regrouped Q8_0X head uploads to the same codes and scales as plain Q8_0.
