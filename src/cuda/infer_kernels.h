@@ -35,11 +35,15 @@ struct DevActs {
 // m tokens; the GEMV (m <= 8, decode) and the int8 tensor-core GEMM (any m) give the same bits.
 void ternary_gemv(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
                   cudaStream_t s);
+// The GEMM's block tiles (tokens x weight rows). kAuto picks by m and the grid's size; the others
+// force one (tests run each on every shape; any tile serves any m).
+enum class GemmTile { kAuto, k32x32, k64x32, k64x128, k128x128 };
 void ternary_gemm_mma(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
-                      cudaStream_t s);
+                      cudaStream_t s, GemmTile tile = GemmTile::kAuto);
 // The product's raw accumulators (tests: int32 bit for bit against the CPU reference).
 void ternary_acc_gemv(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s);
-void ternary_acc_mma(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s);
+void ternary_acc_mma(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s,
+                     GemmTile tile = GemmTile::kAuto);
 
 // Per token t < m: h = RMSNorm(in_t) * norm (norm may be null: no norm, h = in_t), then
 // h quantized into row t of q (act_quant.h's numerics). With gated, in_t is act(gate) * up from
@@ -79,6 +83,11 @@ void rope_kv_store(float* qkv, int m, const int32_t* pos, const int32_t* slot, i
 void attention(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
                const KvGeom& kv, int64_t il, int splits, float* scratch, float* out, cudaStream_t s);
 int attention_max_chunk();
+// The same for a prompt chunk on tensor cores: m tokens of one sequence (slot[0]) at consecutive
+// positions pos[0], pos[0] + 1, ... (the softmax's probabilities as attention()'s; head_dim as
+// attention_supported says).
+void attention_prompt(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
+                      const KvGeom& kv, int64_t il, float* out, cudaStream_t s);
 size_t attention_scratch_floats(int64_t m, int64_t n_head, int64_t head_dim, int64_t n_ctx, int splits);
 // 1 when head_dim and the group size are ones the kernel is built for.
 bool attention_supported(int64_t head_dim, int64_t group);

@@ -39,6 +39,7 @@ struct CudaState {
   std::map<int, int> warmed;              // batch sizes run once eagerly (before capture)
   Buffer<unsigned long long> sink;
   size_t bytes_before = 0, bytes_after = 0;
+  bool prompt = false;  // this step's tokens are one sequence's, at consecutive positions
   bool profiling = false;
   std::vector<cudaEvent_t> events;  // recorded this step, with the section each one ends
   std::vector<int> event_section;
@@ -323,8 +324,12 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
     infer::rope_kv_store(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, c.rope_dim,
                          s.inv_freq.data(), c.rope == RopeStyle::kNeox, s.kv, il, str);
     mark(kRopeKv);
-    infer::attention(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, s.kv, il, splits,
-                     s.scratch.data(), s.attn.data(), str);
+    if (s.prompt)
+      infer::attention_prompt(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, s.kv, il, s.attn.data(),
+                              str);
+    else
+      infer::attention(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, s.kv, il, splits,
+                       s.scratch.data(), s.attn.data(), str);
     mark(kAttention);
     infer::norm_quant(s.attn.data(), qd, m, L.attn_sub_norm.empty() ? none : L.attn_sub_norm.data(),
                       c.rms_eps, false, 0, aqd, str);
@@ -368,6 +373,7 @@ void CudaSession::step(int m, bool decode_graph, int head_rows, int head_from, b
   // Prompts: one key range per query (the exact softmax, as the CPU's); decode: split ranges.
   const int splits = decode_graph ? attention_splits(opts_.n_ctx, m, c.n_head_kv, s.sms)
                                   : attention_splits(opts_.n_ctx, m, c.n_head_kv, 0);
+  s.prompt = !decode_graph;
   if (!decode_graph || !opts_.graphs || s.profiling) {
     run_layers(m, splits, decode_graph);
     if (head_rows > 0) {
@@ -435,6 +441,7 @@ const float* CudaSession::forward_seq(int seq, std::span<const int32_t> tokens, 
     }
     // Head rows in groups of the logits buffer: every token with all_logits, else the last one.
     const int first = all_logits ? 0 : (last ? m - 1 : m);
+    mark(-1);
     for (int r0 = first; r0 < m; r0 += static_cast<int>(s.head_rows)) {
       const int rows = static_cast<int>(std::min<int64_t>(s.head_rows, m - r0));
       head(s, model_, rows, r0, false);
@@ -442,6 +449,8 @@ const float* CudaSession::forward_seq(int seq, std::span<const int32_t> tokens, 
       BN_CUDA(cudaMemcpyAsync(dst, s.logits.data(), static_cast<size_t>(rows * c.n_vocab) * 4,
                               cudaMemcpyDeviceToHost, s.stream));
     }
+    mark(kHead);
+    collect_profile();
   }
   BN_CUDA(cudaStreamSynchronize(s.stream));
   return logits_.data();

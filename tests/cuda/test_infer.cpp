@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/arena.h"
@@ -108,9 +109,13 @@ TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
   Buffer<float> dq = on_device(c.dq);
   const infer::DevTernary w{words.data(), rs.data(), n, k, c.w.k_pad};
   const infer::DevActs x{q.data(), dq.data(), k, c.k_pad};
-  for (int path = 0; path < 2; ++path) {
+  // Path 0: the GEMV; then the tensor-core GEMM with its automatic tile and each tile forced.
+  const infer::GemmTile tiles[] = {infer::GemmTile::kAuto, infer::GemmTile::k32x32, infer::GemmTile::k64x32,
+                                   infer::GemmTile::k64x128, infer::GemmTile::k128x128};
+  for (int path = 0; path < 6; ++path) {
     if (path == 0 && m > 8) continue;  // the GEMV serves decode batches up to 8
-    SCOPED_TRACE(path == 0 ? "gemv" : "mma");
+    SCOPED_TRACE(path == 0 ? "gemv" : "mma tile " + std::to_string(path - 1));
+    const infer::GemmTile tile = tiles[std::max(0, path - 1)];
     Buffer<int32_t> acc(static_cast<size_t>(m * n));
     acc.fill_bytes(0xFF);
     Buffer<float> y(static_cast<size_t>(m * n));
@@ -121,9 +126,9 @@ TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
       infer::ternary_gemv(w, x, m, y.data(), n, false, nullptr);
       infer::ternary_gemv(w, x, m, ya.data(), n, true, nullptr);
     } else {
-      infer::ternary_acc_mma(w, x, m, acc.data(), nullptr);
-      infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr);
-      infer::ternary_gemm_mma(w, x, m, ya.data(), n, true, nullptr);
+      infer::ternary_acc_mma(w, x, m, acc.data(), nullptr, tile);
+      infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, tile);
+      infer::ternary_gemm_mma(w, x, m, ya.data(), n, true, nullptr, tile);
     }
     BN_CUDA(cudaDeviceSynchronize());
     EXPECT_EQ(acc.download(), want);
@@ -139,7 +144,98 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple(3, 130, 4100, false), std::make_tuple(8, 96, 192, true),
                       std::make_tuple(5, 1000, 6912, false), std::make_tuple(13, 37, 100, false),
                       std::make_tuple(70, 300, 640, true), std::make_tuple(129, 257, 320, false),
-                      std::make_tuple(64, 2560, 2560, false)));
+                      std::make_tuple(64, 2560, 2560, false), std::make_tuple(300, 1100, 1000, true)));
+
+// The prompt's tensor-core attention against the one-block kernel (whose softmax is the CPU's):
+// a chunk of m tokens at positions p0 .. p0 + m - 1 of slot 1, layer 1, over random keys and
+// values. Only the order of float additions differs (a probability on a half rounding boundary
+// may round the other way), so the outputs agree to 1e-3 (relative L2), not bit for bit.
+TEST(CudaInfer, PromptAttentionMatchesTheOneBlockKernel) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  for (const int64_t hd : {32, 64, 128}) {
+    SCOPED_TRACE("head_dim " + std::to_string(hd));
+    const int64_t n_head = 8, n_kv = 2, n_ctx = 200, p0 = 37;
+    const int m = 77;
+    infer::KvGeom kv;
+    kv.n_layer = 2;
+    kv.n_head_kv = n_kv;
+    kv.n_ctx = n_ctx;
+    kv.head_dim = hd;
+    const size_t cache = static_cast<size_t>(2 * 2 * n_kv * n_ctx * hd);
+    std::vector<__half> kh(cache), vh(cache);
+    for (size_t i = 0; i < cache; ++i) {
+      kh[i] = __float2half(u(rng));
+      vh[i] = __float2half(u(rng));
+    }
+    Buffer<__half> kb = on_device(kh), vb = on_device(vh);
+    kv.k = kb.data();
+    kv.v = vb.data();
+    const int64_t ld = (n_head + 2 * n_kv) * hd;
+    std::vector<float> qkv(static_cast<size_t>(m * ld));
+    for (auto& x : qkv) x = u(rng);
+    std::vector<int32_t> pos(static_cast<size_t>(m)), slot(static_cast<size_t>(m), 1);
+    for (int t = 0; t < m; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(p0 + t);
+    Buffer<float> qb = on_device(qkv);
+    Buffer<int32_t> pb = on_device(pos), sb = on_device(slot);
+    Buffer<float> want(static_cast<size_t>(m * n_head * hd)), got(static_cast<size_t>(m * n_head * hd));
+    got.fill_bytes(0xFF);
+    infer::attention(qb.data(), m, pb.data(), sb.data(), n_head, kv, 1, 1, nullptr, want.data(), nullptr);
+    infer::attention_prompt(qb.data(), m, pb.data(), sb.data(), n_head, kv, 1, got.data(), nullptr);
+    BN_CUDA(cudaDeviceSynchronize());
+    const auto w = want.download(), g = got.download();
+    double num = 0, den = 0;
+    for (size_t i = 0; i < w.size(); ++i) {
+      num += (static_cast<double>(g[i]) - w[i]) * (static_cast<double>(g[i]) - w[i]);
+      den += static_cast<double>(w[i]) * w[i];
+    }
+    EXPECT_LT(std::sqrt(num / den), 1e-3);
+  }
+}
+
+// Not a check: the GEMM's time per tile on the 2B4T layer shapes (512 prompt tokens, a decode
+// batch of 64), for choosing tiles. Run with --gtest_also_run_disabled_tests.
+TEST(CudaGemmTiming, DISABLED_TilesOn2B4TShapes) {
+  SKIP_WITHOUT_GPU();
+  const int64_t shapes[4][2] = {
+      {3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};  // qkv o gate|up down
+  const char* names[] = {"auto", "32x32", "64x32", "64x128", "128x128"};
+  cudaEvent_t e0, e1;
+  BN_CUDA(cudaEventCreate(&e0));
+  BN_CUDA(cudaEventCreate(&e1));
+  for (int m : {512, 64}) {
+    for (const auto& [n, k] : shapes) {
+      ProductCase c = make_case(m, n, k, false, 7);
+      Buffer<uint32_t> words = on_device(native_to_gpu_words(c.w));
+      Buffer<float> rs;
+      rs.upload(c.w.row_scale(), static_cast<size_t>(n));
+      Buffer<int8_t> q = on_device(c.q);
+      Buffer<float> dq = on_device(c.dq);
+      Buffer<float> y(static_cast<size_t>(m * n));
+      const infer::DevTernary w{words.data(), rs.data(), n, k, c.w.k_pad};
+      const infer::DevActs x{q.data(), dq.data(), k, c.k_pad};
+      std::printf("[   time   ] m %d n %lld k %lld:", m, static_cast<long long>(n),
+                  static_cast<long long>(k));
+      for (int t = 0; t < 5; ++t) {
+        const auto tile = static_cast<infer::GemmTile>(t);
+        constexpr int reps = 20;
+        infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, tile);
+        BN_CUDA(cudaEventRecord(e0));
+        for (int r = 0; r < reps; ++r) infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, tile);
+        BN_CUDA(cudaEventRecord(e1));
+        BN_CUDA(cudaEventSynchronize(e1));
+        float ms = 0;
+        BN_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+        const double us = 1e3 * ms / reps;
+        std::printf("  %s %.1f us (%.0f TOPS)", names[t], us, 2.0 * m * n * k / (us * 1e-6) * 1e-12);
+      }
+      std::printf("\n");
+    }
+  }
+  (void)cudaEventDestroy(e0);
+  (void)cudaEventDestroy(e1);
+}
 
 // RMSNorm + quantization (and the gated form): the same codes as the CPU's rms_norm +
 // quantize_act_row_ref. The sum of squares is double in both, summed in another order, so a
@@ -148,46 +244,47 @@ TEST(CudaInfer, NormQuantMatchesCpu) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 1.0f);
+  // k = 101: the one-float path (rows not in 16-byte steps); 40 tokens: the prompt's block size.
   for (const bool gated : {false, true})
-    for (const int64_t k : {int64_t{100}, int64_t{2560}, int64_t{6912}}) {
-      const int m = 5;
-      const int64_t k_pad = (k + 63) / 64 * 64, ld = gated ? 2 * k : k;
-      std::vector<float> in(static_cast<size_t>(m * ld)), norm(static_cast<size_t>(k));
-      for (auto& v : in) v = nd(rng) * 3.0f;
-      in[3] = 1e4f;  // an outlier: everything else quantizes near zero
-      for (auto& v : norm) v = 0.5f + std::fabs(nd(rng));
-      std::vector<int8_t> want(static_cast<size_t>(m * k_pad));
-      std::vector<float> want_dq(static_cast<size_t>(m));
-      std::vector<int32_t> want_sum(static_cast<size_t>(m));
-      for (int t = 0; t < m; ++t) {
-        std::vector<float> h(static_cast<size_t>(k));
-        if (gated)
-          gated_act(in.data() + t * ld, in.data() + t * ld + k, k, FfnAct::kRelu2, h.data());
-        else
-          std::copy(in.data() + t * ld, in.data() + t * ld + k, h.begin());
-        rms_norm(h.data(), norm.data(), k, 1e-5f, h.data());
-        float s;
-        quantize_act_row_ref(h.data(), k, k_pad, want.data() + t * k_pad, &s,
-                             &want_dq[static_cast<size_t>(t)], &want_sum[static_cast<size_t>(t)]);
+    for (const int64_t k : {int64_t{100}, int64_t{101}, int64_t{2560}, int64_t{6912}})
+      for (const int m : {5, 40}) {
+        const int64_t k_pad = (k + 63) / 64 * 64, ld = gated ? 2 * k : k;
+        std::vector<float> in(static_cast<size_t>(m * ld)), norm(static_cast<size_t>(k));
+        for (auto& v : in) v = nd(rng) * 3.0f;
+        in[3] = 1e4f;  // an outlier: everything else quantizes near zero
+        for (auto& v : norm) v = 0.5f + std::fabs(nd(rng));
+        std::vector<int8_t> want(static_cast<size_t>(m * k_pad));
+        std::vector<float> want_dq(static_cast<size_t>(m));
+        std::vector<int32_t> want_sum(static_cast<size_t>(m));
+        for (int t = 0; t < m; ++t) {
+          std::vector<float> h(static_cast<size_t>(k));
+          if (gated)
+            gated_act(in.data() + t * ld, in.data() + t * ld + k, k, FfnAct::kRelu2, h.data());
+          else
+            std::copy(in.data() + t * ld, in.data() + t * ld + k, h.begin());
+          rms_norm(h.data(), norm.data(), k, 1e-5f, h.data());
+          float s;
+          quantize_act_row_ref(h.data(), k, k_pad, want.data() + t * k_pad, &s,
+                               &want_dq[static_cast<size_t>(t)], &want_sum[static_cast<size_t>(t)]);
+        }
+        Buffer<float> din = on_device(in), dnorm = on_device(norm);
+        Buffer<int8_t> q(want.size());
+        q.fill_bytes(0x55);
+        Buffer<float> dq(static_cast<size_t>(m));
+        infer::norm_quant(din.data(), ld, m, dnorm.data(), 1e-5f, gated, 0, {q.data(), dq.data(), k, k_pad},
+                          nullptr);
+        const auto got = q.download();
+        int diff = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          ASSERT_LE(std::abs(got[i] - want[i]), 1) << "code " << i;
+          diff += got[i] != want[i];
+        }
+        EXPECT_LE(diff, static_cast<int>(got.size() / 1000)) << "k " << k << " gated " << gated;
+        const auto gdq = dq.download();
+        for (int t = 0; t < m; ++t)
+          EXPECT_NEAR(gdq[static_cast<size_t>(t)], want_dq[static_cast<size_t>(t)],
+                      1e-6f * want_dq[static_cast<size_t>(t)]);
       }
-      Buffer<float> din = on_device(in), dnorm = on_device(norm);
-      Buffer<int8_t> q(want.size());
-      q.fill_bytes(0x55);
-      Buffer<float> dq(static_cast<size_t>(m));
-      infer::norm_quant(din.data(), ld, m, dnorm.data(), 1e-5f, gated, 0, {q.data(), dq.data(), k, k_pad},
-                        nullptr);
-      const auto got = q.download();
-      int diff = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        ASSERT_LE(std::abs(got[i] - want[i]), 1) << "code " << i;
-        diff += got[i] != want[i];
-      }
-      EXPECT_LE(diff, static_cast<int>(got.size() / 1000)) << "k " << k << " gated " << gated;
-      const auto gdq = dq.download();
-      for (int t = 0; t < m; ++t)
-        EXPECT_NEAR(gdq[static_cast<size_t>(t)], want_dq[static_cast<size_t>(t)],
-                    1e-6f * want_dq[static_cast<size_t>(t)]);
-    }
 }
 
 // The CPU's regrouped Q8_0X head uploads to the same codes and scales as plain Q8_0.

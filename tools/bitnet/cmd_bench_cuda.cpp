@@ -110,8 +110,32 @@ void run_bench_cuda(const LoadedModel& lm, const CudaBenchOpts& o) {
     }
   }
   if (o.profile && !o.json) {
-    // A second, eager run of each decode test with events between the sections (no graph, so
-    // the total is above the graph's step time; the shares show where the time goes).
+    // A second, eager run of each test with events between the sections (no graph, so a decode
+    // total is above the graph's step time; the shares show where the time goes).
+    auto print = [&](const std::string& what, int calls, const char* unit) {
+      double total = 0;
+      for (const auto& [name, ms] : s.profile()) total += ms;
+      std::printf(
+          "\nprofile of %s (%d eager %ss, CUDA events): %.3f ms/%s\n| section | ms/%s | share "
+          "|\n|---|---:|---:|\n",
+          what.c_str(), calls, unit, total / calls, unit, unit);
+      for (const auto& [name, ms] : s.profile())
+        std::printf("| %s | %.4f | %.1f %% |\n", name, ms / calls, 100 * ms / std::max(total, 1e-9));
+      for (const auto& [name, ms] : s.fused_profile())  // parts of the fused kernel's line above
+        std::printf("| (%s) | %.4f | %.1f %% |\n", name, ms / calls, 100 * ms / std::max(total, 1e-9));
+    };
+    for (int p : o.n_prompt) {
+      if (p <= 0) continue;
+      const auto t = tokens(p, 0);
+      const int calls = 3;
+      s.set_profiling(true);
+      for (int r = 0; r < calls; ++r) {
+        s.truncate(0);
+        s.forward(t);
+      }
+      s.set_profiling(false);
+      print("pp" + std::to_string(p), calls, "prompt");
+    }
     for (int b : o.batch) {
       if (b <= 0) continue;
       const int g = std::max(1, std::min(32, max_g));
@@ -124,16 +148,7 @@ void run_bench_cuda(const LoadedModel& lm, const CudaBenchOpts& o) {
         std::swap(cur, next);
       }
       s.set_profiling(false);
-      double total = 0;
-      for (const auto& [name, ms] : s.profile()) total += ms;
-      std::printf(
-          "\nprofile of decode b%d (%d eager steps, CUDA events): %.3f ms/step\n| section | ms/step | share "
-          "|\n|---|---:|---:|\n",
-          b, g, total / g);
-      for (const auto& [name, ms] : s.profile())
-        std::printf("| %s | %.4f | %.1f %% |\n", name, ms / g, 100 * ms / std::max(total, 1e-9));
-      for (const auto& [name, ms] : s.fused_profile())  // parts of the fused kernel's line above
-        std::printf("| (%s) | %.4f | %.1f %% |\n", name, ms / g, 100 * ms / std::max(total, 1e-9));
+      print("decode b" + std::to_string(b), g, "step");
     }
   }
   const double need = static_cast<double>(lm.file_bytes ? lm.file_bytes : model_weight_bytes(model)) +

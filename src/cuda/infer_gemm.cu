@@ -1,0 +1,235 @@
+// The prompt / batch GEMM of the ternary layers (infer_kernels.h) on int8 tensor cores:
+// mma.sync m16n8k32 s8 x s8 -> s32, the codes turned into s8 weights in registers. Exact int32
+// accumulators, then the CPU's epilogue (float(acc) * (row_scale * dq), stored or added; the
+// file is compiled with -fmad=false, so no product is fused into the residual add).
+//
+// A block computes BM tokens x BN weight rows; its warps form a WM x WN grid of 16 MI tokens x
+// 8 NJ rows each. K runs in 64-column steps through a STAGES-deep cp.async ring in shared memory
+// (activations: BM rows of 64 bytes, padded to 80 so that ldmatrix's eight row reads hit distinct
+// banks; weights: BN rows of 16 bytes of codes): loads run STAGES - 1 steps ahead of the tensor
+// cores, which is what hides the memory latency (a step's products take ~200 cycles, a load from
+// HBM ~1,000). A warp reads each 16-byte code chunk of its rows once per step (the four threads of
+// a quad share a row) and turns it into the B fragments of both 32-column halves; the A fragments
+// come from ldmatrix.x4 and feed NJ products each.
+#include "cuda/check.h"
+#include "cuda/infer_kernels.h"
+#include "cuda/infer_launch.cuh"
+
+namespace bitnet::cuda::infer {
+namespace {
+
+constexpr int kStepK = 64;             // columns per pipeline step
+constexpr int kAStride = kStepK + 16;  // bytes per staged activation row (bank skew)
+
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(int (&a)[4], const void* smem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+               : "r"(s));
+}
+
+// Not volatile: the products depend only on their operands, so the compiler may schedule them.
+__device__ __forceinline__ void mma_s8(int (&c)[4], const int (&a)[4], int b0, int b1) {
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four codes c = w + 1 (bytes of 0..2, taken at bit 2s of each byte of a layout word) as four s8
+// weights c - 1: with bit 7 set first, no byte borrows from its neighbour.
+__device__ __forceinline__ int weights4(uint32_t word, int shift) {
+  const uint32_t c = ((word >> shift) & 0x03030303u) + 0x7F7F7F7Fu;  // 0x7F + c: 0x7F .. 0x81
+  return static_cast<int>(c ^ 0x80808080u);                          // c - 1: 0xFF, 0x00, 0x01
+}
+
+template <int MI, int NJ, int WM, int WN, int STAGES>
+struct Tile {
+  static constexpr int kM = 16 * MI * WM, kN = 8 * NJ * WN, kThreads = 32 * WM * WN;
+  static constexpr int kABytes = kM * kAStride, kWBytes = kN * 16;
+  static constexpr int kSmem = STAGES * (kABytes + kWBytes);
+};
+
+template <int MI, int NJ, int WM, int WN, int STAGES, bool kRaw>
+__global__ void __launch_bounds__(32 * WM * WN)
+    gemm_kernel(DevTernary w, DevActs x, int m, float* y, int64_t ldy, bool add, int32_t* raw) {
+  pdl_launch();
+  using T = Tile<MI, NJ, WM, WN, STAGES>;
+  extern __shared__ __align__(16) int8_t smem[];
+  int8_t* sa = smem;                        // [STAGES][kM][kAStride]
+  int8_t* sw = smem + STAGES * T::kABytes;  // [STAGES][kN][16]
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid & 31, g = lane / 4, q = lane % 4;
+  const int wm = warp / WN, wn = warp % WN;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * T::kM, n0 = static_cast<int64_t>(blockIdx.x) * T::kN;
+  const int64_t words = w.k_pad / 16;
+  const int steps = static_cast<int>(w.k_pad / kStepK);
+  // Rows past m or n are loaded clamped (their products are computed, never stored).
+  auto load_w = [&](int buf, int st) {
+    for (int p = tid; p < T::kN; p += T::kThreads)
+      cp_async16(sw + buf * T::kWBytes + p * 16, w.w + min64(n0 + p, w.n - 1) * words + st * 4);
+  };
+  auto load_a = [&](int buf, int st) {
+    for (int p = tid; p < T::kM * 4; p += T::kThreads)
+      cp_async16(sa + buf * T::kABytes + (p / 4) * kAStride + (p % 4) * 16,
+                 x.q + min64(m0 + p / 4, m - 1) * x.k_pad + st * kStepK + (p % 4) * 16);
+  };
+  // The weights are no kernel's output: their first steps load before the wait for the previous
+  // kernel (infer_launch.cuh), the activations after it. Group s holds step s's activations
+  // (and group 0 every prologue weight step), so waiting for group s means step s is complete.
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s)
+    if (s < steps) load_w(s, s);
+  pdl_wait();
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < steps) load_a(s, s);
+    cp_async_commit();
+  }
+  int acc[MI][NJ][4];
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0;
+  const int shift = 2 * q;
+  // ldmatrix.x4 rows: lanes 0-15 rows 0-15 at k 0, lanes 16-31 the same rows at k 16.
+  const int a_off = (wm * 16 * MI + (lane & 15)) * kAStride + (lane >> 4) * 16;
+  const int w_off = (wn * 8 * NJ + g) * 16;
+  for (int st = 0; st < steps; ++st) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();  // step st is in; every warp is done with the buffer refilled next
+    const int nxt = st + STAGES - 1;
+    if (nxt < steps) {
+      load_w(nxt % STAGES, nxt);
+      load_a(nxt % STAGES, nxt);
+    }
+    cp_async_commit();
+    const int buf = st % STAGES;
+    const int8_t* a_base = sa + buf * T::kABytes + a_off;
+    // Every shared-memory read of the step first, then the products: the asm statements keep
+    // their order, and a load between products would stall the warp on its latency each time.
+    uint4 wq[NJ];
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+      wq[j] = *reinterpret_cast<const uint4*>(sw + buf * T::kWBytes + w_off + j * 128);
+    int a[2][MI][4];
+#pragma unroll
+    for (int kb = 0; kb < 2; ++kb)
+#pragma unroll
+      for (int i = 0; i < MI; ++i) ldmatrix_x4(a[kb][i], a_base + i * 16 * kAStride + kb * 32);
+#pragma unroll
+    for (int kb = 0; kb < 2; ++kb) {  // two 32-column products per step
+      int b[NJ][2];
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        b[j][0] = weights4(kb ? wq[j].z : wq[j].x, shift);
+        b[j][1] = weights4(kb ? wq[j].w : wq[j].y, shift);
+      }
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NJ; ++j) mma_s8(acc[i][j], a[kb][i], b[j][0], b[j][1]);
+    }
+  }
+  cp_async_wait<0>();
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int64_t tok = m0 + wm * 16 * MI + 16 * i + g + (r >= 2 ? 8 : 0);
+        const int64_t n = n0 + wn * 8 * NJ + 8 * j + 2 * q + (r & 1);
+        if (tok >= m || n >= w.n) continue;
+        if constexpr (kRaw) {
+          raw[tok * w.n + n] = acc[i][j][r];
+        } else {
+          const float v = static_cast<float>(acc[i][j][r]) * (w.row_scale[n] * x.dq[tok]);
+          float& o = y[tok * ldy + n];
+          o = add ? o + v : v;
+        }
+      }
+}
+
+template <int MI, int NJ, int WM, int WN, int STAGES, bool kRaw>
+void launch_tile(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add, int32_t* raw,
+                 cudaStream_t s) {
+  using T = Tile<MI, NJ, WM, WN, STAGES>;
+  auto kernel = gemm_kernel<MI, NJ, WM, WN, STAGES, kRaw>;
+  static bool attr_set = false;  // once per process and instantiation (the opt-in above 48 KB)
+  if (!attr_set) {
+    BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmem));
+    attr_set = true;
+  }
+  const dim3 grid(static_cast<unsigned>((w.n + T::kN - 1) / T::kN),
+                  static_cast<unsigned>((m + T::kM - 1) / T::kM));
+  launch(kernel, grid, T::kThreads, T::kSmem, s, w, x, m, y, ldy, add, raw);
+  BN_CUDA_LAUNCHED();
+}
+
+int multiprocessors() {
+  static const int sms = [] {
+    int dev = 0, n = 0;
+    BN_CUDA(cudaGetDevice(&dev));
+    BN_CUDA(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+  }();
+  return sms;
+}
+
+template <bool kRaw>
+void launch_gemm(GemmTile tile, const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
+                 int32_t* raw, cudaStream_t s) {
+  switch (tile) {
+    case GemmTile::k32x32:
+      return launch_tile<2, 2, 1, 2, 6, kRaw>(w, x, m, y, ldy, add, raw, s);
+    case GemmTile::k64x32:
+      return launch_tile<4, 2, 1, 2, 6, kRaw>(w, x, m, y, ldy, add, raw, s);
+    case GemmTile::k64x128:
+      return launch_tile<4, 4, 1, 4, 5, kRaw>(w, x, m, y, ldy, add, raw, s);
+    case GemmTile::k128x128:
+      return launch_tile<4, 4, 2, 4, 4, kRaw>(w, x, m, y, ldy, add, raw, s);
+    default:
+      break;
+  }
+  // The largest tile whose grid still has about a block per SM: big tiles read the fewest bytes
+  // per product, but a grid of too few blocks leaves SMs idle (a 2560-row matrix is 80 blocks of
+  // 128 x 128 at 512 tokens). Timed on the 2B4T shapes (CudaGemmTiming).
+  const int64_t enough = multiprocessors() * 3 / 4;
+  const GemmTile order[] = {GemmTile::k128x128, GemmTile::k64x128, GemmTile::k64x32};
+  const int64_t dims[][2] = {{128, 128}, {64, 128}, {64, 32}};
+  for (int i = 0; i < 3; ++i)
+    if ((m + dims[i][0] - 1) / dims[i][0] * ((w.n + dims[i][1] - 1) / dims[i][1]) >= enough)
+      return launch_gemm<kRaw>(order[i], w, x, m, y, ldy, add, raw, s);
+  return launch_gemm<kRaw>(GemmTile::k32x32, w, x, m, y, ldy, add, raw, s);
+}
+
+}  // namespace
+
+void ternary_gemm_mma(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
+                      cudaStream_t s, GemmTile tile) {
+  launch_gemm<false>(tile, w, x, m, y, ldy, add, nullptr, s);
+}
+void ternary_acc_mma(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s,
+                     GemmTile tile) {
+  launch_gemm<true>(tile, w, x, m, nullptr, 0, false, acc, s);
+}
+
+}  // namespace bitnet::cuda::infer
