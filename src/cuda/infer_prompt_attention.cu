@@ -1,8 +1,7 @@
 // Prompt attention on tensor cores (infer_kernels.h: attention_prompt). A block takes 64 query
 // tokens of one query head, a warp 16 of them; keys and values stream through shared memory in
 // tiles of 64 positions. Scores are mma.m16n8k16 products of the half query (rounded like the
-// CPU's) and the half keys with float accumulation, times 1 / sqrt(head_dim); the tiles load
-// through cp.async one tile ahead. The probabilities
+// CPU's) and the half keys with float accumulation, times 1 / sqrt(head_dim). The probabilities
 // are the CPU's softmax (exp(s - max) / sum, the sum in double, each probability rounded to half),
 // so the keys are read twice: a first pass finds each row's max and exponential sum (the sum
 // rescaled in double when the max grows), the second turns the scores into those probabilities
@@ -24,8 +23,8 @@ __host__ __device__ constexpr int row_halves() {
   return HD + 8;  // 16 bytes of padding: ldmatrix's eight row reads hit distinct banks
 }
 template <int HD>
-constexpr size_t smem_bytes() {  // the query tile, then two key and two value tiles
-  return sizeof(__half) * (kBq + 4 * kBk) * row_halves<HD>();
+constexpr size_t smem_bytes() {
+  return sizeof(__half) * (kBq + 2 * kBk) * row_halves<HD>();
 }
 
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __half* p) {
@@ -39,18 +38,6 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const __half* p)
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(s));
-}
-// 16 bytes global -> shared, or 16 zero bytes when !in.
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool in) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(in ? 16 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-__device__ __forceinline__ void cp_async_wait1() {
-  asm volatile("cp.async.wait_group 1;" ::: "memory");
 }
 __device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -72,13 +59,12 @@ __global__ void __launch_bounds__(kThreads)
   pdl_wait();
   constexpr int RS = row_halves<HD>(), KC = HD / 16, DT = HD / 8;
   extern __shared__ __align__(16) __half smh[];
-  __half* sq = smh;                // [kBq][RS]
-  __half* sk = sq + kBq * RS;      // [2][kBk][RS]
-  __half* sv = sk + 2 * kBk * RS;  // [2][kBk][RS]
+  __half* sq = smh;            // [kBq][RS]
+  __half* sk = sq + kBq * RS;  // [kBk][RS]
+  __half* sv = sk + kBk * RS;  // [kBk][RS]
   const int tid = threadIdx.x, warp = tid / 32, lane = tid & 31, g = lane / 4, q = lane % 4;
   const int64_t h = blockIdx.y, group = n_head / kv.n_head_kv, kvh = h / group;
-  // The last query tiles (the most keys) first: the short ones fill in behind them.
-  const int64_t t0 = static_cast<int64_t>(gridDim.x - 1 - blockIdx.x) * kBq, p0 = pos[0];
+  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kBq, p0 = pos[0];
   const int64_t qd = n_head * HD, ld = qd + 2 * kv.n_head_kv * HD;
   const __half* K = kv.k + kv.at(slot[0], il, kvh, 0);
   const __half* V = kv.v + kv.at(slot[0], il, kvh, 0);
@@ -100,24 +86,17 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t pos_r[2] = {p0 + t0 + 16 * warp + g, p0 + t0 + 16 * warp + g + 8};
   const int64_t warp_last = p0 + t0 + 16 * warp + 15;
 
-  // Key (and value) tiles through a two-deep cp.async ring: tile u + 1 loads while tile u is
-  // used. The sequence is pass 1's tiles (keys), then pass 2's (keys and values); rows past
-  // n_keys are zero-filled (a masked probability is 0, and 0 times a stale value could be NaN).
-  const int tiles = static_cast<int>((n_keys + kBk - 1) / kBk);
-  auto issue = [&](int u) {
-    if (u >= 2 * tiles) return;
-    const int64_t j0 = static_cast<int64_t>(u % tiles) * kBk;
+  auto load_tile = [&](__half* dst, const __half* src, int64_t j0) {
     constexpr int kPieces = HD / 8;  // 16-byte pieces per row
     for (int i = tid; i < kBk * kPieces; i += kThreads) {
       const int r = i / kPieces, c = i % kPieces;
-      const bool in = j0 + r < n_keys;
-      const int64_t off = (in ? j0 + r : 0) * HD + c * 8;
-      cp_async16(sk + (u & 1) * kBk * RS + r * RS + c * 8, K + off, in);
-      if (u >= tiles) cp_async16(sv + (u & 1) * kBk * RS + r * RS + c * 8, V + off, in);
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (j0 + r < n_keys) v = *reinterpret_cast<const uint4*>(src + (j0 + r) * HD + c * 8);
+      *reinterpret_cast<uint4*>(dst + r * RS + c * 8) = v;
     }
   };
   // Scores of the warp's 16 rows against keys j0 .. j0 + 63 (scaled; masked ones -FLT_MAX).
-  auto scores = [&](float(&s)[kBk / 8][4], const __half* kt, int64_t j0) {
+  auto scores = [&](float(&s)[kBk / 8][4], int64_t j0) {
 #pragma unroll
     for (int nt = 0; nt < kBk / 8; ++nt)
 #pragma unroll
@@ -127,7 +106,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int np = 0; np < kBk / 16; ++np) {  // two key tiles of 8 per ldmatrix.x4
         uint32_t b[4];
-        ldsm_x4(b, kt + (16 * np + (lane & 7) + ((lane >> 4) << 3)) * RS + 16 * c + ((lane >> 3) & 1) * 8);
+        ldsm_x4(b, sk + (16 * np + (lane & 7) + ((lane >> 4) << 3)) * RS + 16 * c + ((lane >> 3) & 1) * 8);
         mma_f16(s[2 * np], qa[c], b[0], b[1]);
         mma_f16(s[2 * np + 1], qa[c], b[2], b[3]);
       }
@@ -140,73 +119,73 @@ __global__ void __launch_bounds__(kThreads)
       }
   };
 
-  float mx[2] = {-FLT_MAX, -FLT_MAX}, inv[2] = {0, 0};
+  // Pass 1: each row's max and sum of exp(s - max).
+  float mx[2] = {-FLT_MAX, -FLT_MAX};
   double sum[2] = {0, 0};
+  for (int64_t j0 = 0; j0 < n_keys; j0 += kBk) {
+    __syncthreads();
+    load_tile(sk, K, j0);
+    __syncthreads();
+    if (j0 > warp_last) continue;
+    float s[kBk / 8][4];
+    scores(s, j0);
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      float tm = mx[rr];
+#pragma unroll
+      for (int nt = 0; nt < kBk / 8; ++nt) tm = fmaxf(tm, fmaxf(s[nt][2 * rr], s[nt][2 * rr + 1]));
+      tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
+      tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
+      if (tm > mx[rr]) {
+        sum[rr] *= exp(static_cast<double>(mx[rr]) - static_cast<double>(tm));  // 0 while mx is -FLT_MAX
+        mx[rr] = tm;
+      }
+#pragma unroll
+      for (int nt = 0; nt < kBk / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+          if (s[nt][2 * rr + e] != -FLT_MAX) sum[rr] += expf(s[nt][2 * rr + e] - mx[rr]);
+    }
+  }
+  float inv[2];
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    sum[rr] += __shfl_xor_sync(0xffffffffu, sum[rr], 1);
+    sum[rr] += __shfl_xor_sync(0xffffffffu, sum[rr], 2);
+    inv[rr] = static_cast<float>(1.0 / sum[rr]);
+  }
+
+  // Pass 2: probabilities (half) times values.
   float o[DT][4];
 #pragma unroll
   for (int dt = 0; dt < DT; ++dt)
 #pragma unroll
     for (int r = 0; r < 4; ++r) o[dt][r] = 0;
-  issue(0);
-  cp_async_commit();
-  for (int u = 0; u < 2 * tiles; ++u) {
-    issue(u + 1);
-    cp_async_commit();
-    cp_async_wait1();
-    __syncthreads();  // tile u is in
-    const int64_t j0 = static_cast<int64_t>(u % tiles) * kBk;
-    const __half* kt = sk + (u & 1) * kBk * RS;
-    if (u == tiles) {  // pass 1 done: each row's 1 / sum
+  for (int64_t j0 = 0; j0 < n_keys; j0 += kBk) {
+    __syncthreads();
+    load_tile(sk, K, j0);
+    load_tile(sv, V, j0);
+    __syncthreads();
+    if (j0 > warp_last) continue;
+    float s[kBk / 8][4];
+    scores(s, j0);
 #pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        sum[rr] += __shfl_xor_sync(0xffffffffu, sum[rr], 1);
-        sum[rr] += __shfl_xor_sync(0xffffffffu, sum[rr], 2);
-        inv[rr] = static_cast<float>(1.0 / sum[rr]);
+    for (int kc = 0; kc < kBk / 16; ++kc) {
+      uint32_t pa[4];
+      auto prob = [&](float v, int rr) { return v == -FLT_MAX ? 0.0f : expf(v - mx[rr]) * inv[rr]; };
+      pa[0] = pack_half2(prob(s[2 * kc][0], 0), prob(s[2 * kc][1], 0));
+      pa[1] = pack_half2(prob(s[2 * kc][2], 1), prob(s[2 * kc][3], 1));
+      pa[2] = pack_half2(prob(s[2 * kc + 1][0], 0), prob(s[2 * kc + 1][1], 0));
+      pa[3] = pack_half2(prob(s[2 * kc + 1][2], 1), prob(s[2 * kc + 1][3], 1));
+#pragma unroll
+      for (int dp = 0; dp < DT / 2; ++dp) {  // two d tiles of 8 per ldmatrix.x4.trans
+        uint32_t b[4];
+        ldsm_x4_trans(b,
+                      sv + (16 * kc + (lane & 7) + ((lane >> 3) & 1) * 8) * RS + 16 * dp + (lane >> 4) * 8);
+        mma_f16(o[2 * dp], pa, b[0], b[1]);
+        mma_f16(o[2 * dp + 1], pa, b[2], b[3]);
       }
     }
-    if (j0 <= warp_last) {
-      float s[kBk / 8][4];
-      scores(s, kt, j0);
-      if (u < tiles) {  // pass 1: each row's max and sum of exp(s - max)
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-          float tm = mx[rr];
-#pragma unroll
-          for (int nt = 0; nt < kBk / 8; ++nt) tm = fmaxf(tm, fmaxf(s[nt][2 * rr], s[nt][2 * rr + 1]));
-          tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
-          tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
-          if (tm > mx[rr]) {
-            sum[rr] *= exp(static_cast<double>(mx[rr]) - static_cast<double>(tm));  // 0 while mx is -FLT_MAX
-            mx[rr] = tm;
-          }
-#pragma unroll
-          for (int nt = 0; nt < kBk / 8; ++nt)
-#pragma unroll
-            for (int e = 0; e < 2; ++e)
-              if (s[nt][2 * rr + e] != -FLT_MAX) sum[rr] += expf(s[nt][2 * rr + e] - mx[rr]);
-        }
-      } else {  // pass 2: probabilities (half) times values
-        const __half* vt = sv + (u & 1) * kBk * RS;
-#pragma unroll
-        for (int kc = 0; kc < kBk / 16; ++kc) {
-          uint32_t pa[4];
-          auto prob = [&](float v, int rr) { return v == -FLT_MAX ? 0.0f : expf(v - mx[rr]) * inv[rr]; };
-          pa[0] = pack_half2(prob(s[2 * kc][0], 0), prob(s[2 * kc][1], 0));
-          pa[1] = pack_half2(prob(s[2 * kc][2], 1), prob(s[2 * kc][3], 1));
-          pa[2] = pack_half2(prob(s[2 * kc + 1][0], 0), prob(s[2 * kc + 1][1], 0));
-          pa[3] = pack_half2(prob(s[2 * kc + 1][2], 1), prob(s[2 * kc + 1][3], 1));
-#pragma unroll
-          for (int dp = 0; dp < DT / 2; ++dp) {  // two d tiles of 8 per ldmatrix.x4.trans
-            uint32_t b[4];
-            ldsm_x4_trans(
-                b, vt + (16 * kc + (lane & 7) + ((lane >> 3) & 1) * 8) * RS + 16 * dp + (lane >> 4) * 8);
-            mma_f16(o[2 * dp], pa, b[0], b[1]);
-            mma_f16(o[2 * dp + 1], pa, b[2], b[3]);
-          }
-        }
-      }
-    }
-    __syncthreads();  // every warp is done with buffer u & 1 before tile u + 2 refills it
   }
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
