@@ -26,10 +26,13 @@
 
 namespace bitnet::cuda::infer {
 
-const char* const kDecodeTimerNames[kDecodeTimers] = {"fused: norm + quantization", "fused: waiting for weights",
-                                                      "fused: ternary products", "fused: grid barriers",
-                                                      "fused: attention (one key range: all of it; more: scores)",
-                                                      "fused: attention values (more than one key range)"};
+const char* const kDecodeTimerNames[kDecodeTimers] = {
+    "fused: norm + quantization",
+    "fused: waiting for weights",
+    "fused: ternary products",
+    "fused: grid barriers",
+    "fused: attention (one key range: all of it; more: scores)",
+    "fused: attention values (more than one key range)"};
 
 namespace {
 
@@ -269,8 +272,8 @@ __device__ __forceinline__ int act_offset(int i, int chunks) {
 // Tokens t < m of `in` (row stride ld, k <= kPer * kThreads values): RMSNorm with `norm` (null:
 // none), then act_quant's per-token int8 quantization into act (k_pad bytes a token) and
 // dq[t] = 1 / s. The row stays in registers between the passes.
-__device__ __noinline__ void quantize_rows(const float* in, int64_t ld, int m, int k, int k_pad, const float* norm,
-                                           float eps, int8_t* act, float* dq) {
+__device__ __noinline__ void quantize_rows(const float* in, int64_t ld, int m, int k, int k_pad,
+                                           const float* norm, float eps, int8_t* act, float* dq) {
   const int chunks = k_pad / 64, tid = static_cast<int>(threadIdx.x);
   for (int t = 0; t < m; ++t) {
     const float* row = in + t * ld;
@@ -332,7 +335,8 @@ __device__ __forceinline__ void row_dot(const uint4* wrow, int64_t chunks, const
     for (int j = 0; j < 4; ++j) {
       int w[4];
 #pragma unroll
-      for (int s = 0; s < 4; ++s) w[s] = static_cast<int>(__vsub4((ws[j] >> (2 * s)) & 0x03030303u, 0x01010101u));
+      for (int s = 0; s < 4; ++s)
+        w[s] = static_cast<int>(__vsub4((ws[j] >> (2 * s)) & 0x03030303u, 0x01010101u));
 #pragma unroll
       for (int t = 0; t < MT; ++t) {
         if (t >= m) break;
@@ -363,15 +367,16 @@ __device__ __forceinline__ float gated(float g, float u, int act) {
 // activations in act / dq: y[t][row] = float(acc) * (row_scale * dq[t]), stored, added, or (gate
 // and up rows together) act(gate) * up stored.
 template <int MT, int kEpi>
-__device__ void block_rows(const DecodeArgs& a, const DecodePlan& p, Ring& r, int il, int mat, const int8_t* act,
-                           const float* dq, int m, float* y, int64_t ldy, const float* scl, Ticker& tick) {
+__device__ void block_rows(const DecodeArgs& a, const DecodePlan& p, Ring& r, int il, int mat,
+                           const int8_t* act, const float* dq, int m, float* y, int64_t ldy, const float* scl,
+                           Ticker& tick) {
   const DevTernary& w = layer_matrix(r.layers[il], mat);
   const bool paired = kEpi == kGated;
   const int64_t n = paired ? w.n / 2 : w.n, rb = w.k_pad / 4, chunks = w.k_pad / 64;
   int64_t span0, span1;
   block_span(n, span0, span1);
   const float* sc_rows = scl + scale_offset(r.layers[il], mat) - span0;  // [row]: gate / plain
-  const float* su_rows = sc_rows + (span1 - span0);                        // [row]: up
+  const float* su_rows = sc_rows + (span1 - span0);                      // [row]: up
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   for (int piece = 0; piece < p.pieces[mat]; ++piece, ++r.next) {
     const int s = static_cast<int>(r.next % r.n_slots);
@@ -539,8 +544,8 @@ __device__ void unit_scores(const DecodeArgs& a, int il, const Unit& x, float* w
 // (the per-op kernels' order): into attn when the range is the only one, else as the range's
 // partial output, the last unit of the (token, KV head) adding the partials in range order.
 template <bool kShared>
-__device__ void unit_values(const DecodeArgs& a, int il, const Unit& x, int splits, float* work, const float* all,
-                            int64_t ld) {
+__device__ void unit_values(const DecodeArgs& a, int il, const Unit& x, int splits, float* work,
+                            const float* all, int64_t ld) {
   const DecodeShape& sh = a.shape;
   const int hd = static_cast<int>(sh.head_dim), G = static_cast<int>(sh.n_head / sh.n_head_kv);
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
@@ -556,7 +561,8 @@ __device__ void unit_values(const DecodeArgs& a, int il, const Unit& x, int spli
     for (int64_t j = lane; j < x.n_kv; j += 32) sum += expf(ld_s(sg + j) - mx);
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t j = lane; j < len; j += 32) pr[g * len + j] = half_round(expf(ld_s(sg + x.j0 + j) - mx) * inv);
+    for (int64_t j = lane; j < len; j += 32)
+      pr[g * len + j] = half_round(expf(ld_s(sg + x.j0 + j) - mx) * inv);
   }
   __syncthreads();
   const __half* V = a.kv.v + a.kv.at(a.slot[x.t], il, x.kvh, 0) + x.j0 * hd;
@@ -608,8 +614,8 @@ __device__ void unit_values(const DecodeArgs& a, int il, const Unit& x, int spli
 // memory and one phase does it all; with more, scores go through global memory and a barrier
 // separates them from the softmax (which needs every range's scores).
 template <typename Barrier>
-__device__ __noinline__ void attention(const DecodeArgs& a, int il, int m, int splits, float* work, Barrier& barrier,
-                                       Ticker& tick) {
+__device__ __noinline__ void attention(const DecodeArgs& a, int il, int m, int splits, float* work,
+                                       Barrier& barrier, Ticker& tick) {
   const DecodeShape& sh = a.shape;
   const int G = static_cast<int>(sh.n_head / sh.n_head_kv);
   const int units = m * static_cast<int>(sh.n_head_kv) * splits;
@@ -696,17 +702,18 @@ __global__ void __launch_bounds__(kThreads, 1) decode_kernel(DecodeArgs a, Decod
     barrier();
     attention(a, il, m, splits, work, barrier, tick);
     barrier();
-    quantize_rows(a.attn, qd, m, static_cast<int>(qd), static_cast<int>(L.o.k_pad), L.attn_sub_norm, a.eps, act,
-                  dq);
+    quantize_rows(a.attn, qd, m, static_cast<int>(qd), static_cast<int>(L.o.k_pad), L.attn_sub_norm, a.eps,
+                  act, dq);
     tick(kTQuant);
     block_rows<MT, kAdd>(a, p, r, il, 1, act, dq, m, a.x, d, scl, tick);
     barrier();
-    quantize_rows(a.x, d, m, static_cast<int>(d), static_cast<int>(L.gate_up.k_pad), L.ffn_norm, a.eps, act, dq);
+    quantize_rows(a.x, d, m, static_cast<int>(d), static_cast<int>(L.gate_up.k_pad), L.ffn_norm, a.eps, act,
+                  dq);
     tick(kTQuant);
     block_rows<MT, kGated>(a, p, r, il, 2, act, dq, m, a.h, ff, scl, tick);
     barrier();
-    quantize_rows(a.h, ff, m, static_cast<int>(ff), static_cast<int>(L.down.k_pad), L.ffn_sub_norm, a.eps, act,
-                  dq);
+    quantize_rows(a.h, ff, m, static_cast<int>(ff), static_cast<int>(L.down.k_pad), L.ffn_sub_norm, a.eps,
+                  act, dq);
     tick(kTQuant);
     block_rows<MT, kAdd>(a, p, r, il, 3, act, dq, m, a.x, d, scl, tick);
     barrier();

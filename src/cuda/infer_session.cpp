@@ -73,11 +73,11 @@ bool pdl_enabled() {
   }();
   return on;
 }
-// BITNET_CUDA_FUSED=0: decode steps as separate kernels (for comparison).
-bool fused_enabled() {
+// BITNET_CUDA_FUSED=1: the fused decode kernel in every session (bench comparisons).
+bool fused_forced() {
   static const bool on = [] {
     const char* e = std::getenv("BITNET_CUDA_FUSED");
-    return e == nullptr || std::string(e) != "0";
+    return e != nullptr && std::string(e) == "1";
   }();
   return on;
 }
@@ -101,10 +101,19 @@ enum Section {
   kHead,
   kSections
 };
-const char* const kSectionNames[kSections] = {
-    "embedding", "layers (fused decode kernel)", "attn norm+quant",    "qkv",  "rope + kv store",
-    "attention", "sub-norm+quant",     "o",    "ffn norm+quant",
-    "gate|up",   "act+sub-norm+quant", "down", "head (norm, prepare, dot, argmax)"};
+const char* const kSectionNames[kSections] = {"embedding",
+                                              "layers (fused decode kernel)",
+                                              "attn norm+quant",
+                                              "qkv",
+                                              "rope + kv store",
+                                              "attention",
+                                              "sub-norm+quant",
+                                              "o",
+                                              "ffn norm+quant",
+                                              "gate|up",
+                                              "act+sub-norm+quant",
+                                              "down",
+                                              "head (norm, prepare, dot, argmax)"};
 
 size_t used_device_bytes() {
   size_t free_b = 0, total_b = 0;
@@ -199,7 +208,7 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_in), static_cast<size_t>(3 * T) * 4));
   BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_argmax), static_cast<size_t>(s.head_rows) * 4));
   BN_CUDA(cudaStreamSynchronize(s.stream));
-  if (opts.fused_decode && infer::fused_enabled()) setup_fused();
+  if (opts.fused_decode || infer::fused_forced()) setup_fused();
   BN_CUDA(cudaStreamSynchronize(s.stream));
   s.bytes_after = used_device_bytes();
   n_past_.assign(static_cast<size_t>(opts.max_seqs), 0);

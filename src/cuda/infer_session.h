@@ -23,8 +23,9 @@ struct CudaSessionOptions {
   int64_t n_ubatch = 256;  // prompt tokens per forward step (activation memory grows with it)
   bool graphs = true;      // decode steps as CUDA graphs
   // Decode steps of up to 8 sequences in one persistent kernel (infer_decode.h) where it supports
-  // the model's shape; off (or BITNET_CUDA_FUSED=0): one kernel per op.
-  bool fused_decode = true;
+  // the model's shape, instead of one kernel per op. Off by default: on the H100 it is slower
+  // (docs/PERFORMANCE.md). BITNET_CUDA_FUSED=1 turns it on for every session.
+  bool fused_decode = false;
 };
 
 struct CudaState;  // device buffers, stream, graphs (infer_session.cpp)

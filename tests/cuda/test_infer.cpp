@@ -244,47 +244,50 @@ TEST(CudaInfer, NormQuantMatchesCpu) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  // k = 101: the one-float path (rows not in 16-byte steps); 40 tokens: the prompt's block size.
-  for (const bool gated : {false, true})
-    for (const int64_t k : {int64_t{100}, int64_t{101}, int64_t{2560}, int64_t{6912}})
-      for (const int m : {5, 40}) {
-        const int64_t k_pad = (k + 63) / 64 * 64, ld = gated ? 2 * k : k;
-        std::vector<float> in(static_cast<size_t>(m * ld)), norm(static_cast<size_t>(k));
-        for (auto& v : in) v = nd(rng) * 3.0f;
-        in[3] = 1e4f;  // an outlier: everything else quantizes near zero
-        for (auto& v : norm) v = 0.5f + std::fabs(nd(rng));
-        std::vector<int8_t> want(static_cast<size_t>(m * k_pad));
-        std::vector<float> want_dq(static_cast<size_t>(m));
-        std::vector<int32_t> want_sum(static_cast<size_t>(m));
-        for (int t = 0; t < m; ++t) {
-          std::vector<float> h(static_cast<size_t>(k));
-          if (gated)
-            gated_act(in.data() + t * ld, in.data() + t * ld + k, k, FfnAct::kRelu2, h.data());
-          else
-            std::copy(in.data() + t * ld, in.data() + t * ld + k, h.begin());
-          rms_norm(h.data(), norm.data(), k, 1e-5f, h.data());
-          float s;
-          quantize_act_row_ref(h.data(), k, k_pad, want.data() + t * k_pad, &s,
-                               &want_dq[static_cast<size_t>(t)], &want_sum[static_cast<size_t>(t)]);
+  // k = 101: the one-float path (rows not in 16-byte steps); 40 tokens: the prompt's block size;
+  // no norm: a model without sub-norms quantizes the attention output and the FFN product as is.
+  for (const bool with_norm : {true, false})
+    for (const bool gated : {false, true})
+      for (const int64_t k : {int64_t{100}, int64_t{101}, int64_t{2560}, int64_t{6912}})
+        for (const int m : {5, 40}) {
+          const int64_t k_pad = (k + 63) / 64 * 64, ld = gated ? 2 * k : k;
+          std::vector<float> in(static_cast<size_t>(m * ld)), norm(static_cast<size_t>(k));
+          for (auto& v : in) v = nd(rng) * 3.0f;
+          in[3] = 1e4f;  // an outlier: everything else quantizes near zero
+          for (auto& v : norm) v = 0.5f + std::fabs(nd(rng));
+          std::vector<int8_t> want(static_cast<size_t>(m * k_pad));
+          std::vector<float> want_dq(static_cast<size_t>(m));
+          std::vector<int32_t> want_sum(static_cast<size_t>(m));
+          for (int t = 0; t < m; ++t) {
+            std::vector<float> h(static_cast<size_t>(k));
+            if (gated)
+              gated_act(in.data() + t * ld, in.data() + t * ld + k, k, FfnAct::kRelu2, h.data());
+            else
+              std::copy(in.data() + t * ld, in.data() + t * ld + k, h.begin());
+            if (with_norm) rms_norm(h.data(), norm.data(), k, 1e-5f, h.data());
+            float s;
+            quantize_act_row_ref(h.data(), k, k_pad, want.data() + t * k_pad, &s,
+                                 &want_dq[static_cast<size_t>(t)], &want_sum[static_cast<size_t>(t)]);
+          }
+          Buffer<float> din = on_device(in), dnorm = on_device(norm);
+          Buffer<int8_t> q(want.size());
+          q.fill_bytes(0x55);
+          Buffer<float> dq(static_cast<size_t>(m));
+          infer::norm_quant(din.data(), ld, m, with_norm ? dnorm.data() : nullptr, 1e-5f, gated, 0,
+                            {q.data(), dq.data(), k, k_pad}, nullptr);
+          const auto got = q.download();
+          int diff = 0;
+          for (size_t i = 0; i < got.size(); ++i) {
+            ASSERT_LE(std::abs(got[i] - want[i]), 1) << "code " << i;
+            diff += got[i] != want[i];
+          }
+          EXPECT_LE(diff, static_cast<int>(got.size() / 1000))
+              << "k " << k << " gated " << gated << " norm " << with_norm;
+          const auto gdq = dq.download();
+          for (int t = 0; t < m; ++t)
+            EXPECT_NEAR(gdq[static_cast<size_t>(t)], want_dq[static_cast<size_t>(t)],
+                        1e-6f * want_dq[static_cast<size_t>(t)]);
         }
-        Buffer<float> din = on_device(in), dnorm = on_device(norm);
-        Buffer<int8_t> q(want.size());
-        q.fill_bytes(0x55);
-        Buffer<float> dq(static_cast<size_t>(m));
-        infer::norm_quant(din.data(), ld, m, dnorm.data(), 1e-5f, gated, 0, {q.data(), dq.data(), k, k_pad},
-                          nullptr);
-        const auto got = q.download();
-        int diff = 0;
-        for (size_t i = 0; i < got.size(); ++i) {
-          ASSERT_LE(std::abs(got[i] - want[i]), 1) << "code " << i;
-          diff += got[i] != want[i];
-        }
-        EXPECT_LE(diff, static_cast<int>(got.size() / 1000)) << "k " << k << " gated " << gated;
-        const auto gdq = dq.download();
-        for (int t = 0; t < m; ++t)
-          EXPECT_NEAR(gdq[static_cast<size_t>(t)], want_dq[static_cast<size_t>(t)],
-                      1e-6f * want_dq[static_cast<size_t>(t)]);
-      }
 }
 
 // The CPU's regrouped Q8_0X head uploads to the same codes and scales as plain Q8_0.
@@ -491,7 +494,7 @@ TEST_P(FusedDecode, EqualsThePerOpKernels) {
   const int64_t V = cfg.n_vocab;
   constexpr int B = 5;
   CudaSessionOptions on{512, B, 16}, off = on;
-  off.fused_decode = false;
+  on.fused_decode = true;
   CudaSession fused(model, on), plain(model, off);
   for (int m = 1; m <= B; ++m) ASSERT_TRUE(fused.fused_decode_ok(m)) << m;
   EXPECT_FALSE(plain.fused_decode_ok(1));
@@ -504,7 +507,7 @@ TEST_P(FusedDecode, EqualsThePerOpKernels) {
   std::vector<int32_t> tok(B);
   for (int b = 0; b < B; ++b) tok[static_cast<size_t>(b)] = static_cast<int32_t>(11 + 5 * b);
   const std::vector<std::vector<int32_t>> groups = {{0, 1, 2, 3, 4}, {3}, {4, 0}};
-  double worst = 0;
+  double worst = 0, worst_split = 0;
   for (int step = 0; step < 24; ++step) {
     const std::vector<int32_t>& seqs = groups[static_cast<size_t>(step % 3)];
     std::vector<int32_t> in;
@@ -512,24 +515,34 @@ TEST_P(FusedDecode, EqualsThePerOpKernels) {
     const float* lf = fused.decode(in, seqs);
     const std::vector<float> got(lf, lf + seqs.size() * V);
     const float* lp = plain.decode(in, seqs);
+    int64_t longest = 0;  // the fused kernel's key ranges follow the step's longest sequence
+    for (int32_t q : seqs) longest = std::max(longest, fused.n_past(q));
     for (size_t i = 0; i < seqs.size(); ++i) {
       const double e = rel_err(got.data() + i * V, lp + i * V, V);
-      worst = std::max(worst, e);
-      EXPECT_LT(e, 1e-4) << "step " << step << " sequence " << seqs[i];
+      // Up to 256 keys both paths add each head's weighted values in key order, in one range:
+      // only rounding (the RMS sums' order) differs. Past that the fused kernel adds two ranges'
+      // partial sums where the per-op kernels take one; a flipped activation code then changes
+      // the logits of these chaotic random models by up to about 1 % (WholeModel's reasoning).
+      const bool one_range = longest <= 256;
+      (one_range ? worst : worst_split) = std::max(one_range ? worst : worst_split, e);
+      EXPECT_LT(e, one_range ? 1e-4 : 5e-2) << "step " << step << " sequence " << seqs[i];
       const float* want = lp + i * V;
-      if (top_margin(want, V) > 1e-3f * std::fabs(want[argmax(want, V)])) {
+      if (top_margin(want, V) > 1e-2f * std::fabs(want[argmax(want, V)])) {
         EXPECT_EQ(argmax(got.data() + i * V, V), argmax(want, V)) << "step " << step;
       }
       tok[static_cast<size_t>(seqs[i])] = static_cast<int32_t>(argmax(want, V));
     }
   }
   for (int b = 0; b < B; ++b) EXPECT_EQ(fused.n_past(b), plain.n_past(b));
-  std::printf("[   info   ] %s: fused against per-op decode, worst logits rel. error %.2e\n", GetParam().name,
-              worst);
+  std::printf(
+      "[   info   ] %s: fused against per-op decode, worst logits rel. error %.2e (one key range), %.2e "
+      "(two)\n",
+      GetParam().name, worst, worst_split);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, FusedDecode,
-                         ::testing::Values(FusedCase{"tiny", 0}, FusedCase{"variant", 1}, FusedCase{"odd", 2}),
+                         ::testing::Values(FusedCase{"tiny", 0}, FusedCase{"variant", 1},
+                                           FusedCase{"odd", 2}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

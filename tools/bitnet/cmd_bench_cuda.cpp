@@ -162,7 +162,8 @@ void run_bench_cuda(const LoadedModel& lm, const CudaBenchOpts& o) {
   } else {
     std::string fused;
     for (int b : o.batch)
-      if (b > 0) fused += (fused.empty() ? "" : ", ") + std::string(s.fused_decode_ok(b) ? "fused" : "per-op");
+      if (b > 0)
+        fused += (fused.empty() ? "" : ", ") + std::string(s.fused_decode_ok(b) ? "fused" : "per-op");
     std::printf("\ndecode steps (batches as listed): %s kernels\n", fused.c_str());
     std::printf(
         "\nGPU memory %.1f MiB = %.3f x (model %s + KV cache %.1f MiB + 64 MiB); decode reads %.1f MiB of "
