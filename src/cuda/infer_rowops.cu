@@ -26,66 +26,30 @@ __device__ __forceinline__ float gated(float g, float u, int act) {
   return g / (1.0f + expf(-g)) * u;
 }
 
-// V consecutive floats (V = 4: one 16-byte access).
-template <int V>
-__device__ __forceinline__ void load_v(const float* p, float (&v)[V]) {
-  if constexpr (V == 4) {
-    const float4 t = *reinterpret_cast<const float4*>(p);
-    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
-  } else {
-    v[0] = *p;
-  }
-}
-template <int V>
-__device__ __forceinline__ void store_v(float* p, const float (&v)[V]) {
-  if constexpr (V == 4)
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  else
-    *p = v[0];
-}
-
-// Dynamic shared memory: the row as floats (k of them). V values per access (4 where the rows
-// allow 16-byte accesses): the first pass's loads, unrolled, are in flight together, where one
-// float at a time left a block waiting on ten serial load latencies per row.
-template <int V>
+// Dynamic shared memory: the row as floats (k of them).
 __global__ void __launch_bounds__(kWideThreads)
     norm_quant_kernel(const float* in, int64_t ld_in, const float* norm, float eps, bool is_gated, int act,
                       DevActs q) {
   pdl_launch();
   pdl_wait();
-  extern __shared__ __align__(16) float h[];
-  const int64_t t = blockIdx.x, k = q.k, nv = k / V;
+  extern __shared__ float h[];
+  const int64_t t = blockIdx.x, k = q.k;
   const float* row = in + t * ld_in;
   double ss = 0;
-#pragma unroll 4
-  for (int64_t i = threadIdx.x; i < nv; i += blockDim.x) {
-    float v[V];
-    load_v<V>(row + i * V, v);
-    if (is_gated) {
-      float u[V];
-      load_v<V>(row + k + i * V, u);
-#pragma unroll
-      for (int e = 0; e < V; ++e) v[e] = gated(v[e], u[e], act);
-    }
-    store_v<V>(h + i * V, v);
-#pragma unroll
-    for (int e = 0; e < V; ++e) ss += static_cast<double>(v[e]) * v[e];
+  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
+    const float v = is_gated ? gated(row[i], row[k + i], act) : row[i];
+    h[i] = v;
+    ss += static_cast<double>(v) * v;
   }
   float amax = 0;
   if (norm) {
     ss = dev::block_reduce(ss, dev::Sum{}, 0.0);
     const float mean = static_cast<float>(ss / static_cast<double>(k));
     const float scale = 1.0f / sqrtf(mean + eps);
-    for (int64_t i = threadIdx.x; i < nv; i += blockDim.x) {
-      float v[V], w[V];
-      load_v<V>(h + i * V, v);
-      load_v<V>(norm + i * V, w);
-#pragma unroll
-      for (int e = 0; e < V; ++e) {
-        v[e] = v[e] * scale * w[e];
-        amax = fmaxf(amax, fabsf(v[e]));
-      }
-      store_v<V>(h + i * V, v);
+    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
+      const float v = h[i] * scale * norm[i];
+      h[i] = v;
+      amax = fmaxf(amax, fabsf(v));
     }
   } else {
     for (int64_t i = threadIdx.x; i < k; i += blockDim.x) amax = fmaxf(amax, fabsf(h[i]));
@@ -93,24 +57,8 @@ __global__ void __launch_bounds__(kWideThreads)
   amax = dev::block_reduce(amax, dev::Max{}, 0.0f);
   const float s = 127.0f / fmaxf(amax, 1e-5f);
   int8_t* qr = q.q + t * q.k_pad;
-  for (int64_t i = threadIdx.x; i < q.k_pad / V; i += blockDim.x) {
-    float v[V];
-    if (i * V < k)
-      load_v<V>(h + i * V, v);
-    else
-#pragma unroll
-      for (int e = 0; e < V; ++e) v[e] = 0;  // the padding: code 0
-    uint32_t packed = 0;
-#pragma unroll
-    for (int e = 0; e < V; ++e) {
-      const int8_t c = static_cast<int8_t>(fminf(fmaxf(rintf(v[e] * s), -128.0f), 127.0f));
-      packed |= static_cast<uint32_t>(static_cast<uint8_t>(c)) << (8 * e);
-    }
-    if constexpr (V == 4)
-      *reinterpret_cast<uint32_t*>(qr + i * V) = packed;
-    else
-      qr[i] = static_cast<int8_t>(packed);
-  }
+  for (int64_t i = threadIdx.x; i < q.k_pad; i += blockDim.x)
+    qr[i] = i < k ? static_cast<int8_t>(fminf(fmaxf(rintf(h[i] * s), -128.0f), 127.0f)) : 0;
   if (threadIdx.x == 0) q.dq[t] = 1.0f / s;
 }
 
@@ -204,10 +152,8 @@ __global__ void __launch_bounds__(kRowThreads)
 void norm_quant(const float* in, int64_t ld_in, int m, const float* norm, float eps, bool is_gated, int act,
                 DevActs q, cudaStream_t s) {
   if (m <= 0) return;
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  const bool vec = q.k % 4 == 0 && ld_in % 4 == 0 && aligned(in) && (norm == nullptr || aligned(norm));
-  launch(vec ? norm_quant_kernel<4> : norm_quant_kernel<1>, m, m <= 16 ? kWideThreads : kRowThreads,
-         q.k * sizeof(float), s, in, ld_in, norm, eps, is_gated, act, q);
+  launch(norm_quant_kernel, m, m <= 16 ? kWideThreads : kRowThreads, q.k * sizeof(float), s, in, ld_in, norm,
+         eps, is_gated, act, q);
   BN_CUDA_LAUNCHED();
 }
 
