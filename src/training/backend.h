@@ -8,6 +8,7 @@
 #include <string>
 
 #include "training/adamw.h"
+#include "training/collective.h"
 #include "training/model.h"
 
 namespace bitnet::train {
@@ -34,6 +35,13 @@ struct TrainBackend {
 using BackendFactory = std::function<TrainBackend(TrainModel&, AdamWState&)>;
 
 // The CPU reference: training/ops.h on `threads` threads, in place on the host model.
-TrainBackend cpu_backend(TrainModel& m, AdamWState& opt, int threads);
+//
+// Data parallel over the ranks of `c` (each rank a backend of its own over the same initial
+// model, each step given the same global batch): a rank takes its share of every micro-batch's
+// rows, the gradients and the loss are summed over the ranks, and each rank updates only its
+// share of the parameters (ZeRO-1: the optimizer state outside it stays unused), then gathers the
+// others' shares. Every rank ends a step with the same parameters, equal to one rank's run of
+// the whole batch within float rounding (the gradient is summed in another order).
+TrainBackend cpu_backend(TrainModel& m, AdamWState& opt, int threads, const Collective& c = single_rank());
 
 }  // namespace bitnet::train
