@@ -22,6 +22,8 @@ stage)
   [ -n "${BASE:-}" ] && cp "$BASE" .device/bitnet_base
   # FIDELITY=1 there trains on 400 KB of each corpus source (scripts/corpus.sh), where it has been made.
   [ -d build/corpus/train ] && for f in build/corpus/train/*.txt; do head -c 400000 "$f"; done >.device/corpus.txt
+  # INFER=1 there: the peers' interop files (5.5 MB), perplexity on the CPU and the GPU.
+  [ -d ../shared/interop ] && cp -r ../shared/interop .device/interop
   strip .device/test_* .device/bitnet*  # the call carries at most 64 MiB
   # Non-system libraries the binaries link (the GPU machine's glibc and libstdc++ are newer).
   for exe in .device/test_cuda .device/test_training .device/bitnet; do
@@ -100,6 +102,15 @@ run)
     done
     python3 -c 'import json,sys; a,b=(json.load(open(f))["tokens"] for f in sys.argv[1:]); print("greedy tokens:", "identical" if a==b else "differ", len(a), len(b))' \
       "$OUT/run_cpu.json" "$OUT/run_cuda.json"
+    if [ -d .device/interop ]; then
+      echo "== the peers' interop files (llama-perplexity's convention: -c 128 --chunks 8): CPU, GPU, difference"
+      for f in .device/interop/*.gguf; do
+        c=$(.device/bitnet perplexity -m "$f" -f .device/interop/apache-2.0.txt -c 128 --chunks 8 --device cpu --json 2>/dev/null | tail -1)
+        g=$(.device/bitnet perplexity -m "$f" -f .device/interop/apache-2.0.txt -c 128 --chunks 8 --device cuda --json 2>/dev/null | tail -1)
+        python3 -c 'import json,sys; c,g=(json.loads(x)["ppl"] for x in sys.argv[2:]); print(sys.argv[1], round(c,4), round(g,4), "%+.4f %%" % (100*(g-c)/c))' \
+          "$(basename "$f")" "$c" "$g" || echo "$f: $c | $g"
+      done
+    fi
     echo "== bitnet bench --device cuda (synthetic 2B4T; F16 head, then Q8_0 and Q6_K)"
     timeout 90 .device/bitnet bench --device cuda --synthetic 2b4t -p 512 -n 128 -b 1,8,64 -r 2 2>&1 | tee "$OUT/bench_cuda.log"
     for e in q8_0 q6_k; do
