@@ -13,6 +13,7 @@
 #include "training/collective.h"
 #include "training/model.h"
 #include "training/rng.h"
+#include "training/small_config.h"
 #include "training/trainer.h"
 
 namespace bitnet::train {
@@ -73,23 +74,11 @@ TEST(Collective, SumsInRankOrderAndGathersShares) {
     for (size_t i = 0; i < N; ++i) ASSERT_EQ(p[static_cast<size_t>(r)][i], static_cast<float>(i)) << r;
 }
 
-ModelConfig dp_config(int64_t vocab) {
-  ModelConfig c = train_config("tiny", vocab);
-  c.n_embd = 24;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.head_dim = 6;
-  c.rope_dim = 6;
-  c.n_ff = 20;
-  return c;
-}
-
 // `steps` steps of the whole batch on one rank, then on R ranks; per step the losses and, after
 // every step, the ranks' parameters (identical across ranks) against the one rank's.
 void expect_ranks_follow_one(int R, bool quantize, int64_t batch, double loss_tol, double param_tol) {
   const int64_t V = 37, S = 9, accum = 2, steps = 4;
-  const ModelConfig cfg = dp_config(V);
+  const ModelConfig cfg = small_config(V);
   Rng rng(99);
   std::vector<int32_t> in(static_cast<size_t>(steps * accum * batch * S)), tg(in.size());
   for (auto& x : in) x = static_cast<int32_t>(rng.below(V));

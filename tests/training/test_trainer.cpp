@@ -25,24 +25,13 @@
 #include "training/export_hf.h"
 #include "training/model.h"
 #include "training/schedule.h"
+#include "training/small_config.h"
 #include "training/trainer.h"
 
 namespace bitnet::train {
 namespace {
 
 namespace fs = std::filesystem;
-
-ModelConfig small_config(int64_t vocab) {
-  ModelConfig c = train_config("tiny", vocab);
-  c.n_embd = 24;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.head_dim = 6;
-  c.rope_dim = 6;
-  c.n_ff = 20;
-  return c;
-}
 
 std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
   Rng r(seed);
