@@ -327,6 +327,20 @@ struct ModelCase {
   bool variant;  // interleaved RoPE, SiLU, no sub-norms, 4 query heads per KV head, head_dim 32
 };
 
+// The tiny shape with the other choices: interleaved RoPE, SiLU, no sub-norms, 4 query heads per
+// KV head of 32 values.
+ModelConfig variant_config() {
+  ModelConfig c = synthetic_config("tiny");
+  c.rope = RopeStyle::kNorm;
+  c.act = FfnAct::kSilu;
+  c.sub_norms = false;
+  c.n_head = 8;
+  c.n_head_kv = 2;
+  c.head_dim = 32;
+  c.rope_dim = 32;
+  return c;
+}
+
 class WholeModel : public ::testing::TestWithParam<ModelCase> {};
 
 // The gap between the largest and the second largest logit.
@@ -351,16 +365,7 @@ float top_margin(const float* x, size_t n) {
 TEST_P(WholeModel, LogitsAndGreedyTokensMatchTheCpuSession) {
   SKIP_WITHOUT_GPU();
   const ModelCase mc = GetParam();
-  ModelConfig cfg = synthetic_config("tiny");
-  if (mc.variant) {
-    cfg.rope = RopeStyle::kNorm;
-    cfg.act = FfnAct::kSilu;
-    cfg.sub_norms = false;
-    cfg.n_head = 8;
-    cfg.n_head_kv = 2;
-    cfg.head_dim = 32;
-    cfg.rope_dim = 32;
-  }
+  const ModelConfig cfg = mc.variant ? variant_config() : synthetic_config("tiny");
   const Model model = make_synthetic_model(cfg, 5, mc.embd);
   const int64_t V = cfg.n_vocab;
   Session cpu(model, {256, 2});
@@ -472,16 +477,8 @@ class FusedDecode : public ::testing::TestWithParam<FusedCase> {};
 
 TEST_P(FusedDecode, EqualsThePerOpKernels) {
   SKIP_WITHOUT_GPU();
-  ModelConfig cfg = synthetic_config("tiny");
-  if (GetParam().variant == 1) {
-    cfg.rope = RopeStyle::kNorm;
-    cfg.act = FfnAct::kSilu;
-    cfg.sub_norms = false;
-    cfg.n_head = 8;
-    cfg.n_head_kv = 2;
-    cfg.head_dim = 32;
-    cfg.rope_dim = 32;
-  } else if (GetParam().variant == 2) {
+  ModelConfig cfg = GetParam().variant == 1 ? variant_config() : synthetic_config("tiny");
+  if (GetParam().variant == 2) {
     cfg.n_embd = 192;
     cfg.n_head = 3;
     cfg.n_head_kv = 3;
