@@ -117,6 +117,11 @@ run)
       timeout 60 .device/bitnet bench --device cuda --synthetic 2b4t --embd-type $e -p 0 -n 64 -b 1,64 -r 2 2>&1 |
         tee -a "$OUT/bench_cuda.log" | grep -E 'tg|GPU'
     done
+    echo "== side by side on this host: HF transformers bf16 (bench/hf_bench.py), then our CPU engine"
+    timeout 240 python3 bench/hf_bench.py --prompt 512 --gen 64 --batch 1,8 2>"$OUT/hf_bench.err" |
+      tee "$OUT/hf_bench.jsonl" || tail -20 "$OUT/hf_bench.err"
+    timeout 120 .device/bitnet bench --device cpu --synthetic 2b4t -p 512 -n 32 -b 1,8 -r 2 -t "$(nproc)" 2>&1 |
+      tee "$OUT/bench_cpu.log" | grep -E '^\| |CPU|threads'
   fi
   if [ "${HF:-0}" = 1 ]; then
     echo "== the trainer's HF export under transformers' BitNetForCausalLM, against the engine on its GGUF"
