@@ -258,6 +258,7 @@ struct DeviceTrainer {
 train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt) {
   require_device();
   auto dt = std::make_shared<DeviceTrainer>();
+  if (dt->prof.on()) dt->ctx.prof = &dt->prof;
   const size_t n = m.params.size();
   dt->params.upload(m.params);
   dt->grads.resize(n);

@@ -1,12 +1,18 @@
 // BitLinear and the fp32 matmul on the GPU: shape checks, the weights' and activations'
 // quantization kernels, the int8 product in cuBLASLt (the dp4a kernel where it has no algorithm)
 // and the fp32 GEMMs of the backward.
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <mutex>
+#include <set>
+#include <string>
 
 #include "core/error.h"
 #include "cuda/lt_plans.h"
 #include "cuda/train_kernels.h"
 #include "cuda/train_ops.h"
+#include "cuda/train_profile.h"
 #include "training/op_checks.h"
 
 namespace bitnet::cuda {
@@ -74,6 +80,17 @@ void float_backward(TrainContext& ctx, const float* dy, const float* x, int64_t 
 
 namespace {
 
+// Under BITNET_CUDA_PROFILE, a profile section for one part of a BitLinear of shape out x in
+// ("bitlinear 4096x768: int8 product"); the names are interned, as OpProfile keeps the pointers.
+void sub_mark(TrainContext& ctx, const char* part, int64_t out, int64_t in, cudaStream_t stream) {
+  if (ctx.prof == nullptr) return;
+  static std::mutex mu;
+  static std::set<std::string> names;
+  const std::lock_guard<std::mutex> lock(mu);
+  const auto it = names.insert(fmt::format("bitlinear {}x{}: {}", out, in, part)).first;
+  ctx.prof->mark(it->c_str(), stream);
+}
+
 // The quantized activations' buffers for T x in (cuBLASLt's int8 kernels want k a multiple of 4 and
 // 4-byte aligned rows; 16 keeps every row 16-byte aligned, the faster kernels; zero padding leaves
 // the products exact).
@@ -99,6 +116,7 @@ void quantized_product(TrainContext& ctx, int64_t T, int64_t in, const float* W,
   cache.acc.resize(static_cast<size_t>(T * out_pad));
 
   // Weights: one absmean scale per group of rows, then the codes with each row's scale.
+  sub_mark(ctx, "weights' ternarization", out, in, stream);
   auto* partial = static_cast<double*>(ctx.scratch(sizeof(double) * kern::kAbsmeanParts));
   int64_t r0 = 0;
   for (const int64_t g : groups) {
@@ -111,12 +129,14 @@ void quantized_product(TrainContext& ctx, int64_t T, int64_t in, const float* W,
   // Row-major acc[T][out_pad] is column-major acc^T = wq . xq^T: the "TN" form, both operands with
   // the reduction dimension contiguous.
   const int32_t one = 1, zero = 0;
+  sub_mark(ctx, "int8 product", out, in, stream);
   cache.used_cublaslt =
       !ctx.force_dp4a && lt_matmul(ctx, CUDA_R_8I, CUDA_R_32I, CUBLAS_COMPUTE_32I, CUDA_R_32I, true, false,
                                    out_pad, T, in_pad, cache.wq.data(), in_pad, cache.xq.data(), in_pad,
                                    cache.acc.data(), out_pad, &one, &zero, stream);
   if (!cache.used_cublaslt)
     kern::int8_gemm_dp4a(cache.xq.data(), cache.wq.data(), T, out_pad, in_pad, cache.acc.data(), stream);
+  sub_mark(ctx, "epilogue", out, in, stream);
   kern::int8_epilogue(cache.acc.data(), out_pad, cache.row_scale.data(), cache.dq.data(), T, out, y, stream);
 }
 
@@ -175,12 +195,16 @@ void backward_products(TrainContext& ctx, const kern::bf16_t* dy_w, const kern::
                        int64_t in, int64_t out, const BitLinearCache& cache, kern::bf16_t* wc,
                        kern::bf16_t* xc, float* dx, float* dW, cudaStream_t stream, bool accumulate_dx) {
   if (dx != nullptr) {
+    sub_mark(ctx, "backward: weight codes to bf16", out, in, stream);
     kern::codes_to_bf16(cache.wq.data(), out * cache.in_pad, wc, stream);
+    sub_mark(ctx, "backward: dx product", out, in, stream);
     bf16_gemm(ctx, false, false, in, T, out, wc, cache.in_pad, dy_w, out, dx, in, accumulate_dx ? 1.0f : 0.0f,
               stream);
   }
   if (dW != nullptr) {
+    sub_mark(ctx, "backward: activation codes to bf16", out, in, stream);
     kern::codes_to_bf16(cache.xq.data(), T * cache.in_pad, xc, stream);
+    sub_mark(ctx, "backward: dW product", out, in, stream);
     bf16_gemm(ctx, false, true, in, out, T, xc, cache.in_pad, dy_x, out, dW, in, 1.0f, stream);
   }
 }

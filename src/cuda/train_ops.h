@@ -30,6 +30,8 @@ class LtPlans;
 
 // The cuBLASLt handle, its workspace, scratch for the ops' temporaries and a device flag the
 // kernels raise on an out-of-range token id. Create it after choosing the device.
+class OpProfile;
+
 class TrainContext {
  public:
   TrainContext();
@@ -52,6 +54,9 @@ class TrainContext {
 
   // Tests: run the int8 product with the dp4a kernel even where cuBLASLt has an algorithm.
   bool force_dp4a = false;
+  // Set while the trainer profiles (BITNET_CUDA_PROFILE): BitLinear then marks its own parts
+  // (weights' ternarization, the int8 product, the epilogue, the backward's products) per shape.
+  OpProfile* prof = nullptr;
 
  private:
   cublasLtHandle_t lt_ = nullptr;

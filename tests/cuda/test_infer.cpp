@@ -471,7 +471,7 @@ INSTANTIATE_TEST_SUITE_P(HeadTypes, BatchedDecode,
 // head) with more blocks than rows in some matrices.
 struct FusedCase {
   const char* name;
-  int variant;  // 0 tiny, 1 variant, 2 odd
+  int variant;  // 0 tiny, 1 variant, 2 odd; 3 – 6: tiny with one of variant's choices each
 };
 class FusedDecode : public ::testing::TestWithParam<FusedCase> {};
 
@@ -486,6 +486,16 @@ TEST_P(FusedDecode, EqualsThePerOpKernels) {
     cfg.rope_dim = 32;
     cfg.n_ff = 328;
     cfg.n_layer = 3;
+  }
+  // variant's choices one at a time, so that a difference it shows is pinned to one of them.
+  if (GetParam().variant == 3) cfg.act = FfnAct::kSilu;
+  if (GetParam().variant == 4) cfg.rope = RopeStyle::kNorm;
+  if (GetParam().variant == 5) cfg.sub_norms = false;
+  if (GetParam().variant == 6) {
+    cfg.n_head = 8;
+    cfg.n_head_kv = 2;
+    cfg.head_dim = 32;
+    cfg.rope_dim = 32;
   }
   const Model model = make_synthetic_model(cfg, 21, DType::F16);
   const int64_t V = cfg.n_vocab;
@@ -538,8 +548,9 @@ TEST_P(FusedDecode, EqualsThePerOpKernels) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, FusedDecode,
-                         ::testing::Values(FusedCase{"tiny", 0}, FusedCase{"variant", 1},
-                                           FusedCase{"odd", 2}),
+                         ::testing::Values(FusedCase{"tiny", 0}, FusedCase{"variant", 1}, FusedCase{"odd", 2},
+                                           FusedCase{"silu", 3}, FusedCase{"norm_rope", 4},
+                                           FusedCase{"no_sub_norms", 5}, FusedCase{"gqa4_hd32", 6}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
