@@ -100,27 +100,27 @@ __device__ float fast_exp2(float x) {
   return y;
 }
 
-// dst[t][j][c] = bf16(src[t * stride + j * hd + c]) for c < hd, zero for hd <= c < HDP. Block t:
+// dst[t][j][c] = bf16(src.at(t, j * hd + c)) for c < hd, zero for hd <= c < HDP. Block t:
 // row t (HDP a power of two: no index division). With a RoPE table (cs not null), the first
 // rot_heads heads' columns below 2 half are rotated first, each element by the expression of
 // rope_kernel (train_elementwise.cu) that writes it, so the copy is bit for bit rope then convert.
 template <int HDP>
-__global__ void to_heads_kernel(const float* __restrict__ src, int64_t stride, int heads, int hd,
-                                bf16* __restrict__ dst, int rot_heads, int half, bool neox, int64_t seq,
-                                const float* __restrict__ cs, const float* __restrict__ sn) {
+__global__ void to_heads_kernel(const ProductRows src, int heads, int hd, bf16* __restrict__ dst,
+                                int rot_heads, int half, bool neox, int64_t seq, const float* __restrict__ cs,
+                                const float* __restrict__ sn) {
   const int64_t t = blockIdx.x;
-  const float* row = src + t * stride;
   const int64_t p = cs != nullptr ? t % seq : 0;
   for (int e = threadIdx.x; e < heads * HDP; e += blockDim.x) {
     const int j = e / HDP, c = e % HDP;
     float v = 0.0f;
     if (c < hd) {
-      const float* x = row + j * hd;
-      v = x[c];
+      const int x = j * hd;  // the head's first column
+      v = src.at(t, x + c);
       if (cs != nullptr && j < rot_heads && c < 2 * half) {
         const int i = neox ? (c < half ? c : c - half) : c / 2;
         const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-        const float co = cs[p * half + i], si = sn[p * half + i], x0 = x[a], x1 = x[b];
+        const float co = cs[p * half + i], si = sn[p * half + i], x0 = src.at(t, x + a),
+                    x1 = src.at(t, x + b);
         v = c == a ? __fsub_rn(__fmul_rn(x0, co), __fmul_rn(x1, si))
                    : __fadd_rn(__fmul_rn(x0, si), __fmul_rn(x1, co));
       }
@@ -558,8 +558,8 @@ size_t doh_bytes(const Dims& D, int64_t batch) {
   return align256(sizeof(bf16) * static_cast<size_t>(batch * D.seq * D.H * hdp_of(D.hd)));
 }
 
-void to_heads(const float* src, int64_t T, int64_t stride, int64_t heads, int64_t hd, bf16* dst,
-              cudaStream_t s, const RopeArgs* rope = nullptr) {
+void to_heads(const ProductRows& src, int64_t T, int64_t heads, int64_t hd, bf16* dst, cudaStream_t s,
+              const RopeArgs* rope = nullptr) {
   constexpr int kConvThreads = 256;
   const unsigned grid = static_cast<unsigned>(T);
   const int h = static_cast<int>(heads), d = static_cast<int>(hd);
@@ -572,17 +572,16 @@ void to_heads(const float* src, int64_t T, int64_t stride, int64_t heads, int64_
   const float* sn = on ? rope->sn : nullptr;
   switch (hdp_of(hd)) {
     case 16:
-      to_heads_kernel<16><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst, rot, half, neox, seq, cs, sn);
+      to_heads_kernel<16><<<grid, kConvThreads, 0, s>>>(src, h, d, dst, rot, half, neox, seq, cs, sn);
       break;
     case 32:
-      to_heads_kernel<32><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst, rot, half, neox, seq, cs, sn);
+      to_heads_kernel<32><<<grid, kConvThreads, 0, s>>>(src, h, d, dst, rot, half, neox, seq, cs, sn);
       break;
     case 64:
-      to_heads_kernel<64><<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst, rot, half, neox, seq, cs, sn);
+      to_heads_kernel<64><<<grid, kConvThreads, 0, s>>>(src, h, d, dst, rot, half, neox, seq, cs, sn);
       break;
     default:
-      to_heads_kernel<128>
-          <<<grid, kConvThreads, 0, s>>>(src, stride, h, d, dst, rot, half, neox, seq, cs, sn);
+      to_heads_kernel<128><<<grid, kConvThreads, 0, s>>>(src, h, d, dst, rot, half, neox, seq, cs, sn);
       break;
   }
   BN_CUDA_LAUNCHED();
@@ -626,11 +625,16 @@ size_t attention_operands_bytes(const AttnDims& d) {
   return qh_bytes(dims_of(d), d.batch);
 }
 
-void attention_operands(const float* qkv, const AttnDims& d, const RopeArgs* rope, bf16_t* qh,
+void attention_operands(const ProductRows& qkv, const AttnDims& d, const RopeArgs* rope, bf16_t* qh,
                         cudaStream_t s) {
   const Dims D = dims_of(d);
   if (d.seq == 0 || d.batch == 0) return;
-  to_heads(qkv, d.batch * D.seq, D.C, D.nh, D.hd, reinterpret_cast<bf16*>(qh), s, rope);
+  to_heads(qkv, d.batch * D.seq, D.nh, D.hd, reinterpret_cast<bf16*>(qh), s, rope);
+}
+
+void attention_operands(const float* qkv, const AttnDims& d, const RopeArgs* rope, bf16_t* qh,
+                        cudaStream_t s) {
+  attention_operands(ProductRows{.y = qkv, .ld = dims_of(d).C}, d, rope, qh, s);
 }
 
 void attention_forward_from(const bf16_t* qh_bits, const AttnDims& d, float* out, float* lse,
@@ -664,7 +668,7 @@ void attention_backward_from(const float* dout, const bf16_t* qh_bits, const flo
   auto* doh = static_cast<bf16*>(scratch);
   auto* Dv = reinterpret_cast<float*>(static_cast<unsigned char*>(scratch) + doh_bytes(D, d.batch));
   const int64_t T = d.batch * D.seq, rows = T * D.H;
-  to_heads(dout, T, D.q_dim, D.H, D.hd, doh, s);
+  to_heads(ProductRows{.y = dout, .ld = D.q_dim}, T, D.H, D.hd, doh, s);
   constexpr int kRowThreads = 256;
   rowdot_kernel<<<static_cast<unsigned>((rows + kRowThreads / 32 - 1) / (kRowThreads / 32)), kRowThreads, 0,
                   s>>>(dout, out, rows, D.H, D.hd, D.seq, Dv);

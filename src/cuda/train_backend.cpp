@@ -52,7 +52,7 @@ struct DeviceTrainer {
       a.x.resize(T * d);
       a.h1.resize(T * d);
       a.rstd1.resize(T);
-      a.qkv.resize(T * qkv_n);
+      a.qkv.resize(q ? 0 : T * qkv_n);  // quantized: the qkv product stays in c_qkv
       a.lse.resize(static_cast<size_t>(B * c.n_head * S));
       a.attn.resize(T * qd);
       a.attn_sn.resize(T * qd);
@@ -60,7 +60,7 @@ struct DeviceTrainer {
       a.x_mid.resize(T * d);
       a.h2.resize(T * d);
       a.rstd2.resize(T);
-      a.gu.resize(T * 2 * ff);
+      a.gu.resize(q ? 0 : T * 2 * ff);  // quantized: the gate|up product stays in c_gu (product_rows)
       a.act.resize(T * ff);
       a.act_sn.resize(T * ff);
       a.rstd_f.resize(T);
@@ -131,34 +131,50 @@ struct DeviceTrainer {
         }
       };
       norm_linear("norm", a.x.data(), P(L.attn_norm), d, a.rstd1.data(), a.h1.data(), "qkv", P(L.wqkv), qkv_n,
-                  qkv_groups, a.qkv.data(), a.c_qkv);
+                  qkv_groups, q ? nullptr : a.qkv.data(), a.c_qkv);
       prof.mark("rope", stream);
-      rope_attention_operands(a.qkv.data(), T, rs, rope, as, a.ops, stream);  // qkv itself stays unrotated
+      if (q)  // the qkv product read from its cache, its float output never written
+        rope_attention_operands(a.c_qkv, T, rs, rope, as, a.ops, stream);
+      else
+        rope_attention_operands(a.qkv.data(), T, rs, rope, as, a.ops, stream);  // qkv stays unrotated
       prof.mark("attention", stream);
       attention_forward(ctx, a.ops, as, a.attn.data(), a.lse.data(), stream);
+      // Quantized, the o, gate|up and down products stay int32 in their caches: the residual adds
+      // and the activation apply the epilogue as they read them (product_rows), so their float
+      // outputs are never written.
+      float* const y_o = q ? nullptr : y.data();
       if (c.sub_norms) {
         norm_linear("norm", a.attn.data(), P(L.attn_sub_norm), qd, a.rstd_a.data(), a.attn_sn.data(), "o",
-                    P(L.wo), d, d_group, y.data(), a.c_o);
+                    P(L.wo), d, d_group, y_o, a.c_o);
       } else {
         prof.mark("o", stream);
-        bitlinear_forward(ctx, a.attn.data(), T, qd, P(L.wo), d, d_group, q, y.data(), a.c_o, stream);
+        bitlinear_forward(ctx, a.attn.data(), T, qd, P(L.wo), d, d_group, q, y_o, a.c_o, stream);
       }
       prof.mark("norm", stream);
-      kern::add(a.x.data(), y.data(), T * d, a.x_mid.data(), stream);
+      if (q)
+        add_product(a.x.data(), a.c_o, T, d, a.x_mid.data(), stream);
+      else
+        kern::add(a.x.data(), y.data(), T * d, a.x_mid.data(), stream);
       norm_linear("norm", a.x_mid.data(), P(L.ffn_norm), d, a.rstd2.data(), a.h2.data(), "gate_up",
-                  P(L.w_gate_up), 2 * ff, gu_groups, a.gu.data(), a.c_gu);
+                  P(L.w_gate_up), 2 * ff, gu_groups, q ? nullptr : a.gu.data(), a.c_gu);
       prof.mark("act", stream);
-      gated_forward(a.gu.data(), T, ff, c.act, a.act.data(), stream);
+      if (q)
+        gated_forward(a.c_gu, T, ff, c.act, a.act.data(), stream);
+      else
+        gated_forward(a.gu.data(), T, ff, c.act, a.act.data(), stream);
       if (c.sub_norms) {
         norm_linear("act", a.act.data(), P(L.ffn_sub_norm), ff, a.rstd_f.data(), a.act_sn.data(), "down",
-                    P(L.w_down), d, d_group, y.data(), a.c_down);
+                    P(L.w_down), d, d_group, y_o, a.c_down);
       } else {
         prof.mark("down", stream);
-        bitlinear_forward(ctx, a.act.data(), T, ff, P(L.w_down), d, d_group, q, y.data(), a.c_down, stream);
+        bitlinear_forward(ctx, a.act.data(), T, ff, P(L.w_down), d, d_group, q, y_o, a.c_down, stream);
       }
       prof.mark("norm", stream);
-      kern::add(a.x_mid.data(), y.data(), T * d,
-                il + 1 < c.n_layer ? layers[static_cast<size_t>(il + 1)].x.data() : x_final.data(), stream);
+      float* const next = il + 1 < c.n_layer ? layers[static_cast<size_t>(il + 1)].x.data() : x_final.data();
+      if (q)
+        add_product(a.x_mid.data(), a.c_down, T, d, next, stream);
+      else
+        kern::add(a.x_mid.data(), y.data(), T * d, next, stream);
     }
     prof.mark("head", stream);
     rmsnorm_forward(x_final.data(), P(mdl.output_norm), T, d, c.rms_eps, h_final.data(), rstd_final.data(),
@@ -201,8 +217,7 @@ struct DeviceTrainer {
       }
       prof.mark("act_bwd", stream);
       if (q) {  // the gate|up product's bf16 operands straight from the activation's backward
-        gated_backward_scaled(dact.data(), a.gu.data(), T, ff, c.act, a.c_gu, dy_w.data(), dy_x.data(),
-                              stream);
+        gated_backward_scaled(dact.data(), nullptr, T, ff, c.act, a.c_gu, dy_w.data(), dy_x.data(), stream);
         prof.mark("gate_up_bwd", stream);
         bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, d, 2 * ff, a.c_gu, dh.data(),
                                   G(L.w_gate_up), stream, /*accumulate_dx=*/false);

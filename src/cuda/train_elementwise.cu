@@ -191,6 +191,13 @@ __global__ void add_kernel(const float* __restrict__ a, const float* __restrict_
   if (i < n) out[i] = __fadd_rn(a[i], b[i]);
 }
 
+// Block t: row t.
+__global__ void add_rows_kernel(const float* __restrict__ a, const ProductRows b, int64_t n,
+                                float* __restrict__ out) {
+  const int64_t t = blockIdx.x;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) out[t * n + i] = __fadd_rn(a[t * n + i], b.at(t, i));
+}
+
 // ---- RoPE ----
 
 // rope_rotate_ref: one thread per (token, head, pair); inverse rotates by minus the angles.
@@ -242,12 +249,11 @@ __global__ void rope_backward_scaled_kernel(const float* __restrict__ dqkv, int 
 // ---- gated activation ----
 
 // Block t: row t (no index division per element).
-__global__ void gated_forward_kernel(const float* __restrict__ gu, int64_t ff, bool relu2,
-                                     float* __restrict__ out) {
+__global__ void gated_forward_kernel(const ProductRows gu, int64_t ff, bool relu2, float* __restrict__ out) {
   const int64_t t = blockIdx.x;
   for (int64_t i = threadIdx.x; i < ff; i += blockDim.x) {
     const int64_t e = t * ff + i;
-    const float g = gu[t * 2 * ff + i], u = gu[t * 2 * ff + ff + i];
+    const float g = gu.at(t, i), u = gu.at(t, ff + i);
     if (relu2) {
       const float r = g > 0 ? g : 0.0f;
       out[e] = __fmul_rn(__fmul_rn(r, r), u);
@@ -281,15 +287,15 @@ __global__ void gated_backward_kernel(const float* __restrict__ dout, const floa
 
 // gated_backward_kernel's dg and du (the same expressions), written as scale_grad_bf16_kernel
 // writes dgu's operands: bf16(g * row_scale[o]) and bf16(g * dq[t]).
-__global__ void gated_backward_scaled_kernel(const float* __restrict__ dout, const float* __restrict__ gu,
-                                             int64_t ff, bool relu2, const float* __restrict__ row_scale,
+__global__ void gated_backward_scaled_kernel(const float* __restrict__ dout, const ProductRows gu, int64_t ff,
+                                             bool relu2, const float* __restrict__ row_scale,
                                              const float* __restrict__ dq, __nv_bfloat16* __restrict__ dy_w,
                                              __nv_bfloat16* __restrict__ dy_x) {
   const int64_t t = blockIdx.x;
   const float st = dq[t];
   for (int64_t i = threadIdx.x; i < ff; i += blockDim.x) {
     const int64_t gi = t * 2 * ff + i, ui = gi + ff;
-    const float g = gu[gi], u = gu[ui], d = dout[t * ff + i];
+    const float g = gu.at(t, i), u = gu.at(t, ff + i), d = dout[t * ff + i];
     float dg, du;
     if (relu2) {
       const float r = g > 0 ? g : 0.0f;
@@ -472,6 +478,12 @@ void add(const float* a, const float* b, int64_t n, float* out, cudaStream_t s) 
   BN_CUDA_LAUNCHED();
 }
 
+void add_rows(const float* a, const ProductRows& b, int64_t T, int64_t n, float* out, cudaStream_t s) {
+  if (T * n == 0) return;
+  add_rows_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(a, b, n, out);
+  BN_CUDA_LAUNCHED();
+}
+
 void rope(float* qkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_dim, int64_t row_stride,
           int64_t rope_dim, bool neox, const float* cs, const float* sn, bool inverse, cudaStream_t s) {
   const int64_t half = rope_dim / 2, total = T * n_rot_heads * half;
@@ -494,7 +506,7 @@ void rope_backward_scaled(const float* dqkv, int64_t T, int64_t seq, int64_t n_r
   BN_CUDA_LAUNCHED();
 }
 
-void gated_forward(const float* gu, int64_t T, int64_t ff, bool relu2, float* out, cudaStream_t s) {
+void gated_forward(const ProductRows& gu, int64_t T, int64_t ff, bool relu2, float* out, cudaStream_t s) {
   const int64_t total = T * ff;
   if (total == 0) return;
   gated_forward_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(gu, ff, relu2, out);
@@ -509,7 +521,7 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, b
   BN_CUDA_LAUNCHED();
 }
 
-void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2,
+void gated_backward_scaled(const float* dout, const ProductRows& gu, int64_t T, int64_t ff, bool relu2,
                            const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
                            cudaStream_t s) {
   if (T * ff == 0) return;

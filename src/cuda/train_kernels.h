@@ -27,6 +27,23 @@ void ternarize_rows(const float* W, const float* row_scale, int64_t out, int64_t
 // acc[t][o] = xq[t] . wq[o] over in_pad (a multiple of 4) with dp4a; o < out_pad.
 void int8_gemm_dp4a(const int8_t* xq, const int8_t* wq, int64_t T, int64_t out_pad, int64_t in_pad,
                     int32_t* acc, cudaStream_t s);
+// A product's output as the op after it reads it: the float values y[t][o] (row stride ld), or,
+// where acc is set, the int32 sums acc[t][o] (row stride ld) with int8_epilogue's operations applied
+// on read (float(acc) * (row_scale[o] * dq[t])), so that the float rows are never written and read
+// back: the same values, bit for bit, one pass over [T][out] less.
+struct ProductRows {
+  const float* y = nullptr;
+  const int32_t* acc = nullptr;
+  int64_t ld = 0;
+  const float* row_scale = nullptr;  // with acc
+  const float* dq = nullptr;
+#ifdef __CUDACC__
+  __device__ float at(int64_t t, int64_t o) const {
+    if (acc == nullptr) return y[t * ld + o];
+    return __fmul_rn(__int2float_rn(acc[t * ld + o]), __fmul_rn(row_scale[o], dq[t]));
+  }
+#endif
+};
 // y[t][o] = float(acc[t][o]) * (row_scale[o] * dq[t]).
 void int8_epilogue(const int32_t* acc, int64_t out_pad, const float* row_scale, const float* dq, int64_t T,
                    int64_t out, float* y, cudaStream_t s);
@@ -64,17 +81,19 @@ void rope_backward_scaled(const float* dqkv, int64_t T, int64_t seq, int64_t n_r
                           int64_t row_stride, int64_t rope_dim, bool neox, const float* cs, const float* sn,
                           const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
                           cudaStream_t s);
-void gated_forward(const float* gu, int64_t T, int64_t ff, bool relu2, float* out, cudaStream_t s);
+void gated_forward(const ProductRows& gu, int64_t T, int64_t ff, bool relu2, float* out, cudaStream_t s);
 // accumulate false: dgu is written (=), not added to.
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2, bool accumulate,
                     float* dgu, cudaStream_t s);
 // gated_backward's dg and du scaled as scale_grad_bf16 scales dgu: dy_w[t][o] = bf16(dgu[t][o] *
 // row_scale[o]), dy_x[t][o] = bf16(dgu[t][o] * dq[t]), o < 2 ff.
-void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, bool relu2,
+void gated_backward_scaled(const float* dout, const ProductRows& gu, int64_t T, int64_t ff, bool relu2,
                            const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
                            cudaStream_t s);
 // out = a + b element-wise (the residual stream).
 void add(const float* a, const float* b, int64_t n, float* out, cudaStream_t s);
+// out[t][i] = a[t][i] + b.at(t, i) for i < n (the residual add of a product's output).
+void add_rows(const float* a, const ProductRows& b, int64_t T, int64_t n, float* out, cudaStream_t s);
 // Bad ids raise *flag (and are skipped).
 void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int64_t vocab, int64_t d,
                        float* x, int32_t* flag, cudaStream_t s);
@@ -111,6 +130,9 @@ struct RopeArgs {
 };
 size_t attention_operands_bytes(const AttnDims& d);
 void attention_operands(const float* qkv, const AttnDims& d, const RopeArgs* rope, bf16_t* qh,
+                        cudaStream_t s);
+// The same from a product's rows (qkv = the qkv product held in its cache, row stride its out_pad).
+void attention_operands(const ProductRows& qkv, const AttnDims& d, const RopeArgs* rope, bf16_t* qh,
                         cudaStream_t s);
 void attention_forward_from(const bf16_t* qh, const AttnDims& d, float* out, float* lse, cudaStream_t s);
 // Scratch: attention_backward_scratch bytes (dout's bf16 copy and dout . out per row).

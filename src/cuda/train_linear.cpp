@@ -136,15 +136,25 @@ void quantized_product(TrainContext& ctx, int64_t T, int64_t in, const float* W,
                                    cache.acc.data(), out_pad, &one, &zero, stream);
   if (!cache.used_cublaslt)
     kern::int8_gemm_dp4a(cache.xq.data(), cache.wq.data(), T, out_pad, in_pad, cache.acc.data(), stream);
+  if (y == nullptr) return;  // the op after reads the product from the cache (product_rows)
   sub_mark(ctx, "epilogue", out, in, stream);
   kern::int8_epilogue(cache.acc.data(), out_pad, cache.row_scale.data(), cache.dq.data(), T, out, y, stream);
 }
 
 }  // namespace
 
+kern::ProductRows product_rows(const BitLinearCache& cache) {
+  if (!cache.quantized) fail("product_rows: the cache holds no quantized product");
+  return kern::ProductRows{.acc = cache.acc.data(),
+                           .ld = cache.out_pad,
+                           .row_scale = cache.row_scale.data(),
+                           .dq = cache.dq.data()};
+}
+
 void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
                        std::span<const int64_t> groups, bool quantize, float* y, BitLinearCache& cache,
                        cudaStream_t stream) {
+  if (y == nullptr && !quantize) fail("bitlinear_forward: an fp32 product needs its output buffer");
   train::check_linear_sizes("bitlinear_forward", T, in, out);
   train::check_linear_groups("bitlinear_forward", groups, out);
   if (!quantize) {

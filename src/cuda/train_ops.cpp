@@ -119,8 +119,10 @@ void attention_forward(TrainContext& ctx, const float* qkv, const train::AttnSha
   kern::attention_forward(qkv, d, out, lse, ctx.scratch(kern::attention_scratch(d, false)), stream);
 }
 
-void rope_attention_operands(const float* qkv, int64_t T, const train::RopeShape& rs, const RopeTable& table,
-                             const train::AttnShape& s, AttnOperands& ops, cudaStream_t stream) {
+namespace {
+void rope_operands(const kern::ProductRows& qkv, int64_t T, const train::RopeShape& rs,
+                   const RopeTable& table, const train::AttnShape& s, AttnOperands& ops,
+                   cudaStream_t stream) {
   train::check_rope("rope_attention_operands", T, rs);
   check_table("rope_attention_operands", rs, table);
   const kern::AttnDims d = attn_dims("rope_attention_operands", s);
@@ -137,6 +139,26 @@ void rope_attention_operands(const float* qkv, int64_t T, const train::RopeShape
                             rs.rope_dim,     rs.style == RopeStyle::kNeox,
                             table.cs.data(), table.sn.data()};
   kern::attention_operands(qkv, d, &rope, ops.qh.data(), stream);
+}
+}  // namespace
+
+void rope_attention_operands(const float* qkv, int64_t T, const train::RopeShape& rs, const RopeTable& table,
+                             const train::AttnShape& s, AttnOperands& ops, cudaStream_t stream) {
+  const int64_t C = (s.n_head + 2 * s.n_head_kv) * s.head_dim;
+  rope_operands(kern::ProductRows{.y = qkv, .ld = C}, T, rs, table, s, ops, stream);
+}
+
+void rope_attention_operands(const BitLinearCache& qkv, int64_t T, const train::RopeShape& rs,
+                             const RopeTable& table, const train::AttnShape& s, AttnOperands& ops,
+                             cudaStream_t stream) {
+  const int64_t C = (s.n_head + 2 * s.n_head_kv) * s.head_dim;
+  if (!qkv.quantized || qkv.T != T || qkv.out != C)
+    fail(
+        "rope_attention_operands: the cache (quantized={} T={} out={}) holds no quantized qkv product of "
+        "T={} "
+        "out={}",
+        qkv.quantized, qkv.T, qkv.out, T, C);
+  rope_operands(product_rows(qkv), T, rs, table, s, ops, stream);
 }
 
 namespace {
@@ -177,7 +199,29 @@ void attention_backward(TrainContext& ctx, const float* dout, const float* qkv, 
 
 void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* out, cudaStream_t stream) {
   train::check_gated_sizes("gated_forward", T, ff);
-  kern::gated_forward(gu, T, ff, act == FfnAct::kRelu2, out, stream);
+  kern::gated_forward(kern::ProductRows{.y = gu, .ld = 2 * ff}, T, ff, act == FfnAct::kRelu2, out, stream);
+}
+
+namespace {
+// The cache holds a quantized product of T tokens and `out` rows.
+void check_product(const char* op, const BitLinearCache& cache, int64_t T, int64_t out) {
+  if (!cache.quantized || cache.T != T || cache.out != out)
+    fail("{}: the cache (quantized={} T={} out={}) holds no quantized product of T={} out={}", op,
+         cache.quantized, cache.T, cache.out, T, out);
+}
+}  // namespace
+
+void gated_forward(const BitLinearCache& gu, int64_t T, int64_t ff, FfnAct act, float* out,
+                   cudaStream_t stream) {
+  train::check_gated_sizes("gated_forward", T, ff);
+  check_product("gated_forward", gu, T, 2 * ff);
+  kern::gated_forward(product_rows(gu), T, ff, act == FfnAct::kRelu2, out, stream);
+}
+
+void add_product(const float* a, const BitLinearCache& cache, int64_t T, int64_t n, float* out,
+                 cudaStream_t stream) {
+  check_product("add_product", cache, T, n);
+  kern::add_rows(a, product_rows(cache), T, n, out, stream);
 }
 
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
@@ -195,8 +239,10 @@ void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_
         "gated_backward_scaled: the cache (quantized={} T={} out={}) is not a quantized gate|up product of "
         "T={} out={}",
         cache.quantized, cache.T, cache.out, T, 2 * ff);
-  kern::gated_backward_scaled(dout, gu, T, ff, act == FfnAct::kRelu2, cache.row_scale.data(), cache.dq.data(),
-                              dy_w, dy_x, stream);
+  const kern::ProductRows rows =
+      gu != nullptr ? kern::ProductRows{.y = gu, .ld = 2 * ff} : product_rows(cache);
+  kern::gated_backward_scaled(dout, rows, T, ff, act == FfnAct::kRelu2, cache.row_scale.data(),
+                              cache.dq.data(), dy_w, dy_x, stream);
 }
 
 // ---- embedding ----

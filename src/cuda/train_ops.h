@@ -93,6 +93,10 @@ void rmsnorm_quantize(TrainContext& ctx, const float* x, const float* w, int64_t
 void bitlinear_forward_codes(TrainContext& ctx, int64_t T, int64_t in, const float* W, int64_t out,
                              std::span<const int64_t> groups, float* y, BitLinearCache& cache,
                              cudaStream_t stream);
+// Quantized, y may be null (bitlinear_forward and bitlinear_forward_codes): the epilogue is not run
+// and the product stays in cache.acc, for an op that reads it as product_rows(cache) (the float
+// output is then never written: one pass over [T][out] each way less).
+kern::ProductRows product_rows(const BitLinearCache& cache);
 // dx (may be null) += dy . Wdeq;  dW (may be null) += dy^T . xdeq;  x and W themselves in fp32 mode.
 // accumulate_dx false: dx = dy . Wdeq instead (the trainer's buffer needs no zeroing first).
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
@@ -179,6 +183,10 @@ struct AttnOperands {
 // operands attention_forward makes after rope_forward; qkv is not modified.
 void rope_attention_operands(const float* qkv, int64_t T, const train::RopeShape& rs, const RopeTable& table,
                              const train::AttnShape& s, AttnOperands& ops, cudaStream_t stream);
+// The same from the qkv product held in its cache (bitlinear_forward_codes with y null).
+void rope_attention_operands(const BitLinearCache& qkv, int64_t T, const train::RopeShape& rs,
+                             const RopeTable& table, const train::AttnShape& s, AttnOperands& ops,
+                             cudaStream_t stream);
 // attention_forward and attention_backward on those operands (the same results as on the rotated qkv).
 void attention_forward(TrainContext& ctx, const AttnOperands& ops, const train::AttnShape& s, float* out,
                        float* lse, cudaStream_t stream);
@@ -188,16 +196,25 @@ void attention_backward(TrainContext& ctx, const float* dout, const AttnOperands
 
 // ---- gated activation ----------------------------------------------------------------------------
 void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* out, cudaStream_t stream);
+// The same from the gate|up product held in its cache (bitlinear_forward_codes with y null).
+void gated_forward(const BitLinearCache& gu, int64_t T, int64_t ff, FfnAct act, float* out,
+                   cudaStream_t stream);
 // accumulate false: dgu is overwritten instead (the trainer's buffer needs no zeroing first).
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
                     cudaStream_t stream, bool accumulate = true);
 
 // gated_backward followed by the scaling of bitlinear_backward (the gate|up product's output
 // gradient): instead of dgu, its bf16 operands dy_w and dy_x for bitlinear_backward_scaled, bit for
-// bit what bitlinear_backward makes from dgu. `cache`: the gate|up BitLinear's (out = 2 ff).
+// bit what bitlinear_backward makes from dgu. `cache`: the gate|up BitLinear's (out = 2 ff); gu null:
+// the forward's gate|up values are read from the cache's product (product_rows).
 void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act,
                            const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
                            cudaStream_t stream);
+
+// ---- residual ------------------------------------------------------------------------------------
+// out[T][n] = a[T][n] + the product held in `cache` (out = n; bitlinear_forward with y null).
+void add_product(const float* a, const BitLinearCache& cache, int64_t T, int64_t n, float* out,
+                 cudaStream_t stream);
 
 // ---- token embedding (tokens on the device) ------------------------------------------------------
 // Both wait for the stream to check the ids (a bad id fails, as on the CPU).

@@ -709,6 +709,88 @@ TEST(CudaTrainOps, GatedBackwardScaledIsTheUnfusedPair) {
   }
 }
 
+// The ops that read a product from its cache (the epilogue applied on read, the float output never
+// written) give bit for bit what they give from the epilogue's output: the activation and its
+// scaled backward from the gate|up product, the residual add from a product. Odd sizes: ff and out
+// not multiples of 4, so the cache's rows are padded (out_pad > out).
+TEST(CudaTrainOps, OpsReadingTheProductAreTheEpiloguePath) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 770;
+  for (const auto& [T, ff] : {std::pair<int64_t, int64_t>{7, 13}, {65, 258}}) {
+    for (const FfnAct act : {FfnAct::kRelu2, FfnAct::kSilu}) {
+      const std::string name = "T=" + std::to_string(T) + " ff=" + std::to_string(ff) +
+                               (act == FfnAct::kRelu2 ? " relu2" : " silu");
+      const int64_t in = 37;
+      const std::vector<int64_t> groups{ff, ff};
+      const Vec h = random_vec(static_cast<size_t>(T * in), seed++, -4.0f, 4.0f);
+      const Vec W = random_vec(static_cast<size_t>(2 * ff * in), seed++);
+      const Vec dout = random_vec(static_cast<size_t>(T * ff), seed++);
+      Buffer<float> d_h = on_device(h), d_W = on_device(W), d_dout = on_device(dout);
+      Buffer<float> d_gu(static_cast<size_t>(T * 2 * ff));
+      BitLinearCache with_y, without_y;
+      bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), 2 * ff, groups, true, d_gu.data(), with_y,
+                        nullptr);
+      bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), 2 * ff, groups, true, nullptr, without_y,
+                        nullptr);
+      ASSERT_GT(without_y.out_pad, without_y.out) << name;  // the padded rows are skipped on read
+
+      Buffer<float> act_a = poisoned<float>(dout.size()), act_b = poisoned<float>(dout.size());
+      gated_forward(d_gu.data(), T, ff, act, act_a.data(), nullptr);
+      gated_forward(without_y, T, ff, act, act_b.data(), nullptr);
+      expect_same(act_b.download(), act_a.download(), name + " activation");
+
+      Buffer<kern::bf16_t> w_a(static_cast<size_t>(T * 2 * ff)), x_a(w_a.size()), w_b(w_a.size()),
+          x_b(w_a.size());
+      gated_backward_scaled(d_dout.data(), d_gu.data(), T, ff, act, with_y, w_a.data(), x_a.data(), nullptr);
+      gated_backward_scaled(d_dout.data(), nullptr, T, ff, act, without_y, w_b.data(), x_b.data(), nullptr);
+      expect_same(w_b.download(), w_a.download(), name + " dy_w");
+      expect_same(x_b.download(), x_a.download(), name + " dy_x");
+
+      // The residual add of the whole product (out = 2 ff rows).
+      const Vec res = random_vec(static_cast<size_t>(T * 2 * ff), seed++);
+      Buffer<float> d_res = on_device(res), sum_a = poisoned<float>(res.size()),
+                    sum_b = poisoned<float>(res.size());
+      kern::add(d_res.data(), d_gu.data(), T * 2 * ff, sum_a.data(), nullptr);
+      add_product(d_res.data(), without_y, T, 2 * ff, sum_b.data(), nullptr);
+      expect_same(sum_b.download(), sum_a.download(), name + " residual");
+    }
+  }
+  // RoPE and the attention's operands from the qkv product (odd head counts: out = 5 * 6 = 30, padded
+  // to 32 in the cache).
+  for (const RopeStyle style : {RopeStyle::kNeox, RopeStyle::kNorm}) {
+    const train::AttnShape as{2, 9, 3, 1, 6};
+    const train::RopeShape rs{as.seq, as.n_head, as.n_head_kv, as.head_dim, 4, 10000.0f, style};
+    const int64_t T = as.batch * as.seq, in = 21, C = (as.n_head + 2 * as.n_head_kv) * as.head_dim;
+    const std::vector<int64_t> groups{as.n_head * as.head_dim, as.n_head_kv * as.head_dim,
+                                      as.n_head_kv * as.head_dim};
+    Buffer<float> d_h = on_device(random_vec(static_cast<size_t>(T * in), seed++, -3.0f, 3.0f));
+    Buffer<float> d_W = on_device(random_vec(static_cast<size_t>(C * in), seed++));
+    Buffer<float> d_qkv(static_cast<size_t>(T * C));
+    BitLinearCache with_y, without_y;
+    bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), C, groups, true, d_qkv.data(), with_y, nullptr);
+    bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), C, groups, true, nullptr, without_y, nullptr);
+    RopeTable table;
+    make_rope_table(rs, table);
+    AttnOperands a, b;
+    rope_attention_operands(d_qkv.data(), T, rs, table, as, a, nullptr);
+    rope_attention_operands(without_y, T, rs, table, as, b, nullptr);
+    expect_same(b.qh.download(), a.qh.download(),
+                style == RopeStyle::kNeox ? "operands neox" : "operands norm");
+    EXPECT_THROW(rope_attention_operands(without_y, T - 1, rs, table, as, b, nullptr), Error);
+  }
+
+  // A cache of another shape, or of an fp32 product, is refused.
+  BitLinearCache cache;
+  Buffer<float> x = on_device(random_vec(4 * 8, 1)), w = on_device(random_vec(8 * 8, 2)), out(4 * 8);
+  const std::vector<int64_t> one{8};
+  bitlinear_forward(ctx, x.data(), 4, 8, w.data(), 8, one, true, nullptr, cache, nullptr);
+  EXPECT_THROW(add_product(x.data(), cache, 5, 8, out.data(), nullptr), Error);
+  EXPECT_THROW(gated_forward(cache, 4, 8, FfnAct::kRelu2, out.data(), nullptr), Error);
+  EXPECT_THROW(bitlinear_forward(ctx, x.data(), 4, 8, w.data(), 8, one, false, nullptr, cache, nullptr),
+               Error);
+}
+
 TEST(CudaTrainOps, EmbeddingIsExact) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
