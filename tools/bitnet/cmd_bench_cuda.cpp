@@ -165,8 +165,8 @@ void bench(S& s, const LoadedModel& lm, const CudaBenchOpts& o, const std::strin
                      {"memory_ratio", used / need}});
   } else if constexpr (!kSingle) {
     std::printf(
-        "\ntensor parallel: %d ranks, %s collectives, decode steps as CUDA graphs; logits equal the "
-        "single-GPU session's bit for bit\n",
+        "\ntensor parallel: %d ranks, %s collectives, decode steps as CUDA graphs (the head on rank 0, "
+        "unsplit)\n",
         s.ranks(), s.collective());
     std::printf(
         "\nGPU memory %.1f MiB over all ranks (KV cache %.1f MiB); decode reads %.1f MiB of weights a "
