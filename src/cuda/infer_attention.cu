@@ -208,13 +208,12 @@ __global__ void sum_parts_kernel(const float* parts, int64_t n_head, int hd, int
 template <int D, int G>
 void launch_attn(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
                  const KvGeom& kv, int64_t il, int splits, float* scratch, float* out, cudaStream_t s) {
-  static bool attr_set = false;  // once per process and instantiation (the opt-in above 48 KB)
-  if (!attr_set) {
+  static unsigned long long attr_set = 0;  // once per device and instantiation (the opt-in above 48 KB)
+  if (first_on_device(attr_set)) {
     for (const void* k :
          {reinterpret_cast<const void*>(attn_kernel<D, G>), reinterpret_cast<const void*>(pv_kernel<D, G>)})
       BN_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    static_cast<int>(sizeof(float) * G * kMaxChunk)));
-    attr_set = true;
   }
   const dim3 grid(static_cast<unsigned>(m), static_cast<unsigned>(kv.n_head_kv),
                   static_cast<unsigned>(splits));

@@ -173,10 +173,9 @@ void launch_tile(const DevTernary& w, const DevActs& x, int m, float* y, int64_t
                  cudaStream_t s) {
   using T = Tile<MI, NJ, WM, WN, STAGES>;
   auto kernel = gemm_kernel<MI, NJ, WM, WN, STAGES, kRaw>;
-  static bool attr_set = false;  // once per process and instantiation (the opt-in above 48 KB)
-  if (!attr_set) {
+  static unsigned long long attr_set = 0;  // once per device and instantiation (the opt-in above 48 KB)
+  if (first_on_device(attr_set)) {
     BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmem));
-    attr_set = true;
   }
   const dim3 grid(static_cast<unsigned>((w.n + T::kN - 1) / T::kN),
                   static_cast<unsigned>((m + T::kM - 1) / T::kM));

@@ -21,6 +21,18 @@ __device__ __forceinline__ void pdl_launch() {
   asm volatile("griddepcontrol.launch_dependents;" :::);
 }
 
+// True the first time it is called on the current device for this `mask` (one per kernel
+// instantiation): cudaFuncSetAttribute sets an attribute on the current device's copy of a
+// kernel, so with several GPUs (tensor parallel) each device needs its own call.
+inline bool first_on_device(unsigned long long& mask) {
+  int dev = 0;
+  BN_CUDA(cudaGetDevice(&dev));
+  const unsigned long long bit = 1ull << (dev & 63);
+  if (mask & bit) return false;
+  mask |= bit;
+  return true;
+}
+
 template <typename... P, typename... A>
 void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A&&... args) {
   cudaLaunchAttribute attr[1];

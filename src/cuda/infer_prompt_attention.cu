@@ -203,11 +203,10 @@ __global__ void __launch_bounds__(kThreads)
 template <int HD>
 void launch_prompt(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
                    const KvGeom& kv, int64_t il, float* out, cudaStream_t s) {
-  static bool attr_set = false;  // once per process and instantiation (the opt-in above 48 KB)
-  if (!attr_set) {
+  static unsigned long long attr_set = 0;  // once per device and instantiation (the opt-in above 48 KB)
+  if (first_on_device(attr_set)) {
     BN_CUDA(cudaFuncSetAttribute(attn_prompt_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(smem_bytes<HD>())));
-    attr_set = true;
   }
   const dim3 grid(static_cast<unsigned>((m + kBq - 1) / kBq), static_cast<unsigned>(n_head));
   launch(attn_prompt_kernel<HD>, grid, kThreads, smem_bytes<HD>(), s, qkv, m, pos, slot, n_head, kv, il, out);

@@ -7,6 +7,7 @@
 #include "core/half.h"
 #include "quant/dequant.h"
 #include "quant/q8_0x.h"
+#include "quant/shard.h"
 
 namespace bitnet::cuda {
 
@@ -109,12 +110,11 @@ DeviceTable upload_table(const Tensor& t, const char* what) {
   return d;
 }
 
-DeviceModel upload_model(const Model& m) {
-  DeviceModel dm;
-  // Every ternary matrix in one allocation, each 256-byte aligned.
-  std::vector<const TernaryMatrix*> mats;
-  for (const LayerWeights& L : m.layers)
-    for (const TernaryMatrix* t : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) mats.push_back(t);
+namespace {
+
+// The layers' ternary matrices (4 per layer: qkv, o, gate|up, down) into one allocation, each
+// 256-byte aligned, and the layers' norms (whole: the sub-norms run on full rows on every rank).
+void upload_layers(DeviceModel& dm, const Model& m, const std::vector<const TernaryMatrix*>& mats) {
   std::vector<size_t> off, soff;
   size_t total = 0, stotal = 0;
   for (const TernaryMatrix* t : mats) {
@@ -148,10 +148,47 @@ DeviceModel upload_model(const Model& m) {
     d.down = views[4 * il + 3];
     dm.layers.push_back(std::move(d));
   }
+}
+
+}  // namespace
+
+DeviceModel upload_model(const Model& m) {
+  DeviceModel dm;
+  std::vector<const TernaryMatrix*> mats;
+  for (const LayerWeights& L : m.layers)
+    for (const TernaryMatrix* t : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) mats.push_back(t);
+  upload_layers(dm, m, mats);
   dm.embd = upload_table(m.token_embd, "token_embd");
   // A tied head may have been regrouped into its own Q8_0X copy for the CPU kernel: same numbers.
   dm.tied = m.tied_head;
   if (!dm.tied) dm.head_own = upload_table(m.output, "output");
+  dm.output_norm = upload_vec(m.output_norm);
+  return dm;
+}
+
+DeviceModel upload_model_shard(const Model& m, const TpRank& r, bool head) {
+  const ModelConfig& c = m.cfg;
+  const int64_t hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
+  // Sharded on the host one matrix at a time (unpacked, cut, repacked), then uploaded together.
+  std::vector<TernaryMatrix> shards;
+  shards.reserve(4 * m.layers.size());
+  for (const LayerWeights& L : m.layers) {
+    const Range q = r.q_heads, kv = r.kv_heads;
+    shards.push_back(shard_row_ranges(L.wqkv, {{q.begin * hd, q.end * hd},
+                                               {qd + kv.begin * hd, qd + kv.end * hd},
+                                               {qd + kvd + kv.begin * hd, qd + kvd + kv.end * hd}}));
+    shards.push_back(shard_cols(L.wo, r.o_cols.begin, r.o_cols.end));
+    shards.push_back(
+        shard_row_ranges(L.w_gate_up, {{r.ff.begin, r.ff.end}, {ff + r.ff.begin, ff + r.ff.end}}));
+    shards.push_back(shard_cols(L.w_down, r.ff.begin, r.ff.end));
+  }
+  std::vector<const TernaryMatrix*> mats;
+  for (const TernaryMatrix& t : shards) mats.push_back(&t);
+  DeviceModel dm;
+  upload_layers(dm, m, mats);
+  dm.embd = upload_table(m.token_embd, "token_embd");  // every rank embeds its tokens itself
+  dm.tied = m.tied_head;
+  if (head && !dm.tied) dm.head_own = upload_table(m.output, "output");
   dm.output_norm = upload_vec(m.output_norm);
   return dm;
 }

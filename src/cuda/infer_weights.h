@@ -11,6 +11,7 @@
 #include "cuda/buffer.h"
 #include "cuda/infer_kernels.h"
 #include "model/model.h"
+#include "model/tp_plan.h"
 
 namespace bitnet::cuda {
 
@@ -42,5 +43,11 @@ std::vector<uint32_t> native_to_gpu_words(const TernaryMatrix& m);
 // A table (embedding or head) in a device type; `what` names it in messages.
 DeviceTable upload_table(const Tensor& t, const char* what);
 DeviceModel upload_model(const Model& m);
+// One rank's shard for tensor-parallel inference (model/tp_plan.h): q|k|v rows of its heads, o's
+// columns o_cols, gate|up rows ff (of gate and of up), down's columns ff, each row with its
+// tensor's scale (quant/shard.h); norms and the embedding whole. The head (a separate output
+// table) only where `head`: one rank computes the logits. Ternary layers only: the layers of the
+// TP path's forward (infer_tp.h).
+DeviceModel upload_model_shard(const Model& m, const TpRank& r, bool head);
 
 }  // namespace bitnet::cuda

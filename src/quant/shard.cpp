@@ -28,6 +28,20 @@ TernaryMatrix shard_rows(const TernaryMatrix& m, int64_t r0, int64_t r1) {
   return pack_native(w.data() + r0 * m.k, r1 - r0, m.k, m.row_scale() + r0);
 }
 
+TernaryMatrix shard_row_ranges(const TernaryMatrix& m,
+                               const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  if (ranges.empty()) fail("shard: no row ranges");
+  const std::vector<int8_t> w = unpacked(m);
+  std::vector<int8_t> s;
+  std::vector<float> scales;
+  for (const auto& [r0, r1] : ranges) {
+    check_range("rows", r0, r1, m.n);
+    s.insert(s.end(), w.begin() + r0 * m.k, w.begin() + r1 * m.k);
+    scales.insert(scales.end(), m.row_scale() + r0, m.row_scale() + r1);
+  }
+  return pack_native(s.data(), static_cast<int64_t>(scales.size()), m.k, scales.data());
+}
+
 TernaryMatrix shard_cols(const TernaryMatrix& m, int64_t c0, int64_t c1) {
   check_range("columns", c0, c1, m.k);
   const std::vector<int8_t> w = unpacked(m);

@@ -10,6 +10,8 @@
 //    the row, normalizes and quantizes it as the unsplit forward does, and keeps its columns
 //    (shard_acts), so the per-token scale is the full row's.
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "core/arena.h"
 #include "quant/act_quant.h"
@@ -19,8 +21,16 @@ namespace bitnet {
 
 // Rows [r0, r1) of m, with their scales.
 TernaryMatrix shard_rows(const TernaryMatrix& m, int64_t r0, int64_t r1);
+// The rows of several ranges [first, second) of m, in the order given, with their scales (a
+// rank's q|k|v rows: its query heads' rows, then its keys', then its values').
+TernaryMatrix shard_row_ranges(const TernaryMatrix& m,
+                               const std::vector<std::pair<int64_t, int64_t>>& ranges);
 // Columns [c0, c1) of every row of m, with the rows' scales.
 TernaryMatrix shard_cols(const TernaryMatrix& m, int64_t c0, int64_t c1);
+// The rows of several ranges [first, second) of m, in the order given, with their scales (a
+// rank's q|k|v rows: its query heads' rows, then its keys', then its values').
+TernaryMatrix shard_row_ranges(const TernaryMatrix& m,
+                               const std::vector<std::pair<int64_t, int64_t>>& ranges);
 // Columns [c0, c1) of quantized activations: the codes, each token's full-row scale, and the
 // codes' sum over those columns (the kernels' zero-point term). Storage from `arena`.
 QuantizedActs shard_acts(Arena& arena, const QuantizedActs& x, int64_t c0, int64_t c1);

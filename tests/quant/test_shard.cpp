@@ -84,6 +84,37 @@ TEST(Shard, ColumnShardsSumToTheUnsplitIntegersAndOutputs) {
   }
 }
 
+// A rank's q|k|v: rows of three ranges (its queries, keys and values), each keeping its own
+// tensor's scale; its products are those rows of the unsplit product.
+TEST(Shard, RowRangesGiveThoseRowsInOrder) {
+  ThreadPool pool(2);
+  const int64_t n = 64, k = 128;
+  const TernaryMatrix w = fused(n, k, 6);
+  const std::vector<std::pair<int64_t, int64_t>> ranges = {{8, 20}, {34, 40}, {50, 56}};
+  const TernaryMatrix part = shard_row_ranges(w, ranges);
+  ASSERT_EQ(part.n, 24);
+  for (int64_t m : kTokens) {
+    Arena arena;
+    const QuantizedActs x = acts(arena, m, k, 20 + static_cast<uint64_t>(m));
+    std::vector<float> whole(static_cast<size_t>(m * n)), y(static_cast<size_t>(m * part.n));
+    ternary_gemm(&pool, w, x, {nullptr, 0, whole.data(), n});
+    ternary_gemm(&pool, part, x, {nullptr, 0, y.data(), part.n});
+    for (int64_t t = 0; t < m; ++t) {
+      int64_t at = 0;
+      for (const auto& [r0, r1] : ranges) {
+        ASSERT_EQ(std::memcmp(y.data() + t * part.n + at, whole.data() + t * n + r0,
+                              static_cast<size_t>(r1 - r0) * 4),
+                  0)
+            << "m=" << m << " rows from " << r0 << " token " << t;
+        at += r1 - r0;
+      }
+    }
+  }
+  EXPECT_EQ(part.row_scale()[0], 0.031f);
+  EXPECT_EQ(part.row_scale()[12], 0.047f);
+  EXPECT_EQ(part.row_scale()[18], 0.0125f);
+}
+
 // Why the activations are quantized on the gathered row: a shard that quantized only its own
 // columns would use another scale and give other integers.
 TEST(Shard, ShardLocalActivationScalesWouldDiffer) {
@@ -107,6 +138,8 @@ TEST(Shard, BadRangesAreErrors) {
   EXPECT_THROW(shard_rows(w, 5, 5), Error);
   EXPECT_THROW(shard_rows(w, -1, 4), Error);
   EXPECT_THROW(shard_cols(w, 0, 65), Error);
+  EXPECT_THROW(shard_row_ranges(w, {}), Error);
+  EXPECT_THROW(shard_row_ranges(w, {{0, 4}, {18, 22}}), Error);
   EXPECT_THROW(shard_cols(w, 10, 3), Error);
   Arena arena;
   const QuantizedActs x = acts(arena, 2, 64, 4);

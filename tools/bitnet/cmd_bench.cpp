@@ -39,6 +39,7 @@ struct Opts {
   bool profile = false;
   bool bound = true;
   std::string device = "auto";
+  TpOption tp;
 };
 
 // Decode's bound around one tg test: the read bandwidth of one pass over the weights a token
@@ -115,10 +116,12 @@ void print_profile(const std::string& test, const Model& m, const StepProfile& p
 void run(const Opts& o) {
   LoadedModel lm = load_model(o.src, false);
 #if defined(BITNET_HAVE_CUDA)
-  if (use_cuda(o.device))
-    return run_bench_cuda(lm, {o.n_prompt, o.n_gen, o.batch, o.reps, o.json, o.profile});
+  const bool gpu = use_cuda(o.device);
+  const std::vector<int> tp = tp_devices(o.tp, gpu);
+  if (gpu) return run_bench_cuda(lm, {o.n_prompt, o.n_gen, o.batch, o.reps, o.json, o.profile, tp});
 #else
-  use_cuda(o.device);  // an error for --device cuda
+  tp_devices(o.tp, false);  // an error for --tp
+  use_cuda(o.device);       // an error for --device cuda
 #endif
   Model* model = lm.model.get();
   const int max_depth = *std::max_element(o.depth.begin(), o.depth.end());
@@ -295,6 +298,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   cmd->add_flag("--json", o.json, "one JSON object per test per line");
   add_device_option(cmd, o.device);
+  add_tp_options(cmd, o.tp);
   cmd->add_flag(
       "--no-bound", [](int64_t) { o.bound = false; },
       "leave out the read of the weights before and after each tg test (decode's bound)");

@@ -12,6 +12,7 @@ struct CudaBenchOpts {
   int reps = 3;
   bool json = false;
   bool profile = false;  // per-section GPU time of each decode batch, after the tests
+  std::vector<int> tp;   // tensor parallel over these GPUs (empty: the single-GPU session)
 };
 
 // Prints one table (or JSON lines): ppN, tgN at every batch size, each with its share of the

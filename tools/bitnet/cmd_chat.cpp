@@ -29,13 +29,15 @@ struct Opts {
   int threads = 2;
   SamplerOptions sampling;
   std::string device = "auto";
+  TpOption tp;
 };
 
 void run(Opts o) {
   LoadedModel lm = load_model(o.src, true);
   const Tokenizer& tok = *lm.tokenizer;
   const ChatTemplate tmpl = o.tmpl.empty() ? default_chat_template(tok) : *chat_template_from_name(o.tmpl);
-  const auto engine = make_engine(*lm.model, o.n_ctx, o.threads, use_cuda(o.device));
+  const bool gpu = use_cuda(o.device);
+  const auto engine = make_engine(*lm.model, o.n_ctx, o.threads, gpu, tp_devices(o.tp, gpu));
   Engine& s = *engine;
   Sampler sampler(o.sampling);
   const std::vector<int32_t> stops = chat_stop_ids(tok);
@@ -95,6 +97,7 @@ void register_chat(CLI::App& app) {
       ->check(CLI::Range(int64_t{16}, int64_t{1} << 22));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   add_device_option(cmd, o.device);
+  add_tp_options(cmd, o.tp);
   add_sampling_options(cmd, o.sampling);
   cmd->callback([] { run(o); });
 }

@@ -15,7 +15,8 @@
 namespace bitnet::cli {
 
 void register_perplexity(CLI::App& app) {
-  auto* cmd = app.add_subcommand("perplexity", "Perplexity of a text, computed like llama.cpp's llama-perplexity");
+  auto* cmd =
+      app.add_subcommand("perplexity", "Perplexity of a text, computed like llama.cpp's llama-perplexity");
   struct Opts {
     ModelSource src;
     std::string file;
@@ -25,14 +26,17 @@ void register_perplexity(CLI::App& app) {
     bool json = false;
     std::string kl_base;
     std::string device = "auto";
+    TpOption tp;
   };
   static Opts o;
   add_model_options(cmd, o.src, false);
   cmd->add_option("-f,--file", o.file, "text file")->required();
-  cmd->add_option("-c,--ctx-size", o.n_ctx, "window size in tokens")->check(CLI::Range(int64_t{4}, int64_t{1} << 20));
+  cmd->add_option("-c,--ctx-size", o.n_ctx, "window size in tokens")
+      ->check(CLI::Range(int64_t{4}, int64_t{1} << 20));
   cmd->add_option("--chunks", o.chunks, "maximum number of windows (default: all)");
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   add_device_option(cmd, o.device);
+  add_tp_options(cmd, o.tp);
   cmd->add_flag("--json", o.json, "print {\"ppl\", \"ppl_err\", \"tokens\"}");
   cmd->add_option(
       "--kl-base", o.kl_base,
@@ -59,8 +63,9 @@ void register_perplexity(CLI::App& app) {
             "tokenizer",
             o.kl_base, lm.label);
       const bool gpu = use_cuda(o.device);
-      const auto sb = make_engine(*base.model, o.n_ctx, o.threads, gpu);
-      const auto st = make_engine(*lm.model, o.n_ctx, o.threads, gpu);
+      const std::vector<int> tp = tp_devices(o.tp, gpu);
+      const auto sb = make_engine(*base.model, o.n_ctx, o.threads, gpu, tp);
+      const auto st = make_engine(*lm.model, o.n_ctx, o.threads, gpu, tp);
       const KlResult r =
           kl_divergence(*sb, *st, ids, o.n_ctx, o.chunks, tok.add_bos(), tok.bos_id(),
                         [&](int64_t done, int64_t total, double kl) {
@@ -95,7 +100,8 @@ void register_perplexity(CLI::App& app) {
       }
       return;
     }
-    const auto s = make_engine(*lm.model, o.n_ctx, o.threads, use_cuda(o.device));
+    const bool gpu = use_cuda(o.device);
+    const auto s = make_engine(*lm.model, o.n_ctx, o.threads, gpu, tp_devices(o.tp, gpu));
     const auto r = perplexity(*s, ids, o.n_ctx, o.chunks, tok.add_bos(), tok.bos_id(),
                               [&](int64_t done, int64_t total, double ppl) {
                                 if (!o.json)
@@ -103,11 +109,15 @@ void register_perplexity(CLI::App& app) {
                                                static_cast<long long>(total), ppl);
                               });
     if (o.json) {
-      print_json_line(
-          {{"ppl", r.ppl}, {"ppl_err", r.ppl_err}, {"tokens", r.tokens}, {"windows", r.windows}, {"ctx", o.n_ctx}});
+      print_json_line({{"ppl", r.ppl},
+                       {"ppl_err", r.ppl_err},
+                       {"tokens", r.tokens},
+                       {"windows", r.windows},
+                       {"ctx", o.n_ctx}});
     } else {
       std::printf("PPL = %.4f +/- %.5f (%lld tokens scored in %lld windows of %lld)\n", r.ppl, r.ppl_err,
-                  static_cast<long long>(r.tokens), static_cast<long long>(r.windows), static_cast<long long>(o.n_ctx));
+                  static_cast<long long>(r.tokens), static_cast<long long>(r.windows),
+                  static_cast<long long>(o.n_ctx));
     }
   });
 }

@@ -25,6 +25,7 @@ struct Opts {
   SamplerOptions sampling;
   bool json = false, parse_special = false, no_bos = false;
   std::string device = "auto";
+  TpOption tp;
 };
 
 std::string read_file(const std::string& path) {
@@ -47,7 +48,8 @@ void run(const Opts& o) {
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : static_cast<int64_t>(ids.size()) + o.n_predict;
   if (static_cast<int64_t>(ids.size()) + o.n_predict > n_ctx)
     fail("prompt ({} tokens) + {} to generate exceed the context size {}", ids.size(), o.n_predict, n_ctx);
-  const auto engine = make_engine(*lm.model, n_ctx, o.threads, use_cuda(o.device));
+  const bool gpu = use_cuda(o.device);
+  const auto engine = make_engine(*lm.model, n_ctx, o.threads, gpu, tp_devices(o.tp, gpu));
   Engine& s = *engine;
   Sampler sampler(o.sampling);
   const auto stops = tok.stop_ids();
@@ -61,7 +63,8 @@ void run(const Opts& o) {
   std::vector<int32_t> history = ids;
   const auto t1 = clock::now();
   for (int i = 0; i < o.n_predict; ++i) {
-    const int32_t next = sampler.sample(std::span(logits, static_cast<size_t>(lm.model->cfg.n_vocab)), history);
+    const int32_t next =
+        sampler.sample(std::span(logits, static_cast<size_t>(lm.model->cfg.n_vocab)), history);
     if (std::find(stops.begin(), stops.end(), next) != stops.end()) break;
     gen.push_back(next);
     history.push_back(next);
@@ -87,8 +90,8 @@ void run(const Opts& o) {
                      {"generation_tokens_per_second", tg_tps}});
   } else {
     std::printf("%s\n", tail.c_str());
-    std::fprintf(stderr, "\nprompt: %zu tokens, %.2f t/s | generated: %zu tokens, %.2f t/s\n", ids.size(), pp_tps,
-                 gen.size(), tg_tps);
+    std::fprintf(stderr, "\nprompt: %zu tokens, %.2f t/s | generated: %zu tokens, %.2f t/s\n", ids.size(),
+                 pp_tps, gen.size(), tg_tps);
   }
 }
 
@@ -104,6 +107,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("-c,--ctx-size", o.n_ctx, "context size (default: prompt + n-predict)");
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   add_device_option(cmd, o.device);
+  add_tp_options(cmd, o.tp);
   add_sampling_options(cmd, o.sampling);
   cmd->add_flag("--parse-special", o.parse_special, "special-token strings in the prompt become their ids");
   cmd->add_flag("--no-bos", o.no_bos, "do not add BOS");

@@ -1,12 +1,16 @@
 #include "device_option.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <stdexcept>
+#include <string>
 
 #include "core/error.h"
 #include "inference/forward.h"
 #if defined(BITNET_HAVE_CUDA)
 #include "cuda/device.h"
 #include "cuda/infer_session.h"
+#include "cuda/infer_tp.h"
 #endif
 
 namespace bitnet::cli {
@@ -34,16 +38,77 @@ bool use_cuda(const std::string& device) {
 #endif
 }
 
-std::unique_ptr<Engine> make_engine(const Model& model, int64_t n_ctx, int threads, bool cuda) {
+void add_tp_options(CLI::App* cmd, TpOption& o) {
+  cmd->add_option("--tp", o.tp, "tensor parallel over GPUs 0 .. N-1 (CUDA)")->check(CLI::Range(1, 64));
+  o.devices_opt = cmd->add_option(
+      "--tp-devices", o.devices,
+      "tensor parallel over these GPUs, e.g. 0,1; one GPU repeated (0,0) runs every rank on it");
+}
+
+namespace {
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  size_t at = 0;
+  while (at <= s.size()) {
+    const size_t comma = std::min(s.find(',', at), s.size());
+    const std::string item = s.substr(at, comma - at);
+    size_t used = 0;
+    int v = -1;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v < 0)
+      fail("--tp-devices '{}': '{}' is not a GPU index (a list like 0,1)", s, item);
+    out.push_back(v);
+    at = comma + 1;
+  }
+  return out;
+}
+
+int gpu_count() {
+#if defined(BITNET_HAVE_CUDA)
+  return static_cast<int>(cuda::devices().size());
+#else
+  return 0;
+#endif
+}
+
+}  // namespace
+
+std::vector<int> tp_devices(const TpOption& o, bool cuda) {
+  if (!o.given()) return {};
+  if (!cuda) fail("--tp and --tp-devices run on GPUs; this run is on the CPU (use --device cuda)");
+  if (!o.devices_given()) {
+    if (o.tp == 1) return {};
+    const int have = gpu_count();
+    if (o.tp > have) fail("--tp {} needs {} GPUs; this machine has {}", o.tp, o.tp, have);
+    std::vector<int> d(static_cast<size_t>(o.tp));
+    for (int i = 0; i < o.tp; ++i) d[static_cast<size_t>(i)] = i;
+    return d;
+  }
+  if (o.devices.empty()) fail("--tp-devices: the device list is empty (a list like 0,1)");
+  const std::vector<int> d = parse_list(o.devices);
+  if (o.tp != 0 && o.tp != static_cast<int>(d.size()))
+    fail("--tp {} and --tp-devices {} ({} GPUs) disagree", o.tp, o.devices, d.size());
+  return d;
+}
+
+std::unique_ptr<Engine> make_engine(const Model& model, int64_t n_ctx, int threads, bool cuda,
+                                    const std::vector<int>& tp) {
 #if defined(BITNET_HAVE_CUDA)
   if (cuda) {
     cuda::CudaSessionOptions o;
     o.n_ctx = n_ctx;
+    if (!tp.empty()) return std::make_unique<cuda::CudaTpSession>(model, o, tp);
     return std::make_unique<cuda::CudaSession>(model, o);
   }
 #else
   BN_CHECK(!cuda);
 #endif
+  BN_CHECK(tp.empty());
   return std::make_unique<Session>(model, SessionOptions{n_ctx, threads});
 }
 
