@@ -92,6 +92,17 @@ TokenShard TokenShard::open(const std::string& path, int32_t n_vocab) {
   return s;
 }
 
+TokenShard TokenShard::from_ids(std::vector<int32_t> ids, int32_t n_vocab) {
+  TokenShard s;
+  s.owned_ = std::make_shared<const std::vector<int32_t>>(std::move(ids));
+  s.ids_ = s.owned_->data();
+  s.n_ = static_cast<int64_t>(s.owned_->size());
+  for (int64_t i = 0; i < s.n_; ++i)
+    if (s.ids_[i] < 0 || s.ids_[i] >= n_vocab)
+      fail("tokens: token {} has id {} outside the vocabulary of {}", i, s.ids_[i], n_vocab);
+  return s;
+}
+
 DataSplit split_shard(const TokenShard& s, double eval_frac, int64_t seq) {
   if (!(eval_frac >= 0 && eval_frac < 1)) fail("held-out fraction {} must be in [0, 1)", eval_frac);
   DataSplit d;

@@ -25,11 +25,15 @@ class TokenShard {
  public:
   // Throws bitnet::Error on a bad header, a size that does not match, or ids >= n_vocab.
   static TokenShard open(const std::string& path, int32_t n_vocab);
+  // Ids held in memory (a data-parallel rank other than 0, which writes no files); the same
+  // checks as open.
+  static TokenShard from_ids(std::vector<int32_t> ids, int32_t n_vocab);
   int64_t size() const { return n_; }
   const int32_t* ids() const { return ids_; }
 
  private:
   std::shared_ptr<MappedFile> file_;
+  std::shared_ptr<const std::vector<int32_t>> owned_;
   const int32_t* ids_ = nullptr;
   int64_t n_ = 0;
 };

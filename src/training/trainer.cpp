@@ -181,13 +181,17 @@ void plot_log(const std::string& log, const std::string& png) {
 
 }  // namespace
 
-void run_training(const TrainOptions& o, const std::function<void(const TrainEvent&)>& report,
+void run_training(const TrainOptions& o, const std::function<void(const TrainEvent&)>& report_all,
                   const std::atomic<bool>* stop) {
+  const bool primary = o.rank == 0;  // writes the files and reports (TrainOptions::rank)
+  auto report = [&](const TrainEvent& e) {
+    if (primary) report_all(e);
+  };
   if (o.out_dir.empty()) fail("train: an output folder (-o) is required");
   if (o.steps <= 0 || o.batch <= 0 || o.seq <= 1 || o.accum <= 0)
     fail("train: steps, batch and accumulation must be positive and the sequence longer than 1");
   if (o.threads <= 0) fail("train: threads must be positive");
-  fs::create_directories(o.out_dir);
+  if (primary) fs::create_directories(o.out_dir);
   const std::string ckpt = (fs::path(o.out_dir) / "checkpoint.bin").string();
   const std::string shard = (fs::path(o.out_dir) / "tokens.bin").string();
   const std::string log = (fs::path(o.out_dir) / "train_log.jsonl").string();
@@ -212,16 +216,23 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
   if (o.resume && !fs::exists(ckpt)) fail("--resume: {} has no checkpoint.bin", o.out_dir);
 
   // Data: tokenized once into the shard (kept for a resumed run).
+  TokenShard ts;
+  bool in_memory = false;
   if (!o.resume || !fs::exists(shard)) {
     const Tokenizer tok = Tokenizer::from_vocab(vocab);
     const auto files = list_text_files(o.data);
-    const std::vector<int32_t> ids = tokenize_files(tok, files);
-    write_token_shard(shard, ids, static_cast<int32_t>(n_vocab));
-    report({.kind = TrainEvent::kInfo,
-            .tokens = static_cast<int64_t>(ids.size()),
-            .text = "tokenized " + std::to_string(files.size()) + " files into " + shard});
+    std::vector<int32_t> ids = tokenize_files(tok, files);
+    if (primary) {
+      write_token_shard(shard, ids, static_cast<int32_t>(n_vocab));
+      report({.kind = TrainEvent::kInfo,
+              .tokens = static_cast<int64_t>(ids.size()),
+              .text = "tokenized " + std::to_string(files.size()) + " files into " + shard});
+    } else {
+      ts = TokenShard::from_ids(std::move(ids), static_cast<int32_t>(n_vocab));
+      in_memory = true;
+    }
   }
-  const TokenShard ts = TokenShard::open(shard, static_cast<int32_t>(n_vocab));
+  if (!in_memory) ts = TokenShard::open(shard, static_cast<int32_t>(n_vocab));
   const DataSplit split = split_shard(ts, o.eval_frac, o.seq);
 
   TrainModel m;
@@ -235,7 +246,7 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
       fail("--resume: {} was written with other settings:\n  checkpoint: {}\n  this run:   {}", ckpt,
            saved.settings.dump(), ck.settings.dump());
     ck = saved;
-    trim_log(log, ck.step);
+    if (primary) trim_log(log, ck.step);
   } else {
     if (!o.init.empty()) {
       m = std::move(init);
@@ -244,7 +255,7 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
       m = make_train_model(cfg, o.tied, o.quantize, o.seed);
     }
     ck.rng = o.seed * 0x9E3779B97F4A7C15ull + 1;
-    std::ofstream(log, std::ios::trunc);
+    if (primary) std::ofstream(log, std::ios::trunc);
   }
   ScheduleConfig sc = o.sched;
   sc.steps = o.steps;
@@ -254,7 +265,8 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
   std::vector<int32_t> inputs, targets, in1, tg1;
   Rng rng;
   rng.state = ck.rng;
-  std::ofstream logf(log, std::ios::app);
+  std::ofstream logf;
+  if (primary) logf.open(log, std::ios::app);
 
   auto evaluate = [&]() -> double {
     const int64_t nw = std::min(o.eval_windows, eval_windows(split, o.seq));
@@ -272,8 +284,9 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
     return sum / static_cast<double>(count);
   };
   auto save = [&]() {
-    be.to_host();
+    be.to_host();  // on every rank: the backend's gathers are collective
     ck.rng = rng.state;
+    if (!primary) return;
     save_checkpoint(ckpt, m, opt, ck);
     report({.kind = TrainEvent::kSaved, .step = ck.step, .steps = o.steps, .text = ckpt});
   };
@@ -326,9 +339,11 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
               .eval_ppl = std::exp(el),
               .text = {}});
     }
-    logf << line.dump() << "\n";
-    logf.flush();
-    if (line.contains("eval_loss")) plot_log(log, (fs::path(o.out_dir) / "loss.png").string());
+    if (primary) {
+      logf << line.dump() << "\n";
+      logf.flush();
+    }
+    if (primary && line.contains("eval_loss")) plot_log(log, (fs::path(o.out_dir) / "loss.png").string());
     report(e);
     const bool last = ck.step == o.steps;
     const bool stopping = o.stop_after > 0 && ck.step - first >= o.stop_after;
@@ -336,6 +351,7 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
     if (stopping && !last) return;
   }
   be.to_host();
+  if (!primary) return;
   if (o.hf_dtype) {
     const std::string hf = (fs::path(o.out_dir) / "hf").string();
     export_hf(m, vocab, hf, *o.hf_dtype);

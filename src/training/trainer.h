@@ -38,6 +38,11 @@ struct TrainOptions {
   int threads = 2;
   DType ternary_type = DType::I2_S, embd_type = DType::F16;
   std::optional<DType> hf_dtype;  // also write OUT/hf (F32 or BF16 master weights)
+  // This process's rank when several processes train one model (data parallel across hosts, the
+  // backend's collectives joining them): every rank runs the same loop, so the data order and the
+  // collective calls match, but only rank 0 reports and writes files (the token shard, the log,
+  // checkpoints, exports); the others hold the tokens in memory.
+  int rank = 0;
   // Where the steps run; empty: the CPU with `threads` threads (training/backend.h).
   BackendFactory backend;
   // Stop (as if interrupted, after saving) once this many steps have run in this process; 0: no
