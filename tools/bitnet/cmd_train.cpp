@@ -1,4 +1,5 @@
-// `bitnet train`: quantization-aware training of a BitNet b1.58 model from text files (CPU), with
+// `bitnet train`: quantization-aware training of a BitNet b1.58 model from text files (CPU, one GPU
+// or data parallel over several: --gpus, or one process per GPU under torchrun / mpirun), with
 // checkpoints, resume and a GGUF export that `bitnet run` loads (src/training/trainer.h).
 #include <unistd.h>
 
@@ -6,14 +7,19 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include "commands.h"
 #include "core/error.h"
 #include "json_out.h"
+#include "training/launch_env.h"
 #include "training/trainer.h"
 #if defined(BITNET_HAVE_CUDA)
 #include "cuda/device.h"
+#include "cuda/dp_nccl.h"
 #include "cuda/train_backend.h"
+#include "cuda/train_dp.h"
+#include "training/rendezvous.h"
 #endif
 
 namespace bitnet::cli {
@@ -40,6 +46,7 @@ void register_train(CLI::App& app) {
     train::TrainOptions t;
     std::string schedule = "two-stage", ternary = "i2_s", embd = "f16", hf, device = "auto";
     bool json = false, fp32 = false;
+    int gpus = 0;  // 0: not given (one GPU, no NCCL)
   };
   static Opts o;
   cmd->add_option("--data", o.t.data, "text files or folders (tokenized once into OUT/tokens.bin)")
@@ -76,6 +83,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--device", o.device,
                   "cpu | cuda | auto (cuda when this build has it and a GPU is present)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  cmd->add_option("--gpus", o.gpus,
+                  "data parallel over this many GPUs of this machine (NCCL, one thread each); under torchrun "
+                  "or mpirun, one process per GPU instead (docs/MULTI_GPU.md)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--type", o.ternary, "ternary type of the exported GGUF")
       ->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
   cmd->add_option("--embd-type", o.embd, "embedding / head type of the exported GGUF")
@@ -91,18 +102,56 @@ void register_train(CLI::App& app) {
     o.t.ternary_type = *dtype_from_name(o.ternary);
     o.t.embd_type = *dtype_from_name(o.embd);
     if (!o.hf.empty()) o.t.hf_dtype = *dtype_from_name(o.hf);
-      // The device: CUDA on request (an error without a GPU, never a silent CPU run), or by default
-      // where this build has it and a GPU is present (said once on stderr).
+    // The device: CUDA on request (an error without a GPU, never a silent CPU run), or by default
+    // where this build has it and a GPU is present (said once on stderr).
+    // Data parallel: a launcher's variables make this process one rank of a job (one GPU each);
+    // otherwise --gpus N runs N ranks here.
+    const auto launched = train::launch_env([](const char* k) -> const char* { return std::getenv(k); });
 #if defined(BITNET_HAVE_CUDA)
     const bool gpu = o.device == "cuda" || (o.device == "auto" && !cuda::devices().empty());
     if (o.device == "cuda") cuda::require_device();
-    if (gpu) {
+    if (launched) {
+      const train::LaunchEnv env = *launched;
+      if (o.device == "cpu")
+        fail("data parallel under {} (rank {} of {}): CUDA only; --device cpu trains one process alone",
+             env.launcher, env.rank, env.world);
+      if (o.gpus > 1)
+        fail("--gpus {}: under {} each process drives one GPU (its LOCAL_RANK's); start one process per GPU",
+             o.gpus, env.launcher);
+      cuda::require_device();
+      const size_t have = cuda::devices().size();
+      if (static_cast<size_t>(env.local_rank) >= have)
+        fail("rank {}: LOCAL_RANK {} but this machine has {} GPU{}", env.rank, env.local_rank, have,
+             have == 1 ? "" : "s");
+      // The communicator's id from rank 0 now, before the data is read, so that the ranks meet
+      // within the rendezvous's timeout.
+      const std::vector<uint8_t> id =
+          train::rendezvous({env.master_addr, env.master_port, env.rank, env.world, 60.0},
+                            env.rank == 0 ? cuda::nccl_unique_id() : std::vector<uint8_t>{});
+      o.t.rank = env.rank;
+      o.t.backend = [id, env](train::TrainModel& m, train::AdamWState& s) {
+        return cuda::cuda_backend(m, s, cuda::nccl_collective(id, env.rank, env.world, env.local_rank));
+      };
+    } else if (o.gpus > 0) {
+      if (o.device == "cpu")
+        fail("--gpus {}: data parallel runs on CUDA only (not with --device cpu)", o.gpus);
+      cuda::require_device();
+      const size_t have = cuda::devices().size();
+      if (static_cast<size_t>(o.gpus) > have)
+        fail("--gpus {}: this machine has {} GPU{}", o.gpus, have, have == 1 ? "" : "s");
+      o.t.backend = [](train::TrainModel& m, train::AdamWState& s) {
+        return cuda::cuda_backend_gpus(m, s, o.gpus);
+      };
+    } else if (gpu) {
       if (o.device == "auto") std::fprintf(stderr, "training on the GPU (--device cpu for the CPU)\n");
       o.t.backend = [](train::TrainModel& m, train::AdamWState& s) { return cuda::cuda_backend(m, s); };
     }
 #else
     if (o.device == "cuda")
       fail("--device cuda: this build has no CUDA backend (built with BITNET_CUDA=OFF)");
+    if (o.gpus > 0 || launched)
+      fail("{}: data parallel training needs the CUDA backend (built with BITNET_CUDA=OFF)",
+           launched ? "under " + launched->launcher : "--gpus " + std::to_string(o.gpus));
 #endif
     std::signal(SIGINT, on_sigint);
     const bool tty = isatty(fileno(stderr));
