@@ -12,6 +12,7 @@
 #include "cuda/dp_nccl.h"
 #include "cuda/train_device.h"
 #include "training/collective.h"
+#include "training/grad_buckets.h"
 
 namespace bitnet::cuda {
 
@@ -29,15 +30,9 @@ struct Rank {
   size_t begin = 0, count = 0;  // this rank's parameters [begin, begin + count) of [0, n)
   cudaStream_t comm = nullptr;  // the gradient all-reduces, beside the backward
   cudaEvent_t ready = nullptr, reduced = nullptr;
-  Buffer<double> stats;  // [loss, squared gradient norm], summed over the ranks
-  // The bucket to reduce once layer il's backward is done (empty: none, its layers go with a lower
-  // one), and what is left after the embedding's backward: the embedding, the final norm, the head.
-  std::vector<std::pair<size_t, size_t>> at_layer;
-  std::pair<size_t, size_t> embedding, head;
-
-  size_t bucket_floats;
-
-  Rank(const DeviceCollective& col, size_t bucket) : c(col), bucket_floats(bucket) {}
+  Buffer<double> stats;        // [loss, squared gradient norm], summed over the ranks
+  train::GradBuckets buckets;  // which gradients to sum as the backward goes (training/grad_buckets.h)
+  explicit Rank(const DeviceCollective& col) : c(col) {}
   Rank(const Rank&) = delete;
   Rank& operator=(const Rank&) = delete;
   ~Rank() {  // a destructor must not throw: results ignored
@@ -47,7 +42,7 @@ struct Rank {
   }
 
   // Starts the sum of grads[b, e) on the communication stream once the backward queued so far is done.
-  void reduce(std::pair<size_t, size_t> r) {
+  void reduce(train::ParamRange r) {
     if (r.second <= r.first) return;
     BN_CUDA(cudaEventRecord(ready, dt.stream));
     BN_CUDA(cudaStreamWaitEvent(comm, ready, 0));
@@ -55,32 +50,10 @@ struct Rank {
   }
   void grads_done(int64_t il) {
     if (il >= 0) {
-      reduce(at_layer[static_cast<size_t>(il)]);
+      reduce(buckets.after_layer[static_cast<size_t>(il)]);
       return;
     }
-    reduce(embedding);
-    reduce(head);
-  }
-
-  // Buckets of whole layers, from the last layer (the first the backward finishes) down.
-  void make_buckets(const TrainModel& m) {
-    const size_t L = m.layers.size();
-    auto layer_begin = [&](size_t il) {
-      return static_cast<size_t>(il < L ? m.layers[il].attn_norm : m.output_norm);
-    };
-    for (size_t il = 0; il < L; ++il)  // the layout make_train_model writes
-      if (layer_begin(il) >= layer_begin(il + 1) || m.tok_embd != 0)
-        fail("data parallel: the parameters are not laid out embedding, layers in order, head");
-    at_layer.assign(L, {0, 0});
-    size_t end = layer_begin(L);
-    for (size_t il = L; il-- > 0;) {
-      if (end - layer_begin(il) >= bucket_floats || il == 0) {
-        at_layer[il] = {layer_begin(il), end};
-        end = layer_begin(il);
-      }
-    }
-    embedding = {0, layer_begin(0)};
-    head = {layer_begin(L), n};
+    for (const train::ParamRange& r : buckets.after_embedding) reduce(r);
   }
 };
 
@@ -118,7 +91,7 @@ train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt, const De
   if (c.device < 0 || static_cast<size_t>(c.device) >= devices().size())
     fail("data parallel: rank {} wants GPU {}, this machine has {}", c.rank, c.device, devices().size());
   BN_CUDA(cudaSetDevice(c.device));
-  auto st = std::make_shared<Rank>(c, bucket_floats);
+  auto st = std::make_shared<Rank>(c);
   DeviceTrainer& dt = st->dt;
   const size_t n = m.params.size(), R = static_cast<size_t>(c.size);
   st->n = n;
@@ -144,7 +117,7 @@ train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt, const De
   BN_CUDA(cudaStreamCreateWithFlags(&st->comm, cudaStreamNonBlocking));
   BN_CUDA(cudaEventCreateWithFlags(&st->ready, cudaEventDisableTiming));
   BN_CUDA(cudaEventCreateWithFlags(&st->reduced, cudaEventDisableTiming));
-  st->make_buckets(m);
+  st->buckets = train::grad_buckets(m, bucket_floats);
 
   train::TrainBackend b;
   b.name = "cuda (" + devices()[static_cast<size_t>(c.device)].name + "), rank " + std::to_string(c.rank) +

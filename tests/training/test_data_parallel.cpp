@@ -11,6 +11,7 @@
 
 #include "training/backend.h"
 #include "training/collective.h"
+#include "training/grad_buckets.h"
 #include "training/model.h"
 #include "training/rng.h"
 #include "training/small_config.h"
@@ -151,6 +152,46 @@ TEST(DataParallel, QuantizedRanksFollowOneRank) {
 // its share of the parameters.
 TEST(DataParallel, RanksWithoutRowsStillStep) {
   expect_ranks_follow_one(3, /*quantize=*/false, /*batch=*/2, 1e-5, 1e-5);
+}
+
+// The CUDA data-parallel backend sums the gradients in these buckets as the backward goes: every
+// parameter in exactly one, and a bucket summed after layer il's backward holds only layers il and
+// above (their gradients complete), never the embedding or the head.
+TEST(GradBuckets, CoverEveryGradientOnceInTheBackwardsOrder) {
+  for (const bool tied : {false, true})
+    for (const int64_t layers : {1, 3}) {
+      ModelConfig cfg = small_config(37);
+      cfg.n_layer = layers;
+      const TrainModel m = make_train_model(cfg, tied, false, 7);
+      const size_t per_layer =
+          static_cast<size_t>(m.layers.size() > 1 ? m.layers[1].attn_norm - m.layers[0].attn_norm
+                                                  : m.output_norm - m.layers[0].attn_norm);
+      for (const size_t bucket : {size_t{1}, 2 * per_layer, SIZE_MAX}) {
+        SCOPED_TRACE(testing::Message() << "tied " << tied << " layers " << layers << " bucket " << bucket);
+        const GradBuckets b = grad_buckets(m, bucket);
+        ASSERT_EQ(b.after_layer.size(), static_cast<size_t>(layers));
+        std::vector<int> seen(m.params.size(), 0);
+        auto mark = [&](ParamRange r) {
+          for (size_t i = r.first; i < r.second; ++i) ++seen[i];
+        };
+        size_t buckets = 0;
+        for (size_t il = 0; il < b.after_layer.size(); ++il) {
+          const ParamRange r = b.after_layer[il];
+          if (r.second <= r.first) continue;
+          ++buckets;
+          EXPECT_EQ(r.first, static_cast<size_t>(m.layers[il].attn_norm)) << il;
+          EXPECT_LE(r.second, static_cast<size_t>(m.output_norm)) << il;
+          mark(r);
+        }
+        for (const ParamRange& r : b.after_embedding) mark(r);
+        for (size_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i], 1) << "parameter " << i;
+        const size_t want = bucket == 1          ? static_cast<size_t>(layers)
+                            : bucket == SIZE_MAX ? 1
+                                                 : (layers + 1) / 2;
+        EXPECT_EQ(buckets, want);
+        EXPECT_EQ(b.after_embedding[0].first, 0u);  // the embedding (a tied head too) goes last
+      }
+    }
 }
 
 }  // namespace
