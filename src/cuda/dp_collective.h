@@ -2,7 +2,9 @@
 // The collectives data-parallel training needs on the GPU, seen from one rank of `size`: the
 // device-side counterpart of training/collective.h. A plain struct of functions: NCCL's
 // (dp_nccl.h) across GPUs and hosts, and the same-device one here (ranks as threads sharing one
-// GPU: the tests' way to run several ranks where one GPU is lent).
+// GPU: the tests' way to run several ranks where one GPU is lent). One host thread per rank calls
+// them; tensor-parallel inference's collectives, issued by one thread for all ranks, are
+// tp_collective.h.
 //
 // Every call is collective (each rank makes the same calls in the same order with the same
 // sizes) and is ordered on `stream` like a kernel: it reads its input after the work queued
@@ -31,6 +33,6 @@ struct DeviceCollective {
 // so every rank gets the same bits; each call waits for its stream, meets the other ranks at host
 // barriers and returns with its result written: no overlap with the caller's other work. A rank
 // that throws leaves the others waiting (as training/collective.h's threads).
-std::vector<DeviceCollective> same_device_collectives(int size, int device = 0);
+std::vector<DeviceCollective> same_device_ranks(int size, int device = 0);
 
 }  // namespace bitnet::cuda

@@ -23,7 +23,7 @@ std::vector<uint8_t> nccl_unique_id() {
                               reinterpret_cast<const uint8_t*>(id.internal) + sizeof(id.internal));
 }
 
-DeviceCollective nccl_collective(const std::vector<uint8_t>& id_bytes, int rank, int size, int device) {
+DeviceCollective nccl_rank(const std::vector<uint8_t>& id_bytes, int rank, int size, int device) {
   ncclUniqueId id;
   if (id_bytes.size() != sizeof(id.internal))
     fail("NCCL: a communicator id of {} bytes (NCCL's are {})", id_bytes.size(), sizeof(id.internal));
@@ -51,7 +51,7 @@ DeviceCollective nccl_collective(const std::vector<uint8_t>& id_bytes, int rank,
   return c;
 }
 
-std::vector<DeviceCollective> nccl_collectives_in_process(int gpus) {
+std::vector<DeviceCollective> nccl_ranks_in_process(int gpus) {
   const size_t have = devices().size();
   if (gpus < 1) fail("--gpus {}: at least one", gpus);
   if (static_cast<size_t>(gpus) > have)
@@ -65,7 +65,7 @@ std::vector<DeviceCollective> nccl_collectives_in_process(int gpus) {
   for (int r = 0; r < gpus; ++r)
     t.emplace_back([&, r] {
       try {
-        out[static_cast<size_t>(r)] = nccl_collective(id, r, gpus, r);
+        out[static_cast<size_t>(r)] = nccl_rank(id, r, gpus, r);
       } catch (...) {
         err[static_cast<size_t>(r)] = std::current_exception();
       }
@@ -81,10 +81,10 @@ std::vector<DeviceCollective> nccl_collectives_in_process(int gpus) {
 std::vector<uint8_t> nccl_unique_id() {
   fail("several GPUs: this build has no NCCL (nccl.h was not found when it was configured)");
 }
-DeviceCollective nccl_collective(const std::vector<uint8_t>&, int, int, int) {
+DeviceCollective nccl_rank(const std::vector<uint8_t>&, int, int, int) {
   fail("several GPUs: this build has no NCCL (nccl.h was not found when it was configured)");
 }
-std::vector<DeviceCollective> nccl_collectives_in_process(int) {
+std::vector<DeviceCollective> nccl_ranks_in_process(int) {
   fail("--gpus: this build has no NCCL (nccl.h was not found when it was configured)");
 }
 

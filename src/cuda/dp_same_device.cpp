@@ -53,7 +53,7 @@ void reduce_sum(Shared& sh, Buffer<T>& scratch, int rank, T* data, size_t n, cud
 
 }  // namespace
 
-std::vector<DeviceCollective> same_device_collectives(int size, int device) {
+std::vector<DeviceCollective> same_device_ranks(int size, int device) {
   if (size < 1 || size > kern::kMaxSameDeviceRanks)
     fail("same-device collectives: {} ranks (1 to {})", size, kern::kMaxSameDeviceRanks);
   auto sh = std::make_shared<Shared>(size);

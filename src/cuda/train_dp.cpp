@@ -93,6 +93,7 @@ train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt, const De
   BN_CUDA(cudaSetDevice(c.device));
   auto st = std::make_shared<Rank>(c);
   DeviceTrainer& dt = st->dt;
+  if (dt.prof.on()) dt.ctx.prof = &dt.prof;  // BITNET_CUDA_PROFILE: as the one-GPU backend
   const size_t n = m.params.size(), R = static_cast<size_t>(c.size);
   st->n = n;
   st->shard = ((n + R - 1) / R + 63) / 64 * 64;  // 256-byte aligned shares
@@ -264,7 +265,7 @@ train::TrainBackend cuda_backend_ranks(TrainModel& m, train::AdamWState& opt,
 }
 
 train::TrainBackend cuda_backend_gpus(TrainModel& m, train::AdamWState& opt, int gpus) {
-  return cuda_backend_ranks(m, opt, nccl_collectives_in_process(gpus));
+  return cuda_backend_ranks(m, opt, nccl_ranks_in_process(gpus));
 }
 
 }  // namespace bitnet::cuda

@@ -64,7 +64,7 @@ TEST(CudaDataParallel, SameDeviceCollectiveSumsInRankOrderAndGathers) {
   }
   std::vector<float> want(N);
   for (size_t i = 0; i < N; ++i) want[i] = (f[0][i] + f[1][i]) + f[2][i];
-  auto cs = same_device_collectives(R);
+  auto cs = same_device_ranks(R);
   std::vector<std::vector<float>> sum(R), gathered(R);
   std::vector<double> sum64(R);
   on_ranks(R, [&](int r) {
@@ -147,7 +147,7 @@ DpRun one_gpu(TrainModel m, AdamWState opt, int64_t first, int64_t steps, int64_
 // R ranks on GPU 0 from (m, opt), each checked to hold the same loss and parameters after every step.
 DpRun same_device(int R, TrainModel m, AdamWState opt, int64_t first, int64_t steps, int64_t batch,
                   size_t bucket_floats) {
-  auto cs = same_device_collectives(R);
+  auto cs = same_device_ranks(R);
   std::vector<TrainModel> models(static_cast<size_t>(R), m);
   std::vector<AdamWState> opts(static_cast<size_t>(R), opt);
   std::vector<DpRun> runs(static_cast<size_t>(R));

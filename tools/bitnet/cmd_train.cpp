@@ -130,7 +130,7 @@ void register_train(CLI::App& app) {
                             env.rank == 0 ? cuda::nccl_unique_id() : std::vector<uint8_t>{});
       o.t.rank = env.rank;
       o.t.backend = [id, env](train::TrainModel& m, train::AdamWState& s) {
-        return cuda::cuda_backend(m, s, cuda::nccl_collective(id, env.rank, env.world, env.local_rank));
+        return cuda::cuda_backend(m, s, cuda::nccl_rank(id, env.rank, env.world, env.local_rank));
       };
     } else if (o.gpus > 0) {
       if (o.device == "cpu")
