@@ -30,11 +30,11 @@ TEST(Q6_KX, LayoutIsTheDocumentedOne) {
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t g0 = r / 16 * 16, R = r < 16 ? 16 : 3, l = r - g0;
     const uint8_t* g = x.data() + g0 * rb;
-    for (int64_t b = 0; b < nb; ++b) {
+    for (int64_t b = 0; b < nb; ++b) {  // nb = 2: one pair, codes | scales | d
       const uint8_t* blk = q6.data() + r * rb + b * 210;
-      EXPECT_EQ(std::memcmp(g + 208 * R * nb + b * 2 * R + 2 * l, blk + 208, 2), 0) << r;
+      EXPECT_EQ(std::memcmp(g + 2 * 208 * R + b * 2 * R + 2 * l, blk + 208, 2), 0) << r;
       for (int64_t j = 0; j < 16; ++j) {
-        EXPECT_EQ(g[192 * R * nb + (b * 16 + j) * R + l], blk[192 + j]) << r;
+        EXPECT_EQ(g[2 * 192 * R + (b * 16 + j) * R + l], blk[192 + j]) << r;
         for (int64_t i = 0; i < 4; ++i) {
           int code3 = 0;
           for (int64_t c = 0; c < 3; ++c) {
