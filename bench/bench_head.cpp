@@ -8,6 +8,7 @@
 
 #include "core/thread_pool.h"
 #include "quant/head_dot.h"
+#include "quant/q6_kx.h"
 #include "quant/quantize_rows.h"
 #include "quant/random_data.h"
 
@@ -15,10 +16,11 @@ namespace bitnet::bench {
 namespace {
 
 constexpr int64_t kVocab = 128256, kEmbd = 2560;
-const DType kTypes[] = {DType::F16, DType::BF16, DType::Q8_0, DType::Q6_K, DType::F32};
+// Q6_KX (the loader's interleaved Q6_K, quant/q6_kx.h) last, so the other indices stay as they were.
+const DType kTypes[] = {DType::F16, DType::BF16, DType::Q8_0, DType::Q6_K, DType::F32, DType::Q6_KX};
 
 const std::vector<uint8_t>& table(DType t) {
-  static std::vector<uint8_t> cache[5];
+  static std::vector<uint8_t> cache[std::size(kTypes)];
   const size_t i =
       static_cast<size_t>(std::find(std::begin(kTypes), std::end(kTypes), t) - std::begin(kTypes));
   if (cache[i].empty()) {
@@ -26,7 +28,12 @@ const std::vector<uint8_t>& table(DType t) {
     for (int64_t r0 = 0; r0 < kVocab; r0 += 4096) {  // generated in pieces: 1.3 GB as floats
       const int64_t rows = std::min<int64_t>(4096, kVocab - r0);
       auto f = random_floats(static_cast<size_t>(rows * kEmbd), static_cast<uint64_t>(r0 + 1));
-      const auto b = quantize_rows(t, f.data(), rows, kEmbd);
+      auto b = quantize_rows(t == DType::Q6_KX ? DType::Q6_K : t, f.data(), rows, kEmbd);
+      if (t == DType::Q6_KX) {  // 4096 rows: whole groups of 16
+        std::vector<uint8_t> x(b.size());
+        repack_q6_kx_rows(b.data(), rows, kEmbd, x.data());
+        b.swap(x);
+      }
       cache[i].insert(cache[i].end(), b.begin(), b.end());
     }
   }
@@ -52,7 +59,7 @@ void BM_Head(benchmark::State& st) {
       benchmark::Counter(static_cast<double>(w.size()) * static_cast<double>(st.iterations()) / 1e9,
                          benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_Head)->ArgsProduct({{0, 1, 2, 3, 4}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Head)->ArgsProduct({{0, 1, 2, 3, 4, 5}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // The first 256 rows only, over and over on one thread: cache-resident (0.5 - 1.3 MB), so this is
 // the kernel's compute ceiling, to read against the streamed figure above.
@@ -74,7 +81,7 @@ void BM_HeadHot(benchmark::State& st) {
       static_cast<double>(row_bytes(t, kEmbd) * rows) * static_cast<double>(st.iterations()) / 1e9,
       benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_HeadHot)->DenseRange(0, 3)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_HeadHot)->DenseRange(0, 3)->Arg(5)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // The same hot rows for M tokens at once (batched decode: a server's step): counters are per
 // token, so the kernels' sharing of each row's loads and conversions across tokens shows as a
@@ -98,7 +105,10 @@ void BM_HeadHotTokens(benchmark::State& st) {
       benchmark::Counter(static_cast<double>(rows * kEmbd * m) * static_cast<double>(st.iterations()) / 1e9,
                          benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_HeadHotTokens)->ArgsProduct({{0, 3}, {1, 4, 8}})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_HeadHotTokens)
+    ->ArgsProduct({{0, 3, 5}, {1, 4, 8, 16}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace bitnet::bench

@@ -24,6 +24,7 @@ enum class DType : uint8_t {
   I2_S,   // bitnet.cpp: 2-bit codes, one fp32 scale per tensor
   TNAT,   // ours: kernel-native packed ternary (src/quant/native.h)
   Q8_0X,  // ours: Q8_0 regrouped for the head kernels, 16 blocks a superblock (src/quant/q8_0x.h)
+  Q6_KX,  // ours: Q6_K with 16 rows interleaved for the head kernels (src/quant/q6_kx.h)
 };
 
 // The size facts of a type; the kernels that read and write it are its row in quant/type_traits.h.
@@ -35,7 +36,7 @@ struct DTypeInfo {
   bool ternary;
 };
 
-inline constexpr size_t kDTypeCount = 13;
+inline constexpr size_t kDTypeCount = 14;
 
 // Indexed by DType; constexpr so the type table can pin its rows at compile time.
 inline constexpr std::array<DTypeInfo, kDTypeCount> kDTypeInfo = {{
@@ -52,8 +53,9 @@ inline constexpr std::array<DTypeInfo, kDTypeCount> kDTypeInfo = {{
     {"i2_s", 4, 1, 32, true},
     {"tnat", 4, 1, 0, true},
     {"q8_0x", 512, 544, 0, false},
+    {"q6_kx", 256, 210, 0, false},
 }};
-static_assert(static_cast<size_t>(DType::Q8_0X) + 1 == kDTypeCount, "one DTypeInfo per DType");
+static_assert(static_cast<size_t>(DType::Q6_KX) + 1 == kDTypeCount, "one DTypeInfo per DType");
 
 [[noreturn]] void bad_dtype(size_t index);
 

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/dequant.h"
+#include "quant/q6_kx.h"
 #include "quant/q8_0x.h"
 #include "quant/shard.h"
 
@@ -76,6 +77,13 @@ DeviceTable upload_table(const Tensor& t, const char* what) {
                                           : infer::kHeadQ6K;
       d.data.upload(t.data(), bytes);
       break;
+    case DType::Q6_KX: {  // the CPU's interleaved Q6_K, read back into Q6_K's bytes
+      std::vector<uint8_t> q6(bytes);
+      unpack_q6_kx_rows(t.data(), d.rows, d.cols, q6.data());
+      d.type = infer::kHeadQ6K;
+      d.data.upload(q6);
+      break;
+    }
     case DType::Q8_0:
     case DType::Q8_0X: {
       if (d.cols % 32) fail("{}: Q8_0 rows of {} values", what, d.cols);
@@ -159,7 +167,8 @@ DeviceModel upload_model(const Model& m) {
     for (const TernaryMatrix* t : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) mats.push_back(t);
   upload_layers(dm, m, mats);
   dm.embd = upload_table(m.token_embd, "token_embd");
-  // A tied head may have been regrouped into its own Q8_0X copy for the CPU kernel: same numbers.
+  // A tied head may have been regrouped into its own Q8_0X or Q6_KX copy for the CPU kernel: same
+  // numbers.
   dm.tied = m.tied_head;
   if (!dm.tied) dm.head_own = upload_table(m.output, "output");
   dm.output_norm = upload_vec(m.output_norm);

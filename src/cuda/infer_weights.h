@@ -2,9 +2,9 @@
 // A Model's weights on the device, uploaded once. Ternary matrices are repacked from the CPU's
 // TNAT blocks into the GPU-native row layout (infer_kernels.h), all of them in one allocation, so
 // the read probe streams exactly the bytes a decoded token reads, in one pass. The embedding and
-// the head stay in their file type: F32, F16, BF16 and Q6_K as stored; Q8_0 (and the CPU's
-// regrouped Q8_0X) split into aligned int8 codes and half scales (the same bytes); any other type
-// (Q4_0) is dequantized to F16 at upload, said on stderr.
+// the head stay in their file type: F32, F16, BF16 and Q6_K as stored (the CPU's interleaved Q6_KX
+// read back into Q6_K); Q8_0 (and the CPU's regrouped Q8_0X) split into aligned int8 codes and half
+// scales (the same bytes); any other type (Q4_0) is dequantized to F16 at upload, said on stderr.
 #include <cstdint>
 #include <vector>
 

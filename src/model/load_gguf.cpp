@@ -224,11 +224,11 @@ std::unique_ptr<Model> load_gguf_model(const GgufFile& f, const std::function<vo
     return read_matrix(f, "token_embd.weight", c.n_vocab, c.n_embd);
   }();
   validate(c);
-  // A Q8_0 head is regrouped for its kernel (model.h), slice by slice, each slice's file pages
-  // dropped once copied: peak memory stays one copy of the table.
+  // A Q8_0 or Q6_K head is regrouped for its kernel (model.h), slice by slice, each slice's file
+  // pages dropped once copied: peak memory stays one copy of the table.
   auto regroup = [&](Tensor& t, const char* name) {
-    if (!head_regroups_q8_0x(t.dtype(), t.cols())) return;
-    t = regroup_q8_0x(t, [&](const uint8_t* p, size_t n) { f.release_bytes(p, n); });
+    if (head_layout(t.dtype(), t.cols()) == t.dtype()) return;
+    t = regroup_head(t, [&](const uint8_t* p, size_t n) { f.release_bytes(p, n); });
     f.release_tensor(*f.find_tensor(name));  // the pages that straddled slices
   };
   if (f.find_tensor("output.weight")) {

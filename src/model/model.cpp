@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "quant/head_dot.h"
+#include "quant/q6_kx.h"
 #include "quant/q8_0x.h"
 
 namespace bitnet {
@@ -25,6 +26,33 @@ Tensor regroup_q8_0x(const Tensor& t, const std::function<void(const uint8_t*, s
     const int64_t rows = std::min(kSlice, t.rows() - r0);
     const uint8_t* src = t.data() + static_cast<size_t>(r0) * rb;
     repack_q8_0x_rows(src, rows, t.cols(), out.mutable_data() + static_cast<size_t>(r0) * rb);
+    if (release) release(src, static_cast<size_t>(rows) * rb);
+  }
+  return out;
+}
+
+DType head_layout(DType t, int64_t cols) {
+  if (head_regroups_q8_0x(t, cols)) return DType::Q8_0X;
+  if (t == DType::Q6_K && cols > 0 && cols % 256 == 0 &&
+      std::string_view(select_head(DType::Q6_KX).name) != "scalar")
+    return DType::Q6_KX;
+  return t;
+}
+
+Tensor regroup_head(const Tensor& t, const std::function<void(const uint8_t*, size_t)>& release) {
+  const DType to = head_layout(t.dtype(), t.cols());
+  if (to == t.dtype()) return t;
+  if (to == DType::Q8_0X) return regroup_q8_0x(t, release);
+  BN_CHECK(to == DType::Q6_KX && t.rank() == 2, "regroup_head: '{}' is {} {}", t.name(),
+           dtype_name(t.dtype()), shape_str(t.shape()));
+  Tensor out = Tensor::empty(DType::Q6_KX, t.shape(), t.name(), false);  // every byte written below
+  const size_t rb = t.row_stride_bytes();
+  BN_CHECK(out.row_stride_bytes() == rb);
+  constexpr int64_t kSlice = 1024;  // rows, whole groups of 16: 2.2 MB of the 2B4T head
+  for (int64_t r0 = 0; r0 < t.rows(); r0 += kSlice) {
+    const int64_t rows = std::min(kSlice, t.rows() - r0);
+    const uint8_t* src = t.data() + static_cast<size_t>(r0) * rb;
+    repack_q6_kx_rows(src, rows, t.cols(), out.mutable_data() + static_cast<size_t>(r0) * rb);
     if (release) release(src, static_cast<size_t>(rows) * rb);
   }
   return out;

@@ -2,7 +2,8 @@
 // Weights of a loaded model, ready for the forward pass: ternary matrices repacked once into the
 // kernel-native layout (q|k|v and gate|up fused, one scale per logical sub-matrix), norms as
 // float vectors, embedding and head kept in their stored type (borrowed from the mmap'd file),
-// except a Q8_0 head, which is regrouped once into the head kernel's Q8_0X (quant/q8_0x.h).
+// except a Q8_0 or Q6_K head, which is regrouped once into the head kernel's Q8_0X (quant/q8_0x.h)
+// or Q6_KX (quant/q6_kx.h), the same number of bytes.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,7 +27,7 @@ struct LayerWeights {
 struct Model {
   ModelConfig cfg;
   Tensor token_embd;  // [n_vocab][n_embd]
-  Tensor output;      // [n_vocab][n_embd]; the same tensor as token_embd when tied (Q8_0 as Q8_0X)
+  Tensor output;      // [n_vocab][n_embd]; the same tensor as token_embd when tied (as Q8_0X / Q6_KX)
   bool tied_head = true;
   std::vector<float> output_norm;
   std::vector<LayerWeights> layers;
@@ -40,6 +41,13 @@ bool head_regroups_q8_0x(DType t, int64_t cols);
 // rows; after each slice, release(p, n) is told the source bytes no longer needed (a loader
 // drops their file pages there, so the two copies are never resident together).
 Tensor regroup_q8_0x(const Tensor& t, const std::function<void(const uint8_t*, size_t)>& release = {});
+// The type a head table of type t and width cols is held in: Q8_0X as above; Q6_KX for Q6_K where
+// a head kernel other than the scalar reference runs Q6_KX here (BITNET_HEAD_KERNEL=scalar keeps
+// Q6_K); else t itself.
+DType head_layout(DType t, int64_t cols);
+// t regrouped into head_layout(t.dtype(), t.cols()) as regroup_q8_0x does (t itself if that is
+// its type already).
+Tensor regroup_head(const Tensor& t, const std::function<void(const uint8_t*, size_t)>& release = {});
 
 // Bytes of weights the forward pass reads per decoded token (ternary layers + head), for
 // bandwidth-bound estimates.

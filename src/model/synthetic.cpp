@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/head_dot.h"
+#include "quant/q6_kx.h"
 #include "quant/q8_0x.h"
 #include "quant/quantize_rows.h"
 #include "quant/random_data.h"
@@ -57,9 +58,10 @@ Model make_synthetic_model(const ModelConfig& cfg, uint64_t seed, DType embd_typ
   Model m;
   m.cfg = cfg;
   const int64_t d = cfg.n_embd;
-  // A Q8_0 table is held as the head kernel's Q8_0X where a loaded model's would be (model.h).
-  const bool q8x = head_regroups_q8_0x(embd_type, d);
-  m.token_embd = Tensor::empty(q8x ? DType::Q8_0X : embd_type, {cfg.n_vocab, d}, "token_embd.weight", false);
+  // A Q8_0 or Q6_K table is held as the head kernel's Q8_0X or Q6_KX where a loaded model's would
+  // be (model.h); the 4096-row slices below are whole Q6_KX groups.
+  const DType held = head_layout(embd_type, d);
+  m.token_embd = Tensor::empty(held, {cfg.n_vocab, d}, "token_embd.weight", false);
   // Generated and stored 4096 rows at a time (the 2B4T table is 1.3 GB as floats).
   const size_t rb = row_bytes(embd_type, d);
   for (int64_t r0 = 0; r0 < cfg.n_vocab; r0 += 4096) {
@@ -67,8 +69,10 @@ Model make_synthetic_model(const ModelConfig& cfg, uint64_t seed, DType embd_typ
     auto e = random_floats(static_cast<size_t>(rows * d), seed + 7919 * static_cast<uint64_t>(r0 / 4096), -1.0f, 1.0f);
     const auto bytes = quantize_rows(embd_type, e.data(), rows, d);
     uint8_t* dst = m.token_embd.mutable_data() + static_cast<size_t>(r0) * rb;
-    if (q8x)
+    if (held == DType::Q8_0X)
       repack_q8_0x_rows(bytes.data(), rows, d, dst);
+    else if (held == DType::Q6_KX)
+      repack_q6_kx_rows(bytes.data(), rows, d, dst);
     else
       std::memcpy(dst, bytes.data(), bytes.size());
   }

@@ -1,6 +1,6 @@
 #pragma once
 // The embedding lookup and the output head over a tensor of any stored type (F32, F16, BF16,
-// Q8_0, Q8_0X, Q4_0, Q6_K ...): the tensor-level entry points to dequant.h and head_dot.h.
+// Q8_0, Q8_0X, Q4_0, Q6_K, Q6_KX ...): the tensor-level entry points to dequant.h and head_dot.h.
 #include <cstdint>
 
 #include "core/tensor.h"

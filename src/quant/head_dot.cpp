@@ -10,19 +10,20 @@
 #include "core/thread_pool.h"
 #include "quant/dequant.h"
 #include "quant/dispatch.h"
+#include "quant/q6_kx.h"
 #include "quant/q8_0x.h"
 
 namespace bitnet {
 
 #if defined(BITNET_HAVE_X86_KERNELS)
-void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
-                      int64_t ld_y);
+void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0, int64_t r1,
+                      const HeadActs& a, float* y, int64_t ld_y);
 #endif
 
 // Every type rows can be dequantized from: Q8_0/Q6_K have integer kernels, the rest are read
-// through the float path (Q4_0 through dequantize_row in the reference).
+// through the float path (Q4_0 through dequantize_row in the reference); and Q6_KX.
 bool head_supported(DType t) {
-  return dequant_supported(t);
+  return dequant_supported(t) || t == DType::Q6_KX;
 }
 
 namespace {
@@ -59,34 +60,55 @@ float dot_q8_0_ref(const uint8_t* row, const int8_t* xq, const float* xd, int64_
   return acc;
 }
 
-// Q6_K: per 256-value block, dw * dx * sum_j scale_j * (sum of 16 (q6 - 32) * xq), all integer
-// inside the block.
+// Q6_K: one 256-value block's integer sum, sum_j scale_j * (sum of 16 (q6 - 32) * xq): exact.
+int32_t q6_k_block_isum(const uint8_t* blk, const int8_t* xb) {
+  const uint8_t* ql = blk;
+  const uint8_t* qh = blk + 128;
+  const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
+  int32_t sub[16] = {};
+  for (int h = 0; h < 2; ++h) {
+    for (int l = 0; l < 32; ++l) {
+      const int q1 = (ql[64 * h + l] & 15) | ((qh[32 * h + l] >> 0 & 3) << 4);
+      const int q2 = (ql[64 * h + l + 32] & 15) | ((qh[32 * h + l] >> 2 & 3) << 4);
+      const int q3 = (ql[64 * h + l] >> 4) | ((qh[32 * h + l] >> 4 & 3) << 4);
+      const int q4 = (ql[64 * h + l + 32] >> 4) | ((qh[32 * h + l] >> 6 & 3) << 4);
+      const int8_t* x = xb + 128 * h;
+      sub[8 * h + (l + 0) / 16] += (q1 - 32) * x[l];
+      sub[8 * h + (l + 32) / 16] += (q2 - 32) * x[l + 32];
+      sub[8 * h + (l + 64) / 16] += (q3 - 32) * x[l + 64];
+      sub[8 * h + (l + 96) / 16] += (q4 - 32) * x[l + 96];
+    }
+  }
+  int32_t bsum = 0;
+  for (int j = 0; j < 16; ++j) bsum += sc[j] * sub[j];
+  return bsum;
+}
+
+float q6_k_block_scale(const uint8_t* blk) {
+  uint16_t dh;
+  std::memcpy(&dh, blk + 208, 2);
+  return f16_to_f32(dh);
+}
+
+// Q6_K: per 256-value block, dw * dx * (the block's integer sum).
 float dot_q6_k_ref(const uint8_t* row, const int8_t* xq, const float* xd, int64_t nb) {
   float acc = 0;
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = row + b * 210;
-    const uint8_t* ql = blk;
-    const uint8_t* qh = blk + 128;
-    const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
-    uint16_t dh;
-    std::memcpy(&dh, blk + 208, 2);
-    int32_t sub[16] = {};
-    for (int h = 0; h < 2; ++h) {
-      for (int l = 0; l < 32; ++l) {
-        const int q1 = (ql[64 * h + l] & 15) | ((qh[32 * h + l] >> 0 & 3) << 4);
-        const int q2 = (ql[64 * h + l + 32] & 15) | ((qh[32 * h + l] >> 2 & 3) << 4);
-        const int q3 = (ql[64 * h + l] >> 4) | ((qh[32 * h + l] >> 4 & 3) << 4);
-        const int q4 = (ql[64 * h + l + 32] >> 4) | ((qh[32 * h + l] >> 6 & 3) << 4);
-        const int8_t* xb = xq + b * 256 + 128 * h;
-        sub[8 * h + (l + 0) / 16] += (q1 - 32) * xb[l];
-        sub[8 * h + (l + 32) / 16] += (q2 - 32) * xb[l + 32];
-        sub[8 * h + (l + 64) / 16] += (q3 - 32) * xb[l + 64];
-        sub[8 * h + (l + 96) / 16] += (q4 - 32) * xb[l + 96];
-      }
-    }
-    int32_t bsum = 0;
-    for (int j = 0; j < 16; ++j) bsum += sc[j] * sub[j];
-    acc += f16_to_f32(dh) * xd[b] * static_cast<float>(bsum);
+    acc += q6_k_block_scale(blk) * xd[b] * static_cast<float>(q6_k_block_isum(blk, xq + b * 256));
+  }
+  return acc;
+}
+
+// Q6_KX (head_dot.h): the same integer sums, combined block after block by one fused
+// multiply-add each, acc = fma(isum, dw * dx, acc): the AVX-512 kernel's order in each lane, so
+// the two give the same bits. The row is read back into Q6_K's bytes first.
+float dot_q6_kx_ref(const uint8_t* row, const int8_t* xq, const float* xd, int64_t nb) {
+  float acc = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * 210;
+    const float s = q6_k_block_scale(blk) * xd[b];
+    acc = std::fma(static_cast<float>(q6_k_block_isum(blk, xq + b * 256)), s, acc);
   }
   return acc;
 }
@@ -112,8 +134,8 @@ float dot_q8_0x_ref(const uint8_t* row, const int8_t* xq, const float* xd, int64
   return acc;
 }
 
-void rows_ref(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
-              int64_t ld_y) {
+void rows_ref(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0, int64_t r1, const HeadActs& a,
+              float* y, int64_t ld_y) {
   const int64_t n = a.n;
   switch (a.wtype) {
     case DType::Q8_0:
@@ -128,6 +150,16 @@ void rows_ref(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const 
       return for_each_row_token(w, row_bytes, r0, r1, a.m, y, ld_y, [&](const uint8_t* row, int64_t t) {
         return dot_q8_0x_ref(row, a.q.data() + t * n, a.d.data() + t * (n / 32), n / kQ8xValues);
       });
+    case DType::Q6_KX: {
+      std::vector<uint8_t> row(row_bytes);
+      for (int64_t r = r0; r < r1; ++r) {
+        q6_kx_row_to_q6_k(w, rows, n, r, row.data());
+        for (int64_t t = 0; t < a.m; ++t)
+          y[t * ld_y + r] =
+              dot_q6_kx_ref(row.data(), a.q.data() + t * n, a.d.data() + t * (n / 256), n / 256);
+      }
+      return;
+    }
     default: {
       std::vector<float> row(static_cast<size_t>(n));
       for (int64_t r = r0; r < r1; ++r) {
@@ -145,14 +177,14 @@ void rows_ref(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const 
 }
 
 // The reference reads every type rows can be dequantized from (head_supported).
-constexpr DTypeSet kRefTypes =
-    dtype_set({DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q6_K, DType::Q8_0X});
+constexpr DTypeSet kRefTypes = dtype_set(
+    {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q6_K, DType::Q8_0X, DType::Q6_KX});
 
 const HeadVariant kVariants[] = {
     {"scalar", 0, kRefTypes, rows_ref},
 #if defined(BITNET_HAVE_X86_KERNELS)
     {"avx512", kCapAvx512F | kCapAvx512Bw | kCapAvx512Vl | kCapAvx512Vnni | kCapF16c,
-     dtype_set({DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q6_K, DType::Q8_0X}),
+     dtype_set({DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q6_K, DType::Q8_0X, DType::Q6_KX}),
      head_rows_avx512},
 #endif
 };
@@ -168,8 +200,9 @@ void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a
   a.m = m;
   a.n = n;
   const size_t mn = static_cast<size_t>(m * n);
-  if (wtype == DType::Q8_0 || wtype == DType::Q6_K || wtype == DType::Q8_0X) {
-    const int64_t qb = wtype == DType::Q6_K ? 256 : 32;
+  const bool q6 = wtype == DType::Q6_K || wtype == DType::Q6_KX;
+  if (wtype == DType::Q8_0 || q6 || wtype == DType::Q8_0X) {
+    const int64_t qb = q6 ? 256 : 32;
     a.q.resize(mn);
     a.d.resize(static_cast<size_t>(m * (n / qb)));
     for (int64_t t = 0; t < m; ++t)
@@ -188,6 +221,15 @@ void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a
         int32_t sum = 0;
         for (size_t i = 0; i < 32; ++i) sum += plain[32 * b + i];
         a.qoff[b] = -128 * sum;
+      }
+      return;
+    }
+    if (wtype == DType::Q6_KX) {  // qoff per 16-value sub-block: one broadcast for 16 rows
+      a.qoff.resize(mn / 16);
+      for (size_t g = 0; g < mn / 16; ++g) {
+        int32_t sum = 0;
+        for (size_t i = 0; i < 16; ++i) sum += a.q[16 * g + i];
+        a.qoff[g] = -32 * sum;
       }
       return;
     }
@@ -224,9 +266,9 @@ const HeadVariant& select_head(DType t) {
 void head_matvec_with(const HeadVariant& v, ThreadPool* pool, const uint8_t* w, size_t row_bytes,
                       int64_t rows, const HeadActs& a, float* y) {
   BN_CHECK(v.supports(a.wtype), "head kernel {} does not support {}", v.name, dtype_name(a.wtype));
-  auto work = [&](int64_t r0, int64_t r1) { v.fn(w, row_bytes, r0, r1, a, y, rows); };
+  auto work = [&](int64_t r0, int64_t r1) { v.fn(w, row_bytes, rows, r0, r1, a, y, rows); };
   // Chunks of 1,024 rows (>= 680 KB of weights) claimed dynamically (parallel_for_dynamic): the
-  // head is one long memory-bound stream.
+  // head is one long memory-bound stream. (Whole Q6_KX groups of 16 rows.)
   if (pool)
     pool->parallel_for_dynamic(rows, 1024, work);
   else

@@ -15,6 +15,11 @@
 //               y_b = dw * dx * sum_j scale_j * sum_{16 i in j} (q6_i - 32) * xq_i,
 //               q6 in [0, 63] the stored 6-bit code (value q6 - 32); the sum over j is exact.
 //   Q8_0X:      Q8_0 regrouped (q8_0x.h): the same numbers; the reference gives Q8_0's bits.
+//   Q6_KX:      Q6_K with 16 rows interleaved (q6_kx.h): Q6_K's integer block sums, combined in
+//               block order by one fused multiply-add each, y = fma(isum_b, dw * dx, y), in
+//               every variant, so all variants give the same bits (and each token the same bits
+//               in a batch of any size: the kernel's 16 lanes are 16 rows, no lane is summed
+//               across).
 //   Q4_0:       scalar reference only: each row dequantized to float, then a float dot.
 // The integer parts are exact in every variant; the float combination order differs between
 // variants, so variants agree to float rounding (tests bound it), and each is deterministic and
@@ -37,11 +42,12 @@ struct HeadActs {
   int64_t m = 0, n = 0;
   std::vector<float> f;       // [m][n] for F32/F16/BF16/Q4_0 (rounded to the weight type)
   std::vector<int8_t> q;      // [m][n] for Q8_0/Q6_K/Q8_0X (Q8_0X: in its superblock order)
-  std::vector<float> d;       // [m][n / block] block scales for Q8_0/Q6_K/Q8_0X (32-value blocks)
+  std::vector<float> d;       // [m][n / block] block scales for Q8_0/Q6_K/Q8_0X/Q6_KX
   // [m][n / 4] for Q8_0/Q6_K, for the AVX-512 kernels: entry g = -off * (q[4g] + .. + q[4g + 3]),
   // off = 128 (Q8_0) or 32 (Q6_K). vpdpbusd multiplies unsigned weight bytes, u = w + off; a lane
   // started at this value ends at exactly the sum of w * q over its 4 values.
   // Q8_0X: [m][n / 32], -128 * (the block's 32 values' sum), one lane per block.
+  // Q6_KX: [m][n / 16], -32 * (the sub-block's 16 values' sum), broadcast to 16 rows.
   std::vector<int32_t> qoff;
 };
 
@@ -60,10 +66,10 @@ inline void for_each_row_token(const uint8_t* w, size_t row_bytes, int64_t r0, i
 bool head_supported(DType t);
 void head_prepare(DType wtype, const float* x, int64_t m, int64_t n, HeadActs& a);
 
-// y[t * ld_y + r] = dot(row r, activation t) for rows [r0, r1), every t < a.m. Rows are
-// `row_bytes` apart starting at w.
-using HeadFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a,
-                        float* y, int64_t ld_y);
+// y[t * ld_y + r] = dot(row r, activation t) for rows [r0, r1), every t < a.m, of a matrix of
+// `rows` rows, `row_bytes` apart starting at w (Q6_KX: in groups of 16, q6_kx.h).
+using HeadFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0, int64_t r1,
+                        const HeadActs& a, float* y, int64_t ld_y);
 
 // The weight types a head variant reads, one bit per DType.
 using DTypeSet = uint32_t;

@@ -330,8 +330,11 @@ void rows_q8_0x(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, cons
 
 }  // namespace
 
-void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const HeadActs& a, float* y,
-                      int64_t ld_y) {
+void head_rows_q6_kx_avx512(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0, int64_t r1,
+                            const HeadActs& a, float* y, int64_t ld_y);
+
+void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0, int64_t r1,
+                      const HeadActs& a, float* y, int64_t ld_y) {
   switch (a.wtype) {
     case DType::F32:
       return rows_float<DType::F32>(w, row_bytes, r0, r1, a, y, ld_y);
@@ -345,6 +348,8 @@ void head_rows_avx512(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1
       return rows_q6_k(w, row_bytes, r0, r1, a, y, ld_y);
     case DType::Q8_0X:
       return rows_q8_0x(w, row_bytes, r0, r1, a, y, ld_y);
+    case DType::Q6_KX:  // head_q6_kx_avx512.cpp
+      return head_rows_q6_kx_avx512(w, row_bytes, rows, r0, r1, a, y, ld_y);
     default:
       return;  // its table entry (head_dot.cpp) excludes the rest; head_matvec_with checks it
   }

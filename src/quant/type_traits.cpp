@@ -63,6 +63,7 @@ constexpr std::array<TypeTraits, kDTypeCount> kTraits = {{
     ternary_row(DType::I2_S, kGgmlI2_S, kI2sBlock, pack_i2s, i2s_unpack, i2s_tensor_scale),
     row(DType::TNAT, std::nullopt),                                        // quant/native.h
     float_row(DType::Q8_0X, std::nullopt, dequantize_row_q8_0x, nullptr),  // quant/q8_0x.h
+    row(DType::Q6_KX, std::nullopt),  // quant/q6_kx.h: rows interleaved, no row of its own to dequantize
 }};
 // clang-format on
 
@@ -82,7 +83,8 @@ static_assert(sizes_are(DType::Q8_0, 32, 34) && sizes_are(DType::Q4_0, 32, 18));
 static_assert(sizes_are(DType::Q6_K, 256, 210));
 static_assert(sizes_are(DType::TQ1_0, 256, 54) && sizes_are(DType::TQ2_0, 256, 66));
 static_assert(sizes_are(DType::I2_S, 4, 1, 32));  // 2 bits a weight, fp32 scale padded to 32 bytes
-static_assert(sizes_are(DType::TNAT, 4, 1) && sizes_are(DType::Q8_0X, 512, 544));
+static_assert(sizes_are(DType::TNAT, 4, 1) && sizes_are(DType::Q8_0X, 512, 544) &&
+              sizes_are(DType::Q6_KX, 256, 210));
 
 constexpr bool id_is(DType t, std::optional<uint32_t> id) {
   return at(t).ggml_type == id;
@@ -91,7 +93,8 @@ static_assert(id_is(DType::F32, 0) && id_is(DType::F16, 1) && id_is(DType::Q4_0,
 static_assert(id_is(DType::Q6_K, 14) && id_is(DType::I8, 24) && id_is(DType::I32, 26) &&
               id_is(DType::BF16, 30));
 static_assert(id_is(DType::TQ1_0, 34) && id_is(DType::TQ2_0, 35) && id_is(DType::I2_S, 36));
-static_assert(id_is(DType::TNAT, std::nullopt) && id_is(DType::Q8_0X, std::nullopt));
+static_assert(id_is(DType::TNAT, std::nullopt) && id_is(DType::Q8_0X, std::nullopt) &&
+              id_is(DType::Q6_KX, std::nullopt));
 
 // A row is its own DType's (the table is indexed by DType).
 static_assert([] {
@@ -147,10 +150,11 @@ const char* type_table_violation() {
         return !r.pack || r.tensor_scale || r.pack_block == r.info.block_elems;
       }))
     return "a per-block-scale ternary type's pack block is not its row block";
-  // Every float and block-quantized type dequantizes; what we quantize to we can read back.
+  // Every float and block-quantized type dequantizes by row, but Q6_KX, whose rows interleave
+  // (q6_kx.h reads one back into Q6_K); what we quantize to we can read back.
   if (!rows_hold([](const TypeTraits& r) {
-        const bool is_int = r.info.name == "i8" || r.info.name == "i32";
-        return (!r.info.ternary && !is_int) == (r.dequantize != nullptr) && (!r.quantize || r.dequantize);
+        const bool no_rows = r.info.name == "i8" || r.info.name == "i32" || r.info.name == "q6_kx";
+        return (!r.info.ternary && !no_rows) == (r.dequantize != nullptr) && (!r.quantize || r.dequantize);
       }))
     return "a float or block-quantized type cannot be dequantized, or one we quantize to cannot be read back";
   return nullptr;

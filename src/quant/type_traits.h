@@ -7,7 +7,8 @@
 //   stored ternary (TQ1_0, TQ2_0, I2_S)      pack, unpack (and tensor_scale where the scale is
 //                                            per tensor, not per block)
 //   float and block-quantized rows           dequantize; quantize where we write the type
-//   TNAT, Q8_0X (ours, built at load)        no GGUF id; their kernels live in native.h, q8_0x.h
+//   TNAT, Q8_0X, Q6_KX (ours, built at load) no GGUF id; their kernels live in native.h, q8_0x.h,
+//                                            q6_kx.h (Q6_KX has no dequantize: its rows interleave)
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -55,7 +56,7 @@ const TypeTraits& type_traits(DType t);
 // pointers cannot be compared in a static_assert in every build), else the rule broken.
 const char* type_table_violation();
 std::optional<DType> dtype_from_ggml(uint32_t ggml_type);  // nullopt for ids we do not read
-std::optional<uint32_t> ggml_from_dtype(DType t);          // nullopt for TNAT, Q8_0X
+std::optional<uint32_t> ggml_from_dtype(DType t);          // nullopt for TNAT, Q8_0X, Q6_KX
 
 // The names of the types whose row has `kernel`, in table order, for messages and CLI choices:
 // type_names(&TypeTraits::pack) -> {"tq1_0", "tq2_0", "i2_s"}.

@@ -27,6 +27,7 @@
 #include "quant/act_quant.h"
 #include "quant/gemm.h"
 #include "quant/native.h"
+#include "quant/q6_kx.h"
 #include "quant/quantize_rows.h"
 
 namespace bitnet::cuda {
@@ -304,6 +305,23 @@ TEST(CudaInfer, Q8_0XUploadsAsQ8_0) {
   const DeviceTable a = upload_table(plain, "plain"), b = upload_table(grouped, "grouped");
   EXPECT_EQ(a.data.download(), b.data.download());
   EXPECT_EQ(a.scales.download(), b.scales.download());
+}
+
+// The CPU's interleaved Q6_KX head uploads as the Q6_K bytes it was made from (37 rows: a last
+// group of 5).
+TEST(CudaInfer, Q6_KXUploadsAsQ6_K) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(4);
+  std::vector<float> v(37 * 512);
+  for (auto& x : v) x = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-3f;
+  Tensor plain = Tensor::empty(DType::Q6_K, {37, 512}, "t");
+  const auto bytes = quantize_rows(DType::Q6_K, v.data(), 37, 512);
+  std::memcpy(plain.mutable_data(), bytes.data(), bytes.size());
+  Tensor grouped = Tensor::empty(DType::Q6_KX, {37, 512}, "t");
+  repack_q6_kx_rows(plain.data(), 37, 512, grouped.mutable_data());
+  const DeviceTable a = upload_table(plain, "plain"), b = upload_table(grouped, "grouped");
+  EXPECT_EQ(a.type, b.type);
+  EXPECT_EQ(a.data.download(), b.data.download());
 }
 
 // ||got - want|| / ||want||.

@@ -15,10 +15,13 @@
 namespace bitnet {
 namespace {
 
-// The shared tiny shape with a vocabulary of another size than the other tests'.
-ModelConfig small_config() {
+// The shared tiny shape with a vocabulary of another size than the other tests'. A Q6_K head
+// needs rows of whole 256-value super-blocks (held as Q6_KX where its kernel runs; 211 rows leave
+// a last group of 3).
+ModelConfig small_config(DType embd = DType::F16) {
   ModelConfig c = tiny_config(RopeStyle::kNeox, FfnAct::kRelu2, true);
   c.n_vocab = 211;
+  if (embd == DType::Q6_K) c.n_embd = 256;
   return c;
 }
 
@@ -53,6 +56,7 @@ struct Case {
   bool kv_f16;
   int threads;
   size_t long_prompt;  // one sequence's prompt; >= 512 takes the single decode's split attention
+  DType embd = DType::F16;
 };
 
 class BatchEqualsAlone : public ::testing::TestWithParam<Case> {};
@@ -62,8 +66,8 @@ class BatchEqualsAlone : public ::testing::TestWithParam<Case> {};
 // a server's continuous batching does.
 TEST_P(BatchEqualsAlone, EveryTokensLogits) {
   const Case k = GetParam();
-  const ModelConfig c = small_config();
-  const Model m = make_synthetic_model(c, 21);
+  const ModelConfig c = small_config(k.embd);
+  const Model m = make_synthetic_model(c, 21, k.embd);
   SessionOptions one;
   one.n_ctx = 700;
   one.kv_f16 = k.kv_f16;
@@ -117,7 +121,7 @@ TEST_P(BatchEqualsAlone, EveryTokensLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Kv, BatchEqualsAlone,
                          ::testing::Values(Case{true, 2, 30}, Case{false, 2, 30}, Case{true, 1, 40},
-                                           Case{true, 2, 600}));
+                                           Case{true, 2, 600}, Case{true, 2, 30, DType::Q6_K}));
 
 // A slot freed with truncate(seq, 0) serves a new sequence as a fresh session would, beside a
 // sequence that keeps running.

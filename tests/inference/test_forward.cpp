@@ -13,6 +13,7 @@
 #include "inference/forward.h"
 #include "model/synthetic.h"
 #include "quant/dequant.h"
+#include "quant/head.h"
 #include "tiny_config.h"
 
 namespace bitnet {
@@ -84,10 +85,7 @@ std::vector<std::vector<double>> reference_forward(const Model& m, const std::ve
   std::vector<std::vector<double>> x(static_cast<size_t>(T));
   std::vector<float> row(static_cast<size_t>(d));
   for (int64_t t = 0; t < T; ++t) {
-    dequantize_row(m.token_embd.dtype(),
-                   m.token_embd.data() +
-                       static_cast<size_t>(tokens[static_cast<size_t>(t)]) * m.token_embd.row_stride_bytes(),
-                   d, row.data());
+    embedding_row(m.token_embd, tokens[static_cast<size_t>(t)], row.data());  // any held layout
     x[static_cast<size_t>(t)].assign(row.begin(), row.end());
   }
   for (const LayerWeights& L : m.layers) {
@@ -150,8 +148,7 @@ std::vector<std::vector<double>> reference_forward(const Model& m, const std::ve
   for (int64_t t = 0; t < T; ++t) {
     auto xn = ref_rms(x[static_cast<size_t>(t)], m.output_norm, c.rms_eps);
     for (int64_t r = 0; r < c.n_vocab; ++r) {
-      dequantize_row(m.output.dtype(), m.output.data() + static_cast<size_t>(r) * m.output.row_stride_bytes(),
-                     d, row.data());
+      embedding_row(m.output, r, row.data());
       double s = 0;
       for (int64_t i = 0; i < d; ++i) s += xn[static_cast<size_t>(i)] * row[static_cast<size_t>(i)];
       logits[static_cast<size_t>(t)].push_back(s);

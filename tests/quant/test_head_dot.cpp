@@ -9,6 +9,7 @@
 #include "core/thread_pool.h"
 #include "quant/dequant.h"
 #include "quant/head_dot.h"
+#include "quant/q6_kx.h"
 #include "quant/q8_0x.h"
 #include "quant/quantize_rows.h"
 #include "quant/random_data.h"
@@ -16,16 +17,33 @@
 namespace bitnet {
 namespace {
 
-const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
-                        DType::Q4_0, DType::Q6_K, DType::Q8_0X};
+const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16,  DType::Q8_0,
+                        DType::Q4_0, DType::Q6_K, DType::Q8_0X, DType::Q6_KX};
 
-// Rows in type t; Q8_0X is written as Q8_0 and regrouped, as the loader does.
+// The file type a load-time layout is made from.
+DType file_type(DType t) {
+  return t == DType::Q8_0X ? DType::Q8_0 : t == DType::Q6_KX ? DType::Q6_K : t;
+}
+
+// Rows in type t; Q8_0X and Q6_KX are written as Q8_0 / Q6_K and regrouped, as the loader does.
 std::vector<uint8_t> stored_rows(DType t, const float* x, int64_t rows, int64_t n) {
-  if (t != DType::Q8_0X) return quantize_rows(t, x, rows, n);
-  const auto q8 = quantize_rows(DType::Q8_0, x, rows, n);
-  std::vector<uint8_t> out(q8.size());
-  repack_q8_0x_rows(q8.data(), rows, n, out.data());
+  const auto file = quantize_rows(file_type(t), x, rows, n);
+  if (t == file_type(t)) return file;
+  std::vector<uint8_t> out(file.size());
+  if (t == DType::Q8_0X)
+    repack_q8_0x_rows(file.data(), rows, n, out.data());
+  else
+    repack_q6_kx_rows(file.data(), rows, n, out.data());
   return out;
+}
+
+// Row r of stored rows as floats (Q6_KX: its rows interleave, read back through Q6_K).
+void dequantize_stored(DType t, const uint8_t* w, int64_t rows, int64_t n, int64_t r, float* out) {
+  const size_t rb = row_bytes(t, n);
+  if (t != DType::Q6_KX) return dequantize_row(t, w + static_cast<size_t>(r) * rb, n, out);
+  std::vector<uint8_t> q6(rb);
+  q6_kx_row_to_q6_k(w, rows, n, r, q6.data());
+  dequantize_row(DType::Q6_K, q6.data(), n, out);
 }
 
 struct Case {
@@ -41,8 +59,7 @@ Case make_case(DType t, int64_t rows, int64_t n, int64_t m, uint64_t seed) {
   c.w = stored_rows(t, src.data(), rows, n);
   c.row_bytes = row_bytes(t, n);
   c.wf.resize(static_cast<size_t>(rows * n));
-  for (int64_t r = 0; r < rows; ++r)
-    dequantize_row(t, c.w.data() + static_cast<size_t>(r) * c.row_bytes, n, c.wf.data() + r * n);
+  for (int64_t r = 0; r < rows; ++r) dequantize_stored(t, c.w.data(), rows, n, r, c.wf.data() + r * n);
   c.x = random_floats(static_cast<size_t>(m * n), seed + 1);
   for (size_t i = 0; i < c.x.size(); i += 7) c.x[i] *= 9.0f;  // uneven block maxima
   return c;
@@ -97,7 +114,7 @@ TEST(HeadDot, ReferenceIsWithinTheActivationRounding) {
     const auto got = run(head_variants()[0], c, t, rows, n, m);
     HeadActs a;
     head_prepare(t, c.x.data(), m, n, a);
-    const int64_t qb = t == DType::Q6_K ? 256 : 32;
+    const int64_t qb = file_type(t) == DType::Q6_K ? 256 : 32;
     for (int64_t tk = 0; tk < m; ++tk)
       for (int64_t r = 0; r < rows; ++r) {
         double exact = 0, mag = 0, bound = 0;
@@ -105,7 +122,7 @@ TEST(HeadDot, ReferenceIsWithinTheActivationRounding) {
           const double wv = c.wf[r * n + i], xv = c.x[tk * n + i];
           exact += wv * xv;
           mag += std::fabs(wv * xv);
-          if (t == DType::Q8_0 || t == DType::Q6_K || t == DType::Q8_0X)
+          if (t == DType::Q8_0 || t == DType::Q6_K || t == DType::Q8_0X || t == DType::Q6_KX)
             bound += std::fabs(wv) * a.d[static_cast<size_t>(tk * (n / qb) + i / qb)] / 2;
           if (t == DType::F16) bound += std::fabs(wv * xv) * std::ldexp(1.0, -11);
           if (t == DType::BF16) bound += std::fabs(wv * xv) * std::ldexp(1.0, -8);
@@ -211,7 +228,7 @@ TEST(HeadDot, Q8_0XExtremeStoredValues) {
 
 TEST(HeadDot, ThreadCountDoesNotChangeTheResult) {
   ThreadPool pool(2);
-  for (DType t : {DType::F16, DType::Q8_0, DType::Q6_K, DType::Q8_0X}) {
+  for (DType t : {DType::F16, DType::Q8_0, DType::Q6_K, DType::Q8_0X, DType::Q6_KX}) {
     const int64_t rows = 1000, n = 512;
     const Case c = make_case(t, rows, n, 1, 5);
     const HeadVariant& v = select_head(t);

@@ -57,6 +57,7 @@ TEST(TypeTraits, EveryRowAsTheFormatsDefineIt) {
       {DType::I2_S, 36, 4, 1, 32, true, true, false, false},
       {DType::TNAT, std::nullopt, 4, 1, 0, true, false, false, false},
       {DType::Q8_0X, std::nullopt, 512, 544, 0, false, false, true, false},
+      {DType::Q6_KX, std::nullopt, 256, 210, 0, false, false, false, false},
   };
   ASSERT_EQ(std::size(want), kDTypeCount);
   for (const Want& w : want) {
