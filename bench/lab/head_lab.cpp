@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
   };
   std::vector<V> vs;
   vs.push_back({"library",
-                [&](int64_t r0, int64_t r1) { lib.fn(w.data(), rb, r0, r1, a, y.data(), kVocab); },
+                [&](int64_t r0, int64_t r1) { lib.fn(w.data(), rb, kVocab, r0, r1, a, y.data(), kVocab); },
                 {},
                 {}});
   vs.push_back(
