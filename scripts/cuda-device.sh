@@ -39,7 +39,9 @@ run)
   echo "== CUDA tests"
   .device/test_cuda 2>&1 | tee "$OUT/test_cuda.log" | grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[   info|Failure|error' || true
   echo "== CUDA tests under compute-sanitizer (memcheck)"
-  timeout "${SANITIZER_TIMEOUT:-300}" compute-sanitizer --tool memcheck --error-exitcode 9 .device/test_cuda >"$OUT/sanitizer.log" 2>&1 &&
+  # --report-api-errors no: NCCL probes its kernels with cudaFuncGetAttributes and handles the
+  # "no kernel image" answers itself; the project's own API calls are checked by BN_CUDA anyway.
+  timeout "${SANITIZER_TIMEOUT:-300}" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 .device/test_cuda >"$OUT/sanitizer.log" 2>&1 &&
     echo "compute-sanitizer: no errors" || { echo "compute-sanitizer: FAILED"; tail -40 "$OUT/sanitizer.log"; }
   grep -E '^\[  (PASSED|FAILED) ' "$OUT/sanitizer.log" || true
   fi

@@ -48,7 +48,7 @@ run)
       grep -E '^\[  (FAILED|PASSED) |params .* relative' | tail -6 || true
   done
   echo "== the same under compute-sanitizer (memcheck)"
-  timeout "${SANITIZER_TIMEOUT:-180}" compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/test_cuda" \
+  timeout "${SANITIZER_TIMEOUT:-180}" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 "$bin/test_cuda" \
     --gtest_filter="$filter" >"$OUT/sanitizer_dp.log" 2>&1 && echo "compute-sanitizer: no errors" ||
     { echo "compute-sanitizer: FAILED or timed out ($?)"; tail -30 "$OUT/sanitizer_dp.log"; }
   grep -E '^\[  (PASSED|FAILED) |ERROR SUMMARY' "$OUT/sanitizer_dp.log" || true

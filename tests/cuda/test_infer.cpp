@@ -521,8 +521,12 @@ TEST_P(FusedDecode, EqualsThePerOpKernels) {
   CudaSessionOptions on{512, B, 16}, off = on;
   on.fused_decode = true;
   CudaSession fused(model, on), plain(model, off);
-  for (int m = 1; m <= B; ++m) ASSERT_TRUE(fused.fused_decode_ok(m)) << m;
   EXPECT_FALSE(plain.fused_decode_ok(1));
+  if (cfg.act == FfnAct::kSilu) {  // the fused kernel takes relu² models only (setup_fused says why)
+    for (int m = 1; m <= B; ++m) EXPECT_FALSE(fused.fused_decode_ok(m)) << m;
+    return;
+  }
+  for (int m = 1; m <= B; ++m) ASSERT_TRUE(fused.fused_decode_ok(m)) << m;
   for (int b = 0; b < B; ++b) {
     std::vector<int32_t> prompt(static_cast<size_t>(5 + 70 * b));  // over 256 keys: several ranges
     for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 131 + 7 * b + 3) % V);
