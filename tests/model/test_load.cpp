@@ -103,25 +103,22 @@ TEST(LoadGguf, ErrorsNameTheProblem) {
 
 namespace bitnet {
 
-// A Q8_0 head/embedding is regrouped at load into Q8_0X where its kernel runs (model.h): the
-// embedding rows keep their values bit for bit, and the logits equal those of the file's Q8_0
-// through the scalar reference (BITNET_HEAD_KERNEL=scalar keeps Q8_0) up to float order.
-TEST(LoadGguf, Q8_0HeadIsRegroupedForItsKernel) {
-  ModelConfig c = synthetic_config("tiny");
-  c.n_embd = 1024;  // whole 512-value superblocks
-  c.n_head = 16;
-  c.n_head_kv = 4;
+// A tied head/embedding of `file_type` (Q8_0, Q6_K), held at load in the layout its kernel reads
+// (`held`: Q8_0X, Q6_KX, or the file's type where that kernel does not run; model.h) in the same
+// bytes: the embedding rows keep their values bit for bit, and the logits equal those of the file's
+// type through the scalar reference (BITNET_HEAD_KERNEL=scalar keeps it) up to float order.
+static void expect_head_held_for_its_kernel(const ModelConfig& c, DType file_type, DType held) {
   std::shared_ptr<std::vector<uint8_t>> k1, k2;
-  GgufFile f1 = to_file(synthetic_gguf(c, DType::I2_S, DType::Q8_0, 4), k1);
-  GgufFile f2 = to_file(synthetic_gguf(c, DType::I2_S, DType::Q8_0, 4), k2);
+  GgufFile f1 = to_file(synthetic_gguf(c, DType::I2_S, file_type, 4), k1);
+  GgufFile f2 = to_file(synthetic_gguf(c, DType::I2_S, file_type, 4), k2);
   auto m = load_gguf_model(f1);
-  const bool native = head_regroups_q8_0x(DType::Q8_0, c.n_embd);
-  EXPECT_EQ(m->token_embd.dtype(), native ? DType::Q8_0X : DType::Q8_0);
-  EXPECT_EQ(m->output.data(), m->token_embd.data());  // still tied
   const Tensor file_embd = f1.tensor("token_embd.weight");
+  EXPECT_EQ(m->token_embd.dtype(), held);
+  EXPECT_EQ(m->token_embd.nbytes(), file_embd.nbytes());
+  EXPECT_EQ(m->output.data(), m->token_embd.data());  // still tied
   std::vector<float> a(static_cast<size_t>(c.n_embd)), b(a.size());
   for (int64_t r : {int64_t{0}, int64_t{1}, c.n_vocab / 2, c.n_vocab - 1}) {
-    dequantize_row(DType::Q8_0, file_embd.data() + r * file_embd.row_stride_bytes(), c.n_embd, a.data());
+    dequantize_row(file_type, file_embd.data() + r * file_embd.row_stride_bytes(), c.n_embd, a.data());
     embedding_row(m->token_embd, r, b.data());
     ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << "row " << r;
   }
@@ -129,7 +126,7 @@ TEST(LoadGguf, Q8_0HeadIsRegroupedForItsKernel) {
   set_forced_kernels({saved.kernel, "scalar"});  // BITNET_HEAD_KERNEL=scalar
   auto plain = load_gguf_model(f2);
   set_forced_kernels(saved);
-  EXPECT_EQ(plain->token_embd.dtype(), DType::Q8_0);
+  EXPECT_EQ(plain->token_embd.dtype(), file_type);
   const std::vector<int32_t> toks = {256, 72, 101, 108, 108, 111};
   Session s1(*m, {16, 2});
   const float* l1 = s1.forward(toks);
@@ -143,43 +140,19 @@ TEST(LoadGguf, Q8_0HeadIsRegroupedForItsKernel) {
   for (int64_t v = 0; v < c.n_vocab; ++v) ASSERT_NEAR(got[static_cast<size_t>(v)], l2[v], 1e-5f * big) << v;
 }
 
-// A Q6_K head/embedding is interleaved at load into Q6_KX where its kernel runs (model.h), in the
-// same bytes: the embedding rows keep their values bit for bit, and the logits equal those of the
-// file's Q6_K through the scalar reference (BITNET_HEAD_KERNEL=scalar keeps Q6_K) up to float order.
+TEST(LoadGguf, Q8_0HeadIsRegroupedForItsKernel) {
+  ModelConfig c = synthetic_config("tiny");
+  c.n_embd = 1024;  // whole 512-value superblocks
+  c.n_head = 16;
+  c.n_head_kv = 4;
+  const bool native = head_regroups_q8_0x(DType::Q8_0, c.n_embd);
+  expect_head_held_for_its_kernel(c, DType::Q8_0, native ? DType::Q8_0X : DType::Q8_0);
+}
+
 TEST(LoadGguf, Q6_KHeadIsInterleavedForItsKernel) {
   ModelConfig c = synthetic_config("tiny");
   c.n_vocab = 2045;  // a last group of 13 rows (n_embd 256: whole super-blocks)
-  std::shared_ptr<std::vector<uint8_t>> k1, k2;
-  GgufFile f1 = to_file(synthetic_gguf(c, DType::I2_S, DType::Q6_K, 4), k1);
-  GgufFile f2 = to_file(synthetic_gguf(c, DType::I2_S, DType::Q6_K, 4), k2);
-  auto m = load_gguf_model(f1);
-  const DType held = head_layout(DType::Q6_K, c.n_embd);
-  EXPECT_EQ(m->token_embd.dtype(), held);
-  EXPECT_EQ(m->token_embd.nbytes(), f1.tensor("token_embd.weight").nbytes());
-  EXPECT_EQ(m->output.data(), m->token_embd.data());  // still tied
-  const Tensor file_embd = f1.tensor("token_embd.weight");
-  std::vector<float> a(static_cast<size_t>(c.n_embd)), b(a.size());
-  for (int64_t r : {int64_t{0}, int64_t{1}, c.n_vocab / 2, c.n_vocab - 1}) {
-    dequantize_row(DType::Q6_K, file_embd.data() + r * file_embd.row_stride_bytes(), c.n_embd, a.data());
-    embedding_row(m->token_embd, r, b.data());
-    ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << "row " << r;
-  }
-  const ForcedKernels saved = forced_kernels();
-  set_forced_kernels({saved.kernel, "scalar"});  // BITNET_HEAD_KERNEL=scalar
-  auto plain = load_gguf_model(f2);
-  set_forced_kernels(saved);
-  EXPECT_EQ(plain->token_embd.dtype(), DType::Q6_K);
-  const std::vector<int32_t> toks = {256, 72, 101, 108, 108, 111};
-  Session s1(*m, {16, 2});
-  const float* l1 = s1.forward(toks);
-  std::vector<float> got(l1, l1 + c.n_vocab);
-  set_forced_kernels({saved.kernel, "scalar"});
-  Session s2(*plain, {16, 2});
-  const float* l2 = s2.forward(toks);
-  set_forced_kernels(saved);
-  float big = 0;
-  for (int64_t v = 0; v < c.n_vocab; ++v) big = std::max(big, std::fabs(l2[v]));
-  for (int64_t v = 0; v < c.n_vocab; ++v) ASSERT_NEAR(got[static_cast<size_t>(v)], l2[v], 1e-5f * big) << v;
+  expect_head_held_for_its_kernel(c, DType::Q6_K, head_layout(DType::Q6_K, c.n_embd));
 }
 
 }  // namespace bitnet
