@@ -205,12 +205,18 @@ void Scheduler::finish(Seq& s, Finish f, const std::string& error) {
     std::lock_guard l(s.req->m_);
     s.req->completion_tokens_ = s.generated;
   }
-  s.req->publish(tail, nullptr, f, error);
+  // The gauge and counters change before the client hears the end, so that whoever sees a request
+  // end (or its cancellation counted) also sees it gone from the batch.
+  {
+    std::lock_guard l(mu_);
+    --n_active_;  // drop_done() sets it to active_.size() again once s leaves active_
+  }
   if (metrics_) {
     if (f == Finish::kCancelled) metrics_->count_cancelled();
     if (f == Finish::kStop || f == Finish::kLength)
       metrics_->count_finished(static_cast<int64_t>(s.job.prompt.size()), s.generated);
   }
+  s.req->publish(tail, nullptr, f, error);
   slot_busy_[static_cast<size_t>(s.slot)] = false;
 }
 
