@@ -105,28 +105,37 @@ TEST(HeadQ6_KX, TokenCountDoesNotChangeTheResult) {
 
 // Rows [r0, r1) that start and end inside groups: those rows are written (the same bits as in a
 // whole pass), no other.
+// Also with 8 and 13 tokens (a second pass of tokens over each group).
 TEST(HeadQ6_KX, PartRangesWriteOnlyTheirRows) {
-  const int64_t n = 256, rows = 37, m = 3;
+  const int64_t n = 256, rows = 50;
   const Table w = random_table(rows, n, 5);
-  const auto x = random_acts(m, n, 6);
-  for (const HeadVariant& v : head_variants()) {
-    if (!v.cpu_ok() || !v.supports(DType::Q6_KX)) continue;
-    const auto whole = run(v, DType::Q6_KX, w.q6x, x, rows, n, m);
-    HeadActs a;
-    head_prepare(DType::Q6_KX, x.data(), m, n, a);
-    for (auto [r0, r1] : {std::pair<int64_t, int64_t>{5, 30}, {16, 17}, {33, 37}, {0, 3}}) {
-      std::vector<float> y(static_cast<size_t>(m * rows), NAN);
-      v.fn(w.q6x.data(), row_bytes(DType::Q6_KX, n), rows, r0, r1, a, y.data(), rows);
-      for (int64_t t = 0; t < m; ++t)
-        for (int64_t r = 0; r < rows; ++r) {
-          const size_t at = static_cast<size_t>(t * rows + r);
-          if (r < r0 || r >= r1)
-            ASSERT_TRUE(std::isnan(y[at])) << v.name << " [" << r0 << ", " << r1 << ") wrote row " << r;
-          else
-            ASSERT_EQ(std::memcmp(&y[at], &whole[at], 4), 0) << v.name << " row " << r;
-        }
+  for (int64_t m : {3, 8, 13})
+    for (const HeadVariant& v : head_variants()) {
+      const auto x = random_acts(m, n, 6);
+      if (!v.cpu_ok() || !v.supports(DType::Q6_KX)) continue;
+      const auto whole = run(v, DType::Q6_KX, w.q6x, x, rows, n, m);
+      HeadActs a;
+      head_prepare(DType::Q6_KX, x.data(), m, n, a);
+      for (auto [r0, r1] : {std::pair<int64_t, int64_t>{5, 30},
+                            {16, 17},
+                            {33, 37},
+                            {0, 3},
+                            {5, 50},
+                            {17, 48},
+                            {31, 33},
+                            {0, 50}}) {
+        std::vector<float> y(static_cast<size_t>(m * rows), NAN);
+        v.fn(w.q6x.data(), row_bytes(DType::Q6_KX, n), rows, r0, r1, a, y.data(), rows);
+        for (int64_t t = 0; t < m; ++t)
+          for (int64_t r = 0; r < rows; ++r) {
+            const size_t at = static_cast<size_t>(t * rows + r);
+            if (r < r0 || r >= r1)
+              ASSERT_TRUE(std::isnan(y[at])) << v.name << " [" << r0 << ", " << r1 << ") wrote row " << r;
+            else
+              ASSERT_EQ(std::memcmp(&y[at], &whole[at], 4), 0) << v.name << " row " << r;
+          }
+      }
     }
-  }
 }
 
 // Extreme stored values: codes 0 and 63 (values -32 and 31) and between, sub-scales -128 and 127
@@ -134,7 +143,8 @@ TEST(HeadQ6_KX, PartRangesWriteOnlyTheirRows) {
 // 0); activations at +-127 and a token of zeros. Every product is exact in float, so every
 // variant must give the hand-computed sums (to the final rounding), and the reference's bits.
 TEST(HeadQ6_KX, ExtremeStoredValues) {
-  const int64_t n = 512, nb = 2, rows = 21, m = 3;
+  // 37 rows (a last group of 5) and 6 tokens (two of each pattern).
+  const int64_t n = 512, nb = 2, rows = 37, m = 6;
   std::vector<uint8_t> q6(static_cast<size_t>(rows * nb * 210), 0);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t b = 0; b < nb; ++b) {
@@ -156,11 +166,12 @@ TEST(HeadQ6_KX, ExtremeStoredValues) {
     }
   const Table w = from_q6(q6, rows, n);
   std::vector<float> x(static_cast<size_t>(m * n));
-  for (int64_t i = 0; i < n; ++i) {
-    x[static_cast<size_t>(i)] = 1.0f;                             // all +127
-    x[static_cast<size_t>(n + i)] = (i % 3 == 0) ? -1.0f : 1.0f;  // +-127
-    x[static_cast<size_t>(2 * n + i)] = 0.0f;                     // all zero: dx = 0
-  }
+  for (int64_t t0 = 0; t0 < m; t0 += 3)
+    for (int64_t i = 0; i < n; ++i) {
+      x[static_cast<size_t>(t0 * n + i)] = 1.0f;                               // all +127
+      x[static_cast<size_t>((t0 + 1) * n + i)] = (i % 3 == 0) ? -1.0f : 1.0f;  // +-127
+      x[static_cast<size_t>((t0 + 2) * n + i)] = 0.0f;                         // all zero: dx = 0
+    }
   const HeadVariant& ref = head_variants()[0];
   const auto want_bits = run(ref, DType::Q6_KX, w.q6x, x, rows, n, m);
   for (const HeadVariant& v : head_variants()) {
@@ -174,7 +185,7 @@ TEST(HeadQ6_KX, ExtremeStoredValues) {
           want += w.wf[static_cast<size_t>(r * n + i)] * x[static_cast<size_t>(t * n + i)];
         EXPECT_NEAR(got[static_cast<size_t>(t * rows + r)], want, 1e-6 * std::fabs(want) + 1e-6)
             << v.name << " token " << t << " row " << r;
-        if (r % 7 == 3 || r % 7 == 5 || t == 2) {
+        if (r % 7 == 3 || r % 7 == 5 || t % 3 == 2) {
           EXPECT_EQ(got[static_cast<size_t>(t * rows + r)], 0.0f) << r;
         }
       }
