@@ -64,7 +64,9 @@ const GemmVariant kVariants[] = {
 };
 }  // namespace
 
-std::span<const GemmVariant> gemm_variants() { return kVariants; }
+std::span<const GemmVariant> gemm_variants() {
+  return kVariants;
+}
 
 const GemmVariant& gemm_variant(std::string_view name) {
   for (const auto& v : kVariants)
@@ -80,8 +82,8 @@ const GemmVariant& select_gemm(const TernaryMatrix& w, const QuantizedActs& x) {
       [&] { return fmt::format("m={} n={} k={} (activations k={})", x.m, w.n, w.k, x.k); });
 }
 
-void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatrix& w,
-                       const QuantizedActs& x, const GemmOut& out) {
+void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatrix& w, const QuantizedActs& x,
+                       const GemmOut& out) {
   if (!v.supports(w, x)) fail("kernel {}: unsupported case m={} n={} k={}", v.name, x.m, w.n, w.k);
   if (x.m == 0) return;
   const int64_t grain = v.row_grain;
@@ -89,14 +91,17 @@ void ternary_gemm_with(const GemmVariant& v, ThreadPool* pool, const TernaryMatr
     v.fn(w, x, 0, w.n, out);
     return;
   }
-  // Rows are claimed dynamically (parallel_for_dynamic) in about 8 chunks per thread, so a thread
-  // slowed down by another tenant takes fewer chunks instead of leaving the others idle at the
-  // join. Decode (memory-bound): with 2 threads 1/16 of the rows, >= 100 KB of weights on the
-  // 2B4T. Prompts too: on the shared Xeon one vCPU is often slower than the other (the 2-thread
-  // AMX probe then gives no more than 1 thread), and with fixed halves the call waited for it.
-  // A chunk of >= 160 rows is >= 5 AMX panels, so the per-call setup stays negligible.
+  // About 8 chunks per thread (decode: with 2 threads 1/16 of the rows, >= 100 KB of weights on the
+  // 2B4T; a prompt's chunk of >= 160 rows is >= 5 AMX panels, so the per-call setup stays small).
+  // Each thread starts on its own contiguous share and then takes the chunks left in the others'
+  // (parallel_for_stealing): a thread slowed down by another tenant (the shared Xeon often has one
+  // slower vCPU) leaves its remaining chunks to the others instead of holding up the join, and
+  // until then each thread's rows are one stream, so the kernels' prefetch ahead of a chunk's end
+  // covers the start of its next one. Claiming every chunk from one shared counter handed the
+  // threads alternate chunks, each starting cold: 8-token products on the 2B4T shapes, dev,
+  // 2 threads (bench_gemm BM_Gemm/*/8/2), ran at 570 - 700 GMAC/s that way and 695 - 760 this way.
   const int64_t chunk = std::max<int64_t>(grain, (w.n / (8 * pool->size()) + grain - 1) / grain * grain);
-  pool->parallel_for_dynamic(w.n, chunk, [&](int64_t b, int64_t e) { v.fn(w, x, b, e, out); });
+  pool->parallel_for_stealing(w.n, chunk, [&](int, int64_t b, int64_t e) { v.fn(w, x, b, e, out); });
 }
 
 bool relu2_fused_supported(const GemmVariant& v, const TernaryMatrix& w, int64_t ff) {
