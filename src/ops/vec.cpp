@@ -24,6 +24,7 @@ void dot_f16_tiles_avx512(const uint16_t* kt, int64_t cols, const float* q, int6
 void axpy_f16_rows_avx512(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,
                           int64_t n, float* o, int64_t ldo);
 void softmax_row_avx512(float* x, int64_t n, bool half_probs);
+double log_sum_exp_row_avx512(const float* x, int64_t n);
 void rope_rotate_avx512(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float* cs,
                         const float* sn, bool neox);
 #endif
@@ -88,6 +89,21 @@ void softmax_row(float* x, int64_t n, bool half_probs) {
   if (use_avx512()) return softmax_row_avx512(x, n, half_probs);
 #endif
   softmax_row_ref(x, n, half_probs);
+}
+
+double log_sum_exp_row_ref(const float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j]);
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += std::exp(x[j] - mx);
+  return static_cast<double>(mx) + std::log(sum);
+}
+
+double log_sum_exp_row(const float* x, int64_t n) {
+#if defined(BITNET_HAVE_X86_KERNELS)
+  if (use_avx512()) return log_sum_exp_row_avx512(x, n);
+#endif
+  return log_sum_exp_row_ref(x, n);
 }
 
 void axpy_f16_rows(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, int64_t rows, int G,

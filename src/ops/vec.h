@@ -43,6 +43,11 @@ void axpy_f16_rows(const float* p, int64_t ldp, const uint16_t* v, int64_t ldv, 
 // variant is deterministic.
 void softmax_row(float* x, int64_t n, bool half_probs);
 void softmax_row_ref(float* x, int64_t n, bool half_probs);
+// log(sum_j exp(x[j])) computed as max + log(sum_j exp(x[j] - max)), the sum in double: the log
+// of a softmax's denominator (a token's log-probability is its logit minus this). The AVX-512
+// variant uses softmax_row's polynomial exp; n >= 1.
+double log_sum_exp_row(const float* x, int64_t n);
+double log_sum_exp_row_ref(const float* x, int64_t n);
 // float -> IEEE half, round to nearest even.
 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
 // The same into dst[i * stride] (a key's values into its transposed cache tile).

@@ -327,6 +327,23 @@ void softmax_row_avx512(float* x, int64_t n, bool half_probs) {
   }
 }
 
+double log_sum_exp_row_avx512(const float* x, int64_t n) {
+  auto mask = [&](int64_t j) { return static_cast<__mmask16>(n - j >= 16 ? 0xFFFF : (1u << (n - j)) - 1); };
+  __m512 mv = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16)
+    mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask(j), x + j));
+  const float mxs = _mm512_reduce_max_ps(mv);
+  const __m512 mx = _mm512_set1_ps(mxs);
+  __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = mask(j);
+    const __m512 e = _mm512_maskz_mov_ps(m, exp_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), mx)));
+    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+  }
+  return static_cast<double>(mxs) + std::log(_mm512_reduce_add_pd(_mm512_add_pd(s0, s1)));
+}
+
 // Hides a product from GCC's optimizer so `p * q - r` cannot become one fma (GCC contracts
 // intrinsics too): RoPE must round each product as the plain reference does.
 inline __m512 opaque(__m512 v) {

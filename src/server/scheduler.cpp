@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "ops/vec.h"
 
 namespace bitnet::server {
 namespace {
@@ -17,11 +18,9 @@ int64_t now_us() {
 
 // Log-probabilities from raw logits (before temperature and filters, as OpenAI reports them).
 TokenLogprob logprobs_of(std::span<const float> logits, int32_t id, int top_n) {
-  float mx = logits[0];
-  for (float v : logits) mx = std::max(mx, v);
-  double sum = 0;
-  for (float v : logits) sum += std::exp(static_cast<double>(v - mx));
-  const float log_z = mx + static_cast<float>(std::log(sum));
+  // Vectorized: one pass of exp over the vocabulary per sampled token (128k on the 2B4T) cost a
+  // step of 8 streams about 3 ms on the stepping thread with std::exp in double.
+  const float log_z = static_cast<float>(log_sum_exp_row(logits.data(), static_cast<int64_t>(logits.size())));
   TokenLogprob lp;
   lp.id = id;
   lp.logprob = logits[static_cast<size_t>(id)] - log_z;
