@@ -20,6 +20,7 @@
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_session.h"
 #include "cuda/infer_weights.h"
+#include "cuda_test_util.h"
 #include "inference/forward.h"
 #include "model/synthetic.h"
 #include "model/synthetic_gguf.h"
@@ -33,10 +34,7 @@
 namespace bitnet::cuda {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                       \
-  do {                                                           \
-    if (devices().empty()) GTEST_SKIP() << unavailable_reason(); \
-  } while (0)
+using gpu_test::rel_err;
 
 template <typename T>
 Buffer<T> on_device(const std::vector<T>& v) {
@@ -322,17 +320,6 @@ TEST(CudaInfer, Q6_KXUploadsAsQ6_K) {
   const DeviceTable a = upload_table(plain, "plain"), b = upload_table(grouped, "grouped");
   EXPECT_EQ(a.type, b.type);
   EXPECT_EQ(a.data.download(), b.data.download());
-}
-
-// ||got - want|| / ||want||.
-double rel_err(const float* got, const float* want, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double d = static_cast<double>(got[i]) - want[i];
-    num += d * d;
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
 }
 
 size_t argmax(const float* x, size_t n) {

@@ -17,16 +17,12 @@
 #include "cuda/device.h"
 #include "cuda/infer_session.h"
 #include "cuda/infer_tp.h"
+#include "cuda_test_util.h"
 #include "model/synthetic.h"
 #include "model/synthetic_gguf.h"
 
 namespace bitnet::cuda {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                       \
-  do {                                                           \
-    if (devices().empty()) GTEST_SKIP() << unavailable_reason(); \
-  } while (0)
 
 ModelConfig tp_config(int shape) {
   ModelConfig c = synthetic_config("tiny");

@@ -7,6 +7,7 @@
 
 #include "cuda/check.h"
 #include "cuda/device.h"
+#include "cuda_test_util.h"
 
 #if BITNET_HAVE_NCCL
 #include "cuda/nccl_check.h"
@@ -21,7 +22,7 @@ TEST(Nccl, LoadsAndReportsItsVersion) {
 }
 
 TEST(Nccl, OneRankCollectivesOnOneGpu) {
-  if (devices().empty()) GTEST_SKIP() << unavailable_reason();
+  SKIP_WITHOUT_GPU();
   BN_CUDA(cudaSetDevice(0));
   int dev = 0;
   ncclComm_t comm = nullptr;

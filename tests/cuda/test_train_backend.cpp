@@ -11,12 +11,15 @@
 #include "core/error.h"
 #include "cuda/device.h"
 #include "cuda/train_backend.h"
+#include "cuda_test_util.h"
 #include "training/model.h"
 #include "training/rng.h"
 #include "training/trainer.h"
 
 namespace bitnet::cuda {
 namespace {
+
+using gpu_test::rel_err;
 
 using namespace bitnet::train;
 
@@ -27,17 +30,8 @@ std::vector<int32_t> tokens(int64_t n, int64_t vocab, uint64_t seed) {
   return t;
 }
 
-double rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
-
 TEST(CudaTrainBackend, StepsMatchTheCpu) {
-  if (devices().empty()) GTEST_SKIP() << unavailable_reason();
+  SKIP_WITHOUT_GPU();
   for (const bool quantize : {true, false}) {
     ModelConfig c = train_config("tiny", 320);
     c.n_layer = 2;
@@ -64,11 +58,11 @@ TEST(CudaTrainBackend, StepsMatchTheCpu) {
     gpu.to_host();
     EXPECT_EQ(og.step, oc.step);
     std::printf("[   info ] quantize %d after 4 steps: params %.2e, v %.2e relative\n", quantize,
-                rel(mg.params, mc.params), rel(og.v, oc.v));
+                rel_err(mg.params, mc.params), rel_err(og.v, oc.v));
     // Seen on the H100: quantized 3.0e-2 and 0.36 (code flips compound over the steps), fp32 8e-3
     // and 8e-2.
-    EXPECT_LT(rel(mg.params, mc.params), quantize ? 6e-2 : 2e-2) << "quantize " << quantize;
-    EXPECT_LT(rel(og.v, oc.v), quantize ? 0.7 : 0.3) << "quantize " << quantize;
+    EXPECT_LT(rel_err(mg.params, mc.params), quantize ? 6e-2 : 2e-2) << "quantize " << quantize;
+    EXPECT_LT(rel_err(og.v, oc.v), quantize ? 0.7 : 0.3) << "quantize " << quantize;
     const auto in = tokens(B * S, 320, 9), tg = tokens(B * S, 320, 10);
     const double ea = cpu.eval(in.data(), tg.data(), B, S), eb = gpu.eval(in.data(), tg.data(), B, S);
     // After 4 drifting steps (seen: quantized 3e-3 relative).
@@ -77,7 +71,7 @@ TEST(CudaTrainBackend, StepsMatchTheCpu) {
 }
 
 TEST(CudaTrainBackend, BadTokenIsAnError) {
-  if (devices().empty()) GTEST_SKIP() << unavailable_reason();
+  SKIP_WITHOUT_GPU();
   TrainModel m = make_train_model(train_config("tiny", 320), false, true, 1);
   AdamWState o;
   TrainBackend gpu = cuda_backend(m, o);

@@ -17,6 +17,7 @@
 #include "cuda/dp_nccl.h"
 #include "cuda/train_backend.h"
 #include "cuda/train_dp.h"
+#include "cuda_test_util.h"
 #include "training/collective.h"
 #include "training/model.h"
 #include "training/rng.h"
@@ -24,6 +25,8 @@
 
 namespace bitnet::cuda {
 namespace {
+
+using gpu_test::rel_err;
 
 using namespace bitnet::train;
 
@@ -43,17 +46,8 @@ void on_ranks(int size, F&& f) {
   for (auto& x : t) x.join();
 }
 
-double rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
-
 TEST(CudaDataParallel, SameDeviceCollectiveSumsInRankOrderAndGathers) {
-  if (devices().empty()) GTEST_SKIP() << unavailable_reason();
+  SKIP_WITHOUT_GPU();
   constexpr int R = 3;
   constexpr size_t N = 100003, shard = 1000;
   std::vector<std::vector<float>> f(R);
@@ -175,7 +169,7 @@ void expect_follows(const DpRun& dp, const DpRun& one, double loss_tol, double p
                     const std::string& what) {
   ASSERT_EQ(dp.loss.size(), one.loss.size()) << what;
   for (size_t s = 0; s < one.loss.size(); ++s) {
-    const double pe = rel(dp.params[s], one.params[s]);
+    const double pe = rel_err(dp.params[s], one.params[s]);
     std::printf("[   info ] %s step %zu: loss %.9g vs %.9g (%.1e), params %.1e relative\n", what.c_str(), s,
                 dp.loss[s], one.loss[s], std::fabs(dp.loss[s] - one.loss[s]) / std::fabs(one.loss[s]), pe);
     EXPECT_NEAR(dp.loss[s], one.loss[s], loss_tol * std::fabs(one.loss[s])) << what << " step " << s;
@@ -185,7 +179,7 @@ void expect_follows(const DpRun& dp, const DpRun& one, double loss_tol, double p
 
 void expect_ranks_follow_one_gpu(int R, bool quantize, int64_t batch, size_t bucket_floats, double loss_tol,
                                  double param_tol) {
-  if (devices().empty()) GTEST_SKIP() << unavailable_reason();
+  SKIP_WITHOUT_GPU();
   const TrainModel m = make_train_model(dp_config(), false, quantize, 7);
   const int64_t steps = 4;
   const DpRun one = one_gpu(m, {}, 0, steps, batch);
@@ -227,15 +221,15 @@ TEST(CudaDataParallel, RanksWithoutRowsStillStep) {
 // Checkpoints stay independent of the rank count: rank 0's to_host gathers the full moments, and
 // a run resumed from them on another rank count takes its shards of them.
 TEST(CudaDataParallel, MomentsGatherAndReshardAcrossRankCounts) {
-  if (devices().empty()) GTEST_SKIP() << unavailable_reason();
+  SKIP_WITHOUT_GPU();
   const TrainModel m = make_train_model(dp_config(), false, /*quantize=*/false, 7);
   const int64_t batch = 6;
   const DpRun one = one_gpu(m, {}, 0, 4, batch);
   const DpRun two = same_device(2, m, {}, 0, 2, batch, 1);
   const DpRun one_half = one_gpu(m, {}, 0, 2, batch);
   ASSERT_EQ(two.opt.step, 2);
-  EXPECT_LT(rel(two.opt.m, one_half.opt.m), kFloatMomentTol);
-  EXPECT_LT(rel(two.opt.v, one_half.opt.v), kFloatMomentTol);
+  EXPECT_LT(rel_err(two.opt.m, one_half.opt.m), kFloatMomentTol);
+  EXPECT_LT(rel_err(two.opt.v, one_half.opt.v), kFloatMomentTol);
   TrainModel resumed = m;
   resumed.params = two.params.back();
   const DpRun three = same_device(3, resumed, two.opt, 2, 2, batch, 1);
@@ -248,7 +242,7 @@ TEST(CudaDataParallel, MomentsGatherAndReshardAcrossRankCounts) {
 #if BITNET_HAVE_NCCL
 // --gpus 1: NCCL with one rank runs the same kernels as the plain backend, so the same bits.
 TEST(CudaDataParallel, OneRankThroughNcclEqualsOneGpu) {
-  if (devices().empty()) GTEST_SKIP() << unavailable_reason();
+  SKIP_WITHOUT_GPU();
   for (const bool quantize : {false, true}) {
     TrainModel m = make_train_model(dp_config(), false, quantize, 7);
     const int64_t batch = 4;
