@@ -1,6 +1,6 @@
 #pragma once
-// What the CUDA test files share: the skip where no GPU can be used, and the relative error their
-// float comparisons use.
+// What the CUDA test files share: the skip where no GPU can be used, the relative error their
+// float comparisons use, and the variant model shape.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cuda/device.h"
+#include "model/synthetic_gguf.h"
 
 // Skips the test, with the reason, on a machine without a usable GPU (CI has nvcc but no GPU).
 #define SKIP_WITHOUT_GPU()                                                                   \
@@ -30,6 +31,20 @@ inline double rel_err(const float* got, const float* want, size_t n) {
 }
 inline double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
   return rel_err(got.data(), want.data(), std::min(got.size(), want.size()));
+}
+
+// The tiny synthetic shape with the other choices: interleaved RoPE, SiLU, no sub-norms, 4 query
+// heads per KV head of 32 values.
+inline ModelConfig variant_config() {
+  ModelConfig c = synthetic_config("tiny");
+  c.rope = RopeStyle::kNorm;
+  c.act = FfnAct::kSilu;
+  c.sub_norms = false;
+  c.n_head = 8;
+  c.n_head_kv = 2;
+  c.head_dim = 32;
+  c.rope_dim = 32;
+  return c;
 }
 
 }  // namespace bitnet::cuda::gpu_test

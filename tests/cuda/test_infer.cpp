@@ -35,6 +35,7 @@ namespace bitnet::cuda {
 namespace {
 
 using gpu_test::rel_err;
+using gpu_test::variant_config;
 
 template <typename T>
 Buffer<T> on_device(const std::vector<T>& v) {
@@ -331,20 +332,6 @@ struct ModelCase {
   DType embd;
   bool variant;  // interleaved RoPE, SiLU, no sub-norms, 4 query heads per KV head, head_dim 32
 };
-
-// The tiny shape with the other choices: interleaved RoPE, SiLU, no sub-norms, 4 query heads per
-// KV head of 32 values.
-ModelConfig variant_config() {
-  ModelConfig c = synthetic_config("tiny");
-  c.rope = RopeStyle::kNorm;
-  c.act = FfnAct::kSilu;
-  c.sub_norms = false;
-  c.n_head = 8;
-  c.n_head_kv = 2;
-  c.head_dim = 32;
-  c.rope_dim = 32;
-  return c;
-}
 
 class WholeModel : public ::testing::TestWithParam<ModelCase> {};
 

@@ -25,16 +25,8 @@ namespace bitnet::cuda {
 namespace {
 
 ModelConfig tp_config(int shape) {
-  ModelConfig c = synthetic_config("tiny");
-  if (shape == 1) {  // the variant shape of test_infer.cpp
-    c.rope = RopeStyle::kNorm;
-    c.act = FfnAct::kSilu;
-    c.sub_norms = false;
-    c.n_head = 8;
-    c.n_head_kv = 2;
-    c.head_dim = 32;
-    c.rope_dim = 32;
-  } else if (shape == 2) {  // 5 KV heads of 2 query heads; 704 FFN rows = 11 column granules
+  ModelConfig c = shape == 1 ? gpu_test::variant_config() : synthetic_config("tiny");
+  if (shape == 2) {  // 5 KV heads of 2 query heads; 704 FFN rows = 11 column granules
     c.n_embd = 640;
     c.n_head = 10;
     c.n_head_kv = 5;
