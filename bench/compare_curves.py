@@ -22,13 +22,35 @@ def evals(path):
     return out
 
 
+def step_lines(path):
+    """step -> (training loss, gradient norm) from the logs' step lines."""
+    out = {}
+    for line in open(path):
+        line = line.strip()
+        if not line:
+            continue
+        j = json.loads(line)
+        if "step" in j and isinstance(j.get("loss"), (int, float)) and "eval_loss" not in j:
+            out[int(j["step"])] = (float(j["loss"]), float(j.get("grad_norm", float("nan"))))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("ours")
     ap.add_argument("reference")
     ap.add_argument("--tol", type=float, default=0.02)
     ap.add_argument("--table", action="store_true", help="also print step, both losses and the difference")
+    ap.add_argument("--train-steps", default="",
+                    help="comma-separated steps: also print both training losses and gradient norms there")
     a = ap.parse_args()
+    if a.train_steps:
+        tx, ty = step_lines(a.ours), step_lines(a.reference)
+        print("  step  loss ours  reference  diff      |g| ours  reference")
+        for s in (int(v) for v in a.train_steps.split(",")):
+            if s in tx and s in ty:
+                (lx, gx), (ly, gy) = tx[s], ty[s]
+                print(f"{s:6d} {lx:10.4f} {ly:10.4f} {100 * (lx - ly) / ly:+7.2f} % {gx:10.4f} {gy:10.4f}")
     x, y = evals(a.ours), evals(a.reference)
     steps = sorted(set(x) & set(y))
     if not steps:

@@ -38,12 +38,15 @@ run)
   if [ "${BENCH_ONLY:-0}" != 1 ]; then
   echo "== CUDA tests"
   .device/test_cuda 2>&1 | tee "$OUT/test_cuda.log" | grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[   info|Failure|error' || true
+  if [ "${SANITIZER:-1}" = 1 ]; then  # SANITIZER=0: the plain run only
   echo "== CUDA tests under compute-sanitizer (memcheck)"
   # --report-api-errors no: NCCL probes its kernels with cudaFuncGetAttributes and handles the
   # "no kernel image" answers itself; the project's own API calls are checked by BN_CUDA anyway.
-  timeout "${SANITIZER_TIMEOUT:-300}" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 .device/test_cuda >"$OUT/sanitizer.log" 2>&1 &&
+  timeout "${SANITIZER_TIMEOUT:-300}" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 .device/test_cuda \
+    --gtest_filter="${SAN_FILTER:-*}" >"$OUT/sanitizer.log" 2>&1 &&
     echo "compute-sanitizer: no errors" || { echo "compute-sanitizer: FAILED"; tail -40 "$OUT/sanitizer.log"; }
   grep -E '^\[  (PASSED|FAILED) ' "$OUT/sanitizer.log" || true
+  fi
   fi
   if [ "${CPU:-0}" = 1 ] && [ "${BENCH_ONLY:-0}" != 1 ]; then
     echo "== CPU kernel tests on this machine's CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2))"
@@ -69,6 +72,7 @@ run)
     fi
   fi
   if [ "${TRAIN:-0}" = 1 ]; then
+    if [ "${TRAIN_320:-1}" = 1 ]; then  # TRAIN_320=0: only the reference shape (vocabulary 50,304)
     echo "== bitnet train --device cuda (byte-level vocabulary, README + docs as data)"
     rm -rf /tmp/bt_small /tmp/bt_gpt2
     .device/bitnet train --device cuda --data README.md docs --config small --steps 40 --batch 16 --seq 256 \
@@ -83,6 +87,7 @@ run)
     cat "$OUT/train_gpt2_profile.txt"
     python3 bench/train_pytorch.py --synthetic-vocab 320 --synthetic-tokens 2000000 --config gpt2-small \
       --batch 16 --seq 1024 --bf16 --compile --time-steps 20 --device cuda 2>/dev/null | tail -1 | tee -a "$OUT/train_gpt2.jsonl"
+    fi
     # The reference shape: the byte-level vocabulary padded to 50,304 rows (162 M parameters).
     echo "-- gpt2-small, vocabulary 50,304 (--vocab), batch 16 x 1024: ours (GPU time per op), then PyTorch compiled"
     rm -rf /tmp/bt_gpt2v
@@ -142,13 +147,18 @@ run)
     rm -rf /tmp/bt_fid
     data=README.md; [ -f .device/corpus.txt ] && data=.device/corpus.txt
     .device/bitnet train --device cuda --data "$data" --config small --steps 2000 --batch 16 --seq 256 \
-      --eval-every 100 --eval-windows 32 --save-every 0 -o /tmp/bt_fid --json 2>&1 | grep '"event":"eval"' | tail -1
-    for mode in "" --bf16; do  # PyTorch in fp32, then with bf16 autocast
+      --eval-every 100 --eval-windows "${EVAL_WINDOWS:-32}" --save-every 0 -o /tmp/bt_fid --json 2>&1 |
+      grep '"event":"eval"' | tail -1
+    cp /tmp/bt_fid/train_log.jsonl "$OUT/fid_ours.jsonl" 2>/dev/null || true
+    for mode in ${FID_MODES:-fp32 --bf16}; do  # PyTorch in fp32, then with bf16 autocast
+      [ "$mode" = fp32 ] && mode=""
       echo "-- PyTorch ${mode:-fp32}: step, ours, PyTorch, difference"
       python3 bench/train_pytorch.py --shard /tmp/bt_fid/tokens.bin --config small --steps 2000 --batch 16 --seq 256 \
-        --eval-every 100 --eval-windows 32 --init-from-ours --same-data-order --device cuda $mode \
+        --eval-every 100 --eval-windows "${EVAL_WINDOWS:-32}" --init-from-ours --same-data-order --device cuda $mode \
         --log "/tmp/torch_fid$mode.jsonl" --print-every 0 2>/tmp/torch_fid.err | tail -1 || tail -20 /tmp/torch_fid.err
-      python3 bench/compare_curves.py /tmp/bt_fid/train_log.jsonl "/tmp/torch_fid$mode.jsonl" --tol 0.02 --table || true
+      python3 bench/compare_curves.py /tmp/bt_fid/train_log.jsonl "/tmp/torch_fid$mode.jsonl" --tol 0.02 --table \
+        --train-steps 1,2,3,5,10,20,50,100,200,300,500,1000,2000 || true
+      cp "/tmp/torch_fid$mode.jsonl" "$OUT/" 2>/dev/null || true
     done
   fi
   if [ "${TORCH:-0}" = 1 ]; then
