@@ -2,9 +2,10 @@
 // read as they come, time to first token and tokens counted per request.
 
 // One streamed request. Resolves to { ok, error, tokens, ttftMs, firstAt, endAt, usage }.
-export async function streamOnce(url, body, { headers = {}, signal } = {}) {
+// times: also keep the arrival time of every token event (res.times, performance.now() ms).
+export async function streamOnce(url, body, { headers = {}, signal, times = false } = {}) {
   const t0 = performance.now();
-  const res = { ok: false, error: null, tokens: 0, ttftMs: null, firstAt: null, endAt: null, usage: null };
+  const res = { ok: false, error: null, tokens: 0, ttftMs: null, firstAt: null, endAt: null, usage: null, times: [] };
   try {
     const r = await fetch(url, {
       method: "POST", signal,
@@ -37,6 +38,7 @@ export async function streamOnce(url, body, { headers = {}, signal } = {}) {
         // A token may have no text of its own (a control token, half a character): with
         // log-probabilities asked for, its event still comes and marks the first token.
         if (piece || (c && c.logprobs)) {
+          if (times) res.times.push(performance.now());
           if (res.firstAt === null) {
             res.firstAt = performance.now();
             res.ttftMs = res.firstAt - t0;
