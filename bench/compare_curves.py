@@ -10,29 +10,23 @@ import json
 import sys
 
 
-def evals(path):
-    out = {}
+def records(path):
+    """The log's JSON lines, blank lines skipped."""
     for line in open(path):
         line = line.strip()
-        if not line:
-            continue
-        j = json.loads(line)
-        if isinstance(j.get("eval_loss"), (int, float)) and "step" in j:
-            out[int(j["step"])] = float(j["eval_loss"])
-    return out
+        if line:
+            yield json.loads(line)
+
+
+def evals(path):
+    return {int(j["step"]): float(j["eval_loss"]) for j in records(path)
+            if isinstance(j.get("eval_loss"), (int, float)) and "step" in j}
 
 
 def step_lines(path):
     """step -> (training loss, gradient norm) from the logs' step lines."""
-    out = {}
-    for line in open(path):
-        line = line.strip()
-        if not line:
-            continue
-        j = json.loads(line)
-        if "step" in j and isinstance(j.get("loss"), (int, float)) and "eval_loss" not in j:
-            out[int(j["step"])] = (float(j["loss"]), float(j.get("grad_norm", float("nan"))))
-    return out
+    return {int(j["step"]): (float(j["loss"]), float(j.get("grad_norm", float("nan")))) for j in records(path)
+            if "step" in j and isinstance(j.get("loss"), (int, float)) and "eval_loss" not in j}
 
 
 def main():
