@@ -34,7 +34,7 @@ for (const n of streams) {
       // logprobs: an event per token even where its text is empty (synthetic models' tokens
       // are mostly control tokens), so time to first token is measured on every model.
       prompt: prompt(i + r * 100), max_tokens: maxTokens, temperature: 0.8, seed: i + 1, logprobs: 0,
-    }, { headers, times: true })));
+    }, { headers })));
     const bad = results.filter((x) => !x.ok);
     if (bad.length) throw new Error(`${bad.length} of ${n} streams failed: ${bad[0].error}`);
     const first = Math.min(...results.map((x) => x.firstAt)), last = Math.max(...results.map((x) => x.endAt));

@@ -1,9 +1,9 @@
 // Streaming clients for the load test and the throughput benchmark: plain fetch, the SSE events
 // read as they come, time to first token and tokens counted per request.
 
-// One streamed request. Resolves to { ok, error, tokens, ttftMs, firstAt, endAt, usage }.
-// times: also keep the arrival time of every token event (res.times, performance.now() ms).
-export async function streamOnce(url, body, { headers = {}, signal, times = false } = {}) {
+// One streamed request. Resolves to { ok, error, tokens, ttftMs, firstAt, endAt, usage, times }:
+// times holds the arrival of every token event (performance.now() ms), firstAt is its first.
+export async function streamOnce(url, body, { headers = {}, signal } = {}) {
   const t0 = performance.now();
   const res = { ok: false, error: null, tokens: 0, ttftMs: null, firstAt: null, endAt: null, usage: null, times: [] };
   try {
@@ -38,9 +38,9 @@ export async function streamOnce(url, body, { headers = {}, signal, times = fals
         // A token may have no text of its own (a control token, half a character): with
         // log-probabilities asked for, its event still comes and marks the first token.
         if (piece || (c && c.logprobs)) {
-          if (times) res.times.push(performance.now());
+          res.times.push(performance.now());
           if (res.firstAt === null) {
-            res.firstAt = performance.now();
+            res.firstAt = res.times[0];
             res.ttftMs = res.firstAt - t0;
           }
         }
