@@ -146,17 +146,18 @@ run)
     echo "== loss-curve fidelity: ours (CUDA) and PyTorch (same init, data order and schedule), 2,000 steps"
     rm -rf /tmp/bt_fid
     data=README.md; [ -f .device/corpus.txt ] && data=.device/corpus.txt
-    # FID_WARMUP=N: both trainers warm up linearly over N steps (default: none, the peak rate at once).
-    .device/bitnet train --device cuda --data "$data" --config small --steps 2000 --batch 16 --seq 256 \
-      --warmup "${FID_WARMUP:-0}" --eval-every 100 --eval-windows "${EVAL_WINDOWS:-32}" --save-every 0 \
-      -o /tmp/bt_fid --json 2>&1 |
+    # Both trainers take the same schedule and evaluation from one list. FID_WARMUP=N: a linear
+    # warm-up over N steps (default: none, the peak rate at once).
+    fid=(--config small --steps 2000 --batch 16 --seq 256 --warmup "${FID_WARMUP:-0}" --eval-every 100
+      --eval-windows "${EVAL_WINDOWS:-32}")
+    .device/bitnet train --device cuda --data "$data" "${fid[@]}" --save-every 0 -o /tmp/bt_fid --json 2>&1 |
       grep '"event":"eval"' | tail -1
     cp /tmp/bt_fid/train_log.jsonl "$OUT/fid_ours.jsonl" 2>/dev/null || true
     for mode in ${FID_MODES:-fp32 --bf16}; do  # PyTorch in fp32, then with bf16 autocast
       [ "$mode" = fp32 ] && mode=""
       echo "-- PyTorch ${mode:-fp32}: step, ours, PyTorch, difference"
-      python3 bench/train_pytorch.py --shard /tmp/bt_fid/tokens.bin --config small --steps 2000 --batch 16 --seq 256 \
-        --warmup "${FID_WARMUP:-0}" --eval-every 100 --eval-windows "${EVAL_WINDOWS:-32}" --init-from-ours --same-data-order --device cuda $mode \
+      python3 bench/train_pytorch.py --shard /tmp/bt_fid/tokens.bin "${fid[@]}" --init-from-ours --same-data-order \
+        --device cuda $mode \
         --log "/tmp/torch_fid$mode.jsonl" --print-every 0 2>/tmp/torch_fid.err | tail -1 || tail -20 /tmp/torch_fid.err
       python3 bench/compare_curves.py /tmp/bt_fid/train_log.jsonl "/tmp/torch_fid$mode.jsonl" --tol 0.02 --table \
         --train-steps 1,2,3,5,10,20,50,100,200,300,500,1000,2000 || true
