@@ -41,11 +41,9 @@ train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt) {
           dt->forward_backward(m, in + a * batch * seq, tg + a * batch * seq, batch, seq, grad_scale, true);
     dt->prof.mark("optimizer", dt->stream);
     s.grad_norm = grad_norm(dt->ctx, dt->grads.data(), static_cast<int64_t>(n), dt->stream);
-    if (clip > 0 && s.grad_norm > clip)
-      kern::scale_inplace(dt->grads.data(), static_cast<float>(clip / s.grad_norm), static_cast<int64_t>(n),
-                          dt->stream);
     adamw_step(dt->params.data(), dt->grads.data(), dt->m.data(), dt->v.data(), dt->decay.data(),
-               static_cast<int64_t>(n), opt.step + 1, train::AdamWConfig{}, lr, wd, dt->stream);
+               static_cast<int64_t>(n), opt.step + 1, train::AdamWConfig{}, lr, wd, dt->stream,
+               clip_factor(s.grad_norm, clip));
     ++opt.step;
     dt->prof.end_step(dt->stream);
     return s;

@@ -33,7 +33,7 @@ void DeviceTrainer::prepare(const ModelConfig& c, int64_t B, int64_t S, bool q) 
   x_final.resize(T * d);
   h_final.resize(T * d);
   rstd_final.resize(T);
-  logits.resize(T * V);
+  logits.resize(q ? 0 : T * V);
   dx.resize(T * d);
   dh.resize(T * std::max(d, ff));
   dqkv.resize(T * qkv_n);
@@ -43,7 +43,7 @@ void DeviceTrainer::prepare(const ModelConfig& c, int64_t B, int64_t S, bool q) 
   dy_x.resize(q ? T * std::max(2 * ff, qkv_n) : 0);
   dact.resize(T * ff);
   dlogits.resize(q ? 0 : T * V);
-  dlogits_bf16.resize(q ? T * V : 0);
+  logits_bf16.resize(q ? T * V : 0);
   tokens.resize(T);
   targets.resize(T);
   make_rope_table({S, c.n_head, c.n_head_kv, c.head_dim, c.rope_dim, c.rope_theta, c.rope}, rope);
@@ -140,18 +140,21 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
   rmsnorm_forward(x_final.data(), P(mdl.output_norm), T, d, c.rms_eps, h_final.data(), rstd_final.data(),
                   stream);
   if (q)
-    matmul_bf16_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits.data(), head, stream);
+    matmul_bf16_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits_bf16.data(), head,
+                        stream);
   else
     matmul_forward(ctx, h_final.data(), T, d, P(mdl.output), c.n_vocab, logits.data(), stream);
   prof.mark("cross_entropy", stream);
-  const double loss = cross_entropy(ctx, logits.data(), targets.data(), T, c.n_vocab, grad_scale,
-                                    with_grads && !q ? dlogits.data() : nullptr, stream,
-                                    with_grads && q ? dlogits_bf16.data() : nullptr);
+  // Quantized: the bf16 logits' gradient is written over them.
+  const double loss = q ? cross_entropy(ctx, logits_bf16.data(), targets.data(), T, c.n_vocab, grad_scale,
+                                        with_grads ? logits_bf16.data() : nullptr, stream)
+                        : cross_entropy(ctx, logits.data(), targets.data(), T, c.n_vocab, grad_scale,
+                                        with_grads ? dlogits.data() : nullptr, stream);
   if (!with_grads) return loss;
 
   prof.mark("head_bwd", stream);
   if (q) {
-    matmul_bf16_backward(ctx, dlogits_bf16.data(), T, d, c.n_vocab, head, dh.data(), G(mdl.output), stream);
+    matmul_bf16_backward(ctx, logits_bf16.data(), T, d, c.n_vocab, head, dh.data(), G(mdl.output), stream);
   } else {
     zero(dh, Tz * d);
     matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(),

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "cuda/buffer.h"
-#include "cuda/model_kernels.h"
 #include "cuda/train_kernels.h"
 #include "cuda/train_ops.h"
 #include "cuda/train_profile.h"
@@ -30,12 +29,12 @@ struct DeviceTrainer {
   };
   std::vector<LayerActs> layers;
   Buffer<float> y, x_final, h_final, rstd_final, logits, dx, dh, dqkv, dattn, dgu, dact, dlogits;
-  // Quantized training runs the head in bf16 (its gradient from the cross-entropy in bf16), as the
-  // BitLinear backward products; --float keeps it in fp32 with the rest.
+  // Quantized training runs the head in bf16 with bf16 logits (as bf16 autocast does), their
+  // gradient from the cross-entropy written over them in bf16; --float keeps it in fp32 with the rest.
   MatmulBf16Cache head;
-  // Quantized: the bf16 operands of the head's backward, and those of the gate|up and then the qkv
-  // product's (one pair of buffers: the layer's backward is done with gate|up before qkv).
-  Buffer<kern::bf16_t> dlogits_bf16, dy_w, dy_x;
+  // Quantized: the bf16 logits and then their gradient, and the bf16 operands of the gate|up and
+  // then the qkv product's backward (one pair of buffers: gate|up's are used before qkv's).
+  Buffer<kern::bf16_t> logits_bf16, dy_w, dy_x;
   int64_t batch = 0, seq = 0;
   bool quantized = false;
 

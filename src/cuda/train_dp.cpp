@@ -161,10 +161,8 @@ train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt, const De
     out.grad_norm = std::sqrt(host[1]);
     float* g = dt.grads.data() + s.begin;
     const auto cnt = static_cast<int64_t>(s.count);
-    if (clip > 0 && out.grad_norm > clip)
-      kern::scale_inplace(g, static_cast<float>(clip / out.grad_norm), cnt, dt.stream);
     adamw_step(dt.params.data() + s.begin, g, dt.m.data(), dt.v.data(), dt.decay.data() + s.begin, cnt,
-               opt.step + 1, train::AdamWConfig{}, lr, wd, dt.stream);
+               opt.step + 1, train::AdamWConfig{}, lr, wd, dt.stream, clip_factor(out.grad_norm, clip));
     s.c.all_gather(dt.params.data(), s.shard, dt.stream);
     ++opt.step;
     dt.prof.end_step(dt.stream);

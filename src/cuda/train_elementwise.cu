@@ -330,18 +330,22 @@ __global__ void embedding_forward_kernel(const int32_t* __restrict__ tokens, con
 
 // One block per row: max, exp(l - max) summed in double, dlogits = (e * inv) * grad_scale minus
 // grad_scale at the target, loss = log(sum) - (l[target] - max).
+// A target outside [0, V) raises *flag and zeroes its row's loss; the caller's block returns.
+__device__ bool bad_target(int32_t target, int64_t V, int64_t t, double* row_loss, int32_t* flag) {
+  if (target >= 0 && target < V) return false;
+  if (threadIdx.x == 0) {
+    atomicExch(flag, 1);
+    row_loss[t] = 0.0;
+  }
+  return true;
+}
+
 __global__ void cross_entropy_kernel(const float* __restrict__ logits, const int32_t* __restrict__ targets,
                                      int64_t V, float grad_scale, float* __restrict__ dlogits,
                                      double* __restrict__ row_loss, int32_t* flag) {
   const int64_t t = blockIdx.x;
   const int32_t target = targets[t];
-  if (target < 0 || target >= V) {
-    if (threadIdx.x == 0) {
-      atomicExch(flag, 1);
-      row_loss[t] = 0.0;
-    }
-    return;
-  }
+  if (bad_target(target, V, t, row_loss, flag)) return;
   const float* l = logits + t * V;
   float mx = -INFINITY;
   for (int64_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, l[v]);
@@ -363,47 +367,102 @@ __global__ void cross_entropy_kernel(const float* __restrict__ logits, const int
   if (threadIdx.x == 0) row_loss[t] = log(sum) - (static_cast<double>(l[target]) - static_cast<double>(mx));
 }
 
-// The same loss with the gradient in bf16 (the bf16 head's operand), in two reads of the row
-// instead of three: each thread keeps a running max and its sum of exp(l - max) rescaled when the
-// max grows (online softmax), the block combines them, and the second read writes the gradient.
-// The sum agrees with cross_entropy_kernel's to float rounding (each term is exp(l - m_thread)
-// exp(m_thread - max) instead of exp(l - max)).
-__global__ void cross_entropy_bf16_kernel(const float* __restrict__ logits,
-                                          const int32_t* __restrict__ targets, int64_t V, float grad_scale,
-                                          __nv_bfloat16* __restrict__ dlogits, double* __restrict__ row_loss,
-                                          int32_t* flag) {
+// The loss from bf16 logits (the bf16 head's output, as under bf16 autocast) with the gradient in
+// bf16 written over them: dlogits may be logits itself (every element is read before it is
+// overwritten, by the thread that writes it) or null. The target's logit is read first.
+
+// kVec > 0: a row of V = 8 n bf16 (16-byte loads) held in registers, kVec loads per thread of
+// kCeThreads, so the row is read once: the max and the sum of exp(l - max) come from the registers.
+// kVec = 0: any V, the row read twice, an element at a time; each thread keeps a running max and its
+// sum of exp(l - max) rescaled when the max grows (online softmax), and the block combines them.
+constexpr int kCeThreads = 1024;
+template <int kVec>
+__global__ void __launch_bounds__(kCeThreads)
+    cross_entropy_bf16_kernel(const __nv_bfloat16* logits, const int32_t* __restrict__ targets, int64_t V,
+                              float grad_scale, __nv_bfloat16* dlogits, double* __restrict__ row_loss,
+                              int32_t* flag) {
   const int64_t t = blockIdx.x;
   const int32_t target = targets[t];
-  if (target < 0 || target >= V) {
-    if (threadIdx.x == 0) {
-      atomicExch(flag, 1);
-      row_loss[t] = 0.0;
+  if (bad_target(target, V, t, row_loss, flag)) return;
+  const __nv_bfloat16* l = logits + t * V;
+  const float lt = __bfloat162float(l[target]);
+  float mx;
+  double sum;
+  if constexpr (kVec > 0) {
+    const int64_t n = V / 8;
+    const uint4* lv = reinterpret_cast<const uint4*>(l);
+    uint4 r[kVec];
+    float m = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kCeThreads;
+      if (i < n) {
+        r[k] = lv[i];
+        const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r[k]);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) m = fmaxf(m, __bfloat162float(e[j]));
+      }
     }
-    return;
-  }
-  const float* l = logits + t * V;
-  float m = -INFINITY;
-  double part = 0.0;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
-    const float x = l[v];
-    if (x > m) {
-      part *= static_cast<double>(expf(__fsub_rn(m, x)));  // 0 while m is -inf
-      m = x;
+    mx = dev::block_reduce(m, dev::Max{}, -INFINITY);
+    double part = 0.0;
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kCeThreads;
+      if (i < n) {
+        const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r[k]);
+        float s8 = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) s8 = __fadd_rn(s8, expf(__fsub_rn(__bfloat162float(e[j]), mx)));
+        part += static_cast<double>(s8);
+      }
     }
-    part += static_cast<double>(expf(__fsub_rn(x, m)));
+    sum = dev::block_reduce(part, dev::Sum{}, 0.0);
+    if (dlogits != nullptr) {
+      const float inv = static_cast<float>(1.0 / sum);
+      uint4* dv = reinterpret_cast<uint4*>(dlogits + t * V);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) {
+        const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kCeThreads;
+        if (i < n) {
+          const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r[k]);
+          uint4 o;
+          __nv_bfloat16* g = reinterpret_cast<__nv_bfloat16*>(&o);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            float v = __fmul_rn(__fmul_rn(expf(__fsub_rn(__bfloat162float(e[j]), mx)), inv), grad_scale);
+            if (i * 8 + j == target) v = __fsub_rn(v, grad_scale);
+            g[j] = __float2bfloat16(v);
+          }
+          dv[i] = o;
+        }
+      }
+    }
+  } else {
+    float m = -INFINITY;
+    double part = 0.0;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+      const float x = __bfloat162float(l[v]);
+      if (x > m) {
+        part *= static_cast<double>(expf(__fsub_rn(m, x)));  // 0 while m is -inf
+        m = x;
+      }
+      part += static_cast<double>(expf(__fsub_rn(x, m)));
+    }
+    mx = dev::block_reduce(m, dev::Max{}, -INFINITY);
+    // A thread that read nothing (V < blockDim.x) has m = -inf and part 0: it adds 0.
+    const double mine = m == -INFINITY ? 0.0 : part * static_cast<double>(expf(__fsub_rn(m, mx)));
+    sum = dev::block_reduce(mine, dev::Sum{}, 0.0);
+    if (dlogits != nullptr) {
+      const float inv = static_cast<float>(1.0 / sum);
+      __nv_bfloat16* d = dlogits + t * V;
+      for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+        float g = __fmul_rn(__fmul_rn(expf(__fsub_rn(__bfloat162float(l[v]), mx)), inv), grad_scale);
+        if (v == target) g = __fsub_rn(g, grad_scale);
+        d[v] = __float2bfloat16(g);
+      }
+    }
   }
-  const float mx = dev::block_reduce(m, dev::Max{}, -INFINITY);
-  // A thread that read nothing (V < blockDim.x) has m = -inf and part 0: it adds 0.
-  const double mine = m == -INFINITY ? 0.0 : part * static_cast<double>(expf(__fsub_rn(m, mx)));
-  const double sum = dev::block_reduce(mine, dev::Sum{}, 0.0);
-  const float inv = static_cast<float>(1.0 / sum);
-  __nv_bfloat16* d = dlogits + t * V;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
-    float g = __fmul_rn(__fmul_rn(expf(__fsub_rn(l[v], mx)), inv), grad_scale);
-    if (v == target) g = __fsub_rn(g, grad_scale);
-    d[v] = __float2bfloat16(g);
-  }
-  if (threadIdx.x == 0) row_loss[t] = log(sum) - (static_cast<double>(l[target]) - static_cast<double>(mx));
+  if (threadIdx.x == 0) row_loss[t] = log(sum) - (static_cast<double>(lt) - static_cast<double>(mx));
 }
 
 __global__ void sum_rows_kernel(const double* __restrict__ row_loss, int64_t T, double* __restrict__ loss) {
@@ -539,15 +598,40 @@ void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int
 }
 
 void cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
-                   float* dlogits, bf16_t* dlogits_bf16, double* row_loss, double* loss, int32_t* flag,
-                   cudaStream_t s) {
+                   float* dlogits, double* row_loss, double* loss, int32_t* flag, cudaStream_t s) {
   if (T > 0) {
-    if (dlogits_bf16 != nullptr)
-      cross_entropy_bf16_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(
-          logits, targets, V, grad_scale, reinterpret_cast<__nv_bfloat16*>(dlogits_bf16), row_loss, flag);
-    else
-      cross_entropy_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(logits, targets, V, grad_scale,
-                                                                         dlogits, row_loss, flag);
+    cross_entropy_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(logits, targets, V, grad_scale,
+                                                                       dlogits, row_loss, flag);
+    BN_CUDA_LAUNCHED();
+  }
+  sum_rows_kernel<<<1, kThreads, 0, s>>>(row_loss, T, loss);
+  BN_CUDA_LAUNCHED();
+}
+
+void cross_entropy_bf16(const bf16_t* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
+                        bf16_t* dlogits, double* row_loss, double* loss, int32_t* flag, cudaStream_t s) {
+  if (T > 0) {
+    const auto* l = reinterpret_cast<const __nv_bfloat16*>(logits);
+    auto* d = reinterpret_cast<__nv_bfloat16*>(dlogits);
+    const auto grid = static_cast<unsigned>(T);
+    // Rows of whole 16-byte loads (the buffers are cudaMalloc'd, so rows of 8 n bf16 are aligned)
+    // that fit kCeThreads threads' registers; other widths read the row twice.
+    const bool aligned = V % 8 == 0 && reinterpret_cast<uintptr_t>(logits) % 16 == 0 &&
+                         reinterpret_cast<uintptr_t>(dlogits) % 16 == 0;
+    const int64_t per_thread = (V / 8 + kCeThreads - 1) / kCeThreads;
+    const int vec = !aligned          ? 0
+                    : per_thread <= 1 ? 1
+                    : per_thread <= 2 ? 2
+                    : per_thread <= 4 ? 4
+                    : per_thread <= 8 ? 8
+                                      : 0;
+    auto* kernel = vec == 1   ? cross_entropy_bf16_kernel<1>
+                   : vec == 2 ? cross_entropy_bf16_kernel<2>
+                   : vec == 4 ? cross_entropy_bf16_kernel<4>
+                   : vec == 8 ? cross_entropy_bf16_kernel<8>
+                              : cross_entropy_bf16_kernel<0>;
+    const unsigned threads = vec > 0 ? kCeThreads : kThreads;
+    kernel<<<grid, threads, 0, s>>>(l, targets, V, grad_scale, d, row_loss, flag);
     BN_CUDA_LAUNCHED();
   }
   sum_rows_kernel<<<1, kThreads, 0, s>>>(row_loss, T, loss);

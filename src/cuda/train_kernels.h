@@ -102,12 +102,13 @@ void embedding_forward(const int32_t* tokens, int64_t T, const float* table, int
 size_t embedding_backward_scratch(int64_t T);
 void embedding_backward(const int32_t* tokens, int64_t T, const float* dx, int64_t vocab, int64_t d,
                         float* dtable, int32_t* flag, void* scratch, size_t scratch_bytes, cudaStream_t s);
-// row_loss[T] doubles, then *loss = their sum in row order. The gradient goes to dlogits (fp32) or
-// to dlogits_bf16 (rounded to bf16, the operand of the bf16 head's backward; dlogits must then be
-// null), or nowhere.
+// row_loss[T] doubles, then *loss = their sum in row order. The gradient goes to dlogits, or
+// nowhere (null).
 void cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
-                   float* dlogits, bf16_t* dlogits_bf16, double* row_loss, double* loss, int32_t* flag,
-                   cudaStream_t s);
+                   float* dlogits, double* row_loss, double* loss, int32_t* flag, cudaStream_t s);
+// The same from bf16 logits with the gradient in bf16; dlogits may be logits (written over) or null.
+void cross_entropy_bf16(const bf16_t* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
+                        bf16_t* dlogits, double* row_loss, double* loss, int32_t* flag, cudaStream_t s);
 
 // ---- attention (train_attention.cu) ----
 struct AttnDims {
@@ -146,8 +147,10 @@ void attention_backward(const float* dout, const float* qkv, const float* out, c
                         const AttnDims& d, void* scratch, float* dqkv, bool accumulate, cudaStream_t s);
 
 // ---- optimizer (train_optim.cu) ----
+// g is read times grad_mul (the clip factor, 1 for none) and left as it is.
 void adamw_step(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, float lr,
-                float decay_factor, float b1, float b2, float eps, float bc1, float bc2, cudaStream_t s);
+                float decay_factor, float b1, float b2, float eps, float bc1, float bc2, float grad_mul,
+                cudaStream_t s);
 constexpr int kNormParts = 512;
 // *out = sum g^2 in double; partial: kNormParts doubles.
 void sum_squares(const float* g, int64_t n, double* partial, double* out, cudaStream_t s);

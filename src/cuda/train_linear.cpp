@@ -58,6 +58,16 @@ void bf16_gemm(TrainContext& ctx, bool ta, bool tb, int64_t m, int64_t n, int64_
     fail("cuBLASLt has no bf16 algorithm for m={} n={} k={}", m, n, k);
 }
 
+// The same with a bf16 C, overwritten (the head's logits under bf16 autocast): fp32 sums rounded.
+void bf16_gemm_bf16_out(TrainContext& ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                        const kern::bf16_t* A, int64_t lda, const kern::bf16_t* B, int64_t ldb,
+                        kern::bf16_t* C, int64_t ldc, cudaStream_t stream) {
+  const float alpha = 1.0f, beta = 0.0f;
+  if (!lt_matmul(ctx, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F, ta, tb, m, n, k, A, lda, B,
+                 ldb, C, ldc, &alpha, &beta, stream))
+    fail("cuBLASLt has no bf16-output algorithm for m={} n={} k={}", m, n, k);
+}
+
 // Row-major y[T][out] = x[T][in] . W[out][in]^T is column-major y^T = W . x^T: A = W read
 // transposed (lda = in), B = x^T as stored (ldb = in).
 void float_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
@@ -280,7 +290,7 @@ void matmul_backward(TrainContext& ctx, const float* dy, const float* x, int64_t
 }
 
 void matmul_bf16_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W,
-                         int64_t out, float* y, MatmulBf16Cache& cache, cudaStream_t stream) {
+                         int64_t out, kern::bf16_t* y, MatmulBf16Cache& cache, cudaStream_t stream) {
   train::check_linear_sizes("matmul_bf16_forward", T, in, out);
   cache.T = T;
   cache.in = in;
@@ -291,7 +301,7 @@ void matmul_bf16_forward(TrainContext& ctx, const float* x, int64_t T, int64_t i
   kern::to_bf16(W, out * in, cache.W.data(), stream);
   if (T == 0) return;
   // As float_forward: column-major y^T = W . x^T.
-  bf16_gemm(ctx, true, false, out, T, in, cache.W.data(), in, cache.x.data(), in, y, out, 0.0f, stream);
+  bf16_gemm_bf16_out(ctx, true, false, out, T, in, cache.W.data(), in, cache.x.data(), in, y, out, stream);
 }
 
 void matmul_bf16_backward(TrainContext& ctx, const kern::bf16_t* dy, int64_t T, int64_t in, int64_t out,

@@ -265,19 +265,37 @@ void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, con
 
 // ---- cross-entropy ----
 
-double cross_entropy(TrainContext& ctx, const float* logits, const int32_t* targets, int64_t T, int64_t V,
-                     float grad_scale, float* dlogits, cudaStream_t stream, kern::bf16_t* dlogits_bf16) {
+namespace {
+
+// The summed loss from kern::cross_entropy or kern::cross_entropy_bf16 (`run`), per-row losses in scratch.
+template <typename Run>
+double summed_loss(TrainContext& ctx, int64_t T, int64_t V, cudaStream_t stream, Run run) {
   train::check_cross_entropy_sizes(T, V);
-  if (dlogits != nullptr && dlogits_bf16 != nullptr)
-    fail("cross_entropy: dlogits in fp32 or in bf16, not both");
   auto* row_loss = static_cast<double*>(ctx.scratch(sizeof(double) * static_cast<size_t>(T + 1)));
   double* loss = row_loss + T;
-  kern::cross_entropy(logits, targets, T, V, grad_scale, dlogits, dlogits_bf16, row_loss, loss,
-                      ctx.bad_id_flag(), stream);
+  run(row_loss, loss);
   double host = 0;
   BN_CUDA(cudaMemcpyAsync(&host, loss, sizeof(host), cudaMemcpyDeviceToHost, stream));
   ctx.check_ids("cross_entropy", V, stream);  // waits for the stream, so `host` is set
   return host;
+}
+
+}  // namespace
+
+double cross_entropy(TrainContext& ctx, const float* logits, const int32_t* targets, int64_t T, int64_t V,
+                     float grad_scale, float* dlogits, cudaStream_t stream) {
+  return summed_loss(ctx, T, V, stream, [&](double* row_loss, double* loss) {
+    kern::cross_entropy(logits, targets, T, V, grad_scale, dlogits, row_loss, loss, ctx.bad_id_flag(),
+                        stream);
+  });
+}
+
+double cross_entropy(TrainContext& ctx, const kern::bf16_t* logits, const int32_t* targets, int64_t T,
+                     int64_t V, float grad_scale, kern::bf16_t* dlogits, cudaStream_t stream) {
+  return summed_loss(ctx, T, V, stream, [&](double* row_loss, double* loss) {
+    kern::cross_entropy_bf16(logits, targets, T, V, grad_scale, dlogits, row_loss, loss, ctx.bad_id_flag(),
+                             stream);
+  });
 }
 
 // ---- optimizer ----
@@ -291,7 +309,8 @@ std::vector<uint8_t> decay_mask(const train::TrainModel& model) {
 }
 
 void adamw_step(float* params, const float* grads, float* m, float* v, const uint8_t* decay, int64_t n,
-                int64_t step, const train::AdamWConfig& cfg, float lr, float wd, cudaStream_t stream) {
+                int64_t step, const train::AdamWConfig& cfg, float lr, float wd, cudaStream_t stream,
+                float grad_mul) {
   if (n < 0 || step < 1) fail("adamw: bad n={} or step={} (the first update is step 1)", n, step);
   // The bias corrections exactly as the CPU computes them (in double, then float).
   const double t = static_cast<double>(step);
@@ -299,7 +318,11 @@ void adamw_step(float* params, const float* grads, float* m, float* v, const uin
   const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(cfg.beta2), t));
   const float decay_factor = 1.0f - lr * wd;
   kern::adamw_step(params, grads, m, v, decay, n, lr, decay_factor, cfg.beta1, cfg.beta2, cfg.eps, bc1, bc2,
-                   stream);
+                   grad_mul, stream);
+}
+
+float clip_factor(double grad_norm, float clip) {
+  return clip > 0 && grad_norm > clip ? static_cast<float>(clip / grad_norm) : 1.0f;
 }
 
 double grad_norm(TrainContext& ctx, const float* grads, int64_t n, cudaStream_t stream) {

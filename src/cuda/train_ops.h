@@ -115,14 +115,14 @@ void matmul_backward(TrainContext& ctx, const float* dy, const float* x, int64_t
                      const float* W, int64_t out, float* dx, float* dW, cudaStream_t stream);
 
 // ---- bf16 matmul (the head of quantized training): the operands rounded to bf16, fp32 accumulation
-// and outputs (cuBLASLt), as a bf16-autocast trainer's head; agrees with matmul_forward to about 1e-3
-// relative. The cache keeps the forward's bf16 x and W for the backward.
+// rounded to bf16 outputs (cuBLASLt), as a bf16-autocast trainer's head: the logits agree with
+// matmul_forward to about 1e-2 relative. The cache keeps the forward's bf16 x and W for the backward.
 struct MatmulBf16Cache {
   int64_t T = 0, in = 0, out = 0;
   Buffer<kern::bf16_t> x, W;  // [T][in], [out][in]
 };
 void matmul_bf16_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W,
-                         int64_t out, float* y, MatmulBf16Cache& cache, cudaStream_t stream);
+                         int64_t out, kern::bf16_t* y, MatmulBf16Cache& cache, cudaStream_t stream);
 // dy [T][out] in bf16 (cross_entropy's dlogits_bf16): dx (may be null) = dy . W, written;
 // dW (may be null) += dy^T . x.
 void matmul_bf16_backward(TrainContext& ctx, const kern::bf16_t* dy, int64_t T, int64_t in, int64_t out,
@@ -227,19 +227,27 @@ void embedding_backward(TrainContext& ctx, const int32_t* tokens, int64_t T, con
 
 // ---- softmax cross-entropy -----------------------------------------------------------------------
 // Writes dlogits (if not null) and returns the summed loss (per-row losses in double, summed in row
-// order on the device); waits for the stream. dlogits_bf16 instead: the gradient rounded to bf16
-// (for matmul_bf16_backward), from two reads of each row instead of three (not both).
+// order on the device); waits for the stream.
 double cross_entropy(TrainContext& ctx, const float* logits, const int32_t* targets, int64_t T, int64_t V,
-                     float grad_scale, float* dlogits, cudaStream_t stream,
-                     kern::bf16_t* dlogits_bf16 = nullptr);
+                     float grad_scale, float* dlogits, cudaStream_t stream);
+// The same from bf16 logits (matmul_bf16_forward's) with the gradient rounded to bf16 (for
+// matmul_bf16_backward); dlogits may be logits itself, written over, and the row is read once
+// where V is a multiple of 8 up to 65,536.
+double cross_entropy(TrainContext& ctx, const kern::bf16_t* logits, const int32_t* targets, int64_t T,
+                     int64_t V, float grad_scale, kern::bf16_t* dlogits, cudaStream_t stream);
 
 // ---- optimizer -----------------------------------------------------------------------------------
 // 1 where ParamTensor::decay, per element of the flat parameter buffer (upload it once).
 std::vector<uint8_t> decay_mask(const train::TrainModel& model);
 // The CPU's adamw_step on the flat buffers: `step` is the update's number (1 for the first, the
-// CPU's st.step after its increment); decay (may be null: none) is decay_mask's.
+// CPU's st.step after its increment); decay (may be null: none) is decay_mask's. grad_mul: the
+// gradients are used times it (the CPU's clipping, which scales them first), grads left unchanged.
 void adamw_step(float* params, const float* grads, float* m, float* v, const uint8_t* decay, int64_t n,
-                int64_t step, const train::AdamWConfig& cfg, float lr, float wd, cudaStream_t stream);
+                int64_t step, const train::AdamWConfig& cfg, float lr, float wd, cudaStream_t stream,
+                float grad_mul = 1.0f);
+// The factor clipping to global norm `clip` applies (the CPU's): clip / norm where clip > 0 and
+// the norm is above it, else 1.
+float clip_factor(double grad_norm, float clip);
 // sqrt(sum g^2), summed in double by a fixed two-pass reduction; waits for the stream.
 double grad_norm(TrainContext& ctx, const float* grads, int64_t n, cudaStream_t stream);
 

@@ -9,16 +9,18 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// adamw_step: p *= decay; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g g;
+// adamw_step: g *= grad_mul (the clip factor: as the CPU scales the gradients first, without a
+// pass of its own here); p *= decay; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g g;
 // p -= lr (m / bc1) / (sqrt(v / bc2) + eps), each operation rounded as on the CPU.
 __global__ void adamw_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
                              float* __restrict__ v, const uint8_t* __restrict__ decay, int64_t n, float lr,
-                             float decay_factor, float b1, float b2, float eps, float bc1, float bc2) {
+                             float decay_factor, float b1, float b2, float eps, float bc1, float bc2,
+                             float grad_mul) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   float pi = p[i];
   if (decay != nullptr && decay[i] != 0) pi = __fmul_rn(pi, decay_factor);
-  const float gi = g[i];
+  const float gi = __fmul_rn(g[i], grad_mul);  // exact for 1
   const float mi = __fadd_rn(__fmul_rn(b1, m[i]), __fmul_rn(__fsub_rn(1.0f, b1), gi));
   const float vi = __fadd_rn(__fmul_rn(b2, v[i]), __fmul_rn(__fmul_rn(__fsub_rn(1.0f, b2), gi), gi));
   const float mh = __fdiv_rn(mi, bc1), vh = __fdiv_rn(vi, bc2);
@@ -50,10 +52,11 @@ __global__ void sum_partials_kernel(const double* __restrict__ partial, int part
 }  // namespace
 
 void adamw_step(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, float lr,
-                float decay_factor, float b1, float b2, float eps, float bc1, float bc2, cudaStream_t s) {
+                float decay_factor, float b1, float b2, float eps, float bc1, float bc2, float grad_mul,
+                cudaStream_t s) {
   if (n == 0) return;
   adamw_kernel<<<dev::blocks_for(n, kThreads), kThreads, 0, s>>>(p, g, m, v, decay, n, lr, decay_factor, b1,
-                                                                 b2, eps, bc1, bc2);
+                                                                 b2, eps, bc1, bc2, grad_mul);
   BN_CUDA_LAUNCHED();
 }
 

@@ -69,6 +69,25 @@ constexpr double kTol = 1e-5;
 // Ops whose products run in bf16 on the tensor cores (each test says why this bound).
 constexpr double kBf16Tol = 1e-2;
 
+// bf16 bits as floats, and floats rounded to bf16 (to nearest, ties to even; finite inputs).
+Vec from_bf16(const std::vector<kern::bf16_t>& bits) {
+  Vec v(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) {
+    const uint32_t u = static_cast<uint32_t>(bits[i]) << 16;
+    std::memcpy(&v[i], &u, sizeof(float));
+  }
+  return v;
+}
+std::vector<kern::bf16_t> to_bf16_bits(const Vec& v) {
+  std::vector<kern::bf16_t> bits(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint32_t u = 0;
+    std::memcpy(&u, &v[i], sizeof(float));
+    bits[i] = static_cast<kern::bf16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  }
+  return bits;
+}
+
 // rel_err of the increments got - start against want - start: what an accumulating backward added.
 double grad_err(Vec got, Vec want, const Vec& start) {
   if (got.size() != start.size() || want.size() != start.size()) return INFINITY;
@@ -288,19 +307,19 @@ TEST(CudaTrainOps, MatmulForwardBackward) {
     EXPECT_CLOSE(d_dx.download(), dx_cpu, name + " dx");
     EXPECT_CLOSE(d_dW.download(), dW_cpu, name + " dW");
 
-    // The bf16 head: x, W and dy rounded to bf16 (relative 2^-9 each), fp32 sums: kBf16Tol. dx is
-    // written, dW added to.
+    // The bf16 head: x, W and dy rounded to bf16 (relative 2^-9 each), fp32 sums, y rounded to bf16:
+    // kBf16Tol. dx is written, dW added to.
     MatmulBf16Cache cache;
     Buffer<kern::bf16_t> d_gy16(gy.size());
     kern::to_bf16(d_gy.data(), static_cast<int64_t>(gy.size()), d_gy16.data(), nullptr);
-    Buffer<float> d_y16 = poisoned<float>(y_cpu.size()), d_dx16 = poisoned<float>(x.size()),
-                  d_dW16 = on_device(dW0);
+    Buffer<kern::bf16_t> d_y16 = poisoned<kern::bf16_t>(y_cpu.size());
+    Buffer<float> d_dx16 = poisoned<float>(x.size()), d_dW16 = on_device(dW0);
     matmul_bf16_forward(ctx, d_x.data(), c.T, c.in, d_W.data(), c.out, d_y16.data(), cache, nullptr);
     matmul_bf16_backward(ctx, d_gy16.data(), c.T, c.in, c.out, cache, d_dx16.data(), d_dW16.data(), nullptr);
     Vec dx_alone = dx_cpu;
     for (size_t i = 0; i < dx_alone.size(); ++i) dx_alone[i] -= dx0[i];
-    const double e_y = rel_err(d_y16.download(), y_cpu), e_dx = rel_err(d_dx16.download(), dx_alone),
-                 e_dW = grad_err(d_dW16.download(), dW_cpu, dW0);
+    const double e_y = rel_err(from_bf16(d_y16.download()), y_cpu),
+                 e_dx = rel_err(d_dx16.download(), dx_alone), e_dW = grad_err(d_dW16.download(), dW_cpu, dW0);
     std::printf("[   info ] bf16 matmul %s: relative error y %.2e dx %.2e dW %.2e\n", name.c_str(), e_y, e_dx,
                 e_dW);
     EXPECT_LT(e_y, kBf16Tol) << name << " bf16 y";
@@ -844,30 +863,57 @@ TEST(CudaTrainOps, CrossEntropy) {
     const double loss_only =
         cross_entropy(ctx, d_logits.data(), d_targets.data(), T, V, gs, nullptr, nullptr);
     EXPECT_EQ(loss_only, loss) << name << ": the loss without dlogits";
-
-    // The gradient in bf16 (online max and sum): the loss to float rounding, dlogits to bf16's.
-    Buffer<kern::bf16_t> d_dl16 = poisoned<kern::bf16_t>(logits.size());
-    const double loss16 =
-        cross_entropy(ctx, d_logits.data(), d_targets.data(), T, V, gs, nullptr, nullptr, d_dl16.data());
-    EXPECT_LT(std::fabs(loss16 - loss_cpu), 1e-6 * std::fabs(loss_cpu))
-        << name << ": loss (bf16 gradient) " << loss16 << " vs " << loss_cpu;
-    Vec dl16(logits.size());
-    const std::vector<kern::bf16_t> bits = d_dl16.download();
-    for (size_t i = 0; i < bits.size(); ++i) {
-      const uint32_t u = static_cast<uint32_t>(bits[i]) << 16;
-      std::memcpy(&dl16[i], &u, sizeof(float));
-    }
-    EXPECT_LT(rel_err(dl16, dl_cpu), kBf16Tol) << name << " dlogits in bf16";
   }
   const std::vector<int32_t> bad{3, 29};
   Buffer<int32_t> d_bad = on_device(bad);
   Buffer<float> logits(2 * 29);
   logits.fill_bytes(0);
   EXPECT_THROW(cross_entropy(ctx, logits.data(), d_bad.data(), 2, 29, 1.0f, nullptr, nullptr), Error);
-  Buffer<kern::bf16_t> dl16(2 * 29);
-  EXPECT_THROW(
-      cross_entropy(ctx, logits.data(), d_bad.data(), 2, 29, 1.0f, logits.data(), nullptr, dl16.data()),
-      Error);  // fp32 and bf16 gradients at once
+}
+
+// From bf16 logits with the gradient in bf16: the loss of the CPU op on the same (bf16) values to
+// float rounding, dlogits to bf16's rounding, written over the logits or beside them. The widths
+// take each kernel: the row in registers with 1, 2, 4 and 8 loads per thread (V a multiple of 8 up
+// to 65,536), and the element-at-a-time kernel (V = 29, 70,001, and 70,000: too wide for registers).
+TEST(CudaTrainOps, CrossEntropyBf16) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 950;
+  const std::pair<int64_t, int64_t> cases[] = {{6, 29},    {64, 5000}, {5, 12296}, {7, 24584},
+                                               {9, 50304}, {3, 65536}, {3, 70000}, {2, 70001}};
+  for (const auto& [T, V] : cases) {
+    const std::string name = "T=" + std::to_string(T) + " V=" + std::to_string(V);
+    const std::vector<kern::bf16_t> bits =
+        to_bf16_bits(random_vec(static_cast<size_t>(T * V), seed++, -8.0f, 8.0f));
+    const Vec logits = from_bf16(bits);
+    std::vector<int32_t> targets = random_ids(static_cast<size_t>(T), static_cast<int32_t>(V), seed++);
+    targets.back() = static_cast<int32_t>(V - 1);  // the last element of a row: the last load's last lane
+    const float gs = 1.0f / static_cast<float>(T);
+    Vec dl_cpu(logits.size());
+    const double loss_cpu = train::cross_entropy(logits.data(), targets.data(), T, V, gs, dl_cpu.data());
+    Buffer<int32_t> d_targets = on_device(targets);
+
+    Buffer<kern::bf16_t> d_logits = on_device(bits), d_dl = poisoned<kern::bf16_t>(bits.size());
+    const double loss = cross_entropy(ctx, d_logits.data(), d_targets.data(), T, V, gs, d_dl.data(), nullptr);
+    EXPECT_LT(std::fabs(loss - loss_cpu), 1e-6 * std::fabs(loss_cpu))
+        << name << ": loss " << loss << " vs " << loss_cpu;
+    EXPECT_LT(rel_err(from_bf16(d_dl.download()), dl_cpu), kBf16Tol) << name << " dlogits";
+    EXPECT_EQ(d_logits.download(), bits) << name << ": the logits were changed";
+
+    const double loss_only =
+        cross_entropy(ctx, d_logits.data(), d_targets.data(), T, V, gs, nullptr, nullptr);
+    EXPECT_EQ(loss_only, loss) << name << ": the loss without dlogits";
+    // Written over the logits: the same loss and the same gradient bits.
+    const double loss_in_place =
+        cross_entropy(ctx, d_logits.data(), d_targets.data(), T, V, gs, d_logits.data(), nullptr);
+    EXPECT_EQ(loss_in_place, loss) << name << ": the loss in place";
+    EXPECT_EQ(d_logits.download(), d_dl.download()) << name << ": the gradient in place";
+  }
+  const std::vector<int32_t> bad{3, 29};
+  Buffer<int32_t> d_bad = on_device(bad);
+  Buffer<kern::bf16_t> logits(2 * 29);
+  logits.fill_bytes(0);
+  EXPECT_THROW(cross_entropy(ctx, logits.data(), d_bad.data(), 2, 29, 1.0f, logits.data(), nullptr), Error);
 }
 
 // ---- optimizer ---------------------------------------------------------------------------------
@@ -899,6 +945,27 @@ TEST(CudaTrainOps, AdamWMatchesCpu) {
     EXPECT_CLOSE(m.download(), st.m, "m after step " + std::to_string(step));
     EXPECT_CLOSE(v.download(), st.v, "v after step " + std::to_string(step));
   }
+
+  // The clip factor applied as AdamW reads the gradients: bit for bit the update from gradients
+  // scaled first (the CPU's `g *= k`), close to the CPU's, and the gradients are left as they were.
+  EXPECT_EQ(clip_factor(4.0, 1.0f), 0.25f);
+  EXPECT_EQ(clip_factor(0.5, 1.0f), 1.0f);
+  EXPECT_EQ(clip_factor(4.0, 0.0f), 1.0f);  // clip 0: off
+  const float k = clip_factor(3.0, 1.0f);   // 1/3, rounded: the order of the roundings shows
+  Vec grads = random_vec(1000, 2000, -0.1f, 0.1f);
+  Buffer<float> p2 = on_device(p.download()), m2 = on_device(m.download()), v2 = on_device(v.download());
+  g.upload(grads);
+  adamw_step(p.data(), g.data(), m.data(), v.data(), d_mask.data(), 1000, 4, cfg, 4e-3f, 0.1f, nullptr, k);
+  EXPECT_EQ(g.download(), grads) << "the gradients were changed";
+  for (float& x : grads) x *= k;
+  Buffer<float> g2 = on_device(grads);
+  adamw_step(p2.data(), g2.data(), m2.data(), v2.data(), d_mask.data(), 1000, 4, cfg, 4e-3f, 0.1f, nullptr);
+  EXPECT_EQ(p.download(), p2.download()) << "params: clipped while read against clipped first";
+  EXPECT_EQ(m.download(), m2.download()) << "m: clipped while read against clipped first";
+  EXPECT_EQ(v.download(), v2.download()) << "v: clipped while read against clipped first";
+  train::adamw_step(model, grads, st, cfg, 4e-3f, 0.1f);
+  EXPECT_CLOSE(p.download(), model.params, "params after a clipped step");
+  EXPECT_CLOSE(m.download(), st.m, "m after a clipped step");
 }
 
 TEST(CudaTrainOps, GradNorm) {
