@@ -205,6 +205,7 @@ __global__ void sum_parts_kernel(const float* parts, int64_t n_head, int hd, int
   }
 }
 
+// Without `out` (splits > 1), the partial outputs stay in scratch: attention_parts.
 template <int D, int G>
 void launch_attn(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
                  const KvGeom& kv, int64_t il, int splits, float* scratch, float* out, cudaStream_t s) {
@@ -226,6 +227,7 @@ void launch_attn(const float* qkv, int m, const int32_t* pos, const int32_t* slo
   float* parts = scratch + m * n_head * kv.n_ctx;
   launch(scores_kernel<D, G>, grid, kThreads, 0, s, qkv, pos, slot, n_head, kv, il, splits, scores);
   launch(pv_kernel<D, G>, grid, kThreads, smem, s, pos, slot, n_head, kv, il, splits, scores, parts);
+  if (out == nullptr) return;
   launch(sum_parts_kernel, dim3(static_cast<unsigned>(m), static_cast<unsigned>(n_head)), 32 * D, 0, s, parts,
          n_head, 32 * D, splits, out);
 }
@@ -246,6 +248,12 @@ void launch_g(int64_t group, const float* qkv, int m, const int32_t* pos, const 
 }
 
 }  // namespace
+
+const float* attention_parts(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
+                             const KvGeom& kv, int64_t il, int splits, float* scratch, cudaStream_t s) {
+  attention(qkv, m, pos, slot, n_head, kv, il, splits, scratch, nullptr, s);
+  return scratch + m * n_head * kv.n_ctx;
+}
 
 int attention_max_chunk() {
   return kMaxChunk;

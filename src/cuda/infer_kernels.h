@@ -75,6 +75,46 @@ void rope_kv_store(float* qkv, int m, const int32_t* pos, const int32_t* slot, i
                    int64_t rope_dim, const double* inv_freq, bool neox, const KvGeom& kv, int64_t il,
                    cudaStream_t s);
 
+// Decode products that normalize and quantize their own input and apply the op after them
+// (infer_decode_gemv.cu): m <= kDecodeGemvMaxTokens tokens, each block works out the whole input
+// row's codes (the numerics of norm_quant, the sum of squares in a fixed order of its own), then
+// its weight rows as ternary_gemv does (the same exact int32 sums and float epilogue).
+constexpr int kDecodeGemvMaxTokens = 8;
+struct DecodeGemvIn {
+  const float* x = nullptr;  // [m][ld] floats; with splits > 1, attention_parts()' partial outputs
+  int64_t ld = 0;
+  int splits = 1;                    // > 1: value i of token t is the sum over the ranges
+  int64_t n_head = 0, head_dim = 0;  // of x's parts ((t * n_head + h) * splits + s) * head_dim + d
+  const float* norm = nullptr;       // RMSNorm weights; null: quantize the input as it is
+  float eps = 0;
+};
+enum class DecodeEpilogue : int {
+  kStore,   // y[t][n] = out
+  kAdd,     // y[t][n] += out (the residual stream)
+  kRopeKv,  // qkv rows: RoPE on the queries and keys as rope_kv_store, keys and values into the cache
+  kGated,   // gate|up rows (n = 2 ff): y[t][i] = act(gate_i) * up_i, ff values a token
+};
+struct DecodeGemvOut {
+  DecodeEpilogue kind = DecodeEpilogue::kStore;
+  float* y = nullptr;
+  int64_t ldy = 0;
+  // kRopeKv: as rope_kv_store's arguments.
+  const int32_t* pos = nullptr;
+  const int32_t* slot = nullptr;
+  const double* inv_freq = nullptr;
+  int64_t n_head = 0, rope_dim = 0, il = 0;
+  bool neox = true;
+  KvGeom kv;
+  // kGated
+  int64_t ff = 0;
+  int act = 0;  // 0 relu^2, 1 SiLU
+};
+// Whether decode_gemv takes m tokens of k inputs on the current device (its shared memory holds
+// the m codes rows).
+bool decode_gemv_supported(int m, int64_t k);
+void decode_gemv(const DevTernary& w, const DecodeGemvIn& in, int m, const DecodeGemvOut& out,
+                 cudaStream_t s);
+
 // Causal attention of m tokens (queries in qkv, token t at pos[t] of slot[t], keys 0..pos[t]) into
 // out [m][q_dim]. Keys are split into `splits` ranges per (token, KV head): 1 computes each
 // (token, KV head) in one block; more (decode) spread the keys over more blocks, with the same
@@ -83,6 +123,12 @@ void rope_kv_store(float* qkv, int m, const int32_t* pos, const int32_t* slot, i
 void attention(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
                const KvGeom& kv, int64_t il, int splits, float* scratch, float* out, cudaStream_t s);
 int attention_max_chunk();
+// Decode with splits > 1: attention() without its last kernel, which adds the ranges' partial
+// outputs; they are left in scratch for decode_gemv to add as it reads them (its DecodeGemvIn).
+// Returns where they are.
+const float* attention_parts(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
+                             const KvGeom& kv, int64_t il, int splits, float* scratch, cudaStream_t s);
+
 // The same for a prompt chunk on tensor cores: m tokens of one sequence (slot[0]) at consecutive
 // positions pos[0], pos[0] + 1, ... (the softmax's probabilities as attention()'s; head_dim as
 // attention_supported says).

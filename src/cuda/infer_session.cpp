@@ -256,6 +256,17 @@ void CudaSession::setup_fused() {
   s.fused_timing.resize(infer::kDecodeTimers);
 }
 
+// BITNET_CUDA_DECODE_GEMV=0: decode through the separate norm, RoPE and product kernels (for
+// comparison); otherwise decode_gemv wherever its shared memory holds the widest input.
+bool CudaSession::decode_gemv_ok(int m) const {
+  static const bool off = [] {
+    const char* e = std::getenv("BITNET_CUDA_DECODE_GEMV");
+    return e != nullptr && std::string(e) == "0";
+  }();
+  const ModelConfig& c = model_.cfg;
+  return !off && infer::decode_gemv_supported(m, std::max({c.n_embd, c.q_dim(), c.n_ff}));
+}
+
 bool CudaSession::fused_decode_ok(int m) const {
   const CudaState& s = *st_;
   return m >= 1 && m < static_cast<int>(s.fused.size()) && s.fused[static_cast<size_t>(m)].ok;
@@ -325,6 +336,61 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
     a.timing = s.profiling ? s.fused_timing.data() : nullptr;
     infer::fused_decode(a, s.fused[static_cast<size_t>(m)], str);
     mark(kFusedLayers);
+    return;
+  }
+  // Decode of up to 8 tokens: four kernels a layer and the attention (decode_gemv brings each
+  // product's norm + quantization and the op after it into the product's kernel).
+  if (decode && decode_gemv_ok(m)) {
+    const bool neox = c.rope == RopeStyle::kNeox;
+    for (int64_t il = 0; il < c.n_layer; ++il) {
+      const DeviceLayer& L = s.w.layers[static_cast<size_t>(il)];
+      infer::DecodeGemvOut rk;
+      rk.kind = infer::DecodeEpilogue::kRopeKv;
+      rk.y = s.qkv.data();
+      rk.ldy = qkv_n;
+      rk.pos = s.pos.data();
+      rk.slot = s.slot.data();
+      rk.inv_freq = s.inv_freq.data();
+      rk.n_head = c.n_head;
+      rk.rope_dim = c.rope_dim;
+      rk.il = il;
+      rk.neox = neox;
+      rk.kv = s.kv;
+      infer::decode_gemv(L.wqkv, {s.x.data(), d, 1, 0, 0, L.attn_norm.data(), c.rms_eps}, m, rk, str);
+      mark(kQkv);
+      infer::DecodeGemvIn attn_in{
+          s.attn.data(), qd, 1, 0, 0, L.attn_sub_norm.empty() ? none : L.attn_sub_norm.data(), c.rms_eps};
+      if (splits > 1) {
+        attn_in.x = infer::attention_parts(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, s.kv, il,
+                                           splits, s.scratch.data(), str);
+        attn_in.splits = splits;
+        attn_in.n_head = c.n_head;
+        attn_in.head_dim = c.head_dim;
+      } else {
+        infer::attention(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, s.kv, il, 1,
+                         s.scratch.data(), s.attn.data(), str);
+      }
+      mark(kAttention);
+      infer::DecodeGemvOut add;
+      add.kind = infer::DecodeEpilogue::kAdd;
+      add.y = s.x.data();
+      add.ldy = d;
+      infer::decode_gemv(L.wo, attn_in, m, add, str);
+      mark(kWo);
+      infer::DecodeGemvOut gate;
+      gate.kind = infer::DecodeEpilogue::kGated;
+      gate.y = s.gu.data();  // act(gate) * up, ff values a token
+      gate.ldy = ff;
+      gate.ff = ff;
+      gate.act = act;
+      infer::decode_gemv(L.gate_up, {s.x.data(), d, 1, 0, 0, L.ffn_norm.data(), c.rms_eps}, m, gate, str);
+      mark(kGateUp);
+      infer::decode_gemv(
+          L.down,
+          {s.gu.data(), ff, 1, 0, 0, L.ffn_sub_norm.empty() ? none : L.ffn_sub_norm.data(), c.rms_eps}, m,
+          add, str);
+      mark(kDown);
+    }
     return;
   }
   for (int64_t il = 0; il < c.n_layer; ++il) {

@@ -62,6 +62,7 @@ class CudaSession final : public Engine {
   size_t decode_weight_bytes() const;
   // Whether a decode step of m sequences runs as the fused kernel.
   bool fused_decode_ok(int m) const;
+  bool decode_gemv_ok(int m) const;
   // Waits for queued work (timing).
   void synchronize();
   // Per-section GPU time (events between the launches; steps run eagerly, not as graphs, while
