@@ -66,9 +66,13 @@ struct Tile {
   static constexpr int kSmem = STAGES * (kABytes + kWBytes);
 };
 
+// Split-K (sk.splits > 1, grid z): each block takes its range of K steps and adds its sums into
+// sk.sums (int32 atomics: exact, in any order); the tile's last block to finish takes the totals
+// (zeroing them and the tile's counter for the next product) and applies the epilogue.
 template <int MI, int NJ, int WM, int WN, int STAGES, bool kRaw>
 __global__ void __launch_bounds__(32 * WM * WN)
-    gemm_kernel(DevTernary w, DevActs x, int m, float* y, int64_t ldy, bool add, int32_t* raw) {
+    gemm_kernel(DevTernary w, DevActs x, int m, float* y, int64_t ldy, bool add, int32_t* raw, int splits,
+                int32_t* sums, unsigned* counters) {
   pdl_launch();
   using T = Tile<MI, NJ, WM, WN, STAGES>;
   extern __shared__ __align__(16) int8_t smem[];
@@ -78,16 +82,18 @@ __global__ void __launch_bounds__(32 * WM * WN)
   const int wm = warp / WN, wn = warp % WN;
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * T::kM, n0 = static_cast<int64_t>(blockIdx.x) * T::kN;
   const int64_t words = w.k_pad / 16;
-  const int steps = static_cast<int>(w.k_pad / kStepK);
+  const int all_steps = static_cast<int>(w.k_pad / kStepK), per = (all_steps + splits - 1) / splits;
+  const int st0 = static_cast<int>(blockIdx.z) * per;
+  const int steps = st0 >= all_steps ? 0 : (all_steps - st0 < per ? all_steps - st0 : per);
   // Rows past m or n are loaded clamped (their products are computed, never stored).
   auto load_w = [&](int buf, int st) {
     for (int p = tid; p < T::kN; p += T::kThreads)
-      cp_async16(sw + buf * T::kWBytes + p * 16, w.w + min64(n0 + p, w.n - 1) * words + st * 4);
+      cp_async16(sw + buf * T::kWBytes + p * 16, w.w + min64(n0 + p, w.n - 1) * words + (st0 + st) * 4);
   };
   auto load_a = [&](int buf, int st) {
     for (int p = tid; p < T::kM * 4; p += T::kThreads)
       cp_async16(sa + buf * T::kABytes + (p / 4) * kAStride + (p % 4) * 16,
-                 x.q + min64(m0 + p / 4, m - 1) * x.k_pad + st * kStepK + (p % 4) * 16);
+                 x.q + min64(m0 + p / 4, m - 1) * x.k_pad + (st0 + st) * kStepK + (p % 4) * 16);
   };
   // The weights are no kernel's output: their first steps load before the wait for the previous
   // kernel (infer_launch.cuh), the activations after it. Group s holds step s's activations
@@ -149,38 +155,53 @@ __global__ void __launch_bounds__(32 * WM * WN)
     }
   }
   cp_async_wait<0>();
+  auto store = [&](int64_t tok, int64_t n, int32_t a) {
+    if constexpr (kRaw) {
+      raw[tok * w.n + n] = a;
+    } else {
+      const float v = static_cast<float>(a) * (w.row_scale[n] * x.dq[tok]);
+      float& o = y[tok * ldy + n];
+      o = add ? o + v : v;
+    }
+  };
+  // Fragment element r of (i, j): its token and weight row.
+  auto tok_of = [&](int i, int r) { return m0 + wm * 16 * MI + 16 * i + g + (r >= 2 ? 8 : 0); };
+  auto row_of = [&](int j, int r) { return n0 + wn * 8 * NJ + 8 * j + 2 * q + (r & 1); };
+  if (splits == 1) {
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NJ; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+          if (tok_of(i, r) < m && row_of(j, r) < w.n) store(tok_of(i, r), row_of(j, r), acc[i][j][r]);
+    return;
+  }
 #pragma unroll
   for (int i = 0; i < MI; ++i)
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int64_t tok = m0 + wm * 16 * MI + 16 * i + g + (r >= 2 ? 8 : 0);
-        const int64_t n = n0 + wn * 8 * NJ + 8 * j + 2 * q + (r & 1);
-        if (tok >= m || n >= w.n) continue;
-        if constexpr (kRaw) {
-          raw[tok * w.n + n] = acc[i][j][r];
-        } else {
-          const float v = static_cast<float>(acc[i][j][r]) * (w.row_scale[n] * x.dq[tok]);
-          float& o = y[tok * ldy + n];
-          o = add ? o + v : v;
-        }
-      }
-}
-
-template <int MI, int NJ, int WM, int WN, int STAGES, bool kRaw>
-void launch_tile(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add, int32_t* raw,
-                 cudaStream_t s) {
-  using T = Tile<MI, NJ, WM, WN, STAGES>;
-  auto kernel = gemm_kernel<MI, NJ, WM, WN, STAGES, kRaw>;
-  static unsigned long long attr_set = 0;  // once per device and instantiation (the opt-in above 48 KB)
-  if (first_on_device(attr_set)) {
-    BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmem));
-  }
-  const dim3 grid(static_cast<unsigned>((w.n + T::kN - 1) / T::kN),
-                  static_cast<unsigned>((m + T::kM - 1) / T::kM));
-  launch(kernel, grid, T::kThreads, T::kSmem, s, w, x, m, y, ldy, add, raw);
-  BN_CUDA_LAUNCHED();
+      for (int r = 0; r < 4; ++r)
+        if (tok_of(i, r) < m && row_of(j, r) < w.n)
+          atomicAdd(sums + tok_of(i, r) * w.n + row_of(j, r), acc[i][j][r]);
+  __threadfence();
+  __syncthreads();
+  __shared__ unsigned last;
+  unsigned* counter = counters + blockIdx.y * gridDim.x + blockIdx.x;
+  if (tid == 0) last = atomicAdd(counter, 1u) == static_cast<unsigned>(splits - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+        if (tok_of(i, r) < m && row_of(j, r) < w.n)
+          store(tok_of(i, r), row_of(j, r), atomicExch(sums + tok_of(i, r) * w.n + row_of(j, r), 0));
+  if (tid == 0) *counter = 0;
 }
 
 int multiprocessors() {
@@ -193,18 +214,46 @@ int multiprocessors() {
   return sms;
 }
 
+// K ranges per tile: sk.splits when set; else (sums given, few blocks) enough to give every SM
+// about two blocks, each at least 4 K steps, at most 16 ranges; 1 without scratch.
+int split_count(const GemmSplitK& sk, int64_t blocks, int m, const DevTernary& w) {
+  if (sk.sums == nullptr || static_cast<size_t>(m) * static_cast<size_t>(w.n) > sk.sums_len ||
+      static_cast<size_t>(blocks) > sk.counters_len)
+    return 1;
+  const int64_t steps = w.k_pad / kStepK;
+  if (sk.splits > 0) return static_cast<int>(sk.splits < steps ? sk.splits : steps);
+  const int64_t want = (2 * multiprocessors() + blocks - 1) / blocks, most = steps / 4 < 16 ? steps / 4 : 16;
+  return static_cast<int>(want < most ? (want > 1 ? want : 1) : (most > 1 ? most : 1));
+}
+
+template <int MI, int NJ, int WM, int WN, int STAGES, bool kRaw>
+void launch_tile(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add, int32_t* raw,
+                 const GemmSplitK& sk, cudaStream_t s) {
+  using T = Tile<MI, NJ, WM, WN, STAGES>;
+  auto kernel = gemm_kernel<MI, NJ, WM, WN, STAGES, kRaw>;
+  static unsigned long long attr_set = 0;  // once per device and instantiation (the opt-in above 48 KB)
+  if (first_on_device(attr_set)) {
+    BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmem));
+  }
+  const int64_t gx = (w.n + T::kN - 1) / T::kN, gy = (m + T::kM - 1) / T::kM;
+  const int splits = split_count(sk, gx * gy, m, w);
+  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(splits));
+  launch(kernel, grid, T::kThreads, T::kSmem, s, w, x, m, y, ldy, add, raw, splits, sk.sums, sk.counters);
+  BN_CUDA_LAUNCHED();
+}
+
 template <bool kRaw>
 void launch_gemm(GemmTile tile, const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
-                 int32_t* raw, cudaStream_t s) {
+                 int32_t* raw, const GemmSplitK& sk, cudaStream_t s) {
   switch (tile) {
     case GemmTile::k32x32:
-      return launch_tile<2, 2, 1, 2, 6, kRaw>(w, x, m, y, ldy, add, raw, s);
+      return launch_tile<2, 2, 1, 2, 6, kRaw>(w, x, m, y, ldy, add, raw, sk, s);
     case GemmTile::k64x32:
-      return launch_tile<4, 2, 1, 2, 6, kRaw>(w, x, m, y, ldy, add, raw, s);
+      return launch_tile<4, 2, 1, 2, 6, kRaw>(w, x, m, y, ldy, add, raw, sk, s);
     case GemmTile::k64x128:
-      return launch_tile<4, 4, 1, 4, 5, kRaw>(w, x, m, y, ldy, add, raw, s);
+      return launch_tile<4, 4, 1, 4, 5, kRaw>(w, x, m, y, ldy, add, raw, sk, s);
     case GemmTile::k128x128:
-      return launch_tile<4, 4, 2, 4, 4, kRaw>(w, x, m, y, ldy, add, raw, s);
+      return launch_tile<4, 4, 2, 4, 4, kRaw>(w, x, m, y, ldy, add, raw, sk, s);
     default:
       break;
   }
@@ -216,19 +265,19 @@ void launch_gemm(GemmTile tile, const DevTernary& w, const DevActs& x, int m, fl
   const int64_t dims[][2] = {{128, 128}, {64, 128}, {64, 32}};
   for (int i = 0; i < 3; ++i)
     if ((m + dims[i][0] - 1) / dims[i][0] * ((w.n + dims[i][1] - 1) / dims[i][1]) >= enough)
-      return launch_gemm<kRaw>(order[i], w, x, m, y, ldy, add, raw, s);
-  return launch_gemm<kRaw>(GemmTile::k32x32, w, x, m, y, ldy, add, raw, s);
+      return launch_gemm<kRaw>(order[i], w, x, m, y, ldy, add, raw, sk, s);
+  return launch_gemm<kRaw>(GemmTile::k32x32, w, x, m, y, ldy, add, raw, sk, s);
 }
 
 }  // namespace
 
 void ternary_gemm_mma(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
-                      cudaStream_t s, GemmTile tile) {
-  launch_gemm<false>(tile, w, x, m, y, ldy, add, nullptr, s);
+                      cudaStream_t s, GemmTile tile, const GemmSplitK& sk) {
+  launch_gemm<false>(tile, w, x, m, y, ldy, add, nullptr, sk, s);
 }
 void ternary_acc_mma(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s,
-                     GemmTile tile) {
-  launch_gemm<true>(tile, w, x, m, nullptr, 0, false, acc, s);
+                     GemmTile tile, const GemmSplitK& sk) {
+  launch_gemm<true>(tile, w, x, m, nullptr, 0, false, acc, sk, s);
 }
 
 }  // namespace bitnet::cuda::infer

@@ -38,12 +38,22 @@ void ternary_gemv(const DevTernary& w, const DevActs& x, int m, float* y, int64_
 // The GEMM's block tiles (tokens x weight rows). kAuto picks by m and the grid's size; the others
 // force one (tests run each on every shape; any tile serves any m).
 enum class GemmTile { kAuto, k32x32, k64x32, k64x128, k128x128 };
+// Split-K scratch: with it, a grid of few blocks splits K into ranges over more blocks (their
+// int32 sums added by atomics, exact). sums [sums_len] and counters [counters_len] must be all
+// zero; every product leaves them so. splits: 0 automatic, otherwise that many ranges. Products
+// that do not fit the scratch (m * n > sums_len, more tiles than counters) run unsplit.
+struct GemmSplitK {
+  int32_t* sums = nullptr;
+  unsigned* counters = nullptr;
+  size_t sums_len = 0, counters_len = 0;
+  int splits = 0;
+};
 void ternary_gemm_mma(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
-                      cudaStream_t s, GemmTile tile = GemmTile::kAuto);
+                      cudaStream_t s, GemmTile tile = GemmTile::kAuto, const GemmSplitK& sk = {});
 // The product's raw accumulators (tests: int32 bit for bit against the CPU reference).
 void ternary_acc_gemv(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s);
 void ternary_acc_mma(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s,
-                     GemmTile tile = GemmTile::kAuto);
+                     GemmTile tile = GemmTile::kAuto, const GemmSplitK& sk = {});
 
 // Per token t < m: h = RMSNorm(in_t) * norm (norm may be null: no norm, h = in_t), then
 // h quantized into row t of q (act_quant.h's numerics). With gated, in_t is act(gate) * up from

@@ -31,6 +31,9 @@ struct CudaState {
   cublasLtHandle_t lt = nullptr;  // F16/BF16 head of more than 8 rows (infer_head_lt.h)
   Buffer<unsigned char> lt_workspace;
   Buffer<float> adq;
+  // Split-K scratch of the tensor-core GEMM (infer_kernels.h GemmSplitK): zero, and left zero.
+  Buffer<int32_t> splitk_sums;
+  Buffer<unsigned> splitk_counters;
   Buffer<double> inv_freq;  // theta^(-2i / rope_dim), as the CPU's rope_angles computes it
   Buffer<int32_t> tok, pos, slot, argmax;
   int32_t* h_in = nullptr;                // pinned: tokens, positions, slots (3 x max_tok)
@@ -63,6 +66,9 @@ struct CudaState {
     if (lt) (void)cublasLtDestroy(lt);
   }
   DevActs acts(int64_t k) { return {aq.data(), adq.data(), k, (k + 63) / 64 * 64}; }
+  infer::GemmSplitK splitk() {
+    return {splitk_sums.data(), splitk_counters.data(), splitk_sums.size(), splitk_counters.size(), 0};
+  }
 };
 
 namespace infer {
@@ -175,6 +181,14 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   s.gu.resize(static_cast<size_t>(T * 2 * c.n_ff));
   s.aq.resize(static_cast<size_t>(T * s.kpad_max));
   s.adq.resize(static_cast<size_t>(T));
+  // Split-K: products of up to 128 tokens (the batch sizes whose grids leave SMs idle), unless
+  // BITNET_CUDA_SPLITK=0.
+  if (const char* e = std::getenv("BITNET_CUDA_SPLITK"); e == nullptr || std::string(e) != "0") {
+    s.splitk_sums.resize(static_cast<size_t>(std::min<int64_t>(T, 128) * std::max(qkv_n, 2 * c.n_ff)));
+    s.splitk_counters.resize(8192);
+    s.splitk_sums.fill_bytes(0, s.stream);
+    s.splitk_counters.fill_bytes(0, s.stream);
+  }
   s.xn.resize(static_cast<size_t>(s.head_rows * c.n_embd));
   s.logits.resize(static_cast<size_t>(s.head_rows * c.n_vocab));
   s.head_f.resize(static_cast<size_t>(s.head_rows * c.n_embd));
@@ -304,7 +318,7 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
     if (m <= 8)
       infer::ternary_gemv(w, a, m, y, ldy, add, str);
     else
-      infer::ternary_gemm_mma(w, a, m, y, ldy, add, str);
+      infer::ternary_gemm_mma(w, a, m, y, ldy, add, str, infer::GemmTile::kAuto, s.splitk());
   };
   const float* none = nullptr;
   const int act = c.act == FfnAct::kRelu2 ? 0 : 1;

@@ -112,10 +112,26 @@ TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
   // Path 0: the GEMV; then the tensor-core GEMM with its automatic tile and each tile forced.
   const infer::GemmTile tiles[] = {infer::GemmTile::kAuto, infer::GemmTile::k32x32, infer::GemmTile::k64x32,
                                    infer::GemmTile::k64x128, infer::GemmTile::k128x128};
-  for (int path = 0; path < 6; ++path) {
+  // Split-K scratch (paths 6 – 8): automatic, 3 ranges, and 6 ranges of the smallest tile (with
+  // 10 K steps, its last range is empty); the scratch must be left all zero.
+  Buffer<int32_t> sums(static_cast<size_t>(m * n));
+  Buffer<unsigned> counters(4096);
+  sums.fill_bytes(0);
+  counters.fill_bytes(0);
+  for (int path = 0; path < 9; ++path) {
     if (path == 0 && m > 8) continue;  // the GEMV serves decode batches up to 8
-    SCOPED_TRACE(path == 0 ? "gemv" : "mma tile " + std::to_string(path - 1));
-    const infer::GemmTile tile = tiles[std::max(0, path - 1)];
+    SCOPED_TRACE(path == 0  ? "gemv"
+                 : path < 6 ? "mma tile " + std::to_string(path - 1)
+                            : "split-K " + std::to_string(path));
+    const infer::GemmTile tile = path < 6    ? tiles[std::max(0, path - 1)]
+                                 : path == 8 ? infer::GemmTile::k32x32
+                                             : infer::GemmTile::kAuto;
+    const infer::GemmSplitK sk =
+        path < 6 ? infer::GemmSplitK{}
+                 : infer::GemmSplitK{sums.data(), counters.data(), sums.size(), counters.size(),
+                                     path == 6   ? 0
+                                     : path == 7 ? 3
+                                                 : 6};
     Buffer<int32_t> acc(static_cast<size_t>(m * n));
     acc.fill_bytes(0xFF);
     Buffer<float> y(static_cast<size_t>(m * n));
@@ -126,11 +142,17 @@ TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
       infer::ternary_gemv(w, x, m, y.data(), n, false, nullptr);
       infer::ternary_gemv(w, x, m, ya.data(), n, true, nullptr);
     } else {
-      infer::ternary_acc_mma(w, x, m, acc.data(), nullptr, tile);
-      infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, tile);
-      infer::ternary_gemm_mma(w, x, m, ya.data(), n, true, nullptr, tile);
+      infer::ternary_acc_mma(w, x, m, acc.data(), nullptr, tile, sk);
+      infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, tile, sk);
+      infer::ternary_gemm_mma(w, x, m, ya.data(), n, true, nullptr, tile, sk);
     }
     BN_CUDA(cudaDeviceSynchronize());
+    if (path >= 6) {
+      const auto left = sums.download();
+      EXPECT_TRUE(std::all_of(left.begin(), left.end(), [](int32_t v) { return v == 0; })) << "sums left";
+      const auto cl = counters.download();
+      EXPECT_TRUE(std::all_of(cl.begin(), cl.end(), [](unsigned v) { return v == 0; })) << "counters left";
+    }
     EXPECT_EQ(acc.download(), want);
     const auto got_y = y.download(), got_add = ya.download();
     EXPECT_EQ(0, std::memcmp(got_y.data(), want_y.data(), want_y.size() * 4)) << "stored outputs differ";
