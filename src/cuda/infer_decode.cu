@@ -22,6 +22,7 @@
 
 #include "cuda/check.h"
 #include "cuda/infer_decode.h"
+#include "cuda/infer_device.cuh"
 #include "cuda/reduce.cuh"
 
 namespace bitnet::cuda::infer {
@@ -354,14 +355,6 @@ __device__ __forceinline__ void row_dot(const uint4* wrow, int64_t chunks, const
 }
 
 enum Epilogue { kStore, kAdd, kGated };
-
-__device__ __forceinline__ float gated(float g, float u, int act) {
-  if (act == 0) {
-    const float r = g > 0 ? g : 0.0f;
-    return r * r * u;
-  }
-  return g / (1.0f + expf(-g)) * u;
-}
 
 // The block's rows of matrix `mat` of layer il, piece by piece from the ring, against the int8
 // activations in act / dq: y[t][row] = float(acc) * (row_scale * dq[t]), stored, added, or (gate

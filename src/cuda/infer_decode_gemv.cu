@@ -9,6 +9,7 @@
 #include <cfloat>
 
 #include "cuda/check.h"
+#include "cuda/infer_device.cuh"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_launch.cuh"
 
@@ -21,18 +22,6 @@ constexpr int kRowsPerWarp = 2, kBlockRows = kWarps * kRowsPerWarp;
 // kVirtual, in order), whatever the number of threads a token gets, so a token's scale is the
 // same bits alone or in a batch.
 constexpr int kVirtual = 256;
-
-__device__ __forceinline__ int codes(uint32_t word, int s) {
-  return static_cast<int>((word >> (2 * s)) & 0x03030303u);
-}
-
-__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 // 64 columns of codes against 64 activations in shared memory (the word order rotated by lane
 // so that a phase of 8 lanes reads 8 different banks; the int32 sum does not depend on order).
@@ -162,14 +151,6 @@ __device__ void norm_quant_rows(const DecodeGemvIn& in, int m, int64_t k, int64_
     sm.xsum[t] = a;
   }
   __syncthreads();
-}
-
-__device__ __forceinline__ float gated(float g, float u, int act) {
-  if (act == 0) {
-    const float r = g > 0 ? g : 0.0f;
-    return r * r * u;
-  }
-  return g / (1.0f + expf(-g)) * u;
 }
 
 template <int MT>

@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 
 #include "cuda/check.h"
+#include "cuda/infer_device.cuh"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_launch.cuh"
 #include "cuda/reduce.cuh"
@@ -17,14 +18,6 @@ constexpr int kRowThreads = 256;
 // Decode's few tokens get wide blocks: one block a token is the whole kernel, and its three
 // passes over the row are latency, not bandwidth.
 constexpr int kWideThreads = 1024;
-
-__device__ __forceinline__ float gated(float g, float u, int act) {
-  if (act == 0) {
-    const float r = g > 0 ? g : 0.0f;
-    return r * r * u;
-  }
-  return g / (1.0f + expf(-g)) * u;
-}
 
 // Dynamic shared memory: the row as floats (k of them).
 __global__ void __launch_bounds__(kWideThreads)

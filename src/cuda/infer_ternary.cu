@@ -3,26 +3,12 @@
 // the CPU's epilogue: float(acc) * (row_scale * dq), stored or added (compiled with -fmad=false,
 // so no product is fused into the residual add). The tensor-core GEMM is infer_gemm.cu.
 #include "cuda/check.h"
+#include "cuda/infer_device.cuh"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_launch.cuh"
 
 namespace bitnet::cuda::infer {
 namespace {
-
-// Four codes of columns 4s .. 4s+3 of a word, as bytes.
-__device__ __forceinline__ int codes(uint32_t word, int s) {
-  return static_cast<int>((word >> (2 * s)) & 0x03030303u);
-}
-
-// Streaming 16-byte load: the weights are read once per step, so they should not evict the
-// activations from L1.
-__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 // 64 columns: acc += sum code * x, xsum += sum x (the zero-point correction: codes are w + 1).
 __device__ __forceinline__ void dot64(const uint4 w, const int4* x, int& acc, int& xsum) {
