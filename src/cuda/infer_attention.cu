@@ -251,6 +251,8 @@ void launch_g(int64_t group, const float* qkv, int m, const int32_t* pos, const 
 
 const float* attention_parts(const float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
                              const KvGeom& kv, int64_t il, int splits, float* scratch, cudaStream_t s) {
+  // One range writes its output directly (there are no parts to leave in scratch).
+  if (splits <= 1) cuda_failed("attention_parts with splits <= 1", __FILE__, __LINE__, cudaErrorInvalidValue);
   attention(qkv, m, pos, slot, n_head, kv, il, splits, scratch, nullptr, s);
   return scratch + m * n_head * kv.n_ctx;
 }

@@ -26,15 +26,16 @@ constexpr int kVirtual = 256;
 // 64 columns of codes against 64 activations in shared memory (the word order rotated by lane
 // so that a phase of 8 lanes reads 8 different banks; the int32 sum does not depend on order).
 __device__ __forceinline__ void dot64(const uint4 w, const int4* x, int rot, int& acc) {
-  const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
   for (int jj = 0; jj < 4; ++jj) {
     const int j = (jj + rot) & 3;
+    // Selects, not an array indexed at run time (that would put the words in local memory).
+    const uint32_t wj = j == 0 ? w.x : j == 1 ? w.y : j == 2 ? w.z : w.w;
     const int4 xv = x[j];
-    acc = __dp4a(codes(ws[j], 0), xv.x, acc);
-    acc = __dp4a(codes(ws[j], 1), xv.y, acc);
-    acc = __dp4a(codes(ws[j], 2), xv.z, acc);
-    acc = __dp4a(codes(ws[j], 3), xv.w, acc);
+    acc = __dp4a(codes(wj, 0), xv.x, acc);
+    acc = __dp4a(codes(wj, 1), xv.y, acc);
+    acc = __dp4a(codes(wj, 2), xv.z, acc);
+    acc = __dp4a(codes(wj, 3), xv.w, acc);
   }
 }
 

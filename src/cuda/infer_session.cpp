@@ -270,15 +270,16 @@ void CudaSession::setup_fused() {
   s.fused_timing.resize(infer::kDecodeTimers);
 }
 
-// BITNET_CUDA_DECODE_GEMV=0: decode through the separate norm, RoPE and product kernels (for
-// comparison); otherwise decode_gemv wherever its shared memory holds the widest input.
+// decode_gemv wherever its shared memory holds the widest input, unless the options or
+// BITNET_CUDA_DECODE_GEMV=0 ask for the separate norm, RoPE and product kernels.
 bool CudaSession::decode_gemv_ok(int m) const {
   static const bool off = [] {
     const char* e = std::getenv("BITNET_CUDA_DECODE_GEMV");
     return e != nullptr && std::string(e) == "0";
   }();
   const ModelConfig& c = model_.cfg;
-  return !off && infer::decode_gemv_supported(m, std::max({c.n_embd, c.q_dim(), c.n_ff}));
+  return opts_.decode_gemv && !off &&
+         infer::decode_gemv_supported(m, std::max({c.n_embd, c.q_dim(), c.n_ff}));
 }
 
 bool CudaSession::fused_decode_ok(int m) const {

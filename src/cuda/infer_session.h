@@ -26,6 +26,10 @@ struct CudaSessionOptions {
   // the model's shape, instead of one kernel per op. Off by default: on the H100 it is slower
   // (docs/PERFORMANCE.md). BITNET_CUDA_FUSED=1 turns it on for every session.
   bool fused_decode = false;
+  // Decode steps of up to 8 sequences through decode_gemv (each product's kernel normalizes and
+  // quantizes its own input and applies the op after it) instead of the separate norm, RoPE and
+  // product kernels. BITNET_CUDA_DECODE_GEMV=0 turns it off for every session (for comparison).
+  bool decode_gemv = true;
 };
 
 struct CudaState;  // device buffers, stream, graphs (infer_session.cpp)
