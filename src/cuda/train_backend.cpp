@@ -11,9 +11,10 @@ namespace bitnet::cuda {
 
 using train::TrainModel;
 
-train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt) {
+train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt, bool overlap_dw) {
   require_device();
   auto dt = std::make_shared<DeviceTrainer>();
+  dt->overlap = overlap_dw;
   if (dt->prof.on()) dt->ctx.prof = &dt->prof;
   const size_t n = m.params.size();
   dt->params.upload(m.params);
