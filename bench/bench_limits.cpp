@@ -15,10 +15,11 @@
 
 namespace bitnet {
 #if defined(BITNET_HAVE_X86_KERNELS)
-double vnni_peak_macs_per_call();           // limits_avx512.cpp
-uint64_t vnni_peak_kernel(int64_t iters);  // returns a checksum
+double vnni_peak_macs_per_call();                     // limits_avx512.cpp
+uint64_t vnni_peak_kernel(int64_t iters);             // returns a checksum
+void vnni_lut_kernel(int64_t iters, bool with_vnni);  // limits_avx512.cpp
 uint64_t read_stream_avx512(const uint8_t* p, size_t bytes, bool prefetch);
-double amx_peak_macs_per_call();            // limits_amx.cpp
+double amx_peak_macs_per_call();  // limits_amx.cpp
 uint64_t amx_peak_kernel(int64_t iters);
 #endif
 
@@ -44,7 +45,8 @@ void BM_ReadBandwidth(benchmark::State& st) {
     pool.run([&](int tid) {
       // Each thread reads one contiguous part (64-byte aligned), as a GEMV thread does.
       const size_t b = n * static_cast<size_t>(tid) / static_cast<size_t>(threads) / 32 * 32;
-      const size_t e = tid + 1 == threads ? n : n * static_cast<size_t>(tid + 1) / static_cast<size_t>(threads) / 32 * 32;
+      const size_t e =
+          tid + 1 == threads ? n : n * static_cast<size_t>(tid + 1) / static_cast<size_t>(threads) / 32 * 32;
 #if defined(BITNET_HAVE_X86_KERNELS)
       if (wide) {
         sums[static_cast<size_t>(tid) * 8] =
@@ -63,8 +65,8 @@ void BM_ReadBandwidth(benchmark::State& st) {
     });
     benchmark::DoNotOptimize(sums.data());
   }
-  st.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * static_cast<double>(st.iterations()) / 1e9,
-                                           benchmark::Counter::kIsRate);
+  st.counters["GB/s"] = benchmark::Counter(
+      static_cast<double>(bytes) * static_cast<double>(st.iterations()) / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_ReadBandwidth)->Args({1, 0})->Args({2, 0})->UseRealTime()->Unit(benchmark::kMillisecond);
 #if defined(BITNET_HAVE_X86_KERNELS)
@@ -83,11 +85,30 @@ void BM_Int8PeakVnni(benchmark::State& st) {
   for (auto _ : st) {
     pool.run([&](int) { benchmark::DoNotOptimize(vnni_peak_kernel(iters)); });
   }
-  st.counters["GMAC/s"] = benchmark::Counter(
-      vnni_peak_macs_per_call() * static_cast<double>(iters) * threads * static_cast<double>(st.iterations()) / 1e9,
-      benchmark::Counter::kIsRate);
+  st.counters["GMAC/s"] = benchmark::Counter(vnni_peak_macs_per_call() * static_cast<double>(iters) *
+                                                 threads * static_cast<double>(st.iterations()) / 1e9,
+                                             benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Int8PeakVnni)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Whether byte-table lookups (vpshufb) run beside vpdpbusd or take its issue slots: one thread,
+// the lookup blocks alone (arg 0), then 12 vpdpbusd and 6 lookup blocks per iteration (arg 1).
+// Counters: vpdpbusd and vpshufb per second. A lookup-table ternary product only adds to the
+// multiply rate if the mix keeps BM_Int8PeakVnni's vpdpbusd rate.
+void BM_VnniBesideLookups(benchmark::State& st) {
+  if (!cpu_features().avx512vnni) {
+    st.SkipWithError("no AVX-512 VNNI");
+    return;
+  }
+  const bool with_vnni = st.range(0) != 0;
+  const int64_t iters = 1 << 22;
+  for (auto _ : st) vnni_lut_kernel(iters, with_vnni);
+  const double n = static_cast<double>(iters) * static_cast<double>(st.iterations());
+  st.counters["G vpdpbusd/s"] =
+      benchmark::Counter(with_vnni ? 12.0 * n / 1e9 : 0.0, benchmark::Counter::kIsRate);
+  st.counters["G vpshufb/s"] = benchmark::Counter(12.0 * n / 1e9, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_VnniBesideLookups)->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void BM_Int8PeakAmx(benchmark::State& st) {
   if (!cpu_features().amx_int8 || !request_amx()) {
@@ -101,9 +122,9 @@ void BM_Int8PeakAmx(benchmark::State& st) {
   for (auto _ : st) {
     pool.run([&](int) { benchmark::DoNotOptimize(amx_peak_kernel(iters)); });
   }
-  st.counters["GMAC/s"] = benchmark::Counter(
-      amx_peak_macs_per_call() * static_cast<double>(iters) * threads * static_cast<double>(st.iterations()) / 1e9,
-      benchmark::Counter::kIsRate);
+  st.counters["GMAC/s"] = benchmark::Counter(amx_peak_macs_per_call() * static_cast<double>(iters) * threads *
+                                                 static_cast<double>(st.iterations()) / 1e9,
+                                             benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Int8PeakAmx)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 #endif

@@ -8,7 +8,9 @@
 
 namespace bitnet {
 
-double vnni_peak_macs_per_call() { return 12.0 * 64.0; }
+double vnni_peak_macs_per_call() {
+  return 12.0 * 64.0;
+}
 
 // Sum of a buffer with 64-byte loads, 4 independent accumulators: a pure sequential read stream
 // like the decode GEMV's (which reads each weight once).
@@ -64,5 +66,44 @@ uint64_t vnni_peak_kernel(int64_t iters) {
   r = _mm512_add_epi32(r, _mm512_add_epi32(_mm512_add_epi32(a8, a9), _mm512_add_epi32(a10, a11)));
   return static_cast<uint64_t>(static_cast<uint32_t>(_mm512_reduce_add_epi32(r)));
 }
+
+// Byte-table lookups beside the multiplies: what a lookup-table ternary product (T-MAC style:
+// vpshufb over precomputed sums of activations) would run to need fewer vpdpbusd per weight. Each
+// iteration issues 12 vpdpbusd (as vnni_peak_kernel) and 6 lookup blocks (two vpshufb, a vpsubb and
+// a vpaddb: two 16-entry tables indexed by 64 bytes, their difference accumulated), all independent.
+// with_vnni false: the lookup blocks alone. Written in assembly with fixed registers: as intrinsics
+// the compiler keeps the index vectors in memory.
+#define BN_VNNI(i) "vpdpbusd %%zmm1, %%zmm0, %%zmm" #i "\n\t"
+#define BN_LUT(i, j)                                         \
+  "vpshufb %%zmm" #j ", %%zmm2, %%zmm30\n\tvpshufb %%zmm" #j \
+  ", %%zmm3, %%zmm31\n\t"                                    \
+  "vpsubb %%zmm31, %%zmm30, %%zmm30\n\tvpaddb %%zmm30, %%zmm" #i ", %%zmm" #i "\n\t"
+void vnni_lut_kernel(int64_t iters, bool with_vnni) {
+  if (iters <= 0) return;
+  if (with_vnni) {
+    __asm__ volatile(
+        "vpternlogd $0xff, %%zmm0, %%zmm0, %%zmm0\n\tvpabsb %%zmm0, %%zmm1\n\tvmovdqa64 %%zmm1, %%zmm2\n\t"
+        "vpaddb %%zmm1, %%zmm1, %%zmm3\n\t"
+        "1:\n\t" BN_VNNI(4) BN_LUT(16, 22) BN_VNNI(5) BN_VNNI(6) BN_LUT(17, 23) BN_VNNI(7) BN_VNNI(8)
+            BN_LUT(18, 24) BN_VNNI(9) BN_VNNI(10) BN_LUT(19, 25) BN_VNNI(11) BN_VNNI(12) BN_LUT(20, 26)
+                BN_VNNI(13) BN_VNNI(14) BN_LUT(21, 27) BN_VNNI(15) "dec %0\n\tjnz 1b"
+        : "+r"(iters)
+        :
+        : "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+          "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21",
+          "xmm30", "xmm31");
+  } else {
+    __asm__ volatile(
+        "vpternlogd $0xff, %%zmm2, %%zmm2, %%zmm2\n\tvpabsb %%zmm2, %%zmm2\n\tvpaddb %%zmm2, %%zmm2, "
+        "%%zmm3\n\t"
+        "1:\n\t" BN_LUT(16, 22) BN_LUT(17, 23) BN_LUT(18, 24) BN_LUT(19, 25) BN_LUT(20, 26)
+            BN_LUT(21, 27) "dec %0\n\tjnz 1b"
+        : "+r"(iters)
+        :
+        : "memory", "xmm2", "xmm3", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm30", "xmm31");
+  }
+}
+#undef BN_VNNI
+#undef BN_LUT
 
 }  // namespace bitnet

@@ -25,4 +25,11 @@ class BatchEngine {
 // A Session of n_seq sequences of n_ctx positions each over `model` (which must outlive it).
 std::unique_ptr<BatchEngine> make_session_engine(const Model& model, const SessionOptions& opts);
 
+#if defined(BITNET_HAVE_CUDA)
+// The same on the GPU (cuda/infer_session.h): n_seq KV slots of n_ctx positions; a step's decoded
+// tokens run as one batched decode step, its prompt chunks one sequence at a time
+// (split_engine.h).
+std::unique_ptr<BatchEngine> make_cuda_engine(const Model& model, int n_seq, int64_t n_ctx);
+#endif
+
 }  // namespace bitnet::server

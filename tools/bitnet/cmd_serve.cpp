@@ -1,6 +1,7 @@
 // `bitnet serve`: the OpenAI-compatible HTTP server (src/server). Loads the model once, makes one
-// Session of --parallel KV slots, and serves until SIGINT / SIGTERM, which end it cleanly
-// (requests in flight are answered with an error event, the port is released).
+// engine of --parallel KV slots (a Session on the CPU, or a CUDA session on the GPU), and serves
+// until SIGINT / SIGTERM, which end it cleanly (requests in flight are answered with an error
+// event, the port is released).
 #include <pthread.h>
 #include <signal.h>
 
@@ -11,6 +12,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "device_option.h"
 #include "model_source.h"
 #include "sampling_options.h"
 #include "server/engine.h"
@@ -34,6 +36,7 @@ struct Opts {
   SamplerOptions sampling;
   int n_predict = -1;
   bool fixed_seed = false;  // --seed given: requests without a seed use it
+  std::string device = "auto";
 };
 
 void run(Opts o) {
@@ -46,13 +49,20 @@ void run(Opts o) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  const bool gpu = use_cuda(o.device);
   LoadedModel lm = load_model(o.src, true);
   const Tokenizer& tok = *lm.tokenizer;
-  SessionOptions so;
-  so.n_ctx = o.n_ctx;
-  so.threads = o.threads;
-  so.n_seq = o.parallel;
-  std::unique_ptr<server::BatchEngine> engine = server::make_session_engine(*lm.model, so);
+  std::unique_ptr<server::BatchEngine> engine;
+#if defined(BITNET_HAVE_CUDA)
+  if (gpu) engine = server::make_cuda_engine(*lm.model, o.parallel, o.n_ctx);
+#endif
+  if (!engine) {
+    SessionOptions so;
+    so.n_ctx = o.n_ctx;
+    so.threads = o.threads;
+    so.n_seq = o.parallel;
+    engine = server::make_session_engine(*lm.model, so);
+  }
   server::Metrics metrics;
   server::Scheduler sched(*engine, tok, o.sched, &metrics);
 
@@ -71,9 +81,11 @@ void run(Opts o) {
   const int port = http.bind();
   sched.start();
   std::printf(
-      "bitnet serve: listening on http://%s:%d (model %s, %d slots x %lld positions, chat template %s%s)\n",
-      o.http.host.c_str(), port, o.http.model_name.c_str(), o.parallel, static_cast<long long>(o.n_ctx),
-      chat_template_name(o.http.chat_template), o.http.api_key.empty() ? "" : ", API key required");
+      "bitnet serve: listening on http://%s:%d (model %s on the %s, %d slots x %lld positions, chat template "
+      "%s%s)\n",
+      o.http.host.c_str(), port, o.http.model_name.c_str(), gpu ? "GPU" : "CPU", o.parallel,
+      static_cast<long long>(o.n_ctx), chat_template_name(o.http.chat_template),
+      o.http.api_key.empty() ? "" : ", API key required");
   std::fflush(stdout);
 
   std::thread waiter([&] {
@@ -105,7 +117,8 @@ void register_serve(CLI::App& app) {
       ->check(CLI::Range(1, 8192));
   cmd->add_option("--queue", o.sched.max_queue, "requests that may wait for a slot; more are answered 503")
       ->check(CLI::Range(0, 100000));
-  cmd->add_option("-t,--threads", o.threads, "compute threads")->check(CLI::Range(1, 1024));
+  cmd->add_option("-t,--threads", o.threads, "compute threads (CPU)")->check(CLI::Range(1, 1024));
+  add_device_option(cmd, o.device);
   cmd->add_option("--api-key", o.http.api_key,
                   "require 'Authorization: Bearer KEY' (default: $BITNET_API_KEY)");
   cmd->add_option("--alias", o.http.model_name,
