@@ -74,19 +74,14 @@ void DeviceTrainer::prepare(const ModelConfig& c, int64_t B, int64_t S, bool q) 
   dqkv.resize(T * qkv_n);
   dattn.resize(T * qd);
   dgu.resize(q ? 0 : T * 2 * ff);
-  // Every quantized BitLinear's backward operands: gate|up, qkv, and o and down (out = d).
-  dy_w.resize(q ? T * std::max({2 * ff, qkv_n, d}) : 0);
-  dy_x.resize(q ? T * std::max({2 * ff, qkv_n, d}) : 0);
+  dy_w.resize(q ? T * std::max(2 * ff, qkv_n) : 0);
+  dy_x.resize(q ? T * std::max(2 * ff, qkv_n) : 0);
   static const bool env_overlap = [] {
     const char* e = std::getenv("BITNET_CUDA_OVERLAP");
     return e == nullptr || std::string(e) != "0";
   }();
   if (q && overlap && env_overlap && !prof.on() && !side) side = std::make_unique<Side>();
   dy_x2.resize(q && side ? dy_x.size() : 0);
-  // The side stream's scratch (the activation codes in bf16) at its largest now, so that it never
-  // grows (frees) while the side stream's queued products read it.
-  if (q && side)
-    side->ctx.scratch(sizeof(kern::bf16_t) * (T * ((std::max({d, qd, ff}) + 15) / 16 * 16) + 128));
   dact.resize(T * ff);
   dlogits.resize(q ? 0 : T * V);
   logits_bf16.resize(q ? T * V : 0);
@@ -315,11 +310,9 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
                      G(L.attn_norm), stream);
     if (on_grads_done) on_grads_done(il);
   }
-  // Every gradient complete on the main stream from here on (also the tied head's dW, which adds
-  // into the embedding's gradient like embedding_backward).
-  wait_side(stream);
   prof.mark("embedding_bwd", stream);
   embedding_backward(ctx, tokens.data(), T, dx.data(), c.n_vocab, d, G(mdl.tok_embd), stream);
+  wait_side(stream);  // every gradient complete on the main stream from here on
   if (on_grads_done) on_grads_done(-1);
   return loss;
 }

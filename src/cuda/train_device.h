@@ -33,8 +33,8 @@ struct DeviceTrainer {
   // Quantized training runs the head in bf16 with bf16 logits (as bf16 autocast does), their
   // gradient from the cross-entropy written over them in bf16; --float keeps it in fp32 with the rest.
   MatmulBf16Cache head;
-  // Quantized: the bf16 logits and then their gradient, and the bf16 operands of each BitLinear's
-  // backward in turn (down, gate|up, o, qkv).
+  // Quantized: the bf16 logits and then their gradient, and the bf16 operands of the gate|up and
+  // then the qkv product's backward (one pair of buffers: gate|up's are used before qkv's).
   Buffer<kern::bf16_t> logits_bf16, dy_w, dy_x;
   // With the dW products on the side stream: a second dy_x, used in turn with dy_x, so that the
   // main stream writes one while the side stream may still read the other.
