@@ -89,16 +89,12 @@ run)
       --batch 16 --seq 1024 --bf16 --compile --time-steps 20 --device cuda 2>/dev/null | tail -1 | tee -a "$OUT/train_gpt2.jsonl"
     fi
     # The reference shape: the byte-level vocabulary padded to 50,304 rows (162 M parameters).
-    echo "-- gpt2-small, vocabulary 50,304 (--vocab), batch 16 x 1024: ours, ours with BITNET_CUDA_OVERLAP=0, the GPU time per op, then PyTorch compiled"
-    ref="--device cuda --data README.md docs --config gpt2-small --vocab 50304 --batch 16 --seq 1024 --eval-every 0 --save-every 0 --json"
-    for ov in 1 0; do
-      rm -rf /tmp/bt_gpt2v
-      BITNET_CUDA_OVERLAP=$ov .device/bitnet train $ref --steps 20 -o /tmp/bt_gpt2v >"$OUT/train_ref_log$ov.jsonl" 2>&1
-      python3 bench/steady_rate.py "$OUT/train_ref_log$ov.jsonl" | sed "s/^/overlap $ov: /" | tee -a "$OUT/train_ref.jsonl"
-    done
-    # The per-op times come from a run of its own: profiling puts every op on one stream.
+    echo "-- gpt2-small, vocabulary 50,304 (--vocab), batch 16 x 1024: ours (GPU time per op), then PyTorch compiled"
     rm -rf /tmp/bt_gpt2v
-    BITNET_CUDA_PROFILE=10 .device/bitnet train $ref --steps 10 -o /tmp/bt_gpt2v >/dev/null 2>"$OUT/train_ref_profile.txt"
+    BITNET_CUDA_PROFILE=20 .device/bitnet train --device cuda --data README.md docs --config gpt2-small --vocab 50304 \
+      --steps 20 --batch 16 --seq 1024 --eval-every 0 --save-every 0 -o /tmp/bt_gpt2v --json \
+      >"$OUT/train_ref_log.jsonl" 2>"$OUT/train_ref_profile.txt"
+    python3 bench/steady_rate.py "$OUT/train_ref_log.jsonl" | tee "$OUT/train_ref.jsonl"
     cat "$OUT/train_ref_profile.txt"
     [ "${TRAIN_TORCH_REF:-1}" = 1 ] && python3 bench/train_pytorch.py --synthetic-vocab 50304 --synthetic-tokens 20000000 \
       --config gpt2-small --batch 16 --seq 1024 --bf16 --compile --time-steps 20 --device cuda 2>/dev/null | tail -1 |

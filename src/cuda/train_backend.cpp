@@ -11,10 +11,9 @@ namespace bitnet::cuda {
 
 using train::TrainModel;
 
-train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt, bool overlap_dw) {
+train::TrainBackend cuda_backend(TrainModel& m, train::AdamWState& opt) {
   require_device();
   auto dt = std::make_shared<DeviceTrainer>();
-  dt->overlap = overlap_dw;
   if (dt->prof.on()) dt->ctx.prof = &dt->prof;
   const size_t n = m.params.size();
   dt->params.upload(m.params);

@@ -6,8 +6,7 @@
 
 namespace bitnet::cuda {
 
-// Fails (bitnet::Error) when no GPU is usable. overlap_dw false: the backward's weight-gradient
-// products on the main stream instead of beside it (the same bits; tests compare the two).
-train::TrainBackend cuda_backend(train::TrainModel& m, train::AdamWState& opt, bool overlap_dw = true);
+// Fails (bitnet::Error) when no GPU is usable.
+train::TrainBackend cuda_backend(train::TrainModel& m, train::AdamWState& opt);
 
 }  // namespace bitnet::cuda

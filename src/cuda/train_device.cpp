@@ -1,45 +1,10 @@
 #include "cuda/train_device.h"
 
-#include <cstdlib>
-#include <string>
-
 #include "core/error.h"
 
 namespace bitnet::cuda {
 
 using train::TrainModel;
-
-struct DeviceTrainer::Side {
-  TrainContext ctx;
-  DwSide dw;
-  // joined: recorded on the side stream for wait_side; done[i]: after the last dW product that
-  // read dy_x (i = 0) or dy_x2 (i = 1).
-  cudaEvent_t joined = nullptr, done[2] = {nullptr, nullptr};
-  Side() {
-    dw.ctx = &ctx;
-    // Non-blocking: the trainer's main stream is the legacy stream, which would otherwise
-    // serialize with it.
-    BN_CUDA(cudaStreamCreateWithFlags(&dw.stream, cudaStreamNonBlocking));
-    for (cudaEvent_t* e : {&dw.ready, &joined, &done[0], &done[1]})
-      BN_CUDA(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
-  }
-  ~Side() {  // a destructor must not throw: results ignored
-    for (cudaEvent_t e : {dw.ready, joined, done[0], done[1]})
-      if (e) (void)cudaEventDestroy(e);
-    if (dw.stream) (void)cudaStreamDestroy(dw.stream);
-  }
-  Side(const Side&) = delete;
-  Side& operator=(const Side&) = delete;
-};
-
-DeviceTrainer::DeviceTrainer() = default;
-DeviceTrainer::~DeviceTrainer() = default;
-
-void DeviceTrainer::wait_side(cudaStream_t s) {
-  if (!side) return;
-  BN_CUDA(cudaEventRecord(side->joined, side->dw.stream));
-  BN_CUDA(cudaStreamWaitEvent(s, side->joined, 0));
-}
 
 void DeviceTrainer::prepare(const ModelConfig& c, int64_t B, int64_t S, bool q) {
   if (batch == B && seq == S && quantized == q) return;
@@ -76,12 +41,6 @@ void DeviceTrainer::prepare(const ModelConfig& c, int64_t B, int64_t S, bool q) 
   dgu.resize(q ? 0 : T * 2 * ff);
   dy_w.resize(q ? T * std::max(2 * ff, qkv_n) : 0);
   dy_x.resize(q ? T * std::max(2 * ff, qkv_n) : 0);
-  static const bool env_overlap = [] {
-    const char* e = std::getenv("BITNET_CUDA_OVERLAP");
-    return e == nullptr || std::string(e) != "0";
-  }();
-  if (q && overlap && env_overlap && !prof.on() && !side) side = std::make_unique<Side>();
-  dy_x2.resize(q && side ? dy_x.size() : 0);
   dact.resize(T * ff);
   dlogits.resize(q ? 0 : T * V);
   logits_bf16.resize(q ? T * V : 0);
@@ -193,35 +152,9 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
                                         with_grads ? dlogits.data() : nullptr, stream);
   if (!with_grads) return loss;
 
-  // The dW products' stream (quantized), and the dy_x buffer for the next BitLinear's backward:
-  // with the side stream, dy_x and dy_x2 in turn, each written only once the side stream has read
-  // what it last held.
-  const DwSide* sd = side && q ? &side->dw : nullptr;
-  int turn = 1;
-  auto next_dy_x = [&]() -> kern::bf16_t* {
-    if (!sd) return dy_x.data();
-    turn ^= 1;
-    BN_CUDA(cudaStreamWaitEvent(stream, side->done[turn], 0));
-    return turn ? dy_x2.data() : dy_x.data();
-  };
-  auto dy_x_read = [&] {  // after queueing the product that reads the buffer next_dy_x gave
-    if (sd) BN_CUDA(cudaEventRecord(side->done[turn], sd->stream));
-  };
-  // Quantized, with or without a sub-norm: the bf16 operands of a BitLinear whose dy is fp32, then
-  // its products (what bitlinear_backward does, with dy_x in the trainer's buffers).
-  auto linear_bwd = [&](const float* dy, int64_t in, int64_t out, const BitLinearCache& cache, float* dxo,
-                        float* dW) {
-    kern::bf16_t* yx = next_dy_x();
-    kern::scale_grad_bf16(dy, T, out, cache.row_scale.data(), cache.dq.data(), dy_w.data(), yx, stream);
-    bitlinear_backward_scaled(ctx, dy_w.data(), yx, T, in, out, cache, dxo, dW, stream,
-                              /*accumulate_dx=*/false, sd);
-    dy_x_read();
-  };
-
   prof.mark("head_bwd", stream);
   if (q) {
-    matmul_bf16_backward(ctx, logits_bf16.data(), T, d, c.n_vocab, head, dh.data(), G(mdl.output), stream,
-                         sd);
+    matmul_bf16_backward(ctx, logits_bf16.data(), T, d, c.n_vocab, head, dh.data(), G(mdl.output), stream);
   } else {
     zero(dh, Tz * d);
     matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(),
@@ -235,14 +168,7 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
     LayerActs& a = layers[static_cast<size_t>(il)];
     prof.mark("down_bwd", stream);
     const float* down_in = c.sub_norms ? a.act_sn.data() : a.act.data();
-    if (q) {
-      linear_bwd(dx.data(), ff, d, a.c_down, c.sub_norms ? dh.data() : dact.data(), G(L.w_down));
-      if (c.sub_norms) {
-        prof.mark("norm_bwd", stream);
-        rmsnorm_backward(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact.data(),
-                         G(L.ffn_sub_norm), stream, /*accumulate_dx=*/false);
-      }
-    } else if (c.sub_norms) {
+    if (c.sub_norms) {
       bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dh.data(), G(L.w_down),
                          stream, /*accumulate_dx=*/false);
       prof.mark("norm_bwd", stream);
@@ -254,12 +180,10 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
     }
     prof.mark("act_bwd", stream);
     if (q) {  // the gate|up product's bf16 operands straight from the activation's backward
-      kern::bf16_t* yx = next_dy_x();
-      gated_backward_scaled(dact.data(), nullptr, T, ff, c.act, a.c_gu, dy_w.data(), yx, stream);
+      gated_backward_scaled(dact.data(), nullptr, T, ff, c.act, a.c_gu, dy_w.data(), dy_x.data(), stream);
       prof.mark("gate_up_bwd", stream);
-      bitlinear_backward_scaled(ctx, dy_w.data(), yx, T, d, 2 * ff, a.c_gu, dh.data(), G(L.w_gate_up), stream,
-                                /*accumulate_dx=*/false, sd);
-      dy_x_read();
+      bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, d, 2 * ff, a.c_gu, dh.data(),
+                                G(L.w_gate_up), stream, /*accumulate_dx=*/false);
     } else {
       gated_backward(dact.data(), a.gu.data(), T, ff, c.act, dgu.data(), stream, /*accumulate=*/false);
       prof.mark("gate_up_bwd", stream);
@@ -271,14 +195,7 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
                      G(L.ffn_norm), stream);
     prof.mark("o_bwd", stream);
     const float* o_in = c.sub_norms ? a.attn_sn.data() : a.attn.data();
-    if (q) {
-      linear_bwd(dx.data(), qd, d, a.c_o, c.sub_norms ? dh.data() : dattn.data(), G(L.wo));
-      if (c.sub_norms) {
-        prof.mark("norm_bwd", stream);
-        rmsnorm_backward(ctx, dh.data(), a.attn.data(), P(L.attn_sub_norm), a.rstd_a.data(), T, qd,
-                         dattn.data(), G(L.attn_sub_norm), stream, /*accumulate_dx=*/false);
-      }
-    } else if (c.sub_norms) {
+    if (c.sub_norms) {
       bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dh.data(), G(L.wo), stream,
                          /*accumulate_dx=*/false);
       prof.mark("norm_bwd", stream);
@@ -293,12 +210,11 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
                        /*accumulate=*/false);
     prof.mark("rope_bwd", stream);
     if (q) {  // RoPE's backward writes the qkv product's bf16 operands
-      kern::bf16_t* yx = next_dy_x();
-      rope_backward_scaled(dqkv.data(), T, rs, rope, a.c_qkv, dy_w.data(), yx, stream);
+      rope_backward_scaled(dqkv.data(), T, rs, rope, a.c_qkv, dy_w.data(), dy_x.data(), stream);
       prof.mark("qkv_bwd", stream);
-      bitlinear_backward_scaled(ctx, dy_w.data(), yx, T, d, qkv_n, a.c_qkv, dh.data(), G(L.wqkv), stream,
-                                /*accumulate_dx=*/false, sd);
-      dy_x_read();
+      bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, d, qkv_n, a.c_qkv, dh.data(), G(L.wqkv),
+                                stream,
+                                /*accumulate_dx=*/false);
     } else {
       rope_backward(dqkv.data(), T, rs, rope, stream);
       prof.mark("qkv_bwd", stream);
@@ -312,7 +228,6 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
   }
   prof.mark("embedding_bwd", stream);
   embedding_backward(ctx, tokens.data(), T, dx.data(), c.n_vocab, d, G(mdl.tok_embd), stream);
-  wait_side(stream);  // every gradient complete on the main stream from here on
   if (on_grads_done) on_grads_done(-1);
   return loss;
 }

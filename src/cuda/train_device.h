@@ -2,7 +2,6 @@
 // Internal to src/cuda: the one-GPU trainer's device state and its forward + backward, shared by the
 // one-GPU backend (train_backend.cpp) and the data-parallel one (train_dp.cpp).
 #include <functional>
-#include <memory>
 #include <vector>
 
 #include "cuda/buffer.h"
@@ -36,24 +35,8 @@ struct DeviceTrainer {
   // Quantized: the bf16 logits and then their gradient, and the bf16 operands of the gate|up and
   // then the qkv product's backward (one pair of buffers: gate|up's are used before qkv's).
   Buffer<kern::bf16_t> logits_bf16, dy_w, dy_x;
-  // With the dW products on the side stream: a second dy_x, used in turn with dy_x, so that the
-  // main stream writes one while the side stream may still read the other.
-  Buffer<kern::bf16_t> dy_x2;
   int64_t batch = 0, seq = 0;
   bool quantized = false;
-
-  // The quantized backward's dW products on a second stream (train_ops.h DwSide), overlapping the
-  // memory-bound ops after them; not while profiling (the per-op times would mix) or with
-  // BITNET_CUDA_OVERLAP=0. Made on first use.
-  bool overlap = true;
-  struct Side;
-  std::unique_ptr<Side> side;
-  // Makes `s` wait for the dW products queued so far (nothing when they run on the main stream).
-  void wait_side(cudaStream_t s);
-  DeviceTrainer();
-  ~DeviceTrainer();
-  DeviceTrainer(const DeviceTrainer&) = delete;
-  DeviceTrainer& operator=(const DeviceTrainer&) = delete;
 
   // Sizes the activations for a batch of B x S tokens (nothing when the shape is unchanged).
   void prepare(const ModelConfig& c, int64_t B, int64_t S, bool q);

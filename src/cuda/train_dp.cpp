@@ -46,7 +46,6 @@ struct Rank {
     if (r.second <= r.first) return;
     BN_CUDA(cudaEventRecord(ready, dt.stream));
     BN_CUDA(cudaStreamWaitEvent(comm, ready, 0));
-    dt.wait_side(comm);  // and the dW products queued so far on the trainer's side stream
     c.all_reduce_sum(dt.grads.data() + r.first, r.second - r.first, comm);
   }
   void grads_done(int64_t il) {

@@ -208,15 +208,6 @@ void bitlinear_forward_codes(TrainContext& ctx, int64_t T, int64_t in, const flo
 
 namespace {
 
-// dW^T (in x out) += xcodes^T (xq as stored, [T][in_pad], converted into xc) . dy_x (read transposed).
-void dw_product(TrainContext& ctx, const kern::bf16_t* dy_x, int64_t T, int64_t in, int64_t out,
-                const BitLinearCache& cache, kern::bf16_t* xc, float* dW, cudaStream_t stream) {
-  sub_mark(ctx, "backward: activation codes to bf16", out, in, stream);
-  kern::codes_to_bf16(cache.xq.data(), T * cache.in_pad, xc, stream);
-  sub_mark(ctx, "backward: dW product", out, in, stream);
-  bf16_gemm(ctx, false, true, in, out, T, xc, cache.in_pad, dy_x, out, dW, in, 1.0f, stream);
-}
-
 // The STE's products from the bf16 operands: dx^T (in x T) (+)= codes^T (wq as stored, [out][in_pad],
 // converted into wc) . dy_w^T; dW^T (in x out) += xcodes^T (xq as stored, [T][in_pad], converted
 // into xc) . dy_x (read transposed).
@@ -230,13 +221,12 @@ void backward_products(TrainContext& ctx, const kern::bf16_t* dy_w, const kern::
     bf16_gemm(ctx, false, false, in, T, out, wc, cache.in_pad, dy_w, out, dx, in, accumulate_dx ? 1.0f : 0.0f,
               stream);
   }
-  if (dW != nullptr) dw_product(ctx, dy_x, T, in, out, cache, xc, dW, stream);
-}
-
-// Makes side's stream wait for the work queued on `stream` so far.
-void side_after(const DwSide& side, cudaStream_t stream) {
-  BN_CUDA(cudaEventRecord(side.ready, stream));
-  BN_CUDA(cudaStreamWaitEvent(side.stream, side.ready, 0));
+  if (dW != nullptr) {
+    sub_mark(ctx, "backward: activation codes to bf16", out, in, stream);
+    kern::codes_to_bf16(cache.xq.data(), T * cache.in_pad, xc, stream);
+    sub_mark(ctx, "backward: dW product", out, in, stream);
+    bf16_gemm(ctx, false, true, in, out, T, xc, cache.in_pad, dy_x, out, dW, in, 1.0f, stream);
+  }
 }
 
 // Element counts rounded up so that each operand in one scratch block starts 256-byte aligned
@@ -273,7 +263,7 @@ void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int6
 
 void bitlinear_backward_scaled(TrainContext& ctx, const kern::bf16_t* dy_w, const kern::bf16_t* dy_x,
                                int64_t T, int64_t in, int64_t out, const BitLinearCache& cache, float* dx,
-                               float* dW, cudaStream_t stream, bool accumulate_dx, const DwSide* side) {
+                               float* dW, cudaStream_t stream, bool accumulate_dx) {
   train::check_linear_sizes("bitlinear_backward_scaled", T, in, out);
   if (!cache.quantized || cache.T != T || cache.in != in || cache.out != out)
     fail(
@@ -281,16 +271,8 @@ void bitlinear_backward_scaled(TrainContext& ctx, const kern::bf16_t* dy_w, cons
         "T={} in={} out={}",
         cache.quantized, cache.T, cache.in, cache.out, T, in, out);
   if (T == 0 || (dx == nullptr && dW == nullptr)) return;
-  if (side != nullptr && dW != nullptr) {  // queued first, so that it can start before dx's product
-    side_after(*side, stream);
-    auto* xc =
-        static_cast<kern::bf16_t*>(side->ctx->scratch(sizeof(kern::bf16_t) * padded(T * cache.in_pad)));
-    dw_product(*side->ctx, dy_x, T, in, out, cache, xc, dW, side->stream);
-    dW = nullptr;
-  }
   const size_t n_w = dx != nullptr ? padded(out * cache.in_pad) : 0,
                n_x = dW != nullptr ? padded(T * cache.in_pad) : 0;
-  if (n_w + n_x == 0) return;
   auto* wc = static_cast<kern::bf16_t*>(ctx.scratch(sizeof(kern::bf16_t) * (n_w + n_x)));
   backward_products(ctx, dy_w, dy_x, T, in, out, cache, wc, wc + n_w, dx, dW, stream, accumulate_dx);
 }
@@ -323,20 +305,13 @@ void matmul_bf16_forward(TrainContext& ctx, const float* x, int64_t T, int64_t i
 }
 
 void matmul_bf16_backward(TrainContext& ctx, const kern::bf16_t* dy, int64_t T, int64_t in, int64_t out,
-                          const MatmulBf16Cache& cache, float* dx, float* dW, cudaStream_t stream,
-                          const DwSide* side) {
+                          const MatmulBf16Cache& cache, float* dx, float* dW, cudaStream_t stream) {
   train::check_linear_sizes("matmul_bf16_backward", T, in, out);
   if (cache.T != T || cache.in != in || cache.out != out)
     fail("matmul_bf16_backward: the cache (T={} in={} out={}) does not match T={} in={} out={}", cache.T,
          cache.in, cache.out, T, in, out);
   if (T == 0) return;
-  // As float_backward, dx written (beta 0) and dW added to; dW on the side stream queued first, so
-  // that it waits only for the work before this call.
-  if (dW != nullptr && side != nullptr) {
-    side_after(*side, stream);
-    bf16_gemm(*side->ctx, false, true, in, out, T, cache.x.data(), in, dy, out, dW, in, 1.0f, side->stream);
-    dW = nullptr;
-  }
+  // As float_backward, dx written (beta 0) and dW added to.
   if (dx != nullptr)
     bf16_gemm(ctx, false, false, in, T, out, cache.W.data(), in, dy, out, dx, in, 0.0f, stream);
   if (dW != nullptr)

@@ -102,23 +102,11 @@ kern::ProductRows product_rows(const BitLinearCache& cache);
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
                         const float* W, int64_t out, const BitLinearCache& cache, float* dx, float* dW,
                         cudaStream_t stream, bool accumulate_dx = true);
-// A second stream for the backward's weight-gradient products: nothing later in the backward reads
-// dW, so they can run beside the memory-bound ops that follow on the main stream. `ctx` is that
-// stream's own (cuBLASLt workspace, scratch). Each dW product starts once the work queued on the
-// main stream before it is done (`ready` is recorded there); the caller keeps dW's operands
-// unchanged until the side stream is past it, and joins the streams before using the gradients.
-struct DwSide {
-  TrainContext* ctx = nullptr;
-  cudaStream_t stream = nullptr;
-  cudaEvent_t ready = nullptr;
-};
 // The quantized backward from its bf16 operands as their producer wrote them (gated_backward_scaled):
 // dy_w = bf16(dy * row_scale[o]) (for dx) and dy_x = bf16(dy * dq[t]) (for dW), [T][out] each.
-// side (may be null): the dW product on that stream (the same bits).
 void bitlinear_backward_scaled(TrainContext& ctx, const kern::bf16_t* dy_w, const kern::bf16_t* dy_x,
                                int64_t T, int64_t in, int64_t out, const BitLinearCache& cache, float* dx,
-                               float* dW, cudaStream_t stream, bool accumulate_dx = true,
-                               const DwSide* side = nullptr);
+                               float* dW, cudaStream_t stream, bool accumulate_dx = true);
 
 // ---- fp32 matmul (the head): y[T][out] = x[T][in] . W[out][in]^T (cuBLASLt, fp32, no TF32) ------
 void matmul_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W, int64_t out,
@@ -136,10 +124,9 @@ struct MatmulBf16Cache {
 void matmul_bf16_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in, const float* W,
                          int64_t out, kern::bf16_t* y, MatmulBf16Cache& cache, cudaStream_t stream);
 // dy [T][out] in bf16 (cross_entropy's dlogits_bf16): dx (may be null) = dy . W, written;
-// dW (may be null) += dy^T . x (on side's stream where given, as bitlinear_backward_scaled).
+// dW (may be null) += dy^T . x.
 void matmul_bf16_backward(TrainContext& ctx, const kern::bf16_t* dy, int64_t T, int64_t in, int64_t out,
-                          const MatmulBf16Cache& cache, float* dx, float* dW, cudaStream_t stream,
-                          const DwSide* side = nullptr);
+                          const MatmulBf16Cache& cache, float* dx, float* dW, cudaStream_t stream);
 
 // ---- RMSNorm -------------------------------------------------------------------------------------
 void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, float* rstd,

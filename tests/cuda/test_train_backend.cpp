@@ -70,32 +70,6 @@ TEST(CudaTrainBackend, StepsMatchTheCpu) {
   }
 }
 
-// The backward's dW products on the side stream (the default) give the same bits as on the main
-// stream: the same products in the same order per gradient, only beside the other ops. A missing
-// wait (a dy_x buffer written again before the side stream read it, gradients used before the
-// streams join) changes the losses, the gradient norm or the parameters.
-TEST(CudaTrainBackend, DwOnTheSideStreamGivesTheSameBits) {
-  SKIP_WITHOUT_GPU();
-  ModelConfig c = train_config("tiny", 320);
-  c.n_layer = 3;
-  TrainModel ma = make_train_model(c, false, true, 11), mb = ma;
-  AdamWState oa, ob;
-  TrainBackend side = cuda_backend(ma, oa), plain = cuda_backend(mb, ob, /*overlap_dw=*/false);
-  const int64_t B = 4, S = 64, accum = 2;
-  for (int step = 0; step < 3; ++step) {
-    const auto in = tokens(accum * B * S, 320, 300 + step), tg = tokens(accum * B * S, 320, 400 + step);
-    const float gs = 1.0f / static_cast<float>(accum * B * S);
-    const StepStats a = side.step(in.data(), tg.data(), accum, B, S, gs, 1.0f, 3e-3f, 0.1f);
-    const StepStats b = plain.step(in.data(), tg.data(), accum, B, S, gs, 1.0f, 3e-3f, 0.1f);
-    EXPECT_EQ(a.loss_sum, b.loss_sum) << "step " << step;
-    EXPECT_EQ(a.grad_norm, b.grad_norm) << "step " << step;
-  }
-  side.to_host();
-  plain.to_host();
-  EXPECT_EQ(ma.params, mb.params);
-  EXPECT_EQ(oa.v, ob.v);
-}
-
 TEST(CudaTrainBackend, BadTokenIsAnError) {
   SKIP_WITHOUT_GPU();
   TrainModel m = make_train_model(train_config("tiny", 320), false, true, 1);
