@@ -270,15 +270,16 @@ void CudaSession::setup_fused() {
   s.fused_timing.resize(infer::kDecodeTimers);
 }
 
-// decode_gemv wherever its shared memory holds the widest input, unless the options or
-// BITNET_CUDA_DECODE_GEMV=0 ask for the separate norm, RoPE and product kernels.
+// decode_gemv for steps of up to decode_gemv_max sequences where its shared memory holds the
+// widest input, unless BITNET_CUDA_DECODE_GEMV=0 asks for the separate norm, RoPE and product
+// kernels.
 bool CudaSession::decode_gemv_ok(int m) const {
   static const bool off = [] {
     const char* e = std::getenv("BITNET_CUDA_DECODE_GEMV");
     return e != nullptr && std::string(e) == "0";
   }();
   const ModelConfig& c = model_.cfg;
-  return opts_.decode_gemv && !off &&
+  return m <= opts_.decode_gemv_max && !off &&
          infer::decode_gemv_supported(m, std::max({c.n_embd, c.q_dim(), c.n_ff}));
 }
 

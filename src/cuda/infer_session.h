@@ -26,10 +26,12 @@ struct CudaSessionOptions {
   // the model's shape, instead of one kernel per op. Off by default: on the H100 it is slower
   // (docs/PERFORMANCE.md). BITNET_CUDA_FUSED=1 turns it on for every session.
   bool fused_decode = false;
-  // Decode steps of up to 8 sequences through decode_gemv (each product's kernel normalizes and
-  // quantizes its own input and applies the op after it) instead of the separate norm, RoPE and
-  // product kernels. BITNET_CUDA_DECODE_GEMV=0 turns it off for every session (for comparison).
-  bool decode_gemv = true;
+  // Decode steps of up to decode_gemv_max sequences (at most 8) through decode_gemv (each product's
+  // kernel normalizes and quantizes its own input and applies the op after it) instead of the
+  // separate norm, RoPE and product kernels. One by default: on the H100 it is faster for one
+  // sequence and slower for 8, where every block normalizes all 8 rows (docs/PERFORMANCE.md).
+  // BITNET_CUDA_DECODE_GEMV=0 turns it off for every session (for comparison).
+  int decode_gemv_max = 1;
 };
 
 struct CudaState;  // device buffers, stream, graphs (infer_session.cpp)

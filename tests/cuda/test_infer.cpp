@@ -592,13 +592,14 @@ TEST_P(DecodeGemvSession, EqualsTheSeparateKernels) {
   const int64_t V = cfg.n_vocab;
   constexpr int B = 6;
   CudaSessionOptions on{gc.n_ctx, B, 256}, off = on;
-  off.decode_gemv = false;
+  on.decode_gemv_max = 8;  // every step of this test, not only the default's single-sequence ones
+  off.decode_gemv_max = 0;
   CudaSession gemv(model, on), sep(model, off);
   ASSERT_TRUE(gemv.decode_gemv_ok(B));
   ASSERT_FALSE(sep.decode_gemv_ok(1));
   const int64_t longest = std::min<int64_t>(gc.n_ctx - 40, 1100);
   for (int b = 0; b < B; ++b) {
-    std::vector<int32_t> prompt(static_cast<size_t>(b == 0 ? longest : 3 + 150 * b));
+    std::vector<int32_t> prompt(static_cast<size_t>(b == 0 ? longest : 3 + (gc.n_ctx / 4 - 10) / 2 * b / 2));
     for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 193 + 11 * b + 5) % V);
     gemv.forward_seq(b, prompt);
     sep.forward_seq(b, prompt);
