@@ -167,24 +167,21 @@ __global__ void __launch_bounds__(32 * WM * WN)
   // Fragment element r of (i, j): its token and weight row.
   auto tok_of = [&](int i, int r) { return m0 + wm * 16 * MI + 16 * i + g + (r >= 2 ? 8 : 0); };
   auto row_of = [&](int j, int r) { return n0 + wn * 8 * NJ + 8 * j + 2 * q + (r & 1); };
-  if (splits == 1) {
+  // f(token, row, sum) for every fragment element inside the m x n product.
+  auto each = [&](auto&& f) {
 #pragma unroll
     for (int i = 0; i < MI; ++i)
 #pragma unroll
       for (int j = 0; j < NJ; ++j)
 #pragma unroll
         for (int r = 0; r < 4; ++r)
-          if (tok_of(i, r) < m && row_of(j, r) < w.n) store(tok_of(i, r), row_of(j, r), acc[i][j][r]);
+          if (tok_of(i, r) < m && row_of(j, r) < w.n) f(tok_of(i, r), row_of(j, r), acc[i][j][r]);
+  };
+  if (splits == 1) {
+    each(store);
     return;
   }
-#pragma unroll
-  for (int i = 0; i < MI; ++i)
-#pragma unroll
-    for (int j = 0; j < NJ; ++j)
-#pragma unroll
-      for (int r = 0; r < 4; ++r)
-        if (tok_of(i, r) < m && row_of(j, r) < w.n)
-          atomicAdd(sums + tok_of(i, r) * w.n + row_of(j, r), acc[i][j][r]);
+  each([&](int64_t tok, int64_t n, int32_t a) { atomicAdd(sums + tok * w.n + n, a); });
   __threadfence();
   __syncthreads();
   __shared__ unsigned last;
@@ -193,14 +190,7 @@ __global__ void __launch_bounds__(32 * WM * WN)
   __syncthreads();
   if (!last) return;
   __threadfence();
-#pragma unroll
-  for (int i = 0; i < MI; ++i)
-#pragma unroll
-    for (int j = 0; j < NJ; ++j)
-#pragma unroll
-      for (int r = 0; r < 4; ++r)
-        if (tok_of(i, r) < m && row_of(j, r) < w.n)
-          store(tok_of(i, r), row_of(j, r), atomicExch(sums + tok_of(i, r) * w.n + row_of(j, r), 0));
+  each([&](int64_t tok, int64_t n, int32_t) { store(tok, n, atomicExch(sums + tok * w.n + n, 0)); });
   if (tid == 0) *counter = 0;
 }
 

@@ -14,6 +14,7 @@
 #include "model/synthetic.h"
 #include "model/synthetic_gguf.h"
 #include "server/engine.h"
+#include "server/mixed_batches.h"
 
 namespace bitnet::server {
 namespace {
@@ -34,14 +35,8 @@ TEST(CudaServeEngine, BatchesMatchTheCpuEngine) {
   EXPECT_EQ(gpu->n_ctx(), 64);
   EXPECT_EQ(gpu->n_vocab(), V);
   auto tok = [&](int i) { return static_cast<int32_t>((i * 37 + 11) % V); };
-  const std::vector<std::vector<BatchToken>> batches = {
-      {{tok(1), 2, false}, {tok(2), 2, false}, {tok(3), 2, false}, {tok(4), 0, true}, {tok(5), 0, true}},
-      {{tok(6), 0, true}, {tok(7), 3, false}, {tok(8), 3, false}, {tok(9), 3, true}, {tok(10), 2, true}},
-      {{tok(11), 3, true}, {tok(12), 1, false}, {tok(13), 0, true}, {tok(14), 2, true}},
-      {{tok(15), 1, false}, {tok(16), 1, true}, {tok(17), 2, true}},
-      {{tok(18), 0, true}, {tok(19), 1, true}, {tok(20), 2, true}, {tok(21), 3, true}},
-      {{tok(22), 0, true}, {tok(23), 1, true}, {tok(24), 2, true}, {tok(25), 3, true}},
-  };
+  std::vector<std::vector<BatchToken>> batches = test::mixed_batches(V);
+  batches.push_back({{tok(22), 0, true}, {tok(23), 1, true}, {tok(24), 2, true}, {tok(25), 3, true}});
   double worst = 0;
   for (size_t b = 0; b < batches.size(); ++b) {
     int rows = 0;

@@ -11,6 +11,7 @@
 #include "model/synthetic.h"
 #include "model/synthetic_gguf.h"
 #include "server/engine.h"
+#include "server/mixed_batches.h"
 #include "server/split_engine.h"
 
 namespace bitnet::server {
@@ -56,15 +57,7 @@ TEST(SplitEngine, EqualsTheSessionsBatches) {
   SessionSteps* st = steps.get();
   std::unique_ptr<BatchEngine> got = make_split_engine(std::move(steps));
   auto tok = [&](int i) { return static_cast<int32_t>((i * 37 + 11) % V); };
-  // Prompts of sequences 2 and 0 (0's logits for every token, 2's for none), then steps of
-  // decodes beside a chunk of sequence 3, a one-token chunk without logits, and decodes alone.
-  const std::vector<std::vector<BatchToken>> batches = {
-      {{tok(1), 2, false}, {tok(2), 2, false}, {tok(3), 2, false}, {tok(4), 0, true}, {tok(5), 0, true}},
-      {{tok(6), 0, true}, {tok(7), 3, false}, {tok(8), 3, false}, {tok(9), 3, true}, {tok(10), 2, true}},
-      {{tok(11), 3, true}, {tok(12), 1, false}, {tok(13), 0, true}, {tok(14), 2, true}},
-      {{tok(15), 1, false}, {tok(16), 1, true}, {tok(17), 2, true}},
-      {{tok(18), 0, true}, {tok(19), 1, true}, {tok(20), 2, true}, {tok(21), 3, true}},
-  };
+  const std::vector<std::vector<BatchToken>> batches = test::mixed_batches(V);
   for (size_t b = 0; b < batches.size(); ++b) {
     int rows = 0;
     for (const BatchToken& t : batches[b]) rows += t.logits;
