@@ -14,7 +14,7 @@ __device__ __forceinline__ int codes(uint32_t word, int s) {
 
 // Streaming 16-byte load: the weights are read once per step, so they should not evict the
 // activations from L1.
-__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
+__device__ __forceinline__ uint4 ld_stream(const void* p) {
   uint4 v;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)

@@ -8,6 +8,7 @@
 #include <cfloat>
 
 #include "cuda/check.h"
+#include "cuda/infer_device.cuh"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_launch.cuh"
 
@@ -18,13 +19,6 @@ constexpr int kTok = 8;       // tokens per pass over the head (the float kernel
 constexpr int kTokWide = 32;  // Q8 / Q6_K with more than 8 tokens: their int8 x (32 x n) stays in L1
 constexpr int kWarps = 8;     // rows per block
 
-__device__ __forceinline__ uint4 ld_stream(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 // One thread per block of bs values (32 or 256): q = nearbyint(x * 127 / amax), d = amax / 127.
 __global__ void prepare_blocks_kernel(const float* x, int64_t total_blocks, int bs, int8_t* q, float* d) {

@@ -25,16 +25,13 @@ TEST(CudaServeEngine, BatchesMatchTheCpuEngine) {
   SKIP_WITHOUT_GPU();
   const Model model = make_synthetic_model(synthetic_config("tiny"), 3);
   const int64_t V = model.cfg.n_vocab;
-  SessionOptions so;
-  so.n_ctx = 64;
-  so.threads = 2;
-  so.n_seq = 4;
+  const SessionOptions so = test::four_slots();
   std::unique_ptr<BatchEngine> cpu = make_session_engine(model, so);
   std::unique_ptr<BatchEngine> gpu = make_cuda_engine(model, so.n_seq, so.n_ctx);
   EXPECT_EQ(gpu->n_seq(), 4);
   EXPECT_EQ(gpu->n_ctx(), 64);
   EXPECT_EQ(gpu->n_vocab(), V);
-  auto tok = [&](int i) { return static_cast<int32_t>((i * 37 + 11) % V); };
+  auto tok = [&](int i) { return test::batch_token(i, V); };
   std::vector<std::vector<BatchToken>> batches = test::mixed_batches(V);
   batches.push_back({{tok(22), 0, true}, {tok(23), 1, true}, {tok(24), 2, true}, {tok(25), 3, true}});
   double worst = 0;

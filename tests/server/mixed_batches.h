@@ -10,8 +10,22 @@
 
 namespace bitnet::server::test {
 
+// Token i of the batches below, in a vocabulary of V.
+inline int32_t batch_token(int i, int64_t V) {
+  return static_cast<int32_t>((i * 37 + 11) % V);
+}
+
+// The engine the batches run on: 4 slots of 64 positions, 2 threads.
+inline SessionOptions four_slots() {
+  SessionOptions so;
+  so.n_ctx = 64;
+  so.threads = 2;
+  so.n_seq = 4;
+  return so;
+}
+
 inline std::vector<std::vector<BatchToken>> mixed_batches(int64_t V) {
-  auto tok = [&](int i) { return static_cast<int32_t>((i * 37 + 11) % V); };
+  auto tok = [&](int i) { return batch_token(i, V); };
   return {
       {{tok(1), 2, false}, {tok(2), 2, false}, {tok(3), 2, false}, {tok(4), 0, true}, {tok(5), 0, true}},
       {{tok(6), 0, true}, {tok(7), 3, false}, {tok(8), 3, false}, {tok(9), 3, true}, {tok(10), 2, true}},

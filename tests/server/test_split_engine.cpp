@@ -48,15 +48,12 @@ class SessionSteps final : public SeqSteps {
 TEST(SplitEngine, EqualsTheSessionsBatches) {
   const Model model = make_synthetic_model(synthetic_config("tiny"), 3);
   const int64_t V = model.cfg.n_vocab;
-  SessionOptions so;
-  so.n_ctx = 64;
-  so.threads = 2;
-  so.n_seq = 4;
+  const SessionOptions so = test::four_slots();
   std::unique_ptr<BatchEngine> want = make_session_engine(model, so);
   auto steps = std::make_unique<SessionSteps>(model, so);
   SessionSteps* st = steps.get();
   std::unique_ptr<BatchEngine> got = make_split_engine(std::move(steps));
-  auto tok = [&](int i) { return static_cast<int32_t>((i * 37 + 11) % V); };
+  auto tok = [&](int i) { return test::batch_token(i, V); };
   const std::vector<std::vector<BatchToken>> batches = test::mixed_batches(V);
   for (size_t b = 0; b < batches.size(); ++b) {
     int rows = 0;
