@@ -7,6 +7,9 @@ pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev libgtest-dev libgmock-dev l
       libcpp-httplib-dev nodejs npm chromium)  # the last three: the server's end-to-end tests (tests/server/js)
 missing=()
 for p in "${pkgs[@]}"; do
+  # A Node.js from elsewhere (e.g. NodeSource's nodejs, which bundles npm and conflicts with Debian's
+  # npm package) serves as well: only a missing command is installed.
+  [[ $p == nodejs || $p == npm ]] && command -v "${p/nodejs/node}" >/dev/null && continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
