@@ -72,6 +72,7 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
   // writing x_final: every layer's inputs stay for the backward without copies.
   embedding_forward(ctx, tokens.data(), T, P(mdl.tok_embd), c.n_vocab, d,
                     c.n_layer > 0 ? layers[0].x.data() : x_final.data(), stream);
+  bool normed = false;  // quantized: the layer's first norm already ran with the residual add before it
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const TrainModel::Layer& L = mdl.layers[static_cast<size_t>(il)];
     LayerActs& a = layers[static_cast<size_t>(il)];
@@ -90,8 +91,13 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
         bitlinear_forward(ctx, h, T, n, W, out, groups, false, yo, cache, stream);
       }
     };
-    norm_linear("norm", a.x.data(), P(L.attn_norm), d, a.rstd1.data(), a.h1.data(), "qkv", P(L.wqkv), qkv_n,
-                qkv_groups, q ? nullptr : a.qkv.data(), a.c_qkv);
+    if (normed) {  // the previous layer's residual add wrote this norm's codes
+      prof.mark("qkv", stream);
+      bitlinear_forward_codes(ctx, T, d, P(L.wqkv), qkv_n, qkv_groups, nullptr, a.c_qkv, stream);
+    } else {
+      norm_linear("norm", a.x.data(), P(L.attn_norm), d, a.rstd1.data(), a.h1.data(), "qkv", P(L.wqkv), qkv_n,
+                  qkv_groups, q ? nullptr : a.qkv.data(), a.c_qkv);
+    }
     prof.mark("rope", stream);
     if (q)  // the qkv product read from its cache, its float output never written
       rope_attention_operands(a.c_qkv, T, rs, rope, as, a.ops, stream);
@@ -110,31 +116,52 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
       prof.mark("o", stream);
       bitlinear_forward(ctx, a.attn.data(), T, qd, P(L.wo), d, d_group, q, y_o, a.c_o, stream);
     }
+    // The FFN. Quantized, the residual add and the norm after it run as one pass, as do the
+    // activation and the sub-norm: x_mid and act are written (the backward reads them), the norms'
+    // outputs only as their codes.
     prof.mark("norm", stream);
-    if (q)
-      add_product(a.x.data(), a.c_o, T, d, a.x_mid.data(), stream);
-    else
-      kern::add(a.x.data(), y.data(), T * d, a.x_mid.data(), stream);
-    norm_linear("norm", a.x_mid.data(), P(L.ffn_norm), d, a.rstd2.data(), a.h2.data(), "gate_up",
-                P(L.w_gate_up), 2 * ff, gu_groups, q ? nullptr : a.gu.data(), a.c_gu);
-    prof.mark("act", stream);
-    if (q)
-      gated_forward(a.c_gu, T, ff, c.act, a.act.data(), stream);
-    else
-      gated_forward(a.gu.data(), T, ff, c.act, a.act.data(), stream);
-    if (c.sub_norms) {
-      norm_linear("act", a.act.data(), P(L.ffn_sub_norm), ff, a.rstd_f.data(), a.act_sn.data(), "down",
-                  P(L.w_down), d, d_group, y_o, a.c_down);
+    if (q) {
+      add_rmsnorm_quantize(ctx, a.x.data(), a.c_o, T, d, a.x_mid.data(), P(L.ffn_norm), c.rms_eps,
+                           a.rstd2.data(), a.c_gu, stream);
+      prof.mark("gate_up", stream);
+      bitlinear_forward_codes(ctx, T, d, P(L.w_gate_up), 2 * ff, gu_groups, nullptr, a.c_gu, stream);
     } else {
+      kern::add(a.x.data(), y.data(), T * d, a.x_mid.data(), stream);
+      norm_linear("norm", a.x_mid.data(), P(L.ffn_norm), d, a.rstd2.data(), a.h2.data(), "gate_up",
+                  P(L.w_gate_up), 2 * ff, gu_groups, a.gu.data(), a.c_gu);
+    }
+    prof.mark("act", stream);
+    if (q && c.sub_norms) {
+      gated_rmsnorm_quantize(ctx, a.c_gu, T, ff, c.act, a.act.data(), P(L.ffn_sub_norm), c.rms_eps,
+                             a.rstd_f.data(), a.c_down, stream);
       prof.mark("down", stream);
-      bitlinear_forward(ctx, a.act.data(), T, ff, P(L.w_down), d, d_group, q, y_o, a.c_down, stream);
+      bitlinear_forward_codes(ctx, T, ff, P(L.w_down), d, d_group, nullptr, a.c_down, stream);
+    } else {
+      if (q)
+        gated_forward(a.c_gu, T, ff, c.act, a.act.data(), stream);
+      else
+        gated_forward(a.gu.data(), T, ff, c.act, a.act.data(), stream);
+      if (c.sub_norms) {
+        norm_linear("act", a.act.data(), P(L.ffn_sub_norm), ff, a.rstd_f.data(), a.act_sn.data(), "down",
+                    P(L.w_down), d, d_group, y_o, a.c_down);
+      } else {
+        prof.mark("down", stream);
+        bitlinear_forward(ctx, a.act.data(), T, ff, P(L.w_down), d, d_group, q, y_o, a.c_down, stream);
+      }
     }
     prof.mark("norm", stream);
-    float* const next = il + 1 < c.n_layer ? layers[static_cast<size_t>(il + 1)].x.data() : x_final.data();
-    if (q)
+    const bool last = il + 1 == c.n_layer;
+    float* const next = last ? x_final.data() : layers[static_cast<size_t>(il + 1)].x.data();
+    if (q && !last) {  // the residual add and the next layer's first norm in one pass
+      LayerActs& n = layers[static_cast<size_t>(il + 1)];
+      add_rmsnorm_quantize(ctx, a.x_mid.data(), a.c_down, T, d, next, P(mdl.layers[static_cast<size_t>(il + 1)].attn_norm),
+                           c.rms_eps, n.rstd1.data(), n.c_qkv, stream);
+      normed = true;
+    } else if (q) {
       add_product(a.x_mid.data(), a.c_down, T, d, next, stream);
-    else
+    } else {
       kern::add(a.x_mid.data(), y.data(), T * d, next, stream);
+    }
   }
   prof.mark("head", stream);
   rmsnorm_forward(x_final.data(), P(mdl.output_norm), T, d, c.rms_eps, h_final.data(), rstd_final.data(),
@@ -172,15 +199,20 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
       bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dh.data(), G(L.w_down),
                          stream, /*accumulate_dx=*/false);
       prof.mark("norm_bwd", stream);
-      rmsnorm_backward(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact.data(),
-                       G(L.ffn_sub_norm), stream, /*accumulate_dx=*/false);
+      if (q)  // the sub-norm's and the activation's backward in one pass, into the gate|up product's operands
+        rmsnorm_gated_backward_scaled(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff,
+                                      c.act, a.c_gu, dy_w.data(), dy_x.data(), G(L.ffn_sub_norm), stream);
+      else
+        rmsnorm_backward(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact.data(),
+                         G(L.ffn_sub_norm), stream, /*accumulate_dx=*/false);
     } else {
       bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dact.data(), G(L.w_down),
                          stream, /*accumulate_dx=*/false);
     }
     prof.mark("act_bwd", stream);
     if (q) {  // the gate|up product's bf16 operands straight from the activation's backward
-      gated_backward_scaled(dact.data(), nullptr, T, ff, c.act, a.c_gu, dy_w.data(), dy_x.data(), stream);
+      if (!c.sub_norms)
+        gated_backward_scaled(dact.data(), nullptr, T, ff, c.act, a.c_gu, dy_w.data(), dy_x.data(), stream);
       prof.mark("gate_up_bwd", stream);
       bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, d, 2 * ff, a.c_gu, dh.data(),
                                 G(L.w_gate_up), stream, /*accumulate_dx=*/false);

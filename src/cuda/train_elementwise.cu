@@ -6,6 +6,7 @@
 
 #include "cuda/check.h"
 #include "cuda/reduce.cuh"
+#include "cuda/train_gated.cuh"
 #include "cuda/train_kernels.h"
 
 namespace bitnet::cuda::kern {
@@ -59,14 +60,69 @@ __global__ void rmsnorm_dx_kernel(const float* __restrict__ dy, const float* __r
 // each warp adds (dy * x) * r of its rows, in order, to its own shared-memory row of dw sums, and
 // at the end partial[p] = the warps' rows summed in warp order: deterministic, no atomics. dx sums
 // and rounds as rmsnorm_dx_kernel (double dot product, the same expression) and is written (=) or
-// added (+=); dx or partial may be null. n: a multiple of 4, at most 128 kVec.
+// added (+=) by DxOut, or handed to GatedGradOut; partial may be null. n: a multiple of 4, at most
+// 128 kVec.
+struct DxOut {
+  float* dx;  // null: no dx
+  int64_t n;
+  bool accumulate;
+  __device__ bool on() const { return dx != nullptr; }
+  __device__ void operator()(int64_t t, int64_t c, float4 v) const {
+    float4* d4 = reinterpret_cast<float4*>(dx + t * n);
+    if (accumulate) {
+      const float4 o = d4[c];
+      v.x = __fadd_rn(o.x, v.x);
+      v.y = __fadd_rn(o.y, v.y);
+      v.z = __fadd_rn(o.z, v.z);
+      v.w = __fadd_rn(o.w, v.w);
+    }
+    d4[c] = v;
+  }
+};
+// dx as the gated activation's output gradient: gated_backward_scaled_kernel's four bf16 operands
+// of columns 4c .. 4c + 3 (gate) and ff + 4c .. (up), by its expressions.
+struct GatedGradOut {
+  ProductRows gu;
+  int64_t ff;
+  bool relu2;
+  const float* row_scale;
+  const float* dq;
+  __nv_bfloat16* dy_w;
+  __nv_bfloat16* dy_x;
+  __device__ bool on() const { return true; }
+  __device__ void operator()(int64_t t, int64_t c, float4 d) const {
+    const int64_t o = 4 * c;
+    const float4 g = gu.at4(t, o), u = gu.at4(t, ff + o);
+    const float4 sg = *reinterpret_cast<const float4*>(row_scale + o),
+                 su = *reinterpret_cast<const float4*>(row_scale + ff + o);
+    const float st = dq[t];
+    float dg[4], du[4];
+    dev::gated_grads(g.x, u.x, d.x, relu2, dg[0], du[0]);
+    dev::gated_grads(g.y, u.y, d.y, relu2, dg[1], du[1]);
+    dev::gated_grads(g.z, u.z, d.z, relu2, dg[2], du[2]);
+    dev::gated_grads(g.w, u.w, d.w, relu2, dg[3], du[3]);
+    auto put = [](__nv_bfloat16* p, float a, float b, float c2, float e) {
+      __align__(8) __nv_bfloat16 v[4] = {__float2bfloat16(a), __float2bfloat16(b), __float2bfloat16(c2),
+                                         __float2bfloat16(e)};
+      *reinterpret_cast<uint2*>(p) = *reinterpret_cast<const uint2*>(v);
+    };
+    const int64_t row = t * 2 * ff;
+    put(dy_w + row + o, __fmul_rn(dg[0], sg.x), __fmul_rn(dg[1], sg.y), __fmul_rn(dg[2], sg.z),
+        __fmul_rn(dg[3], sg.w));
+    put(dy_w + row + ff + o, __fmul_rn(du[0], su.x), __fmul_rn(du[1], su.y), __fmul_rn(du[2], su.z),
+        __fmul_rn(du[3], su.w));
+    put(dy_x + row + o, __fmul_rn(dg[0], st), __fmul_rn(dg[1], st), __fmul_rn(dg[2], st), __fmul_rn(dg[3], st));
+    put(dy_x + row + ff + o, __fmul_rn(du[0], st), __fmul_rn(du[1], st), __fmul_rn(du[2], st),
+        __fmul_rn(du[3], st));
+  }
+};
+
 constexpr int kRmsWarps = 8;
-template <int kVec>
+template <int kVec, class Out>
 __global__ void __launch_bounds__(kRmsWarps * 32)
     rmsnorm_backward_warp_kernel(const float* __restrict__ dy, const float* __restrict__ x,
                                  const float* __restrict__ w, const float* __restrict__ rstd, int64_t T,
-                                 int64_t n, float* __restrict__ dx, bool accumulate,
-                                 float* __restrict__ partial) {
+                                 int64_t n, const Out out, float* __restrict__ partial) {
   extern __shared__ float4 dw_s[];  // [kRmsWarps][n / 4] when partial is not null
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t n4 = n / 4;
@@ -110,12 +166,11 @@ __global__ void __launch_bounds__(kRmsWarps * 32)
         dws[c] = a;
       }
     }
-    if (dx == nullptr) continue;
+    if (!out.on()) continue;
     sdot = dev::warp_reduce(sdot, dev::Sum{});
     const double rd = r;
     const float cc = static_cast<float>(
         __ddiv_rn(__dmul_rn(__dmul_rn(__dmul_rn(sdot, rd), rd), rd), static_cast<double>(n)));
-    float4* d4 = reinterpret_cast<float4*>(dx + t * n);
 #pragma unroll
     for (int k = 0; k < kVec; ++k) {
       const int64_t c = lane + 32 * k;
@@ -126,14 +181,7 @@ __global__ void __launch_bounds__(kRmsWarps * 32)
       v.y = __fsub_rn(__fmul_rn(__fmul_rn(r, wv.y), g[k].y), __fmul_rn(cc, xv[k].y));
       v.z = __fsub_rn(__fmul_rn(__fmul_rn(r, wv.z), g[k].z), __fmul_rn(cc, xv[k].z));
       v.w = __fsub_rn(__fmul_rn(__fmul_rn(r, wv.w), g[k].w), __fmul_rn(cc, xv[k].w));
-      if (accumulate) {
-        const float4 o = d4[c];
-        v.x = __fadd_rn(o.x, v.x);
-        v.y = __fadd_rn(o.y, v.y);
-        v.z = __fadd_rn(o.z, v.z);
-        v.w = __fadd_rn(o.w, v.w);
-      }
-      d4[c] = v;
+      out(t, c, v);
     }
   }
   if (partial == nullptr) return;
@@ -253,13 +301,7 @@ __global__ void gated_forward_kernel(const ProductRows gu, int64_t ff, bool relu
   const int64_t t = blockIdx.x;
   for (int64_t i = threadIdx.x; i < ff; i += blockDim.x) {
     const int64_t e = t * ff + i;
-    const float g = gu.at(t, i), u = gu.at(t, ff + i);
-    if (relu2) {
-      const float r = g > 0 ? g : 0.0f;
-      out[e] = __fmul_rn(__fmul_rn(r, r), u);
-    } else {
-      out[e] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
-    }
+    out[e] = dev::gated_value(gu.at(t, i), gu.at(t, ff + i), relu2);
   }
 }
 
@@ -269,17 +311,8 @@ __global__ void gated_backward_kernel(const float* __restrict__ dout, const floa
   for (int64_t i = threadIdx.x; i < ff; i += blockDim.x) {
     const int64_t e = t * ff + i;
     const int64_t gi = t * 2 * ff + i, ui = gi + ff;
-    const float g = gu[gi], u = gu[ui], d = dout[e];
     float dg, du;
-    if (relu2) {
-      const float r = g > 0 ? g : 0.0f;
-      dg = __fmul_rn(__fmul_rn(__fmul_rn(2.0f, r), u), d);
-      du = __fmul_rn(__fmul_rn(r, r), d);
-    } else {
-      const float sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)));
-      dg = __fmul_rn(__fmul_rn(__fmul_rn(sig, __fadd_rn(1.0f, __fmul_rn(g, __fsub_rn(1.0f, sig)))), u), d);
-      du = __fmul_rn(__fmul_rn(g, sig), d);
-    }
+    dev::gated_grads(gu[gi], gu[ui], dout[e], relu2, dg, du);
     dgu[gi] = accumulate ? __fadd_rn(dgu[gi], dg) : dg;
     dgu[ui] = accumulate ? __fadd_rn(dgu[ui], du) : du;
   }
@@ -295,17 +328,8 @@ __global__ void gated_backward_scaled_kernel(const float* __restrict__ dout, con
   const float st = dq[t];
   for (int64_t i = threadIdx.x; i < ff; i += blockDim.x) {
     const int64_t gi = t * 2 * ff + i, ui = gi + ff;
-    const float g = gu.at(t, i), u = gu.at(t, ff + i), d = dout[t * ff + i];
     float dg, du;
-    if (relu2) {
-      const float r = g > 0 ? g : 0.0f;
-      dg = __fmul_rn(__fmul_rn(__fmul_rn(2.0f, r), u), d);
-      du = __fmul_rn(__fmul_rn(r, r), d);
-    } else {
-      const float sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)));
-      dg = __fmul_rn(__fmul_rn(__fmul_rn(sig, __fadd_rn(1.0f, __fmul_rn(g, __fsub_rn(1.0f, sig)))), u), d);
-      du = __fmul_rn(__fmul_rn(g, sig), d);
-    }
+    dev::gated_grads(gu.at(t, i), gu.at(t, ff + i), dout[t * ff + i], relu2, dg, du);
     dy_w[gi] = __float2bfloat16(__fmul_rn(dg, row_scale[i]));
     dy_w[ui] = __float2bfloat16(__fmul_rn(du, row_scale[ff + i]));
     dy_x[gi] = __float2bfloat16(__fmul_rn(dg, st));
@@ -481,38 +505,80 @@ void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float
   BN_CUDA_LAUNCHED();
 }
 
+namespace {
+
+bool aligned16(const void* p) {
+  return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// The warp-per-row pass where a row is whole 16-byte aligned float4s and fits a warp's registers
+// (the trainer's rows: 768 and 2048 columns): false (nothing launched) otherwise.
+template <class Out>
+bool rmsnorm_backward_warp(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
+                           int64_t n, const Out& out, float* part, cudaStream_t s) {
+  const int64_t vec = (n / 4 + 31) / 32;
+  if (n % 4 != 0 || vec > 16 || !aligned16(dy) || !aligned16(x) || !aligned16(w)) return false;
+  const unsigned grid = static_cast<unsigned>((T + kRmsChunk - 1) / kRmsChunk);
+  const size_t shared = part != nullptr ? sizeof(float) * kRmsWarps * static_cast<size_t>(n) : 0;
+  auto launch = [&](auto kernel) {
+    if (shared > 48 * 1024)
+      BN_CUDA(
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+    kernel<<<grid, kRmsWarps * 32, shared, s>>>(dy, x, w, rstd, T, n, out, part);
+  };
+  if (vec <= 1)
+    launch(rmsnorm_backward_warp_kernel<1, Out>);
+  else if (vec <= 2)
+    launch(rmsnorm_backward_warp_kernel<2, Out>);
+  else if (vec <= 4)
+    launch(rmsnorm_backward_warp_kernel<4, Out>);
+  else if (vec <= 6)
+    launch(rmsnorm_backward_warp_kernel<6, Out>);
+  else if (vec <= 8)
+    launch(rmsnorm_backward_warp_kernel<8, Out>);
+  else
+    launch(rmsnorm_backward_warp_kernel<16, Out>);
+  BN_CUDA_LAUNCHED();
+  return true;
+}
+
+void rmsnorm_dw_reduce(const float* partial, int64_t T, int64_t n, float* dw, cudaStream_t s) {
+  const int64_t parts = (T + kRmsChunk - 1) / kRmsChunk;
+  rmsnorm_dw_reduce_kernel<<<dev::blocks_for(n, 32), 32 * kReduceSplit, 0, s>>>(partial, parts, n, dw);
+  BN_CUDA_LAUNCHED();
+}
+
+}  // namespace
+
+bool rmsnorm_gated_backward_scaled(const float* dy, const float* x, const float* w, const float* rstd,
+                                   const ProductRows& gu, int64_t T, int64_t ff, bool relu2,
+                                   const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
+                                   float* dw, float* partial, cudaStream_t s) {
+  if (ff % 4 != 0 || !gu.aligned4() || !aligned16(row_scale) || reinterpret_cast<uintptr_t>(dy_w) % 8 != 0 ||
+      reinterpret_cast<uintptr_t>(dy_x) % 8 != 0)
+    return false;
+  if (T == 0) return true;
+  const GatedGradOut out{gu,
+                         ff,
+                         relu2,
+                         row_scale,
+                         dq,
+                         reinterpret_cast<__nv_bfloat16*>(dy_w),
+                         reinterpret_cast<__nv_bfloat16*>(dy_x)};
+  if (!rmsnorm_backward_warp(dy, x, w, rstd, T, ff, out, dw != nullptr ? partial : nullptr, s)) return false;
+  if (dw != nullptr) rmsnorm_dw_reduce(partial, T, ff, dw, s);
+  return true;
+}
+
 void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
                       int64_t n, float* dx, bool accumulate, float* dw, float* partial, cudaStream_t s) {
   if (T == 0) return;
   const int64_t parts = (T + kRmsChunk - 1) / kRmsChunk;
-  float* part = dw != nullptr ? partial : nullptr;
   const unsigned grid = static_cast<unsigned>(parts);
-  // The warp-per-row pass where a row is whole 16-byte aligned float4s and fits a warp's registers
-  // (the trainer's rows: 768 and 2048 columns); the two kernels otherwise.
-  auto aligned = [](const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  const int64_t vec = (n / 4 + 31) / 32;
-  if (n % 4 == 0 && vec <= 16 && aligned(dy) && aligned(x) && aligned(w) && aligned(dx)) {
-    const size_t shared = part != nullptr ? sizeof(float) * kRmsWarps * static_cast<size_t>(n) : 0;
-    auto launch = [&](auto kernel) {
-      if (shared > 48 * 1024)
-        BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(shared)));
-      kernel<<<grid, kRmsWarps * 32, shared, s>>>(dy, x, w, rstd, T, n, dx, accumulate, part);
-    };
-    if (vec <= 1)
-      launch(rmsnorm_backward_warp_kernel<1>);
-    else if (vec <= 2)
-      launch(rmsnorm_backward_warp_kernel<2>);
-    else if (vec <= 4)
-      launch(rmsnorm_backward_warp_kernel<4>);
-    else if (vec <= 6)
-      launch(rmsnorm_backward_warp_kernel<6>);
-    else if (vec <= 8)
-      launch(rmsnorm_backward_warp_kernel<8>);
-    else
-      launch(rmsnorm_backward_warp_kernel<16>);
-    BN_CUDA_LAUNCHED();
-  } else {
+  const bool one_pass =
+      aligned16(dx) &&
+      rmsnorm_backward_warp(dy, x, w, rstd, T, n, DxOut{dx, n, accumulate}, dw != nullptr ? partial : nullptr, s);
+  if (!one_pass) {  // the two kernels
     if (dx != nullptr && !accumulate)
       BN_CUDA(cudaMemsetAsync(dx, 0, sizeof(float) * static_cast<size_t>(T * n), s));
     if (dx != nullptr) {
@@ -525,10 +591,7 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
       BN_CUDA_LAUNCHED();
     }
   }
-  if (dw != nullptr) {
-    rmsnorm_dw_reduce_kernel<<<dev::blocks_for(n, 32), 32 * kReduceSplit, 0, s>>>(partial, parts, n, dw);
-    BN_CUDA_LAUNCHED();
-  }
+  if (dw != nullptr) rmsnorm_dw_reduce(partial, T, n, dw, s);
 }
 
 void add(const float* a, const float* b, int64_t n, float* out, cudaStream_t s) {

@@ -16,6 +16,17 @@ void quantize_rows(const float* x, int64_t T, int64_t in, int64_t in_pad, int8_t
 // aligned float4s of at most 2048 columns: the caller runs the two instead.
 bool rmsnorm_quantize(const float* x, const float* w, int64_t T, int64_t n, int64_t in_pad, float eps,
                       float* rstd, int8_t* xq, float* dq, cudaStream_t s);
+struct ProductRows;
+// add_rows (sum = a + b, written) then rmsnorm_quantize of the sum, in one pass: the same bits as
+// the two. False (nothing launched) where rmsnorm_quantize would be, or b is not aligned4.
+bool add_rmsnorm_quantize(const float* a, const ProductRows& b, float* sum, const float* w, int64_t T,
+                          int64_t n, int64_t in_pad, float eps, float* rstd, int8_t* xq, float* dq,
+                          cudaStream_t s);
+// gated_forward (act, written) then rmsnorm_quantize of act (n = ff), in one pass: the same bits as
+// the two. False (nothing launched) where rmsnorm_quantize would be, or gu is not aligned4.
+bool gated_rmsnorm_quantize(const ProductRows& gu, int64_t ff, bool relu2, float* act, const float* w,
+                            int64_t T, int64_t in_pad, float eps, float* rstd, int8_t* xq, float* dq,
+                            cudaStream_t s);
 // Partial sums of the absmean: at most this many doubles of scratch per group.
 constexpr int kAbsmeanParts = 256;
 // The absmean scale of w[0, n) written to row_scale[0, rows).
@@ -42,7 +53,23 @@ struct ProductRows {
     if (acc == nullptr) return y[t * ld + o];
     return __fmul_rn(__int2float_rn(acc[t * ld + o]), __fmul_rn(row_scale[o], dq[t]));
   }
+  // at(t, o) to at(t, o + 3) in one 16-byte load (o and ld multiples of 4, y or acc and row_scale
+  // 16-byte aligned: aligned4 says so).
+  __device__ float4 at4(int64_t t, int64_t o) const {
+    if (acc == nullptr) return *reinterpret_cast<const float4*>(y + t * ld + o);
+    const int4 a = *reinterpret_cast<const int4*>(acc + t * ld + o);
+    const float4 s = *reinterpret_cast<const float4*>(row_scale + o);
+    const float d = dq[t];
+    return make_float4(__fmul_rn(__int2float_rn(a.x), __fmul_rn(s.x, d)),
+                       __fmul_rn(__int2float_rn(a.y), __fmul_rn(s.y, d)),
+                       __fmul_rn(__int2float_rn(a.z), __fmul_rn(s.z, d)),
+                       __fmul_rn(__int2float_rn(a.w), __fmul_rn(s.w, d)));
+  }
 #endif
+  bool aligned4() const {
+    auto al = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+    return ld % 4 == 0 && (acc == nullptr ? al(y) : al(acc) && al(row_scale));
+  }
 };
 // y[t][o] = float(acc[t][o]) * (row_scale[o] * dq[t]).
 void int8_epilogue(const int32_t* acc, int64_t out_pad, const float* row_scale, const float* dq, int64_t T,
@@ -90,6 +117,14 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, b
 void gated_backward_scaled(const float* dout, const ProductRows& gu, int64_t T, int64_t ff, bool relu2,
                            const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
                            cudaStream_t s);
+// rmsnorm_backward (accumulate false) into the activation's gradient, kept in registers, then
+// gated_backward_scaled from it: dy_w, dy_x and dw (with partial) as the two make them, without
+// writing the activation's gradient. False (nothing launched) where the row is not whole 16-byte
+// aligned float4s of at most 2048 columns or gu is not aligned4: the caller runs the two instead.
+bool rmsnorm_gated_backward_scaled(const float* dy, const float* x, const float* w, const float* rstd,
+                                   const ProductRows& gu, int64_t T, int64_t ff, bool relu2,
+                                   const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
+                                   float* dw, float* partial, cudaStream_t s);
 // out = a + b element-wise (the residual stream).
 void add(const float* a, const float* b, int64_t n, float* out, cudaStream_t s);
 // out[t][i] = a[t][i] + b.at(t, i) for i < n (the residual add of a product's output).

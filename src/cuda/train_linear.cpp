@@ -183,6 +183,44 @@ void bitlinear_forward(TrainContext& ctx, const float* x, int64_t T, int64_t in,
   quantized_product(ctx, T, in, W, out, groups, y, cache, stream);
 }
 
+kern::ProductRows product_rows(const BitLinearCache& cache, const char* op, int64_t T, int64_t out) {
+  if (!cache.quantized || cache.T != T || cache.out != out)
+    fail("{}: the cache (quantized={} T={} out={}) holds no quantized product of T={} out={}", op,
+         cache.quantized, cache.T, cache.out, T, out);
+  return product_rows(cache);
+}
+
+void add_rmsnorm_quantize(TrainContext& ctx, const float* a, const BitLinearCache& product, int64_t T, int64_t n,
+                          float* sum, const float* w, float eps, float* rstd, BitLinearCache& cache,
+                          cudaStream_t stream) {
+  const kern::ProductRows b = product_rows(product, "add_rmsnorm_quantize", T, n);
+  if (&product == &cache) fail("add_rmsnorm_quantize: the product's cache cannot also take the norm's codes");
+  train::check_rmsnorm_sizes("add_rmsnorm_quantize", T, n);
+  train::check_int32_accumulator("add_rmsnorm_quantize", n);
+  size_activations(cache, T, n);
+  if (kern::add_rmsnorm_quantize(a, b, sum, w, T, n, cache.in_pad, eps, rstd, cache.xq.data(), cache.dq.data(),
+                                 stream))
+    return;
+  kern::add_rows(a, b, T, n, sum, stream);
+  rmsnorm_quantize(ctx, sum, w, T, n, eps, rstd, cache, stream);
+}
+
+void gated_rmsnorm_quantize(TrainContext& ctx, const BitLinearCache& gu, int64_t T, int64_t ff, FfnAct act,
+                            float* out, const float* w, float eps, float* rstd, BitLinearCache& cache,
+                            cudaStream_t stream) {
+  const kern::ProductRows rows = product_rows(gu, "gated_rmsnorm_quantize", T, 2 * ff);
+  if (&gu == &cache) fail("gated_rmsnorm_quantize: the product's cache cannot also take the norm's codes");
+  train::check_gated_sizes("gated_rmsnorm_quantize", T, ff);
+  train::check_int32_accumulator("gated_rmsnorm_quantize", ff);
+  size_activations(cache, T, ff);
+  const bool relu2 = act == FfnAct::kRelu2;
+  if (kern::gated_rmsnorm_quantize(rows, ff, relu2, out, w, T, cache.in_pad, eps, rstd, cache.xq.data(),
+                                   cache.dq.data(), stream))
+    return;
+  kern::gated_forward(rows, T, ff, relu2, out, stream);
+  rmsnorm_quantize(ctx, out, w, T, ff, eps, rstd, cache, stream);
+}
+
 void rmsnorm_quantize(TrainContext& ctx, const float* x, const float* w, int64_t T, int64_t n, float eps,
                       float* rstd, BitLinearCache& cache, cudaStream_t stream) {
   train::check_rmsnorm_sizes("rmsnorm_quantize", T, n);

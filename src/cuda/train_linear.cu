@@ -4,6 +4,7 @@
 
 #include "cuda/check.h"
 #include "cuda/reduce.cuh"
+#include "cuda/train_gated.cuh"
 #include "cuda/train_kernels.h"
 
 namespace bitnet::cuda::kern {
@@ -30,30 +31,63 @@ __global__ void quantize_rows_kernel(const float* __restrict__ x, int64_t in, in
   if (threadIdx.x == 0) dq[t] = __fdiv_rn(1.0f, s);
 }
 
+// What the norm reads, four columns at a time (float4 column c of row t): the rows x themselves ...
+struct RowsIn {
+  const float* x;
+  int64_t n;
+  __device__ float4 operator()(int64_t t, int64_t c) const { return reinterpret_cast<const float4*>(x + t * n)[c]; }
+};
+// ... or the residual sum a + b (add_rows_kernel's), written to sum on the way ...
+struct ResidualIn {
+  const float* a;
+  ProductRows b;
+  float* sum;
+  int64_t n;
+  __device__ float4 operator()(int64_t t, int64_t c) const {
+    const float4 x = reinterpret_cast<const float4*>(a + t * n)[c], y = b.at4(t, 4 * c);
+    const float4 v = make_float4(__fadd_rn(x.x, y.x), __fadd_rn(x.y, y.y), __fadd_rn(x.z, y.z), __fadd_rn(x.w, y.w));
+    reinterpret_cast<float4*>(sum + t * n)[c] = v;
+    return v;
+  }
+};
+// ... or the gated activation of the gate|up product (gated_forward_kernel's), written to act.
+struct GatedIn {
+  ProductRows gu;
+  int64_t ff;
+  bool relu2;
+  float* act;
+  __device__ float4 operator()(int64_t t, int64_t c) const {
+    const float4 g = gu.at4(t, 4 * c), u = gu.at4(t, ff + 4 * c);
+    const float4 v = make_float4(dev::gated_value(g.x, u.x, relu2), dev::gated_value(g.y, u.y, relu2),
+                                 dev::gated_value(g.z, u.z, relu2), dev::gated_value(g.w, u.w, relu2));
+    reinterpret_cast<float4*>(act + t * ff)[c] = v;
+    return v;
+  }
+};
+
 // rms_norm then quantize_act_row, a warp per row (n a multiple of 4, at most 128 kVec; rows 16-byte
 // aligned): lane l owns the float4 columns l + 32 k, and the norm's output never leaves its
 // registers. The same float operations as rmsnorm_forward_kernel (ss in double, r = 1 / sqrt(
 // float(ss / n) + eps), y = (x r) w) and quantize_rows_kernel on y, so the codes are theirs bit for
 // bit (ss is summed in another order, which could only matter if float(ss / n) straddled a rounding
-// boundary).
+// boundary). The norm's input comes from `in` (RowsIn, ResidualIn or GatedIn).
 constexpr int kNormQuantWarps = 8;
-template <int kVec>
+template <int kVec, class In>
 __global__ void __launch_bounds__(kNormQuantWarps * 32)
-    rmsnorm_quantize_kernel(const float* __restrict__ x, const float* __restrict__ w, int64_t T, int64_t n,
-                            int64_t in_pad, float eps, float* __restrict__ rstd, int8_t* __restrict__ xq,
+    rmsnorm_quantize_kernel(const In in, const float* __restrict__ w, int64_t T, int64_t n, int64_t in_pad,
+                            float eps, float* __restrict__ rstd, int8_t* __restrict__ xq,
                             float* __restrict__ dq) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kNormQuantWarps + threadIdx.x / 32;
   if (t >= T) return;
   const int lane = threadIdx.x % 32;
   const int64_t n4 = n / 4;
-  const float4* x4 = reinterpret_cast<const float4*>(x + t * n);
   const float4* w4 = reinterpret_cast<const float4*>(w);
   float4 v[kVec];
   double ss = 0.0;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
     const int64_t c = lane + 32 * k;
-    v[k] = c < n4 ? x4[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    v[k] = c < n4 ? in(t, c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     ss = __dadd_rn(ss, __dmul_rn(static_cast<double>(v[k].x), static_cast<double>(v[k].x)));
     ss = __dadd_rn(ss, __dmul_rn(static_cast<double>(v[k].y), static_cast<double>(v[k].y)));
     ss = __dadd_rn(ss, __dmul_rn(static_cast<double>(v[k].z), static_cast<double>(v[k].z)));
@@ -216,28 +250,56 @@ void scale_grad_bf16(const float* dy, int64_t T, int64_t out, const float* row_s
   BN_CUDA_LAUNCHED();
 }
 
-bool rmsnorm_quantize(const float* x, const float* w, int64_t T, int64_t n, int64_t in_pad, float eps,
-                      float* rstd, int8_t* xq, float* dq, cudaStream_t s) {
-  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+namespace {
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// rmsnorm_quantize_kernel over the input `in`, whose pointers the caller checked for alignment.
+template <class In>
+bool norm_quantize(const In& in, const float* w, int64_t T, int64_t n, int64_t in_pad, float eps, float* rstd,
+                   int8_t* xq, float* dq, cudaStream_t s) {
   const int64_t vec = (n / 4 + 31) / 32;
-  if (n % 4 != 0 || vec > 16 || !aligned(x) || !aligned(w) || in_pad % 4 != 0) return false;
+  if (n % 4 != 0 || vec > 16 || !aligned16(w) || in_pad % 4 != 0) return false;
   if (T == 0) return true;
   const unsigned grid = static_cast<unsigned>((T + kNormQuantWarps - 1) / kNormQuantWarps);
   auto launch = [&](auto kernel) {
-    kernel<<<grid, kNormQuantWarps * 32, 0, s>>>(x, w, T, n, in_pad, eps, rstd, xq, dq);
+    kernel<<<grid, kNormQuantWarps * 32, 0, s>>>(in, w, T, n, in_pad, eps, rstd, xq, dq);
     BN_CUDA_LAUNCHED();
   };
   if (vec <= 2)
-    launch(rmsnorm_quantize_kernel<2>);
+    launch(rmsnorm_quantize_kernel<2, In>);
   else if (vec <= 4)
-    launch(rmsnorm_quantize_kernel<4>);
+    launch(rmsnorm_quantize_kernel<4, In>);
   else if (vec <= 6)
-    launch(rmsnorm_quantize_kernel<6>);
+    launch(rmsnorm_quantize_kernel<6, In>);
   else if (vec <= 8)
-    launch(rmsnorm_quantize_kernel<8>);
+    launch(rmsnorm_quantize_kernel<8, In>);
   else
-    launch(rmsnorm_quantize_kernel<16>);
+    launch(rmsnorm_quantize_kernel<16, In>);
   return true;
+}
+
+}  // namespace
+
+bool rmsnorm_quantize(const float* x, const float* w, int64_t T, int64_t n, int64_t in_pad, float eps,
+                      float* rstd, int8_t* xq, float* dq, cudaStream_t s) {
+  return aligned16(x) && norm_quantize(RowsIn{x, n}, w, T, n, in_pad, eps, rstd, xq, dq, s);
+}
+
+bool add_rmsnorm_quantize(const float* a, const ProductRows& b, float* sum, const float* w, int64_t T,
+                          int64_t n, int64_t in_pad, float eps, float* rstd, int8_t* xq, float* dq,
+                          cudaStream_t s) {
+  return aligned16(a) && aligned16(sum) && b.aligned4() &&
+         norm_quantize(ResidualIn{a, b, sum, n}, w, T, n, in_pad, eps, rstd, xq, dq, s);
+}
+
+bool gated_rmsnorm_quantize(const ProductRows& gu, int64_t ff, bool relu2, float* act, const float* w,
+                            int64_t T, int64_t in_pad, float eps, float* rstd, int8_t* xq, float* dq,
+                            cudaStream_t s) {
+  return ff % 4 == 0 && aligned16(act) && gu.aligned4() &&
+         norm_quantize(GatedIn{gu, ff, relu2, act}, w, T, ff, in_pad, eps, rstd, xq, dq, s);
 }
 
 void quantize_rows(const float* x, int64_t T, int64_t in, int64_t in_pad, int8_t* xq, float* dq,

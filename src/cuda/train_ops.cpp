@@ -202,26 +202,15 @@ void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* ou
   kern::gated_forward(kern::ProductRows{.y = gu, .ld = 2 * ff}, T, ff, act == FfnAct::kRelu2, out, stream);
 }
 
-namespace {
-// The cache holds a quantized product of T tokens and `out` rows.
-void check_product(const char* op, const BitLinearCache& cache, int64_t T, int64_t out) {
-  if (!cache.quantized || cache.T != T || cache.out != out)
-    fail("{}: the cache (quantized={} T={} out={}) holds no quantized product of T={} out={}", op,
-         cache.quantized, cache.T, cache.out, T, out);
-}
-}  // namespace
-
 void gated_forward(const BitLinearCache& gu, int64_t T, int64_t ff, FfnAct act, float* out,
                    cudaStream_t stream) {
   train::check_gated_sizes("gated_forward", T, ff);
-  check_product("gated_forward", gu, T, 2 * ff);
-  kern::gated_forward(product_rows(gu), T, ff, act == FfnAct::kRelu2, out, stream);
+  kern::gated_forward(product_rows(gu, "gated_forward", T, 2 * ff), T, ff, act == FfnAct::kRelu2, out, stream);
 }
 
 void add_product(const float* a, const BitLinearCache& cache, int64_t T, int64_t n, float* out,
                  cudaStream_t stream) {
-  check_product("add_product", cache, T, n);
-  kern::add_rows(a, product_rows(cache), T, n, out, stream);
+  kern::add_rows(a, product_rows(cache, "add_product", T, n), T, n, out, stream);
 }
 
 void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act, float* dgu,
@@ -234,15 +223,34 @@ void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_
                            const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
                            cudaStream_t stream) {
   train::check_gated_sizes("gated_backward_scaled", T, ff);
-  if (!cache.quantized || cache.T != T || cache.out != 2 * ff)
-    fail(
-        "gated_backward_scaled: the cache (quantized={} T={} out={}) is not a quantized gate|up product of "
-        "T={} out={}",
-        cache.quantized, cache.T, cache.out, T, 2 * ff);
-  const kern::ProductRows rows =
-      gu != nullptr ? kern::ProductRows{.y = gu, .ld = 2 * ff} : product_rows(cache);
+  const kern::ProductRows product = product_rows(cache, "gated_backward_scaled", T, 2 * ff);
+  const kern::ProductRows rows = gu != nullptr ? kern::ProductRows{.y = gu, .ld = 2 * ff} : product;
   kern::gated_backward_scaled(dout, rows, T, ff, act == FfnAct::kRelu2, cache.row_scale.data(),
                               cache.dq.data(), dy_w, dy_x, stream);
+}
+
+void rmsnorm_gated_backward_scaled(TrainContext& ctx, const float* dout, const float* x, const float* w,
+                                   const float* rstd, int64_t T, int64_t ff, FfnAct act,
+                                   const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x, float* dw,
+                                   cudaStream_t stream) {
+  train::check_rmsnorm_sizes("rmsnorm_gated_backward_scaled", T, ff);
+  train::check_gated_sizes("rmsnorm_gated_backward_scaled", T, ff);
+  const kern::ProductRows gu = product_rows(cache, "rmsnorm_gated_backward_scaled", T, 2 * ff);
+  // Scratch: dw's partial sums, then (rows the one-pass kernel does not take) the activation's gradient.
+  const size_t chunks = static_cast<size_t>((T + kern::kRmsChunk - 1) / kern::kRmsChunk);
+  const size_t part_bytes = (sizeof(float) * chunks * static_cast<size_t>(ff) + 255) / 256 * 256;
+  auto* scratch = static_cast<unsigned char*>(ctx.scratch(part_bytes));
+  auto* partial = reinterpret_cast<float*>(scratch);
+  const bool relu2 = act == FfnAct::kRelu2;
+  if (kern::rmsnorm_gated_backward_scaled(dout, x, w, rstd, gu, T, ff, relu2, cache.row_scale.data(),
+                                          cache.dq.data(), dy_w, dy_x, dw, partial, stream))
+    return;
+  scratch = static_cast<unsigned char*>(ctx.scratch(part_bytes + sizeof(float) * static_cast<size_t>(T * ff)));
+  partial = reinterpret_cast<float*>(scratch);
+  auto* dact = reinterpret_cast<float*>(scratch + part_bytes);
+  kern::rmsnorm_backward(dout, x, w, rstd, T, ff, dact, /*accumulate=*/false, dw, partial, stream);
+  kern::gated_backward_scaled(dact, gu, T, ff, relu2, cache.row_scale.data(), cache.dq.data(), dy_w, dy_x,
+                              stream);
 }
 
 // ---- embedding ----

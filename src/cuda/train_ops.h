@@ -97,6 +97,19 @@ void bitlinear_forward_codes(TrainContext& ctx, int64_t T, int64_t in, const flo
 // and the product stays in cache.acc, for an op that reads it as product_rows(cache) (the float
 // output is then never written: one pass over [T][out] each way less).
 kern::ProductRows product_rows(const BitLinearCache& cache);
+// The same after checking that the cache holds a quantized product of T tokens and `out` rows
+// (a clear error naming op otherwise).
+kern::ProductRows product_rows(const BitLinearCache& cache, const char* op, int64_t T, int64_t out);
+// add_product (sum = a + the product, written) then rmsnorm_quantize of sum into `cache`, in one
+// pass: bit for bit the two. `product` and `cache` are distinct.
+void add_rmsnorm_quantize(TrainContext& ctx, const float* a, const BitLinearCache& product, int64_t T, int64_t n,
+                          float* sum, const float* w, float eps, float* rstd, BitLinearCache& cache,
+                          cudaStream_t stream);
+// gated_forward from the gate|up product (act, written) then rmsnorm_quantize of act (n = ff) into
+// `cache`, in one pass: bit for bit the two. `gu` and `cache` are distinct.
+void gated_rmsnorm_quantize(TrainContext& ctx, const BitLinearCache& gu, int64_t T, int64_t ff, FfnAct act,
+                            float* out, const float* w, float eps, float* rstd, BitLinearCache& cache,
+                            cudaStream_t stream);
 // dx (may be null) += dy . Wdeq;  dW (may be null) += dy^T . xdeq;  x and W themselves in fp32 mode.
 // accumulate_dx false: dx = dy . Wdeq instead (the trainer's buffer needs no zeroing first).
 void bitlinear_backward(TrainContext& ctx, const float* dy, const float* x, int64_t T, int64_t in,
@@ -210,6 +223,14 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, F
 void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act,
                            const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
                            cudaStream_t stream);
+// The FFN sub-norm's rmsnorm_backward (dout: its output gradient, x: its input, the activation;
+// the activation's gradient written, not added) then gated_backward_scaled from the cache's product,
+// in one pass: dy_w, dy_x and dw (added to) bit for bit what the two make, the activation's gradient
+// kept in registers, never written.
+void rmsnorm_gated_backward_scaled(TrainContext& ctx, const float* dout, const float* x, const float* w,
+                                   const float* rstd, int64_t T, int64_t ff, FfnAct act,
+                                   const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x, float* dw,
+                                   cudaStream_t stream);
 
 // ---- residual ------------------------------------------------------------------------------------
 // out[T][n] = a[T][n] + the product held in `cache` (out = n; bitlinear_forward with y null).

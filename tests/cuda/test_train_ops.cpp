@@ -816,6 +816,90 @@ TEST(CudaTrainOps, OpsReadingTheProductAreTheEpiloguePath) {
                Error);
 }
 
+// The fused norm ops give bit for bit what the separate ops give: the residual add then the norm's
+// codes, the activation then the sub-norm's codes, and the sub-norm's backward then the activation's
+// scaled backward. ff 13 (and n 37): rows the one-pass kernels do not take (the separate kernels
+// inside the fused op); 2048: the trainer's rows. Large products and an all-zero row as extremes.
+TEST(CudaTrainOps, FusedNormOpsAreTheSeparateOps) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 790;
+  struct Case {
+    int64_t T, n, ff;
+  };
+  for (const Case& k : {Case{7, 36, 12}, Case{65, 768, 2048}, Case{9, 37, 13}, Case{130, 64, 256}}) {
+    for (const FfnAct act : {FfnAct::kRelu2, FfnAct::kSilu}) {
+      const std::string name = "T=" + std::to_string(k.T) + " n=" + std::to_string(k.n) +
+                               " ff=" + std::to_string(k.ff) + (act == FfnAct::kRelu2 ? " relu2" : " silu");
+      const int64_t T = k.T, n = k.n, ff = k.ff, in = 40;
+      Vec h = random_vec(static_cast<size_t>(T * in), seed++, -30.0f, 30.0f);
+      for (int64_t i = 0; i < in; ++i) h[static_cast<size_t>(i)] = 0.0f;  // row 0: a zero product
+      Buffer<float> d_h = on_device(h);
+      Buffer<float> d_Wo = on_device(random_vec(static_cast<size_t>(n * in), seed++));
+      Buffer<float> d_Wgu = on_device(random_vec(static_cast<size_t>(2 * ff * in), seed++));
+      const std::vector<int64_t> o_groups{n}, gu_groups{ff, ff};
+      BitLinearCache c_o, c_gu;
+      bitlinear_forward(ctx, d_h.data(), T, in, d_Wo.data(), n, o_groups, true, nullptr, c_o, nullptr);
+      bitlinear_forward(ctx, d_h.data(), T, in, d_Wgu.data(), 2 * ff, gu_groups, true, nullptr, c_gu, nullptr);
+
+      // The residual add and the norm.
+      Buffer<float> d_a = on_device(random_vec(static_cast<size_t>(T * n), seed++, -2.0f, 2.0f));
+      Buffer<float> d_w = on_device(random_vec(static_cast<size_t>(n), seed++, 0.5f, 1.5f));
+      Buffer<float> sum_a = poisoned<float>(static_cast<size_t>(T * n)), sum_b = poisoned<float>(sum_a.size());
+      Buffer<float> rstd_a = poisoned<float>(static_cast<size_t>(T)), rstd_b = poisoned<float>(rstd_a.size());
+      BitLinearCache q_a, q_b;
+      add_product(d_a.data(), c_o, T, n, sum_a.data(), nullptr);
+      rmsnorm_quantize(ctx, sum_a.data(), d_w.data(), T, n, 1e-5f, rstd_a.data(), q_a, nullptr);
+      add_rmsnorm_quantize(ctx, d_a.data(), c_o, T, n, sum_b.data(), d_w.data(), 1e-5f, rstd_b.data(), q_b, nullptr);
+      expect_same(sum_b.download(), sum_a.download(), name + " residual sum");
+      expect_same(rstd_b.download(), rstd_a.download(), name + " residual norm's rstd");
+      expect_same(q_b.xq.download(), q_a.xq.download(), name + " residual norm's codes");
+      expect_same(q_b.dq.download(), q_a.dq.download(), name + " residual norm's 1/s");
+
+      // The activation and the sub-norm.
+      Buffer<float> d_wf = on_device(random_vec(static_cast<size_t>(ff), seed++, 0.5f, 1.5f));
+      Buffer<float> act_a = poisoned<float>(static_cast<size_t>(T * ff)), act_b = poisoned<float>(act_a.size());
+      Buffer<float> rf_a = poisoned<float>(static_cast<size_t>(T)), rf_b = poisoned<float>(rf_a.size());
+      BitLinearCache f_a, f_b;
+      gated_forward(c_gu, T, ff, act, act_a.data(), nullptr);
+      rmsnorm_quantize(ctx, act_a.data(), d_wf.data(), T, ff, 1e-5f, rf_a.data(), f_a, nullptr);
+      gated_rmsnorm_quantize(ctx, c_gu, T, ff, act, act_b.data(), d_wf.data(), 1e-5f, rf_b.data(), f_b, nullptr);
+      expect_same(act_b.download(), act_a.download(), name + " activation");
+      expect_same(rf_b.download(), rf_a.download(), name + " sub-norm's rstd");
+      expect_same(f_b.xq.download(), f_a.xq.download(), name + " sub-norm's codes");
+      expect_same(f_b.dq.download(), f_a.dq.download(), name + " sub-norm's 1/s");
+
+      // The sub-norm's backward and the activation's scaled backward.
+      Buffer<float> d_dout = on_device(random_vec(static_cast<size_t>(T * ff), seed++));
+      const Vec dw0 = random_vec(static_cast<size_t>(ff), seed++);
+      Buffer<float> dw_a = on_device(dw0), dw_b = on_device(dw0), dact = poisoned<float>(static_cast<size_t>(T * ff));
+      Buffer<kern::bf16_t> w_a(static_cast<size_t>(T * 2 * ff)), x_a(w_a.size()), w_b(w_a.size()), x_b(w_a.size());
+      rmsnorm_backward(ctx, d_dout.data(), act_a.data(), d_wf.data(), rf_a.data(), T, ff, dact.data(), dw_a.data(),
+                       nullptr, /*accumulate_dx=*/false);
+      gated_backward_scaled(dact.data(), nullptr, T, ff, act, c_gu, w_a.data(), x_a.data(), nullptr);
+      rmsnorm_gated_backward_scaled(ctx, d_dout.data(), act_a.data(), d_wf.data(), rf_a.data(), T, ff, act, c_gu,
+                                    w_b.data(), x_b.data(), dw_b.data(), nullptr);
+      expect_same(w_b.download(), w_a.download(), name + " dy_w");
+      expect_same(x_b.download(), x_a.download(), name + " dy_x");
+      expect_same(dw_b.download(), dw_a.download(), name + " sub-norm's dw");
+
+      // A product of another shape, or the product's own cache for the codes, is refused.
+      EXPECT_THROW(add_rmsnorm_quantize(ctx, d_a.data(), c_o, T - 1, n, sum_b.data(), d_w.data(), 1e-5f,
+                                        rstd_b.data(), q_b, nullptr),
+                   Error)
+          << name;
+      EXPECT_THROW(gated_rmsnorm_quantize(ctx, c_gu, T, ff, act, act_b.data(), d_wf.data(), 1e-5f, rf_b.data(),
+                                          c_gu, nullptr),
+                   Error)
+          << name;
+      EXPECT_THROW(rmsnorm_gated_backward_scaled(ctx, d_dout.data(), act_a.data(), d_wf.data(), rf_a.data(), T,
+                                                 ff + 1, act, c_gu, w_b.data(), x_b.data(), dw_b.data(), nullptr),
+                   Error)
+          << name;
+    }
+  }
+}
+
 TEST(CudaTrainOps, EmbeddingIsExact) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
