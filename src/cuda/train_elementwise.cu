@@ -489,6 +489,62 @@ __global__ void __launch_bounds__(kCeThreads)
   if (threadIdx.x == 0) row_loss[t] = log(sum) - (static_cast<double>(lt) - static_cast<double>(mx));
 }
 
+// cross_entropy_bf16_kernel<kVec > 0>'s row staged in shared memory (2 V bytes) instead of
+// registers: at 32 registers a thread, two blocks share a multiprocessor, so one row's reductions
+// and writes overlap the other's loads (the register kernel holds one row per multiprocessor). Each
+// thread reads back only the pieces it stored (no barrier needed), and sums them in the register
+// kernel's order: the same bits.
+__global__ void __launch_bounds__(kCeThreads, 2)
+    cross_entropy_bf16_smem_kernel(const __nv_bfloat16* logits, const int32_t* __restrict__ targets, int64_t V,
+                                   float grad_scale, __nv_bfloat16* dlogits, double* __restrict__ row_loss,
+                                   int32_t* flag) {
+  extern __shared__ uint4 row_s[];
+  const int64_t t = blockIdx.x;
+  const int32_t target = targets[t];
+  if (bad_target(target, V, t, row_loss, flag)) return;
+  const __nv_bfloat16* l = logits + t * V;
+  const float lt = __bfloat162float(l[target]);
+  const int64_t n = V / 8;
+  const uint4* lv = reinterpret_cast<const uint4*>(l);
+  float m = -INFINITY;
+  for (int64_t i = threadIdx.x; i < n; i += kCeThreads) {
+    const uint4 r = lv[i];
+    row_s[i] = r;
+    const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) m = fmaxf(m, __bfloat162float(e[j]));
+  }
+  const float mx = dev::block_reduce(m, dev::Max{}, -INFINITY);
+  double part = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += kCeThreads) {
+    const uint4 r = row_s[i];
+    const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r);
+    float s8 = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) s8 = __fadd_rn(s8, expf(__fsub_rn(__bfloat162float(e[j]), mx)));
+    part += static_cast<double>(s8);
+  }
+  const double sum = dev::block_reduce(part, dev::Sum{}, 0.0);
+  if (dlogits != nullptr) {
+    const float inv = static_cast<float>(1.0 / sum);
+    uint4* dv = reinterpret_cast<uint4*>(dlogits + t * V);
+    for (int64_t i = threadIdx.x; i < n; i += kCeThreads) {
+      const uint4 r = row_s[i];
+      const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r);
+      uint4 o;
+      __nv_bfloat16* g = reinterpret_cast<__nv_bfloat16*>(&o);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        float v = __fmul_rn(__fmul_rn(expf(__fsub_rn(__bfloat162float(e[j]), mx)), inv), grad_scale);
+        if (i * 8 + j == target) v = __fsub_rn(v, grad_scale);
+        g[j] = __float2bfloat16(v);
+      }
+      dv[i] = o;
+    }
+  }
+  if (threadIdx.x == 0) row_loss[t] = log(sum) - (static_cast<double>(lt) - static_cast<double>(mx));
+}
+
 __global__ void sum_rows_kernel(const double* __restrict__ row_loss, int64_t T, double* __restrict__ loss) {
   double s = 0.0;
   for (int64_t t = threadIdx.x; t < T; t += blockDim.x) s += row_loss[t];
@@ -671,6 +727,16 @@ void cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64
   BN_CUDA_LAUNCHED();
 }
 
+namespace {
+// The current device's opt-in shared memory per block.
+size_t max_dynamic_shared() {
+  int dev = 0, bytes = 0;
+  BN_CUDA(cudaGetDevice(&dev));
+  BN_CUDA(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return static_cast<size_t>(bytes);
+}
+}  // namespace
+
 void cross_entropy_bf16(const bf16_t* logits, const int32_t* targets, int64_t T, int64_t V, float grad_scale,
                         bf16_t* dlogits, double* row_loss, double* loss, int32_t* flag, cudaStream_t s) {
   if (T > 0) {
@@ -681,20 +747,22 @@ void cross_entropy_bf16(const bf16_t* logits, const int32_t* targets, int64_t T,
     // that fit kCeThreads threads' registers; other widths read the row twice.
     const bool aligned = V % 8 == 0 && reinterpret_cast<uintptr_t>(logits) % 16 == 0 &&
                          reinterpret_cast<uintptr_t>(dlogits) % 16 == 0;
+    // Up to two loads a thread the row fits the registers of two blocks a multiprocessor; longer
+    // rows go through shared memory where it holds them.
     const int64_t per_thread = (V / 8 + kCeThreads - 1) / kCeThreads;
-    const int vec = !aligned          ? 0
-                    : per_thread <= 1 ? 1
-                    : per_thread <= 2 ? 2
-                    : per_thread <= 4 ? 4
-                    : per_thread <= 8 ? 8
-                                      : 0;
-    auto* kernel = vec == 1   ? cross_entropy_bf16_kernel<1>
-                   : vec == 2 ? cross_entropy_bf16_kernel<2>
-                   : vec == 4 ? cross_entropy_bf16_kernel<4>
-                   : vec == 8 ? cross_entropy_bf16_kernel<8>
-                              : cross_entropy_bf16_kernel<0>;
-    const unsigned threads = vec > 0 ? kCeThreads : kThreads;
-    kernel<<<grid, threads, 0, s>>>(l, targets, V, grad_scale, d, row_loss, flag);
+    const size_t row_bytes = sizeof(__nv_bfloat16) * static_cast<size_t>(V);
+    if (aligned && per_thread > 2 && row_bytes <= max_dynamic_shared()) {
+      auto* kernel = cross_entropy_bf16_smem_kernel;
+      BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(row_bytes)));
+      kernel<<<grid, kCeThreads, row_bytes, s>>>(l, targets, V, grad_scale, d, row_loss, flag);
+    } else {
+      const int vec = !aligned ? 0 : per_thread <= 1 ? 1 : per_thread <= 2 ? 2 : 0;
+      auto* kernel = vec == 1   ? cross_entropy_bf16_kernel<1>
+                     : vec == 2 ? cross_entropy_bf16_kernel<2>
+                                : cross_entropy_bf16_kernel<0>;
+      const unsigned threads = vec > 0 ? kCeThreads : kThreads;
+      kernel<<<grid, threads, 0, s>>>(l, targets, V, grad_scale, d, row_loss, flag);
+    }
     BN_CUDA_LAUNCHED();
   }
   sum_rows_kernel<<<1, kThreads, 0, s>>>(row_loss, T, loss);

@@ -253,7 +253,7 @@ double cross_entropy(TrainContext& ctx, const float* logits, const int32_t* targ
                      float grad_scale, float* dlogits, cudaStream_t stream);
 // The same from bf16 logits (matmul_bf16_forward's) with the gradient rounded to bf16 (for
 // matmul_bf16_backward); dlogits may be logits itself, written over, and the row is read once
-// where V is a multiple of 8 up to 65,536.
+// where V is a multiple of 8 whose bf16 row fits a block's shared memory (up to ~116,000 on H100).
 double cross_entropy(TrainContext& ctx, const kern::bf16_t* logits, const int32_t* targets, int64_t T,
                      int64_t V, float grad_scale, kern::bf16_t* dlogits, cudaStream_t stream);
 

@@ -963,14 +963,16 @@ TEST(CudaTrainOps, CrossEntropy) {
 
 // From bf16 logits with the gradient in bf16: the loss of the CPU op on the same (bf16) values to
 // float rounding, dlogits to bf16's rounding, written over the logits or beside them. The widths
-// take each kernel: the row in registers with 1, 2, 4 and 8 loads per thread (V a multiple of 8 up
-// to 65,536), and the element-at-a-time kernel (V = 29, 70,001, and 70,000: too wide for registers).
+// take each kernel: the row in registers with 1 and 2 loads per thread (V a multiple of 8 up to
+// 16,384), the row in shared memory (V a multiple of 8 whose row fits it: 24,584 to 70,000), and the
+// element-at-a-time kernel (V = 29, 70,001, and 120,000: too wide for shared memory).
 TEST(CudaTrainOps, CrossEntropyBf16) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
   uint32_t seed = 950;
   const std::pair<int64_t, int64_t> cases[] = {{6, 29},    {64, 5000}, {5, 12296}, {7, 24584},
-                                               {9, 50304}, {3, 65536}, {3, 70000}, {2, 70001}};
+                                               {9, 50304}, {3, 65536}, {3, 70000}, {2, 70001},
+                                               {2, 120000}};
   for (const auto& [T, V] : cases) {
     const std::string name = "T=" + std::to_string(T) + " V=" + std::to_string(V);
     const std::vector<kern::bf16_t> bits =
