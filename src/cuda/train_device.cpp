@@ -154,8 +154,9 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
     float* const next = last ? x_final.data() : layers[static_cast<size_t>(il + 1)].x.data();
     if (q && !last) {  // the residual add and the next layer's first norm in one pass
       LayerActs& n = layers[static_cast<size_t>(il + 1)];
-      add_rmsnorm_quantize(ctx, a.x_mid.data(), a.c_down, T, d, next, P(mdl.layers[static_cast<size_t>(il + 1)].attn_norm),
-                           c.rms_eps, n.rstd1.data(), n.c_qkv, stream);
+      add_rmsnorm_quantize(ctx, a.x_mid.data(), a.c_down, T, d, next,
+                           P(mdl.layers[static_cast<size_t>(il + 1)].attn_norm), c.rms_eps, n.rstd1.data(),
+                           n.c_qkv, stream);
       normed = true;
     } else if (q) {
       add_product(a.x_mid.data(), a.c_down, T, d, next, stream);

@@ -6,8 +6,8 @@
 
 #include "cuda/check.h"
 #include "cuda/reduce.cuh"
-#include "cuda/train_gated.cuh"
 #include "cuda/train_kernels.h"
+#include "cuda/train_math.cuh"
 
 namespace bitnet::cuda::kern {
 
@@ -101,19 +101,15 @@ struct GatedGradOut {
     dev::gated_grads(g.y, u.y, d.y, relu2, dg[1], du[1]);
     dev::gated_grads(g.z, u.z, d.z, relu2, dg[2], du[2]);
     dev::gated_grads(g.w, u.w, d.w, relu2, dg[3], du[3]);
-    auto put = [](__nv_bfloat16* p, float a, float b, float c2, float e) {
-      __align__(8) __nv_bfloat16 v[4] = {__float2bfloat16(a), __float2bfloat16(b), __float2bfloat16(c2),
-                                         __float2bfloat16(e)};
-      *reinterpret_cast<uint2*>(p) = *reinterpret_cast<const uint2*>(v);
-    };
     const int64_t row = t * 2 * ff;
-    put(dy_w + row + o, __fmul_rn(dg[0], sg.x), __fmul_rn(dg[1], sg.y), __fmul_rn(dg[2], sg.z),
-        __fmul_rn(dg[3], sg.w));
-    put(dy_w + row + ff + o, __fmul_rn(du[0], su.x), __fmul_rn(du[1], su.y), __fmul_rn(du[2], su.z),
-        __fmul_rn(du[3], su.w));
-    put(dy_x + row + o, __fmul_rn(dg[0], st), __fmul_rn(dg[1], st), __fmul_rn(dg[2], st), __fmul_rn(dg[3], st));
-    put(dy_x + row + ff + o, __fmul_rn(du[0], st), __fmul_rn(du[1], st), __fmul_rn(du[2], st),
-        __fmul_rn(du[3], st));
+    dev::store_bf16x4(dy_w + row + o, make_float4(__fmul_rn(dg[0], sg.x), __fmul_rn(dg[1], sg.y),
+                                                  __fmul_rn(dg[2], sg.z), __fmul_rn(dg[3], sg.w)));
+    dev::store_bf16x4(dy_w + row + ff + o, make_float4(__fmul_rn(du[0], su.x), __fmul_rn(du[1], su.y),
+                                                       __fmul_rn(du[2], su.z), __fmul_rn(du[3], su.w)));
+    dev::store_bf16x4(dy_x + row + o, make_float4(__fmul_rn(dg[0], st), __fmul_rn(dg[1], st),
+                                                  __fmul_rn(dg[2], st), __fmul_rn(dg[3], st)));
+    dev::store_bf16x4(dy_x + row + ff + o, make_float4(__fmul_rn(du[0], st), __fmul_rn(du[1], st),
+                                                       __fmul_rn(du[2], st), __fmul_rn(du[3], st)));
   }
 };
 
@@ -291,6 +287,32 @@ __global__ void rope_backward_scaled_kernel(const float* __restrict__ dqkv, int 
     }
     dy_w[t * C + o] = __float2bfloat16(__fmul_rn(g, row_scale[o]));
     dy_x[t * C + o] = __float2bfloat16(__fmul_rn(g, st));
+  }
+}
+
+// rope_backward_scaled_kernel four columns at a time (head_dim and half multiples of 4, the rows
+// and row_scale 16-byte aligned): the same expressions per element (dev::rope4), so the same bits.
+__global__ void rope_backward_scaled4_kernel(const float* __restrict__ dqkv, int C, int64_t seq,
+                                             int rot_heads, int head_dim, int half, bool neox,
+                                             const float* __restrict__ cs, const float* __restrict__ sn,
+                                             const float* __restrict__ row_scale,
+                                             const float* __restrict__ dq, __nv_bfloat16* __restrict__ dy_w,
+                                             __nv_bfloat16* __restrict__ dy_x) {
+  const int64_t t = blockIdx.x, p = t % seq;
+  const float* row = dqkv + t * C;
+  const float st = dq[t];
+  for (int o = 4 * threadIdx.x; o < C; o += 4 * blockDim.x) {
+    const int j = o / head_dim, c = o - j * head_dim;
+    const float* x = row + j * head_dim;
+    const auto at4 = [x](int k) { return *reinterpret_cast<const float4*>(x + k); };
+    const float4 g = j < rot_heads && c < 2 * half
+                         ? dev::rope4(at4, c, half, neox, cs + p * half, sn + p * half, /*inverse=*/true)
+                         : at4(c);
+    const float4 s = *reinterpret_cast<const float4*>(row_scale + o);
+    dev::store_bf16x4(dy_w + t * C + o, make_float4(__fmul_rn(g.x, s.x), __fmul_rn(g.y, s.y),
+                                                    __fmul_rn(g.z, s.z), __fmul_rn(g.w, s.w)));
+    dev::store_bf16x4(dy_x + t * C + o, make_float4(__fmul_rn(g.x, st), __fmul_rn(g.y, st),
+                                                    __fmul_rn(g.z, st), __fmul_rn(g.w, st)));
   }
 }
 
@@ -495,9 +517,9 @@ __global__ void __launch_bounds__(kCeThreads)
 // thread reads back only the pieces it stored (no barrier needed), and sums them in the register
 // kernel's order: the same bits.
 __global__ void __launch_bounds__(kCeThreads, 2)
-    cross_entropy_bf16_smem_kernel(const __nv_bfloat16* logits, const int32_t* __restrict__ targets, int64_t V,
-                                   float grad_scale, __nv_bfloat16* dlogits, double* __restrict__ row_loss,
-                                   int32_t* flag) {
+    cross_entropy_bf16_smem_kernel(const __nv_bfloat16* logits, const int32_t* __restrict__ targets,
+                                   int64_t V, float grad_scale, __nv_bfloat16* dlogits,
+                                   double* __restrict__ row_loss, int32_t* flag) {
   extern __shared__ uint4 row_s[];
   const int64_t t = blockIdx.x;
   const int32_t target = targets[t];
@@ -578,8 +600,8 @@ bool rmsnorm_backward_warp(const float* dy, const float* x, const float* w, cons
   const size_t shared = part != nullptr ? sizeof(float) * kRmsWarps * static_cast<size_t>(n) : 0;
   auto launch = [&](auto kernel) {
     if (shared > 48 * 1024)
-      BN_CUDA(
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+      BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(shared)));
     kernel<<<grid, kRmsWarps * 32, shared, s>>>(dy, x, w, rstd, T, n, out, part);
   };
   if (vec <= 1)
@@ -631,9 +653,8 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
   if (T == 0) return;
   const int64_t parts = (T + kRmsChunk - 1) / kRmsChunk;
   const unsigned grid = static_cast<unsigned>(parts);
-  const bool one_pass =
-      aligned16(dx) &&
-      rmsnorm_backward_warp(dy, x, w, rstd, T, n, DxOut{dx, n, accumulate}, dw != nullptr ? partial : nullptr, s);
+  const bool one_pass = aligned16(dx) && rmsnorm_backward_warp(dy, x, w, rstd, T, n, DxOut{dx, n, accumulate},
+                                                               dw != nullptr ? partial : nullptr, s);
   if (!one_pass) {  // the two kernels
     if (dx != nullptr && !accumulate)
       BN_CUDA(cudaMemsetAsync(dx, 0, sizeof(float) * static_cast<size_t>(T * n), s));
@@ -677,6 +698,16 @@ void rope_backward_scaled(const float* dqkv, int64_t T, int64_t seq, int64_t n_r
                           const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
                           cudaStream_t s) {
   if (T * row_stride == 0) return;
+  const int64_t half = rope_dim / 2;
+  if (head_dim % 4 == 0 && half % 4 == 0 && row_stride % 4 == 0 &&
+      reinterpret_cast<uintptr_t>(dqkv) % 16 == 0 && reinterpret_cast<uintptr_t>(row_scale) % 16 == 0) {
+    rope_backward_scaled4_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(
+        dqkv, static_cast<int>(row_stride), seq, rope_dim > 0 ? static_cast<int>(n_rot_heads) : 0,
+        static_cast<int>(head_dim), static_cast<int>(half), neox, cs, sn, row_scale, dq,
+        reinterpret_cast<__nv_bfloat16*>(dy_w), reinterpret_cast<__nv_bfloat16*>(dy_x));
+    BN_CUDA_LAUNCHED();
+    return;
+  }
   rope_backward_scaled_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(
       dqkv, static_cast<int>(row_stride), seq, rope_dim > 0 ? static_cast<int>(n_rot_heads) : 0,
       static_cast<int>(head_dim), static_cast<int>(rope_dim / 2), neox, cs, sn, row_scale, dq,
@@ -753,7 +784,8 @@ void cross_entropy_bf16(const bf16_t* logits, const int32_t* targets, int64_t T,
     const size_t row_bytes = sizeof(__nv_bfloat16) * static_cast<size_t>(V);
     if (aligned && per_thread > 2 && row_bytes <= max_dynamic_shared()) {
       auto* kernel = cross_entropy_bf16_smem_kernel;
-      BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(row_bytes)));
+      BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(row_bytes)));
       kernel<<<grid, kCeThreads, row_bytes, s>>>(l, targets, V, grad_scale, d, row_loss, flag);
     } else {
       const int vec = !aligned ? 0 : per_thread <= 1 ? 1 : per_thread <= 2 ? 2 : 0;

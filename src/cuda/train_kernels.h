@@ -60,10 +60,9 @@ struct ProductRows {
     const int4 a = *reinterpret_cast<const int4*>(acc + t * ld + o);
     const float4 s = *reinterpret_cast<const float4*>(row_scale + o);
     const float d = dq[t];
-    return make_float4(__fmul_rn(__int2float_rn(a.x), __fmul_rn(s.x, d)),
-                       __fmul_rn(__int2float_rn(a.y), __fmul_rn(s.y, d)),
-                       __fmul_rn(__int2float_rn(a.z), __fmul_rn(s.z, d)),
-                       __fmul_rn(__int2float_rn(a.w), __fmul_rn(s.w, d)));
+    return make_float4(
+        __fmul_rn(__int2float_rn(a.x), __fmul_rn(s.x, d)), __fmul_rn(__int2float_rn(a.y), __fmul_rn(s.y, d)),
+        __fmul_rn(__int2float_rn(a.z), __fmul_rn(s.z, d)), __fmul_rn(__int2float_rn(a.w), __fmul_rn(s.w, d)));
   }
 #endif
   bool aligned4() const {

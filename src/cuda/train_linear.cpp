@@ -190,16 +190,16 @@ kern::ProductRows product_rows(const BitLinearCache& cache, const char* op, int6
   return product_rows(cache);
 }
 
-void add_rmsnorm_quantize(TrainContext& ctx, const float* a, const BitLinearCache& product, int64_t T, int64_t n,
-                          float* sum, const float* w, float eps, float* rstd, BitLinearCache& cache,
-                          cudaStream_t stream) {
+void add_rmsnorm_quantize(TrainContext& ctx, const float* a, const BitLinearCache& product, int64_t T,
+                          int64_t n, float* sum, const float* w, float eps, float* rstd,
+                          BitLinearCache& cache, cudaStream_t stream) {
   const kern::ProductRows b = product_rows(product, "add_rmsnorm_quantize", T, n);
   if (&product == &cache) fail("add_rmsnorm_quantize: the product's cache cannot also take the norm's codes");
   train::check_rmsnorm_sizes("add_rmsnorm_quantize", T, n);
   train::check_int32_accumulator("add_rmsnorm_quantize", n);
   size_activations(cache, T, n);
-  if (kern::add_rmsnorm_quantize(a, b, sum, w, T, n, cache.in_pad, eps, rstd, cache.xq.data(), cache.dq.data(),
-                                 stream))
+  if (kern::add_rmsnorm_quantize(a, b, sum, w, T, n, cache.in_pad, eps, rstd, cache.xq.data(),
+                                 cache.dq.data(), stream))
     return;
   kern::add_rows(a, b, T, n, sum, stream);
   rmsnorm_quantize(ctx, sum, w, T, n, eps, rstd, cache, stream);

@@ -4,8 +4,8 @@
 
 #include "cuda/check.h"
 #include "cuda/reduce.cuh"
-#include "cuda/train_gated.cuh"
 #include "cuda/train_kernels.h"
+#include "cuda/train_math.cuh"
 
 namespace bitnet::cuda::kern {
 
@@ -35,7 +35,9 @@ __global__ void quantize_rows_kernel(const float* __restrict__ x, int64_t in, in
 struct RowsIn {
   const float* x;
   int64_t n;
-  __device__ float4 operator()(int64_t t, int64_t c) const { return reinterpret_cast<const float4*>(x + t * n)[c]; }
+  __device__ float4 operator()(int64_t t, int64_t c) const {
+    return reinterpret_cast<const float4*>(x + t * n)[c];
+  }
 };
 // ... or the residual sum a + b (add_rows_kernel's), written to sum on the way ...
 struct ResidualIn {
@@ -45,7 +47,8 @@ struct ResidualIn {
   int64_t n;
   __device__ float4 operator()(int64_t t, int64_t c) const {
     const float4 x = reinterpret_cast<const float4*>(a + t * n)[c], y = b.at4(t, 4 * c);
-    const float4 v = make_float4(__fadd_rn(x.x, y.x), __fadd_rn(x.y, y.y), __fadd_rn(x.z, y.z), __fadd_rn(x.w, y.w));
+    const float4 v =
+        make_float4(__fadd_rn(x.x, y.x), __fadd_rn(x.y, y.y), __fadd_rn(x.z, y.z), __fadd_rn(x.w, y.w));
     reinterpret_cast<float4*>(sum + t * n)[c] = v;
     return v;
   }

@@ -205,7 +205,8 @@ void gated_forward(const float* gu, int64_t T, int64_t ff, FfnAct act, float* ou
 void gated_forward(const BitLinearCache& gu, int64_t T, int64_t ff, FfnAct act, float* out,
                    cudaStream_t stream) {
   train::check_gated_sizes("gated_forward", T, ff);
-  kern::gated_forward(product_rows(gu, "gated_forward", T, 2 * ff), T, ff, act == FfnAct::kRelu2, out, stream);
+  kern::gated_forward(product_rows(gu, "gated_forward", T, 2 * ff), T, ff, act == FfnAct::kRelu2, out,
+                      stream);
 }
 
 void add_product(const float* a, const BitLinearCache& cache, int64_t T, int64_t n, float* out,
@@ -231,8 +232,8 @@ void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_
 
 void rmsnorm_gated_backward_scaled(TrainContext& ctx, const float* dout, const float* x, const float* w,
                                    const float* rstd, int64_t T, int64_t ff, FfnAct act,
-                                   const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x, float* dw,
-                                   cudaStream_t stream) {
+                                   const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
+                                   float* dw, cudaStream_t stream) {
   train::check_rmsnorm_sizes("rmsnorm_gated_backward_scaled", T, ff);
   train::check_gated_sizes("rmsnorm_gated_backward_scaled", T, ff);
   const kern::ProductRows gu = product_rows(cache, "rmsnorm_gated_backward_scaled", T, 2 * ff);
@@ -245,7 +246,8 @@ void rmsnorm_gated_backward_scaled(TrainContext& ctx, const float* dout, const f
   if (kern::rmsnorm_gated_backward_scaled(dout, x, w, rstd, gu, T, ff, relu2, cache.row_scale.data(),
                                           cache.dq.data(), dy_w, dy_x, dw, partial, stream))
     return;
-  scratch = static_cast<unsigned char*>(ctx.scratch(part_bytes + sizeof(float) * static_cast<size_t>(T * ff)));
+  scratch =
+      static_cast<unsigned char*>(ctx.scratch(part_bytes + sizeof(float) * static_cast<size_t>(T * ff)));
   partial = reinterpret_cast<float*>(scratch);
   auto* dact = reinterpret_cast<float*>(scratch + part_bytes);
   kern::rmsnorm_backward(dout, x, w, rstd, T, ff, dact, /*accumulate=*/false, dw, partial, stream);

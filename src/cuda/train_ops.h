@@ -102,9 +102,9 @@ kern::ProductRows product_rows(const BitLinearCache& cache);
 kern::ProductRows product_rows(const BitLinearCache& cache, const char* op, int64_t T, int64_t out);
 // add_product (sum = a + the product, written) then rmsnorm_quantize of sum into `cache`, in one
 // pass: bit for bit the two. `product` and `cache` are distinct.
-void add_rmsnorm_quantize(TrainContext& ctx, const float* a, const BitLinearCache& product, int64_t T, int64_t n,
-                          float* sum, const float* w, float eps, float* rstd, BitLinearCache& cache,
-                          cudaStream_t stream);
+void add_rmsnorm_quantize(TrainContext& ctx, const float* a, const BitLinearCache& product, int64_t T,
+                          int64_t n, float* sum, const float* w, float eps, float* rstd,
+                          BitLinearCache& cache, cudaStream_t stream);
 // gated_forward from the gate|up product (act, written) then rmsnorm_quantize of act (n = ff) into
 // `cache`, in one pass: bit for bit the two. `gu` and `cache` are distinct.
 void gated_rmsnorm_quantize(TrainContext& ctx, const BitLinearCache& gu, int64_t T, int64_t ff, FfnAct act,
@@ -229,8 +229,8 @@ void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_
 // kept in registers, never written.
 void rmsnorm_gated_backward_scaled(TrainContext& ctx, const float* dout, const float* x, const float* w,
                                    const float* rstd, int64_t T, int64_t ff, FfnAct act,
-                                   const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x, float* dw,
-                                   cudaStream_t stream);
+                                   const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
+                                   float* dw, cudaStream_t stream);
 
 // ---- residual ------------------------------------------------------------------------------------
 // out[T][n] = a[T][n] + the product held in `cache` (out = n; bitlinear_forward with y null).

@@ -575,8 +575,10 @@ TEST(CudaTrainOps, AttentionOperandsWithRopeAreTheUnfusedPath) {
     train::AttnShape s;
     int64_t rope_dim;
   };
+  // hd 6 and rope_dim 4 (half 2): the kernel a column at a time; the others four columns at a time,
+  // hd 16 with rope_dim 8 rotating half of each head.
   for (const Case c : {Case{{2, 3, 4, 2, 6}, 6}, Case{{1, 17, 3, 3, 8}, 4}, Case{{2, 130, 4, 2, 64}, 64},
-                       Case{{1, 40, 2, 1, 128}, 128}}) {
+                       Case{{1, 40, 2, 1, 128}, 128}, Case{{2, 33, 4, 2, 16}, 8}}) {
     for (const RopeStyle style : {RopeStyle::kNeox, RopeStyle::kNorm}) {
       const train::AttnShape& s = c.s;
       const train::RopeShape rs{s.seq, s.n_head, s.n_head_kv, s.head_dim, c.rope_dim, 10000.0f, style};
@@ -617,36 +619,39 @@ TEST(CudaTrainOps, RopeBackwardScaledIsTheUnfusedPair) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
   uint32_t seed = 680;
-  for (const RopeStyle style : {RopeStyle::kNeox, RopeStyle::kNorm}) {
-    const train::RopeShape rs{16, 4, 2, 16, 12, 10000.0f, style};
-    const int64_t T = 32, in = 48, C = (rs.n_head + 2 * rs.n_head_kv) * rs.head_dim;
-    const std::vector<int64_t> groups{rs.n_head * rs.head_dim, rs.n_head_kv * rs.head_dim,
-                                      rs.n_head_kv * rs.head_dim};
-    const std::string name = style == RopeStyle::kNeox ? "neox" : "norm";
-    const Vec h = random_vec(static_cast<size_t>(T * in), seed++),
-              W = random_vec(static_cast<size_t>(C * in), seed++);
-    const Vec g = random_vec(static_cast<size_t>(T * C), seed++);
-    RopeTable table;
-    make_rope_table(rs, table);
-    Buffer<float> d_h = on_device(h), d_W = on_device(W), d_g = on_device(g), d_g2 = on_device(g);
-    Buffer<float> d_y(static_cast<size_t>(T * C));
-    BitLinearCache cache;
-    bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), C, groups, true, d_y.data(), cache, nullptr);
-    Buffer<float> dx_a = poisoned<float>(h.size()), dx_b = poisoned<float>(h.size()), dW_a(W.size()),
-                  dW_b(W.size());
-    dW_a.fill_bytes(0);
-    dW_b.fill_bytes(0);
-    rope_backward(d_g.data(), T, rs, table, nullptr);
-    bitlinear_backward(ctx, d_g.data(), d_h.data(), T, in, d_W.data(), C, cache, dx_a.data(), dW_a.data(),
-                       nullptr, false);
-    Buffer<kern::bf16_t> dy_w(g.size()), dy_x(g.size());
-    rope_backward_scaled(d_g2.data(), T, rs, table, cache, dy_w.data(), dy_x.data(), nullptr);
-    bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, in, C, cache, dx_b.data(), dW_b.data(),
-                              nullptr, false);
-    expect_same(dx_b.download(), dx_a.download(), name + " dx");
-    expect_same(dW_b.download(), dW_a.download(), name + " dW");
-    expect_same(d_g2.download(), g, name + " dqkv untouched");
-  }
+  // rope_dim 12 (half 6): the kernel a column at a time; 8 and 16: four columns at a time.
+  for (const int64_t rope_dim : {12, 8, 16})
+    for (const RopeStyle style : {RopeStyle::kNeox, RopeStyle::kNorm}) {
+      const train::RopeShape rs{16, 4, 2, 16, rope_dim, 10000.0f, style};
+      const int64_t T = 32, in = 48, C = (rs.n_head + 2 * rs.n_head_kv) * rs.head_dim;
+      const std::vector<int64_t> groups{rs.n_head * rs.head_dim, rs.n_head_kv * rs.head_dim,
+                                        rs.n_head_kv * rs.head_dim};
+      const std::string name =
+          std::string(style == RopeStyle::kNeox ? "neox" : "norm") + " rope_dim=" + std::to_string(rope_dim);
+      const Vec h = random_vec(static_cast<size_t>(T * in), seed++),
+                W = random_vec(static_cast<size_t>(C * in), seed++);
+      const Vec g = random_vec(static_cast<size_t>(T * C), seed++);
+      RopeTable table;
+      make_rope_table(rs, table);
+      Buffer<float> d_h = on_device(h), d_W = on_device(W), d_g = on_device(g), d_g2 = on_device(g);
+      Buffer<float> d_y(static_cast<size_t>(T * C));
+      BitLinearCache cache;
+      bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), C, groups, true, d_y.data(), cache, nullptr);
+      Buffer<float> dx_a = poisoned<float>(h.size()), dx_b = poisoned<float>(h.size()), dW_a(W.size()),
+                    dW_b(W.size());
+      dW_a.fill_bytes(0);
+      dW_b.fill_bytes(0);
+      rope_backward(d_g.data(), T, rs, table, nullptr);
+      bitlinear_backward(ctx, d_g.data(), d_h.data(), T, in, d_W.data(), C, cache, dx_a.data(), dW_a.data(),
+                         nullptr, false);
+      Buffer<kern::bf16_t> dy_w(g.size()), dy_x(g.size());
+      rope_backward_scaled(d_g2.data(), T, rs, table, cache, dy_w.data(), dy_x.data(), nullptr);
+      bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, in, C, cache, dx_b.data(), dW_b.data(),
+                                nullptr, false);
+      expect_same(dx_b.download(), dx_a.download(), name + " dx");
+      expect_same(dW_b.download(), dW_a.download(), name + " dW");
+      expect_same(d_g2.download(), g, name + " dqkv untouched");
+    }
 }
 
 // ---- gated activation ----------------------------------------------------------------------------
@@ -776,34 +781,35 @@ TEST(CudaTrainOps, OpsReadingTheProductAreTheEpiloguePath) {
     }
   }
   // RoPE and the attention's operands from the qkv product (odd head counts: out = 5 * 6 = 30, padded
-  // to 32 in the cache).
-  for (const RopeStyle style : {RopeStyle::kNeox, RopeStyle::kNorm}) {
-    const train::AttnShape as{2, 9, 3, 1, 6};
-    const train::RopeShape rs{as.seq, as.n_head, as.n_head_kv, as.head_dim, 4, 10000.0f, style};
-    const int64_t T = as.batch * as.seq, in = 21, C = (as.n_head + 2 * as.n_head_kv) * as.head_dim;
-    const std::vector<int64_t> groups{as.n_head * as.head_dim, as.n_head_kv * as.head_dim,
-                                      as.n_head_kv * as.head_dim};
-    Buffer<float> d_h = on_device(random_vec(static_cast<size_t>(T * in), seed++, -3.0f, 3.0f));
-    Buffer<float> d_W = on_device(random_vec(static_cast<size_t>(C * in), seed++));
-    Buffer<float> d_qkv(static_cast<size_t>(T * C));
-    BitLinearCache with_y, without_y;
-    bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), C, groups, true, d_qkv.data(), with_y, nullptr);
-    bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), C, groups, true, nullptr, without_y, nullptr);
-    RopeTable table;
-    make_rope_table(rs, table);
-    AttnOperands a, b;
-    rope_attention_operands(d_qkv.data(), T, rs, table, as, a, nullptr);
-    rope_attention_operands(without_y, T, rs, table, as, b, nullptr);
-    // The buffer's tail past the last head row (its size is rounded up to 256 bytes) is written by
-    // neither path: compare the rows, each head padded to 16 columns.
-    const size_t rows = static_cast<size_t>(T * (as.n_head + 2 * as.n_head_kv) * 16);
-    ASSERT_GE(a.qh.size(), rows);
-    std::vector<kern::bf16_t> qa = a.qh.download(), qb = b.qh.download();
-    qa.resize(rows);
-    qb.resize(rows);
-    expect_same(qb, qa, style == RopeStyle::kNeox ? "operands neox" : "operands norm");
-    EXPECT_THROW(rope_attention_operands(without_y, T - 1, rs, table, as, b, nullptr), Error);
-  }
+  // to 32 in the cache, read a column at a time; hd 16: 80 columns read four at a time).
+  for (const auto& [hd, rope_dim] : {std::pair<int64_t, int64_t>{6, 4}, {16, 8}})
+    for (const RopeStyle style : {RopeStyle::kNeox, RopeStyle::kNorm}) {
+      const train::AttnShape as{2, 9, 3, 1, hd};
+      const train::RopeShape rs{as.seq, as.n_head, as.n_head_kv, as.head_dim, rope_dim, 10000.0f, style};
+      const int64_t T = as.batch * as.seq, in = 21, C = (as.n_head + 2 * as.n_head_kv) * as.head_dim;
+      const std::vector<int64_t> groups{as.n_head * as.head_dim, as.n_head_kv * as.head_dim,
+                                        as.n_head_kv * as.head_dim};
+      Buffer<float> d_h = on_device(random_vec(static_cast<size_t>(T * in), seed++, -3.0f, 3.0f));
+      Buffer<float> d_W = on_device(random_vec(static_cast<size_t>(C * in), seed++));
+      Buffer<float> d_qkv(static_cast<size_t>(T * C));
+      BitLinearCache with_y, without_y;
+      bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), C, groups, true, d_qkv.data(), with_y, nullptr);
+      bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), C, groups, true, nullptr, without_y, nullptr);
+      RopeTable table;
+      make_rope_table(rs, table);
+      AttnOperands a, b;
+      rope_attention_operands(d_qkv.data(), T, rs, table, as, a, nullptr);
+      rope_attention_operands(without_y, T, rs, table, as, b, nullptr);
+      // The buffer's tail past the last head row (its size is rounded up to 256 bytes) is written by
+      // neither path: compare the rows, each head padded to 16 columns.
+      const size_t rows = static_cast<size_t>(T * (as.n_head + 2 * as.n_head_kv) * 16);
+      ASSERT_GE(a.qh.size(), rows);
+      std::vector<kern::bf16_t> qa = a.qh.download(), qb = b.qh.download();
+      qa.resize(rows);
+      qb.resize(rows);
+      expect_same(qb, qa, style == RopeStyle::kNeox ? "operands neox" : "operands norm");
+      EXPECT_THROW(rope_attention_operands(without_y, T - 1, rs, table, as, b, nullptr), Error);
+    }
 
   // A cache of another shape, or of an fp32 product, is refused.
   BitLinearCache cache;
@@ -840,17 +846,20 @@ TEST(CudaTrainOps, FusedNormOpsAreTheSeparateOps) {
       const std::vector<int64_t> o_groups{n}, gu_groups{ff, ff};
       BitLinearCache c_o, c_gu;
       bitlinear_forward(ctx, d_h.data(), T, in, d_Wo.data(), n, o_groups, true, nullptr, c_o, nullptr);
-      bitlinear_forward(ctx, d_h.data(), T, in, d_Wgu.data(), 2 * ff, gu_groups, true, nullptr, c_gu, nullptr);
+      bitlinear_forward(ctx, d_h.data(), T, in, d_Wgu.data(), 2 * ff, gu_groups, true, nullptr, c_gu,
+                        nullptr);
 
       // The residual add and the norm.
       Buffer<float> d_a = on_device(random_vec(static_cast<size_t>(T * n), seed++, -2.0f, 2.0f));
       Buffer<float> d_w = on_device(random_vec(static_cast<size_t>(n), seed++, 0.5f, 1.5f));
-      Buffer<float> sum_a = poisoned<float>(static_cast<size_t>(T * n)), sum_b = poisoned<float>(sum_a.size());
+      Buffer<float> sum_a = poisoned<float>(static_cast<size_t>(T * n)),
+                    sum_b = poisoned<float>(sum_a.size());
       Buffer<float> rstd_a = poisoned<float>(static_cast<size_t>(T)), rstd_b = poisoned<float>(rstd_a.size());
       BitLinearCache q_a, q_b;
       add_product(d_a.data(), c_o, T, n, sum_a.data(), nullptr);
       rmsnorm_quantize(ctx, sum_a.data(), d_w.data(), T, n, 1e-5f, rstd_a.data(), q_a, nullptr);
-      add_rmsnorm_quantize(ctx, d_a.data(), c_o, T, n, sum_b.data(), d_w.data(), 1e-5f, rstd_b.data(), q_b, nullptr);
+      add_rmsnorm_quantize(ctx, d_a.data(), c_o, T, n, sum_b.data(), d_w.data(), 1e-5f, rstd_b.data(), q_b,
+                           nullptr);
       expect_same(sum_b.download(), sum_a.download(), name + " residual sum");
       expect_same(rstd_b.download(), rstd_a.download(), name + " residual norm's rstd");
       expect_same(q_b.xq.download(), q_a.xq.download(), name + " residual norm's codes");
@@ -858,12 +867,14 @@ TEST(CudaTrainOps, FusedNormOpsAreTheSeparateOps) {
 
       // The activation and the sub-norm.
       Buffer<float> d_wf = on_device(random_vec(static_cast<size_t>(ff), seed++, 0.5f, 1.5f));
-      Buffer<float> act_a = poisoned<float>(static_cast<size_t>(T * ff)), act_b = poisoned<float>(act_a.size());
+      Buffer<float> act_a = poisoned<float>(static_cast<size_t>(T * ff)),
+                    act_b = poisoned<float>(act_a.size());
       Buffer<float> rf_a = poisoned<float>(static_cast<size_t>(T)), rf_b = poisoned<float>(rf_a.size());
       BitLinearCache f_a, f_b;
       gated_forward(c_gu, T, ff, act, act_a.data(), nullptr);
       rmsnorm_quantize(ctx, act_a.data(), d_wf.data(), T, ff, 1e-5f, rf_a.data(), f_a, nullptr);
-      gated_rmsnorm_quantize(ctx, c_gu, T, ff, act, act_b.data(), d_wf.data(), 1e-5f, rf_b.data(), f_b, nullptr);
+      gated_rmsnorm_quantize(ctx, c_gu, T, ff, act, act_b.data(), d_wf.data(), 1e-5f, rf_b.data(), f_b,
+                             nullptr);
       expect_same(act_b.download(), act_a.download(), name + " activation");
       expect_same(rf_b.download(), rf_a.download(), name + " sub-norm's rstd");
       expect_same(f_b.xq.download(), f_a.xq.download(), name + " sub-norm's codes");
@@ -872,13 +883,15 @@ TEST(CudaTrainOps, FusedNormOpsAreTheSeparateOps) {
       // The sub-norm's backward and the activation's scaled backward.
       Buffer<float> d_dout = on_device(random_vec(static_cast<size_t>(T * ff), seed++));
       const Vec dw0 = random_vec(static_cast<size_t>(ff), seed++);
-      Buffer<float> dw_a = on_device(dw0), dw_b = on_device(dw0), dact = poisoned<float>(static_cast<size_t>(T * ff));
-      Buffer<kern::bf16_t> w_a(static_cast<size_t>(T * 2 * ff)), x_a(w_a.size()), w_b(w_a.size()), x_b(w_a.size());
-      rmsnorm_backward(ctx, d_dout.data(), act_a.data(), d_wf.data(), rf_a.data(), T, ff, dact.data(), dw_a.data(),
-                       nullptr, /*accumulate_dx=*/false);
+      Buffer<float> dw_a = on_device(dw0), dw_b = on_device(dw0),
+                    dact = poisoned<float>(static_cast<size_t>(T * ff));
+      Buffer<kern::bf16_t> w_a(static_cast<size_t>(T * 2 * ff)), x_a(w_a.size()), w_b(w_a.size()),
+          x_b(w_a.size());
+      rmsnorm_backward(ctx, d_dout.data(), act_a.data(), d_wf.data(), rf_a.data(), T, ff, dact.data(),
+                       dw_a.data(), nullptr, /*accumulate_dx=*/false);
       gated_backward_scaled(dact.data(), nullptr, T, ff, act, c_gu, w_a.data(), x_a.data(), nullptr);
-      rmsnorm_gated_backward_scaled(ctx, d_dout.data(), act_a.data(), d_wf.data(), rf_a.data(), T, ff, act, c_gu,
-                                    w_b.data(), x_b.data(), dw_b.data(), nullptr);
+      rmsnorm_gated_backward_scaled(ctx, d_dout.data(), act_a.data(), d_wf.data(), rf_a.data(), T, ff, act,
+                                    c_gu, w_b.data(), x_b.data(), dw_b.data(), nullptr);
       expect_same(w_b.download(), w_a.download(), name + " dy_w");
       expect_same(x_b.download(), x_a.download(), name + " dy_x");
       expect_same(dw_b.download(), dw_a.download(), name + " sub-norm's dw");
@@ -888,13 +901,14 @@ TEST(CudaTrainOps, FusedNormOpsAreTheSeparateOps) {
                                         rstd_b.data(), q_b, nullptr),
                    Error)
           << name;
-      EXPECT_THROW(gated_rmsnorm_quantize(ctx, c_gu, T, ff, act, act_b.data(), d_wf.data(), 1e-5f, rf_b.data(),
-                                          c_gu, nullptr),
+      EXPECT_THROW(gated_rmsnorm_quantize(ctx, c_gu, T, ff, act, act_b.data(), d_wf.data(), 1e-5f,
+                                          rf_b.data(), c_gu, nullptr),
                    Error)
           << name;
-      EXPECT_THROW(rmsnorm_gated_backward_scaled(ctx, d_dout.data(), act_a.data(), d_wf.data(), rf_a.data(), T,
-                                                 ff + 1, act, c_gu, w_b.data(), x_b.data(), dw_b.data(), nullptr),
-                   Error)
+      EXPECT_THROW(
+          rmsnorm_gated_backward_scaled(ctx, d_dout.data(), act_a.data(), d_wf.data(), rf_a.data(), T, ff + 1,
+                                        act, c_gu, w_b.data(), x_b.data(), dw_b.data(), nullptr),
+          Error)
           << name;
     }
   }
@@ -970,9 +984,8 @@ TEST(CudaTrainOps, CrossEntropyBf16) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
   uint32_t seed = 950;
-  const std::pair<int64_t, int64_t> cases[] = {{6, 29},    {64, 5000}, {5, 12296}, {7, 24584},
-                                               {9, 50304}, {3, 65536}, {3, 70000}, {2, 70001},
-                                               {2, 120000}};
+  const std::pair<int64_t, int64_t> cases[] = {{6, 29},    {64, 5000}, {5, 12296}, {7, 24584}, {9, 50304},
+                                               {3, 65536}, {3, 70000}, {2, 70001}, {2, 120000}};
   for (const auto& [T, V] : cases) {
     const std::string name = "T=" + std::to_string(T) + " V=" + std::to_string(V);
     const std::vector<kern::bf16_t> bits =
