@@ -597,7 +597,7 @@ void to_heads(const ProductRows& src, int64_t T, int64_t heads, int64_t hd, bf16
   const float* sn = on ? rope->sn : nullptr;
   // Four columns a thread where the head and the rotated half are whole groups of four; the table's
   // rows (half floats) then stay 16-byte aligned too.
-  const bool by4 = d % 4 == 0 && half % 4 == 0 && src.aligned4();
+  const bool by4 = d % 4 == 0 && half % 4 == 0 && src.aligned4() && reinterpret_cast<uintptr_t>(dst) % 8 == 0;
   auto launch = [&](auto one, auto four) {
     if (by4)
       four<<<grid, kConvThreads, 0, s>>>(src, h, d, dst, rot, half, neox, seq, cs, sn);

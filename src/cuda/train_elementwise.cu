@@ -699,8 +699,9 @@ void rope_backward_scaled(const float* dqkv, int64_t T, int64_t seq, int64_t n_r
                           cudaStream_t s) {
   if (T * row_stride == 0) return;
   const int64_t half = rope_dim / 2;
-  if (head_dim % 4 == 0 && half % 4 == 0 && row_stride % 4 == 0 &&
-      reinterpret_cast<uintptr_t>(dqkv) % 16 == 0 && reinterpret_cast<uintptr_t>(row_scale) % 16 == 0) {
+  auto aligned = [](const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
+  if (head_dim % 4 == 0 && half % 4 == 0 && row_stride % 4 == 0 && aligned(dqkv, 16) &&
+      aligned(row_scale, 16) && aligned(dy_w, 8) && aligned(dy_x, 8)) {
     rope_backward_scaled4_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(
         dqkv, static_cast<int>(row_stride), seq, rope_dim > 0 ? static_cast<int>(n_rot_heads) : 0,
         static_cast<int>(head_dim), static_cast<int>(half), neox, cs, sn, row_scale, dq,
