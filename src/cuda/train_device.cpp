@@ -188,17 +188,36 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
     matmul_backward(ctx, dlogits.data(), h_final.data(), T, d, P(mdl.output), c.n_vocab, dh.data(),
                     G(mdl.output), stream);
   }
+  // The residual stream's gradient dx. Quantized, each norm backward that writes it also writes the
+  // bf16 operands of the product whose output gradient it is next (down, then o, then the previous
+  // layer's down: rmsnorm_backward_scaled), so no pass reads dx back to scale it.
+  auto residual_norm_backward = [&](const float* x, const float* w, const float* rstd, float* dw,
+                                    const BitLinearCache* next, bool accumulate) {
+    if (q && next != nullptr)
+      rmsnorm_backward_scaled(ctx, dh.data(), x, w, rstd, T, d, dx.data(), dw, *next, dy_w.data(),
+                              dy_x.data(), stream, accumulate);
+    else
+      rmsnorm_backward(ctx, dh.data(), x, w, rstd, T, d, dx.data(), dw, stream, accumulate);
+  };
+  // The backward of a product whose output gradient is dx (down, o): from those operands when quantized.
+  auto residual_product_backward = [&](const float* x_in, int64_t in, const float* W,
+                                       const BitLinearCache& cache, float* dxo, float* dW) {
+    if (q)
+      bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, in, d, cache, dxo, dW, stream,
+                                /*accumulate_dx=*/false);
+    else
+      bitlinear_backward(ctx, dx.data(), x_in, T, in, W, d, cache, dxo, dW, stream, /*accumulate_dx=*/false);
+  };
   prof.mark("norm_bwd", stream);
-  rmsnorm_backward(ctx, dh.data(), x_final.data(), P(mdl.output_norm), rstd_final.data(), T, d, dx.data(),
-                   G(mdl.output_norm), stream, /*accumulate_dx=*/false);
+  residual_norm_backward(x_final.data(), P(mdl.output_norm), rstd_final.data(), G(mdl.output_norm),
+                         c.n_layer > 0 ? &layers.back().c_down : nullptr, /*accumulate=*/false);
   for (int64_t il = c.n_layer - 1; il >= 0; --il) {
     const TrainModel::Layer& L = mdl.layers[static_cast<size_t>(il)];
     LayerActs& a = layers[static_cast<size_t>(il)];
     prof.mark("down_bwd", stream);
     const float* down_in = c.sub_norms ? a.act_sn.data() : a.act.data();
     if (c.sub_norms) {
-      bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dh.data(), G(L.w_down),
-                         stream, /*accumulate_dx=*/false);
+      residual_product_backward(down_in, ff, P(L.w_down), a.c_down, dh.data(), G(L.w_down));
       prof.mark("norm_bwd", stream);
       if (q)  // the sub-norm's and the activation's backward in one pass, into the gate|up product's operands
         rmsnorm_gated_backward_scaled(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff,
@@ -207,8 +226,7 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
         rmsnorm_backward(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact.data(),
                          G(L.ffn_sub_norm), stream, /*accumulate_dx=*/false);
     } else {
-      bitlinear_backward(ctx, dx.data(), down_in, T, ff, P(L.w_down), d, a.c_down, dact.data(), G(L.w_down),
-                         stream, /*accumulate_dx=*/false);
+      residual_product_backward(down_in, ff, P(L.w_down), a.c_down, dact.data(), G(L.w_down));
     }
     prof.mark("act_bwd", stream);
     if (q) {  // the gate|up product's bf16 operands straight from the activation's backward
@@ -224,19 +242,17 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
                          G(L.w_gate_up), stream, /*accumulate_dx=*/false);
     }
     prof.mark("norm_bwd", stream);
-    rmsnorm_backward(ctx, dh.data(), a.x_mid.data(), P(L.ffn_norm), a.rstd2.data(), T, d, dx.data(),
-                     G(L.ffn_norm), stream);
+    residual_norm_backward(a.x_mid.data(), P(L.ffn_norm), a.rstd2.data(), G(L.ffn_norm), &a.c_o,
+                           /*accumulate=*/true);
     prof.mark("o_bwd", stream);
     const float* o_in = c.sub_norms ? a.attn_sn.data() : a.attn.data();
     if (c.sub_norms) {
-      bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dh.data(), G(L.wo), stream,
-                         /*accumulate_dx=*/false);
+      residual_product_backward(o_in, qd, P(L.wo), a.c_o, dh.data(), G(L.wo));
       prof.mark("norm_bwd", stream);
       rmsnorm_backward(ctx, dh.data(), a.attn.data(), P(L.attn_sub_norm), a.rstd_a.data(), T, qd,
                        dattn.data(), G(L.attn_sub_norm), stream, /*accumulate_dx=*/false);
     } else {
-      bitlinear_backward(ctx, dx.data(), o_in, T, qd, P(L.wo), d, a.c_o, dattn.data(), G(L.wo), stream,
-                         /*accumulate_dx=*/false);
+      residual_product_backward(o_in, qd, P(L.wo), a.c_o, dattn.data(), G(L.wo));
     }
     prof.mark("attention_bwd", stream);
     attention_backward(ctx, dattn.data(), a.ops, a.attn.data(), a.lse.data(), as, dqkv.data(), stream,
@@ -255,8 +271,9 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
                          stream, /*accumulate_dx=*/false);
     }
     prof.mark("norm_bwd", stream);
-    rmsnorm_backward(ctx, dh.data(), a.x.data(), P(L.attn_norm), a.rstd1.data(), T, d, dx.data(),
-                     G(L.attn_norm), stream);
+    residual_norm_backward(a.x.data(), P(L.attn_norm), a.rstd1.data(), G(L.attn_norm),
+                           il > 0 ? &layers[static_cast<size_t>(il - 1)].c_down : nullptr,
+                           /*accumulate=*/true);
     if (on_grads_done) on_grads_done(il);
   }
   prof.mark("embedding_bwd", stream);

@@ -67,7 +67,7 @@ struct DxOut {
   int64_t n;
   bool accumulate;
   __device__ bool on() const { return dx != nullptr; }
-  __device__ void operator()(int64_t t, int64_t c, float4 v) const {
+  __device__ float4 operator()(int64_t t, int64_t c, float4 v) const {
     float4* d4 = reinterpret_cast<float4*>(dx + t * n);
     if (accumulate) {
       const float4 o = d4[c];
@@ -77,6 +77,27 @@ struct DxOut {
       v.w = __fadd_rn(o.w, v.w);
     }
     d4[c] = v;
+    return v;
+  }
+};
+// DxOut, then the dx it leaves scaled into the next product's bf16 operands, as
+// scale_grad_bf16_kernel writes them: dy_w = bf16(dx * row_scale[o]), dy_x = bf16(dx * dq[t]).
+struct DxScaledOut {
+  DxOut dx;
+  const float* row_scale;
+  const float* dq;
+  __nv_bfloat16* dy_w;
+  __nv_bfloat16* dy_x;
+  __device__ bool on() const { return true; }
+  __device__ void operator()(int64_t t, int64_t c, float4 v) const {
+    const float4 d = dx(t, c, v);
+    const int64_t e = t * dx.n + 4 * c;
+    const float4 s = *reinterpret_cast<const float4*>(row_scale + 4 * c);
+    const float st = dq[t];
+    dev::store_bf16x4(dy_w + e, make_float4(__fmul_rn(d.x, s.x), __fmul_rn(d.y, s.y), __fmul_rn(d.z, s.z),
+                                            __fmul_rn(d.w, s.w)));
+    dev::store_bf16x4(dy_x + e, make_float4(__fmul_rn(d.x, st), __fmul_rn(d.y, st), __fmul_rn(d.z, st),
+                                            __fmul_rn(d.w, st)));
   }
 };
 // dx as the gated activation's output gradient: gated_backward_scaled_kernel's four bf16 operands
@@ -645,6 +666,21 @@ bool rmsnorm_gated_backward_scaled(const float* dy, const float* x, const float*
                          reinterpret_cast<__nv_bfloat16*>(dy_x)};
   if (!rmsnorm_backward_warp(dy, x, w, rstd, T, ff, out, dw != nullptr ? partial : nullptr, s)) return false;
   if (dw != nullptr) rmsnorm_dw_reduce(partial, T, ff, dw, s);
+  return true;
+}
+
+bool rmsnorm_backward_scaled(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
+                             int64_t n, float* dx, bool accumulate, float* dw, float* partial,
+                             const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
+                             cudaStream_t s) {
+  auto aligned8 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; };
+  if (dx == nullptr || !aligned16(dx) || !aligned16(row_scale) || !aligned8(dy_w) || !aligned8(dy_x))
+    return false;
+  if (T == 0) return true;
+  const DxScaledOut out{DxOut{dx, n, accumulate}, row_scale, dq, reinterpret_cast<__nv_bfloat16*>(dy_w),
+                        reinterpret_cast<__nv_bfloat16*>(dy_x)};
+  if (!rmsnorm_backward_warp(dy, x, w, rstd, T, n, out, dw != nullptr ? partial : nullptr, s)) return false;
+  if (dw != nullptr) rmsnorm_dw_reduce(partial, T, n, dw, s);
   return true;
 }
 

@@ -99,6 +99,14 @@ constexpr int64_t kRmsChunk = 64;
 // floats) then dw (may be null).
 void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
                       int64_t n, float* dx, bool accumulate, float* dw, float* partial, cudaStream_t s);
+// rmsnorm_backward (dx not null) then scale_grad_bf16 on the dx it leaves (dy_w, dy_x: [T][n], the
+// operands of the product whose output gradient dx is, with that product's row_scale and dq), in
+// one pass: the same bits as the two. False (nothing launched) where the warp-per-row pass does not
+// take the rows: the caller runs the two instead.
+bool rmsnorm_backward_scaled(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
+                             int64_t n, float* dx, bool accumulate, float* dw, float* partial,
+                             const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
+                             cudaStream_t s);
 void rope(float* qkv, int64_t T, int64_t seq, int64_t n_rot_heads, int64_t head_dim, int64_t row_stride,
           int64_t rope_dim, bool neox, const float* cs, const float* sn, bool inverse, cudaStream_t s);
 // rope(inverse) then scale_grad_bf16 on the rows of dqkv, which stays as it is: the qkv product's

@@ -18,15 +18,35 @@ void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float
   kern::rmsnorm_forward(x, w, T, n, eps, y, rstd, stream);
 }
 
+namespace {
+// Scratch for dw's partial sums (one row of n per kRmsChunk rows); null without dw.
+float* dw_partial(TrainContext& ctx, int64_t T, int64_t n, const float* dw) {
+  if (dw == nullptr || T == 0) return nullptr;
+  const int64_t parts = (T + kern::kRmsChunk - 1) / kern::kRmsChunk;
+  return static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>(parts * n)));
+}
+}  // namespace
+
 void rmsnorm_backward(TrainContext& ctx, const float* dy, const float* x, const float* w, const float* rstd,
                       int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream, bool accumulate_dx) {
   train::check_rmsnorm_sizes("rmsnorm_backward", T, n);
-  float* partial = nullptr;
-  if (dw != nullptr && T > 0) {
-    const int64_t parts = (T + kern::kRmsChunk - 1) / kern::kRmsChunk;
-    partial = static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>(parts * n)));
-  }
+  float* const partial = dw_partial(ctx, T, n, dw);
   kern::rmsnorm_backward(dy, x, w, rstd, T, n, dx, accumulate_dx, dw, partial, stream);
+}
+
+void rmsnorm_backward_scaled(TrainContext& ctx, const float* dy, const float* x, const float* w,
+                             const float* rstd, int64_t T, int64_t n, float* dx, float* dw,
+                             const BitLinearCache& next, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
+                             cudaStream_t stream, bool accumulate_dx) {
+  train::check_rmsnorm_sizes("rmsnorm_backward_scaled", T, n);
+  product_rows(next, "rmsnorm_backward_scaled", T, n);  // a quantized product of T x n
+  if (dx == nullptr) fail("rmsnorm_backward_scaled: dx is needed (the operands are scaled from it)");
+  float* const partial = dw_partial(ctx, T, n, dw);
+  if (kern::rmsnorm_backward_scaled(dy, x, w, rstd, T, n, dx, accumulate_dx, dw, partial,
+                                    next.row_scale.data(), next.dq.data(), dy_w, dy_x, stream))
+    return;
+  kern::rmsnorm_backward(dy, x, w, rstd, T, n, dx, accumulate_dx, dw, partial, stream);
+  kern::scale_grad_bf16(dx, T, n, next.row_scale.data(), next.dq.data(), dy_w, dy_x, stream);
 }
 
 // ---- RoPE ----

@@ -150,6 +150,13 @@ void rmsnorm_forward(const float* x, const float* w, int64_t T, int64_t n, float
 void rmsnorm_backward(TrainContext& ctx, const float* dy, const float* x, const float* w, const float* rstd,
                       int64_t T, int64_t n, float* dx, float* dw, cudaStream_t stream,
                       bool accumulate_dx = true);
+// rmsnorm_backward (dx not null) and the scaling bitlinear_backward applies to dx as the output
+// gradient of the product in `next` (out = n): its bf16 operands dy_w and dy_x ([T][n]) for
+// bitlinear_backward_scaled, in one pass: bit for bit the two.
+void rmsnorm_backward_scaled(TrainContext& ctx, const float* dy, const float* x, const float* w,
+                             const float* rstd, int64_t T, int64_t n, float* dx, float* dw,
+                             const BitLinearCache& next, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
+                             cudaStream_t stream, bool accumulate_dx = true);
 
 // ---- RoPE ----------------------------------------------------------------------------------------
 // The angles of positions 0..seq-1 (rope_angles on the host, as the CPU), uploaded once.

@@ -914,6 +914,56 @@ TEST(CudaTrainOps, FusedNormOpsAreTheSeparateOps) {
   }
 }
 
+// A norm backward that also scales the dx it leaves into the next product's bf16 operands gives
+// dx and dw bit for bit, and operands from which that product's backward gives what
+// bitlinear_backward gives from dx. n 36 (T 70): the warp pass; 37: the separate kernels.
+TEST(CudaTrainOps, RmsNormBackwardScaledIsTheSeparatePair) {
+  if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
+  TrainContext ctx;
+  uint32_t seed = 870;
+  for (const auto& [T, n] : {std::pair<int64_t, int64_t>{70, 36}, {9, 37}, {33, 768}}) {
+    for (const bool accumulate : {false, true}) {
+      const std::string name =
+          "T=" + std::to_string(T) + " n=" + std::to_string(n) + (accumulate ? " accumulate" : " write");
+      const int64_t in = 24;  // the next product: n outputs from `in` inputs
+      Buffer<float> d_h = on_device(random_vec(static_cast<size_t>(T * in), seed++, -3.0f, 3.0f));
+      Buffer<float> d_W = on_device(random_vec(static_cast<size_t>(n * in), seed++));
+      const std::vector<int64_t> groups{n};
+      BitLinearCache next;
+      bitlinear_forward(ctx, d_h.data(), T, in, d_W.data(), n, groups, true, nullptr, next, nullptr);
+      Buffer<float> d_dy = on_device(random_vec(static_cast<size_t>(T * n), seed++));
+      Buffer<float> d_x = on_device(random_vec(static_cast<size_t>(T * n), seed++, -2.0f, 2.0f));
+      Buffer<float> d_w = on_device(random_vec(static_cast<size_t>(n), seed++, 0.5f, 1.5f));
+      Buffer<float> d_rstd = on_device(random_vec(static_cast<size_t>(T), seed++, 0.5f, 2.0f));
+      const Vec dx0 = random_vec(static_cast<size_t>(T * n), seed++),
+                dw0 = random_vec(static_cast<size_t>(n), seed++);
+      Buffer<float> dx_a = on_device(dx0), dx_b = on_device(dx0), dw_a = on_device(dw0),
+                    dw_b = on_device(dw0);
+      rmsnorm_backward(ctx, d_dy.data(), d_x.data(), d_w.data(), d_rstd.data(), T, n, dx_a.data(),
+                       dw_a.data(), nullptr, accumulate);
+      Buffer<kern::bf16_t> dy_w(static_cast<size_t>(T * n)), dy_x(dy_w.size());
+      rmsnorm_backward_scaled(ctx, d_dy.data(), d_x.data(), d_w.data(), d_rstd.data(), T, n, dx_b.data(),
+                              dw_b.data(), next, dy_w.data(), dy_x.data(), nullptr, accumulate);
+      expect_same(dx_b.download(), dx_a.download(), name + " dx");
+      expect_same(dw_b.download(), dw_a.download(), name + " dw");
+      Buffer<float> gx_a = poisoned<float>(static_cast<size_t>(T * in)), gx_b = poisoned<float>(gx_a.size());
+      Buffer<float> gW_a(static_cast<size_t>(n * in)), gW_b(gW_a.size());
+      gW_a.fill_bytes(0);
+      gW_b.fill_bytes(0);
+      bitlinear_backward(ctx, dx_a.data(), d_h.data(), T, in, d_W.data(), n, next, gx_a.data(), gW_a.data(),
+                         nullptr, false);
+      bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, in, n, next, gx_b.data(), gW_b.data(),
+                                nullptr, false);
+      expect_same(gx_b.download(), gx_a.download(), name + " the next product's dx");
+      expect_same(gW_b.download(), gW_a.download(), name + " the next product's dW");
+      EXPECT_THROW(rmsnorm_backward_scaled(ctx, d_dy.data(), d_x.data(), d_w.data(), d_rstd.data(), T - 1, n,
+                                           dx_b.data(), dw_b.data(), next, dy_w.data(), dy_x.data(), nullptr),
+                   Error)
+          << name << ": a product of another T";
+    }
+  }
+}
+
 TEST(CudaTrainOps, EmbeddingIsExact) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
