@@ -219,19 +219,14 @@ double DeviceTrainer::forward_backward(const TrainModel& mdl, const int32_t* in,
     if (c.sub_norms) {
       residual_product_backward(down_in, ff, P(L.w_down), a.c_down, dh.data(), G(L.w_down));
       prof.mark("norm_bwd", stream);
-      if (q)  // the sub-norm's and the activation's backward in one pass, into the gate|up product's operands
-        rmsnorm_gated_backward_scaled(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff,
-                                      c.act, a.c_gu, dy_w.data(), dy_x.data(), G(L.ffn_sub_norm), stream);
-      else
-        rmsnorm_backward(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact.data(),
-                         G(L.ffn_sub_norm), stream, /*accumulate_dx=*/false);
+      rmsnorm_backward(ctx, dh.data(), a.act.data(), P(L.ffn_sub_norm), a.rstd_f.data(), T, ff, dact.data(),
+                       G(L.ffn_sub_norm), stream, /*accumulate_dx=*/false);
     } else {
       residual_product_backward(down_in, ff, P(L.w_down), a.c_down, dact.data(), G(L.w_down));
     }
     prof.mark("act_bwd", stream);
     if (q) {  // the gate|up product's bf16 operands straight from the activation's backward
-      if (!c.sub_norms)
-        gated_backward_scaled(dact.data(), nullptr, T, ff, c.act, a.c_gu, dy_w.data(), dy_x.data(), stream);
+      gated_backward_scaled(dact.data(), nullptr, T, ff, c.act, a.c_gu, dy_w.data(), dy_x.data(), stream);
       prof.mark("gate_up_bwd", stream);
       bitlinear_backward_scaled(ctx, dy_w.data(), dy_x.data(), T, d, 2 * ff, a.c_gu, dh.data(),
                                 G(L.w_gate_up), stream, /*accumulate_dx=*/false);

@@ -60,8 +60,8 @@ __global__ void rmsnorm_dx_kernel(const float* __restrict__ dy, const float* __r
 // each warp adds (dy * x) * r of its rows, in order, to its own shared-memory row of dw sums, and
 // at the end partial[p] = the warps' rows summed in warp order: deterministic, no atomics. dx sums
 // and rounds as rmsnorm_dx_kernel (double dot product, the same expression) and is written (=) or
-// added (+=) by DxOut, or handed to GatedGradOut; partial may be null. n: a multiple of 4, at most
-// 128 kVec.
+// added (+=) by DxOut (DxScaledOut: and scaled into the next product's operands); partial may be null. n: a
+// multiple of 4, at most 128 kVec.
 struct DxOut {
   float* dx;  // null: no dx
   int64_t n;
@@ -100,40 +100,6 @@ struct DxScaledOut {
                                             __fmul_rn(d.w, st)));
   }
 };
-// dx as the gated activation's output gradient: gated_backward_scaled_kernel's four bf16 operands
-// of columns 4c .. 4c + 3 (gate) and ff + 4c .. (up), by its expressions.
-struct GatedGradOut {
-  ProductRows gu;
-  int64_t ff;
-  bool relu2;
-  const float* row_scale;
-  const float* dq;
-  __nv_bfloat16* dy_w;
-  __nv_bfloat16* dy_x;
-  __device__ bool on() const { return true; }
-  __device__ void operator()(int64_t t, int64_t c, float4 d) const {
-    const int64_t o = 4 * c;
-    const float4 g = gu.at4(t, o), u = gu.at4(t, ff + o);
-    const float4 sg = *reinterpret_cast<const float4*>(row_scale + o),
-                 su = *reinterpret_cast<const float4*>(row_scale + ff + o);
-    const float st = dq[t];
-    float dg[4], du[4];
-    dev::gated_grads(g.x, u.x, d.x, relu2, dg[0], du[0]);
-    dev::gated_grads(g.y, u.y, d.y, relu2, dg[1], du[1]);
-    dev::gated_grads(g.z, u.z, d.z, relu2, dg[2], du[2]);
-    dev::gated_grads(g.w, u.w, d.w, relu2, dg[3], du[3]);
-    const int64_t row = t * 2 * ff;
-    dev::store_bf16x4(dy_w + row + o, make_float4(__fmul_rn(dg[0], sg.x), __fmul_rn(dg[1], sg.y),
-                                                  __fmul_rn(dg[2], sg.z), __fmul_rn(dg[3], sg.w)));
-    dev::store_bf16x4(dy_w + row + ff + o, make_float4(__fmul_rn(du[0], su.x), __fmul_rn(du[1], su.y),
-                                                       __fmul_rn(du[2], su.z), __fmul_rn(du[3], su.w)));
-    dev::store_bf16x4(dy_x + row + o, make_float4(__fmul_rn(dg[0], st), __fmul_rn(dg[1], st),
-                                                  __fmul_rn(dg[2], st), __fmul_rn(dg[3], st)));
-    dev::store_bf16x4(dy_x + row + ff + o, make_float4(__fmul_rn(du[0], st), __fmul_rn(du[1], st),
-                                                       __fmul_rn(du[2], st), __fmul_rn(du[3], st)));
-  }
-};
-
 constexpr int kRmsWarps = 8;
 template <int kVec, class Out>
 __global__ void __launch_bounds__(kRmsWarps * 32)
@@ -648,26 +614,6 @@ void rmsnorm_dw_reduce(const float* partial, int64_t T, int64_t n, float* dw, cu
 }
 
 }  // namespace
-
-bool rmsnorm_gated_backward_scaled(const float* dy, const float* x, const float* w, const float* rstd,
-                                   const ProductRows& gu, int64_t T, int64_t ff, bool relu2,
-                                   const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
-                                   float* dw, float* partial, cudaStream_t s) {
-  if (ff % 4 != 0 || !gu.aligned4() || !aligned16(row_scale) || reinterpret_cast<uintptr_t>(dy_w) % 8 != 0 ||
-      reinterpret_cast<uintptr_t>(dy_x) % 8 != 0)
-    return false;
-  if (T == 0) return true;
-  const GatedGradOut out{gu,
-                         ff,
-                         relu2,
-                         row_scale,
-                         dq,
-                         reinterpret_cast<__nv_bfloat16*>(dy_w),
-                         reinterpret_cast<__nv_bfloat16*>(dy_x)};
-  if (!rmsnorm_backward_warp(dy, x, w, rstd, T, ff, out, dw != nullptr ? partial : nullptr, s)) return false;
-  if (dw != nullptr) rmsnorm_dw_reduce(partial, T, ff, dw, s);
-  return true;
-}
 
 bool rmsnorm_backward_scaled(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
                              int64_t n, float* dx, bool accumulate, float* dw, float* partial,

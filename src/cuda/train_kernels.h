@@ -124,14 +124,6 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, b
 void gated_backward_scaled(const float* dout, const ProductRows& gu, int64_t T, int64_t ff, bool relu2,
                            const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
                            cudaStream_t s);
-// rmsnorm_backward (accumulate false) into the activation's gradient, kept in registers, then
-// gated_backward_scaled from it: dy_w, dy_x and dw (with partial) as the two make them, without
-// writing the activation's gradient. False (nothing launched) where the row is not whole 16-byte
-// aligned float4s of at most 2048 columns or gu is not aligned4: the caller runs the two instead.
-bool rmsnorm_gated_backward_scaled(const float* dy, const float* x, const float* w, const float* rstd,
-                                   const ProductRows& gu, int64_t T, int64_t ff, bool relu2,
-                                   const float* row_scale, const float* dq, bf16_t* dy_w, bf16_t* dy_x,
-                                   float* dw, float* partial, cudaStream_t s);
 // out = a + b element-wise (the residual stream).
 void add(const float* a, const float* b, int64_t n, float* out, cudaStream_t s);
 // out[t][i] = a[t][i] + b.at(t, i) for i < n (the residual add of a product's output).

@@ -250,31 +250,6 @@ void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_
                               cache.dq.data(), dy_w, dy_x, stream);
 }
 
-void rmsnorm_gated_backward_scaled(TrainContext& ctx, const float* dout, const float* x, const float* w,
-                                   const float* rstd, int64_t T, int64_t ff, FfnAct act,
-                                   const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
-                                   float* dw, cudaStream_t stream) {
-  train::check_rmsnorm_sizes("rmsnorm_gated_backward_scaled", T, ff);
-  train::check_gated_sizes("rmsnorm_gated_backward_scaled", T, ff);
-  const kern::ProductRows gu = product_rows(cache, "rmsnorm_gated_backward_scaled", T, 2 * ff);
-  // Scratch: dw's partial sums, then (rows the one-pass kernel does not take) the activation's gradient.
-  const size_t chunks = static_cast<size_t>((T + kern::kRmsChunk - 1) / kern::kRmsChunk);
-  const size_t part_bytes = (sizeof(float) * chunks * static_cast<size_t>(ff) + 255) / 256 * 256;
-  auto* scratch = static_cast<unsigned char*>(ctx.scratch(part_bytes));
-  auto* partial = reinterpret_cast<float*>(scratch);
-  const bool relu2 = act == FfnAct::kRelu2;
-  if (kern::rmsnorm_gated_backward_scaled(dout, x, w, rstd, gu, T, ff, relu2, cache.row_scale.data(),
-                                          cache.dq.data(), dy_w, dy_x, dw, partial, stream))
-    return;
-  scratch =
-      static_cast<unsigned char*>(ctx.scratch(part_bytes + sizeof(float) * static_cast<size_t>(T * ff)));
-  partial = reinterpret_cast<float*>(scratch);
-  auto* dact = reinterpret_cast<float*>(scratch + part_bytes);
-  kern::rmsnorm_backward(dout, x, w, rstd, T, ff, dact, /*accumulate=*/false, dw, partial, stream);
-  kern::gated_backward_scaled(dact, gu, T, ff, relu2, cache.row_scale.data(), cache.dq.data(), dy_w, dy_x,
-                              stream);
-}
-
 // ---- embedding ----
 
 void embedding_forward(TrainContext& ctx, const int32_t* tokens, int64_t T, const float* table, int64_t vocab,

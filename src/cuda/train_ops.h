@@ -230,14 +230,6 @@ void gated_backward(const float* dout, const float* gu, int64_t T, int64_t ff, F
 void gated_backward_scaled(const float* dout, const float* gu, int64_t T, int64_t ff, FfnAct act,
                            const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
                            cudaStream_t stream);
-// The FFN sub-norm's rmsnorm_backward (dout: its output gradient, x: its input, the activation;
-// the activation's gradient written, not added) then gated_backward_scaled from the cache's product,
-// in one pass: dy_w, dy_x and dw (added to) bit for bit what the two make, the activation's gradient
-// kept in registers, never written.
-void rmsnorm_gated_backward_scaled(TrainContext& ctx, const float* dout, const float* x, const float* w,
-                                   const float* rstd, int64_t T, int64_t ff, FfnAct act,
-                                   const BitLinearCache& cache, kern::bf16_t* dy_w, kern::bf16_t* dy_x,
-                                   float* dw, cudaStream_t stream);
 
 // ---- residual ------------------------------------------------------------------------------------
 // out[T][n] = a[T][n] + the product held in `cache` (out = n; bitlinear_forward with y null).
