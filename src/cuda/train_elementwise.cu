@@ -404,6 +404,36 @@ __global__ void cross_entropy_kernel(const float* __restrict__ logits, const int
 // bf16 written over them: dlogits may be logits itself (every element is read before it is
 // overwritten, by the thread that writes it) or null. The target's logit is read first.
 
+// The cross-entropy's work on one 16-byte piece of a bf16 row (eight logits, elements 8 i .. 8 i + 7),
+// shared by the register and shared-memory kernels so that both give the same bits: the running
+// max, the sum of exp(l - mx) in element order, and the gradient piece (e * inv) * grad_scale, minus
+// grad_scale at the target.
+__device__ float ce_max8(const uint4& r, float m) {
+  const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) m = fmaxf(m, __bfloat162float(e[j]));
+  return m;
+}
+__device__ float ce_sum_exp8(const uint4& r, float mx) {
+  const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r);
+  float s8 = 0.0f;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) s8 = __fadd_rn(s8, expf(__fsub_rn(__bfloat162float(e[j]), mx)));
+  return s8;
+}
+__device__ uint4 ce_grad8(const uint4& r, float mx, float inv, float grad_scale, int64_t i, int32_t target) {
+  const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r);
+  uint4 o;
+  __nv_bfloat16* g = reinterpret_cast<__nv_bfloat16*>(&o);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    float v = __fmul_rn(__fmul_rn(expf(__fsub_rn(__bfloat162float(e[j]), mx)), inv), grad_scale);
+    if (i * 8 + j == target) v = __fsub_rn(v, grad_scale);
+    g[j] = __float2bfloat16(v);
+  }
+  return o;
+}
+
 // kVec > 0: a row of V = 8 n bf16 (16-byte loads) held in registers, kVec loads per thread of
 // kCeThreads, so the row is read once: the max and the sum of exp(l - max) come from the registers.
 // kVec = 0: any V, the row read twice, an element at a time; each thread keeps a running max and its
@@ -431,9 +461,7 @@ __global__ void __launch_bounds__(kCeThreads)
       const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kCeThreads;
       if (i < n) {
         r[k] = lv[i];
-        const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r[k]);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) m = fmaxf(m, __bfloat162float(e[j]));
+        m = ce_max8(r[k], m);
       }
     }
     mx = dev::block_reduce(m, dev::Max{}, -INFINITY);
@@ -441,13 +469,7 @@ __global__ void __launch_bounds__(kCeThreads)
 #pragma unroll
     for (int k = 0; k < kVec; ++k) {
       const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kCeThreads;
-      if (i < n) {
-        const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r[k]);
-        float s8 = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) s8 = __fadd_rn(s8, expf(__fsub_rn(__bfloat162float(e[j]), mx)));
-        part += static_cast<double>(s8);
-      }
+      if (i < n) part += static_cast<double>(ce_sum_exp8(r[k], mx));
     }
     sum = dev::block_reduce(part, dev::Sum{}, 0.0);
     if (dlogits != nullptr) {
@@ -456,18 +478,7 @@ __global__ void __launch_bounds__(kCeThreads)
 #pragma unroll
       for (int k = 0; k < kVec; ++k) {
         const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kCeThreads;
-        if (i < n) {
-          const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r[k]);
-          uint4 o;
-          __nv_bfloat16* g = reinterpret_cast<__nv_bfloat16*>(&o);
-#pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            float v = __fmul_rn(__fmul_rn(expf(__fsub_rn(__bfloat162float(e[j]), mx)), inv), grad_scale);
-            if (i * 8 + j == target) v = __fsub_rn(v, grad_scale);
-            g[j] = __float2bfloat16(v);
-          }
-          dv[i] = o;
-        }
+        if (i < n) dv[i] = ce_grad8(r[k], mx, inv, grad_scale, i, target);
       }
     }
   } else {
@@ -519,19 +530,13 @@ __global__ void __launch_bounds__(kCeThreads, 2)
   for (int64_t i = threadIdx.x; i < n; i += kCeThreads) {
     const uint4 r = lv[i];
     row_s[i] = r;
-    const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) m = fmaxf(m, __bfloat162float(e[j]));
+    m = ce_max8(r, m);
   }
   const float mx = dev::block_reduce(m, dev::Max{}, -INFINITY);
   double part = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += kCeThreads) {
-    const uint4 r = row_s[i];
-    const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r);
-    float s8 = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) s8 = __fadd_rn(s8, expf(__fsub_rn(__bfloat162float(e[j]), mx)));
-    part += static_cast<double>(s8);
+    const uint4 r = row_s[i];  // one 16-byte load
+    part += static_cast<double>(ce_sum_exp8(r, mx));
   }
   const double sum = dev::block_reduce(part, dev::Sum{}, 0.0);
   if (dlogits != nullptr) {
@@ -539,16 +544,7 @@ __global__ void __launch_bounds__(kCeThreads, 2)
     uint4* dv = reinterpret_cast<uint4*>(dlogits + t * V);
     for (int64_t i = threadIdx.x; i < n; i += kCeThreads) {
       const uint4 r = row_s[i];
-      const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&r);
-      uint4 o;
-      __nv_bfloat16* g = reinterpret_cast<__nv_bfloat16*>(&o);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        float v = __fmul_rn(__fmul_rn(expf(__fsub_rn(__bfloat162float(e[j]), mx)), inv), grad_scale);
-        if (i * 8 + j == target) v = __fsub_rn(v, grad_scale);
-        g[j] = __float2bfloat16(v);
-      }
-      dv[i] = o;
+      dv[i] = ce_grad8(r, mx, inv, grad_scale, i, target);
     }
   }
   if (threadIdx.x == 0) row_loss[t] = log(sum) - (static_cast<double>(lt) - static_cast<double>(mx));
