@@ -6,7 +6,9 @@
 // while its first weights are already in flight), then multiplies its 16 rows as the plain GEMV
 // does (infer_ternary.cu: dp4a on the codes, exact int32), then applies the epilogue. Compiled
 // with -fmad=false like the other inference kernels: the float operations are the CPU's.
+#include <algorithm>
 #include <cfloat>
+#include <cstdlib>
 
 #include "cuda/check.h"
 #include "cuda/infer_device.cuh"
@@ -17,11 +19,18 @@ namespace bitnet::cuda::infer {
 namespace {
 
 constexpr int kWarps = 8, kThreads = 32 * kWarps;
-constexpr int kRowsPerWarp = 2, kBlockRows = kWarps * kRowsPerWarp;
 // The sum of squares is kept in kVirtual partials (partial v takes the values i = v mod
 // kVirtual, in order), whatever the number of threads a token gets, so a token's scale is the
 // same bits alone or in a batch.
 constexpr int kVirtual = 256;
+// A lane holds S 16-byte loads (64 columns each) of each of the R rows its warp takes in a group:
+// S = 2 covers rows of up to 4,096 columns, S = 4 up to 8,192 (wider rows load the rest as they
+// go). kRows = 1: on the 2B4T shapes (weights read from HBM, H100) one row a warp was as fast as
+// 2, 4 or 8 for every product, and faster for most (tests/cuda/test_decode_gemv.cpp's lab).
+constexpr int kRows = 1;
+// Tokens whose input values the block keeps in shared memory between the norm's passes (more
+// would not fit beside the codes for the widest rows).
+constexpr int kCachedTokens = 2;
 
 // 64 columns of codes against 64 activations in shared memory (the word order rotated by lane
 // so that a phase of 8 lanes reads 8 different banks; the int32 sum does not depend on order).
@@ -63,81 +72,119 @@ __device__ __forceinline__ int64_t row_of(int64_t l, const DecodeGemvOut& e) {
   return base + (e.neox ? pair + which * (e.rope_dim / 2) : 2 * pair + which);
 }
 
+template <int MT, int R>
 struct Smem {
-  double part[kDecodeGemvMaxTokens][kVirtual];
-  float scale[kDecodeGemvMaxTokens], inv_s[kDecodeGemvMaxTokens], dq[kDecodeGemvMaxTokens];
-  int32_t xsum[kDecodeGemvMaxTokens];
+  double part[MT][kVirtual];
+  float dq[MT];
   float red[kWarps];
   int32_t ired[kWarps];
-  float pair[kRowsPerWarp][kWarps][kDecodeGemvMaxTokens];
+  float pair[R][kWarps][MT];
 };
 
-// Every thread: the codes of tokens 0..m-1 into q (k_pad bytes a token), their 1/s into sm.dq
-// and the codes' sums into sm.xsum. Tokens are worked on at once, kThreads / P threads each
-// (P: m rounded up to a power of two).
-template <int MT>
-__device__ void norm_quant_rows(const DecodeGemvIn& in, int m, int64_t k, int64_t k_pad, int8_t* q,
-                                Smem& sm) {
+// Dynamic shared memory: Smem, then the RMSNorm weights (k_pad floats), the input values (MT x
+// k_pad floats, tokens up to kCachedTokens), then the codes (MT x k_pad bytes).
+template <int MT, int R>
+struct Layout {
+  size_t g, xs, q, total;
+  __host__ __device__ explicit Layout(int64_t k_pad) {
+    const size_t kp = static_cast<size_t>(k_pad);
+    g = (sizeof(Smem<MT, R>) + 15) / 16 * 16;
+    xs = g + 4 * kp;
+    q = xs + (MT <= kCachedTokens ? 4 * kp * MT : 0);
+    total = q + kp * MT;
+  }
+};
+
+// Values loaded together in the norm's first pass: the loads are issued before any of them is
+// used, so the pass costs about one L2 round trip rather than one per value.
+constexpr int kBatch = 16;
+
+// Every thread: the codes of tokens 0..m-1 into q (k_pad bytes a token) and their 1/s into sm.dq;
+// the sum of token `lane`'s codes into xsum. Tokens are worked on at once, kThreads / P threads
+// each (P: m rounded up to a power of two; a warp works for one token). g: the RMSNorm weights in
+// shared memory. Thread u of a token sees the values i = u mod TP in every pass, so with MT <=
+// kCachedTokens it keeps what it read in xs (shared memory) and later passes read no global
+// memory. Each reduction's last step is done by every warp that needs it (the same operations, so
+// the same bits), which saves a block barrier per pass.
+template <int MT, int R>
+__device__ void norm_quant_rows(const DecodeGemvIn& in, int m, int64_t k, int64_t k_pad, const float* g,
+                                float* xs, int8_t* q, Smem<MT, R>& sm, int& xsum) {
   constexpr int P = MT;  // MT is a power of two >= m
   constexpr int TP = kThreads / P, WP = TP / 32;
+  constexpr bool kCache = MT <= kCachedTokens;
   const int t = threadIdx.x / TP, u = threadIdx.x % TP, warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const bool live = t < m;
-  // Pass 1: the sum of squares, in the fixed partials.
-  if (in.norm) {
+  float* xt = xs + t * k_pad;  // used with kCache only
+  auto value = [&](int64_t i) { return kCache ? xt[i] : input_at(in, t, i); };
+  // Pass 1: the sum of squares in the fixed partials (values added in index order); the values
+  // go to xs.
+  if (in.norm || kCache) {
     if (live)
       for (int v = u; v < kVirtual; v += TP) {
         double p = 0;
-        for (int64_t i = v; i < k; i += kVirtual) {
-          const float x = input_at(in, t, i);
-          p += static_cast<double>(x) * x;
+        for (int64_t i0 = v; i0 < k; i0 += kBatch * kVirtual) {
+          float x[kBatch];
+#pragma unroll
+          for (int j = 0; j < kBatch; ++j) {
+            const int64_t i = i0 + j * static_cast<int64_t>(kVirtual);
+            x[j] = i < k ? input_at(in, t, i) : 0.0f;
+          }
+#pragma unroll
+          for (int j = 0; j < kBatch; ++j) {
+            const int64_t i = i0 + j * static_cast<int64_t>(kVirtual);
+            if (i < k) {
+              p += static_cast<double>(x[j]) * x[j];
+              if (kCache) xt[i] = x[j];
+            }
+          }
         }
-        sm.part[t][v] = p;
+        if (in.norm) sm.part[t][v] = p;
       }
+  }
+  float sc = 1.0f;
+  if (in.norm) {
     __syncthreads();
-    if (warp < m) {  // warp w adds token w's partials: 8 per lane in order, then the butterfly
+    if (live) {  // token t's partials: 8 per lane in order, then the butterfly; lane 0's sum
       double s = 0;
 #pragma unroll
-      for (int j = 0; j < kVirtual / 32; ++j) s += sm.part[warp][lane * (kVirtual / 32) + j];
+      for (int j = 0; j < kVirtual / 32; ++j) s += sm.part[t][lane * (kVirtual / 32) + j];
       for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-      if (lane == 0) {
-        const float mean = static_cast<float>(s / static_cast<double>(k));
-        sm.scale[warp] = 1.0f / sqrtf(mean + in.eps);
-      }
+      s = __shfl_sync(0xffffffffu, s, 0);
+      const float mean = static_cast<float>(s / static_cast<double>(k));
+      sc = 1.0f / sqrtf(mean + in.eps);
     }
-    __syncthreads();
   }
-  // Pass 2: the largest |value| of the normalized row.
+  // Pass 2: the largest |value| of the normalized row (normalized values back into xs).
   float amax = 0;
   if (live) {
-    const float sc = in.norm ? sm.scale[t] : 1.0f;
+#pragma unroll 4
     for (int64_t i = u; i < k; i += TP) {
-      const float x = input_at(in, t, i);
-      const float v = in.norm ? x * sc * in.norm[i] : x;
+      const float x = value(i);
+      const float v = in.norm ? x * sc * g[i] : x;
+      if (kCache) xt[i] = v;
       amax = fmaxf(amax, fabsf(v));
     }
   }
   for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
   if (lane == 0) sm.red[warp] = amax;
   __syncthreads();
-  if (live && u == 0) {
+  float inv_s = 0;
+  if (live) {
     float a = 0;
     for (int w = 0; w < WP; ++w) a = fmaxf(a, sm.red[t * WP + w]);
-    const float s = 127.0f / fmaxf(a, 1e-5f);
-    sm.inv_s[t] = s;
-    sm.dq[t] = 1.0f / s;
+    inv_s = 127.0f / fmaxf(a, 1e-5f);
+    if (u == 0) sm.dq[t] = 1.0f / inv_s;
   }
-  __syncthreads();
   // Pass 3: the codes (round half to even) and their sum.
   int sum = 0;
   if (live) {
-    const float sc = in.norm ? sm.scale[t] : 1.0f, s = sm.inv_s[t];
     int8_t* qr = q + t * k_pad;
+#pragma unroll 4
     for (int64_t i = u; i < k_pad; i += TP) {
       int c = 0;
       if (i < k) {
-        const float x = input_at(in, t, i);
-        const float v = in.norm ? x * sc * in.norm[i] : x;
-        c = static_cast<int>(fminf(fmaxf(rintf(v * s), -128.0f), 127.0f));
+        const float v = kCache ? xt[i] : (in.norm ? value(i) * sc * g[i] : value(i));
+        c = static_cast<int>(fminf(fmaxf(rintf(v * inv_s), -128.0f), 127.0f));
       }
       qr[i] = static_cast<int8_t>(c);
       sum += c;
@@ -146,75 +193,81 @@ __device__ void norm_quant_rows(const DecodeGemvIn& in, int m, int64_t k, int64_
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   if (lane == 0) sm.ired[warp] = sum;
   __syncthreads();
-  if (live && u == 0) {
-    int a = 0;
-    for (int w = 0; w < WP; ++w) a += sm.ired[t * WP + w];
-    sm.xsum[t] = a;
-  }
-  __syncthreads();
+  xsum = 0;
+  if (lane < m)
+    for (int w = 0; w < WP; ++w) xsum += sm.ired[lane * WP + w];
 }
 
-template <int MT>
-__global__ void __launch_bounds__(kThreads)
-    decode_gemv_kernel(DevTernary w, DecodeGemvIn in, int m, DecodeGemvOut e) {
-  pdl_launch();
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
-  int8_t* q = reinterpret_cast<int8_t*>(smem_raw + (sizeof(Smem) + 15) / 16 * 16);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+// A warp's R rows of group g (the group's rows l = g * R * kWarps + j * kWarps + warp) and the
+// first S 16-byte loads of each.
+template <int S, int RR>
+struct WarpRows {
+  static constexpr int R = RR;
+  int64_t row[R];
+  uint4 w[R][S];
+};
+
+template <int S, int R>
+__device__ __forceinline__ void load_rows(const DevTernary& w, const DecodeGemvOut& e, int64_t g, int warp,
+                                          int lane, WarpRows<S, R>& r) {
   const int64_t steps = w.k_pad / 64;
-  // This warp's rows and up to four 16-byte loads of each, issued before waiting for the kernel
-  // that writes the input (the weights are nobody's output).
-  int64_t rows[kRowsPerWarp];
-  uint4 pre[kRowsPerWarp][4];
 #pragma unroll
-  for (int j = 0; j < kRowsPerWarp; ++j) {
-    const int64_t l = static_cast<int64_t>(blockIdx.x) * kBlockRows + j * kWarps + warp;
-    rows[j] = l < w.n ? row_of(l, e) : -1;
-    if (rows[j] >= 0) {
-      const uint4* wr = reinterpret_cast<const uint4*>(w.w + rows[j] * (w.k_pad / 16));
+  for (int j = 0; j < R; ++j) {
+    const int64_t l = (g * R + j) * kWarps + warp;
+    r.row[j] = l < w.n ? row_of(l, e) : -1;
+    if (r.row[j] >= 0) {
+      const uint4* wr = reinterpret_cast<const uint4*>(w.w + r.row[j] * (w.k_pad / 16));
 #pragma unroll
-      for (int s = 0; s < 4; ++s)
-        if (lane + 32 * s < steps) pre[j][s] = ld_stream(wr + lane + 32 * s);
+      for (int s = 0; s < S; ++s)
+        if (lane + 32 * s < steps) r.w[j][s] = ld_stream(wr + lane + 32 * s);
     }
   }
-  pdl_wait();
-  norm_quant_rows<MT>(in, m, w.k, w.k_pad, q, sm);
+}
+
+// The group's products and epilogue (every thread of the block: the pair epilogues synchronize).
+template <int MT, int S, int R>
+__device__ __forceinline__ void group_rows(const DevTernary& w, int m, const DecodeGemvOut& e, int64_t g,
+                                           const WarpRows<S, R>& r, const int8_t* q, Smem<MT, R>& sm,
+                                           int xsum) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+  const int64_t steps = w.k_pad / 64;
   const int rot = (lane >> 1) & 3;
+  int acc[R][MT];
 #pragma unroll
-  for (int j = 0; j < kRowsPerWarp; ++j) {
-    int acc[MT];
+  for (int j = 0; j < R; ++j) {
 #pragma unroll
-    for (int t = 0; t < MT; ++t) acc[t] = 0;
-    if (rows[j] >= 0) {
-      const uint4* wr = reinterpret_cast<const uint4*>(w.w + rows[j] * (w.k_pad / 16));
+    for (int t = 0; t < MT; ++t) acc[j][t] = 0;
+    if (r.row[j] < 0) continue;
 #pragma unroll
-      for (int s = 0; s < 4; ++s)
-        if (lane + 32 * s < steps)
-#pragma unroll
-          for (int t = 0; t < MT; ++t)
-            if (t < m)
-              dot64(pre[j][s], reinterpret_cast<const int4*>(q + t * w.k_pad) + (lane + 32 * s) * 4, rot,
-                    acc[t]);
-      for (int64_t c = lane + 128; c < steps; c += 32) {
-        const uint4 wv = ld_stream(wr + c);
+    for (int s = 0; s < S; ++s)
+      if (lane + 32 * s < steps)
 #pragma unroll
         for (int t = 0; t < MT; ++t)
-          if (t < m) dot64(wv, reinterpret_cast<const int4*>(q + t * w.k_pad) + c * 4, rot, acc[t]);
-      }
+          if (t < m)
+            dot64(r.w[j][s], reinterpret_cast<const int4*>(q + t * w.k_pad) + (lane + 32 * s) * 4, rot,
+                  acc[j][t]);
+    const uint4* wr = reinterpret_cast<const uint4*>(w.w + r.row[j] * (w.k_pad / 16));
+    for (int64_t c = lane + 32 * S; c < steps; c += 32) {
+      const uint4 wv = ld_stream(wr + c);
+#pragma unroll
+      for (int t = 0; t < MT; ++t)
+        if (t < m) dot64(wv, reinterpret_cast<const int4*>(q + t * w.k_pad) + c * 4, rot, acc[j][t]);
     }
+  }
+#pragma unroll
+  for (int j = 0; j < R; ++j) {
     // Lane t < m ends with token t's exact sum: sum code * x - sum x = sum w * x.
     int mine = 0;
 #pragma unroll
     for (int t = 0; t < MT; ++t) {
-      int v = acc[t];
+      int v = acc[j][t];
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
       if (lane == t) mine = v;
     }
-    const int64_t row = rows[j];
+    const int64_t row = r.row[j];
     const bool out = row >= 0 && lane < m;
     float v = 0;
-    if (out) v = static_cast<float>(mine - sm.xsum[lane]) * (w.row_scale[row] * sm.dq[lane]);
+    if (out) v = static_cast<float>(mine - xsum) * (w.row_scale[row] * sm.dq[lane]);
     if (e.kind == DecodeEpilogue::kAdd) {
       if (out) e.y[lane * e.ldy + row] += v;
       continue;
@@ -223,19 +276,20 @@ __global__ void __launch_bounds__(kThreads)
       if (out) e.y[lane * e.ldy + row] = v;
       continue;
     }
-    // The pair epilogues: each warp's value beside its neighbour's.
+    // The pair epilogues: each warp's value beside its neighbour's. A slot is written again only
+    // after a later barrier, which every warp reaches after reading this one.
     if (lane < MT) sm.pair[j][warp][lane] = v;
     __syncthreads();
     if (!out) continue;
     const float other = sm.pair[j][warp ^ 1][lane];
-    const int64_t l = static_cast<int64_t>(blockIdx.x) * kBlockRows + j * kWarps + warp;
+    const int64_t l = (g * R + j) * kWarps + warp;
     if (e.kind == DecodeEpilogue::kGated) {
       if ((l & 1) == 0) e.y[lane * e.ldy + row] = gated(v, other, e.act);  // row = l / 2 (the gate)
       continue;
     }
     // RoPE as rope_kv_store: a = the pair's first row, b = its second; then the KV store.
     const int64_t hd = e.kv.head_dim, qd = e.n_head * hd, kvd = e.kv.n_head_kv * hd;
-    float r = v;
+    float res = v;
     if (row < qd + kvd && l % hd < e.rope_dim) {
       const int64_t pos = e.pos[lane], pair = (l % hd) / 2;
       const double angle = static_cast<double>(pos) * e.inv_freq[pair];
@@ -243,22 +297,50 @@ __global__ void __launch_bounds__(kThreads)
       sincos(angle, &sn, &cn);
       const float c = static_cast<float>(cn), s = static_cast<float>(sn);
       const float a = (l & 1) ? other : v, b = (l & 1) ? v : other;
-      r = (l & 1) ? a * s + b * c : a * c - b * s;
+      res = (l & 1) ? a * s + b * c : a * c - b * s;
     }
-    e.y[lane * e.ldy + row] = r;
+    e.y[lane * e.ldy + row] = res;
     if (row >= qd) {
       const int64_t p = e.pos[lane], jkv = row >= qd + kvd ? row - qd - kvd : row - qd;
       const int64_t at = e.kv.at(e.slot[lane], e.il, jkv / hd, p) + jkv % hd;
       if (row >= qd + kvd)
-        e.kv.v[at] = __float2half_rn(r);
+        e.kv.v[at] = __float2half_rn(res);
       else
-        e.kv.k[at] = __float2half_rn(r);
+        e.kv.k[at] = __float2half_rn(res);
     }
   }
 }
 
-size_t smem_bytes(int m, int64_t k_pad) {
-  return (sizeof(Smem) + 15) / 16 * 16 + static_cast<size_t>(m) * static_cast<size_t>(k_pad);
+// A block takes groups blockIdx.x, + gridDim.x, ...: the input row is normalized and quantized
+// once per block, not once per group, and the next group's weights load while this group's are
+// multiplied. The first group's loads and the RMSNorm weights (into shared memory) are issued
+// before waiting for the kernel that writes the input (weights are nobody's output).
+template <int MT, int S, int R>
+__global__ void __launch_bounds__(kThreads)
+    decode_gemv_kernel(DevTernary w, DecodeGemvIn in, int m, DecodeGemvOut e) {
+  pdl_launch();
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const Layout<MT, R> lay(w.k_pad);
+  Smem<MT, R>& sm = *reinterpret_cast<Smem<MT, R>*>(smem_raw);
+  float* gs = reinterpret_cast<float*>(smem_raw + lay.g);
+  float* xs = reinterpret_cast<float*>(smem_raw + lay.xs);
+  int8_t* q = reinterpret_cast<int8_t*>(smem_raw + lay.q);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+  const int64_t groups = (w.n + R * kWarps - 1) / (R * kWarps);
+  int64_t g = blockIdx.x;
+  WarpRows<S, R> cur;
+  load_rows(w, e, g, warp, lane, cur);
+  if (in.norm)
+    for (int64_t i = threadIdx.x; i < w.k; i += kThreads) gs[i] = in.norm[i];
+  pdl_wait();
+  int xsum = 0;  // token `lane`'s codes summed
+  norm_quant_rows<MT, R>(in, m, w.k, w.k_pad, gs, xs, q, sm, xsum);
+  for (; g < groups; g += gridDim.x) {
+    WarpRows<S, R> next;
+    if (g + gridDim.x < groups) load_rows(w, e, g + gridDim.x, warp, lane, next);
+    group_rows<MT, S, R>(w, m, e, g, cur, q, sm, xsum);
+    cur = next;
+  }
 }
 
 int smem_optin() {
@@ -272,14 +354,42 @@ int tokens_rounded(int m) {
   return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8;
 }
 
+// S for rows of k_pad columns (the fewest loads that hold a row, at most 4).
+int loads_per_row(int64_t k_pad) {
+  return k_pad <= 32 * 64 * 2 ? 2 : 4;
+}
+
+size_t smem_bytes(int mt, int64_t k_pad) {
+  return mt == 1   ? Layout<1, kRows>(k_pad).total
+         : mt == 2 ? Layout<2, kRows>(k_pad).total
+         : mt == 4 ? Layout<4, kRows>(k_pad).total
+                   : Layout<8, kRows>(k_pad).total;
+}
+
+// Every group where the device holds all their blocks at once, else as many blocks as it holds.
+template <int MT, int S>
+void launch_ms(const DevTernary& w, const DecodeGemvIn& in, int m, const DecodeGemvOut& e, cudaStream_t s) {
+  static unsigned long long attr_set = 0;  // once per device: the opt-in above 48 KB
+  const auto kernel = decode_gemv_kernel<MT, S, kRows>;
+  if (first_on_device(attr_set))
+    BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_optin()));
+  const size_t smem = smem_bytes(MT, w.k_pad);
+  int dev = 0, sms = 0, per_sm = 0;
+  BN_CUDA(cudaGetDevice(&dev));
+  BN_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  BN_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
+  const int64_t groups = (w.n + kRows * kWarps - 1) / (kRows * kWarps);
+  const auto blocks =
+      static_cast<unsigned>(std::min<int64_t>(groups, static_cast<int64_t>(std::max(per_sm, 1)) * sms));
+  launch(kernel, blocks, kThreads, smem, s, w, in, m, e);
+}
+
 template <int MT>
 void launch_mt(const DevTernary& w, const DecodeGemvIn& in, int m, const DecodeGemvOut& e, cudaStream_t s) {
-  static unsigned long long attr_set = 0;  // once per device: the opt-in above 48 KB
-  if (first_on_device(attr_set))
-    BN_CUDA(cudaFuncSetAttribute(decode_gemv_kernel<MT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 smem_optin()));
-  const unsigned blocks = static_cast<unsigned>((w.n + kBlockRows - 1) / kBlockRows);
-  launch(decode_gemv_kernel<MT>, blocks, kThreads, smem_bytes(MT, w.k_pad), s, w, in, m, e);
+  if (loads_per_row(w.k_pad) == 2)
+    launch_ms<MT, 2>(w, in, m, e, s);
+  else
+    launch_ms<MT, 4>(w, in, m, e, s);
 }
 
 }  // namespace

@@ -271,16 +271,16 @@ void CudaSession::setup_fused() {
 }
 
 // decode_gemv for steps of up to decode_gemv_max sequences where its shared memory holds the
-// widest input, unless BITNET_CUDA_DECODE_GEMV=0 asks for the separate norm, RoPE and product
-// kernels.
+// widest input. BITNET_CUDA_DECODE_GEMV=0 asks for the separate norm, RoPE and product kernels,
+// =N (1 - 8) for decode_gemv up to N sequences a step.
 bool CudaSession::decode_gemv_ok(int m) const {
-  static const bool off = [] {
+  static const int env = [] {
     const char* e = std::getenv("BITNET_CUDA_DECODE_GEMV");
-    return e != nullptr && std::string(e) == "0";
+    return e == nullptr ? -1 : std::atoi(e);
   }();
   const ModelConfig& c = model_.cfg;
-  return m <= opts_.decode_gemv_max && !off &&
-         infer::decode_gemv_supported(m, std::max({c.n_embd, c.q_dim(), c.n_ff}));
+  const int max = env >= 0 ? env : opts_.decode_gemv_max;
+  return m <= max && infer::decode_gemv_supported(m, std::max({c.n_embd, c.q_dim(), c.n_ff}));
 }
 
 bool CudaSession::fused_decode_ok(int m) const {

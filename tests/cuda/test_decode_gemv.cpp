@@ -4,8 +4,11 @@
 // compared bit for bit, RoPE's within the rounding of its angles (the GPU's double sincos).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -110,9 +113,10 @@ TEST(CudaDecodeGemv, AddAndStoreMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(11);
   for (const int64_t k : {int64_t{1}, int64_t{100}, int64_t{2560}, int64_t{6912}})
-    for (const int64_t n : {int64_t{37}, int64_t{256}})
+    for (const int64_t n : {int64_t{37}, int64_t{256}, int64_t{40000}})  // 40,000: blocks take several groups
       for (const int m : {1, 2, 3, 5, 8})
         for (const bool with_norm : {true, false}) {
+          if (n > 256 && k > 100) continue;  // the CPU reference's time
           SCOPED_TRACE("k " + std::to_string(k) + " n " + std::to_string(n) + " m " + std::to_string(m) +
                        (with_norm ? " norm" : " no norm"));
           ASSERT_TRUE(infer::decode_gemv_supported(m, k));
@@ -270,6 +274,94 @@ TEST(CudaDecodeGemv, RopeAndKvStoreMatchTheCpu) {
                       __half2float(__float2half_rn(got[static_cast<size_t>(t * n + qd + kvd + j)])));
           }
       }
+}
+
+
+// Lab, not a test: microseconds per launch of each decode kernel on the 2B4T shapes, as a chain
+// of 64 launches of one kernel in a CUDA graph (each waits for the one before, as a decode step's
+// kernels do). Run with --gtest_also_run_disabled_tests.
+TEST(CudaDecodeTiming, DISABLED_KernelChains) {
+  SKIP_WITHOUT_GPU();
+  cudaStream_t s = nullptr;
+  BN_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cudaEvent_t e0, e1;
+  BN_CUDA(cudaEventCreate(&e0));
+  BN_CUDA(cudaEventCreate(&e1));
+  auto chain = [&](const char* name, const std::function<void()>& launch_one) {
+    constexpr int kLaunches = 64, kReps = 20;
+    launch_one();
+    BN_CUDA(cudaStreamSynchronize(s));
+    cudaGraph_t g = nullptr;
+    BN_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < kLaunches; ++i) launch_one();
+    BN_CUDA(cudaStreamEndCapture(s, &g));
+    cudaGraphExec_t exec = nullptr;
+    BN_CUDA(cudaGraphInstantiate(&exec, g, 0));
+    std::vector<float> per;
+    for (int r = 0; r < kReps; ++r) {
+      BN_CUDA(cudaEventRecord(e0, s));
+      BN_CUDA(cudaGraphLaunch(exec, s));
+      BN_CUDA(cudaEventRecord(e1, s));
+      BN_CUDA(cudaEventSynchronize(e1));
+      float ms = 0;
+      BN_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+      per.push_back(1e3f * ms / kLaunches);
+    }
+    std::sort(per.begin(), per.end());
+    std::printf("[   time   ] %-40s %6.2f us per launch (median of %d graphs of %d)\n", name, per[per.size() / 2],
+                kReps, kLaunches);
+    (void)cudaGraphExecDestroy(exec);
+    (void)cudaGraphDestroy(g);
+  };
+  std::mt19937 rng(5);
+  const int64_t d = 2560;
+  const std::vector<float> xin = random_rows(8, 6912, rng, 30.0f);
+  std::vector<float> norm(6912);
+  for (auto& v : norm) v = 0.5f + static_cast<float>(rng() % 1000) * 1e-3f;
+  Buffer<float> din = on_device(xin), dnorm = on_device(norm), y(static_cast<size_t>(8 * 13824));
+  Buffer<int8_t> q(static_cast<size_t>(8 * 6912));
+  Buffer<float> dq(8);
+  chain("norm_quant m1 k64", [&] { infer::norm_quant(din.data(), 64, 1, dnorm.data(), 1e-5f, false, 0, {q.data(), dq.data(), 64, 64}, s); });
+  chain("norm_quant m1 k2560", [&] { infer::norm_quant(din.data(), d, 1, dnorm.data(), 1e-5f, false, 0, {q.data(), dq.data(), d, d}, s); });
+  const struct {
+    const char* name;
+    int64_t n, k;
+  } shapes[] = {{"qkv 3840x2560", 3840, 2560}, {"o 2560x2560", 2560, 2560}, {"gate|up 13824x2560", 13824, 2560},
+                {"down 2560x6912", 2560, 6912}};
+  for (const auto& sh : shapes) {
+    // Copies of the matrix, launch i reading copy i mod copies: together beyond the L2 cache, so
+    // the weights come from HBM as in a decode step.
+    Weights W = make_weights(sh.n, sh.k, rng);
+    const size_t words = W.words.size();
+    const int copies = static_cast<int>(std::max<size_t>(2, (size_t{160} << 20) / (4 * words)));
+    Buffer<uint32_t> many(words * static_cast<size_t>(copies));
+    for (int c = 0; c < copies; ++c)
+      BN_CUDA(cudaMemcpy(many.data() + c * words, W.words.data(), 4 * words, cudaMemcpyDeviceToDevice));
+    int next = 0;
+    auto dev = [&] {
+      infer::DevTernary t = W.dev();
+      t.w = many.data() + static_cast<size_t>(next++ % copies) * words;
+      return t;
+    };
+    const infer::DevActs acts{q.data(), dq.data(), sh.k, W.w.k_pad};
+    infer::norm_quant(din.data(), sh.k, 8, dnorm.data(), 1e-5f, false, 0, acts, s);
+    chain((std::string("ternary_gemv m1 ") + sh.name).c_str(),
+          [&] { infer::ternary_gemv(dev(), acts, 1, y.data(), sh.n, false, s); });
+    infer::DecodeGemvOut st;
+    st.kind = infer::DecodeEpilogue::kStore;
+    st.y = y.data();
+    st.ldy = sh.n;
+    for (int m : {1, 8})
+      chain((std::string("decode_gemv m") + std::to_string(m) + " " + sh.name).c_str(), [&] {
+        infer::decode_gemv(dev(), {din.data(), sh.k, 1, 0, 0, dnorm.data(), 1e-5f}, m, st, s);
+      });
+    if (sh.n == d && sh.k == d)
+      chain("decode_gemv m1 o, no norm",
+            [&] { infer::decode_gemv(dev(), {din.data(), sh.k, 1, 0, 0, nullptr, 1e-5f}, 1, st, s); });
+  }
+  (void)cudaEventDestroy(e0);
+  (void)cudaEventDestroy(e1);
+  BN_CUDA(cudaStreamDestroy(s));
 }
 
 }  // namespace
