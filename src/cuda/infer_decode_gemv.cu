@@ -319,6 +319,15 @@ template <int MT, int S, int R>
 __global__ void __launch_bounds__(kThreads)
     decode_gemv_kernel(DevTernary w, DecodeGemvIn in, int m, DecodeGemvOut e) {
   pdl_launch();
+  unsigned long long* trace = nullptr;
+  if (e.trace != nullptr && blockIdx.x == 0 && threadIdx.x == 0) trace = e.trace + 1 + 5 * atomicAdd(e.trace, 1ull);
+  auto tick = [&](int phase) {
+    if (trace == nullptr) return;
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    trace[phase] = t;
+  };
+  tick(0);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const Layout<MT, R> lay(w.k_pad);
   Smem<MT, R>& sm = *reinterpret_cast<Smem<MT, R>*>(smem_raw);
@@ -332,15 +341,19 @@ __global__ void __launch_bounds__(kThreads)
   load_rows(w, e, g, warp, lane, cur);
   if (in.norm)
     for (int64_t i = threadIdx.x; i < w.k; i += kThreads) gs[i] = in.norm[i];
+  tick(1);
   pdl_wait();
+  tick(2);
   int xsum = 0;  // token `lane`'s codes summed
   norm_quant_rows<MT, R>(in, m, w.k, w.k_pad, gs, xs, q, sm, xsum);
+  tick(3);
   for (; g < groups; g += gridDim.x) {
     WarpRows<S, R> next;
     if (g + gridDim.x < groups) load_rows(w, e, g + gridDim.x, warp, lane, next);
     group_rows<MT, S, R>(w, m, e, g, cur, q, sm, xsum);
     cur = next;
   }
+  tick(4);
 }
 
 int smem_optin() {

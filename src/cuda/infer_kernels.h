@@ -118,6 +118,10 @@ struct DecodeGemvOut {
   // kGated
   int64_t ff = 0;
   int act = 0;  // 0 relu^2, 1 SiLU
+  // Lab only (null in the engine): launch i's block 0 writes its globaltimer at entry, after
+  // issuing its first loads, after the wait for the previous kernel, after the norm and at its end
+  // into trace[1 + 5 i ..], i counted in trace[0].
+  unsigned long long* trace = nullptr;
 };
 // Whether decode_gemv takes m tokens of k inputs on the current device (its shared memory holds
 // the m codes rows).

@@ -355,6 +355,36 @@ TEST(CudaDecodeTiming, DISABLED_KernelChains) {
       chain((std::string("decode_gemv m") + std::to_string(m) + " " + sh.name).c_str(), [&] {
         infer::decode_gemv(dev(), {din.data(), sh.k, 1, 0, 0, dnorm.data(), 1e-5f}, m, st, s);
       });
+    // Where block 0's time goes (globaltimer, mean over 64 chained launches after a warm-up).
+    {
+      constexpr int kRuns = 65;
+      Buffer<unsigned long long> trace(1 + 5 * kRuns);
+      trace.fill_bytes(0, s);
+      infer::DecodeGemvOut tr = st;
+      tr.trace = trace.data();
+      cudaGraph_t g = nullptr;
+      BN_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+      for (int i = 0; i < kRuns; ++i)
+        infer::decode_gemv(dev(), {din.data(), sh.k, 1, 0, 0, dnorm.data(), 1e-5f}, 1, tr, s);
+      BN_CUDA(cudaStreamEndCapture(s, &g));
+      cudaGraphExec_t exec = nullptr;
+      BN_CUDA(cudaGraphInstantiate(&exec, g, 0));
+      BN_CUDA(cudaGraphLaunch(exec, s));
+      BN_CUDA(cudaStreamSynchronize(s));
+      (void)cudaGraphExecDestroy(exec);
+      (void)cudaGraphDestroy(g);
+      const std::vector<unsigned long long> t = trace.download();
+      double part[5] = {}, gap = 0;
+      for (int i = 1; i < kRuns; ++i) {
+        const unsigned long long* r = t.data() + 1 + 5 * i;
+        for (int p = 1; p < 5; ++p) part[p] += static_cast<double>(r[p] - r[p - 1]);
+        gap += static_cast<double>(r[0] - (r - 5)[4]);
+      }
+      const double n = kRuns - 1;
+      std::printf("[   time   ]   block 0, us: end of the last to entry %.2f | loads issued %.2f | wait %.2f | "
+                  "norm %.2f | rows %.2f\n",
+                  gap / n * 1e-3, part[1] / n * 1e-3, part[2] / n * 1e-3, part[3] / n * 1e-3, part[4] / n * 1e-3);
+    }
     if (sh.n == d && sh.k == d)
       chain("decode_gemv m1 o, no norm",
             [&] { infer::decode_gemv(dev(), {din.data(), sh.k, 1, 0, 0, nullptr, 1e-5f}, 1, st, s); });
