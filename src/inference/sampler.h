@@ -29,8 +29,13 @@ class Sampler {
   SamplerOptions o_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> cand_;
+  std::vector<float> pen_;  // the logits after the repetition penalty
 };
 
 int32_t argmax(std::span<const float> logits);
+
+// The k largest logits with their ids, largest first, ties to the lowest id (what partial_sort by
+// that order gives). k > logits.size() takes them all.
+std::vector<std::pair<float, int32_t>> top_k_logits(std::span<const float> logits, size_t k);
 
 }  // namespace bitnet

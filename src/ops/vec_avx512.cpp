@@ -288,8 +288,13 @@ void axpy_f16_rows_avx512(const float* p, int64_t ldp, const uint16_t* v, int64_
 // exp(x) for x <= 0 (softmax arguments): x = k ln2 + r, |r| <= ln2/2, e^r = 1 + r + r^2 P(r) with
 // Cephes expf's minimax coefficients (relative error < 2^-23), times 2^k with vscalefps, which
 // also takes results below the float range to zero as k falls.
+// exp(x) for x <= 0. Below -86 the result is 0: exp(-86) = 4e-38 is near the smallest normal
+// float, and subnormal results (and their conversions) take microcode assists on Intel cores, each
+// ~100 times a normal operation: a 128k-vocabulary row of a model whose logits span over 87 took
+// 0.8 ms in log_sum_exp_row instead of 0.06. Terms that small change no sum they are added to.
 static inline __m512 exp_neg(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // exp(-104) is below the smallest subnormal
+  const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-86.0f), _CMP_GE_OQ);
+  x = _mm512_max_ps(x, _mm512_set1_ps(-86.0f));
   const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
@@ -301,7 +306,7 @@ static inline __m512 exp_neg(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, k);
+  return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, k));
 }
 
 void softmax_row_avx512(float* x, int64_t n, bool half_probs) {

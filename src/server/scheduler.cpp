@@ -24,17 +24,8 @@ TokenLogprob logprobs_of(std::span<const float> logits, int32_t id, int top_n) {
   TokenLogprob lp;
   lp.id = id;
   lp.logprob = logits[static_cast<size_t>(id)] - log_z;
-  if (top_n > 0) {
-    std::vector<int32_t> idx(logits.size());
-    for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int32_t>(i);
-    const size_t n = std::min(idx.size(), static_cast<size_t>(top_n));
-    std::partial_sort(idx.begin(), idx.begin() + static_cast<ptrdiff_t>(n), idx.end(),
-                      [&](int32_t a, int32_t b) {
-                        return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)] ||
-                               (logits[static_cast<size_t>(a)] == logits[static_cast<size_t>(b)] && a < b);
-                      });
-    for (size_t i = 0; i < n; ++i) lp.top.emplace_back(idx[i], logits[static_cast<size_t>(idx[i])] - log_z);
-  }
+  if (top_n > 0)
+    for (const auto& [v, i] : top_k_logits(logits, static_cast<size_t>(top_n))) lp.top.emplace_back(i, v - log_z);
   return lp;
 }
 

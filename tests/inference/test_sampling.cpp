@@ -1,7 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -54,6 +58,32 @@ TEST(Sampler, RepeatPenaltyDemotesRecentTokens) {
   Sampler s(o);
   const std::vector<int32_t> hist = {0};
   EXPECT_EQ(s.sample(l, hist), 1);  // 1.0 / 2 = 0.5 < 0.9
+}
+
+// top_k_logits is what partial_sort by (larger logit, then lower id) gives, on ties, infinities
+// and sizes around its 64-value blocks.
+TEST(Sampler, TopKLogitsIsPartialSortByLogitThenId) {
+  std::mt19937 rng(3);
+  for (const size_t n : {size_t{1}, size_t{5}, size_t{63}, size_t{64}, size_t{65}, size_t{1000}, size_t{128256}})
+    for (const int spread : {3, 1000000}) {  // 3: many ties
+      std::vector<float> l(n);
+      for (auto& v : l) v = static_cast<float>(static_cast<int>(rng() % static_cast<unsigned>(spread)) - spread / 2) * 0.01f;
+      if (n > 10) {
+        l[n / 2] = -std::numeric_limits<float>::infinity();
+        l[n / 3] = std::numeric_limits<float>::infinity();
+      }
+      std::vector<std::pair<float, int32_t>> all(n);
+      for (size_t i = 0; i < n; ++i) all[i] = {l[i], static_cast<int32_t>(i)};
+      for (const size_t k : {size_t{0}, size_t{1}, size_t{2}, size_t{40}, n - 1, n, n + 5}) {
+        SCOPED_TRACE("n " + std::to_string(n) + " spread " + std::to_string(spread) + " k " + std::to_string(k));
+        const size_t kk = std::min(k, n);
+        std::vector<std::pair<float, int32_t>> want = all;
+        std::partial_sort(want.begin(), want.begin() + static_cast<ptrdiff_t>(kk), want.end(),
+                          [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+        want.resize(kk);
+        EXPECT_EQ(top_k_logits(l, k), want);
+      }
+    }
 }
 
 // A one-layer model with a 61-token vocabulary (token 60 serves as BOS).
