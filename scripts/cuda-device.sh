@@ -7,7 +7,8 @@
 #                                  # the same under compute-sanitizer, then TORCH=1: PyTorch's speed,
 #                                  # HF=1: the HF export under transformers against the engine,
 #                                  # FIDELITY=1: 2,000 steps of ours and PyTorch's, held-out losses,
-#                                  # INFER=1: CUDA inference against the CPU, and its bench
+#                                  # INFER=1: CUDA inference against the CPU, and its bench,
+#                                  # LAB=1: the decode kernels' timing lab
 # Results go to $OUT (the device tool brings them back) and to the output's last lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,11 +31,24 @@ stage)
     ldd "$exe" | awk '/=> \// {print $3}' | grep -Ev 'libc\.so|libm\.so|libstdc\+\+|libgcc_s|libpthread|librt|libdl|cuda|cublas' |
       xargs -r -I{} cp -L {} .device/lib/
   done
+  # xz: a stripped binary is ~20 MB, ~5 MB packed (run unpacks them, with Python's lzma if that
+  # machine has no xz).
+  xz -T0 -3 -f .device/test_* .device/bitnet*
   du -sh .device
   ;;
 run)
+  for f in .device/*.xz; do
+    [ -e "$f" ] || continue
+    xz -d -f "$f" 2>/dev/null ||
+      python3 -c 'import lzma,sys,os; d=sys.argv[1][:-3]; open(d,"wb").write(lzma.open(sys.argv[1]).read()); os.remove(sys.argv[1])' "$f"
+    chmod +x "${f%.xz}"
+  done
   . scripts/device-env.sh
   nvidia-smi -L
+  if [ "${LAB:-0}" = 1 ]; then  # LAB=1: the decode kernels' lab (microseconds per launch, phases)
+    .device/test_cuda --gtest_also_run_disabled_tests --gtest_filter='CudaDecodeTiming*:CudaGemmTiming*' 2>&1 |
+      tee "$OUT/lab.log" | grep -E '^\[   time'
+  fi
   if [ "${BENCH_ONLY:-0}" != 1 ]; then
   echo "== CUDA tests"
   .device/test_cuda 2>&1 | tee "$OUT/test_cuda.log" | grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[   info|Failure|error' || true
