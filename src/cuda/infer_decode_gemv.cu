@@ -18,7 +18,7 @@
 namespace bitnet::cuda::infer {
 namespace {
 
-constexpr int kWarps = 8, kThreads = 32 * kWarps;
+constexpr int kWarps = 12, kThreads = 32 * kWarps;
 // The sum of squares is kept in kVirtual partials (partial v takes the values i = v mod
 // kVirtual, in order), whatever the number of threads a token gets, so a token's scale is the
 // same bits alone or in a batch.
@@ -110,7 +110,7 @@ template <int MT, int R>
 __device__ void norm_quant_rows(const DecodeGemvIn& in, int m, int64_t k, int64_t k_pad, const float* g,
                                 float* xs, int8_t* q, Smem<MT, R>& sm, int& xsum) {
   constexpr int P = MT;  // MT is a power of two >= m
-  constexpr int TP = kThreads / P, WP = TP / 32;
+  constexpr int WP = kWarps / P > 0 ? kWarps / P : 1, TP = 32 * WP;  // whole warps a token
   constexpr bool kCache = MT <= kCachedTokens;
   const int t = threadIdx.x / TP, u = threadIdx.x % TP, warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const bool live = t < m;
