@@ -2,10 +2,11 @@
 // the per-op path is a chain of small dependent kernels, each costing a launch and its own
 // latency, so the norm + quantization before each product and the op after it (RoPE and the KV
 // store, the gated activation, the residual add) run inside the product's kernel. Every block
-// normalizes and quantizes the whole input row(s) into shared memory (a few KB read from L2
-// while its first weights are already in flight), then multiplies its 16 rows as the plain GEMV
-// does (infer_ternary.cu: dp4a on the codes, exact int32), then applies the epilogue. Compiled
-// with -fmad=false like the other inference kernels: the float operations are the CPU's.
+// normalizes and quantizes the whole input row(s) into shared memory once (a few KB read from L2
+// while its first weights are already in flight), then takes groups of rows, one row a warp, as
+// the plain GEMV does (infer_ternary.cu: dp4a on the codes, exact int32), applying the epilogue
+// to each. Compiled with -fmad=false like the other inference kernels: the float operations are
+// the CPU's. The lab in tests/cuda/test_decode_gemv.cpp times each product and its phases.
 #include <algorithm>
 #include <cfloat>
 #include <cstdlib>
