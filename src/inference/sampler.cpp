@@ -80,15 +80,8 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
     l = pen_;
   }
   if (o_.temperature <= 0.0f) return argmax(l);
-  size_t keep = n;
-  if (o_.top_k > 0 && static_cast<size_t>(o_.top_k) < n) {
-    keep = static_cast<size_t>(o_.top_k);
-    cand_ = top_k_logits(l, keep);
-  } else {
-    cand_.resize(n);
-    for (size_t i = 0; i < n; ++i) cand_[i] = {l[i], static_cast<int32_t>(i)};
-    std::sort(cand_.begin(), cand_.end(), before);
-  }
+  const size_t keep = o_.top_k > 0 ? std::min(static_cast<size_t>(o_.top_k), n) : n;
+  cand_ = top_k_logits(l, keep);  // top-k off: all of them, in the same order
   // Softmax at temperature 1 for the filters, as llama.cpp applies top-p / min-p before temperature.
   const float mx = cand_[0].first;
   std::vector<double> p(keep);
