@@ -12,6 +12,22 @@ __device__ __forceinline__ int codes(uint32_t word, int s) {
   return static_cast<int>((word >> (2 * s)) & 0x03030303u);
 }
 
+// Four codes c = w + 1 (bytes of 0..2, taken at bit `shift` of each byte of a layout word) as
+// four s8 weights c - 1: with bit 7 set first, no byte borrows from its neighbour.
+__device__ __forceinline__ int weights4(uint32_t word, int shift) {
+  const uint32_t c = ((word >> shift) & 0x03030303u) + 0x7F7F7F7Fu;  // 0x7F + c: 0x7F .. 0x81
+  return static_cast<int>(c ^ 0x80808080u);                          // c - 1: 0xFF, 0x00, 0x01
+}
+
+// c += a * b on the int8 tensor cores (m16n8k32, exact int32). Not volatile: the products depend
+// only on their operands, so the compiler may schedule them.
+__device__ __forceinline__ void mma_s8(int (&c)[4], const int (&a)[4], int b0, int b1) {
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 // Streaming 16-byte load: the weights are read once per step, so they should not evict the
 // activations from L1.
 __device__ __forceinline__ uint4 ld_stream(const void* p) {

@@ -12,6 +12,7 @@
 // a quad share a row) and turns it into the B fragments of both 32-column halves; the A fragments
 // come from ldmatrix.x4 and feed NJ products each.
 #include "cuda/check.h"
+#include "cuda/infer_device.cuh"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_launch.cuh"
 
@@ -42,21 +43,6 @@ __device__ __forceinline__ void ldmatrix_x4(int (&a)[4], const void* smem) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
                : "r"(s));
-}
-
-// Not volatile: the products depend only on their operands, so the compiler may schedule them.
-__device__ __forceinline__ void mma_s8(int (&c)[4], const int (&a)[4], int b0, int b1) {
-  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Four codes c = w + 1 (bytes of 0..2, taken at bit 2s of each byte of a layout word) as four s8
-// weights c - 1: with bit 7 set first, no byte borrows from its neighbour.
-__device__ __forceinline__ int weights4(uint32_t word, int shift) {
-  const uint32_t c = ((word >> shift) & 0x03030303u) + 0x7F7F7F7Fu;  // 0x7F + c: 0x7F .. 0x81
-  return static_cast<int>(c ^ 0x80808080u);                          // c - 1: 0xFF, 0x00, 0x01
 }
 
 template <int MI, int NJ, int WM, int WN, int STAGES>
@@ -253,8 +239,10 @@ void launch_gemm(GemmTile tile, const DevTernary& w, const DevActs& x, int m, fl
   const int64_t enough = multiprocessors() * 3 / 4;
   const GemmTile order[] = {GemmTile::k128x128, GemmTile::k64x128, GemmTile::k64x32};
   const int64_t dims[][2] = {{128, 128}, {64, 128}, {64, 32}};
+  // A tile at least twice m's tokens is skipped: its blocks would multiply mostly clamped rows
+  // (at m = 64 the 128-token tile took 97 us for gate|up where 64 x 128 took 34).
   for (int i = 0; i < 3; ++i)
-    if ((m + dims[i][0] - 1) / dims[i][0] * ((w.n + dims[i][1] - 1) / dims[i][1]) >= enough)
+    if (dims[i][0] < 2 * m && (m + dims[i][0] - 1) / dims[i][0] * ((w.n + dims[i][1] - 1) / dims[i][1]) >= enough)
       return launch_gemm<kRaw>(order[i], w, x, m, y, ldy, add, raw, sk, s);
   return launch_gemm<kRaw>(GemmTile::k32x32, w, x, m, y, ldy, add, raw, sk, s);
 }

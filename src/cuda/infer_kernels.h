@@ -35,6 +35,14 @@ struct DevActs {
 // m tokens; the GEMV (m <= 8, decode) and the int8 tensor-core GEMM (any m) give the same bits.
 void ternary_gemv(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
                   cudaStream_t s);
+// Decode batches of up to kGemvMmaMaxTokens tokens on the tensor cores, the weight rows as the
+// 16-row operand (infer_gemv_mma.cu); the same bits as ternary_gemv and the GEMM. row_groups:
+// 16-row groups a block (1 or 2; 0 picks by m and n).
+constexpr int kGemvMmaMaxTokens = 64;
+void ternary_gemv_mma(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
+                      cudaStream_t s, int row_groups = 0);
+void ternary_acc_gemv_mma(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s,
+                          int row_groups = 0);
 // The GEMM's block tiles (tokens x weight rows). kAuto picks by m and the grid's size; the others
 // force one (tests run each on every shape; any tile serves any m).
 enum class GemmTile { kAuto, k32x32, k64x32, k64x128, k128x128 };

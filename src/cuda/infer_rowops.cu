@@ -18,6 +18,7 @@ constexpr int kRowThreads = 256;
 // Decode's few tokens get wide blocks: one block a token is the whole kernel, and its three
 // passes over the row are latency, not bandwidth.
 constexpr int kWideThreads = 1024;
+constexpr int kWideTokens = 128;  // up to here a grid of m blocks leaves most SMs one block or none
 
 // Dynamic shared memory: the row as floats (k of them).
 __global__ void __launch_bounds__(kWideThreads)
@@ -145,7 +146,7 @@ __global__ void __launch_bounds__(kRowThreads)
 void norm_quant(const float* in, int64_t ld_in, int m, const float* norm, float eps, bool is_gated, int act,
                 DevActs q, cudaStream_t s) {
   if (m <= 0) return;
-  launch(norm_quant_kernel, m, m <= 16 ? kWideThreads : kRowThreads, q.k * sizeof(float), s, in, ld_in, norm,
+  launch(norm_quant_kernel, m, m <= kWideTokens ? kWideThreads : kRowThreads, q.k * sizeof(float), s, in, ld_in, norm,
          eps, is_gated, act, q);
   BN_CUDA_LAUNCHED();
 }

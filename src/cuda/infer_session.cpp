@@ -28,7 +28,7 @@ struct CudaState {
   Buffer<float> x, qkv, attn, gu, xn, logits, scratch, head_f, head_d;
   Buffer<int8_t> aq, head_q;
   Buffer<uint16_t> head_h;        // F16/BF16 head: activations in the weight type
-  cublasLtHandle_t lt = nullptr;  // F16/BF16 head of more than 8 rows (infer_head_lt.h)
+  cublasLtHandle_t lt = nullptr;  // F16/BF16 head of kHeadLtMinRows rows or more (infer_head_lt.h)
   Buffer<unsigned char> lt_workspace;
   Buffer<float> adq;
   // Split-K scratch of the tensor-core GEMM (infer_kernels.h GemmSplitK): zero, and left zero.
@@ -195,7 +195,7 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   s.head_q.resize(static_cast<size_t>(s.head_rows * c.n_embd));
   s.head_d.resize(static_cast<size_t>(s.head_rows * c.n_embd / 32));
   const int htype = s.w.head().type;
-  if ((htype == infer::kHeadF16 || htype == infer::kHeadBF16) && s.head_rows > 8) {
+  if ((htype == infer::kHeadF16 || htype == infer::kHeadBF16) && s.head_rows >= kHeadLtMinRows) {
     s.head_h.resize(static_cast<size_t>(s.head_rows * c.n_embd));
     BN_CUBLAS(cublasLtCreate(&s.lt));
     s.lt_workspace.resize(size_t{4} << 20);
@@ -270,6 +270,16 @@ void CudaSession::setup_fused() {
   s.fused_timing.resize(infer::kDecodeTimers);
 }
 
+// Products of 2 .. N tokens on the tensor cores with the weights as the 16-row operand
+// (ternary_gemv_mma); BITNET_CUDA_GEMV_MMA=N sets N (0: the dp4a GEMV up to 8, then the GEMM).
+static int gemv_mma_max() {
+  static const int n = [] {
+    const char* e = std::getenv("BITNET_CUDA_GEMV_MMA");
+    return e == nullptr ? infer::kGemvMmaMaxTokens : std::min(std::atoi(e), infer::kGemvMmaMaxTokens);
+  }();
+  return n;
+}
+
 // decode_gemv for steps of up to decode_gemv_max sequences where its shared memory holds the
 // widest input. BITNET_CUDA_DECODE_GEMV=0 asks for the separate norm, RoPE and product kernels,
 // =N (1 - 8) for decode_gemv up to N sequences a step.
@@ -317,7 +327,9 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
   const int64_t d = c.n_embd, qd = c.q_dim(), ff = c.n_ff, qkv_n = qd + 2 * c.kv_dim();
   cudaStream_t str = s.stream;
   auto product = [&](const infer::DevTernary& w, const DevActs& a, float* y, int64_t ldy, bool add) {
-    if (m <= 8)
+    if (m >= 2 && m <= gemv_mma_max())
+      infer::ternary_gemv_mma(w, a, m, y, ldy, add, str);
+    else if (m <= 8)
       infer::ternary_gemv(w, a, m, y, ldy, add, str);
     else
       infer::ternary_gemm_mma(w, a, m, y, ldy, add, str, infer::GemmTile::kAuto, s.splitk());
@@ -451,9 +463,7 @@ static void head(CudaState& s, const Model& model, int rows, int from, bool gree
                        s.w.output_norm.data(), c.rms_eps, s.xn.data(), s.stream);
   const infer::HeadActsDev a{s.head_f.data(), s.head_h.data(), s.head_q.data(), s.head_d.data()};
   infer::head_prepare(h.type, s.xn.data(), rows, c.n_embd, a, s.stream);
-  // More than 8 rows of an F16/BF16 head: a GEMM on tensor cores (the kernel would read the
-  // head once per 8 rows and multiply on CUDA cores).
-  const bool lt = s.lt != nullptr && rows > 8 &&
+  const bool lt = s.lt != nullptr && rows >= kHeadLtMinRows &&
                   head_gemm_lt(s.lt, s.lt_workspace.data(), s.lt_workspace.bytes(), h.type, h.data.data(),
                                h.rows, h.cols, s.head_h.data(), rows, s.logits.data(), c.n_vocab, s.stream);
   if (!lt)

@@ -205,7 +205,7 @@ CudaTpSession::CudaTpSession(const Model& model, const CudaSessionOptions& opts,
   s.head_q.resize(static_cast<size_t>(s.head_rows * c.n_embd));
   s.head_d.resize(static_cast<size_t>(s.head_rows * c.n_embd / 32));
   const int htype = r0.w.head().type;
-  if ((htype == infer::kHeadF16 || htype == infer::kHeadBF16) && s.head_rows > 8) {
+  if ((htype == infer::kHeadF16 || htype == infer::kHeadBF16) && s.head_rows >= kHeadLtMinRows) {
     s.head_h.resize(static_cast<size_t>(s.head_rows * c.n_embd));
     BN_CUBLAS(cublasLtCreate(&s.lt));
     s.lt_workspace.resize(size_t{4} << 20);
@@ -269,7 +269,9 @@ void CudaTpSession::run_layers(int m, int splits) {
   const float* none = nullptr;
   const int act = c.act == FfnAct::kRelu2 ? 0 : 1;
   auto product = [&](const infer::DevTernary& w, const DevActs& a, float* y, int64_t ldy, cudaStream_t str) {
-    if (m <= 8)
+    if (m >= 2 && m <= infer::kGemvMmaMaxTokens)
+      infer::ternary_gemv_mma(w, a, m, y, ldy, false, str);
+    else if (m <= 8)
       infer::ternary_gemv(w, a, m, y, ldy, false, str);
     else
       infer::ternary_gemm_mma(w, a, m, y, ldy, false, str);
@@ -277,7 +279,9 @@ void CudaTpSession::run_layers(int m, int splits) {
   // A column shard's int32 sums: its columns [c0, ...) of the full quantized rows (stride k_pad).
   auto partial = [&](const infer::DevTernary& w, TpRankState& q, int64_t c0, int64_t kpad, cudaStream_t str) {
     const DevActs a{q.aq.data() + c0, q.adq.data(), w.k, kpad};
-    if (m <= 8)
+    if (m >= 2 && m <= infer::kGemvMmaMaxTokens)
+      infer::ternary_acc_gemv_mma(w, a, m, q.acc.data(), str);
+    else if (m <= 8)
       infer::ternary_acc_gemv(w, a, m, q.acc.data(), str);
     else
       infer::ternary_acc_mma(w, a, m, q.acc.data(), str);
@@ -390,7 +394,7 @@ void CudaTpSession::head(int rows, int from, bool greedy) {
                        q.w.output_norm.data(), c.rms_eps, s.xn.data(), q.stream);
   const infer::HeadActsDev a{s.head_f.data(), s.head_h.data(), s.head_q.data(), s.head_d.data()};
   infer::head_prepare(h.type, s.xn.data(), rows, c.n_embd, a, q.stream);
-  const bool lt = s.lt != nullptr && rows > 8 &&
+  const bool lt = s.lt != nullptr && rows >= kHeadLtMinRows &&
                   head_gemm_lt(s.lt, s.lt_workspace.data(), s.lt_workspace.bytes(), h.type, h.data.data(),
                                h.rows, h.cols, s.head_h.data(), rows, s.logits.data(), c.n_vocab, q.stream);
   if (!lt)

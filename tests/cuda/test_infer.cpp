@@ -118,11 +118,15 @@ TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
   Buffer<unsigned> counters(4096);
   sums.fill_bytes(0);
   counters.fill_bytes(0);
-  for (int path = 0; path < 9; ++path) {
+  // Paths 9 – 11: the tensor-core GEMV (decode batches up to 64) with its automatic row groups,
+  // one and two.
+  for (int path = 0; path < 12; ++path) {
     if (path == 0 && m > 8) continue;  // the GEMV serves decode batches up to 8
+    if (path >= 9 && m > infer::kGemvMmaMaxTokens) continue;
     SCOPED_TRACE(path == 0  ? "gemv"
                  : path < 6 ? "mma tile " + std::to_string(path - 1)
-                            : "split-K " + std::to_string(path));
+                 : path < 9 ? "split-K " + std::to_string(path)
+                            : "gemv_mma, row groups " + std::to_string(path - 9));
     const infer::GemmTile tile = path < 6    ? tiles[std::max(0, path - 1)]
                                  : path == 8 ? infer::GemmTile::k32x32
                                              : infer::GemmTile::kAuto;
@@ -141,6 +145,10 @@ TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
       infer::ternary_acc_gemv(w, x, m, acc.data(), nullptr);
       infer::ternary_gemv(w, x, m, y.data(), n, false, nullptr);
       infer::ternary_gemv(w, x, m, ya.data(), n, true, nullptr);
+    } else if (path >= 9) {
+      infer::ternary_acc_gemv_mma(w, x, m, acc.data(), nullptr, path - 9);
+      infer::ternary_gemv_mma(w, x, m, y.data(), n, false, nullptr, path - 9);
+      infer::ternary_gemv_mma(w, x, m, ya.data(), n, true, nullptr, path - 9);
     } else {
       infer::ternary_acc_mma(w, x, m, acc.data(), nullptr, tile, sk);
       infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, tile, sk);
@@ -166,7 +174,9 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple(3, 130, 4100, false), std::make_tuple(8, 96, 192, true),
                       std::make_tuple(5, 1000, 6912, false), std::make_tuple(13, 37, 100, false),
                       std::make_tuple(70, 300, 640, true), std::make_tuple(129, 257, 320, false),
-                      std::make_tuple(64, 2560, 2560, false), std::make_tuple(300, 1100, 1000, true)));
+                      std::make_tuple(64, 2560, 2560, false), std::make_tuple(300, 1100, 1000, true),
+                      std::make_tuple(2, 8200, 320, true), std::make_tuple(33, 77, 1000, true),
+                      std::make_tuple(64, 200, 6912, true), std::make_tuple(17, 9000, 192, false)));
 
 // The prompt's tensor-core attention against the one-block kernel (whose softmax is the CPU's):
 // a chunk of m tokens at positions p0 .. p0 + m - 1 of slot 1, layer 1, over random keys and
@@ -216,41 +226,55 @@ TEST(CudaInfer, PromptAttentionMatchesTheOneBlockKernel) {
   }
 }
 
-// Not a check: the GEMM's time per tile on the 2B4T layer shapes (512 prompt tokens, a decode
-// batch of 64), for choosing tiles. Run with --gtest_also_run_disabled_tests.
+// Not a check: the products' time per kernel on the 2B4T layer shapes (512 prompt tokens, decode
+// batches of 64 and 8), the weights cycled through copies larger than L2 so that they come from
+// HBM, as in a decode step. Run with --gtest_also_run_disabled_tests.
 TEST(CudaGemmTiming, DISABLED_TilesOn2B4TShapes) {
   SKIP_WITHOUT_GPU();
   const int64_t shapes[4][2] = {
       {3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};  // qkv o gate|up down
-  const char* names[] = {"auto", "32x32", "64x32", "64x128", "128x128"};
+  const char* names[] = {"auto", "32x32", "64x32", "64x128", "128x128", "gemv_mma", "mma rg1", "mma rg2", "dp4a"};
   cudaEvent_t e0, e1;
   BN_CUDA(cudaEventCreate(&e0));
   BN_CUDA(cudaEventCreate(&e1));
-  for (int m : {512, 64}) {
+  for (int m : {512, 64, 32, 8, 4}) {
     for (const auto& [n, k] : shapes) {
       ProductCase c = make_case(m, n, k, false, 7);
-      Buffer<uint32_t> words = on_device(native_to_gpu_words(c.w));
+      const std::vector<uint32_t> host_words = native_to_gpu_words(c.w);
+      const size_t copies = std::max<size_t>(2, (size_t{160} << 20) / (host_words.size() * 4));
+      std::vector<Buffer<uint32_t>> words(copies);
+      for (auto& b : words) b.upload(host_words);
       Buffer<float> rs;
       rs.upload(c.w.row_scale(), static_cast<size_t>(n));
       Buffer<int8_t> q = on_device(c.q);
       Buffer<float> dq = on_device(c.dq);
       Buffer<float> y(static_cast<size_t>(m * n));
-      const infer::DevTernary w{words.data(), rs.data(), n, k, c.w.k_pad};
       const infer::DevActs x{q.data(), dq.data(), k, c.k_pad};
       std::printf("[   time   ] m %d n %lld k %lld:", m, static_cast<long long>(n),
                   static_cast<long long>(k));
-      for (int t = 0; t < 5; ++t) {
-        const auto tile = static_cast<infer::GemmTile>(t);
-        constexpr int reps = 20;
-        infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, tile);
+      for (int t = 0; t < 9; ++t) {
+        if (t >= 5 && m > infer::kGemvMmaMaxTokens) continue;
+        if (t == 8 && m > 8) continue;
+        if (t < 5 && m < 32) continue;
+        auto run = [&](size_t i) {
+          const infer::DevTernary w{words[i % copies].data(), rs.data(), n, k, c.w.k_pad};
+          if (t < 5)
+            infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, static_cast<infer::GemmTile>(t));
+          else if (t < 8)
+            infer::ternary_gemv_mma(w, x, m, y.data(), n, false, nullptr, t - 5);
+          else
+            infer::ternary_gemv(w, x, m, y.data(), n, false, nullptr);
+        };
+        constexpr int reps = 40;
+        run(0);
         BN_CUDA(cudaEventRecord(e0));
-        for (int r = 0; r < reps; ++r) infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, tile);
+        for (int r = 0; r < reps; ++r) run(static_cast<size_t>(r + 1));
         BN_CUDA(cudaEventRecord(e1));
         BN_CUDA(cudaEventSynchronize(e1));
         float ms = 0;
         BN_CUDA(cudaEventElapsedTime(&ms, e0, e1));
         const double us = 1e3 * ms / reps;
-        std::printf("  %s %.1f us (%.0f TOPS)", names[t], us, 2.0 * m * n * k / (us * 1e-6) * 1e-12);
+        std::printf("  %s %.1f us (%.0f GB/s)", names[t], us, host_words.size() * 4.0 / (us * 1e-6) * 1e-9);
       }
       std::printf("\n");
     }

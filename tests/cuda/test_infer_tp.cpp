@@ -83,8 +83,8 @@ TEST_P(TpLogits, PromptAndDecodeEqualTheSingleGpuSessionBitForBit) {
   EXPECT_EQ(tp.n_past(), one.n_past());
 }
 
-// Several sequences a step: 12 (the tensor-core GEMM for the layers, cuBLASLt / the 32-row head
-// kernel) and 5 (the GEMV), decode() and decode_greedy() against the plain session's.
+// Several sequences a step, 12 and 5 (the tensor-core GEMV for the layers; cuBLASLt or the head
+// kernel by head type), decode() and decode_greedy() against the plain session's.
 TEST_P(TpLogits, BatchedDecodeEqualsTheSingleGpuSessionBitForBit) {
   SKIP_WITHOUT_GPU();
   const TpCase tc = GetParam();
