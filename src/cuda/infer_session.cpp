@@ -38,6 +38,9 @@ struct CudaState {
   Buffer<int32_t> tok, pos, slot, argmax;
   int32_t* h_in = nullptr;                // pinned: tokens, positions, slots (3 x max_tok)
   int32_t* h_argmax = nullptr;            // pinned
+  // Pinned: a decode step's logits (max_seqs rows), copied at the link's full rate (a step of 64
+  // on the 2B4T is 33 MB).
+  float* h_logits = nullptr;
   std::map<int, cudaGraphExec_t> graphs;  // decode step per batch size
   std::map<int, int> warmed;              // batch sizes run once eagerly (before capture)
   Buffer<unsigned long long> sink;
@@ -62,6 +65,7 @@ struct CudaState {
     for (cudaEvent_t e : events) (void)cudaEventDestroy(e);
     if (h_in) (void)cudaFreeHost(h_in);
     if (h_argmax) (void)cudaFreeHost(h_argmax);
+    if (h_logits) (void)cudaFreeHost(h_logits);
     if (stream) (void)cudaStreamDestroy(stream);
     if (lt) (void)cublasLtDestroy(lt);
   }
@@ -221,6 +225,8 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   s.inv_freq.upload(inv);
   BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_in), static_cast<size_t>(3 * T) * 4));
   BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_argmax), static_cast<size_t>(s.head_rows) * 4));
+  BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_logits),
+                         static_cast<size_t>(opts.max_seqs) * static_cast<size_t>(c.n_vocab) * 4));
   BN_CUDA(cudaStreamSynchronize(s.stream));
   if (opts.fused_decode || infer::fused_forced()) setup_fused();
   BN_CUDA(cudaStreamSynchronize(s.stream));
@@ -596,11 +602,10 @@ const float* CudaSession::decode(std::span<const int32_t> tokens, std::span<cons
   stage_decode(s, n_past_, opts_.n_ctx, V, tokens, seqs);
   const int B = static_cast<int>(tokens.size());
   step(B, true, B, 0, true);
-  logits_.resize(static_cast<size_t>(B * V));
-  BN_CUDA(cudaMemcpyAsync(logits_.data(), s.logits.data(), static_cast<size_t>(B * V) * 4,
-                          cudaMemcpyDeviceToHost, s.stream));
+  BN_CUDA(cudaMemcpyAsync(s.h_logits, s.logits.data(), static_cast<size_t>(B * V) * 4, cudaMemcpyDeviceToHost,
+                          s.stream));
   BN_CUDA(cudaStreamSynchronize(s.stream));
-  return logits_.data();
+  return s.h_logits;
 }
 
 void CudaSession::decode_greedy(std::span<const int32_t> tokens, std::span<const int32_t> seqs,

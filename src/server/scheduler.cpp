@@ -79,8 +79,10 @@ void Request::publish(const std::string& text, const TokenLogprob* lp, Finish f,
 }
 
 Scheduler::Scheduler(BatchEngine& engine, const Tokenizer& tok, const SchedulerOptions& o, Metrics* metrics)
-    : engine_(engine), tok_(tok), o_(o), metrics_(metrics) {
+    : engine_(engine), tok_(tok), o_(o), metrics_(metrics), pool_(std::max(1, o.sample_threads)) {
   BN_CHECK(o_.n_batch >= 1 && o_.min_prefill >= 1 && o_.max_queue >= 0);
+  // Short spins: between steps the pool's threads should leave the cores to a CPU engine's.
+  pool_.set_spin_us(20);
   slot_tokens_.resize(static_cast<size_t>(engine_.n_seq()));
   slot_busy_.assign(static_cast<size_t>(engine_.n_seq()), false);
 }
@@ -210,9 +212,7 @@ void Scheduler::finish(Seq& s, Finish f, const std::string& error) {
   slot_busy_[static_cast<size_t>(s.slot)] = false;
 }
 
-bool Scheduler::advance(Seq& s, const float* logits) {
-  const std::span<const float> lg(logits, static_cast<size_t>(engine_.n_vocab()));
-  const int32_t id = s.sampler->sample(lg, s.history);
+bool Scheduler::advance(Seq& s, int32_t id, const TokenLogprob* lpp) {
   if (s.first_token) {
     s.first_token = false;
     if (metrics_) metrics_->observe_ttft(static_cast<double>(now_us() - s.t_submit_us) * 1e-6);
@@ -223,9 +223,6 @@ bool Scheduler::advance(Seq& s, const float* logits) {
   }
   ++s.generated;
   s.history.push_back(id);
-  TokenLogprob lp;
-  if (s.job.top_logprobs >= 0) lp = logprobs_of(lg, id, s.job.top_logprobs);
-  const TokenLogprob* lpp = s.job.top_logprobs >= 0 ? &lp : nullptr;
   const std::string text = s.stops.push(s.decoder->push(id));
   if (s.stops.matched()) {
     s.req->publish(text, lpp, Finish::kNone, {});
@@ -317,9 +314,22 @@ bool Scheduler::step() {
       s->prompt_done += n;
     }
   }
+  // Sampling (and logprobs) per sequence on the pool: each sequence's sampler and history are its
+  // own. Publishing, stops and slots stay on this thread, in row order.
   const size_t n_vocab = static_cast<size_t>(engine_.n_vocab());
+  std::vector<int32_t> ids(rows.size());
+  std::vector<TokenLogprob> lps(rows.size());
+  pool_.parallel_for_dynamic(static_cast<int64_t>(rows.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      Seq& s = *rows[static_cast<size_t>(i)];
+      const std::span<const float> lg(logits + static_cast<size_t>(i) * n_vocab, n_vocab);
+      const int32_t id = s.sampler->sample(lg, s.history);
+      ids[static_cast<size_t>(i)] = id;
+      if (s.job.top_logprobs >= 0) lps[static_cast<size_t>(i)] = logprobs_of(lg, id, s.job.top_logprobs);
+    }
+  });
   for (size_t i = 0; i < rows.size(); ++i)
-    if (!advance(*rows[i], logits + i * n_vocab)) done.push_back(rows[i]);
+    if (!advance(*rows[i], ids[i], rows[i]->job.top_logprobs >= 0 ? &lps[i] : nullptr)) done.push_back(rows[i]);
   drop_done();
   if (metrics_)
     metrics_->observe_step(static_cast<int64_t>(rows.size()), n_prompt,

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "inference/sampler.h"
 #include "server/engine.h"
 #include "server/metrics.h"
@@ -78,6 +79,9 @@ struct SchedulerOptions {
   int n_batch = 128;     // tokens per step: decodes first, prompt chunks fill the rest
   int min_prefill = 16;  // prompt tokens a step takes even when decodes fill n_batch
   int max_queue = 64;    // requests waiting for a slot beyond which submit() refuses
+  // Threads that sample a step's sequences (the stepping thread counts): with a GPU engine a
+  // step of 64 spent most of its time sampling on one thread.
+  int sample_threads = 1;
 };
 
 struct SchedulerStats {
@@ -120,8 +124,9 @@ class Scheduler {
   };
   void loop();
   void admit();  // with mu_ held
-  // Samples from `logits` for s; returns false when s has finished (published and released).
-  bool advance(Seq& s, const float* logits);
+  // Takes s's sampled token (and its logprobs where asked); returns false when s has finished
+  // (published and released).
+  bool advance(Seq& s, int32_t id, const TokenLogprob* lp);
   void finish(Seq& s, Finish f, const std::string& error = {});
 
   BatchEngine& engine_;
@@ -134,6 +139,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Seq>> active_;       // in slots, admission order (stepping thread only)
   std::vector<std::vector<int32_t>> slot_tokens_;  // what each slot's cache holds
   std::vector<bool> slot_busy_;
+  ThreadPool pool_;  // samples a step's sequences (stepping thread only)
   int n_active_ = 0;  // active_.size() for stats() (under mu_)
   bool stopping_ = false;
   std::thread thread_;

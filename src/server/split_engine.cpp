@@ -43,18 +43,20 @@ class SplitEngine final : public BatchEngine {
       if (out_row[entry] >= 0)
         std::memcpy(out_.data() + static_cast<size_t>(out_row[entry]) * V, logits, V * 4);
     };
-    // One decode step for every sequence with one token here.
+    // One decode step for every sequence with one token here, in batch order.
     std::vector<int32_t> tokens, seqs;
     std::vector<size_t> entries;
-    for (int q = 0; q < n_seq; ++q)
-      if (of_seq[static_cast<size_t>(q)].size() == 1) {
-        const size_t e = of_seq[static_cast<size_t>(q)][0];
+    for (size_t e = 0; e < batch.size(); ++e)
+      if (of_seq[static_cast<size_t>(batch[e].seq)].size() == 1) {
         tokens.push_back(batch[e].token);
-        seqs.push_back(q);
+        seqs.push_back(batch[e].seq);
         entries.push_back(e);
       }
     if (!tokens.empty()) {
       const float* l = s_->decode(tokens, seqs);
+      // A batch of decodes only, each wanting its logits: they are already in the batch's order
+      // (a step of 64 on the 2B4T would copy 33 MB).
+      if (entries.size() == batch.size() && static_cast<int64_t>(entries.size()) == rows) return l;
       for (size_t j = 0; j < entries.size(); ++j) put(entries[j], l + j * V);
     }
     // A prompt call for every sequence with more.

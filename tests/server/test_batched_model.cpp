@@ -1,5 +1,6 @@
 // The scheduler on the project's real model (models/bitnet-en.gguf) and a real Session: answers
-// decoded together in one batch equal, token for token, each answer decoded alone.
+// decoded together in one batch, sampled on several threads, equal, token for token, each answer
+// decoded alone.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -69,7 +70,9 @@ TEST(BatchedModel, AnswersTogetherEqualAnswersAlone) {
   so.n_seq = 4;
   std::unique_ptr<BatchEngine> e = make_session_engine(*model, so);
   Spy spy(*e);
-  Scheduler s(spy, tok, {}, nullptr);
+  SchedulerOptions together;
+  together.sample_threads = 3;  // the step's sequences sampled on several threads
+  Scheduler s(spy, tok, together, nullptr);
   std::vector<std::shared_ptr<Request>> rs;
   for (size_t i = 0; i < prompts.size(); ++i) rs.push_back(s.submit(job_of(prompts[i], i + 1)));
   std::vector<Output> outs(prompts.size());
