@@ -23,9 +23,9 @@
 namespace bitnet::cuda::infer {
 namespace {
 
-constexpr int kWarps = 8;    // a block's warps, splitting K
-constexpr int kStep = 256;   // columns per warp step
-constexpr int kGroups = 8;   // at most 8 groups of 8 tokens
+constexpr int kWarps = 8;   // a block's warps, splitting K
+constexpr int kStep = 256;  // columns per warp step
+constexpr int kGroups = 8;  // at most 8 groups of 8 tokens
 
 __device__ __forceinline__ int4 ld_acts(const int8_t* p) {
   return __ldg(reinterpret_cast<const int4*>(p));
@@ -61,7 +61,8 @@ __global__ void __launch_bounds__(32 * kWarps)
 #pragma unroll
     for (int r = 0; r < RG; ++r)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) wv[p][r][h] = live(s) ? ld_stream(wrow[r][h] + s * 16) : make_uint4(0, 0, 0, 0);
+      for (int h = 0; h < 2; ++h)
+        wv[p][r][h] = live(s) ? ld_stream(wrow[r][h] + s * 16) : make_uint4(0, 0, 0, 0);
   };
 #pragma unroll
   for (int p = 0; p < kPre; ++p) load_w(p, warp + p * kWarps);

@@ -25,7 +25,8 @@ TokenLogprob logprobs_of(std::span<const float> logits, int32_t id, int top_n) {
   lp.id = id;
   lp.logprob = logits[static_cast<size_t>(id)] - log_z;
   if (top_n > 0)
-    for (const auto& [v, i] : top_k_logits(logits, static_cast<size_t>(top_n))) lp.top.emplace_back(i, v - log_z);
+    for (const auto& [v, i] : top_k_logits(logits, static_cast<size_t>(top_n)))
+      lp.top.emplace_back(i, v - log_z);
   return lp;
 }
 
@@ -329,7 +330,8 @@ bool Scheduler::step() {
     }
   });
   for (size_t i = 0; i < rows.size(); ++i)
-    if (!advance(*rows[i], ids[i], rows[i]->job.top_logprobs >= 0 ? &lps[i] : nullptr)) done.push_back(rows[i]);
+    if (!advance(*rows[i], ids[i], rows[i]->job.top_logprobs >= 0 ? &lps[i] : nullptr))
+      done.push_back(rows[i]);
   drop_done();
   if (metrics_)
     metrics_->observe_step(static_cast<int64_t>(rows.size()), n_prompt,

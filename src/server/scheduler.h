@@ -139,7 +139,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Seq>> active_;       // in slots, admission order (stepping thread only)
   std::vector<std::vector<int32_t>> slot_tokens_;  // what each slot's cache holds
   std::vector<bool> slot_busy_;
-  ThreadPool pool_;  // samples a step's sequences (stepping thread only)
+  ThreadPool pool_;   // samples a step's sequences (stepping thread only)
   int n_active_ = 0;  // active_.size() for stats() (under mu_)
   bool stopping_ = false;
   std::thread thread_;

@@ -1,7 +1,8 @@
 // The split engine (server/split_engine.h), which the GPU's server engine runs on, over steps made
 // of a CPU Session: the same batches (decodes beside prompt chunks, logits asked for or not,
-// sequences in any order) give the same logits, bit for bit, as Session::forward_batch, whose
-// tokens' logits do not depend on their batch; and a refused batch changes nothing.
+// sequences in any order, decodes alone) give the same logits, bit for bit, as
+// Session::forward_batch, whose tokens' logits do not depend on their batch; and a refused batch
+// changes nothing.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -54,7 +55,11 @@ TEST(SplitEngine, EqualsTheSessionsBatches) {
   SessionSteps* st = steps.get();
   std::unique_ptr<BatchEngine> got = make_split_engine(std::move(steps));
   auto tok = [&](int i) { return test::batch_token(i, V); };
-  const std::vector<std::vector<BatchToken>> batches = test::mixed_batches(V);
+  std::vector<std::vector<BatchToken>> batches = test::mixed_batches(V);
+  // Decodes alone out of slot order (returned in place, in the batch's order), and decodes alone
+  // where one row asks for no logits (copied out).
+  batches.push_back({{tok(22), 2, true}, {tok(23), 0, true}, {tok(24), 3, true}, {tok(25), 1, true}});
+  batches.push_back({{tok(26), 3, true}, {tok(27), 1, false}, {tok(28), 0, true}});
   for (size_t b = 0; b < batches.size(); ++b) {
     int rows = 0;
     for (const BatchToken& t : batches[b]) rows += t.logits;
@@ -64,7 +69,7 @@ TEST(SplitEngine, EqualsTheSessionsBatches) {
     EXPECT_EQ(std::memcmp(g, wv.data(), wv.size() * 4), 0) << "batch " << b;
     for (int q = 0; q < 4; ++q) EXPECT_EQ(got->n_past(q), want->n_past(q)) << "batch " << b << " seq " << q;
   }
-  EXPECT_EQ(st->decodes, 4);  // every batch but the first has sequences of one token
+  EXPECT_EQ(st->decodes, 6);  // every batch but the first has sequences of one token
   EXPECT_EQ(st->prompts, 4);
   // Refused before any work: nothing is appended to any sequence.
   const std::vector<int64_t> before = {got->n_past(0), got->n_past(1), got->n_past(2), got->n_past(3)};

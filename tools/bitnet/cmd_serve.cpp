@@ -118,7 +118,9 @@ void register_serve(CLI::App& app) {
       ->check(CLI::Range(1, 8192));
   cmd->add_option("--queue", o.sched.max_queue, "requests that may wait for a slot; more are answered 503")
       ->check(CLI::Range(0, 100000));
-  cmd->add_option("-t,--threads", o.threads, "CPU threads: the engine's on the CPU; on either device, those sampling a step's sequences")->check(CLI::Range(1, 1024));
+  cmd->add_option("-t,--threads", o.threads,
+                  "CPU threads: the engine's on the CPU; on either device, those sampling a step's sequences")
+      ->check(CLI::Range(1, 1024));
   add_device_option(cmd, o.device);
   cmd->add_option("--api-key", o.http.api_key,
                   "require 'Authorization: Bearer KEY' (default: $BITNET_API_KEY)");
