@@ -32,7 +32,8 @@ struct DevActs {
 
 // y[m][n] (row stride ldy) = float(acc) * (row_scale[n] * dq[m]), or y += that when add: the CPU
 // epilogue (quant/gemm.h gemm_scale) with the same float operations. acc is exact int32.
-// m tokens; the GEMV (m <= 8, decode) and the int8 tensor-core GEMM (any m) give the same bits.
+// m tokens; the dp4a GEMV (m <= 8: the session's single-token products), the tensor-core GEMV
+// below (m <= 64: decode batches) and the int8 tensor-core GEMM (any m) give the same bits.
 void ternary_gemv(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
                   cudaStream_t s);
 // Decode batches of up to kGemvMmaMaxTokens tokens on the tensor cores, the weight rows as the
