@@ -47,6 +47,7 @@ CpuFeatures detect() {
     f.avx512vl = f.avx512f && ((b >> 31) & 1);
     f.avx512vnni = f.avx512f && ((c >> 11) & 1);
     f.avx512vbmi = f.avx512f && ((c >> 1) & 1);
+    f.gfni = os_avx && ((c >> 8) & 1);
     f.amx_tile = os_amx && ((d >> 24) & 1);
     f.amx_int8 = f.amx_tile && ((d >> 25) & 1);
     unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
@@ -114,6 +115,7 @@ CpuCaps cpu_caps() {
     set(f.avx512vl, kCapAvx512Vl);
     set(f.avx512vnni, kCapAvx512Vnni);
     set(f.avx512vbmi, kCapAvx512Vbmi);
+    set(f.gfni, kCapGfni);
     set(f.avxvnni, kCapAvxVnni);
     set(f.amx_int8 && request_amx(), kCapAmx);
     set(f.neon, kCapNeon);
@@ -140,6 +142,7 @@ std::string cpu_summary() {
   add(f.avx512vl, "avx512vl");
   add(f.avx512vnni, "avx512vnni");
   add(f.avx512vbmi, "avx512vbmi");
+  add(f.gfni, "gfni");
   add(f.avxvnni, "avxvnni");
   add(f.amx_tile, "amx-tile");
   add(f.amx_int8, "amx-int8");

@@ -18,6 +18,7 @@ struct CpuFeatures {
   bool avx512dq = false;
   bool avx512vnni = false;
   bool avx512vbmi = false;  // vpermb (byte permutes across the register)
+  bool gfni = false;        // gf2p8affineqb (bit-matrix transforms of bytes)
   bool avxvnni = false;   // VEX-encoded vpdpbusd on ymm (Alder Lake+, Zen 5)
   bool amx_tile = false;  // CPU reports AMX-TILE and the OS enabled XTILECFG/XTILEDATA in XCR0
   bool amx_int8 = false;
@@ -49,6 +50,7 @@ inline constexpr CpuCaps kCapAvx512Vbmi = 1u << 7;
 inline constexpr CpuCaps kCapAvxVnni = 1u << 8;
 inline constexpr CpuCaps kCapAmx = 1u << 9;  // AMX-INT8, and Linux granted tile data (request_amx)
 inline constexpr CpuCaps kCapNeon = 1u << 10;
+inline constexpr CpuCaps kCapGfni = 1u << 11;
 
 // This CPU's capabilities, detected once (the first call asks for the AMX permission where the
 // CPU has AMX, so the request is made once per process).

@@ -52,7 +52,7 @@ const ActQuantVariant kVariants[] = {
     {"scalar", 0, quantize_act_row_ref, {"neon"}},
 #if defined(BITNET_HAVE_X86_KERNELS)
     {"avx2", kCapAvx2, quantize_act_row_avx2, {"avxvnni"}},
-    {"avx512", kCapAvx512Bw | kCapAvx512Vl, quantize_act_row_avx512, {"avx512bw", "avx512vnni", "amx"}},
+    {"avx512", kCapAvx512Bw | kCapAvx512Vl, quantize_act_row_avx512, {"avx512bw", "avx512vnni", "avx512vnni_gfni", "amx"}},
 #endif
 };
 }  // namespace

@@ -14,6 +14,7 @@ void ternary_gemm_avx2(const TernaryMatrix&, const QuantizedActs&, int64_t, int6
 void ternary_gemm_avxvnni(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, const GemmOut&);
 void ternary_gemm_avx512bw(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, const GemmOut&);
 void ternary_gemm_avx512vnni(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, const GemmOut&);
+void ternary_gemm_avx512vnni_gfni(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, const GemmOut&);
 void ternary_gemm_amx(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, const GemmOut&);
 void ternary_gemm_amx_relu2(const TernaryMatrix&, const QuantizedActs&, int64_t, int64_t, int64_t, float*,
                             int64_t);
@@ -49,6 +50,11 @@ const GemmVariant kVariants[] = {
      .needs = kAvx512Vnni,
      .supports = any_case,
      .fn = ternary_gemm_avx512vnni,
+     .row_grain = 32},
+    {.name = "avx512vnni_gfni",
+     .needs = kAvx512Vnni | kCapGfni,
+     .supports = any_case,
+     .fn = ternary_gemm_avx512vnni_gfni,
      .row_grain = 32},
     {.name = "amx",
      .needs = kAmx,

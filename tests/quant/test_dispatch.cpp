@@ -93,7 +93,7 @@ TEST(Dispatch, ForcingAnUnknownNameAnUnrunnableOrUnsupportingVariantIsAnError) {
 TEST(Dispatch, ForcingAKernelAppliesToTheActivationQuantizer) {
   const std::pair<const char*, const char*> pairs[] = {
       {"scalar", "scalar"},   {"neon", "scalar"},       {"avx2", "avx2"}, {"avxvnni", "avx2"},
-      {"avx512bw", "avx512"}, {"avx512vnni", "avx512"}, {"amx", "avx512"}};
+      {"avx512bw", "avx512"}, {"avx512vnni", "avx512"}, {"avx512vnni_gfni", "avx512"}, {"amx", "avx512"}};
   for (auto [kernel, quantizer] : pairs) {
     bool known = false;
     for (const auto& v : act_quant_variants()) known |= std::string_view(v.name) == quantizer;
