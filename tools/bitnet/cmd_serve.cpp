@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -30,7 +31,7 @@ struct Opts {
   server::SchedulerOptions sched;
   int parallel = 4;
   int64_t n_ctx = 4096;
-  int threads = 2;
+  int threads = 0;  // 0: not given (2 on the CPU; on the GPU, sampling takes the cores, up to 16)
   std::string tmpl;
   int timeout_s = 30;
   SamplerOptions sampling;
@@ -59,12 +60,14 @@ void run(Opts o) {
   if (!engine) {
     SessionOptions so;
     so.n_ctx = o.n_ctx;
-    so.threads = o.threads;
+    so.threads = o.threads > 0 ? o.threads : 2;
     so.n_seq = o.parallel;
     engine = server::make_session_engine(*lm.model, so);
   }
   server::Metrics metrics;
-  o.sched.sample_threads = o.threads;
+  // With the GPU engine the host's only work a step is sampling, one sequence a thread.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  o.sched.sample_threads = o.threads > 0 ? o.threads : gpu ? std::min(cores, 16) : 2;
   server::Scheduler sched(*engine, tok, o.sched, &metrics);
 
   o.http.chat_template = o.tmpl.empty() ? default_chat_template(tok) : *chat_template_from_name(o.tmpl);
@@ -119,7 +122,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--queue", o.sched.max_queue, "requests that may wait for a slot; more are answered 503")
       ->check(CLI::Range(0, 100000));
   cmd->add_option("-t,--threads", o.threads,
-                  "CPU threads: the engine's on the CPU; on either device, those sampling a step's sequences")
+                  "CPU threads: the engine's on the CPU, and those sampling a step's sequences (default 2; "
+                  "with --device cuda, sampling takes the machine's cores, up to 16)")
       ->check(CLI::Range(1, 1024));
   add_device_option(cmd, o.device);
   cmd->add_option("--api-key", o.http.api_key,
