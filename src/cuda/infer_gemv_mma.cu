@@ -5,7 +5,7 @@
 // made its time grow with the batch; the tile GEMM (infer_gemm.cu) stages both operands through
 // shared memory in 64-column steps and is bound by each step's latency when a product has few
 // tokens. Here nothing is staged: the weights go from HBM to registers (a warp's first steps
-// issued before the wait for the previous kernel), the activations (m rows, a few KB) are read
+// issued before the wait for the previous kernel), the activations (m rows of k bytes) are read
 // through L1, and K is split over the block's warps, whose exact int32 sums meet in shared
 // memory before the CPU's epilogue (float(acc) * (row_scale * dq), stored or added).
 //
