@@ -7,6 +7,11 @@
 // rescaled in double when the max grows), the second turns the scores into those probabilities
 // and multiplies them (half) by the values (half) into float outputs. Only the order of the float
 // additions differs from the CPU's.
+//
+// The tiles come in by cp.async into two buffers, the next tile's copies in flight while the
+// warps multiply the current one: a block's time is its number of key tiles times the latency of
+// one, and a tile fetched with plain loads costs its L2 round trips one after another. Blocks
+// are numbered from the last query block down, so the ones with the most keys start first.
 #include <cfloat>
 
 #include "cuda/check.h"
@@ -24,7 +29,21 @@ __host__ __device__ constexpr int row_halves() {
 }
 template <int HD>
 constexpr size_t smem_bytes() {
-  return sizeof(__half) * (kBq + 2 * kBk) * row_halves<HD>();
+  return sizeof(__half) * (kBq + 4 * kBk) * row_halves<HD>();  // the query, two key and two value tiles
+}
+
+// 16 bytes from global to shared memory without a register round trip; src_bytes 0 writes zeros
+// (rows past the block's last key).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __half* p) {
@@ -59,12 +78,12 @@ __global__ void __launch_bounds__(kThreads)
   pdl_wait();
   constexpr int RS = row_halves<HD>(), KC = HD / 16, DT = HD / 8;
   extern __shared__ __align__(16) __half smh[];
-  __half* sq = smh;            // [kBq][RS]
-  __half* sk = sq + kBq * RS;  // [kBk][RS]
-  __half* sv = sk + kBk * RS;  // [kBk][RS]
+  __half* sq = smh;                  // [kBq][RS]
+  __half* sk0 = sq + kBq * RS;       // [2][kBk][RS]
+  __half* sv0 = sk0 + 2 * kBk * RS;  // [2][kBk][RS]
   const int tid = threadIdx.x, warp = tid / 32, lane = tid & 31, g = lane / 4, q = lane % 4;
   const int64_t h = blockIdx.y, group = n_head / kv.n_head_kv, kvh = h / group;
-  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kBq, p0 = pos[0];
+  const int64_t t0 = static_cast<int64_t>(gridDim.x - 1 - blockIdx.x) * kBq, p0 = pos[0];
   const int64_t qd = n_head * HD, ld = qd + 2 * kv.n_head_kv * HD;
   const __half* K = kv.k + kv.at(slot[0], il, kvh, 0);
   const __half* V = kv.v + kv.at(slot[0], il, kvh, 0);
@@ -73,10 +92,17 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t n_keys = p0 + last + 1;
   const float scale = 1.0f / sqrtf(static_cast<float>(HD));
 
-  for (int i = tid; i < kBq * HD; i += kThreads) {
-    const int r = i / HD, d = i % HD;
+  // The block's 64 query rows as half, four values a thread and step (the loads of a step are
+  // independent, so they are in flight together).
+#pragma unroll 4
+  for (int i = tid; i < kBq * HD / 4; i += kThreads) {
+    const int r = i / (HD / 4), d = 4 * (i % (HD / 4));
     const int64_t t = t0 + r;
-    sq[r * RS + d] = __float2half_rn(t < m ? qkv[t * ld + h * HD + d] : 0.0f);
+    const float4 v = t < m ? *reinterpret_cast<const float4*>(qkv + t * ld + h * HD + d)
+                           : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    *reinterpret_cast<__half2*>(sq + r * RS + d) = __halves2half2(__float2half_rn(v.x), __float2half_rn(v.y));
+    *reinterpret_cast<__half2*>(sq + r * RS + d + 2) =
+        __halves2half2(__float2half_rn(v.z), __float2half_rn(v.w));
   }
   __syncthreads();
   uint32_t qa[KC][4];
@@ -86,17 +112,18 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t pos_r[2] = {p0 + t0 + 16 * warp + g, p0 + t0 + 16 * warp + g + 8};
   const int64_t warp_last = p0 + t0 + 16 * warp + 15;
 
+  // Starts the copy of key (or value) rows j0 .. j0 + 63 into dst; rows past n_keys are zeros.
   auto load_tile = [&](__half* dst, const __half* src, int64_t j0) {
     constexpr int kPieces = HD / 8;  // 16-byte pieces per row
     for (int i = tid; i < kBk * kPieces; i += kThreads) {
       const int r = i / kPieces, c = i % kPieces;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (j0 + r < n_keys) v = *reinterpret_cast<const uint4*>(src + (j0 + r) * HD + c * 8);
-      *reinterpret_cast<uint4*>(dst + r * RS + c * 8) = v;
+      const bool in = j0 + r < n_keys;
+      cp_async16(dst + r * RS + c * 8, src + (in ? j0 + r : 0) * HD + c * 8, in ? 16 : 0);
     }
   };
+  const int tiles = static_cast<int>((n_keys + kBk - 1) / kBk);
   // Scores of the warp's 16 rows against keys j0 .. j0 + 63 (scaled; masked ones -FLT_MAX).
-  auto scores = [&](float(&s)[kBk / 8][4], int64_t j0) {
+  auto scores = [&](float(&s)[kBk / 8][4], const __half* sk, int64_t j0) {
 #pragma unroll
     for (int nt = 0; nt < kBk / 8; ++nt)
 #pragma unroll
@@ -119,33 +146,42 @@ __global__ void __launch_bounds__(kThreads)
       }
   };
 
-  // Pass 1: each row's max and sum of exp(s - max).
+  // Pass 1: each row's max and sum of exp(s - max). Tile t is in buffer t % 2; the copy of tile
+  // t + 1 is started before tile t is waited for, and each tile's buffer is refilled only after
+  // the barrier that ends its use.
   float mx[2] = {-FLT_MAX, -FLT_MAX};
   double sum[2] = {0, 0};
-  for (int64_t j0 = 0; j0 < n_keys; j0 += kBk) {
+  load_tile(sk0, K, 0);
+  cp_async_commit();
+  for (int t = 0; t < tiles; ++t) {
+    const int64_t j0 = static_cast<int64_t>(t) * kBk;
+    if (t + 1 < tiles) load_tile(sk0 + ((t + 1) & 1) * kBk * RS, K, j0 + kBk);
+    cp_async_commit();
+    cp_async_wait<1>();
     __syncthreads();
-    load_tile(sk, K, j0);
-    __syncthreads();
-    if (j0 > warp_last) continue;
-    float s[kBk / 8][4];
-    scores(s, j0);
+    const __half* sk = sk0 + (t & 1) * kBk * RS;
+    if (j0 <= warp_last) {
+      float s[kBk / 8][4];
+      scores(s, sk, j0);
 #pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      float tm = mx[rr];
+      for (int rr = 0; rr < 2; ++rr) {
+        float tm = mx[rr];
 #pragma unroll
-      for (int nt = 0; nt < kBk / 8; ++nt) tm = fmaxf(tm, fmaxf(s[nt][2 * rr], s[nt][2 * rr + 1]));
-      tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
-      tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
-      if (tm > mx[rr]) {
-        sum[rr] *= exp(static_cast<double>(mx[rr]) - static_cast<double>(tm));  // 0 while mx is -FLT_MAX
-        mx[rr] = tm;
+        for (int nt = 0; nt < kBk / 8; ++nt) tm = fmaxf(tm, fmaxf(s[nt][2 * rr], s[nt][2 * rr + 1]));
+        tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
+        tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
+        if (tm > mx[rr]) {
+          sum[rr] *= exp(static_cast<double>(mx[rr]) - static_cast<double>(tm));  // 0 while mx is -FLT_MAX
+          mx[rr] = tm;
+        }
+#pragma unroll
+        for (int nt = 0; nt < kBk / 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e)
+            if (s[nt][2 * rr + e] != -FLT_MAX) sum[rr] += expf(s[nt][2 * rr + e] - mx[rr]);
       }
-#pragma unroll
-      for (int nt = 0; nt < kBk / 8; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e)
-          if (s[nt][2 * rr + e] != -FLT_MAX) sum[rr] += expf(s[nt][2 * rr + e] - mx[rr]);
     }
+    __syncthreads();  // every warp is done with buffer t % 2 before tile t + 2 is copied into it
   }
   float inv[2];
 #pragma unroll
@@ -161,14 +197,26 @@ __global__ void __launch_bounds__(kThreads)
   for (int dt = 0; dt < DT; ++dt)
 #pragma unroll
     for (int r = 0; r < 4; ++r) o[dt][r] = 0;
-  for (int64_t j0 = 0; j0 < n_keys; j0 += kBk) {
+  load_tile(sk0, K, 0);
+  load_tile(sv0, V, 0);
+  cp_async_commit();
+  for (int t = 0; t < tiles; ++t) {
+    const int64_t j0 = static_cast<int64_t>(t) * kBk;
+    if (t + 1 < tiles) {
+      load_tile(sk0 + ((t + 1) & 1) * kBk * RS, K, j0 + kBk);
+      load_tile(sv0 + ((t + 1) & 1) * kBk * RS, V, j0 + kBk);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
     __syncthreads();
-    load_tile(sk, K, j0);
-    load_tile(sv, V, j0);
-    __syncthreads();
-    if (j0 > warp_last) continue;
+    const __half* sk = sk0 + (t & 1) * kBk * RS;
+    const __half* sv = sv0 + (t & 1) * kBk * RS;
+    if (j0 > warp_last) {
+      __syncthreads();
+      continue;
+    }
     float s[kBk / 8][4];
-    scores(s, j0);
+    scores(s, sk, j0);
 #pragma unroll
     for (int kc = 0; kc < kBk / 16; ++kc) {
       uint32_t pa[4];
@@ -186,6 +234,7 @@ __global__ void __launch_bounds__(kThreads)
         mma_f16(o[2 * dp + 1], pa, b[2], b[3]);
       }
     }
+    __syncthreads();  // as in pass 1
   }
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {

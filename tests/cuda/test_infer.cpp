@@ -186,44 +186,48 @@ TEST(CudaInfer, PromptAttentionMatchesTheOneBlockKernel) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-  for (const int64_t hd : {32, 64, 128}) {
-    SCOPED_TRACE("head_dim " + std::to_string(hd));
-    const int64_t n_head = 8, n_kv = 2, n_ctx = 200, p0 = 37;
-    const int m = 77;
-    infer::KvGeom kv;
-    kv.n_layer = 2;
-    kv.n_head_kv = n_kv;
-    kv.n_ctx = n_ctx;
-    kv.head_dim = hd;
-    const size_t cache = static_cast<size_t>(2 * 2 * n_kv * n_ctx * hd);
-    std::vector<__half> kh(cache), vh(cache);
-    for (size_t i = 0; i < cache; ++i) {
-      kh[i] = __float2half(u(rng));
-      vh[i] = __float2half(u(rng));
+  // Chunks of two and three query blocks, over two and four key tiles (the tile copies' double
+  // buffer wraps around).
+  const int64_t chunks[][2] = {{77, 37}, {150, 45}};  // tokens, first position
+  for (const auto& chunk : chunks)
+    for (const int64_t hd : {32, 64, 128}) {
+      const int m = static_cast<int>(chunk[0]);
+      const int64_t p0 = chunk[1], n_head = 8, n_kv = 2, n_ctx = 200;
+      SCOPED_TRACE("head_dim " + std::to_string(hd) + ", m " + std::to_string(m));
+      infer::KvGeom kv;
+      kv.n_layer = 2;
+      kv.n_head_kv = n_kv;
+      kv.n_ctx = n_ctx;
+      kv.head_dim = hd;
+      const size_t cache = static_cast<size_t>(2 * 2 * n_kv * n_ctx * hd);
+      std::vector<__half> kh(cache), vh(cache);
+      for (size_t i = 0; i < cache; ++i) {
+        kh[i] = __float2half(u(rng));
+        vh[i] = __float2half(u(rng));
+      }
+      Buffer<__half> kb = on_device(kh), vb = on_device(vh);
+      kv.k = kb.data();
+      kv.v = vb.data();
+      const int64_t ld = (n_head + 2 * n_kv) * hd;
+      std::vector<float> qkv(static_cast<size_t>(m * ld));
+      for (auto& x : qkv) x = u(rng);
+      std::vector<int32_t> pos(static_cast<size_t>(m)), slot(static_cast<size_t>(m), 1);
+      for (int t = 0; t < m; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(p0 + t);
+      Buffer<float> qb = on_device(qkv);
+      Buffer<int32_t> pb = on_device(pos), sb = on_device(slot);
+      Buffer<float> want(static_cast<size_t>(m * n_head * hd)), got(static_cast<size_t>(m * n_head * hd));
+      got.fill_bytes(0xFF);
+      infer::attention(qb.data(), m, pb.data(), sb.data(), n_head, kv, 1, 1, nullptr, want.data(), nullptr);
+      infer::attention_prompt(qb.data(), m, pb.data(), sb.data(), n_head, kv, 1, got.data(), nullptr);
+      BN_CUDA(cudaDeviceSynchronize());
+      const auto w = want.download(), g = got.download();
+      double num = 0, den = 0;
+      for (size_t i = 0; i < w.size(); ++i) {
+        num += (static_cast<double>(g[i]) - w[i]) * (static_cast<double>(g[i]) - w[i]);
+        den += static_cast<double>(w[i]) * w[i];
+      }
+      EXPECT_LT(std::sqrt(num / den), 1e-3);
     }
-    Buffer<__half> kb = on_device(kh), vb = on_device(vh);
-    kv.k = kb.data();
-    kv.v = vb.data();
-    const int64_t ld = (n_head + 2 * n_kv) * hd;
-    std::vector<float> qkv(static_cast<size_t>(m * ld));
-    for (auto& x : qkv) x = u(rng);
-    std::vector<int32_t> pos(static_cast<size_t>(m)), slot(static_cast<size_t>(m), 1);
-    for (int t = 0; t < m; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(p0 + t);
-    Buffer<float> qb = on_device(qkv);
-    Buffer<int32_t> pb = on_device(pos), sb = on_device(slot);
-    Buffer<float> want(static_cast<size_t>(m * n_head * hd)), got(static_cast<size_t>(m * n_head * hd));
-    got.fill_bytes(0xFF);
-    infer::attention(qb.data(), m, pb.data(), sb.data(), n_head, kv, 1, 1, nullptr, want.data(), nullptr);
-    infer::attention_prompt(qb.data(), m, pb.data(), sb.data(), n_head, kv, 1, got.data(), nullptr);
-    BN_CUDA(cudaDeviceSynchronize());
-    const auto w = want.download(), g = got.download();
-    double num = 0, den = 0;
-    for (size_t i = 0; i < w.size(); ++i) {
-      num += (static_cast<double>(g[i]) - w[i]) * (static_cast<double>(g[i]) - w[i]);
-      den += static_cast<double>(w[i]) * w[i];
-    }
-    EXPECT_LT(std::sqrt(num / den), 1e-3);
-  }
 }
 
 // Not a check: the products' time per kernel on the 2B4T layer shapes (512 prompt tokens, decode
