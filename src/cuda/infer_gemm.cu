@@ -11,6 +11,8 @@
 // HBM ~1,000). A warp reads each 16-byte code chunk of its rows once per step (the four threads of
 // a quad share a row) and turns it into the B fragments of both 32-column halves; the A fragments
 // come from ldmatrix.x4 and feed NJ products each.
+#include <algorithm>
+
 #include "cuda/check.h"
 #include "cuda/infer_device.cuh"
 #include "cuda/infer_kernels.h"
@@ -242,12 +244,33 @@ void launch_gemm(GemmTile tile, const DevTernary& w, const DevActs& x, int m, fl
   // A tile at least twice m's tokens is skipped: its blocks would multiply mostly clamped rows
   // (at m = 64 the 128-token tile took 97 us for gate|up where 64 x 128 took 34).
   for (int i = 0; i < 3; ++i)
-    if (dims[i][0] < 2 * m && (m + dims[i][0] - 1) / dims[i][0] * ((w.n + dims[i][1] - 1) / dims[i][1]) >= enough)
+    if (dims[i][0] < 2 * m &&
+        (m + dims[i][0] - 1) / dims[i][0] * ((w.n + dims[i][1] - 1) / dims[i][1]) >= enough)
       return launch_gemm<kRaw>(order[i], w, x, m, y, ldy, add, raw, sk, s);
   return launch_gemm<kRaw>(GemmTile::k32x32, w, x, m, y, ldy, add, raw, sk, s);
 }
 
+// One 16-column word of codes a thread: 16 int8 weights in column order (byte b of
+// weights4(word, 2p) is column 4p + b of the word's 16).
+__global__ void expand_kernel(const uint32_t* w, int64_t words, uint4* out) {
+  pdl_launch();
+  pdl_wait();  // the scratch may still be read by the kernel before the last one
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < words;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint32_t v = w[i];
+    out[i] = make_uint4(static_cast<uint32_t>(weights4(v, 0)), static_cast<uint32_t>(weights4(v, 2)),
+                        static_cast<uint32_t>(weights4(v, 4)), static_cast<uint32_t>(weights4(v, 6)));
+  }
+}
+
 }  // namespace
+
+void expand_ternary_s8(const DevTernary& w, int8_t* out, cudaStream_t s) {
+  const int64_t words = w.n * (w.k_pad / 16);
+  const int64_t blocks = std::min<int64_t>((words + 255) / 256, 8 * multiprocessors());
+  launch(expand_kernel, static_cast<unsigned>(blocks), 256, 0, s, w.w, words, reinterpret_cast<uint4*>(out));
+  BN_CUDA_LAUNCHED();
+}
 
 void ternary_gemm_mma(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
                       cudaStream_t s, GemmTile tile, const GemmSplitK& sk) {

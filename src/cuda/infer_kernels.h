@@ -14,6 +14,10 @@
 
 #include <cstdint>
 
+namespace bitnet::cuda {
+struct TernaryLt;  // infer_gemm_lt.h
+}
+
 namespace bitnet::cuda::infer {
 
 struct DevTernary {
@@ -63,6 +67,19 @@ void ternary_gemm_mma(const DevTernary& w, const DevActs& x, int m, float* y, in
 void ternary_acc_gemv(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s);
 void ternary_acc_mma(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s,
                      GemmTile tile = GemmTile::kAuto, const GemmSplitK& sk = {});
+// w's codes as int8 weights (-1, 0, 1): out [n][k_pad] bytes (infer_gemm_lt.h's operand).
+void expand_ternary_s8(const DevTernary& w, int8_t* out, cudaStream_t s);
+
+// The sessions' product of m tokens (infer_product.cpp): the tensor-core GEMV for 2 ..
+// gemv_mma_max_tokens(), the dp4a GEMV for the rest up to 8, the GEMM beyond. All give the same
+// bits; BITNET_CUDA_GEMV_MMA=N (read once) lowers the tensor-core GEMV's limit, 0 turns it off
+// (for comparison). With lt (infer_gemm_lt.h), products of kTernaryLtMinTokens tokens or more
+// go through cuBLASLt's int8 GEMM where it has an algorithm for the shape (the same bits).
+// ternary_product_acc: the raw int32 sums (tensor parallel's column shards).
+int gemv_mma_max_tokens();
+void ternary_product(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
+                     cudaStream_t s, const GemmSplitK& sk = {}, const TernaryLt* lt = nullptr);
+void ternary_product_acc(const DevTernary& w, const DevActs& x, int m, int32_t* acc, cudaStream_t s);
 
 // Per token t < m: h = RMSNorm(in_t) * norm (norm may be null: no norm, h = in_t), then
 // h quantized into row t of q (act_quant.h's numerics). With gated, in_t is act(gate) * up from

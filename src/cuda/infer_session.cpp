@@ -4,15 +4,18 @@
 #include <cmath>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "core/error.h"
 #include "cuda/buffer.h"
 #include "cuda/device.h"
 #include "cuda/infer_decode.h"
+#include "cuda/infer_gemm_lt.h"
 #include "cuda/infer_head_lt.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_weights.h"
+#include "cuda/lt_plans.h"
 
 namespace bitnet::cuda {
 
@@ -28,16 +31,23 @@ struct CudaState {
   Buffer<float> x, qkv, attn, gu, xn, logits, scratch, head_f, head_d;
   Buffer<int8_t> aq, head_q;
   Buffer<uint16_t> head_h;        // F16/BF16 head: activations in the weight type
-  cublasLtHandle_t lt = nullptr;  // F16/BF16 head of kHeadLtMinRows rows or more (infer_head_lt.h)
+  cublasLtHandle_t lt = nullptr;  // F16/BF16 head from kHeadLtMinRows rows (infer_head_lt.h), lt_gemm
   Buffer<unsigned char> lt_workspace;
+  // Products of prompt chunks through cuBLASLt's int8 GEMM (infer_gemm_lt.h): the plans, the
+  // expanded matrix and the sums. Not set (lt_gemm.lt null) with BITNET_CUDA_LT=0 or chunks of
+  // fewer than kTernaryLtMinTokens tokens.
+  std::unique_ptr<LtPlans> lt_plans;
+  Buffer<int8_t> lt_w8;
+  Buffer<int32_t> lt_acc;
+  TernaryLt lt_gemm;
   Buffer<float> adq;
   // Split-K scratch of the tensor-core GEMM (infer_kernels.h GemmSplitK): zero, and left zero.
   Buffer<int32_t> splitk_sums;
   Buffer<unsigned> splitk_counters;
   Buffer<double> inv_freq;  // theta^(-2i / rope_dim), as the CPU's rope_angles computes it
   Buffer<int32_t> tok, pos, slot, argmax;
-  int32_t* h_in = nullptr;                // pinned: tokens, positions, slots (3 x max_tok)
-  int32_t* h_argmax = nullptr;            // pinned
+  int32_t* h_in = nullptr;      // pinned: tokens, positions, slots (3 x max_tok)
+  int32_t* h_argmax = nullptr;  // pinned
   // Pinned: a decode step's logits (max_seqs rows), copied at the link's full rate (a step of 64
   // on the 2B4T is 33 MB).
   float* h_logits = nullptr;
@@ -204,6 +214,22 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
     BN_CUBLAS(cublasLtCreate(&s.lt));
     s.lt_workspace.resize(size_t{4} << 20);
   }
+  // Products of kTernaryLtMinTokens tokens or more through cuBLASLt's int8 GEMM: the expanded
+  // matrix (the largest of a layer's four) and the int32 sums of a full chunk.
+  if (const char* e = std::getenv("BITNET_CUDA_LT");
+      T >= kTernaryLtMinTokens && (e == nullptr || std::string(e) != "0")) {
+    const int64_t kd = (c.n_embd + 63) / 64 * 64, kq = (c.q_dim() + 63) / 64 * 64,
+                  kf = (c.n_ff + 63) / 64 * 64;
+    const int64_t rows = std::max({qkv_n, c.n_embd, 2 * c.n_ff});
+    if (s.lt == nullptr) BN_CUBLAS(cublasLtCreate(&s.lt));
+    if (s.lt_workspace.empty()) s.lt_workspace.resize(size_t{4} << 20);
+    s.lt_plans = std::make_unique<LtPlans>();
+    s.lt_w8.resize(
+        static_cast<size_t>(std::max({qkv_n * kd, c.n_embd * kq, 2 * c.n_ff * kd, c.n_embd * kf})));
+    s.lt_acc.resize(static_cast<size_t>(T * rows));
+    s.lt_gemm = {s.lt,           s.lt_plans.get(), s.lt_workspace.data(), s.lt_workspace.bytes(),
+                 s.lt_w8.data(), s.lt_w8.bytes(),  s.lt_acc.data(),       s.lt_acc.size()};
+  }
   size_t scratch = 0;  // attention scratch: the largest of decode at every batch and a prompt step
   for (int b = 1; b <= opts.max_seqs; ++b)
     scratch = std::max(scratch,
@@ -276,16 +302,6 @@ void CudaSession::setup_fused() {
   s.fused_timing.resize(infer::kDecodeTimers);
 }
 
-// Products of 2 .. N tokens on the tensor cores with the weights as the 16-row operand
-// (ternary_gemv_mma); BITNET_CUDA_GEMV_MMA=N sets N (0: the dp4a GEMV up to 8, then the GEMM).
-static int gemv_mma_max() {
-  static const int n = [] {
-    const char* e = std::getenv("BITNET_CUDA_GEMV_MMA");
-    return e == nullptr ? infer::kGemvMmaMaxTokens : std::min(std::atoi(e), infer::kGemvMmaMaxTokens);
-  }();
-  return n;
-}
-
 // decode_gemv for steps of up to decode_gemv_max sequences where its shared memory holds the
 // widest input. BITNET_CUDA_DECODE_GEMV=0 asks for the separate norm, RoPE and product kernels,
 // =N (1 - 8) for decode_gemv up to N sequences a step.
@@ -333,12 +349,7 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
   const int64_t d = c.n_embd, qd = c.q_dim(), ff = c.n_ff, qkv_n = qd + 2 * c.kv_dim();
   cudaStream_t str = s.stream;
   auto product = [&](const infer::DevTernary& w, const DevActs& a, float* y, int64_t ldy, bool add) {
-    if (m >= 2 && m <= gemv_mma_max())
-      infer::ternary_gemv_mma(w, a, m, y, ldy, add, str);
-    else if (m <= 8)
-      infer::ternary_gemv(w, a, m, y, ldy, add, str);
-    else
-      infer::ternary_gemm_mma(w, a, m, y, ldy, add, str, infer::GemmTile::kAuto, s.splitk());
+    infer::ternary_product(w, a, m, y, ldy, add, str, s.splitk(), &s.lt_gemm);
   };
   const float* none = nullptr;
   const int act = c.act == FfnAct::kRelu2 ? 0 : 1;
@@ -469,7 +480,7 @@ static void head(CudaState& s, const Model& model, int rows, int from, bool gree
                        s.w.output_norm.data(), c.rms_eps, s.xn.data(), s.stream);
   const infer::HeadActsDev a{s.head_f.data(), s.head_h.data(), s.head_q.data(), s.head_d.data()};
   infer::head_prepare(h.type, s.xn.data(), rows, c.n_embd, a, s.stream);
-  const bool lt = s.lt != nullptr && rows >= kHeadLtMinRows &&
+  const bool lt = s.lt != nullptr && !s.head_h.empty() && rows >= kHeadLtMinRows &&
                   head_gemm_lt(s.lt, s.lt_workspace.data(), s.lt_workspace.bytes(), h.type, h.data.data(),
                                h.rows, h.cols, s.head_h.data(), rows, s.logits.data(), c.n_vocab, s.stream);
   if (!lt)

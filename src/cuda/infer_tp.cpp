@@ -269,22 +269,12 @@ void CudaTpSession::run_layers(int m, int splits) {
   const float* none = nullptr;
   const int act = c.act == FfnAct::kRelu2 ? 0 : 1;
   auto product = [&](const infer::DevTernary& w, const DevActs& a, float* y, int64_t ldy, cudaStream_t str) {
-    if (m >= 2 && m <= infer::kGemvMmaMaxTokens)
-      infer::ternary_gemv_mma(w, a, m, y, ldy, false, str);
-    else if (m <= 8)
-      infer::ternary_gemv(w, a, m, y, ldy, false, str);
-    else
-      infer::ternary_gemm_mma(w, a, m, y, ldy, false, str);
+    infer::ternary_product(w, a, m, y, ldy, false, str);
   };
   // A column shard's int32 sums: its columns [c0, ...) of the full quantized rows (stride k_pad).
   auto partial = [&](const infer::DevTernary& w, TpRankState& q, int64_t c0, int64_t kpad, cudaStream_t str) {
     const DevActs a{q.aq.data() + c0, q.adq.data(), w.k, kpad};
-    if (m >= 2 && m <= infer::kGemvMmaMaxTokens)
-      infer::ternary_acc_gemv_mma(w, a, m, q.acc.data(), str);
-    else if (m <= 8)
-      infer::ternary_acc_gemv(w, a, m, q.acc.data(), str);
-    else
-      infer::ternary_acc_mma(w, a, m, q.acc.data(), str);
+    infer::ternary_product_acc(w, a, m, q.acc.data(), str);
   };
   auto on = [&](TpRankState& q) { BN_CUDA(cudaSetDevice(q.device)); };
   // Where each rank's gathered block goes in the full rows (blocks of m rows, in rank order).

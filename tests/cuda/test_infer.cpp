@@ -17,9 +17,11 @@
 #include "core/arena.h"
 #include "cuda/buffer.h"
 #include "cuda/device.h"
+#include "cuda/infer_gemm_lt.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_session.h"
 #include "cuda/infer_weights.h"
+#include "cuda/lt_plans.h"
 #include "cuda_test_util.h"
 #include "inference/forward.h"
 #include "model/synthetic.h"
@@ -88,6 +90,25 @@ QuantizedActs cpu_acts(ProductCase& c) {
   return a;
 }
 
+// cuBLASLt, its plans and the int8 route's scratch (infer_gemm_lt.h), sized for products of up
+// to m tokens with n x k_pad matrices.
+struct LtScratch {
+  cublasLtHandle_t lt = nullptr;
+  LtPlans plans;
+  Buffer<unsigned char> workspace{size_t{4} << 20};
+  Buffer<int8_t> w8;
+  Buffer<int32_t> acc;
+  TernaryLt t;
+  LtScratch(int64_t n, int64_t k_pad, int m)
+      : w8(static_cast<size_t>(n * k_pad)), acc(static_cast<size_t>(m * n)) {
+    BN_CUBLAS(cublasLtCreate(&lt));
+    t = {lt, &plans, workspace.data(), workspace.bytes(), w8.data(), w8.bytes(), acc.data(), acc.size()};
+  }
+  ~LtScratch() { (void)cublasLtDestroy(lt); }
+  LtScratch(const LtScratch&) = delete;
+  LtScratch& operator=(const LtScratch&) = delete;
+};
+
 class TernaryProduct : public ::testing::TestWithParam<std::tuple<int, int, int, bool>> {};
 
 TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
@@ -120,13 +141,17 @@ TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
   counters.fill_bytes(0);
   // Paths 9 – 11: the tensor-core GEMV (decode batches up to 64) with its automatic row groups,
   // one and two.
-  for (int path = 0; path < 12; ++path) {
+  // Path 12: cuBLASLt's int8 GEMM on the expanded codes (prompts), where it has an algorithm;
+  // from kTernaryLtMinTokens tokens (where sessions use it) it must have one.
+  LtScratch lt(n, c.w.k_pad, m);
+  for (int path = 0; path < 13; ++path) {
     if (path == 0 && m > 8) continue;  // the GEMV serves decode batches up to 8
-    if (path >= 9 && m > infer::kGemvMmaMaxTokens) continue;
-    SCOPED_TRACE(path == 0  ? "gemv"
-                 : path < 6 ? "mma tile " + std::to_string(path - 1)
-                 : path < 9 ? "split-K " + std::to_string(path)
-                            : "gemv_mma, row groups " + std::to_string(path - 9));
+    if (path >= 9 && path < 12 && m > infer::kGemvMmaMaxTokens) continue;
+    SCOPED_TRACE(path == 0   ? "gemv"
+                 : path < 6  ? "mma tile " + std::to_string(path - 1)
+                 : path < 9  ? "split-K " + std::to_string(path)
+                 : path < 12 ? "gemv_mma, row groups " + std::to_string(path - 9)
+                             : std::string("cuBLASLt int8"));
     const infer::GemmTile tile = path < 6    ? tiles[std::max(0, path - 1)]
                                  : path == 8 ? infer::GemmTile::k32x32
                                              : infer::GemmTile::kAuto;
@@ -145,6 +170,12 @@ TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
       infer::ternary_acc_gemv(w, x, m, acc.data(), nullptr);
       infer::ternary_gemv(w, x, m, y.data(), n, false, nullptr);
       infer::ternary_gemv(w, x, m, ya.data(), n, true, nullptr);
+    } else if (path == 12) {
+      const bool ran = ternary_acc_lt(lt.t, w, x, m, acc.data(), nullptr);
+      EXPECT_TRUE(ran || m < kTernaryLtMinTokens) << "cuBLASLt has no int8 algorithm";
+      if (!ran) continue;
+      EXPECT_TRUE(ternary_gemm_lt(lt.t, w, x, m, y.data(), n, false, nullptr));
+      EXPECT_TRUE(ternary_gemm_lt(lt.t, w, x, m, ya.data(), n, true, nullptr));
     } else if (path >= 9) {
       infer::ternary_acc_gemv_mma(w, x, m, acc.data(), nullptr, path - 9);
       infer::ternary_gemv_mma(w, x, m, y.data(), n, false, nullptr, path - 9);
@@ -237,7 +268,8 @@ TEST(CudaGemmTiming, DISABLED_TilesOn2B4TShapes) {
   SKIP_WITHOUT_GPU();
   const int64_t shapes[4][2] = {
       {3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};  // qkv o gate|up down
-  const char* names[] = {"auto", "32x32", "64x32", "64x128", "128x128", "gemv_mma", "mma rg1", "mma rg2", "dp4a"};
+  const char* names[] = {"auto",     "32x32",   "64x32",   "64x128", "128x128",
+                         "gemv_mma", "mma rg1", "mma rg2", "dp4a",   "lt"};
   cudaEvent_t e0, e1;
   BN_CUDA(cudaEventCreate(&e0));
   BN_CUDA(cudaEventCreate(&e1));
@@ -256,18 +288,21 @@ TEST(CudaGemmTiming, DISABLED_TilesOn2B4TShapes) {
       const infer::DevActs x{q.data(), dq.data(), k, c.k_pad};
       std::printf("[   time   ] m %d n %lld k %lld:", m, static_cast<long long>(n),
                   static_cast<long long>(k));
-      for (int t = 0; t < 9; ++t) {
-        if (t >= 5 && m > infer::kGemvMmaMaxTokens) continue;
+      LtScratch lt(n, c.w.k_pad, m);
+      for (int t = 0; t < 10; ++t) {
+        if (t >= 5 && t < 9 && m > infer::kGemvMmaMaxTokens) continue;
         if (t == 8 && m > 8) continue;
-        if (t < 5 && m < 32) continue;
+        if ((t < 5 || t == 9) && m < 32) continue;
         auto run = [&](size_t i) {
           const infer::DevTernary w{words[i % copies].data(), rs.data(), n, k, c.w.k_pad};
           if (t < 5)
             infer::ternary_gemm_mma(w, x, m, y.data(), n, false, nullptr, static_cast<infer::GemmTile>(t));
           else if (t < 8)
             infer::ternary_gemv_mma(w, x, m, y.data(), n, false, nullptr, t - 5);
-          else
+          else if (t == 8)
             infer::ternary_gemv(w, x, m, y.data(), n, false, nullptr);
+          else if (!ternary_gemm_lt(lt.t, w, x, m, y.data(), n, false, nullptr))
+            std::printf(" (no cuBLASLt algorithm)");
         };
         constexpr int reps = 40;
         run(0);

@@ -1,0 +1,45 @@
+#pragma once
+// Prompt-size ternary products through cuBLASLt's int8 GEMM: the 2-bit codes of the matrix
+// expanded to int8 weights (-1, 0, 1) in a scratch, one int8 x int8 -> int32 product (exact, so
+// the sums are the CPU reference's bit for bit) and the GEMM kernel's epilogue on those sums
+// (acc_epilogue: the same float operations, so the same output bits). Library GEMMs on Hopper run
+// the int8 tensor cores through wgmma; the mma.sync kernel (infer_gemm.cu) stays for decode
+// batches and for products that do not fit the scratch.
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda/infer_kernels.h"
+
+namespace bitnet::cuda {
+
+class LtPlans;
+
+struct TernaryLt {
+  cublasLtHandle_t lt = nullptr;
+  LtPlans* plans = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  int8_t* w8 = nullptr;  // n x k_pad bytes of the largest matrix it serves
+  size_t w8_bytes = 0;
+  int32_t* acc = nullptr;  // m x n sums
+  size_t acc_len = 0;
+};
+
+// From this many tokens a session's products go through cuBLASLt (below, the mma.sync kernels,
+// which are faster there: H100 lab, 64 tokens).
+constexpr int kTernaryLtMinTokens = 128;
+
+// Whether `t` can take the product of m tokens with w (scratch large enough).
+bool ternary_lt_fits(const TernaryLt& t, const infer::DevTernary& w, int m);
+// The product as ternary_gemm_mma gives it (y stored or added), or its raw int32 sums into acc
+// (m x n). False where cuBLASLt has no algorithm for the shape or the scratch is too small
+// (nothing launched).
+bool ternary_gemm_lt(const TernaryLt& t, const infer::DevTernary& w, const infer::DevActs& x, int m, float* y,
+                     int64_t ldy, bool add, cudaStream_t s);
+bool ternary_acc_lt(const TernaryLt& t, const infer::DevTernary& w, const infer::DevActs& x, int m,
+                    int32_t* acc, cudaStream_t s);
+
+}  // namespace bitnet::cuda
