@@ -6,7 +6,10 @@
 // (token events from the last first-token to the first end, over that span), the mean
 // single-stream rate, and time to first token.
 //   node bench.mjs --url http://127.0.0.1:8080 [--streams 1,2,4,8,16] [--max-tokens 128]
-//                  [--prompt-tokens 32] [--rounds 2] [--api-key KEY]
+//                  [--prompt-tokens 32] [--rounds 2] [--api-key KEY] [--ignore-eos]
+// --ignore-eos adds llama-server's `ignore_eos: true`, so that every stream decodes its
+// max_tokens in a side-by-side run against it (bitnet serve refuses fields the OpenAI API does not
+// have, as OpenAI does; the tokens column shows whether a stream ended early).
 import { percentile, streamOnce } from "./lib/streams.mjs";
 
 const arg = (name, dflt) => {
@@ -34,6 +37,7 @@ for (const n of streams) {
       // logprobs: an event per token even where its text is empty (synthetic models' tokens
       // are mostly control tokens), so time to first token is measured on every model.
       prompt: prompt(i + r * 100), max_tokens: maxTokens, temperature: 0.8, seed: i + 1, logprobs: 0,
+      ...(process.argv.includes("--ignore-eos") ? { ignore_eos: true } : {}),
     }, { headers })));
     const bad = results.filter((x) => !x.ok);
     if (bad.length) throw new Error(`${bad.length} of ${n} streams failed: ${bad[0].error}`);
