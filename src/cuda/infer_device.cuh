@@ -1,11 +1,32 @@
 #pragma once
 // Device helpers the inference kernels share: the ternary layout's codes, the weights' streaming
-// load and the gated activation (the CPU's ops/layer_ops.cpp gated_act, operation for operation).
+// load, asynchronous copies into shared memory and the gated activation (the CPU's ops/layer_ops.cpp
+// gated_act, operation for operation).
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 namespace bitnet::cuda::infer {
+
+// cp.async: 16 bytes from global to shared memory without a register round trip, in groups
+// (commit) waited for with at most N groups still in flight. The zfill form copies src_bytes
+// (0 or 16) and writes zeros for the rest.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, int src_bytes) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(src_bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
 
 // Four codes c = w + 1 of columns 4s .. 4s+3 of a layout word (infer_kernels.h), as bytes.
 __device__ __forceinline__ int codes(uint32_t word, int s) {

@@ -15,6 +15,7 @@
 #include <cfloat>
 
 #include "cuda/check.h"
+#include "cuda/infer_device.cuh"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_launch.cuh"
 
@@ -30,20 +31,6 @@ __host__ __device__ constexpr int row_halves() {
 template <int HD>
 constexpr size_t smem_bytes() {
   return sizeof(__half) * (kBq + 4 * kBk) * row_halves<HD>();  // the query, two key and two value tiles
-}
-
-// 16 bytes from global to shared memory without a register round trip; src_bytes 0 writes zeros
-// (rows past the block's last key).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __half* p) {
@@ -118,7 +105,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = tid; i < kBk * kPieces; i += kThreads) {
       const int r = i / kPieces, c = i % kPieces;
       const bool in = j0 + r < n_keys;
-      cp_async16(dst + r * RS + c * 8, src + (in ? j0 + r : 0) * HD + c * 8, in ? 16 : 0);
+      cp_async16_zfill(dst + r * RS + c * 8, src + (in ? j0 + r : 0) * HD + c * 8, in ? 16 : 0);
     }
   };
   const int tiles = static_cast<int>((n_keys + kBk - 1) / kBk);
