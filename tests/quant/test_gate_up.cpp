@@ -1,6 +1,6 @@
 // The gate|up op equals the plain f32 product followed by the gated activation, bit for bit, on
-// every path it takes (decode, striped prompts, prompts with partial row blocks, a stripe count
-// that is not a whole number of stripes), for both activations and any thread count.
+// every path it takes (decode and decode batches, striped prompts, prompts with partial row blocks, a stripe
+// count that is not a whole number of stripes), for both activations and any thread count.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -22,7 +22,7 @@ TEST(GateUp, EqualsProductThenActivation) {
     std::vector<float> scales(static_cast<size_t>(2 * ff));
     for (size_t i = 0; i < scales.size(); ++i) scales[i] = 0.5f + 0.001f * static_cast<float>(i);
     const TernaryMatrix W = pack_native(wq.data(), 2 * ff, k, scales.data());
-    for (int64_t m : {1, 5, 33}) {
+    for (int64_t m : {1, 5, 8, 9, 33}) {  // up to 8: rows across threads; 9 and 33: stripes
       Arena arena;
       auto xf = random_floats(static_cast<size_t>(m * k), static_cast<uint64_t>(m), -2.0f, 2.0f);
       auto X = alloc_quantized_acts(arena, m, k);
