@@ -32,6 +32,10 @@ bool sums(const TernaryLt& t, const infer::DevTernary& w, const infer::DevActs& 
 
 }  // namespace
 
+bool ternary_lt_pays(int m, int64_t n, int sms) {
+  return m >= kTernaryLtMinTokens && (m + 127) / 128 * ((n + 127) / 128) < 2 * static_cast<int64_t>(sms);
+}
+
 bool ternary_lt_fits(const TernaryLt& t, const infer::DevTernary& w, int m) {
   return t.lt != nullptr && m > 0 && static_cast<size_t>(w.n) * static_cast<size_t>(w.k_pad) <= t.w8_bytes &&
          static_cast<size_t>(m) * static_cast<size_t>(w.n) <= t.acc_len;
@@ -39,6 +43,13 @@ bool ternary_lt_fits(const TernaryLt& t, const infer::DevTernary& w, int m) {
 
 bool ternary_gemm_lt(const TernaryLt& t, const infer::DevTernary& w, const infer::DevActs& x, int m, float* y,
                      int64_t ldy, bool add, cudaStream_t s) {
+  // The sums live in acc until the epilogue reads them: an output there is only safe converted
+  // in place, element for element.
+  const bool in_place = reinterpret_cast<const void*>(y) == reinterpret_cast<const void*>(t.acc);
+  if (in_place && (add || ldy != w.n)) return false;
+  if (!in_place && y < reinterpret_cast<const float*>(t.acc + t.acc_len) &&
+      reinterpret_cast<const float*>(t.acc) < y + static_cast<int64_t>(m - 1) * ldy + w.n)
+    return false;
   if (!sums(t, w, x, m, t.acc, s)) return false;
   infer::acc_epilogue(t.acc, m, w.n, w.row_scale, x.dq, y, ldy, add, s);
   return true;

@@ -17,6 +17,8 @@ namespace bitnet::cuda {
 
 class LtPlans;
 
+// acc may be a buffer the caller has free during products (a session lends its gate|up output):
+// an output y equal to acc is converted in place (stored, ldy = n).
 struct TernaryLt {
   cublasLtHandle_t lt = nullptr;
   LtPlans* plans = nullptr;
@@ -26,12 +28,18 @@ struct TernaryLt {
   size_t w8_bytes = 0;
   int32_t* acc = nullptr;  // m x n sums
   size_t acc_len = 0;
+  int sms = 0;  // the device's multiprocessors (ternary_lt_pays)
 };
 
-// From this many tokens a session's products go through cuBLASLt (below, the mma.sync kernels,
-// which are faster there: H100 lab, 64 tokens).
+// From this many tokens a session's products may go through cuBLASLt (below, the mma.sync
+// kernels, which are faster there: H100 lab, 64 tokens).
 constexpr int kTernaryLtMinTokens = 128;
 
+// Whether the route pays for m tokens and n rows: where the mma.sync GEMM's 128 x 128 tiles
+// number fewer than two per SM, its grid leaves the SMs idle and cuBLASLt is 1.6 – 2.3 x faster
+// (H100, 512 tokens, the 2B4T's 2,560- and 3,840-row matrices); with more tiles (13,824 rows)
+// both take the same time and the expanded matrix would only cost memory.
+bool ternary_lt_pays(int m, int64_t n, int sms);
 // Whether `t` can take the product of m tokens with w (scratch large enough).
 bool ternary_lt_fits(const TernaryLt& t, const infer::DevTernary& w, int m);
 // The product as ternary_gemm_mma gives it (y stored or added), or its raw int32 sums into acc

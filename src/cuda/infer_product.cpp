@@ -18,7 +18,8 @@ int gemv_mma_max_tokens() {
 
 void ternary_product(const DevTernary& w, const DevActs& x, int m, float* y, int64_t ldy, bool add,
                      cudaStream_t s, const GemmSplitK& sk, const TernaryLt* lt) {
-  if (lt != nullptr && m >= kTernaryLtMinTokens && ternary_gemm_lt(*lt, w, x, m, y, ldy, add, s)) return;
+  if (lt != nullptr && ternary_lt_pays(m, w.n, lt->sms) && ternary_gemm_lt(*lt, w, x, m, y, ldy, add, s))
+    return;
   if (m >= 2 && m <= gemv_mma_max_tokens())
     ternary_gemv_mma(w, x, m, y, ldy, add, s);
   else if (m <= 8)

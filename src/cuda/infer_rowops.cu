@@ -29,11 +29,28 @@ __global__ void __launch_bounds__(kWideThreads)
   extern __shared__ float h[];
   const int64_t t = blockIdx.x, k = q.k;
   const float* row = in + t * ld_in;
+  // Pass 1 takes kLoads of a thread's values (i = threadIdx.x + j * blockDim.x) at a time: all
+  // their loads are issued before any store to h, which the compiler could not move a load of the
+  // generic pointer `row` past, so the loads' latencies overlap instead of adding up. The sum of
+  // squares runs over a thread's values in index order, as one at a time would.
+  constexpr int kLoads = 8;
   double ss = 0;
-  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
-    const float v = is_gated ? gated(row[i], row[k + i], act) : row[i];
-    h[i] = v;
-    ss += static_cast<double>(v) * v;
+  for (int64_t i0 = threadIdx.x; i0 < k; i0 += kLoads * static_cast<int64_t>(blockDim.x)) {
+    float a[kLoads], b[kLoads];
+#pragma unroll
+    for (int j = 0; j < kLoads; ++j) {
+      const int64_t i = i0 + j * static_cast<int64_t>(blockDim.x);
+      a[j] = i < k ? __ldg(row + i) : 0.0f;
+      b[j] = is_gated && i < k ? __ldg(row + k + i) : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kLoads; ++j) {
+      const int64_t i = i0 + j * static_cast<int64_t>(blockDim.x);
+      if (i >= k) break;
+      const float v = is_gated ? gated(a[j], b[j], act) : a[j];
+      h[i] = v;
+      ss += static_cast<double>(v) * v;
+    }
   }
   float amax = 0;
   if (norm) {
@@ -146,8 +163,8 @@ __global__ void __launch_bounds__(kRowThreads)
 void norm_quant(const float* in, int64_t ld_in, int m, const float* norm, float eps, bool is_gated, int act,
                 DevActs q, cudaStream_t s) {
   if (m <= 0) return;
-  launch(norm_quant_kernel, m, m <= kWideTokens ? kWideThreads : kRowThreads, q.k * sizeof(float), s, in, ld_in, norm,
-         eps, is_gated, act, q);
+  launch(norm_quant_kernel, m, m <= kWideTokens ? kWideThreads : kRowThreads, q.k * sizeof(float), s, in,
+         ld_in, norm, eps, is_gated, act, q);
   BN_CUDA_LAUNCHED();
 }
 

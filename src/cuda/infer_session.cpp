@@ -33,12 +33,11 @@ struct CudaState {
   Buffer<uint16_t> head_h;        // F16/BF16 head: activations in the weight type
   cublasLtHandle_t lt = nullptr;  // F16/BF16 head from kHeadLtMinRows rows (infer_head_lt.h), lt_gemm
   Buffer<unsigned char> lt_workspace;
-  // Products of prompt chunks through cuBLASLt's int8 GEMM (infer_gemm_lt.h): the plans, the
-  // expanded matrix and the sums. Not set (lt_gemm.lt null) with BITNET_CUDA_LT=0 or chunks of
-  // fewer than kTernaryLtMinTokens tokens.
+  // Products of prompt chunks through cuBLASLt's int8 GEMM (infer_gemm_lt.h): the plans and
+  // the expanded matrix (the sums go to gu). Not set (lt_gemm.lt null) with BITNET_CUDA_LT=0 or
+  // where the route pays for no matrix (chunks of fewer than kTernaryLtMinTokens tokens).
   std::unique_ptr<LtPlans> lt_plans;
   Buffer<int8_t> lt_w8;
-  Buffer<int32_t> lt_acc;
   TernaryLt lt_gemm;
   Buffer<float> adq;
   // Split-K scratch of the tensor-core GEMM (infer_kernels.h GemmSplitK): zero, and left zero.
@@ -214,21 +213,32 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
     BN_CUBLAS(cublasLtCreate(&s.lt));
     s.lt_workspace.resize(size_t{4} << 20);
   }
-  // Products of kTernaryLtMinTokens tokens or more through cuBLASLt's int8 GEMM: the expanded
-  // matrix (the largest of a layer's four) and the int32 sums of a full chunk.
-  if (const char* e = std::getenv("BITNET_CUDA_LT");
-      T >= kTernaryLtMinTokens && (e == nullptr || std::string(e) != "0")) {
+  // cuBLASLt's int8 route for the matrices where it pays at a full chunk of T tokens: the
+  // expanded-matrix scratch holds the largest of them, and the sums go to the gate|up buffer,
+  // which no product reads (sized for the widest product's sums).
+  if (const char* e = std::getenv("BITNET_CUDA_LT"); e == nullptr || std::string(e) != "0") {
     const int64_t kd = (c.n_embd + 63) / 64 * 64, kq = (c.q_dim() + 63) / 64 * 64,
                   kf = (c.n_ff + 63) / 64 * 64;
-    const int64_t rows = std::max({qkv_n, c.n_embd, 2 * c.n_ff});
-    if (s.lt == nullptr) BN_CUBLAS(cublasLtCreate(&s.lt));
-    if (s.lt_workspace.empty()) s.lt_workspace.resize(size_t{4} << 20);
-    s.lt_plans = std::make_unique<LtPlans>();
-    s.lt_w8.resize(
-        static_cast<size_t>(std::max({qkv_n * kd, c.n_embd * kq, 2 * c.n_ff * kd, c.n_embd * kf})));
-    s.lt_acc.resize(static_cast<size_t>(T * rows));
-    s.lt_gemm = {s.lt,           s.lt_plans.get(), s.lt_workspace.data(), s.lt_workspace.bytes(),
-                 s.lt_w8.data(), s.lt_w8.bytes(),  s.lt_acc.data(),       s.lt_acc.size()};
+    const int64_t mats[][2] = {{qkv_n, kd}, {c.n_embd, kq}, {2 * c.n_ff, kd}, {c.n_embd, kf}};
+    int64_t w8 = 0;
+    for (const auto& mk : mats)
+      if (ternary_lt_pays(static_cast<int>(T), mk[0], s.sms)) w8 = std::max(w8, mk[0] * mk[1]);
+    if (w8 > 0) {
+      if (s.lt == nullptr) BN_CUBLAS(cublasLtCreate(&s.lt));
+      if (s.lt_workspace.empty()) s.lt_workspace.resize(size_t{4} << 20);
+      s.lt_plans = std::make_unique<LtPlans>();
+      s.lt_w8.resize(static_cast<size_t>(w8));
+      s.gu.resize(static_cast<size_t>(T * std::max({2 * c.n_ff, qkv_n, c.n_embd})));
+      s.lt_gemm = {s.lt,
+                   s.lt_plans.get(),
+                   s.lt_workspace.data(),
+                   s.lt_workspace.bytes(),
+                   s.lt_w8.data(),
+                   s.lt_w8.bytes(),
+                   reinterpret_cast<int32_t*>(s.gu.data()),
+                   s.gu.size(),
+                   s.sms};
+    }
   }
   size_t scratch = 0;  // attention scratch: the largest of decode at every batch and a prompt step
   for (int b = 1; b <= opts.max_seqs; ++b)

@@ -176,6 +176,15 @@ TEST_P(TernaryProduct, AccumulatorsAndOutputsEqualTheCpuReference) {
       if (!ran) continue;
       EXPECT_TRUE(ternary_gemm_lt(lt.t, w, x, m, y.data(), n, false, nullptr));
       EXPECT_TRUE(ternary_gemm_lt(lt.t, w, x, m, ya.data(), n, true, nullptr));
+      // The output in the sums' own buffer (a session lends its gate|up buffer): converted in
+      // place; added or strided outputs there are refused.
+      float* in_place = reinterpret_cast<float*>(lt.acc.data());
+      EXPECT_FALSE(ternary_gemm_lt(lt.t, w, x, m, in_place, n, true, nullptr));
+      EXPECT_TRUE(ternary_gemm_lt(lt.t, w, x, m, in_place, n, false, nullptr));
+      BN_CUDA(cudaDeviceSynchronize());
+      std::vector<float> got_in_place(static_cast<size_t>(m * n));
+      BN_CUDA(cudaMemcpy(got_in_place.data(), in_place, got_in_place.size() * 4, cudaMemcpyDeviceToHost));
+      EXPECT_EQ(0, std::memcmp(got_in_place.data(), want_y.data(), want_y.size() * 4)) << "in place";
     } else if (path >= 9) {
       infer::ternary_acc_gemv_mma(w, x, m, acc.data(), nullptr, path - 9);
       infer::ternary_gemv_mma(w, x, m, y.data(), n, false, nullptr, path - 9);
