@@ -197,6 +197,15 @@ void head_matmul(int type, const void* w, const void* scales, int64_t rows, int6
 // out[t] = the first index of the largest logit of row t.
 void argmax_rows(const float* logits, int m, int64_t n, int64_t ld, int32_t* out, cudaStream_t s);
 
+// The k largest logits of each of m rows (n values, row stride ld), largest first, ties to the
+// lowest id (inference/sampler.h top_k_logits' list exactly): val/id [m][k]; and, where log_z is
+// not null, each row's log-sum-exp in float. 1 <= k <= kTopKMax <= n; scratch of
+// topk_scratch_bytes(m, n, k) bytes (infer_topk.cu).
+constexpr int kTopKMax = 256;
+size_t topk_scratch_bytes(int m, int64_t n, int k);
+void topk_rows(const float* logits, int m, int64_t n, int64_t ld, int k, void* scratch, float* val,
+               int32_t* id, float* log_z, cudaStream_t s);
+
 // Sums `bytes` (a multiple of 16) at p with 16-byte loads into *sink: the HBM read probe.
 void read_probe(const void* p, size_t bytes, unsigned long long* sink, cudaStream_t s);
 

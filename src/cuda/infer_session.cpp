@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -50,6 +51,10 @@ struct CudaState {
   // Pinned: a decode step's logits (max_seqs rows), copied at the link's full rate (a step of 64
   // on the 2B4T is 33 MB).
   float* h_logits = nullptr;
+  // decode_top: the candidates of a step on the device and, pinned, on the host (values, ids and
+  // log-sum-exps of max_seqs rows of up to kTopKMax), and the top-k passes' scratch (on first use).
+  Buffer<unsigned char> top_dev, top_scratch;
+  unsigned char* h_top = nullptr;
   std::map<int, cudaGraphExec_t> graphs;  // decode step per batch size
   std::map<int, int> warmed;              // batch sizes run once eagerly (before capture)
   Buffer<unsigned long long> sink;
@@ -75,6 +80,7 @@ struct CudaState {
     if (h_in) (void)cudaFreeHost(h_in);
     if (h_argmax) (void)cudaFreeHost(h_argmax);
     if (h_logits) (void)cudaFreeHost(h_logits);
+    if (h_top) (void)cudaFreeHost(h_top);
     if (stream) (void)cudaStreamDestroy(stream);
     if (lt) (void)cublasLtDestroy(lt);
   }
@@ -639,6 +645,42 @@ void CudaSession::decode_greedy(std::span<const int32_t> tokens, std::span<const
                           s.stream));
   BN_CUDA(cudaStreamSynchronize(s.stream));
   std::copy(s.h_argmax, s.h_argmax + B, next);
+}
+
+static_assert(CudaSession::kDecodeTopMax == infer::kTopKMax);
+
+void CudaSession::decode_top(std::span<const int32_t> tokens, std::span<const int32_t> seqs, int k,
+                             float* val, int32_t* id, float* log_z) {
+  CudaState& s = *st_;
+  const int64_t V = model_.cfg.n_vocab;
+  if (k < 1 || k > infer::kTopKMax || k > V)
+    fail("decode_top: k = {} (1 to {}, at most the vocabulary of {})", k, infer::kTopKMax, V);
+  stage_decode(s, n_past_, opts_.n_ctx, V, tokens, seqs);
+  const int B = static_cast<int>(tokens.size());
+  step(B, true, B, 0, true);
+  // Room for max_seqs rows at kTopKMax: sized once, whatever k the steps ask for.
+  const int rows = opts_.max_seqs;
+  const size_t val_bytes = static_cast<size_t>(rows) * infer::kTopKMax * 4,
+               lz_bytes = static_cast<size_t>(rows) * 4;
+  const size_t top_bytes = 2 * val_bytes + lz_bytes;
+  if (s.top_dev.bytes() < top_bytes) {
+    s.top_dev.resize(top_bytes);
+    s.top_scratch.resize(infer::topk_scratch_bytes(rows, V, infer::kTopKMax));
+    BN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&s.h_top), top_bytes));
+  }
+  unsigned char* d = s.top_dev.data();
+  auto* dv = reinterpret_cast<float*>(d);
+  auto* di = reinterpret_cast<int32_t*>(d + val_bytes);
+  auto* dz = reinterpret_cast<float*>(d + 2 * val_bytes);
+  infer::topk_rows(s.logits.data(), B, V, V, k, s.top_scratch.data(), dv, di, log_z ? dz : nullptr, s.stream);
+  const size_t n = static_cast<size_t>(B) * static_cast<size_t>(k);
+  BN_CUDA(cudaMemcpyAsync(s.h_top, dv, n * 4, cudaMemcpyDeviceToHost, s.stream));
+  BN_CUDA(cudaMemcpyAsync(s.h_top + val_bytes, di, n * 4, cudaMemcpyDeviceToHost, s.stream));
+  if (log_z) BN_CUDA(cudaMemcpyAsync(s.h_top + 2 * val_bytes, dz, B * 4, cudaMemcpyDeviceToHost, s.stream));
+  BN_CUDA(cudaStreamSynchronize(s.stream));
+  std::memcpy(val, s.h_top, n * 4);
+  std::memcpy(id, s.h_top + val_bytes, n * 4);
+  if (log_z) std::memcpy(log_z, s.h_top + 2 * val_bytes, static_cast<size_t>(B) * 4);
 }
 
 void CudaSession::mark(int section) {

@@ -52,6 +52,13 @@ class CudaSession final : public Engine {
   // logits [B][n_vocab] on the host; decode_greedy(): the argmax of each, written to next.
   const float* decode(std::span<const int32_t> tokens, std::span<const int32_t> seqs);
   void decode_greedy(std::span<const int32_t> tokens, std::span<const int32_t> seqs, int32_t* next);
+  // The same step, returning what sampling needs instead of the logits: each row's k largest
+  // logits and their ids, largest first, ties to the lowest id (top_k_logits' list), into
+  // val/id [B][k], and where log_z is not null each row's log-sum-exp [B], found on the device.
+  // 1 <= k <= kDecodeTopMax.
+  static constexpr int kDecodeTopMax = 256;
+  void decode_top(std::span<const int32_t> tokens, std::span<const int32_t> seqs, int k, float* val,
+                  int32_t* id, float* log_z);
 
   int64_t n_past() const override { return n_past_[0]; }
   int64_t n_past(int seq) const { return n_past_[static_cast<size_t>(seq)]; }

@@ -70,7 +70,9 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   std::span<const float> l = logits;
   if (o_.repeat_penalty != 1.0f && o_.repeat_last_n > 0) {
     pen_.assign(logits.begin(), logits.end());
-    const size_t from = history.size() > static_cast<size_t>(o_.repeat_last_n) ? history.size() - static_cast<size_t>(o_.repeat_last_n) : 0;
+    const size_t from = history.size() > static_cast<size_t>(o_.repeat_last_n)
+                            ? history.size() - static_cast<size_t>(o_.repeat_last_n)
+                            : 0;
     std::unordered_set<int32_t> seen(history.begin() + static_cast<ptrdiff_t>(from), history.end());
     for (int32_t t : seen) {
       if (t < 0 || static_cast<size_t>(t) >= n) continue;
@@ -82,6 +84,28 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   if (o_.temperature <= 0.0f) return argmax(l);
   const size_t keep = o_.top_k > 0 ? std::min(static_cast<size_t>(o_.top_k), n) : n;
   cand_ = top_k_logits(l, keep);  // top-k off: all of them, in the same order
+  return pick();
+}
+
+size_t Sampler::top_candidates(size_t n_vocab) const {
+  if (o_.repeat_penalty != 1.0f && o_.repeat_last_n > 0) return 0;
+  if (o_.temperature <= 0.0f) return 1;
+  if (o_.top_k <= 0) return 0;
+  return std::min(static_cast<size_t>(o_.top_k), n_vocab);
+}
+
+int32_t Sampler::sample_top(std::span<const std::pair<float, int32_t>> top, size_t n_vocab) {
+  const size_t keep = top_candidates(n_vocab);
+  if (keep == 0) fail("sample_top: these sampling options need the whole row of logits");
+  if (top.size() < keep) fail("sample_top: {} candidates, the options need {}", top.size(), keep);
+  // Greedy: argmax's token (the first largest is the lowest id among equals).
+  if (o_.temperature <= 0.0f) return top[0].second;
+  cand_.assign(top.begin(), top.begin() + static_cast<ptrdiff_t>(keep));
+  return pick();
+}
+
+int32_t Sampler::pick() {
+  const size_t keep = cand_.size();
   // Softmax at temperature 1 for the filters, as llama.cpp applies top-p / min-p before temperature.
   const float mx = cand_[0].first;
   std::vector<double> p(keep);

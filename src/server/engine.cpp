@@ -1,6 +1,13 @@
 #include "server/engine.h"
 
+#include "core/error.h"
+
 namespace bitnet::server {
+
+TopRows BatchEngine::forward_batch_top(std::span<const BatchToken>, int k) {
+  fail("this engine does not find the top {} logits itself (max_top_k() is 0)", k);
+}
+
 namespace {
 
 class SessionEngine final : public BatchEngine {

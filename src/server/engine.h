@@ -10,11 +10,26 @@
 
 namespace bitnet::server {
 
+// What sampling needs of a batch's logits rows (inference/sampler.h Sampler::sample_top): row r's
+// k largest logits and their ids at val / id + r k, largest first, ties to the lowest id
+// (top_k_logits' list), and its log-sum-exp at log_z[r] (logprobs).
+struct TopRows {
+  int k = 0;
+  const float* val = nullptr;
+  const int32_t* id = nullptr;
+  const float* log_z = nullptr;
+};
+
 class BatchEngine {
  public:
   virtual ~BatchEngine() = default;
   // Session::forward_batch: logits [k][n_vocab] for the k entries with logits = true, in order.
   virtual const float* forward_batch(std::span<const BatchToken> batch) = 0;
+  // The same step returning TopRows of k (1 <= k <= max_top_k()) instead of the logits, for
+  // engines that find them where the logits are (the GPU: a step of 64 sequences then copies 64 k
+  // pairs, not 33 MB, and the host does not scan 128k logits a sequence). 0: not offered.
+  virtual int max_top_k() const { return 0; }
+  virtual TopRows forward_batch_top(std::span<const BatchToken> batch, int k);
   virtual int64_t n_past(int seq) const = 0;
   virtual void truncate(int seq, int64_t n) = 0;
   virtual int n_seq() const = 0;

@@ -13,6 +13,11 @@ class CudaSteps final : public SeqSteps {
   const float* decode(std::span<const int32_t> tokens, std::span<const int32_t> seqs) override {
     return s_.decode(tokens, seqs);
   }
+  int max_top_k() const override { return cuda::CudaSession::kDecodeTopMax; }
+  void decode_top(std::span<const int32_t> tokens, std::span<const int32_t> seqs, int k, float* val,
+                  int32_t* id, float* log_z) override {
+    s_.decode_top(tokens, seqs, k, val, id, log_z);
+  }
   const float* prompt(int seq, std::span<const int32_t> tokens, bool all_logits) override {
     return s_.forward_seq(seq, tokens, all_logits);
   }

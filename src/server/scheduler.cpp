@@ -30,6 +30,20 @@ TokenLogprob logprobs_of(std::span<const float> logits, int32_t id, int top_n) {
   return lp;
 }
 
+// The same from a row's largest logits and its log-sum-exp (TopRows): the sampled token is one
+// of them, and the top_n largest are their first top_n.
+TokenLogprob logprobs_of_top(std::span<const std::pair<float, int32_t>> top, float log_z, int32_t id,
+                             int top_n) {
+  TokenLogprob lp;
+  lp.id = id;
+  const auto it = std::find_if(top.begin(), top.end(), [&](const auto& c) { return c.second == id; });
+  BN_CHECK(it != top.end());
+  lp.logprob = it->first - log_z;
+  for (size_t i = 0; i < std::min(top.size(), static_cast<size_t>(std::max(top_n, 0))); ++i)
+    lp.top.emplace_back(top[i].second, top[i].first - log_z);
+  return lp;
+}
+
 }  // namespace
 
 const char* finish_name(Finish f) {
@@ -290,10 +304,31 @@ bool Scheduler::step() {
     n_prompt += static_cast<int64_t>(k);
   }
 
+  // Where the engine finds each row's largest logits itself (the GPU) and every row's sampler can
+  // work from them (Sampler::top_candidates), the step returns those instead of the logits.
+  const size_t n_vocab = static_cast<size_t>(engine_.n_vocab());
+  int top_k = 0;
+  if (engine_.max_top_k() > 0 && !rows.empty()) {
+    size_t k = 0;
+    for (const Seq* s : rows) {
+      const size_t c = s->sampler->top_candidates(n_vocab);
+      if (c == 0) {
+        k = 0;
+        break;
+      }
+      k = std::max({k, c, static_cast<size_t>(std::max(s->job.top_logprobs, 0))});
+    }
+    if (k > 0 && k <= static_cast<size_t>(engine_.max_top_k())) top_k = static_cast<int>(k);
+  }
+
   const int64_t t0 = now_us();
   const float* logits = nullptr;
+  TopRows top;
   try {
-    logits = engine_.forward_batch(batch);
+    if (top_k > 0)
+      top = engine_.forward_batch_top(batch, top_k);
+    else
+      logits = engine_.forward_batch(batch);
   } catch (const Error& e) {
     // Whatever the engine refused, the sequences of this batch cannot go on; their slots restart.
     for (auto& [s, n] : fed) {
@@ -317,16 +352,26 @@ bool Scheduler::step() {
   }
   // Sampling (and logprobs) per sequence on the pool: each sequence's sampler and history are its
   // own. Publishing, stops and slots stay on this thread, in row order.
-  const size_t n_vocab = static_cast<size_t>(engine_.n_vocab());
   std::vector<int32_t> ids(rows.size());
   std::vector<TokenLogprob> lps(rows.size());
   pool_.parallel_for_dynamic(static_cast<int64_t>(rows.size()), 1, [&](int64_t b, int64_t e) {
+    std::vector<std::pair<float, int32_t>> cand;
     for (int64_t i = b; i < e; ++i) {
       Seq& s = *rows[static_cast<size_t>(i)];
-      const std::span<const float> lg(logits + static_cast<size_t>(i) * n_vocab, n_vocab);
-      const int32_t id = s.sampler->sample(lg, s.history);
+      int32_t id = 0;
+      if (top_k > 0) {
+        const size_t at = static_cast<size_t>(i) * static_cast<size_t>(top_k);
+        cand.resize(static_cast<size_t>(top_k));
+        for (size_t j = 0; j < cand.size(); ++j) cand[j] = {top.val[at + j], top.id[at + j]};
+        id = s.sampler->sample_top(cand, n_vocab);
+        if (s.job.top_logprobs >= 0)
+          lps[static_cast<size_t>(i)] = logprobs_of_top(cand, top.log_z[i], id, s.job.top_logprobs);
+      } else {
+        const std::span<const float> lg(logits + static_cast<size_t>(i) * n_vocab, n_vocab);
+        id = s.sampler->sample(lg, s.history);
+        if (s.job.top_logprobs >= 0) lps[static_cast<size_t>(i)] = logprobs_of(lg, id, s.job.top_logprobs);
+      }
       ids[static_cast<size_t>(i)] = id;
-      if (s.job.top_logprobs >= 0) lps[static_cast<size_t>(i)] = logprobs_of(lg, id, s.job.top_logprobs);
     }
   });
   for (size_t i = 0; i < rows.size(); ++i)

@@ -64,10 +64,12 @@ TEST(Sampler, RepeatPenaltyDemotesRecentTokens) {
 // and sizes around its 64-value blocks.
 TEST(Sampler, TopKLogitsIsPartialSortByLogitThenId) {
   std::mt19937 rng(3);
-  for (const size_t n : {size_t{1}, size_t{5}, size_t{63}, size_t{64}, size_t{65}, size_t{1000}, size_t{128256}})
+  for (const size_t n :
+       {size_t{1}, size_t{5}, size_t{63}, size_t{64}, size_t{65}, size_t{1000}, size_t{128256}})
     for (const int spread : {3, 1000000}) {  // 3: many ties
       std::vector<float> l(n);
-      for (auto& v : l) v = static_cast<float>(static_cast<int>(rng() % static_cast<unsigned>(spread)) - spread / 2) * 0.01f;
+      for (auto& v : l)
+        v = static_cast<float>(static_cast<int>(rng() % static_cast<unsigned>(spread)) - spread / 2) * 0.01f;
       if (n > 10) {
         l[n / 2] = -std::numeric_limits<float>::infinity();
         l[n / 3] = std::numeric_limits<float>::infinity();
@@ -75,15 +77,80 @@ TEST(Sampler, TopKLogitsIsPartialSortByLogitThenId) {
       std::vector<std::pair<float, int32_t>> all(n);
       for (size_t i = 0; i < n; ++i) all[i] = {l[i], static_cast<int32_t>(i)};
       for (const size_t k : {size_t{0}, size_t{1}, size_t{2}, size_t{40}, n - 1, n, n + 5}) {
-        SCOPED_TRACE("n " + std::to_string(n) + " spread " + std::to_string(spread) + " k " + std::to_string(k));
+        SCOPED_TRACE("n " + std::to_string(n) + " spread " + std::to_string(spread) + " k " +
+                     std::to_string(k));
         const size_t kk = std::min(k, n);
         std::vector<std::pair<float, int32_t>> want = all;
         std::partial_sort(want.begin(), want.begin() + static_cast<ptrdiff_t>(kk), want.end(),
-                          [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+                          [](const auto& a, const auto& b) {
+                            return a.first > b.first || (a.first == b.first && a.second < b.second);
+                          });
         want.resize(kk);
         EXPECT_EQ(top_k_logits(l, k), want);
       }
     }
+}
+
+// sample_top from a row's largest logits (as the GPU finds them) picks what sample() picks from the
+// whole row, draw after draw (the random state stays in step), for every filter combination; more
+// candidates than needed change nothing.
+TEST(Sampler, SampleTopGivesSampleOnTheSameLogits) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> d(0.0f, 2.0f);
+  constexpr size_t n = 1000;
+  std::vector<float> l(n);
+  struct Case {
+    float temperature;
+    int top_k;
+    float top_p, min_p;
+  };
+  for (const Case c :
+       {Case{0.8f, 40, 0.95f, 0.05f}, Case{1.5f, 7, 1.0f, 0.0f}, Case{0.0f, 40, 0.95f, 0.05f},
+        Case{0.3f, 2000, 0.5f, 0.0f}, Case{1.0f, 1, 1.0f, 0.0f}, Case{2.0f, 256, 0.99f, 0.01f}}) {
+    SamplerOptions o;
+    o.temperature = c.temperature;
+    o.top_k = c.top_k;
+    o.top_p = c.top_p;
+    o.min_p = c.min_p;
+    o.seed = 9;
+    Sampler whole(o), top(o);
+    const size_t k = top.top_candidates(n);
+    ASSERT_EQ(k, c.temperature <= 0 ? 1 : std::min<size_t>(static_cast<size_t>(c.top_k), n));
+    int differ = 0;
+    std::vector<int32_t> seen;
+    for (int i = 0; i < 300; ++i) {
+      for (auto& v : l) v = std::round(d(rng) * 4.0f) / 4.0f;  // many ties
+      const auto cand = top_k_logits(l, k + static_cast<size_t>(i % 3));
+      const int32_t a = whole.sample(l, {}), b = top.sample_top(cand, n);
+      differ += a != b;
+      seen.push_back(a);
+    }
+    EXPECT_EQ(differ, 0) << "temperature " << c.temperature << " top_k " << c.top_k;
+    std::sort(seen.begin(), seen.end());
+    if (c.temperature > 0 && c.top_k > 1) {  // the case is random, not a constant pick
+      EXPECT_GT(std::unique(seen.begin(), seen.end()) - seen.begin(), 20);
+    }
+  }
+}
+
+TEST(Sampler, SampleTopNeedsTopKWithoutPenaltyAndEnoughCandidates) {
+  const std::vector<float> l = {0.1f, 0.5f, 0.3f, 0.2f};
+  const auto cand = top_k_logits(l, 2);
+  SamplerOptions o;
+  o.top_k = 0;  // off: every logit may be drawn
+  EXPECT_EQ(Sampler(o).top_candidates(4), 0u);
+  EXPECT_THROW(Sampler(o).sample_top(cand, 4), Error);
+  o.top_k = 3;
+  EXPECT_EQ(Sampler(o).top_candidates(4), 3u);
+  EXPECT_THROW(Sampler(o).sample_top(cand, 4), Error);  // 2 of the 3 it needs
+  EXPECT_EQ(Sampler(o).top_candidates(2), 2u);          // no more than the vocabulary
+  o.repeat_penalty = 1.3f;                              // changes logits outside any top list
+  EXPECT_EQ(Sampler(o).top_candidates(4), 0u);
+  o.repeat_last_n = 0;  // ... unless it looks at no tokens
+  EXPECT_EQ(Sampler(o).top_candidates(4), 3u);
+  o.temperature = 0;
+  EXPECT_EQ(Sampler(o).top_candidates(4), 1u);
+  EXPECT_EQ(Sampler(o).sample_top(cand, 4), 1);
 }
 
 // A one-layer model with a 61-token vocabulary (token 60 serves as BOS).

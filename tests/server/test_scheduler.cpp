@@ -7,6 +7,8 @@
 #include <thread>
 
 #include "fake_engine.h"
+#include "inference/sampler.h"
+#include "ops/vec.h"
 #include "server/scheduler.h"
 
 namespace bitnet::server {
@@ -240,6 +242,81 @@ TEST(Scheduler, LogprobsOfTheChosenAndTopTokens) {
   ASSERT_EQ(out.logprobs[0].top.size(), 2u);
   EXPECT_EQ(out.logprobs[0].top[0].first, 'b');
   EXPECT_LT(out.logprobs[0].top[1].second, out.logprobs[0].top[0].second);
+}
+
+// An engine that also offers each row's largest logits (as the GPU's does), found here on the host
+// from the scripted logits; counts the steps that took that path and the k they asked for.
+class FakeTopEngine final : public FakeEngine {
+ public:
+  using FakeEngine::FakeEngine;
+  int max_top_k() const override { return 16; }
+  TopRows forward_batch_top(std::span<const BatchToken> batch, int k) override {
+    const float* l = forward_batch(batch);
+    int rows = 0;
+    for (const BatchToken& b : batch) rows += b.logits;
+    const size_t V = static_cast<size_t>(n_vocab()), K = static_cast<size_t>(k);
+    val_.resize(static_cast<size_t>(rows) * K);
+    id_.resize(val_.size());
+    lz_.resize(static_cast<size_t>(rows));
+    for (size_t r = 0; r < static_cast<size_t>(rows); ++r) {
+      const auto top = top_k_logits(std::span<const float>(l + r * V, V), K);
+      for (size_t i = 0; i < K; ++i) {
+        val_[r * K + i] = top[i].first;
+        id_[r * K + i] = top[i].second;
+      }
+      lz_[r] = static_cast<float>(log_sum_exp_row(l + r * V, static_cast<int64_t>(V)));
+    }
+    ks.push_back(k);
+    return {k, val_.data(), id_.data(), lz_.data()};
+  }
+  std::vector<int> ks;
+
+ private:
+  std::vector<float> val_, lz_;
+  std::vector<int32_t> id_;
+};
+
+// Where every row's sampler can work from the engine's top logits, the steps ask for them (k: the
+// most any row needs, its top_k or its top_logprobs); the answers and logprobs are the full
+// logits'. A repetition penalty or top-k off takes the whole rows.
+TEST(Scheduler, SamplesFromTheEnginesTopLogitsWhereTheOptionsAllow) {
+  Tokenizer tok = byte_tokenizer();
+  auto sampled = [](int top_k, float penalty, int top_logprobs) {
+    Job j = job("k", 6);
+    j.sampling.temperature = 0.7f;
+    j.sampling.top_k = top_k;
+    j.sampling.repeat_penalty = penalty;
+    j.sampling.seed = 3;
+    j.top_logprobs = top_logprobs;
+    return j;
+  };
+  struct Case {
+    Job j;
+    int want_k;  // 0: whole rows
+  };
+  const std::vector<Case> cases = {{sampled(5, 1.0f, -1), 5}, {sampled(5, 1.0f, 9), 9},
+                                   {job("k", 6), 1},          {sampled(0, 1.0f, -1), 0},
+                                   {sampled(5, 1.1f, -1), 0}, {sampled(40, 1.0f, -1), 0}};  // 40 > max_top_k
+  for (size_t c = 0; c < cases.size(); ++c) {
+    FakeEngine plain(1, 64, 300, alphabet);
+    FakeTopEngine top(1, 64, 300, alphabet);
+    Scheduler sp(plain, tok, {}, nullptr), st(top, tok, {}, nullptr);
+    const Output want = run_to_end(sp, sp.submit(cases[c].j));
+    const Output got = run_to_end(st, st.submit(cases[c].j));
+    EXPECT_EQ(got.text, want.text) << c;
+    EXPECT_EQ(got.text, "lmnopq") << c;
+    ASSERT_EQ(got.logprobs.size(), want.logprobs.size()) << c;
+    for (size_t i = 0; i < got.logprobs.size(); ++i) {
+      EXPECT_EQ(got.logprobs[i].id, want.logprobs[i].id);
+      EXPECT_NEAR(got.logprobs[i].logprob, want.logprobs[i].logprob, 1e-6);
+      EXPECT_EQ(got.logprobs[i].top, want.logprobs[i].top) << c << " token " << i;
+    }
+    if (cases[c].want_k == 0) {
+      EXPECT_TRUE(top.ks.empty()) << c;
+    } else {
+      EXPECT_EQ(top.ks, std::vector<int>(6, cases[c].want_k)) << c;
+    }
+  }
 }
 
 TEST(Scheduler, SplitUtf8CharacterIsHeldUntilComplete) {

@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "core/error.h"
+#include "inference/sampler.h"
 #include "model/synthetic.h"
 #include "model/synthetic_gguf.h"
+#include "ops/vec.h"
 #include "server/engine.h"
 #include "server/mixed_batches.h"
 #include "server/split_engine.h"
@@ -40,7 +42,23 @@ class SessionSteps final : public SeqSteps {
   int n_seq() const override { return s_.n_seq(); }
   int64_t n_ctx() const override { return s_.n_ctx(); }
   int32_t n_vocab() const override { return static_cast<int32_t>(s_.model().cfg.n_vocab); }
-  int decodes = 0, prompts = 0;
+  // What the GPU's steps find on the device, found here from the decode step's logits.
+  int max_top_k() const override { return top_max; }
+  void decode_top(std::span<const int32_t> tokens, std::span<const int32_t> seqs, int k, float* val,
+                  int32_t* id, float* log_z) override {
+    const float* l = decode(tokens, seqs);
+    const size_t V = static_cast<size_t>(n_vocab()), K = static_cast<size_t>(k);
+    for (size_t r = 0; r < tokens.size(); ++r) {
+      const auto top = top_k_logits(std::span<const float>(l + r * V, V), K);
+      for (size_t i = 0; i < K; ++i) {
+        val[r * K + i] = top[i].first;
+        id[r * K + i] = top[i].second;
+      }
+      log_z[r] = static_cast<float>(log_sum_exp_row(l + r * V, static_cast<int64_t>(V)));
+    }
+    ++tops;
+  }
+  int decodes = 0, prompts = 0, tops = 0, top_max = 0;
 
  private:
   Session s_;
@@ -84,6 +102,51 @@ TEST(SplitEngine, EqualsTheSessionsBatches) {
   overflow.push_back({tok(2), 0, true});
   EXPECT_THROW(got->forward_batch(overflow), Error);
   for (int q = 0; q < 4; ++q) EXPECT_EQ(got->n_past(q), before[static_cast<size_t>(q)]) << q;
+}
+
+// forward_batch_top: each logits row's top k and log-sum-exp, from the steps' decode_top for a
+// decode step's rows and from the prompt's logits on the host for a prompt's, in the batch's order:
+// the host's list of the Session's logits for the same batch.
+TEST(SplitEngine, TopRowsAreTheListsOfTheSessionsLogits) {
+  const Model model = make_synthetic_model(synthetic_config("tiny"), 3);
+  const int64_t V = model.cfg.n_vocab;
+  const SessionOptions so = test::four_slots();
+  std::unique_ptr<BatchEngine> want = make_session_engine(model, so);
+  auto steps = std::make_unique<SessionSteps>(model, so);
+  SessionSteps* st = steps.get();
+  std::unique_ptr<BatchEngine> got = make_split_engine(std::move(steps));
+  EXPECT_EQ(got->max_top_k(), 0);
+  EXPECT_THROW(got->forward_batch_top(std::vector<BatchToken>{{1, 0, true}}, 1), Error);
+  st->top_max = 64;
+  EXPECT_EQ(got->max_top_k(), 64);
+  auto tok = [&](int i) { return test::batch_token(i, V); };
+  std::vector<std::vector<BatchToken>> batches = test::mixed_batches(V);
+  batches.push_back({{tok(22), 2, true}, {tok(23), 0, true}, {tok(24), 3, true}, {tok(25), 1, true}});
+  batches.push_back({{tok(26), 3, true}, {tok(27), 1, false}, {tok(28), 0, true}});
+  const int ks[] = {1, 5, 64, 17, 40, 3, 64};
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const int k = ks[b % 7];
+    int rows = 0;
+    for (const BatchToken& t : batches[b]) rows += t.logits;
+    const float* w = want->forward_batch(batches[b]);
+    const std::vector<float> wv(w, w + rows * V);
+    const TopRows g = got->forward_batch_top(batches[b], k);
+    ASSERT_EQ(g.k, k);
+    for (int r = 0; r < rows; ++r) {
+      const std::span<const float> row(wv.data() + r * V, static_cast<size_t>(V));
+      const auto list = top_k_logits(row, static_cast<size_t>(k));
+      for (int i = 0; i < k; ++i) {
+        EXPECT_EQ(g.id[r * k + i], list[static_cast<size_t>(i)].second) << "batch " << b << " row " << r;
+        EXPECT_EQ(g.val[r * k + i], list[static_cast<size_t>(i)].first) << "batch " << b << " row " << r;
+      }
+      EXPECT_FLOAT_EQ(g.log_z[r], static_cast<float>(log_sum_exp_row(row.data(), V))) << "batch " << b;
+    }
+    for (int q = 0; q < 4; ++q) EXPECT_EQ(got->n_past(q), want->n_past(q)) << "batch " << b << " seq " << q;
+  }
+  EXPECT_EQ(st->tops, 6);  // every decode step went through decode_top
+  EXPECT_EQ(st->decodes, 6);
+  EXPECT_THROW(got->forward_batch_top(std::vector<BatchToken>{{tok(1), 0, true}}, 65), Error);
+  EXPECT_THROW(got->forward_batch_top(std::vector<BatchToken>{{tok(1), 0, true}}, 0), Error);
 }
 
 }  // namespace
