@@ -683,6 +683,11 @@ void CudaSession::decode_top(std::span<const int32_t> tokens, std::span<const in
   if (log_z) std::memcpy(log_z, s.h_top + 2 * val_bytes, static_cast<size_t>(B) * 4);
 }
 
+void CudaSession::forward_top(int32_t token, int k, float* val, int32_t* id) {
+  const int32_t seq = 0;
+  decode_top(std::span(&token, 1), std::span(&seq, 1), k, val, id, nullptr);
+}
+
 void CudaSession::mark(int section) {
   CudaState& s = *st_;
   if (!s.profiling) return;

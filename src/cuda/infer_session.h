@@ -60,6 +60,9 @@ class CudaSession final : public Engine {
   void decode_top(std::span<const int32_t> tokens, std::span<const int32_t> seqs, int k, float* val,
                   int32_t* id, float* log_z);
 
+  // One token of sequence 0 through decode_top (its graph).
+  int max_top_k() const override { return kDecodeTopMax; }
+  void forward_top(int32_t token, int k, float* val, int32_t* id) override;
   int64_t n_past() const override { return n_past_[0]; }
   int64_t n_past(int seq) const { return n_past_[static_cast<size_t>(seq)]; }
   int64_t n_ctx() const override { return opts_.n_ctx; }

@@ -20,6 +20,12 @@ class Engine {
   // Forgets cached positions >= n (n <= n_past()).
   virtual void truncate(int64_t n) = 0;
   virtual const Model& model() const = 0;
+  // forward() of one token returning what sampling needs instead of the logits: its k largest
+  // logits and their ids, largest first, ties to the lowest id (sampler.h top_k_logits' list;
+  // Sampler::sample_top draws from it), into val / id [k], for engines that find them where the
+  // logits are (the GPU). max_top_k() 0: not offered.
+  virtual int max_top_k() const { return 0; }
+  virtual void forward_top(int32_t token, int k, float* val, int32_t* id);
 };
 
 }  // namespace bitnet

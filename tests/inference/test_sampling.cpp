@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "core/error.h"
+#include "inference/forward.h"
 #include "inference/perplexity.h"
 #include "inference/sampler.h"
+#include "inference/token_loop.h"
 #include "model/synthetic.h"
 
 namespace bitnet {
@@ -271,6 +273,87 @@ TEST(Perplexity, KlDivergenceComparesTwoModelsOverTheSameWindows) {
   const Model other = make_synthetic_model(c2, 9, DType::F32);
   Session o(other, {n_ctx, 1});
   EXPECT_THROW(kl_divergence(a, o, toks, n_ctx, 3, true, 60), Error);  // vocabularies differ
+}
+
+}  // namespace bitnet
+
+namespace bitnet {
+
+// An Engine that finds a token's candidates itself, as the GPU does: the CPU Session's logits
+// reduced to the host's top-k list.
+class TopSession final : public Engine {
+ public:
+  TopSession(const Model& m, const SessionOptions& o) : s_(m, o) {}
+  const float* forward(std::span<const int32_t> tokens, bool all_logits) override {
+    return s_.forward(tokens, all_logits);
+  }
+  int max_top_k() const override { return 32; }
+  void forward_top(int32_t token, int k, float* val, int32_t* id) override {
+    const float* l = s_.forward(std::span(&token, 1));
+    const auto top =
+        top_k_logits(std::span(l, static_cast<size_t>(s_.model().cfg.n_vocab)), static_cast<size_t>(k));
+    for (size_t i = 0; i < top.size(); ++i) {
+      val[i] = top[i].first;
+      id[i] = top[i].second;
+    }
+    ++tops;
+  }
+  int64_t n_past() const override { return s_.n_past(); }
+  int64_t n_ctx() const override { return s_.n_ctx(); }
+  void truncate(int64_t n) override { s_.truncate(n); }
+  const Model& model() const override { return s_.model(); }
+  int tops = 0;
+
+ private:
+  Session s_;
+};
+
+// The loop draws the same tokens from the engine's candidates as from whole rows, and takes them
+// only where the options allow (greedy; top-k within the engine's k; no repetition penalty).
+TEST(TokenLoop, DrawsTheSameTokensFromTheEnginesCandidates) {
+  const Model m = make_synthetic_model(small_config(), 4);
+  // The random model's logits span about 27, so temperatures of 5 without top-p or min-p (which
+  // look at temperature-1 probabilities) make the draws random.
+  struct Case {
+    float temperature;
+    int top_k;
+    float penalty, top_p, min_p;
+    bool top;
+  };
+  for (const Case c :
+       {Case{0, 40, 1, 0.97f, 0.01f, true}, Case{1.2f, 20, 1, 0.97f, 0.01f, true}, Case{5, 20, 1, 1, 0, true},
+        Case{5, 32, 1, 0.9f, 0.02f, true}, Case{5, 33, 1, 1, 0, false}, Case{5, 0, 1, 1, 0, false},
+        Case{5, 20, 1.3f, 1, 0, false}}) {
+    SamplerOptions o;
+    o.temperature = c.temperature;
+    o.top_k = c.top_k;
+    o.top_p = c.top_p;
+    o.min_p = c.min_p;
+    o.repeat_penalty = c.penalty;
+    o.seed = 17;
+    Session plain(m, {64, 1});
+    TopSession top(m, {64, 1});
+    Sampler sp(o), st(o);
+    TokenLoop lp(plain, sp), lt(top, st);
+    EXPECT_FALSE(lp.uses_top());
+    EXPECT_EQ(lt.uses_top(), c.top) << c.top_k;
+    std::vector<int32_t> hp = {60, 3, 14, 15}, ht = hp;
+    lp.feed(hp);
+    lt.feed(ht);
+    for (int i = 0; i < 40; ++i) {
+      const int32_t a = lp.sample(hp), b = lt.sample(ht);
+      ASSERT_EQ(a, b) << "top_k " << c.top_k << " token " << i;
+      hp.push_back(a);
+      ht.push_back(b);
+      lp.feed(a);
+      lt.feed(b);
+    }
+    EXPECT_EQ(top.tops, c.top ? 40 : 0) << c.top_k;
+    if (c.temperature >= 5 && c.top_p == 1) {  // random, not one repeated token
+      std::sort(hp.begin() + 4, hp.end());
+      EXPECT_GT(std::unique(hp.begin() + 4, hp.end()) - (hp.begin() + 4), 5);
+    }
+  }
 }
 
 }  // namespace bitnet

@@ -14,6 +14,7 @@
 #include "device_option.h"
 #include "inference/forward.h"
 #include "inference/sampler.h"
+#include "inference/token_loop.h"
 #include "model_source.h"
 #include "sampling_options.h"
 #include "tokenizer/chat_template.h"
@@ -40,6 +41,7 @@ void run(Opts o) {
   const auto engine = make_engine(*lm.model, o.n_ctx, o.threads, gpu, tp_devices(o.tp, gpu));
   Engine& s = *engine;
   Sampler sampler(o.sampling);
+  TokenLoop loop(s, sampler);
   const std::vector<int32_t> stops = chat_stop_ids(tok);
   const bool tty = isatty(0);
   std::vector<int32_t> history;
@@ -60,16 +62,15 @@ void run(Opts o) {
     if (s.n_past() + static_cast<int64_t>(turn.size()) + 1 > s.n_ctx())
       fail("the conversation no longer fits the context ({} tokens); start again with a larger -c",
            s.n_ctx());
-    const float* logits = s.forward(turn);
+    loop.feed(turn);
     for (int32_t t : turn) history.push_back(t);
     StreamDecoder dec(tok, true);
     for (int i = 0; i < o.n_predict && s.n_past() < s.n_ctx(); ++i) {
-      const int32_t next =
-          sampler.sample(std::span(logits, static_cast<size_t>(lm.model->cfg.n_vocab)), history);
+      const int32_t next = loop.sample(history);
       history.push_back(next);
       const bool stop = std::find(stops.begin(), stops.end(), next) != stops.end();
       // The end-of-turn token goes into the cache too, so the next turn follows the template.
-      logits = s.forward(std::span(&next, 1));
+      loop.feed(next);
       if (stop) break;
       const std::string piece = dec.push(next);
       std::fwrite(piece.data(), 1, piece.size(), stdout);

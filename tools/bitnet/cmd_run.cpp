@@ -9,6 +9,7 @@
 #include "device_option.h"
 #include "inference/forward.h"
 #include "inference/sampler.h"
+#include "inference/token_loop.h"
 #include "json_out.h"
 #include "model_source.h"
 #include "sampling_options.h"
@@ -55,7 +56,8 @@ void run(const Opts& o) {
   const auto stops = tok.stop_ids();
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  const float* logits = s.forward(ids);
+  TokenLoop loop(s, sampler);
+  loop.feed(ids);
   const double t_prompt = std::chrono::duration<double>(clock::now() - t0).count();
   StreamDecoder dec(tok, true);
   std::string out;
@@ -63,8 +65,7 @@ void run(const Opts& o) {
   std::vector<int32_t> history = ids;
   const auto t1 = clock::now();
   for (int i = 0; i < o.n_predict; ++i) {
-    const int32_t next =
-        sampler.sample(std::span(logits, static_cast<size_t>(lm.model->cfg.n_vocab)), history);
+    const int32_t next = loop.sample(history);
     if (std::find(stops.begin(), stops.end(), next) != stops.end()) break;
     gen.push_back(next);
     history.push_back(next);
@@ -74,7 +75,7 @@ void run(const Opts& o) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
     }
-    if (i + 1 < o.n_predict) logits = s.forward(std::span(&next, 1));
+    if (i + 1 < o.n_predict) loop.feed(next);
   }
   const std::string tail = dec.flush();
   out += tail;
