@@ -8,10 +8,13 @@
 // and multiplies them (half) by the values (half) into float outputs. Only the order of the float
 // additions differs from the CPU's.
 //
-// The tiles come in by cp.async into two buffers, the next tile's copies in flight while the
-// warps multiply the current one: a block's time is its number of key tiles times the latency of
-// one, and a tile fetched with plain loads costs its L2 round trips one after another. Blocks
-// are numbered from the last query block down, so the ones with the most keys start first.
+// The keys are split between kSplits groups of warps: each step copies kSplits tiles of 64 keys
+// and each group multiplies its own, so a block's chain of dependent tile steps (its time: the
+// 2B4T's prompt has about one block an SM, latency-bound) is kSplits times shorter. The groups'
+// row maxima and sums are combined after pass 1 (in double, group 0's first), their outputs
+// added after pass 2. The tiles come in by cp.async into two buffers, the next step's copies in
+// flight while the warps multiply the current one. Blocks are numbered from the last query block
+// down, so the ones with the most keys start first.
 #include <cfloat>
 
 #include "cuda/check.h"
@@ -22,7 +25,8 @@
 namespace bitnet::cuda::infer {
 namespace {
 
-constexpr int kBq = 64, kBk = 64, kWarps = kBq / 16, kThreads = 32 * kWarps;
+constexpr int kBq = 64, kBk = 64, kWarps = kBq / 16, kSplits = 2, kThreads = 32 * kWarps * kSplits;
+constexpr int kStep = kBk * kSplits;  // keys a step copies
 
 template <int HD>
 __host__ __device__ constexpr int row_halves() {
@@ -30,8 +34,15 @@ __host__ __device__ constexpr int row_halves() {
 }
 template <int HD>
 constexpr size_t smem_bytes() {
-  return sizeof(__half) * (kBq + 4 * kBk) * row_halves<HD>();  // the query, two key and two value tiles
+  return sizeof(__half) * (kBq + 4 * kStep) * row_halves<HD>();  // the query, two key and two value steps
 }
+// The groups' partial results meet in the key buffers once the passes are done with them.
+template <int HD>
+constexpr bool partials_fit() {
+  return kSplits * kBq * (sizeof(float) + sizeof(double)) <= sizeof(__half) * 2 * kStep * row_halves<HD>() &&
+         (kSplits - 1) * kBq * HD * sizeof(float) <= sizeof(__half) * 4 * kStep * row_halves<HD>();
+}
+static_assert(partials_fit<32>() && partials_fit<64>() && partials_fit<128>());
 
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __half* p) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
@@ -65,10 +76,12 @@ __global__ void __launch_bounds__(kThreads)
   pdl_wait();
   constexpr int RS = row_halves<HD>(), KC = HD / 16, DT = HD / 8;
   extern __shared__ __align__(16) __half smh[];
-  __half* sq = smh;                  // [kBq][RS]
-  __half* sk0 = sq + kBq * RS;       // [2][kBk][RS]
-  __half* sv0 = sk0 + 2 * kBk * RS;  // [2][kBk][RS]
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid & 31, g = lane / 4, q = lane % 4;
+  __half* sq = smh;                    // [kBq][RS]
+  __half* sk0 = sq + kBq * RS;         // [2][kStep][RS]
+  __half* sv0 = sk0 + 2 * kStep * RS;  // [2][kStep][RS]
+  const int tid = threadIdx.x, lane = tid & 31, g = lane / 4, q = lane % 4;
+  // Warp: its 16 query rows (warp) and the 64 keys of each step it takes (split).
+  const int warp = (tid / 32) % kWarps, split = tid / 32 / kWarps;
   const int64_t h = blockIdx.y, group = n_head / kv.n_head_kv, kvh = h / group;
   const int64_t t0 = static_cast<int64_t>(gridDim.x - 1 - blockIdx.x) * kBq, p0 = pos[0];
   const int64_t qd = n_head * HD, ld = qd + 2 * kv.n_head_kv * HD;
@@ -99,16 +112,16 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t pos_r[2] = {p0 + t0 + 16 * warp + g, p0 + t0 + 16 * warp + g + 8};
   const int64_t warp_last = p0 + t0 + 16 * warp + 15;
 
-  // Starts the copy of key (or value) rows j0 .. j0 + 63 into dst; rows past n_keys are zeros.
+  // Starts the copy of key (or value) rows j0 .. j0 + kStep - 1 into dst; rows past n_keys are zeros.
   auto load_tile = [&](__half* dst, const __half* src, int64_t j0) {
     constexpr int kPieces = HD / 8;  // 16-byte pieces per row
-    for (int i = tid; i < kBk * kPieces; i += kThreads) {
+    for (int i = tid; i < kStep * kPieces; i += kThreads) {
       const int r = i / kPieces, c = i % kPieces;
       const bool in = j0 + r < n_keys;
       cp_async16_zfill(dst + r * RS + c * 8, src + (in ? j0 + r : 0) * HD + c * 8, in ? 16 : 0);
     }
   };
-  const int tiles = static_cast<int>((n_keys + kBk - 1) / kBk);
+  const int tiles = static_cast<int>((n_keys + kStep - 1) / kStep);  // steps
   // Scores of the warp's 16 rows against keys j0 .. j0 + 63 (scaled; masked ones -FLT_MAX).
   auto scores = [&](float(&s)[kBk / 8][4], const __half* sk, int64_t j0) {
 #pragma unroll
@@ -141,12 +154,12 @@ __global__ void __launch_bounds__(kThreads)
   load_tile(sk0, K, 0);
   cp_async_commit();
   for (int t = 0; t < tiles; ++t) {
-    const int64_t j0 = static_cast<int64_t>(t) * kBk;
-    if (t + 1 < tiles) load_tile(sk0 + ((t + 1) & 1) * kBk * RS, K, j0 + kBk);
+    const int64_t j0 = static_cast<int64_t>(t) * kStep + split * kBk;  // this warp's keys
+    if (t + 1 < tiles) load_tile(sk0 + ((t + 1) & 1) * kStep * RS, K, static_cast<int64_t>(t + 1) * kStep);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
-    const __half* sk = sk0 + (t & 1) * kBk * RS;
+    const __half* sk = sk0 + (t & 1) * kStep * RS + split * kBk * RS;
     if (j0 <= warp_last) {
       float s[kBk / 8][4];
       scores(s, sk, j0);
@@ -170,13 +183,34 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();  // every warp is done with buffer t % 2 before tile t + 2 is copied into it
   }
+  // Each group's row max and sum into shared memory (the key buffers are free after the loop's
+  // last barrier), then every warp combines its rows' kSplits partials in group order.
+  float* part_mx = reinterpret_cast<float*>(sk0);                         // [kSplits][kBq]
+  double* part_sum = reinterpret_cast<double*>(part_mx + kSplits * kBq);  // [kSplits][kBq]
   float inv[2];
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     sum[rr] += __shfl_xor_sync(0xffffffffu, sum[rr], 1);
     sum[rr] += __shfl_xor_sync(0xffffffffu, sum[rr], 2);
-    inv[rr] = static_cast<float>(1.0 / sum[rr]);
+    if (q == 0) {
+      part_mx[split * kBq + 16 * warp + g + 8 * rr] = mx[rr];
+      part_sum[split * kBq + 16 * warp + g + 8 * rr] = sum[rr];
+    }
   }
+  __syncthreads();
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int r = 16 * warp + g + 8 * rr;
+    float m_all = part_mx[r];
+    for (int sp = 1; sp < kSplits; ++sp) m_all = fmaxf(m_all, part_mx[sp * kBq + r]);
+    double s_all = 0;  // a group that saw no key has max -FLT_MAX and sum 0
+    for (int sp = 0; sp < kSplits; ++sp)
+      s_all += part_sum[sp * kBq + r] *
+               exp(static_cast<double>(part_mx[sp * kBq + r]) - static_cast<double>(m_all));
+    mx[rr] = m_all;
+    inv[rr] = static_cast<float>(1.0 / s_all);
+  }
+  __syncthreads();  // the partials are read before pass 2's copies overwrite them
 
   // Pass 2: probabilities (half) times values.
   float o[DT][4];
@@ -188,16 +222,16 @@ __global__ void __launch_bounds__(kThreads)
   load_tile(sv0, V, 0);
   cp_async_commit();
   for (int t = 0; t < tiles; ++t) {
-    const int64_t j0 = static_cast<int64_t>(t) * kBk;
+    const int64_t j0 = static_cast<int64_t>(t) * kStep + split * kBk;
     if (t + 1 < tiles) {
-      load_tile(sk0 + ((t + 1) & 1) * kBk * RS, K, j0 + kBk);
-      load_tile(sv0 + ((t + 1) & 1) * kBk * RS, V, j0 + kBk);
+      load_tile(sk0 + ((t + 1) & 1) * kStep * RS, K, static_cast<int64_t>(t + 1) * kStep);
+      load_tile(sv0 + ((t + 1) & 1) * kStep * RS, V, static_cast<int64_t>(t + 1) * kStep);
     }
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
-    const __half* sk = sk0 + (t & 1) * kBk * RS;
-    const __half* sv = sv0 + (t & 1) * kBk * RS;
+    const __half* sk = sk0 + (t & 1) * kStep * RS + split * kBk * RS;
+    const __half* sv = sv0 + (t & 1) * kStep * RS + split * kBk * RS;
     if (j0 > warp_last) {
       __syncthreads();
       continue;
@@ -223,15 +257,37 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();  // as in pass 1
   }
+  // Groups 1 .. kSplits - 1 leave their outputs in shared memory (the buffers are free after the
+  // loop's last barrier); group 0 adds them in group order and writes the rows.
+  float* part_o = reinterpret_cast<float*>(sk0);  // [kSplits - 1][kBq][HD]
+  if (split > 0) {
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      float* dst = part_o + ((split - 1) * kBq + 16 * warp + g + 8 * rr) * HD;
+#pragma unroll
+      for (int dt = 0; dt < DT; ++dt) {
+        dst[8 * dt + 2 * q] = o[dt][2 * rr];
+        dst[8 * dt + 2 * q + 1] = o[dt][2 * rr + 1];
+      }
+    }
+  }
+  __syncthreads();
+  if (split > 0) return;
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
-    const int64_t t = t0 + 16 * warp + g + 8 * rr;
+    const int r = 16 * warp + g + 8 * rr;
+    const int64_t t = t0 + r;
     if (t >= m) continue;
     float* dst = out + t * qd + h * HD;
 #pragma unroll
     for (int dt = 0; dt < DT; ++dt) {
-      dst[8 * dt + 2 * q] = o[dt][2 * rr];
-      dst[8 * dt + 2 * q + 1] = o[dt][2 * rr + 1];
+      float a = o[dt][2 * rr], b = o[dt][2 * rr + 1];
+      for (int sp = 1; sp < kSplits; ++sp) {
+        a += part_o[((sp - 1) * kBq + r) * HD + 8 * dt + 2 * q];
+        b += part_o[((sp - 1) * kBq + r) * HD + 8 * dt + 2 * q + 1];
+      }
+      dst[8 * dt + 2 * q] = a;
+      dst[8 * dt + 2 * q + 1] = b;
     }
   }
 }

@@ -226,13 +226,14 @@ TEST(CudaInfer, PromptAttentionMatchesTheOneBlockKernel) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-  // Chunks of two and three query blocks, over two and four key tiles (the tile copies' double
-  // buffer wraps around).
-  const int64_t chunks[][2] = {{77, 37}, {150, 45}};  // tokens, first position
+  // Chunks of two, three and five query blocks over one, two and three steps of 128 keys (two
+  // groups of warps take 64 each; the last chunk's copies wrap around the double buffer, and a
+  // group sees no key in some steps).
+  const int64_t chunks[][2] = {{77, 37}, {150, 45}, {260, 50}};  // tokens, first position
   for (const auto& chunk : chunks)
     for (const int64_t hd : {32, 64, 128}) {
       const int m = static_cast<int>(chunk[0]);
-      const int64_t p0 = chunk[1], n_head = 8, n_kv = 2, n_ctx = 200;
+      const int64_t p0 = chunk[1], n_head = 8, n_kv = 2, n_ctx = 320;
       SCOPED_TRACE("head_dim " + std::to_string(hd) + ", m " + std::to_string(m));
       infer::KvGeom kv;
       kv.n_layer = 2;
