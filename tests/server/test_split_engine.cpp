@@ -64,20 +64,39 @@ class SessionSteps final : public SeqSteps {
   Session s_;
 };
 
-TEST(SplitEngine, EqualsTheSessionsBatches) {
-  const Model model = make_synthetic_model(synthetic_config("tiny"), 3);
-  const int64_t V = model.cfg.n_vocab;
-  const SessionOptions so = test::four_slots();
+// The Session's engine (want) and the split engine over a Session of the same model (got).
+struct Engines {
+  Model model = make_synthetic_model(synthetic_config("tiny"), 3);
+  int64_t V = model.cfg.n_vocab;
+  SessionOptions so = test::four_slots();
   std::unique_ptr<BatchEngine> want = make_session_engine(model, so);
-  auto steps = std::make_unique<SessionSteps>(model, so);
-  SessionSteps* st = steps.get();
-  std::unique_ptr<BatchEngine> got = make_split_engine(std::move(steps));
+  SessionSteps* st = nullptr;
+  std::unique_ptr<BatchEngine> got;
+  Engines() {
+    auto steps = std::make_unique<SessionSteps>(model, so);
+    st = steps.get();
+    got = make_split_engine(std::move(steps));
+  }
+  // The mixed batches, then decodes alone out of slot order (returned in place, in the batch's
+  // order) and decodes alone where one row asks for no logits (copied out).
+  std::vector<std::vector<BatchToken>> batches() const {
+    auto tok = [&](int i) { return test::batch_token(i, V); };
+    std::vector<std::vector<BatchToken>> b = test::mixed_batches(V);
+    b.push_back({{tok(22), 2, true}, {tok(23), 0, true}, {tok(24), 3, true}, {tok(25), 1, true}});
+    b.push_back({{tok(26), 3, true}, {tok(27), 1, false}, {tok(28), 0, true}});
+    return b;
+  }
+};
+
+TEST(SplitEngine, EqualsTheSessionsBatches) {
+  Engines e;
+  const int64_t V = e.V;
+  const SessionOptions& so = e.so;
+  BatchEngine* want = e.want.get();
+  BatchEngine* got = e.got.get();
+  SessionSteps* st = e.st;
   auto tok = [&](int i) { return test::batch_token(i, V); };
-  std::vector<std::vector<BatchToken>> batches = test::mixed_batches(V);
-  // Decodes alone out of slot order (returned in place, in the batch's order), and decodes alone
-  // where one row asks for no logits (copied out).
-  batches.push_back({{tok(22), 2, true}, {tok(23), 0, true}, {tok(24), 3, true}, {tok(25), 1, true}});
-  batches.push_back({{tok(26), 3, true}, {tok(27), 1, false}, {tok(28), 0, true}});
+  const std::vector<std::vector<BatchToken>> batches = e.batches();
   for (size_t b = 0; b < batches.size(); ++b) {
     int rows = 0;
     for (const BatchToken& t : batches[b]) rows += t.logits;
@@ -108,21 +127,17 @@ TEST(SplitEngine, EqualsTheSessionsBatches) {
 // decode step's rows and from the prompt's logits on the host for a prompt's, in the batch's order:
 // the host's list of the Session's logits for the same batch.
 TEST(SplitEngine, TopRowsAreTheListsOfTheSessionsLogits) {
-  const Model model = make_synthetic_model(synthetic_config("tiny"), 3);
-  const int64_t V = model.cfg.n_vocab;
-  const SessionOptions so = test::four_slots();
-  std::unique_ptr<BatchEngine> want = make_session_engine(model, so);
-  auto steps = std::make_unique<SessionSteps>(model, so);
-  SessionSteps* st = steps.get();
-  std::unique_ptr<BatchEngine> got = make_split_engine(std::move(steps));
+  Engines e;
+  const int64_t V = e.V;
+  BatchEngine* want = e.want.get();
+  BatchEngine* got = e.got.get();
+  SessionSteps* st = e.st;
   EXPECT_EQ(got->max_top_k(), 0);
   EXPECT_THROW(got->forward_batch_top(std::vector<BatchToken>{{1, 0, true}}, 1), Error);
   st->top_max = 64;
   EXPECT_EQ(got->max_top_k(), 64);
   auto tok = [&](int i) { return test::batch_token(i, V); };
-  std::vector<std::vector<BatchToken>> batches = test::mixed_batches(V);
-  batches.push_back({{tok(22), 2, true}, {tok(23), 0, true}, {tok(24), 3, true}, {tok(25), 1, true}});
-  batches.push_back({{tok(26), 3, true}, {tok(27), 1, false}, {tok(28), 0, true}});
+  const std::vector<std::vector<BatchToken>> batches = e.batches();
   const int ks[] = {1, 5, 64, 17, 40, 3, 64};
   for (size_t b = 0; b < batches.size(); ++b) {
     const int k = ks[b % 7];
