@@ -86,6 +86,12 @@ void ternary_product_acc(const DevTernary& w, const DevActs& x, int m, int32_t* 
 // gate = in + t * ld_in, up = gate + k (relu^2 when act == 0, SiLU when 1).
 void norm_quant(const float* in, int64_t ld_in, int m, const float* norm, float eps, bool gated, int act,
                 DevActs q, cudaStream_t s);
+// The same with gated from a product's int32 sums (m x ld_acc; gate columns [0, k), up [k, 2k))
+// with its row scales and its input's 1/s per token: the floats acc_epilogue would store, read
+// directly (the prompt's gate|up through cuBLASLt skips the epilogue pass). acc_dq may be q.dq
+// (each block reads its token's before writing it).
+void norm_quant_gated_acc(const int32_t* acc, const float* row_scale, const float* acc_dq, int64_t ld_acc,
+                          int m, const float* norm, float eps, int act, DevActs q, cudaStream_t s);
 // out[t][d] = RMSNorm(in_t) * norm (the head's input).
 void rms_norm_rows(const float* in, int m, int64_t d, const float* norm, float eps, float* out,
                    cudaStream_t s);

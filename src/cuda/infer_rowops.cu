@@ -20,18 +20,37 @@ constexpr int kRowThreads = 256;
 constexpr int kWideThreads = 1024;
 constexpr int kWideTokens = 128;  // up to here a grid of m blocks leaves most SMs one block or none
 
+// Where norm_quant_kernel's input comes from: floats, or (kAcc) a product's int32 sums with its
+// row scales and the tokens' 1/s, turned into the floats the product's epilogue would have
+// stored (acc_epilogue: float(acc) * (row_scale * dq), the same operations).
+template <bool kAcc>
+struct RowIn {
+  const float* f;
+  const int32_t* acc;
+  const float* row_scale;
+  const float* dq;
+  // dq_t: dq[t], read once by the kernel before anything is written (dq may be the output's).
+  __device__ __forceinline__ float at(int64_t t, int64_t ld, int64_t i, float dq_t) const {
+    if constexpr (kAcc)
+      return static_cast<float>(__ldg(acc + t * ld + i)) * (__ldg(row_scale + i) * dq_t);
+    else
+      return __ldg(f + t * ld + i);
+  }
+};
+
 // Dynamic shared memory: the row as floats (k of them).
+template <bool kAcc>
 __global__ void __launch_bounds__(kWideThreads)
-    norm_quant_kernel(const float* in, int64_t ld_in, const float* norm, float eps, bool is_gated, int act,
+    norm_quant_kernel(RowIn<kAcc> in, int64_t ld_in, const float* norm, float eps, bool is_gated, int act,
                       DevActs q) {
   pdl_launch();
   pdl_wait();
   extern __shared__ float h[];
   const int64_t t = blockIdx.x, k = q.k;
-  const float* row = in + t * ld_in;
+  const float dq_t = kAcc ? in.dq[t] : 0.0f;
   // Pass 1 takes kLoads of a thread's values (i = threadIdx.x + j * blockDim.x) at a time: all
   // their loads are issued before any store to h, which the compiler could not move a load of the
-  // generic pointer `row` past, so the loads' latencies overlap instead of adding up. The sum of
+  // generic input pointer past, so the loads' latencies overlap instead of adding up. The sum of
   // squares runs over a thread's values in index order, as one at a time would.
   constexpr int kLoads = 8;
   double ss = 0;
@@ -40,8 +59,8 @@ __global__ void __launch_bounds__(kWideThreads)
 #pragma unroll
     for (int j = 0; j < kLoads; ++j) {
       const int64_t i = i0 + j * static_cast<int64_t>(blockDim.x);
-      a[j] = i < k ? __ldg(row + i) : 0.0f;
-      b[j] = is_gated && i < k ? __ldg(row + k + i) : 0.0f;
+      a[j] = i < k ? in.at(t, ld_in, i, dq_t) : 0.0f;
+      b[j] = is_gated && i < k ? in.at(t, ld_in, k + i, dq_t) : 0.0f;
     }
 #pragma unroll
     for (int j = 0; j < kLoads; ++j) {
@@ -163,8 +182,16 @@ __global__ void __launch_bounds__(kRowThreads)
 void norm_quant(const float* in, int64_t ld_in, int m, const float* norm, float eps, bool is_gated, int act,
                 DevActs q, cudaStream_t s) {
   if (m <= 0) return;
-  launch(norm_quant_kernel, m, m <= kWideTokens ? kWideThreads : kRowThreads, q.k * sizeof(float), s, in,
-         ld_in, norm, eps, is_gated, act, q);
+  launch(norm_quant_kernel<false>, m, m <= kWideTokens ? kWideThreads : kRowThreads, q.k * sizeof(float), s,
+         RowIn<false>{in, nullptr, nullptr, nullptr}, ld_in, norm, eps, is_gated, act, q);
+  BN_CUDA_LAUNCHED();
+}
+
+void norm_quant_gated_acc(const int32_t* acc, const float* row_scale, const float* acc_dq, int64_t ld_acc,
+                          int m, const float* norm, float eps, int act, DevActs q, cudaStream_t s) {
+  if (m <= 0) return;
+  launch(norm_quant_kernel<true>, m, m <= kWideTokens ? kWideThreads : kRowThreads, q.k * sizeof(float), s,
+         RowIn<true>{nullptr, acc, row_scale, acc_dq}, ld_acc, norm, eps, true, act, q);
   BN_CUDA_LAUNCHED();
 }
 

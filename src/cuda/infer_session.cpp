@@ -219,7 +219,8 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
     BN_CUBLAS(cublasLtCreate(&s.lt));
     s.lt_workspace.resize(size_t{4} << 20);
   }
-  // cuBLASLt's int8 route for the matrices where it pays at a full chunk of T tokens: the
+  // cuBLASLt's int8 route for the matrices where it pays at a full chunk of T tokens, and for
+  // gate|up from kTernaryLtMinTokens (its sums go straight to the gated norm, run_layers): the
   // expanded-matrix scratch holds the largest of them, and the sums go to the gate|up buffer,
   // which no product reads (sized for the widest product's sums).
   if (const char* e = std::getenv("BITNET_CUDA_LT"); e == nullptr || std::string(e) != "0") {
@@ -229,6 +230,7 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
     int64_t w8 = 0;
     for (const auto& mk : mats)
       if (ternary_lt_pays(static_cast<int>(T), mk[0], s.sms)) w8 = std::max(w8, mk[0] * mk[1]);
+    if (T >= kTernaryLtMinTokens) w8 = std::max(w8, mats[2][0] * mats[2][1]);
     if (w8 > 0) {
       if (s.lt == nullptr) BN_CUBLAS(cublasLtCreate(&s.lt));
       if (s.lt_workspace.empty()) s.lt_workspace.resize(size_t{4} << 20);
@@ -478,10 +480,19 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
     mark(kWo);
     infer::norm_quant(s.x.data(), d, m, L.ffn_norm.data(), c.rms_eps, false, 0, ad, str);
     mark(kFfnNormQuant);
-    product(L.gate_up, ad, s.gu.data(), 2 * ff, false);
-    mark(kGateUp);
-    infer::norm_quant(s.gu.data(), 2 * ff, m, L.ffn_sub_norm.empty() ? none : L.ffn_sub_norm.data(),
-                      c.rms_eps, true, act, aff, str);
+    // A prompt chunk's gate|up through cuBLASLt leaves its int32 sums in gu, and the gated norm
+    // reads them (no epilogue pass over the 2 ff sums of every token); otherwise the floats.
+    const float* sub = L.ffn_sub_norm.empty() ? none : L.ffn_sub_norm.data();
+    if (m >= kTernaryLtMinTokens &&
+        ternary_acc_lt(s.lt_gemm, L.gate_up, ad, m, reinterpret_cast<int32_t*>(s.gu.data()), str)) {
+      mark(kGateUp);
+      infer::norm_quant_gated_acc(reinterpret_cast<const int32_t*>(s.gu.data()), L.gate_up.row_scale, ad.dq,
+                                  2 * ff, m, sub, c.rms_eps, act, aff, str);
+    } else {
+      product(L.gate_up, ad, s.gu.data(), 2 * ff, false);
+      mark(kGateUp);
+      infer::norm_quant(s.gu.data(), 2 * ff, m, sub, c.rms_eps, true, act, aff, str);
+    }
     mark(kActSubNormQuant);
     product(L.down, aff, s.x.data(), d, true);
     mark(kDown);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -20,6 +21,7 @@
 #include "cuda/infer_gemm_lt.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_session.h"
+#include "cuda/infer_tp_kernels.h"
 #include "cuda/infer_weights.h"
 #include "cuda/lt_plans.h"
 #include "cuda_test_util.h"
@@ -383,6 +385,61 @@ TEST(CudaInfer, NormQuantMatchesCpu) {
             EXPECT_NEAR(gdq[static_cast<size_t>(t)], want_dq[static_cast<size_t>(t)],
                         1e-6f * want_dq[static_cast<size_t>(t)]);
         }
+}
+
+// The gated norm from a product's int32 sums equals acc_epilogue's floats through the float
+// norm, bit for bit (codes and scales), also with the sums' 1/s in the output's own buffer.
+TEST(CudaInfer, GatedNormFromSumsIsTheEpilogueThenTheNorm) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(9);
+  for (const int64_t k : {int64_t{101}, int64_t{768}, int64_t{6912}})
+    for (const int m : {3, 130}) {
+      const int64_t k_pad = (k + 63) / 64 * 64;
+      std::vector<int32_t> acc(static_cast<size_t>(m * 2 * k));
+      for (auto& v : acc) v = static_cast<int32_t>(rng() % 200001) - 100000;
+      acc[5] = 1 << 30;  // an outlier
+      std::vector<float> rs(static_cast<size_t>(2 * k)), dq(static_cast<size_t>(m)),
+          norm(static_cast<size_t>(k));
+      for (auto& v : rs) v = 0.01f + static_cast<float>(rng() % 1000) * 1e-4f;
+      for (auto& v : dq) v = 1e-4f + static_cast<float>(rng() % 1000) * 1e-6f;
+      for (auto& v : norm) v = 0.5f + static_cast<float>(rng() % 1000) * 1e-3f;
+      Buffer<int32_t> dacc = on_device(acc);
+      Buffer<float> drs = on_device(rs), ddq = on_device(dq), dnorm = on_device(norm);
+      Buffer<float> y(acc.size());
+      infer::acc_epilogue(dacc.data(), m, 2 * k, drs.data(), ddq.data(), y.data(), 2 * k, false, nullptr);
+      for (const int act : {0, 1}) {
+        Buffer<int8_t> qa(static_cast<size_t>(m * k_pad)), qb(static_cast<size_t>(m * k_pad));
+        Buffer<float> dqa(static_cast<size_t>(m)), dqb = on_device(dq);  // b: 1/s in and out in one buffer
+        infer::norm_quant(y.data(), 2 * k, m, dnorm.data(), 1e-5f, true, act,
+                          {qa.data(), dqa.data(), k, k_pad}, nullptr);
+        infer::norm_quant_gated_acc(dacc.data(), drs.data(), dqb.data(), 2 * k, m, dnorm.data(), 1e-5f, act,
+                                    {qb.data(), dqb.data(), k, k_pad}, nullptr);
+        EXPECT_EQ(qa.download(), qb.download()) << "k " << k << " m " << m << " act " << act;
+        EXPECT_EQ(dqa.download(), dqb.download()) << "k " << k << " m " << m << " act " << act;
+      }
+    }
+}
+
+// A session's prompt chunks of 128 tokens or more multiply through cuBLASLt (gate|up's sums read
+// by the gated norm directly); with BITNET_CUDA_LT=0 they take the tile GEMM. The same exact sums
+// and the same float operations: the prompt's logits are the same bits.
+TEST(CudaInfer, PromptThroughCublasLtGivesTheTileGemmsLogits) {
+  SKIP_WITHOUT_GPU();
+  // An F32 head: the head kernel (the F16 head's cuBLASLt GEMM need not repeat its float order).
+  const Model model = make_synthetic_model(synthetic_config("tiny"), 8, DType::F32);
+  const int64_t V = model.cfg.n_vocab;
+  std::vector<int32_t> prompt(300);  // chunks of 256 (cuBLASLt) and 44 (the tile GEMM)
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 613 + 29) % V);
+  setenv("BITNET_CUDA_LT", "0", 1);
+  CudaSession tile(model, {512, 1, 256});
+  unsetenv("BITNET_CUDA_LT");
+  CudaSession lt(model, {512, 1, 256});
+  const float* a = tile.forward(prompt, true);
+  const std::vector<float> want(a, a + prompt.size() * V);
+  const float* b = lt.forward(prompt, true);
+  EXPECT_EQ(std::memcmp(b, want.data(), want.size() * 4), 0)
+      << "rel. error " << rel_err(b, want.data(), want.size());
+  EXPECT_GT(lt.device_bytes(), tile.device_bytes());  // the expanded-matrix scratch: the route was set up
 }
 
 // The CPU's regrouped Q8_0X head uploads to the same codes and scales as plain Q8_0.
