@@ -38,7 +38,9 @@ constexpr int kTernaryLtMinTokens = 128;
 // Whether the route pays for m tokens and n rows: where the mma.sync GEMM's 128 x 128 tiles
 // number fewer than two per SM, its grid leaves the SMs idle and cuBLASLt is 1.6 – 2.3 x faster
 // (H100, 512 tokens, the 2B4T's 2,560- and 3,840-row matrices); with more tiles (13,824 rows)
-// both take the same time and the expanded matrix would only cost memory.
+// both take the same time. (A session's prompt gate|up takes the route from kTernaryLtMinTokens
+// all the same, as ternary_acc_lt: without the epilogue pass, whose sums the gated norm reads
+// itself, it is the faster one; infer_session.cpp run_layers.)
 bool ternary_lt_pays(int m, int64_t n, int sms);
 // Whether `t` can take the product of m tokens with w (scratch large enough).
 bool ternary_lt_fits(const TernaryLt& t, const infer::DevTernary& w, int m);
