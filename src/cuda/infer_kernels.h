@@ -92,6 +92,11 @@ void norm_quant(const float* in, int64_t ld_in, int m, const float* norm, float 
 // (each block reads its token's before writing it).
 void norm_quant_gated_acc(const int32_t* acc, const float* row_scale, const float* acc_dq, int64_t ld_acc,
                           int m, const float* norm, float eps, int act, DevActs q, cudaStream_t s);
+// The residual step and the next norm in one: x[t] += the floats acc_epilogue would add from a
+// product's sums (m x q.k, the product's rows = x's width), stored back to x, then x[t] normalized
+// and quantized as norm_quant does. acc_dq may be q.dq (as above).
+void norm_quant_residual_acc(const int32_t* acc, const float* row_scale, const float* acc_dq, float* x, int m,
+                             const float* norm, float eps, DevActs q, cudaStream_t s);
 // out[t][d] = RMSNorm(in_t) * norm (the head's input).
 void rms_norm_rows(const float* in, int m, int64_t d, const float* norm, float eps, float* out,
                    cudaStream_t s);

@@ -20,34 +20,43 @@ constexpr int kRowThreads = 256;
 constexpr int kWideThreads = 1024;
 constexpr int kWideTokens = 128;  // up to here a grid of m blocks leaves most SMs one block or none
 
-// Where norm_quant_kernel's input comes from: floats, or (kAcc) a product's int32 sums with its
-// row scales and the tokens' 1/s, turned into the floats the product's epilogue would have
-// stored (acc_epilogue: float(acc) * (row_scale * dq), the same operations).
-template <bool kAcc>
+// Where norm_quant_kernel's input comes from: floats; a product's int32 sums with its row scales
+// and the tokens' 1/s, turned into the floats the product's epilogue would have stored
+// (acc_epilogue: float(acc) * (row_scale * dq), the same operations); or those added to a
+// residual row, as the epilogue's add would (x + that), which the kernel also stores back to x.
+enum class RowSrc { kFloats, kSums, kSumsPlusResidual };
+
+template <RowSrc S>
 struct RowIn {
   const float* f;
   const int32_t* acc;
   const float* row_scale;
   const float* dq;
+  float* x;  // kSumsPlusResidual: the residual rows (ld as the sums')
   // dq_t: dq[t], read once by the kernel before anything is written (dq may be the output's).
   __device__ __forceinline__ float at(int64_t t, int64_t ld, int64_t i, float dq_t) const {
-    if constexpr (kAcc)
-      return static_cast<float>(__ldg(acc + t * ld + i)) * (__ldg(row_scale + i) * dq_t);
-    else
+    if constexpr (S == RowSrc::kFloats) {
       return __ldg(f + t * ld + i);
+    } else {
+      const float v = static_cast<float>(__ldg(acc + t * ld + i)) * (__ldg(row_scale + i) * dq_t);
+      if constexpr (S == RowSrc::kSumsPlusResidual)
+        return x[t * ld + i] + v;  // a plain load: the kernel writes x
+      else
+        return v;
+    }
   }
 };
 
 // Dynamic shared memory: the row as floats (k of them).
-template <bool kAcc>
+template <RowSrc S>
 __global__ void __launch_bounds__(kWideThreads)
-    norm_quant_kernel(RowIn<kAcc> in, int64_t ld_in, const float* norm, float eps, bool is_gated, int act,
+    norm_quant_kernel(RowIn<S> in, int64_t ld_in, const float* norm, float eps, bool is_gated, int act,
                       DevActs q) {
   pdl_launch();
   pdl_wait();
   extern __shared__ float h[];
   const int64_t t = blockIdx.x, k = q.k;
-  const float dq_t = kAcc ? in.dq[t] : 0.0f;
+  const float dq_t = S != RowSrc::kFloats ? in.dq[t] : 0.0f;
   // Pass 1 takes kLoads of a thread's values (i = threadIdx.x + j * blockDim.x) at a time: all
   // their loads are issued before any store to h, which the compiler could not move a load of the
   // generic input pointer past, so the loads' latencies overlap instead of adding up. The sum of
@@ -67,6 +76,7 @@ __global__ void __launch_bounds__(kWideThreads)
       const int64_t i = i0 + j * static_cast<int64_t>(blockDim.x);
       if (i >= k) break;
       const float v = is_gated ? gated(a[j], b[j], act) : a[j];
+      if constexpr (S == RowSrc::kSumsPlusResidual) in.x[t * ld_in + i] = v;
       h[i] = v;
       ss += static_cast<double>(v) * v;
     }
@@ -182,16 +192,27 @@ __global__ void __launch_bounds__(kRowThreads)
 void norm_quant(const float* in, int64_t ld_in, int m, const float* norm, float eps, bool is_gated, int act,
                 DevActs q, cudaStream_t s) {
   if (m <= 0) return;
-  launch(norm_quant_kernel<false>, m, m <= kWideTokens ? kWideThreads : kRowThreads, q.k * sizeof(float), s,
-         RowIn<false>{in, nullptr, nullptr, nullptr}, ld_in, norm, eps, is_gated, act, q);
+  launch(norm_quant_kernel<RowSrc::kFloats>, m, m <= kWideTokens ? kWideThreads : kRowThreads,
+         q.k * sizeof(float), s, RowIn<RowSrc::kFloats>{in, nullptr, nullptr, nullptr, nullptr}, ld_in, norm,
+         eps, is_gated, act, q);
   BN_CUDA_LAUNCHED();
 }
 
 void norm_quant_gated_acc(const int32_t* acc, const float* row_scale, const float* acc_dq, int64_t ld_acc,
                           int m, const float* norm, float eps, int act, DevActs q, cudaStream_t s) {
   if (m <= 0) return;
-  launch(norm_quant_kernel<true>, m, m <= kWideTokens ? kWideThreads : kRowThreads, q.k * sizeof(float), s,
-         RowIn<true>{nullptr, acc, row_scale, acc_dq}, ld_acc, norm, eps, true, act, q);
+  launch(norm_quant_kernel<RowSrc::kSums>, m, m <= kWideTokens ? kWideThreads : kRowThreads,
+         q.k * sizeof(float), s, RowIn<RowSrc::kSums>{nullptr, acc, row_scale, acc_dq, nullptr}, ld_acc, norm,
+         eps, true, act, q);
+  BN_CUDA_LAUNCHED();
+}
+
+void norm_quant_residual_acc(const int32_t* acc, const float* row_scale, const float* acc_dq, float* x, int m,
+                             const float* norm, float eps, DevActs q, cudaStream_t s) {
+  if (m <= 0) return;
+  launch(norm_quant_kernel<RowSrc::kSumsPlusResidual>, m, m <= kWideTokens ? kWideThreads : kRowThreads,
+         q.k * sizeof(float), s, RowIn<RowSrc::kSumsPlusResidual>{nullptr, acc, row_scale, acc_dq, x}, q.k,
+         norm, eps, false, 0, q);
   BN_CUDA_LAUNCHED();
 }
 

@@ -456,10 +456,32 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
     }
     return;
   }
+  // o's and down's sums, where they go through cuBLASLt (prompt chunks), wait in gu for the next
+  // norm, which adds them to the residual as it reads it (norm_quant_residual_acc: no epilogue
+  // pass over x and one launch fewer). The last layer's down goes to x (the head's norm reads it).
+  int32_t* sums = reinterpret_cast<int32_t*>(s.gu.data());
+  const infer::DevTernary* pending = nullptr;  // the product whose sums wait in gu
+  const float* pending_dq = nullptr;           // its input's 1/s
+  auto sums_to_norm = [&](const infer::DevTernary& w, const DevActs& a) {
+    if (m < kTernaryLtMinTokens || !ternary_lt_pays(m, w.n, s.sms) ||
+        !ternary_acc_lt(s.lt_gemm, w, a, m, sums, str))
+      return false;
+    pending = &w;
+    pending_dq = a.dq;
+    return true;
+  };
+  auto norm_x = [&](const float* norm, const DevActs& out) {
+    if (pending)
+      infer::norm_quant_residual_acc(sums, pending->row_scale, pending_dq, s.x.data(), m, norm, c.rms_eps,
+                                     out, str);
+    else
+      infer::norm_quant(s.x.data(), d, m, norm, c.rms_eps, false, 0, out, str);
+    pending = nullptr;
+  };
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const DeviceLayer& L = s.w.layers[static_cast<size_t>(il)];
     const DevActs ad = s.acts(d), aqd = s.acts(qd), aff = s.acts(ff);
-    infer::norm_quant(s.x.data(), d, m, L.attn_norm.data(), c.rms_eps, false, 0, ad, str);
+    norm_x(L.attn_norm.data(), ad);
     mark(kNormQuant);
     product(L.wqkv, ad, s.qkv.data(), qkv_n, false);
     mark(kQkv);
@@ -476,9 +498,9 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
     infer::norm_quant(s.attn.data(), qd, m, L.attn_sub_norm.empty() ? none : L.attn_sub_norm.data(),
                       c.rms_eps, false, 0, aqd, str);
     mark(kSubNormQuant);
-    product(L.wo, aqd, s.x.data(), d, true);
+    if (!sums_to_norm(L.wo, aqd)) product(L.wo, aqd, s.x.data(), d, true);
     mark(kWo);
-    infer::norm_quant(s.x.data(), d, m, L.ffn_norm.data(), c.rms_eps, false, 0, ad, str);
+    norm_x(L.ffn_norm.data(), ad);
     mark(kFfnNormQuant);
     // A prompt chunk's gate|up through cuBLASLt leaves its int32 sums in gu, and the gated norm
     // reads them (no epilogue pass over the 2 ff sums of every token); otherwise the floats.
@@ -494,7 +516,7 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
       infer::norm_quant(s.gu.data(), 2 * ff, m, sub, c.rms_eps, true, act, aff, str);
     }
     mark(kActSubNormQuant);
-    product(L.down, aff, s.x.data(), d, true);
+    if (il + 1 == c.n_layer || !sums_to_norm(L.down, aff)) product(L.down, aff, s.x.data(), d, true);
     mark(kDown);
   }
 }

@@ -420,9 +420,43 @@ TEST(CudaInfer, GatedNormFromSumsIsTheEpilogueThenTheNorm) {
     }
 }
 
+// The residual step from a product's sums fused into the next norm equals acc_epilogue's add into
+// x then the float norm, bit for bit: the new x, the codes and the scales.
+TEST(CudaInfer, ResidualNormFromSumsIsTheEpilogueAddThenTheNorm) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(10);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  for (const int64_t k : {int64_t{101}, int64_t{2560}})
+    for (const int m : {3, 130}) {
+      const int64_t k_pad = (k + 63) / 64 * 64;
+      std::vector<int32_t> acc(static_cast<size_t>(m * k));
+      for (auto& v : acc) v = static_cast<int32_t>(rng() % 200001) - 100000;
+      std::vector<float> x(static_cast<size_t>(m * k)), rs(static_cast<size_t>(k)),
+          dq(static_cast<size_t>(m)), norm(static_cast<size_t>(k));
+      for (auto& v : x) v = nd(rng);
+      for (auto& v : rs) v = 0.01f + static_cast<float>(rng() % 1000) * 1e-4f;
+      for (auto& v : dq) v = 1e-4f + static_cast<float>(rng() % 1000) * 1e-6f;
+      for (auto& v : norm) v = 0.5f + static_cast<float>(rng() % 1000) * 1e-3f;
+      Buffer<int32_t> dacc = on_device(acc);
+      Buffer<float> xa = on_device(x), xb = on_device(x), drs = on_device(rs), ddq = on_device(dq),
+                    dnorm = on_device(norm);
+      Buffer<int8_t> qa(static_cast<size_t>(m * k_pad)), qb(static_cast<size_t>(m * k_pad));
+      Buffer<float> dqa(static_cast<size_t>(m)), dqb = on_device(dq);  // b: 1/s in and out in one buffer
+      infer::acc_epilogue(dacc.data(), m, k, drs.data(), ddq.data(), xa.data(), k, true, nullptr);
+      infer::norm_quant(xa.data(), k, m, dnorm.data(), 1e-5f, false, 0, {qa.data(), dqa.data(), k, k_pad},
+                        nullptr);
+      infer::norm_quant_residual_acc(dacc.data(), drs.data(), dqb.data(), xb.data(), m, dnorm.data(), 1e-5f,
+                                     {qb.data(), dqb.data(), k, k_pad}, nullptr);
+      EXPECT_EQ(xa.download(), xb.download()) << "k " << k << " m " << m;
+      EXPECT_EQ(qa.download(), qb.download()) << "k " << k << " m " << m;
+      EXPECT_EQ(dqa.download(), dqb.download()) << "k " << k << " m " << m;
+    }
+}
+
 // A session's prompt chunks of 128 tokens or more multiply through cuBLASLt (gate|up's sums read
-// by the gated norm directly); with BITNET_CUDA_LT=0 they take the tile GEMM. The same exact sums
-// and the same float operations: the prompt's logits are the same bits.
+// by the gated norm, o's and down's by the next norm, directly); with BITNET_CUDA_LT=0 they take
+// the tile GEMM. The same exact sums and the same float operations: the prompt's logits are the
+// same bits.
 TEST(CudaInfer, PromptThroughCublasLtGivesTheTileGemmsLogits) {
   SKIP_WITHOUT_GPU();
   // An F32 head: the head kernel (the F16 head's cuBLASLt GEMM need not repeat its float order).
