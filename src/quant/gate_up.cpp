@@ -16,12 +16,11 @@ namespace {
 // activations (half the size) travel through L3. With a fused relu^2 epilogue (AMX, gemm.h
 // ternary_gemm_relu2: the same floats) the activation comes straight from the gate and up
 // accumulators, and the gate|up floats are not stored at all.
+// v: the kernel for x; fused: it applies relu^2 itself (gate_up_act chose both).
 void gate_up_striped(ThreadPool& pool, Arena& arena, const TernaryMatrix& w, const QuantizedActs& x,
-                     int64_t ff, FfnAct f, float* act) {
+                     int64_t ff, FfnAct f, const GemmVariant& v, bool fused, float* act) {
   constexpr int64_t kStripe = 512;
   const int64_t n = x.m;
-  const GemmVariant& v = select_gemm(w, x);
-  const bool fused = f == FfnAct::kRelu2 && relu2_fused_supported(v, w, ff);
   float* gu = fused ? nullptr : arena.alloc<float>(static_cast<size_t>(n * 2 * ff));
   // Stripes are claimed from a counter (as the GEMMs' row chunks): a slowed thread takes fewer.
   const int64_t stripes = (ff + kStripe - 1) / kStripe;
@@ -53,8 +52,10 @@ void gate_up_act(ThreadPool& pool, Arena& arena, const TernaryMatrix& w, const Q
   // rows every 512, and 8 tokens of the 2B4T's gate|up took 17.4 - 17.7 ms a step over 30 layers
   // this way against 18.4 - 18.8 striped (dev VM, 2 threads, `bench --profile -b 8`). Where the
   // kernel applies relu^2 itself (AMX), the stripes also save storing the floats: always striped.
-  const bool fused = f == FfnAct::kRelu2 && relu2_fused_supported(select_gemm(w, x), w, ff);
-  if (n > 1 && ff % kRowBlock == 0 && (n > 8 || fused)) return gate_up_striped(pool, arena, w, x, ff, f, act);
+  const GemmVariant& v = select_gemm(w, x);
+  const bool fused = f == FfnAct::kRelu2 && relu2_fused_supported(v, w, ff);
+  if (n > 1 && ff % kRowBlock == 0 && (n > 8 || fused))
+    return gate_up_striped(pool, arena, w, x, ff, f, v, fused, act);
   float* gu = arena.alloc<float>(static_cast<size_t>(n * 2 * ff));
   ternary_gemm(&pool, w, x, {nullptr, 0, gu, 2 * ff});
   // Per token (one thread per token, so the thread count changes nothing); one token runs inline.
