@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "ops/vec.h"
 
 namespace bitnet {
 
@@ -133,6 +134,15 @@ int32_t Sampler::pick() {
   for (size_t i = 0; i < cut; ++i) w[i] = std::exp(static_cast<double>(cand_[i].first - mx) / o_.temperature);
   std::discrete_distribution<size_t> dist(w.begin(), w.end());
   return cand_[dist(rng_)].second;
+}
+
+void top_row(std::span<const float> logits, size_t k, float* val, int32_t* id, float* log_z) {
+  const auto top = top_k_logits(logits, k);
+  for (size_t i = 0; i < top.size(); ++i) {
+    val[i] = top[i].first;
+    id[i] = top[i].second;
+  }
+  *log_z = static_cast<float>(log_sum_exp_row(logits.data(), static_cast<int64_t>(logits.size())));
 }
 
 }  // namespace bitnet

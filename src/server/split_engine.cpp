@@ -6,7 +6,6 @@
 
 #include "core/error.h"
 #include "inference/sampler.h"
-#include "ops/vec.h"
 
 namespace bitnet::server {
 
@@ -119,12 +118,9 @@ class SplitEngine final : public BatchEngine {
     prompts(batch, p, [&](size_t entry, const float* logits) {
       const int64_t r = p.out_row[entry];
       if (r < 0) return;
-      const auto top = top_k_logits(std::span<const float>(logits, V), K);
-      for (size_t i = 0; i < K; ++i) {
-        val_[static_cast<size_t>(r) * K + i] = top[i].first;
-        id_[static_cast<size_t>(r) * K + i] = top[i].second;
-      }
-      lz_[static_cast<size_t>(r)] = static_cast<float>(log_sum_exp_row(logits, static_cast<int64_t>(V)));
+      const size_t at = static_cast<size_t>(r);
+      top_row(std::span<const float>(logits, V), K, val_.data() + at * K, id_.data() + at * K,
+              lz_.data() + at);
     });
     return out;
   }

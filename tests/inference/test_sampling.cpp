@@ -14,6 +14,7 @@
 #include "inference/sampler.h"
 #include "inference/token_loop.h"
 #include "model/synthetic.h"
+#include "ops/vec.h"
 
 namespace bitnet {
 
@@ -91,6 +92,27 @@ TEST(Sampler, TopKLogitsIsPartialSortByLogitThenId) {
         EXPECT_EQ(top_k_logits(l, k), want);
       }
     }
+}
+
+// top_row writes top_k_logits' list into its arrays and the row's log-sum-exp (ops/vec.h), and
+// nothing past the k entries.
+TEST(Sampler, TopRowIsTheListAndTheLogSumExp) {
+  std::mt19937 rng(5);
+  std::vector<float> l(1000);
+  for (auto& v : l) v = static_cast<float>(static_cast<int>(rng() % 201) - 100) * 0.05f;
+  for (const size_t k : {size_t{1}, size_t{7}, size_t{1000}}) {
+    std::vector<float> val(k + 1, -7.0f), lz(1);
+    std::vector<int32_t> id(k + 1, -7);
+    top_row(l, k, val.data(), id.data(), lz.data());
+    const auto want = top_k_logits(l, k);
+    for (size_t i = 0; i < k; ++i) {
+      EXPECT_EQ(val[i], want[i].first) << i;
+      EXPECT_EQ(id[i], want[i].second) << i;
+    }
+    EXPECT_EQ(val[k], -7.0f);
+    EXPECT_EQ(id[k], -7);
+    EXPECT_EQ(lz[0], static_cast<float>(log_sum_exp_row(l.data(), static_cast<int64_t>(l.size()))));
+  }
 }
 
 // sample_top from a row's largest logits (as the GPU finds them) picks what sample() picks from the

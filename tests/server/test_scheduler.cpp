@@ -8,7 +8,6 @@
 
 #include "fake_engine.h"
 #include "inference/sampler.h"
-#include "ops/vec.h"
 #include "server/scheduler.h"
 
 namespace bitnet::server {
@@ -258,14 +257,9 @@ class FakeTopEngine final : public FakeEngine {
     val_.resize(static_cast<size_t>(rows) * K);
     id_.resize(val_.size());
     lz_.resize(static_cast<size_t>(rows));
-    for (size_t r = 0; r < static_cast<size_t>(rows); ++r) {
-      const auto top = top_k_logits(std::span<const float>(l + r * V, V), K);
-      for (size_t i = 0; i < K; ++i) {
-        val_[r * K + i] = top[i].first;
-        id_[r * K + i] = top[i].second;
-      }
-      lz_[r] = static_cast<float>(log_sum_exp_row(l + r * V, static_cast<int64_t>(V)));
-    }
+    for (size_t r = 0; r < static_cast<size_t>(rows); ++r)
+      top_row(std::span<const float>(l + r * V, V), K, val_.data() + r * K, id_.data() + r * K,
+              lz_.data() + r);
     ks.push_back(k);
     return {k, val_.data(), id_.data(), lz_.data()};
   }

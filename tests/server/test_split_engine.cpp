@@ -48,14 +48,8 @@ class SessionSteps final : public SeqSteps {
                   int32_t* id, float* log_z) override {
     const float* l = decode(tokens, seqs);
     const size_t V = static_cast<size_t>(n_vocab()), K = static_cast<size_t>(k);
-    for (size_t r = 0; r < tokens.size(); ++r) {
-      const auto top = top_k_logits(std::span<const float>(l + r * V, V), K);
-      for (size_t i = 0; i < K; ++i) {
-        val[r * K + i] = top[i].first;
-        id[r * K + i] = top[i].second;
-      }
-      log_z[r] = static_cast<float>(log_sum_exp_row(l + r * V, static_cast<int64_t>(V)));
-    }
+    for (size_t r = 0; r < tokens.size(); ++r)
+      top_row(std::span<const float>(l + r * V, V), K, val + r * K, id + r * K, log_z + r);
     ++tops;
   }
   int decodes = 0, prompts = 0, tops = 0, top_max = 0;
