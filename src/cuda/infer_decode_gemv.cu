@@ -110,7 +110,7 @@ constexpr int kBatch = 16;
 template <int MT, int R>
 __device__ void norm_quant_rows(const DecodeGemvIn& in, int m, int64_t k, int64_t k_pad, const float* g,
                                 float* xs, int8_t* q, Smem<MT, R>& sm, int& xsum) {
-  constexpr int P = MT;  // MT is a power of two >= m
+  constexpr int P = MT;                                              // MT is a power of two >= m
   constexpr int WP = kWarps / P > 0 ? kWarps / P : 1, TP = 32 * WP;  // whole warps a token
   constexpr bool kCache = MT <= kCachedTokens;
   const int t = threadIdx.x / TP, u = threadIdx.x % TP, warp = threadIdx.x / 32, lane = threadIdx.x & 31;
@@ -355,7 +355,8 @@ __global__ void __launch_bounds__(kThreads)
     decode_gemv_kernel(DevTernary w, DecodeGemvIn in, int m, DecodeGemvOut e) {
   pdl_launch();
   unsigned long long* trace = nullptr;
-  if (e.trace != nullptr && blockIdx.x == 0 && threadIdx.x == 0) trace = e.trace + 1 + 5 * atomicAdd(e.trace, 1ull);
+  if (e.trace != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
+    trace = e.trace + 1 + 5 * atomicAdd(e.trace, 1ull);
   auto tick = [&](int phase) {
     if (trace == nullptr) return;
     unsigned long long t;
@@ -389,13 +390,6 @@ __global__ void __launch_bounds__(kThreads)
     cur = next;
   }
   tick(4);
-}
-
-int smem_optin() {
-  int dev = 0, optin = 0;
-  BN_CUDA(cudaGetDevice(&dev));
-  BN_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  return optin;
 }
 
 int tokens_rounded(int m) {

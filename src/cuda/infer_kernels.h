@@ -121,6 +121,13 @@ struct KvGeom {
 void rope_kv_store(float* qkv, int m, const int32_t* pos, const int32_t* slot, int64_t n_head,
                    int64_t rope_dim, const double* inv_freq, bool neox, const KvGeom& kv, int64_t il,
                    cudaStream_t s);
+// The same from the qkv product's int32 sums (m x (q_dim + 2 kv_dim)) with its row scales and its
+// input's 1/s per token (the floats acc_epilogue would store, then rotated): the prompt's qkv
+// through cuBLASLt skips the epilogue pass. Only the queries are written to qkv (the attention
+// reads the keys and values from the cache).
+void rope_kv_store_acc(const int32_t* acc, const float* row_scale, const float* acc_dq, float* qkv, int m,
+                       const int32_t* pos, const int32_t* slot, int64_t n_head, int64_t rope_dim,
+                       const double* inv_freq, bool neox, const KvGeom& kv, int64_t il, cudaStream_t s);
 
 // Decode products that normalize and quantize their own input and apply the op after them
 // (infer_decode_gemv.cu): m <= kDecodeGemvMaxTokens tokens, each block works out the whole input

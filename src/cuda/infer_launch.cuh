@@ -33,6 +33,15 @@ inline bool first_on_device(unsigned long long& mask) {
   return true;
 }
 
+// The current device's largest dynamic shared memory a block may opt in to (a kernel's
+// cudaFuncAttributeMaxDynamicSharedMemorySize above the default 48 KB).
+inline int smem_optin() {
+  int dev = 0, optin = 0;
+  BN_CUDA(cudaGetDevice(&dev));
+  BN_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return optin;
+}
+
 template <typename... P, typename... A>
 void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A&&... args) {
   cudaLaunchAttribute attr[1];

@@ -33,73 +33,147 @@ struct RowIn {
   const float* row_scale;
   const float* dq;
   float* x;  // kSumsPlusResidual: the residual rows (ld as the sums')
-  // dq_t: dq[t], read once by the kernel before anything is written (dq may be the output's).
-  __device__ __forceinline__ float at(int64_t t, int64_t ld, int64_t i, float dq_t) const {
-    if constexpr (S == RowSrc::kFloats) {
-      return __ldg(f + t * ld + i);
+  // Values i .. i + V - 1 of row t (one 16-byte load of each source for V = 4). dq_t: dq[t], read
+  // once by the kernel before anything is written (dq may be the output's).
+  template <int V>
+  __device__ __forceinline__ void load(int64_t t, int64_t ld, int64_t i, float dq_t, float (&o)[V]) const {
+    if constexpr (V == 1) {
+      if constexpr (S == RowSrc::kFloats) {
+        o[0] = __ldg(f + t * ld + i);
+      } else {
+        o[0] = static_cast<float>(__ldg(acc + t * ld + i)) * (__ldg(row_scale + i) * dq_t);
+        if constexpr (S == RowSrc::kSumsPlusResidual)
+          o[0] = x[t * ld + i] + o[0];  // plain: the kernel writes x
+      }
     } else {
-      const float v = static_cast<float>(__ldg(acc + t * ld + i)) * (__ldg(row_scale + i) * dq_t);
-      if constexpr (S == RowSrc::kSumsPlusResidual)
-        return x[t * ld + i] + v;  // a plain load: the kernel writes x
-      else
-        return v;
+      static_assert(V == 4);
+      if constexpr (S == RowSrc::kFloats) {
+        const float4 a = __ldg(reinterpret_cast<const float4*>(f + t * ld + i));
+        o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w;
+      } else {
+        const int4 a = __ldg(reinterpret_cast<const int4*>(acc + t * ld + i));
+        const float4 r = __ldg(reinterpret_cast<const float4*>(row_scale + i));
+        o[0] = static_cast<float>(a.x) * (r.x * dq_t);
+        o[1] = static_cast<float>(a.y) * (r.y * dq_t);
+        o[2] = static_cast<float>(a.z) * (r.z * dq_t);
+        o[3] = static_cast<float>(a.w) * (r.w * dq_t);
+        if constexpr (S == RowSrc::kSumsPlusResidual) {
+          const float4 b = *reinterpret_cast<const float4*>(x + t * ld + i);
+          o[0] = b.x + o[0], o[1] = b.y + o[1], o[2] = b.z + o[2], o[3] = b.w + o[3];
+        }
+      }
     }
+  }
+  template <int V>
+  __device__ __forceinline__ void store_x(int64_t t, int64_t ld, int64_t i, const float (&v)[V]) const {
+    if constexpr (V == 1)
+      x[t * ld + i] = v[0];
+    else
+      *reinterpret_cast<float4*>(x + t * ld + i) = make_float4(v[0], v[1], v[2], v[3]);
   }
 };
 
-// Dynamic shared memory: the row as floats (k of them).
-template <RowSrc S>
+// Dynamic shared memory: the row as floats (k of them). V = 4: the row read and the codes written
+// in 16-byte and 4-byte pieces (k, the rows' strides and the pointers in those steps: rows_v4);
+// a thread's values are then its pieces' in index order, so its share of the sum of squares is
+// another one than with V = 1 (the sum is double, rounded to float once: see NormQuantMatchesCpu).
+template <RowSrc S, int V>
 __global__ void __launch_bounds__(kWideThreads)
     norm_quant_kernel(RowIn<S> in, int64_t ld_in, const float* norm, float eps, bool is_gated, int act,
                       DevActs q) {
   pdl_launch();
   pdl_wait();
   extern __shared__ float h[];
-  const int64_t t = blockIdx.x, k = q.k;
+  const int64_t t = blockIdx.x, k = q.k, pieces = k / V;
   const float dq_t = S != RowSrc::kFloats ? in.dq[t] : 0.0f;
-  // Pass 1 takes kLoads of a thread's values (i = threadIdx.x + j * blockDim.x) at a time: all
+  // Pass 1 takes kLoads of a thread's pieces (p = threadIdx.x + j * blockDim.x) at a time: all
   // their loads are issued before any store to h, which the compiler could not move a load of the
   // generic input pointer past, so the loads' latencies overlap instead of adding up. The sum of
   // squares runs over a thread's values in index order, as one at a time would.
-  constexpr int kLoads = 8;
+  constexpr int kLoads = V == 1 ? 8 : 4;
   double ss = 0;
-  for (int64_t i0 = threadIdx.x; i0 < k; i0 += kLoads * static_cast<int64_t>(blockDim.x)) {
-    float a[kLoads], b[kLoads];
+  for (int64_t p0 = threadIdx.x; p0 < pieces; p0 += kLoads * static_cast<int64_t>(blockDim.x)) {
+    float a[kLoads][V], b[kLoads][V];
 #pragma unroll
     for (int j = 0; j < kLoads; ++j) {
-      const int64_t i = i0 + j * static_cast<int64_t>(blockDim.x);
-      a[j] = i < k ? in.at(t, ld_in, i, dq_t) : 0.0f;
-      b[j] = is_gated && i < k ? in.at(t, ld_in, k + i, dq_t) : 0.0f;
+      const int64_t p = p0 + j * static_cast<int64_t>(blockDim.x);
+#pragma unroll
+      for (int e = 0; e < V; ++e) a[j][e] = b[j][e] = 0.0f;
+      if (p < pieces) {
+        in.template load<V>(t, ld_in, p * V, dq_t, a[j]);
+        if (is_gated) in.template load<V>(t, ld_in, k + p * V, dq_t, b[j]);
+      }
     }
 #pragma unroll
     for (int j = 0; j < kLoads; ++j) {
-      const int64_t i = i0 + j * static_cast<int64_t>(blockDim.x);
-      if (i >= k) break;
-      const float v = is_gated ? gated(a[j], b[j], act) : a[j];
-      if constexpr (S == RowSrc::kSumsPlusResidual) in.x[t * ld_in + i] = v;
-      h[i] = v;
-      ss += static_cast<double>(v) * v;
+      const int64_t p = p0 + j * static_cast<int64_t>(blockDim.x);
+      if (p >= pieces) break;
+      float v[V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        v[e] = is_gated ? gated(a[j][e], b[j][e], act) : a[j][e];
+        h[p * V + e] = v[e];
+        ss += static_cast<double>(v[e]) * v[e];
+      }
+      if constexpr (S == RowSrc::kSumsPlusResidual) in.template store_x<V>(t, ld_in, p * V, v);
     }
   }
+  // Passes 2 and 3 take each thread's own pieces of pass 1, so that without a norm (no barrier
+  // before pass 2) a thread reads only what it wrote.
   float amax = 0;
+  float scale = 1.0f;
   if (norm) {
     ss = dev::block_reduce(ss, dev::Sum{}, 0.0);
     const float mean = static_cast<float>(ss / static_cast<double>(k));
-    const float scale = 1.0f / sqrtf(mean + eps);
-    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
-      const float v = h[i] * scale * norm[i];
-      h[i] = v;
+    scale = 1.0f / sqrtf(mean + eps);
+  }
+  for (int64_t p = threadIdx.x; p < pieces; p += blockDim.x)
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      const int64_t i = p * V + e;
+      float v = h[i];
+      if (norm) {
+        v = v * scale * norm[i];
+        h[i] = v;
+      }
       amax = fmaxf(amax, fabsf(v));
     }
-  } else {
-    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) amax = fmaxf(amax, fabsf(h[i]));
-  }
   amax = dev::block_reduce(amax, dev::Max{}, 0.0f);
   const float s = 127.0f / fmaxf(amax, 1e-5f);
   int8_t* qr = q.q + t * q.k_pad;
-  for (int64_t i = threadIdx.x; i < q.k_pad; i += blockDim.x)
-    qr[i] = i < k ? static_cast<int8_t>(fminf(fmaxf(rintf(h[i] * s), -128.0f), 127.0f)) : 0;
+  auto code = [&](int64_t i) -> int8_t {
+    return i < k ? static_cast<int8_t>(fminf(fmaxf(rintf(h[i] * s), -128.0f), 127.0f)) : 0;
+  };
+  if constexpr (V == 1) {
+    for (int64_t i = threadIdx.x; i < q.k_pad; i += blockDim.x) qr[i] = code(i);
+  } else {
+    for (int64_t i = V * threadIdx.x; i < q.k_pad; i += V * static_cast<int64_t>(blockDim.x))
+      *reinterpret_cast<char4*>(qr + i) = make_char4(code(i), code(i + 1), code(i + 2), code(i + 3));
+  }
   if (threadIdx.x == 0) q.dq[t] = 1.0f / s;
+}
+
+// Whether norm_quant_kernel<S, 4> may read these rows: k, the strides and the pointers in steps of
+// 4 values (16 bytes of floats or sums, 4 bytes of codes).
+bool rows_v4(const void* in, int64_t ld_in, const float* row_scale, const float* x, const DevActs& q) {
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  return q.k % 4 == 0 && ld_in % 4 == 0 && q.k_pad % 4 == 0 && aligned(in) && aligned(row_scale) &&
+         aligned(x) && reinterpret_cast<uintptr_t>(q.q) % 4 == 0;
+}
+
+template <RowSrc S>
+void launch_norm_quant(RowIn<S> in, const void* in_ptr, int64_t ld_in, int m, const float* norm, float eps,
+                       bool is_gated, int act, const DevActs& q, cudaStream_t s) {
+  if (m <= 0) return;
+  const bool v4 = rows_v4(in_ptr, ld_in, in.row_scale, in.x, q);
+  const auto kernel = v4 ? norm_quant_kernel<S, 4> : norm_quant_kernel<S, 1>;
+  const size_t smem = static_cast<size_t>(q.k) * sizeof(float);
+  static unsigned long long attr_set[2] = {0, 0};  // once per device and variant: the opt-in above 48 KB
+  if (smem > 48 * 1024 && first_on_device(attr_set[v4]))
+    BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_optin()));
+  launch(kernel, m, m <= kWideTokens ? kWideThreads : kRowThreads, smem, s, in, ld_in, norm, eps, is_gated,
+         act, q);
+  BN_CUDA_LAUNCHED();
 }
 
 __global__ void __launch_bounds__(kRowThreads)
@@ -153,15 +227,25 @@ __global__ void __launch_bounds__(kRowThreads)
 }
 
 // Angles as the CPU's rope_angles (double, then rounded to float); rotation as rope_rotate.
+// FromSums: the row comes from the qkv product's int32 sums (acc, ld = the row's width) with its
+// row scales and the token's 1/s, as acc_epilogue would store it; it is rotated in shared memory
+// and only the queries are written to qkv (the keys and values go to the cache alone).
+template <bool FromSums>
 __global__ void __launch_bounds__(kRowThreads)
-    rope_kv_kernel(float* qkv, const int32_t* pos, const int32_t* slot, int64_t n_head, int64_t rope_dim,
+    rope_kv_kernel(float* qkv, const int32_t* acc, const float* row_scale, const float* acc_dq,
+                   const int32_t* pos, const int32_t* slot, int64_t n_head, int64_t rope_dim,
                    const double* inv_freq, bool neox, KvGeom kv, int64_t il) {
   pdl_launch();
   pdl_wait();
-  extern __shared__ float cs[];  // cos [rope_dim / 2], then sin
+  extern __shared__ float cs[];  // cos [rope_dim / 2], then sin; FromSums: then the row
   const int64_t t = blockIdx.x, hd = kv.head_dim, half = rope_dim / 2;
-  const int64_t qd = n_head * hd, kvd = kv.n_head_kv * hd;
-  float* row = qkv + t * (qd + 2 * kvd);
+  const int64_t qd = n_head * hd, kvd = kv.n_head_kv * hd, width = qd + 2 * kvd;
+  float* row = FromSums ? cs + rope_dim : qkv + t * width;
+  if constexpr (FromSums) {
+    const float dq_t = acc_dq[t];
+    for (int64_t i = threadIdx.x; i < width; i += kRowThreads)
+      row[i] = static_cast<float>(__ldg(acc + t * width + i)) * (__ldg(row_scale + i) * dq_t);
+  }
   const int64_t p = pos[t];
   for (int64_t i = threadIdx.x; i < half; i += kRowThreads) {
     const double angle = static_cast<double>(p) * inv_freq[i];
@@ -180,6 +264,8 @@ __global__ void __launch_bounds__(kRowThreads)
     x[ib] = a * s + b * c;
   }
   __syncthreads();
+  if constexpr (FromSums)
+    for (int64_t i = threadIdx.x; i < qd; i += kRowThreads) qkv[t * width + i] = row[i];
   for (int64_t j = threadIdx.x; j < kvd; j += kRowThreads) {
     const int64_t at = kv.at(slot[t], il, j / hd, p) + j % hd;
     kv.k[at] = __float2half_rn(row[qd + j]);
@@ -191,29 +277,20 @@ __global__ void __launch_bounds__(kRowThreads)
 
 void norm_quant(const float* in, int64_t ld_in, int m, const float* norm, float eps, bool is_gated, int act,
                 DevActs q, cudaStream_t s) {
-  if (m <= 0) return;
-  launch(norm_quant_kernel<RowSrc::kFloats>, m, m <= kWideTokens ? kWideThreads : kRowThreads,
-         q.k * sizeof(float), s, RowIn<RowSrc::kFloats>{in, nullptr, nullptr, nullptr, nullptr}, ld_in, norm,
-         eps, is_gated, act, q);
-  BN_CUDA_LAUNCHED();
+  launch_norm_quant(RowIn<RowSrc::kFloats>{in, nullptr, nullptr, nullptr, nullptr}, in, ld_in, m, norm, eps,
+                    is_gated, act, q, s);
 }
 
 void norm_quant_gated_acc(const int32_t* acc, const float* row_scale, const float* acc_dq, int64_t ld_acc,
                           int m, const float* norm, float eps, int act, DevActs q, cudaStream_t s) {
-  if (m <= 0) return;
-  launch(norm_quant_kernel<RowSrc::kSums>, m, m <= kWideTokens ? kWideThreads : kRowThreads,
-         q.k * sizeof(float), s, RowIn<RowSrc::kSums>{nullptr, acc, row_scale, acc_dq, nullptr}, ld_acc, norm,
-         eps, true, act, q);
-  BN_CUDA_LAUNCHED();
+  launch_norm_quant(RowIn<RowSrc::kSums>{nullptr, acc, row_scale, acc_dq, nullptr}, acc, ld_acc, m, norm, eps,
+                    true, act, q, s);
 }
 
 void norm_quant_residual_acc(const int32_t* acc, const float* row_scale, const float* acc_dq, float* x, int m,
                              const float* norm, float eps, DevActs q, cudaStream_t s) {
-  if (m <= 0) return;
-  launch(norm_quant_kernel<RowSrc::kSumsPlusResidual>, m, m <= kWideTokens ? kWideThreads : kRowThreads,
-         q.k * sizeof(float), s, RowIn<RowSrc::kSumsPlusResidual>{nullptr, acc, row_scale, acc_dq, x}, q.k,
-         norm, eps, false, 0, q);
-  BN_CUDA_LAUNCHED();
+  launch_norm_quant(RowIn<RowSrc::kSumsPlusResidual>{nullptr, acc, row_scale, acc_dq, x}, acc, q.k, m, norm,
+                    eps, false, 0, q, s);
 }
 
 void rms_norm_rows(const float* in, int m, int64_t d, const float* norm, float eps, float* out,
@@ -234,8 +311,23 @@ void rope_kv_store(float* qkv, int m, const int32_t* pos, const int32_t* slot, i
                    int64_t rope_dim, const double* inv_freq, bool neox, const KvGeom& kv, int64_t il,
                    cudaStream_t s) {
   if (m <= 0) return;
-  launch(rope_kv_kernel, m, kRowThreads, rope_dim * sizeof(float), s, qkv, pos, slot, n_head, rope_dim,
-         inv_freq, neox, kv, il);
+  launch(rope_kv_kernel<false>, m, kRowThreads, rope_dim * sizeof(float), s, qkv, nullptr, nullptr, nullptr,
+         pos, slot, n_head, rope_dim, inv_freq, neox, kv, il);
+  BN_CUDA_LAUNCHED();
+}
+
+void rope_kv_store_acc(const int32_t* acc, const float* row_scale, const float* acc_dq, float* qkv, int m,
+                       const int32_t* pos, const int32_t* slot, int64_t n_head, int64_t rope_dim,
+                       const double* inv_freq, bool neox, const KvGeom& kv, int64_t il, cudaStream_t s) {
+  if (m <= 0) return;
+  const size_t smem =
+      static_cast<size_t>(rope_dim + n_head * kv.head_dim + 2 * kv.n_head_kv * kv.head_dim) * sizeof(float);
+  static unsigned long long attr_set = 0;  // once per device: the opt-in above 48 KB
+  if (smem > 48 * 1024 && first_on_device(attr_set))
+    BN_CUDA(cudaFuncSetAttribute(rope_kv_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 smem_optin()));
+  launch(rope_kv_kernel<true>, m, kRowThreads, smem, s, qkv, acc, row_scale, acc_dq, pos, slot, n_head,
+         rope_dim, inv_freq, neox, kv, il);
   BN_CUDA_LAUNCHED();
 }
 

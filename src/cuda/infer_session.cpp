@@ -456,16 +456,21 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
     }
     return;
   }
-  // o's and down's sums, where they go through cuBLASLt (prompt chunks), wait in gu for the next
-  // norm, which adds them to the residual as it reads it (norm_quant_residual_acc: no epilogue
-  // pass over x and one launch fewer). The last layer's down goes to x (the head's norm reads it).
+  // Products through cuBLASLt (prompt chunks) may leave their int32 sums in gu for the op after
+  // them, which reads them directly (no epilogue pass): qkv's for RoPE + KV store, gate|up's for
+  // the gated norm, and o's and down's for the next norm, which adds them to the residual as it
+  // reads it (norm_quant_residual_acc: one pass over x and one launch fewer). The last layer's
+  // down goes to x (the head's norm reads it). gate|up takes the route from kTernaryLtMinTokens
+  // (without its epilogue pass it is the faster one, infer_gemm_lt.h); the others where it pays.
   int32_t* sums = reinterpret_cast<int32_t*>(s.gu.data());
-  const infer::DevTernary* pending = nullptr;  // the product whose sums wait in gu
+  auto lt_sums = [&](const infer::DevTernary& w, const DevActs& a, bool where_it_pays) {
+    return m >= kTernaryLtMinTokens && (!where_it_pays || ternary_lt_pays(m, w.n, s.sms)) &&
+           ternary_acc_lt(s.lt_gemm, w, a, m, sums, str);
+  };
+  const infer::DevTernary* pending = nullptr;  // the product whose sums wait in gu for the next norm
   const float* pending_dq = nullptr;           // its input's 1/s
   auto sums_to_norm = [&](const infer::DevTernary& w, const DevActs& a) {
-    if (m < kTernaryLtMinTokens || !ternary_lt_pays(m, w.n, s.sms) ||
-        !ternary_acc_lt(s.lt_gemm, w, a, m, sums, str))
-      return false;
+    if (!lt_sums(w, a, true)) return false;
     pending = &w;
     pending_dq = a.dq;
     return true;
@@ -478,15 +483,22 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
       infer::norm_quant(s.x.data(), d, m, norm, c.rms_eps, false, 0, out, str);
     pending = nullptr;
   };
+  const bool neox = c.rope == RopeStyle::kNeox;
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const DeviceLayer& L = s.w.layers[static_cast<size_t>(il)];
     const DevActs ad = s.acts(d), aqd = s.acts(qd), aff = s.acts(ff);
     norm_x(L.attn_norm.data(), ad);
     mark(kNormQuant);
-    product(L.wqkv, ad, s.qkv.data(), qkv_n, false);
-    mark(kQkv);
-    infer::rope_kv_store(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, c.rope_dim,
-                         s.inv_freq.data(), c.rope == RopeStyle::kNeox, s.kv, il, str);
+    if (lt_sums(L.wqkv, ad, true)) {
+      mark(kQkv);
+      infer::rope_kv_store_acc(sums, L.wqkv.row_scale, ad.dq, s.qkv.data(), m, s.pos.data(), s.slot.data(),
+                               c.n_head, c.rope_dim, s.inv_freq.data(), neox, s.kv, il, str);
+    } else {
+      product(L.wqkv, ad, s.qkv.data(), qkv_n, false);
+      mark(kQkv);
+      infer::rope_kv_store(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, c.rope_dim,
+                           s.inv_freq.data(), neox, s.kv, il, str);
+    }
     mark(kRopeKv);
     if (s.prompt)
       infer::attention_prompt(s.qkv.data(), m, s.pos.data(), s.slot.data(), c.n_head, s.kv, il, s.attn.data(),
@@ -502,14 +514,10 @@ void CudaSession::run_layers(int m, int splits, bool decode) {
     mark(kWo);
     norm_x(L.ffn_norm.data(), ad);
     mark(kFfnNormQuant);
-    // A prompt chunk's gate|up through cuBLASLt leaves its int32 sums in gu, and the gated norm
-    // reads them (no epilogue pass over the 2 ff sums of every token); otherwise the floats.
     const float* sub = L.ffn_sub_norm.empty() ? none : L.ffn_sub_norm.data();
-    if (m >= kTernaryLtMinTokens &&
-        ternary_acc_lt(s.lt_gemm, L.gate_up, ad, m, reinterpret_cast<int32_t*>(s.gu.data()), str)) {
+    if (lt_sums(L.gate_up, ad, false)) {
       mark(kGateUp);
-      infer::norm_quant_gated_acc(reinterpret_cast<const int32_t*>(s.gu.data()), L.gate_up.row_scale, ad.dq,
-                                  2 * ff, m, sub, c.rms_eps, act, aff, str);
+      infer::norm_quant_gated_acc(sums, L.gate_up.row_scale, ad.dq, 2 * ff, m, sub, c.rms_eps, act, aff, str);
     } else {
       product(L.gate_up, ad, s.gu.data(), 2 * ff, false);
       mark(kGateUp);

@@ -14,6 +14,7 @@
 
 #include "cuda/infer_kernels.h"
 #include "cuda/infer_launch.cuh"
+#include "cuda/reduce.cuh"
 
 namespace bitnet::cuda::infer {
 namespace {
@@ -97,33 +98,14 @@ __global__ void __launch_bounds__(1024)
     log_sum_exp_kernel(const float* logits, int64_t n, int64_t ld, float* out) {
   pdl_launch();
   pdl_wait();
-  __shared__ float part[32];
-  __shared__ float row_max;
   const float* x = logits + blockIdx.x * ld;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   float mx = -INFINITY;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) mx = fmaxf(mx, x[i]);
-  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  if (lane == 0) part[warp] = mx;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float m = part[0];
-    for (int w = 1; w < warps; ++w) m = fmaxf(m, part[w]);
-    row_max = m;
-  }
-  __syncthreads();
-  mx = row_max;
+  mx = dev::block_reduce(mx, dev::Max{}, -INFINITY);
   float sum = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += expf(x[i] - mx);
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  __syncthreads();  // part[] is read above
-  if (lane == 0) part[warp] = sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float t = 0;
-    for (int w = 0; w < warps; ++w) t += part[w];
-    out[blockIdx.x] = mx + logf(t);
-  }
+  sum = dev::block_reduce(sum, dev::Sum{}, 0.0f);
+  if (threadIdx.x == 0) out[blockIdx.x] = mx + logf(sum);
 }
 
 int64_t ceil_div(int64_t a, int64_t b) {

@@ -453,6 +453,71 @@ TEST(CudaInfer, ResidualNormFromSumsIsTheEpilogueAddThenTheNorm) {
     }
 }
 
+// RoPE + KV store from the qkv product's sums equals acc_epilogue's floats through the float
+// kernel, bit for bit: the rotated queries and the cache's keys and values (both styles, a rotated
+// part narrower than the head, tokens spread over two slots).
+TEST(CudaInfer, RopeFromSumsIsTheEpilogueThenRope) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(11);
+  for (const bool neox : {true, false})
+    for (const int64_t rope_dim : {int64_t{64}, int64_t{32}})
+      for (const int m : {3, 130}) {
+        SCOPED_TRACE("neox " + std::to_string(neox) + " rope_dim " + std::to_string(rope_dim) + " m " +
+                     std::to_string(m));
+        const int64_t hd = 64, n_head = 6, n_kv = 2, n_ctx = 256, width = (n_head + 2 * n_kv) * hd;
+        infer::KvGeom kv;
+        kv.n_layer = 2;
+        kv.n_head_kv = n_kv;
+        kv.n_ctx = n_ctx;
+        kv.head_dim = hd;
+        const size_t cache = static_cast<size_t>(2 * 2 * n_kv * n_ctx * hd);
+        std::vector<int32_t> acc(static_cast<size_t>(m * width));
+        for (auto& v : acc) v = static_cast<int32_t>(rng() % 200001) - 100000;
+        acc[7] = 1 << 30;  // an outlier
+        std::vector<float> rs(static_cast<size_t>(width)), dq(static_cast<size_t>(m));
+        for (auto& v : rs) v = 0.01f + static_cast<float>(rng() % 1000) * 1e-4f;
+        for (auto& v : dq) v = 1e-4f + static_cast<float>(rng() % 1000) * 1e-6f;
+        std::vector<int32_t> pos(static_cast<size_t>(m)), slot(static_cast<size_t>(m));
+        for (int t = 0; t < m; ++t) {
+          pos[static_cast<size_t>(t)] = static_cast<int32_t>((t * 37 + 5) % n_ctx);
+          slot[static_cast<size_t>(t)] = t % 2;
+        }
+        std::vector<double> inv(static_cast<size_t>(rope_dim / 2));
+        for (int64_t i = 0; i < rope_dim / 2; ++i)
+          inv[static_cast<size_t>(i)] =
+              std::pow(10000.0, -2.0 * static_cast<double>(i) / static_cast<double>(rope_dim));
+        Buffer<int32_t> dacc = on_device(acc), dpos = on_device(pos), dslot = on_device(slot);
+        Buffer<float> drs = on_device(rs), ddq = on_device(dq);
+        Buffer<double> dinv = on_device(inv);
+        Buffer<float> qa(acc.size()), qb(acc.size());
+        Buffer<__half> ka(cache), va(cache), kb(cache), vb(cache);
+        for (auto* b : {&ka, &va, &kb, &vb}) b->fill_bytes(0);
+        infer::KvGeom kva = kv, kvb = kv;
+        kva.k = ka.data(), kva.v = va.data(), kvb.k = kb.data(), kvb.v = vb.data();
+        infer::acc_epilogue(dacc.data(), m, width, drs.data(), ddq.data(), qa.data(), width, false, nullptr);
+        infer::rope_kv_store(qa.data(), m, dpos.data(), dslot.data(), n_head, rope_dim, dinv.data(), neox,
+                             kva, 1, nullptr);
+        infer::rope_kv_store_acc(dacc.data(), drs.data(), ddq.data(), qb.data(), m, dpos.data(), dslot.data(),
+                                 n_head, rope_dim, dinv.data(), neox, kvb, 1, nullptr);
+        const auto a = qa.download(), b = qb.download();
+        for (int t = 0; t < m; ++t)
+          for (int64_t i = 0; i < n_head * hd; ++i)
+            ASSERT_EQ(a[static_cast<size_t>(t * width + i)], b[static_cast<size_t>(t * width + i)])
+                << "token " << t << " query value " << i;
+        const auto bits = [](const Buffer<__half>& h) {
+          const auto v = h.download();
+          std::vector<uint16_t> out(v.size());
+          std::memcpy(out.data(), v.data(), v.size() * sizeof(uint16_t));
+          return out;
+        };
+        const auto kbits = bits(ka);
+        EXPECT_EQ(kbits, bits(kb));
+        EXPECT_EQ(bits(va), bits(vb));
+        EXPECT_NE(std::count(kbits.begin(), kbits.end(), uint16_t{0}),
+                  static_cast<std::ptrdiff_t>(kbits.size()));
+      }
+}
+
 // A session's prompt chunks of 128 tokens or more multiply through cuBLASLt (gate|up's sums read
 // by the gated norm, o's and down's by the next norm, directly); with BITNET_CUDA_LT=0 they take
 // the tile GEMM. The same exact sums and the same float operations: the prompt's logits are the
