@@ -207,7 +207,12 @@ void Scheduler::admit() {
 
 void Scheduler::finish(Seq& s, Finish f, const std::string& error) {
   std::string tail;
-  if (f == Finish::kStop || f == Finish::kLength) tail = s.stops.push(s.decoder->flush()) + s.stops.flush();
+  if (f == Finish::kStop || f == Finish::kLength) {
+    // Two statements: the decoder's last bytes enter the stop matcher before it lets go of what it
+    // holds (the operands of one + may run in either order).
+    tail = s.stops.push(s.decoder->flush());
+    tail += s.stops.flush();
+  }
   {
     std::lock_guard l(s.req->m_);
     s.req->completion_tokens_ = s.generated;

@@ -327,6 +327,19 @@ TEST(Scheduler, SplitUtf8CharacterIsHeldUntilComplete) {
   EXPECT_EQ(rest.text, "\xC3\xA9");
 }
 
+// At the end (here max_tokens), text the stop matcher holds ("x", which could begin the stop
+// string "xy") comes before the decoder's incomplete character (0xC3), in that order.
+TEST(Scheduler, HeldStopPrefixComesBeforeTheDecodersLastBytes) {
+  Tokenizer tok = byte_tokenizer();
+  FakeEngine e(1, 64, 300, [](int32_t t) { return t == 'a' ? 'x' : t == 'x' ? 0xC3 : kEos; });
+  Scheduler s(e, tok, {}, nullptr);
+  Job j = job("a", 2);
+  j.stop = {"xy"};
+  Output out = run_to_end(s, s.submit(j));
+  EXPECT_EQ(out.text, "x\xC3");
+  EXPECT_EQ(out.finish, Finish::kLength);
+}
+
 TEST(Scheduler, ThreadedRequestsFromManyClients) {
   Tokenizer tok = byte_tokenizer();
   FakeEngine e(3, 64, 300, alphabet);
