@@ -3,12 +3,14 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "server/responses.h"
@@ -66,7 +68,8 @@ struct HttpServer::Impl {
   Metrics& metrics;
   ServerOptions o;
   httplib::Server svr;
-  int listen_fd = -1;  // the listening socket, seen by the socket-options hook
+  int listen_fd = -1;             // the listening socket, seen by the socket-options hook
+  std::atomic<int> answering{0};  // generation responses not yet finished (drain())
 
   Impl(Scheduler& s, const Tokenizer& t, Metrics& m, const ServerOptions& opts)
       : sched(s), tok(t), metrics(m), o(opts) {}
@@ -241,7 +244,11 @@ void HttpServer::Impl::generate(Endpoint ep, const httplib::Request& req, httpli
   res.set_chunked_content_provider(
       g.stream ? "text/event-stream" : "application/json; charset=utf-8",
       [this, x](size_t, httplib::DataSink& sink) { return pump(*x, sink); },
-      [x](bool) { x->req->cancel(); });  // a no-op once finished
+      [this, x](bool) {
+        x->req->cancel();  // a no-op once finished
+        --answering;
+      });
+  ++answering;
 }
 
 bool HttpServer::Impl::pump(Exchange& x, httplib::DataSink& sink) {
@@ -320,6 +327,14 @@ void HttpServer::listen() {
 }
 void HttpServer::stop() {
   impl_->svr.stop();
+}
+bool HttpServer::drain(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (impl_->answering.load() > 0) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
 }
 
 }  // namespace bitnet::server

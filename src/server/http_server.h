@@ -3,6 +3,7 @@
 // /v1/models, /health, /metrics and the chat page at /. Each request is checked (request.h),
 // tokenized and handed to the Scheduler; its HTTP thread then streams what the scheduler
 // produces. Every answer, errors included, is JSON in OpenAI's shape.
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -38,6 +39,11 @@ class HttpServer {
   // Serves until stop() (from another thread).
   void listen();
   void stop();
+  // Waits until every generation response begun has been written to its end (or its client has
+  // gone), at most `timeout`; false if some were still being written. After Scheduler::stop(),
+  // whose error ends them, this lets streams send their error event and [DONE] before stop()
+  // closes the connections.
+  bool drain(std::chrono::milliseconds timeout);
 
  private:
   struct Impl;

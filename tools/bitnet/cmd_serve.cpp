@@ -6,6 +6,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -92,12 +94,22 @@ void run(Opts o) {
       o.http.api_key.empty() ? "" : ", API key required");
   std::fflush(stdout);
 
+  std::atomic<bool> listen_returned{false};
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    http.stop();
+    // Requests in flight end first, with an error event (a stream then sends [DONE]); closing the
+    // port before that would cut their responses off where they are.
+    sched.stop();
+    http.drain(std::chrono::seconds(5));
+    // stop() does nothing before listen() has begun serving: repeat it until listen() returns.
+    while (!listen_returned.load()) {
+      http.stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   });
   http.listen();
+  listen_returned = true;
   pthread_kill(waiter.native_handle(), SIGTERM);  // if listen ended by itself
   waiter.join();
   sched.stop();
