@@ -56,7 +56,8 @@ struct Exchange {
   std::shared_ptr<Request> req;
   AnswerInfo info;
   bool stream = false, include_usage = false, started = false;
-  Output all;  // not streamed: everything so far
+  Output all;               // not streamed: everything so far
+  int64_t text_offset = 0;  // streamed completions' logprobs: the next token's offset
   std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
 };
 
@@ -264,7 +265,7 @@ bool HttpServer::Impl::pump(Exchange& x, httplib::DataSink& sink) {
   const bool done = x.req->take(out, o.heartbeat_ms);
   if (x.stream) {
     if (!out.text.empty() || !out.logprobs.empty())
-      if (!write(sse_delta(x.info, out.text, out.logprobs))) return false;
+      if (!write(sse_delta(x.info, out.text, out.logprobs, x.text_offset))) return false;
     if (done) {
       std::string tail;
       if (out.finish == Finish::kError || out.finish == Finish::kCancelled) {

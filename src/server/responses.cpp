@@ -23,7 +23,8 @@ ojson token_entry(const Tokenizer& tok, int32_t id, float logprob) {
   return ojson{{"token", b}, {"logprob", logprob}, {"bytes", bytes}};
 }
 
-ojson logprobs_json(const AnswerInfo& a, const std::vector<TokenLogprob>& lps, int64_t text_offset) {
+// text_offset: where the first token's bytes start in the answer's text; advanced past the tokens.
+ojson logprobs_json(const AnswerInfo& a, const std::vector<TokenLogprob>& lps, int64_t& text_offset) {
   if (!a.logprobs) return nullptr;
   const Tokenizer& tok = *a.tok;
   if (a.endpoint == Endpoint::kChat) {
@@ -97,7 +98,8 @@ std::string answer_json(const AnswerInfo& a, const Output& out) {
     choice["message"] = ojson{{"role", "assistant"}, {"content", out.text}};
   else
     choice["text"] = out.text;
-  choice["logprobs"] = logprobs_json(a, out.logprobs, 0);
+  int64_t text_offset = 0;
+  choice["logprobs"] = logprobs_json(a, out.logprobs, text_offset);
   choice["finish_reason"] = finish_reason(out.finish);
   j["choices"] = ojson::array({std::move(choice)});
   j["usage"] = usage(out);
@@ -111,10 +113,11 @@ std::string sse_role(const AnswerInfo& a) {
   return event(j);
 }
 
-std::string sse_delta(const AnswerInfo& a, const std::string& text, const std::vector<TokenLogprob>& lps) {
+std::string sse_delta(const AnswerInfo& a, const std::string& text, const std::vector<TokenLogprob>& lps,
+                      int64_t& text_offset) {
   ojson j = head(a, true);
   ojson d = a.endpoint == Endpoint::kChat ? ojson{{"content", text}} : ojson(text);
-  j["choices"] = ojson::array({stream_choice(a, std::move(d), logprobs_json(a, lps, 0), nullptr)});
+  j["choices"] = ojson::array({stream_choice(a, std::move(d), logprobs_json(a, lps, text_offset), nullptr)});
   return event(j);
 }
 

@@ -27,7 +27,10 @@ std::string answer_json(const AnswerInfo& a, const Output& out);
 // One "data: {...}\n\n" event of a stream: the role (chat, first event), new text and
 // log-probabilities, or the finish reason (finish != kNone, no text).
 std::string sse_role(const AnswerInfo& a);
-std::string sse_delta(const AnswerInfo& a, const std::string& text, const std::vector<TokenLogprob>& lps);
+// text_offset (completions' logprobs): where this event's first token starts in the answer's
+// text, advanced past its tokens for the next event.
+std::string sse_delta(const AnswerInfo& a, const std::string& text, const std::vector<TokenLogprob>& lps,
+                      int64_t& text_offset);
 std::string sse_finish(const AnswerInfo& a, Finish f);
 std::string sse_usage(const AnswerInfo& a, const Output& out);  // stream_options.include_usage
 std::string sse_error(const ApiError& e);

@@ -87,6 +87,22 @@ test("chat completion with log-probabilities", async () => {
   }
 });
 
+test("streamed completion's log-probabilities continue the whole answer's text offsets", async () => {
+  const req = { model: "x", prompt: "And the king said", max_tokens: 8, temperature: 0, logprobs: 2 };
+  const whole = await client.completions.create(req);
+  const stream = await client.completions.create({ ...req, stream: true });
+  const offsets = [], tokens = [];
+  for await (const chunk of stream) {
+    const lp = chunk.choices[0] && chunk.choices[0].logprobs;
+    if (!lp) continue;
+    offsets.push(...lp.text_offset);
+    tokens.push(...lp.tokens);
+  }
+  assert.deepEqual(tokens, whole.choices[0].logprobs.tokens);
+  assert.deepEqual(offsets, whole.choices[0].logprobs.text_offset);
+  assert.ok(offsets.length >= 2 && offsets.at(-1) > 0, JSON.stringify(offsets));
+});
+
 test("model list", async () => {
   const models = await client.models.list();
   assert.equal(models.data[0].id, "bitnet-en");
