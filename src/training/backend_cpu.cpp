@@ -53,7 +53,14 @@ TrainBackend cpu_backend(TrainModel& m, AdamWState& opt, int threads, const Coll
   b.eval = [st, &m](const int32_t* in, const int32_t* tg, int64_t batch, int64_t seq) {
     return forward_backward(&st->pool, m, in, tg, batch, seq, 0.0f, nullptr, st->ws).loss_sum;
   };
-  b.to_host = [] {};  // the CPU works on the host model itself
+  // The CPU works on the host model itself; under ZeRO-1 each rank updated only its share of the
+  // AdamW moments, so the shares are gathered (every rank calls to_host, as the collectives need).
+  b.to_host = [&m, &opt, c] {
+    if (c.size == 1) return;
+    const std::vector<size_t> shard = shard_offsets(m.params.size(), c.size);
+    c.all_gather(opt.m.data(), shard.data());
+    c.all_gather(opt.v.data(), shard.data());
+  };
   return b;
 }
 

@@ -135,6 +135,42 @@ void expect_ranks_follow_one(int R, bool quantize, int64_t batch, double loss_to
   EXPECT_NE(params[0].back(), start.params);
 }
 
+// to_host leaves every rank with the whole optimizer state (a checkpoint written from rank 0 then
+// resumes exactly): under ZeRO-1 each rank updates only its share of the moments.
+TEST(DataParallel, ToHostGathersTheRanksShareOfTheMoments) {
+  constexpr int R = 3;
+  const int64_t V = 37, S = 9, batch = 3;
+  const ModelConfig cfg = small_config(V);
+  Rng rng(5);
+  std::vector<int32_t> in(static_cast<size_t>(batch * S)), tg(in.size());
+  for (auto& x : in) x = static_cast<int32_t>(rng.below(V));
+  for (auto& x : tg) x = static_cast<int32_t>(rng.below(V));
+  const float scale = 1.0f / static_cast<float>(batch * S);
+  auto cs = thread_collectives(R);
+  std::vector<TrainModel> models;
+  std::vector<AdamWState> opts(static_cast<size_t>(R));
+  for (int r = 0; r < R; ++r) models.push_back(make_train_model(cfg, false, false, 7));
+  on_ranks(R, [&](int r) {
+    const size_t ur = static_cast<size_t>(r);
+    TrainBackend b = cpu_backend(models[ur], opts[ur], 1, cs[ur]);
+    for (int s = 0; s < 2; ++s) b.step(in.data(), tg.data(), 1, batch, S, scale, 1.0f, 3e-3f, 0.1f);
+    b.to_host();
+  });
+  for (int r = 0; r < R; ++r) {
+    EXPECT_EQ(opts[static_cast<size_t>(r)].step, opts[0].step);
+    EXPECT_EQ(opts[static_cast<size_t>(r)].m, opts[0].m) << "rank " << r;
+    EXPECT_EQ(opts[static_cast<size_t>(r)].v, opts[0].v) << "rank " << r;
+  }
+  // Every share moved: rank 0 holds the other ranks' moments, not its own zeros.
+  const std::vector<size_t> off = shard_offsets(models[0].params.size(), R);
+  for (int r = 0; r < R; ++r) {
+    bool moved = false;
+    for (size_t i = off[static_cast<size_t>(r)]; i < off[static_cast<size_t>(r) + 1]; ++i)
+      moved = moved || opts[0].v[i] != 0.0f;
+    EXPECT_TRUE(moved) << "rank " << r << "'s share";
+  }
+}
+
 TEST(DataParallel, TwoAndThreeRanksFollowOneRankOfTheWholeBatch) {
   for (const int R : {2, 3}) {
     SCOPED_TRACE(R);
