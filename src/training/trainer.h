@@ -36,7 +36,8 @@ struct TrainOptions {
   bool quantize = true;  // false: --float
   bool tied = false;
   int threads = 2;
-  DType ternary_type = DType::I2_S, embd_type = DType::F16;
+  // I2_S and F32: the engine then computes the trainer's logits (smaller types round the values).
+  DType ternary_type = DType::I2_S, embd_type = DType::F32;
   std::optional<DType> hf_dtype;  // also write OUT/hf (F32 or BF16 master weights)
   // This process's rank when several processes train one model (data parallel across hosts, the
   // backend's collectives joining them): every rank runs the same loop, so the data order and the

@@ -44,7 +44,7 @@ void register_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a BitNet b1.58 model (quantization-aware) from text files");
   struct Opts {
     train::TrainOptions t;
-    std::string schedule = "two-stage", ternary = "i2_s", embd = "f16", hf, device = "auto";
+    std::string schedule = "two-stage", ternary = "i2_s", embd = "f32", hf, device = "auto";
     bool json = false, fp32 = false;
     int gpus = 0;  // 0: not given (one GPU, no NCCL)
   };
@@ -87,9 +87,13 @@ void register_train(CLI::App& app) {
                   "data parallel over this many GPUs of this machine (NCCL, one thread each); under torchrun "
                   "or mpirun, one process per GPU instead (docs/MULTI_GPU.md)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--type", o.ternary, "ternary type of the exported GGUF")
+  cmd->add_option("--type", o.ternary,
+                  "ternary type of the exported GGUF (i2_s keeps each matrix's float scale; tq2_0 and tq1_0 "
+                  "store it as f16, so their logits differ slightly from the trainer's)")
       ->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
-  cmd->add_option("--embd-type", o.embd, "embedding / head type of the exported GGUF")
+  cmd->add_option("--embd-type", o.embd,
+                  "embedding / head type of the exported GGUF (f32 gives the trainer's logits; the others "
+                  "round the trained values and are smaller)")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q6_k"}));
   cmd->add_option("--hf", o.hf, "also write OUT/hf, an HF BitNet folder with master weights in this type")
       ->check(CLI::IsMember({"f32", "bf16"}));
