@@ -15,21 +15,25 @@ TokenLoop::TokenLoop(Engine& engine, Sampler& sampler)
 
 void TokenLoop::feed(std::span<const int32_t> tokens) {
   if (tokens.size() == 1) return feed(tokens[0]);
+  logits_ = nullptr;
+  have_top_ = false;
   logits_ = e_.forward(tokens);
 }
 
 void TokenLoop::feed(int32_t token) {
+  logits_ = nullptr;
+  have_top_ = false;
   if (top_k_ == 0) {
     logits_ = e_.forward(std::span(&token, 1));
     return;
   }
   e_.forward_top(token, static_cast<int>(top_k_), val_.data(), id_.data());
-  logits_ = nullptr;
+  have_top_ = true;
 }
 
 int32_t TokenLoop::sample(std::span<const int32_t> history) {
   if (logits_) return s_.sample(std::span(logits_, n_vocab_), history);
-  BN_CHECK(top_k_ > 0, "TokenLoop::sample before any token was fed");
+  BN_CHECK(have_top_, "TokenLoop::sample with nothing fed since the last failed or first step");
   for (size_t j = 0; j < top_k_; ++j) cand_[j] = {val_[j], id_[j]};
   return s_.sample_top(cand_, n_vocab_);
 }

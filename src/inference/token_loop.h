@@ -30,7 +30,10 @@ class TokenLoop {
   Sampler& s_;
   size_t n_vocab_;
   size_t top_k_ = 0;  // 0: whole rows
+  // What sample() draws from: logits_, or the candidates in val_ and id_ where have_top_. Both are
+  // cleared before each step, so a step that failed leaves nothing to sample.
   const float* logits_ = nullptr;
+  bool have_top_ = false;
   std::vector<float> val_;
   std::vector<int32_t> id_;
   std::vector<std::pair<float, int32_t>> cand_;

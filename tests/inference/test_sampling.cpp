@@ -378,4 +378,31 @@ TEST(TokenLoop, DrawsTheSameTokensFromTheEnginesCandidates) {
   }
 }
 
+// Nothing to sample before the first feed, or after a feed that failed (a full context): a failed
+// check (a caller's error), not the previous step's token, on both paths.
+TEST(TokenLoop, SampleAfterAFailedFeedIsAnError) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // the sessions' thread pools
+  const Model m = make_synthetic_model(small_config(), 4);
+  SamplerOptions o;
+  o.temperature = 0;
+  for (const bool top : {false, true}) {
+    SCOPED_TRACE(top);
+    Session plain(m, {8, 1});
+    TopSession candidates(m, {8, 1});
+    Engine& e = top ? static_cast<Engine&>(candidates) : static_cast<Engine&>(plain);
+    Sampler s(o);
+    TokenLoop loop(e, s);
+    std::vector<int32_t> h = {60, 3, 14, 15, 9, 2, 6};
+    if (top) {
+      EXPECT_DEATH(loop.sample(h), "nothing fed");
+    }
+    loop.feed(h);
+    int32_t t = loop.sample(h);
+    loop.feed(t);  // the eighth position: the context is full
+    t = loop.sample(h);
+    EXPECT_THROW(loop.feed(t), Error);
+    EXPECT_DEATH(loop.sample(h), "nothing fed");
+  }
+}
+
 }  // namespace bitnet
