@@ -311,8 +311,12 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
     const StepStats st =
         be.step(inputs.data(), targets.data(), o.accum, o.batch, o.seq, grad_scale, o.clip, lr, wd);
     const double loss = st.loss_sum / static_cast<double>(step_tokens), gn = st.grad_norm;
+    // Checked before the step counts (and before a checkpoint could hold its update): a
+    // non-finite gradient with a finite loss has already moved the weights in memory.
     if (!std::isfinite(loss))
       fail("train: the loss is {} at step {} (diverged: lower --lr?)", loss, ck.step + 1);
+    if (!std::isfinite(gn))
+      fail("train: the gradient norm is {} at step {} (diverged: lower --lr?)", gn, ck.step + 1);
     ++ck.step;
     ck.tokens += step_tokens;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

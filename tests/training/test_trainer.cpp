@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -321,6 +322,31 @@ TEST_F(Resume, StopAndResumeGivesTheSameLosses) {
   other.resume = true;
   other.sched.lr = 1e-2f;
   EXPECT_THROW(run_training(other, [](const TrainEvent&) {}), Error);
+}
+
+// A step whose gradient norm is not finite (the loss still finite) ends the run before it counts:
+// no checkpoint holds its update, and resuming gives the uninterrupted run's losses.
+TEST_F(Resume, NonFiniteGradientNormStopsBeforeTheCheckpoint) {
+  const TrainOptions full = options("full");
+  run_training(full, [](const TrainEvent&) {});
+  TrainOptions bad = options("bad");
+  bad.save_every = 1;
+  bad.backend = [](TrainModel& m, AdamWState& s) {
+    TrainBackend b = cpu_backend(m, s, 1);
+    b.step = [calls = 0, step = b.step](const int32_t* in, const int32_t* tg, int64_t accum, int64_t batch,
+                                        int64_t seq, float scale, float clip, float lr, float wd) mutable {
+      StepStats st = step(in, tg, accum, batch, seq, scale, clip, lr, wd);
+      if (++calls == 4) st.grad_norm = std::numeric_limits<double>::quiet_NaN();
+      return st;
+    };
+    return b;
+  };
+  EXPECT_THROW(run_training(bad, [](const TrainEvent&) {}), Error);
+  EXPECT_EQ(log_lines(bad.out_dir).size(), 3u);
+  bad.backend = {};
+  bad.resume = true;
+  run_training(bad, [](const TrainEvent&) {});
+  EXPECT_EQ(log_lines(bad.out_dir), log_lines(full.out_dir));
 }
 
 // --vocab pads the byte-level tokenizer's 320 tokens to the model's rows; fewer rows fail.
