@@ -84,8 +84,12 @@ struct HttpServer::Impl {
 
 void HttpServer::Impl::routes() {
   svr.set_payload_max_length(o.max_body_bytes);
+  // SO_REUSEADDR only: a restarted server may bind while the old connections linger, but a second
+  // server on a port in use is refused. (httplib's default, SO_REUSEPORT, let two servers share
+  // the port, the kernel splitting the connections between them.)
   svr.set_socket_options([this](socket_t sock) {
-    httplib::default_socket_options(sock);
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     listen_fd = sock;
   });
   svr.set_read_timeout(o.read_timeout_s, 0);

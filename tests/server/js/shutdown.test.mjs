@@ -3,7 +3,8 @@
 // request's long prompt keeps it in its prompt steps for seconds, so the signal finds it running.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "./lib/server.mjs";
+import { spawnSync } from "node:child_process";
+import { bin, model, startServer } from "./lib/server.mjs";
 
 test("a stream in flight at SIGTERM gets an error event and [DONE]", async () => {
   const server = await startServer(["--parallel", "1", "-c", "4096", "--heartbeat-ms", "100"]);
@@ -22,4 +23,15 @@ test("a stream in flight at SIGTERM gets an error event and [DONE]", async () =>
   const last = JSON.parse(events.at(-2));
   assert.ok(last.error && /shutting down/.test(last.error.message), JSON.stringify(last));
   assert.equal(code, 0, "the server stops cleanly:\n" + server.stderr());
+});
+
+test("a second server on a port in use is refused", async () => {
+  const server = await startServer(["--parallel", "1", "-c", "256"]);
+  try {
+    const r = spawnSync(bin, ["serve", "-m", model, "--port", String(server.port)], { encoding: "utf8", timeout: 60000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /cannot listen on .*:\d+ \(in use/);
+  } finally {
+    assert.equal((await server.stop()).code, 0, server.stderr());
+  }
 });
