@@ -1,6 +1,7 @@
 #include "core/memory.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -31,6 +32,11 @@ void aligned_free_bytes(void* p, size_t bytes) {
   if (!p) return;
   g_live.fetch_sub(bytes);
   std::free(p);
+}
+
+size_t physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : 0;
 }
 
 size_t peak_rss_bytes() {

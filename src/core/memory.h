@@ -22,6 +22,8 @@ struct MemoryStats {
 MemoryStats memory_stats();
 // The process's peak resident set size so far (getrusage), in bytes; 0 where unavailable.
 size_t peak_rss_bytes();
+// The machine's physical memory in bytes (sysconf); 0 where unavailable.
+size_t physical_memory_bytes();
 void reset_peak_memory();
 
 // Owning, move-only aligned byte buffer, zero-initialized unless asked not to be (an untouched

@@ -6,20 +6,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/read_file.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_regex.h"
 
 namespace bitnet {
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("{}: cannot open tokenizer file", path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) fail("{}: read error", path);
-  return std::move(ss).str();
-}
 
 bool base64_decode(std::string_view in, std::string& out) {
   auto val = [](char c) -> int {
@@ -66,7 +58,7 @@ std::vector<std::string> llama3_special_names() {
 
 TokenizerVocab hf_json_spm_vocab(const nlohmann::json& j, const std::string& name);
 
-Tokenizer Tokenizer::from_tiktoken_file(const std::string& path) { return from_tiktoken(read_file(path), path); }
+Tokenizer Tokenizer::from_tiktoken_file(const std::string& path) { return from_tiktoken(read_file(path, "tokenizer"), path); }
 
 Tokenizer Tokenizer::from_tiktoken(std::string_view text, const std::string& name) {
   std::vector<std::pair<std::string, int64_t>> entries;
@@ -140,7 +132,7 @@ Tokenizer Tokenizer::from_tiktoken(std::string_view text, const std::string& nam
   return t;
 }
 
-Tokenizer Tokenizer::from_hf_json_file(const std::string& path) { return from_hf_json(read_file(path), path); }
+Tokenizer Tokenizer::from_hf_json_file(const std::string& path) { return from_hf_json(read_file(path, "tokenizer"), path); }
 
 Tokenizer Tokenizer::from_hf_json(std::string_view text, const std::string& name) {
   const HfTokenizerJson h = parse_hf_tokenizer_json(text, name);
@@ -394,7 +386,7 @@ TokenizerVocab hf_json_spm_vocab(const nlohmann::json& j, const std::string& nam
 }
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
-  const std::string text = read_file(path);
+  const std::string text = read_file(path, "tokenizer");
   const size_t first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && text[first] == '{') return from_hf_json(text, path);
   return from_tiktoken(text, path);

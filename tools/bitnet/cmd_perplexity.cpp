@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/read_file.h"
 #include "device_option.h"
 #include "inference/perplexity.h"
 #include "json_out.h"
@@ -44,20 +45,17 @@ void register_perplexity(CLI::App& app) {
       "the base's perplexity");
   cmd->callback([] {
     LoadedModel lm = load_model(o.src, true);
-    std::ifstream in(o.file, std::ios::binary);
-    if (!in) fail("cannot read '{}'", o.file);
-    std::stringstream ss;
-    ss << in.rdbuf();
+    const std::string text = read_file(o.file, "the text to score");
     const Tokenizer& tok = *lm.tokenizer;
     EncodeOptions eo;
     eo.add_bos = tok.add_bos();
-    const std::vector<int32_t> ids = tok.encode(ss.str(), eo);
+    const std::vector<int32_t> ids = tok.encode(text, eo);
     if (!o.kl_base.empty()) {
       ModelSource bsrc;
       bsrc.path = o.kl_base;
       LoadedModel base = load_model(bsrc, true);
       // Same text, same tokens: a different tokenizer would compare unrelated distributions.
-      if (base.tokenizer->encode(ss.str(), eo) != ids)
+      if (base.tokenizer->encode(text, eo) != ids)
         fail(
             "--kl-base: '{}' tokenizes the text differently from '{}'; compare models with the same "
             "tokenizer",

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/read_file.h"
 #include "device_option.h"
 #include "inference/forward.h"
 #include "inference/sampler.h"
@@ -29,18 +30,10 @@ struct Opts {
   TpOption tp;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read '{}'", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 void run(const Opts& o) {
   LoadedModel lm = load_model(o.src, true);
   const Tokenizer& tok = *lm.tokenizer;
-  const std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
+  const std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file, "the prompt");
   EncodeOptions eo;
   eo.add_bos = !o.no_bos && tok.add_bos();
   eo.parse_special = o.parse_special;

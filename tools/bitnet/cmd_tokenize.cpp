@@ -10,6 +10,7 @@
 #include "cli_tokenizer.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/read_file.h"
 #include "json_out.h"
 
 namespace bitnet::cli {
@@ -25,11 +26,7 @@ std::string read_text(const Opts& o) {
   if (!o.prompt.empty() && !o.file.empty()) fail("give the text with -p or -f, not both");
   if (o.file.empty()) return o.prompt;
   if (o.file == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
-  std::ifstream f(o.file, std::ios::binary);
-  if (!f) fail("{}: cannot open text file", o.file);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return std::move(ss).str();
+  return read_file(o.file, "the text");
 }
 
 void run(const Opts& o) {

@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/read_file.h"
 #include "tokenizer/bpe_train.h"
 
 namespace bitnet::cli {
@@ -52,14 +53,6 @@ std::vector<fs::path> collect_files(const std::vector<std::string>& args) {
   return files;
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) fail("{}: cannot open", p.string());
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return std::move(ss).str();
-}
-
 void run(const Opts& o) {
   if (o.max_bytes < 0) fail("--max-bytes must not be negative");
   // Fail on bad options before reading gigabytes.
@@ -70,7 +63,7 @@ void run(const Opts& o) {
   BpeTrainer trainer;
   size_t used = 0;
   for (const fs::path& p : files) {
-    std::string text = read_file(p);
+    std::string text = read_file(p.string(), "training text");
     if (o.max_bytes > 0) {
       const auto left = static_cast<size_t>(o.max_bytes - trainer.bytes());
       if (text.size() > left) {

@@ -1,6 +1,8 @@
 // `bitnet`: one binary, one subcommand per job. User errors (bitnet::Error) print one line and
 // exit 1; programmer errors abort inside BN_CHECK.
 #include <cstdio>
+#include <exception>
+#include <new>
 
 #include "commands.h"
 #include "core/error.h"
@@ -28,6 +30,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const bitnet::Error& e) {
+    std::fprintf(stderr, "bitnet: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr,
+                 "bitnet: error: out of memory (a context, batch or model too large for this machine?)\n");
+    return 1;
+  } catch (const std::exception& e) {  // the standard library's (a file system call, a thread)
     std::fprintf(stderr, "bitnet: error: %s\n", e.what());
     return 1;
   }
