@@ -30,9 +30,8 @@ Session::Session(const Model& model, const SessionOptions& opts)
                           (opts.kv_f16 ? 2 : 4);
   const double have = static_cast<double>(physical_memory_bytes());
   if (kv_bytes > (have > 0 ? have : 1e18))
-    fail(
-        "a KV cache of {} sequence{} x {} positions needs {:.1f} GiB; this machine has {:.1f} GiB (a shorter context)",
-        opts.n_seq, opts.n_seq == 1 ? "" : "s", opts.n_ctx, kv_bytes / (1 << 30), have / (1 << 30));
+    fail("a KV cache of {} sequence{} x {} positions needs {:.1f} GiB; this machine has {:.1f} GiB",
+         opts.n_seq, opts.n_seq == 1 ? "" : "s", opts.n_ctx, kv_bytes / (1 << 30), have / (1 << 30));
   n_past_.assign(static_cast<size_t>(opts.n_seq), 0);
   const size_t cache = static_cast<size_t>(opts.n_seq * c.n_layer * ctx_pad() * c.kv_dim());
   if (opts.kv_f16) {
