@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "json_out.h"
+#include "option_checks.h"
 #include "training/launch_env.h"
 #include "training/trainer.h"
 #if defined(BITNET_HAVE_CUDA)
@@ -61,32 +62,35 @@ void register_train(CLI::App& app) {
   cmd->add_option("--config", o.t.config, "tiny | small | gpt2-small | FILE.json (ModelConfig fields)");
   cmd->add_option("--init", o.t.init,
                   "start from an HF BitNet folder (float master weights; its config and tokenizer)");
-  cmd->add_option("--steps", o.t.steps, "optimizer steps");
-  cmd->add_option("--batch", o.t.batch, "sequences per micro-batch");
-  cmd->add_option("--seq", o.t.seq, "tokens per sequence");
-  cmd->add_option("--accum", o.t.accum, "micro-batches per step (gradient accumulation)");
-  cmd->add_option("--lr", o.t.sched.lr, "peak learning rate");
-  cmd->add_option("--wd", o.t.sched.wd, "weight decay (linear layers and an untied head)");
-  cmd->add_option("--warmup", o.t.sched.warmup, "linear warm-up steps");
+  cmd->add_option("--steps", o.t.steps, "optimizer steps")->check(at_least(1));
+  cmd->add_option("--batch", o.t.batch, "sequences per micro-batch")->check(at_least(1));
+  cmd->add_option("--seq", o.t.seq, "tokens per sequence")->check(at_least(1));
+  cmd->add_option("--accum", o.t.accum, "micro-batches per step (gradient accumulation)")->check(at_least(1));
+  cmd->add_option("--lr", o.t.sched.lr, "peak learning rate")->check(finite_in(0, 10));
+  cmd->add_option("--wd", o.t.sched.wd, "weight decay (linear layers and an untied head)")
+      ->check(finite_in(0, 10));
+  cmd->add_option("--warmup", o.t.sched.warmup, "linear warm-up steps")->check(at_least(0));
   cmd->add_option("--schedule", o.schedule, "two-stage (BitNet b1.58) | cosine | constant")
       ->check(CLI::IsMember({"two-stage", "cosine", "constant"}));
-  cmd->add_option("--clip", o.t.clip, "gradient-norm clip (0: off)");
+  cmd->add_option("--clip", o.t.clip, "gradient-norm clip (0: off)")->check(finite_in(0, 1e9));
   cmd->add_option("--seed", o.t.seed, "seed of the initial weights and the data order");
-  cmd->add_option("--eval-frac", o.t.eval_frac, "held-out fraction of the tokens");
-  cmd->add_option("--eval-every", o.t.eval_every, "steps between held-out evaluations");
-  cmd->add_option("--eval-windows", o.t.eval_windows, "held-out windows per evaluation");
-  cmd->add_option("--save-every", o.t.save_every, "steps between checkpoints");
+  cmd->add_option("--eval-frac", o.t.eval_frac, "held-out fraction of the tokens")->check(finite_in(0, 0.9));
+  cmd->add_option("--eval-every", o.t.eval_every, "steps between held-out evaluations (0: none)")
+      ->check(at_least(0));
+  cmd->add_option("--eval-windows", o.t.eval_windows, "held-out windows per evaluation")->check(at_least(1));
+  cmd->add_option("--save-every", o.t.save_every, "steps between checkpoints (0: at the end only)")
+      ->check(at_least(0));
   cmd->add_flag("--resume", o.t.resume, "continue from OUT/checkpoint.bin (same settings)");
   cmd->add_flag("--float", o.fp32, "train without quantization (the same architecture in fp32)");
   cmd->add_flag("--tied", o.t.tied, "tie the output head to the embedding");
-  cmd->add_option("-t,--threads", o.t.threads, "threads (CPU)");
+  cmd->add_option("-t,--threads", o.t.threads, "threads (CPU)")->check(CLI::Range(1, 1024));
   cmd->add_option("--device", o.device,
                   "cpu | cuda | auto (cuda when this build has it and a GPU is present)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option("--gpus", o.gpus,
                   "data parallel over this many GPUs of this machine (NCCL, one thread each); under torchrun "
                   "or mpirun, one process per GPU instead (docs/MULTI_GPU.md)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_option("--type", o.ternary,
                   "ternary type of the exported GGUF (i2_s keeps each matrix's float scale; tq2_0 and tq1_0 "
                   "store it as f16, so their logits differ slightly from the trainer's)")
@@ -97,8 +101,8 @@ void register_train(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q6_k"}));
   cmd->add_option("--hf", o.hf, "also write OUT/hf, an HF BitNet folder with master weights in this type")
       ->check(CLI::IsMember({"f32", "bf16"}));
-  cmd->add_option("--stop-after", o.t.stop_after,
-                  "save and stop after this many steps in this run (testing)");
+  cmd->add_option("--stop-after", o.t.stop_after, "save and stop after this many steps in this run (testing)")
+      ->check(at_least(0));
   cmd->add_flag("--json", o.json, "one JSON object per event on stdout");
   cmd->callback([] {
     o.t.quantize = !o.fp32;

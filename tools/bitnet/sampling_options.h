@@ -3,31 +3,11 @@
 // time: a NaN, or a value the sampler cannot use (a penalty of 0 divides by it), is refused with
 // the flag's name rather than sampling garbage.
 #include <CLI/CLI.hpp>
-#include <cmath>
-#include <string>
 
 #include "inference/sampler.h"
+#include "option_checks.h"
 
 namespace bitnet::cli {
-
-// A finite number in [lo, hi] (CLI::Range lets NaN through: every comparison with it is false).
-inline CLI::Validator finite_in(double lo, double hi) {
-  return CLI::Validator(
-      [lo, hi](std::string& s) -> std::string {
-        double v = 0;
-        try {
-          size_t used = 0;
-          v = std::stod(s, &used);
-          if (used != s.size()) return "not a number: " + s;
-        } catch (const std::exception&) {
-          return "not a number: " + s;
-        }
-        if (!std::isfinite(v) || v < lo || v > hi)
-          return s + " is outside [" + CLI::detail::to_string(lo) + ", " + CLI::detail::to_string(hi) + "]";
-        return {};
-      },
-      "FLOAT in [" + CLI::detail::to_string(lo) + " - " + CLI::detail::to_string(hi) + "]");
-}
 
 inline void add_sampling_options(CLI::App* cmd, SamplerOptions& s) {
   cmd->add_option("--temp", s.temperature, "temperature (0: greedy)")->check(finite_in(0, 100));
