@@ -103,6 +103,8 @@ Quantized read_linear(const SafetensorsModel& st, const std::string& name, int64
     fail("{}: tensor '{}' is {} but has a '{}'; expected packed uint8 weights with a weight_scale", f->name(), name,
          info->dtype, scale_name);
   const std::vector<float> w = read_float_tensor(st, name, {out, in});
+  for (size_t i = 0; i < w.size(); ++i)  // a NaN would make the scale NaN: a file no loader takes
+    if (!std::isfinite(w[i])) fail("{}: tensor '{}' has a non-finite value at {}", f->name(), name, i);
   r.scale = absmean_scale(w.data(), w.size());
   ternarize(w.data(), w.size(), r.scale, r.q.data());
   return r;

@@ -146,6 +146,9 @@ std::vector<float> read_vector(const GgufFile& f, const std::string& name, int64
   if (!dequant_supported(info->dtype)) fail("{}: tensor '{}' has unsupported type {}", f.name(), name, dtype_name(info->dtype));
   std::vector<float> v(static_cast<size_t>(n));
   dequantize_row(info->dtype, f.tensor_data(*info), n, v.data());
+  // A norm's weights multiply every activation: one NaN or inf would spread silently.
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(v[static_cast<size_t>(i)])) fail("{}: tensor '{}' has a non-finite value at {}", f.name(), name, i);
   return v;
 }
 

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -465,6 +466,33 @@ TEST(Convert, BadInputNamesTheProblem) {
     w2.write((t.dir / "model.safetensors").string());
     const std::string e2 = error_of(t.dir);
     EXPECT_NE(e2.find("model.layers.1.mlp.ffn_sub_norm.weight"), std::string::npos) << e2;
+  }
+  {
+    Tmp t("nan");  // a NaN in a float linear weight: its absmean scale would be NaN
+    write_checkpoint(t.dir, ck, false);
+    const SafetensorsModel st = SafetensorsModel::open((t.dir / "model.safetensors").string());
+    SafetensorsWriter w;
+    const std::string lin = "model.layers.0.self_attn.q_proj.weight";
+    for (const auto& name : st.tensor_names()) {
+      const SafetensorsTensorInfo* info = st.find_tensor(name);
+      const uint8_t* p = st.file_of(name)->tensor_data(*info);
+      std::vector<uint8_t> bytes(p, p + info->nbytes());
+      if (name == lin) {
+        ASSERT_TRUE(info->dtype == "BF16" || info->dtype == "F32") << info->dtype;
+        if (info->dtype == "BF16") {
+          bytes[10] = 0xC0;  // element 5: 0x7FC0, a quiet NaN
+          bytes[11] = 0x7F;
+        } else {
+          const float nan = std::numeric_limits<float>::quiet_NaN();
+          std::memcpy(bytes.data() + 20, &nan, 4);
+        }
+      }
+      w.add_tensor(name, info->dtype, info->shape, std::move(bytes));
+    }
+    fs::remove(t.dir / "model.safetensors");
+    w.write((t.dir / "model.safetensors").string());
+    const std::string e = error_of(t.dir);
+    EXPECT_NE(e.find("'" + lin + "' has a non-finite value at 5"), std::string::npos) << e;
   }
   EXPECT_NE(error_of("/nonexistent/bitnet_dir").find("config.json"), std::string::npos);
 }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "core/error.h"
 #include "inference/forward.h"
@@ -96,6 +97,20 @@ TEST(LoadGguf, ErrorsNameTheProblem) {
     GgufWriter bad = w;
     bad.set("bitnet-b1.58.attention.head_count_kv", GgufValue::u32(3));
     EXPECT_NE(error_of(bad).find("head count"), std::string::npos) << error_of(bad);
+  }
+  {
+    GgufWriter bad = w;  // a NaN in an F32 norm vector (it would spread through every activation)
+    bool found = false;
+    for (auto& t : bad.tensors)
+      if (t.name == "blk.1.ffn_norm.weight") {
+        ASSERT_GE(t.bytes.size(), 12u);
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        std::memcpy(t.bytes.data() + 8, &nan, 4);
+        found = true;
+      }
+    ASSERT_TRUE(found);
+    EXPECT_NE(error_of(bad).find("'blk.1.ffn_norm.weight' has a non-finite value at 2"), std::string::npos)
+        << error_of(bad);
   }
 }
 
