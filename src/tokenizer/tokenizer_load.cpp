@@ -1,7 +1,5 @@
 // Tokenizer loaders: tiktoken rank files and HF tokenizer.json.
 #include <cctype>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 

@@ -312,12 +312,9 @@ class TopSession final : public Engine {
   int max_top_k() const override { return 32; }
   void forward_top(int32_t token, int k, float* val, int32_t* id) override {
     const float* l = s_.forward(std::span(&token, 1));
-    const auto top =
-        top_k_logits(std::span(l, static_cast<size_t>(s_.model().cfg.n_vocab)), static_cast<size_t>(k));
-    for (size_t i = 0; i < top.size(); ++i) {
-      val[i] = top[i].first;
-      id[i] = top[i].second;
-    }
+    float log_z = 0;  // not part of forward_top's answer
+    top_row(std::span(l, static_cast<size_t>(s_.model().cfg.n_vocab)), static_cast<size_t>(k), val, id,
+            &log_z);
     ++tops;
   }
   int64_t n_past() const override { return s_.n_past(); }

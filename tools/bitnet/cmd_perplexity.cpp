@@ -2,8 +2,6 @@
 // compares across tools. With --kl-base, a second model (e.g. the same weights with an F16 head) runs
 // over the same windows and the KL divergence of the tested model from it is reported too.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "commands.h"
 #include "core/error.h"

@@ -1,8 +1,6 @@
 // `bitnet run`: generate text from a prompt. At --temp 0 generation is greedy and deterministic.
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "commands.h"
 #include "core/error.h"
