@@ -9,11 +9,23 @@
 
 namespace bitnet {
 
+namespace {
+
+// A NaN logit means the forward pass broke (weights or activations out of range): no token can be
+// chosen from it, and the comparisons below would silently skip it or break the heap's order.
+[[noreturn]] void fail_nan(size_t i) {
+  fail("the model produced a NaN logit (token id {}): its weights or activations overflowed", i);
+}
+
+}  // namespace
+
 int32_t argmax(std::span<const float> logits) {
   BN_CHECK(!logits.empty());
   size_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i)
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (std::isnan(logits[i])) fail_nan(i);
     if (logits[i] > logits[best]) best = i;
+  }
   return static_cast<int32_t>(best);
 }
 
@@ -38,6 +50,7 @@ std::vector<std::pair<float, int32_t>> top_k_logits(std::span<const float> logit
   if (k == 0) return heap;
   heap.reserve(k);
   auto take = [&](size_t i) {
+    if (std::isnan(logits[i])) fail_nan(i);
     const std::pair<float, int32_t> c{logits[i], static_cast<int32_t>(i)};
     if (heap.size() < k) {
       heap.push_back(c);
@@ -55,7 +68,8 @@ std::vector<std::pair<float, int32_t>> top_k_logits(std::span<const float> logit
     const float worst = heap.front().first;
     const float* p = logits.data() + i;
     int any = 0;  // int, not bool: GCC vectorizes the or of an int
-    for (size_t j = 0; j < kBlock; ++j) any |= p[j] > worst;
+    // p[j] != p[j]: a NaN, which take() refuses.
+    for (size_t j = 0; j < kBlock; ++j) any |= (p[j] > worst) | (p[j] != p[j]);
     if (!any) continue;
     for (size_t j = 0; j < kBlock; ++j) take(i + j);
   }
@@ -109,6 +123,9 @@ int32_t Sampler::pick() {
   const size_t keep = cand_.size();
   // Softmax at temperature 1 for the filters, as llama.cpp applies top-p / min-p before temperature.
   const float mx = cand_[0].first;
+  // +inf would make every weight below NaN (inf - inf); -inf candidates weigh 0, as they should.
+  if (!std::isfinite(mx))
+    fail("the model produced a logit of {} (token id {}): no distribution to sample", mx, cand_[0].second);
   std::vector<double> p(keep);
   double sum = 0;
   for (size_t i = 0; i < keep; ++i) sum += (p[i] = std::exp(static_cast<double>(cand_[i].first - mx)));

@@ -115,6 +115,52 @@ TEST(Sampler, TopRowIsTheListAndTheLogSumExp) {
   }
 }
 
+// A NaN logit anywhere (first value, inside a 64-value block the scan would skip, the tail) is
+// refused by every way of choosing a token, naming its id; +inf cannot be sampled at a temperature
+// (every weight would be NaN), -inf can (it weighs 0).
+TEST(Sampler, NonFiniteLogitsAreRefused) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (const size_t at : {size_t{0}, size_t{3}, size_t{700}, size_t{999}}) {
+    SCOPED_TRACE(at);
+    std::vector<float> l(1000);
+    for (size_t i = 0; i < l.size(); ++i) l[i] = static_cast<float>(i % 13) * 0.1f;
+    l[at] = nan;
+    try {
+      argmax(l);
+      ADD_FAILURE() << "argmax took a NaN";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("NaN logit (token id " + std::to_string(at) + ")"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_THROW(top_k_logits(l, 5), Error);
+    std::vector<float> val(5), lz(1);
+    std::vector<int32_t> id(5);
+    EXPECT_THROW(top_row(l, 5, val.data(), id.data(), lz.data()), Error);
+    SamplerOptions o;
+    o.temperature = 0;
+    EXPECT_THROW(Sampler(o).sample(l, {}), Error);
+    o.temperature = 0.8f;
+    for (const int k : {0, 40}) {
+      o.top_k = k;
+      EXPECT_THROW(Sampler(o).sample(l, {}), Error);
+    }
+  }
+  std::vector<float> l(200, 0.5f);
+  l[150] = inf;
+  SamplerOptions o;
+  o.temperature = 0;
+  EXPECT_EQ(Sampler(o).sample(l, {}), 150);  // greedy takes +inf
+  o.temperature = 1;
+  EXPECT_THROW(Sampler(o).sample(l, {}), Error);
+  l[150] = -inf;
+  l[7] = 3.0f;
+  o.top_k = 1;
+  EXPECT_EQ(Sampler(o).sample(l, {}), 7);
+  o.top_k = 0;
+  for (int i = 0; i < 20; ++i) EXPECT_NE(Sampler(o).sample(l, {}), 150);
+}
+
 // sample_top from a row's largest logits (as the GPU finds them) picks what sample() picks from the
 // whole row, draw after draw (the random state stays in step), for every filter combination; more
 // candidates than needed change nothing.
