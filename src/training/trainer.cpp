@@ -191,6 +191,12 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
   if (o.steps <= 0 || o.batch <= 0 || o.seq <= 1 || o.accum <= 0)
     fail("train: steps, batch and accumulation must be positive and the sequence longer than 1");
   if (o.threads <= 0) fail("train: threads must be positive");
+  if (o.sched.warmup >= o.steps)
+    fail(
+        "train: --warmup {} is not shorter than the run's {} steps: the learning rate would still be rising "
+        "at "
+        "the end, and the schedule's decay would never start",
+        o.sched.warmup, o.steps);
   if (primary) fs::create_directories(o.out_dir);
   const std::string ckpt = (fs::path(o.out_dir) / "checkpoint.bin").string();
   const std::string shard = (fs::path(o.out_dir) / "tokens.bin").string();

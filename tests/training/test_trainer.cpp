@@ -363,6 +363,23 @@ TEST_F(Resume, VocabPadsTheTokenizer) {
   EXPECT_THROW(run_training(o, [](const TrainEvent&) {}), Error);
 }
 
+// A warm-up as long as the run (or longer) is refused before anything is written.
+TEST_F(Resume, WarmupNotShorterThanTheRunIsRefused) {
+  TrainOptions o = options("warm");
+  o.sched.warmup = o.steps;
+  try {
+    run_training(o, [](const TrainEvent&) {});
+    ADD_FAILURE() << "a warm-up of the whole run was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--warmup 8"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(fs::path(o.out_dir) / "checkpoint.bin"));
+  o.sched.warmup = o.steps - 1;
+  o.stop_after = 1;
+  run_training(o, [](const TrainEvent&) {});
+  EXPECT_EQ(log_lines(o.out_dir).size(), 1u);
+}
+
 TEST_F(Resume, KilledBetweenCheckpointsResumesBitIdentically) {
   const TrainOptions full = options("full");
   run_training(full, [](const TrainEvent&) {});

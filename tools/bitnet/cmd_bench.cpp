@@ -18,6 +18,7 @@
 #include "inference/forward.h"
 #include "json_out.h"
 #include "model_source.h"
+#include "option_checks.h"
 
 namespace bitnet::cli {
 namespace {
@@ -285,10 +286,15 @@ void register_bench(CLI::App& app) {
       app.add_subcommand("bench", "Prompt-processing and generation speed (tokens/s), like llama-bench");
   static Opts o;
   add_model_options(cmd, o.src, true);
-  cmd->add_option("-p,--n-prompt", o.n_prompt, "prompt lengths to test")->delimiter(',');
-  cmd->add_option("-n,--n-gen", o.n_gen, "generation lengths to test")->delimiter(',');
+  cmd->add_option("-p,--n-prompt", o.n_prompt, "prompt lengths to test (0: none)")
+      ->delimiter(',')
+      ->check(at_least(0));
+  cmd->add_option("-n,--n-gen", o.n_gen, "generation lengths to test (0: none)")
+      ->delimiter(',')
+      ->check(at_least(0));
   cmd->add_option("-d,--n-depth", o.depth, "context depths: tokens already in the cache before each test")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(at_least(0));
   cmd->add_option("-b,--batch", o.batch,
                   "decode batch sizes: tgN xB decodes B sequences at once (aggregate tokens/s; CPU and CUDA)")
       ->delimiter(',')

@@ -10,6 +10,7 @@
 #include "inference/perplexity.h"
 #include "json_out.h"
 #include "model_source.h"
+#include "option_checks.h"
 
 namespace bitnet::cli {
 
@@ -32,7 +33,7 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("-f,--file", o.file, "text file")->required();
   cmd->add_option("-c,--ctx-size", o.n_ctx, "window size in tokens")
       ->check(CLI::Range(int64_t{4}, int64_t{1} << 20));
-  cmd->add_option("--chunks", o.chunks, "maximum number of windows (default: all)");
+  cmd->add_option("--chunks", o.chunks, "maximum number of windows (default: all)")->check(at_least(1));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   add_device_option(cmd, o.device);
   add_tp_options(cmd, o.tp);

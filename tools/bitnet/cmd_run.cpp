@@ -93,8 +93,8 @@ void register_run(CLI::App& app) {
   auto* cmd = app.add_subcommand("run", "Generate text from a prompt");
   static Opts o;
   add_model_options(cmd, o.src, false);
-  cmd->add_option("-p,--prompt", o.prompt, "prompt text");
-  cmd->add_option("-f,--file", o.prompt_file, "read the prompt from a file");
+  auto* prompt = cmd->add_option("-p,--prompt", o.prompt, "prompt text");
+  cmd->add_option("-f,--file", o.prompt_file, "read the prompt from a file")->excludes(prompt);
   cmd->add_option("-n,--n-predict", o.n_predict, "tokens to generate")->check(CLI::Range(0, 1 << 24));
   cmd->add_option("-c,--ctx-size", o.n_ctx, "context size (default: prompt + n-predict)");
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
