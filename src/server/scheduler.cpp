@@ -357,31 +357,42 @@ bool Scheduler::step() {
   }
   // Sampling (and logprobs) per sequence on the pool: each sequence's sampler and history are its
   // own. Publishing, stops and slots stay on this thread, in row order.
+  // A refusal (a NaN logit) ends that sequence with an error; it must not leave the pool's thread,
+  // where it would end the process.
   std::vector<int32_t> ids(rows.size());
   std::vector<TokenLogprob> lps(rows.size());
+  std::vector<std::string> errors(rows.size());
   pool_.parallel_for_dynamic(static_cast<int64_t>(rows.size()), 1, [&](int64_t b, int64_t e) {
     std::vector<std::pair<float, int32_t>> cand;
     for (int64_t i = b; i < e; ++i) {
-      Seq& s = *rows[static_cast<size_t>(i)];
-      int32_t id = 0;
-      if (top_k > 0) {
-        const size_t at = static_cast<size_t>(i) * static_cast<size_t>(top_k);
-        cand.resize(static_cast<size_t>(top_k));
-        for (size_t j = 0; j < cand.size(); ++j) cand[j] = {top.val[at + j], top.id[at + j]};
-        id = s.sampler->sample_top(cand, n_vocab);
-        if (s.job.top_logprobs >= 0)
-          lps[static_cast<size_t>(i)] = logprobs_of_top(cand, top.log_z[i], id, s.job.top_logprobs);
-      } else {
-        const std::span<const float> lg(logits + static_cast<size_t>(i) * n_vocab, n_vocab);
-        id = s.sampler->sample(lg, s.history);
-        if (s.job.top_logprobs >= 0) lps[static_cast<size_t>(i)] = logprobs_of(lg, id, s.job.top_logprobs);
+      const size_t r = static_cast<size_t>(i);
+      Seq& s = *rows[r];
+      try {
+        if (top_k > 0) {
+          const size_t at = r * static_cast<size_t>(top_k);
+          cand.resize(static_cast<size_t>(top_k));
+          for (size_t j = 0; j < cand.size(); ++j) cand[j] = {top.val[at + j], top.id[at + j]};
+          ids[r] = s.sampler->sample_top(cand, n_vocab);
+          if (s.job.top_logprobs >= 0)
+            lps[r] = logprobs_of_top(cand, top.log_z[r], ids[r], s.job.top_logprobs);
+        } else {
+          const std::span<const float> lg(logits + r * n_vocab, n_vocab);
+          ids[r] = s.sampler->sample(lg, s.history);
+          if (s.job.top_logprobs >= 0) lps[r] = logprobs_of(lg, ids[r], s.job.top_logprobs);
+        }
+      } catch (const std::exception& ex) {
+        errors[r] = ex.what();
       }
-      ids[static_cast<size_t>(i)] = id;
     }
   });
-  for (size_t i = 0; i < rows.size(); ++i)
-    if (!advance(*rows[i], ids[i], rows[i]->job.top_logprobs >= 0 ? &lps[i] : nullptr))
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (!errors[i].empty()) {
+      finish(*rows[i], Finish::kError, errors[i]);
       done.push_back(rows[i]);
+    } else if (!advance(*rows[i], ids[i], rows[i]->job.top_logprobs >= 0 ? &lps[i] : nullptr)) {
+      done.push_back(rows[i]);
+    }
+  }
   drop_done();
   if (metrics_)
     metrics_->observe_step(static_cast<int64_t>(rows.size()), n_prompt,

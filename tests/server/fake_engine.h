@@ -3,6 +3,7 @@
 // (greedy sampling then follows it exactly), positions are tracked per sequence like a real
 // Session's, and every batch is recorded so tests can check how steps were composed.
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "core/error.h"
@@ -38,6 +39,7 @@ class FakeEngine : public BatchEngine {
       if (b.logits) {
         std::vector<float> row(static_cast<size_t>(n_vocab_), 0.0f);
         row[static_cast<size_t>(next_(b.token))] = 10.0f;
+        if (b.token == nan_after) row[1] = std::numeric_limits<float>::quiet_NaN();
         logits_.insert(logits_.end(), row.begin(), row.end());
       }
     }
@@ -54,6 +56,7 @@ class FakeEngine : public BatchEngine {
 
   std::vector<std::vector<BatchToken>> batches;
   bool fail_next = false;
+  int32_t nan_after = -1;  // the logits after this token hold a NaN (a broken model)
 
  private:
   std::vector<int64_t> n_past_;

@@ -228,6 +228,29 @@ TEST(Scheduler, EngineErrorEndsTheBatchsRequestsWithTheMessage) {
   EXPECT_EQ(run_to_end(s, s.submit(job("x"))).text, "yz");
 }
 
+// A NaN in one sequence's logits ends that request with the sampler's message; the others of the
+// batch go on, the server's sampling threads survive, and the slot takes the next request.
+TEST(Scheduler, NanLogitsEndOnlyThatRequestWithAnError) {
+  Tokenizer tok = byte_tokenizer();
+  FakeEngine e(2, 64, 300, alphabet);
+  e.nan_after = 'm';
+  for (const float temp : {0.0f, 0.7f}) {
+    SCOPED_TRACE(temp);
+    Scheduler s(e, tok, {}, nullptr);
+    Job bad = job("k"), good = job("s");
+    bad.sampling.temperature = good.sampling.temperature = temp;
+    bad.sampling.top_k = good.sampling.top_k = 1;  // the script's token, drawn at any temperature
+    auto rb = s.submit(bad), rg = s.submit(good);
+    Output ob = run_to_end(s, rb), og = run_to_end(s, rg);
+    EXPECT_EQ(ob.finish, Finish::kError);
+    EXPECT_NE(ob.error.find("NaN logit"), std::string::npos) << ob.error;
+    EXPECT_EQ(ob.text, "lm");
+    EXPECT_EQ(og.finish, Finish::kStop);
+    EXPECT_EQ(og.text, "tuvwxyz");
+    EXPECT_EQ(run_to_end(s, s.submit(job("x"))).text, "yz");
+  }
+}
+
 TEST(Scheduler, LogprobsOfTheChosenAndTopTokens) {
   Tokenizer tok = byte_tokenizer();
   FakeEngine e(1, 64, 300, alphabet);
