@@ -1,6 +1,7 @@
 #include "model/convert_hf.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -314,6 +315,18 @@ GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
     st_path = found[0];
   }
   const SafetensorsModel st = SafetensorsModel::open(st_path.string());
+  // Layers past the config's count would be left out of the file without a word: the model would
+  // run, shortened, and give wrong text.
+  for (const std::string& name : st.tensor_names()) {
+    constexpr std::string_view kLayers = "model.layers.";
+    if (name.compare(0, kLayers.size(), kLayers) != 0) continue;
+    int64_t il = 0;
+    const char* first = name.data() + kLayers.size();
+    const auto [end, ec] = std::from_chars(first, name.data() + name.size(), il);
+    if (ec == std::errc() && end != first && il >= c.n_layer)
+      fail("{}: num_hidden_layers is {} but the checkpoint has '{}' (layer {}); fix the config or the checkpoint",
+           cfile, c.n_layer, name, il);
+  }
 
   GgufWriter w;
   w.set("general.name", GgufValue::str(fs::absolute(dir).lexically_normal().filename().string().empty()

@@ -432,6 +432,14 @@ TEST(Convert, BadInputNamesTheProblem) {
     EXPECT_NE(e.find("shape"), std::string::npos) << e;
   }
   {
+    Tmp t("layers");  // config says fewer layers than the checkpoint has
+    json cfg = config_json();
+    cfg["num_hidden_layers"] = kLayers - 1;
+    write_checkpoint(t.dir, ck, false, cfg);
+    const std::string e = error_of(t.dir);
+    EXPECT_NE(e.find("num_hidden_layers is 1 but the checkpoint has 'model.layers.1."), std::string::npos) << e;
+  }
+  {
     Tmp t("untied");  // untied head without lm_head.weight
     json cfg = config_json();
     cfg["tie_word_embeddings"] = false;
