@@ -66,6 +66,7 @@ void run(Opts o) {
     so.n_seq = o.parallel;
     engine = server::make_session_engine(*lm.model, so);
   }
+  warn_past_trained_context(lm.model->cfg, o.n_ctx);
   server::Metrics metrics;
   // With the GPU engine the host's only work a step is sampling, one sequence a thread.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -131,8 +132,10 @@ void register_serve(CLI::App& app) {
       ->check(CLI::Range(int64_t{16}, int64_t{1} << 22));
   cmd->add_option("-b,--batch-size", o.sched.n_batch, "tokens per batched step (decodes + prompt chunks)")
       ->check(CLI::Range(1, 8192));
+  // Each waiting request holds a connection thread, all of them started with the server: the
+  // bounds keep the default thread count (parallel + queue + 16) in the thousands.
   cmd->add_option("--queue", o.sched.max_queue, "requests that may wait for a slot; more are answered 503")
-      ->check(CLI::Range(0, 100000));
+      ->check(CLI::Range(0, 4096));
   cmd->add_option("-t,--threads", o.threads,
                   "CPU threads: the engine's on the CPU, and those sampling a step's sequences (default 2; "
                   "with --device cuda, sampling takes the machine's cores, up to 16)")
@@ -150,7 +153,7 @@ void register_serve(CLI::App& app) {
       ->check(CLI::Range(1, 3600));
   cmd->add_option("--http-threads", o.http.http_threads,
                   "connection threads (default: parallel + queue + 16)")
-      ->check(CLI::Range(1, 100000));
+      ->check(CLI::Range(1, 8192));
   cmd->add_option(
          "--heartbeat-ms", o.http.heartbeat_ms,
          "a waiting answer writes a keep-alive byte after this long without output (finds clients that left)")

@@ -96,8 +96,18 @@ std::vector<int> tp_devices(const TpOption& o, bool cuda) {
   return d;
 }
 
+void warn_past_trained_context(const ModelConfig& c, int64_t n_ctx) {
+  if (c.n_ctx_train > 0 && n_ctx > c.n_ctx_train)
+    std::fprintf(stderr,
+                 "warning: a context of %lld positions passes the %lld the model was trained on; text past "
+                 "position %lld may degrade\n",
+                 static_cast<long long>(n_ctx), static_cast<long long>(c.n_ctx_train),
+                 static_cast<long long>(c.n_ctx_train));
+}
+
 std::unique_ptr<Engine> make_engine(const Model& model, int64_t n_ctx, int threads, bool cuda,
                                     const std::vector<int>& tp) {
+  warn_past_trained_context(model.cfg, n_ctx);
 #if defined(BITNET_HAVE_CUDA)
   if (cuda) {
     cuda::CudaSessionOptions o;

@@ -35,8 +35,12 @@ void add_tp_options(CLI::App* cmd, TpOption& o);
 // on the CPU (cuda false).
 std::vector<int> tp_devices(const TpOption& o, bool cuda);
 
+// One line on stderr where n_ctx passes the context the model was trained on (its file's
+// context_length): positions past it were never seen in training, and text degrades there.
+void warn_past_trained_context(const ModelConfig& c, int64_t n_ctx);
+
 // A Session (CPU, `threads`) or a CUDA session over n_ctx tokens; tensor parallel over `tp`'s GPUs
-// where it is not empty.
+// where it is not empty; warns as above.
 std::unique_ptr<Engine> make_engine(const Model& model, int64_t n_ctx, int threads, bool cuda,
                                     const std::vector<int>& tp = {});
 
