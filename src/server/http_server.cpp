@@ -61,6 +61,19 @@ struct Exchange {
   std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
 };
 
+// Not streamed: adds what a take brought to the answer so far; once the request is done, the whole
+// answer's status and body (500 and the error object where generation failed).
+std::pair<int, std::string> gather(Exchange& x, Output& out, bool done) {
+  x.all.text += out.text;
+  for (auto& lp : out.logprobs) x.all.logprobs.push_back(std::move(lp));
+  if (!done) return {0, {}};
+  out.text = std::move(x.all.text);
+  out.logprobs = std::move(x.all.logprobs);
+  if (out.finish == Finish::kError || out.finish == Finish::kCancelled)
+    return {500, error_json(ApiError(500, out.error.empty() ? "generation was cancelled" : out.error))};
+  return {200, answer_json(x.info, out)};
+}
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -239,6 +252,33 @@ void HttpServer::Impl::generate(Endpoint ep, const httplib::Request& req, httpli
   x->info.tok = &tok;
   x->stream = g.stream;
   x->include_usage = g.include_usage;
+  // Counted as answering until this handler returns (and then, where chunked, until the content
+  // provider is released), so that a shutdown's drain waits for this answer too.
+  ++answering;
+  struct Counted {
+    std::atomic<int>& n;
+    ~Counted() { --n; }
+  } counted{answering};
+  // Not streamed: an answer done within one heartbeat (or a failure in that time, such as an
+  // engine error at the first step) goes out whole, with its own status. Later the keep-alive
+  // spaces must start, and with them the 200.
+  if (!g.stream) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.heartbeat_ms);
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      Output out;
+      const bool done = x->req->take(out, static_cast<int>(left.count()));
+      auto [status, body] = gather(*x, out, done);
+      if (done) {
+        res.status = status;
+        res.set_header("Cache-Control", "no-cache");
+        res.set_content(body, "application/json; charset=utf-8");
+        return;
+      }
+    }
+  }
   res.set_header("Cache-Control", "no-cache");
   // One connection per generation: node-fetch 2 (the OpenAI client's on Node 18) reports
   // "Premature close" for a chunked response on a connection kept alive.
@@ -283,20 +323,13 @@ bool HttpServer::Impl::pump(Exchange& x, httplib::DataSink& sink) {
       sink.done();
       return true;
     }
+  } else if (done) {
+    // The headers are out (200): a failure this late can only be told in the body.
+    if (!write(gather(x, out, true).second)) return false;
+    sink.done();
+    return true;
   } else {
-    x.all.text += out.text;
-    for (auto& lp : out.logprobs) x.all.logprobs.push_back(std::move(lp));
-    if (done) {
-      out.text = std::move(x.all.text);
-      out.logprobs = std::move(x.all.logprobs);
-      const std::string body =
-          out.finish == Finish::kError || out.finish == Finish::kCancelled
-              ? error_json(ApiError(500, out.error.empty() ? "generation was cancelled" : out.error))
-              : answer_json(x.info, out);
-      if (!write(body)) return false;
-      sink.done();
-      return true;
-    }
+    gather(x, out, false);
   }
   // Nothing to say for a while (queued, or a long prompt): a write that cannot fail a well client
   // (an SSE comment; JSON's leading whitespace) finds out whether the client is still there.
