@@ -600,6 +600,23 @@ float top_margin(const float* x, size_t n) {
   return a - b;
 }
 
+// A KV cache larger than the GPU's free memory is refused by size, with the sizes in the message,
+// before anything is allocated; a context whose count of bytes passes 2^64 too.
+TEST(CudaInfer, SessionRefusesAKvCacheLargerThanTheGpu) {
+  SKIP_WITHOUT_GPU();
+  const Model model = make_synthetic_model(synthetic_config("tiny"), 5, DType::F32);
+  for (const int64_t n_ctx : {int64_t{1} << 40, int64_t{1} << 62}) {
+    try {
+      CudaSession gpu(model, {n_ctx, 1, 16});
+      ADD_FAILURE() << "a KV cache of " << n_ctx << " positions was taken";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("GiB; the GPU has"), std::string::npos) << e.what();
+    }
+  }
+  CudaSession ok(model, {256, 1, 16});  // and the GPU is usable after
+  EXPECT_EQ(ok.n_ctx(), 256);
+}
+
 // A prompt (all logits), then 32 decode steps. These random models are chaotic: the CPU's own
 // logits move by 2 % (relative L2) when its KV cache is float instead of half, so the GPU's are
 // held to 5 % (an indexing or layout error gives order 1), and its greedy token must be the CPU's
