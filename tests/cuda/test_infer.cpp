@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/arena.h"
+#include "core/error.h"
 #include "cuda/buffer.h"
 #include "cuda/device.h"
 #include "cuda/infer_gemm_lt.h"
