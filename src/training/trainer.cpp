@@ -253,6 +253,14 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
            saved.settings.dump(), ck.settings.dump());
     ck = saved;
     if (primary) trim_log(log, ck.step);
+    // The run goes on with the tokens it started with: --data is not read again where the shard
+    // is there (a run resumed with other files would otherwise look like it used them).
+    if (!in_memory)
+      report({.kind = TrainEvent::kInfo,
+              .step = ck.step,
+              .tokens = ts.size(),
+              .text = "resuming at step " + std::to_string(ck.step) + " with the " + std::to_string(ts.size()) +
+                      " tokens of " + shard + " (the data files are not read again)"});
   } else {
     if (!o.init.empty()) {
       m = std::move(init);

@@ -312,7 +312,12 @@ TEST_F(Resume, StopAndResumeGivesTheSameLosses) {
   EXPECT_EQ(log_lines(part.out_dir).size(), 3u);
   part.stop_after = 0;
   part.resume = true;
-  run_training(part, [](const TrainEvent&) {});
+  std::string said;
+  run_training(part, [&](const TrainEvent& e) {
+    if (e.kind == TrainEvent::kInfo) said += e.text + "\n";
+  });
+  EXPECT_NE(said.find("resuming at step 3 with the"), std::string::npos) << said;
+  EXPECT_NE(said.find("the data files are not read again"), std::string::npos) << said;
   const auto a = log_lines(full.out_dir), b = log_lines(part.out_dir);
   ASSERT_EQ(a.size(), 8u);
   EXPECT_EQ(a, b);
@@ -353,6 +358,7 @@ TEST_F(Resume, NonFiniteGradientNormStopsBeforeTheCheckpoint) {
 TEST_F(Resume, VocabPadsTheTokenizer) {
   TrainOptions o = options("vocab");
   o.steps = 1;
+  o.sched.warmup = 0;
   o.eval_every = 0;
   o.save_every = 0;
   o.vocab = 500;
