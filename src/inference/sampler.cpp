@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_set>
 
 #include "core/error.h"
@@ -43,14 +44,23 @@ bool before(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>&
 // values is looked at one by one only when one of them is (a compare-and-or the compiler
 // vectorizes), which after the first blocks is rare: the scan of a 128k vocabulary costs about as
 // much as reading it, where partial_sort over (logit, id) pairs cost the server ~0.3 ms a token.
-std::vector<std::pair<float, int32_t>> top_k_logits(std::span<const float> logits, size_t k) {
+namespace {
+
+// top_k_logits' scan; false (and *nan_at) at the first NaN it meets, where the order has no meaning.
+bool top_k_scan(std::span<const float> logits, size_t k, std::vector<std::pair<float, int32_t>>& heap,
+                size_t* nan_at) {
   const size_t n = logits.size();
   k = std::min(k, n);
-  std::vector<std::pair<float, int32_t>> heap;
-  if (k == 0) return heap;
+  heap.clear();
+  if (k == 0) return true;
   heap.reserve(k);
+  bool nan = false;
   auto take = [&](size_t i) {
-    if (std::isnan(logits[i])) fail_nan(i);
+    if (std::isnan(logits[i])) {
+      *nan_at = i;
+      nan = true;
+      return;
+    }
     const std::pair<float, int32_t> c{logits[i], static_cast<int32_t>(i)};
     if (heap.size() < k) {
       heap.push_back(c);
@@ -63,18 +73,28 @@ std::vector<std::pair<float, int32_t>> top_k_logits(std::span<const float> logit
   };
   constexpr size_t kBlock = 64;
   size_t i = 0;
-  for (; i < n && heap.size() < k; ++i) take(i);
-  for (; i + kBlock <= n; i += kBlock) {
+  for (; i < n && heap.size() < k && !nan; ++i) take(i);
+  for (; i + kBlock <= n && !nan; i += kBlock) {
     const float worst = heap.front().first;
     const float* p = logits.data() + i;
     int any = 0;  // int, not bool: GCC vectorizes the or of an int
-    // p[j] != p[j]: a NaN, which take() refuses.
+    // p[j] != p[j]: a NaN, which take() reports.
     for (size_t j = 0; j < kBlock; ++j) any |= (p[j] > worst) | (p[j] != p[j]);
     if (!any) continue;
-    for (size_t j = 0; j < kBlock; ++j) take(i + j);
+    for (size_t j = 0; j < kBlock && !nan; ++j) take(i + j);
   }
-  for (; i < n; ++i) take(i);
+  for (; i < n && !nan; ++i) take(i);
+  if (nan) return false;
   std::sort_heap(heap.begin(), heap.end(), before);
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::pair<float, int32_t>> top_k_logits(std::span<const float> logits, size_t k) {
+  std::vector<std::pair<float, int32_t>> heap;
+  size_t nan_at = 0;
+  if (!top_k_scan(logits, k, heap, &nan_at)) fail_nan(nan_at);
   return heap;
 }
 
@@ -113,6 +133,9 @@ int32_t Sampler::sample_top(std::span<const std::pair<float, int32_t>> top, size
   const size_t keep = top_candidates(n_vocab);
   if (keep == 0) fail("sample_top: these sampling options need the whole row of logits");
   if (top.size() < keep) fail("sample_top: {} candidates, the options need {}", top.size(), keep);
+  // A NaN among them (the GPU's top-k sorts a NaN above +inf; top_row marks a row holding one).
+  for (size_t i = 0; i < keep; ++i)
+    if (std::isnan(top[i].first)) fail_nan(static_cast<size_t>(top[i].second));
   // Greedy: argmax's token (the first largest is the lowest id among equals).
   if (o_.temperature <= 0.0f) return top[0].second;
   cand_.assign(top.begin(), top.begin() + static_cast<ptrdiff_t>(keep));
@@ -154,7 +177,16 @@ int32_t Sampler::pick() {
 }
 
 void top_row(std::span<const float> logits, size_t k, float* val, int32_t* id, float* log_z) {
-  const auto top = top_k_logits(logits, k);
+  std::vector<std::pair<float, int32_t>> top;
+  size_t nan_at = 0;
+  if (!top_k_scan(logits, k, top, &nan_at)) {
+    // A row holding a NaN: every entry is that NaN, so sample_top refuses it for this row alone.
+    const size_t kk = std::min(k, logits.size());
+    std::fill(val, val + kk, std::numeric_limits<float>::quiet_NaN());
+    std::fill(id, id + kk, static_cast<int32_t>(nan_at));
+    *log_z = std::numeric_limits<float>::quiet_NaN();
+    return;
+  }
   for (size_t i = 0; i < top.size(); ++i) {
     val[i] = top[i].first;
     id[i] = top[i].second;

@@ -44,11 +44,12 @@ class Sampler {
 int32_t argmax(std::span<const float> logits);
 
 // The k largest logits with their ids, largest first, ties to the lowest id (what partial_sort by
-// that order gives). k > logits.size() takes them all.
+// that order gives). k > logits.size() takes them all. A NaN logit is an error naming its id.
 std::vector<std::pair<float, int32_t>> top_k_logits(std::span<const float> logits, size_t k);
 // What a top-k step on the device gives for one row (server/engine.h TopRows), found on the host:
 // top_k_logits' list into val[0..k) and id[0..k) (k <= logits.size()) and the row's
-// log-sum-exp into *log_z.
+// log-sum-exp into *log_z. A row holding a NaN gives k NaN values with the NaN's id (and a NaN
+// log_z), which Sampler::sample_top refuses: the row's own sequence fails, not the whole batch.
 void top_row(std::span<const float> logits, size_t k, float* val, int32_t* id, float* log_z);
 
 }  // namespace bitnet

@@ -134,18 +134,41 @@ TEST(Sampler, NonFiniteLogitsAreRefused) {
           << e.what();
     }
     EXPECT_THROW(top_k_logits(l, 5), Error);
+    // top_row marks the row (its NaN's id in every entry), and sample_top refuses the mark, greedy
+    // or not; so does it a NaN from the device's top-k (sorted above +inf there).
     std::vector<float> val(5), lz(1);
     std::vector<int32_t> id(5);
-    EXPECT_THROW(top_row(l, 5, val.data(), id.data(), lz.data()), Error);
+    top_row(l, 5, val.data(), id.data(), lz.data());
+    std::vector<std::pair<float, int32_t>> marked;
+    for (size_t i = 0; i < 5; ++i) {
+      EXPECT_TRUE(std::isnan(val[i])) << i;
+      EXPECT_EQ(id[i], static_cast<int32_t>(at)) << i;
+      marked.emplace_back(val[i], id[i]);
+    }
+    EXPECT_TRUE(std::isnan(lz[0]));
     SamplerOptions o;
     o.temperature = 0;
     EXPECT_THROW(Sampler(o).sample(l, {}), Error);
+    o.top_k = 5;
+    EXPECT_THROW(Sampler(o).sample_top(marked, l.size()), Error);
     o.temperature = 0.8f;
+    EXPECT_THROW(Sampler(o).sample_top(marked, l.size()), Error);
     for (const int k : {0, 40}) {
       o.top_k = k;
       EXPECT_THROW(Sampler(o).sample(l, {}), Error);
     }
   }
+  // Candidates as a device gives them: a NaN first (greedy reads only the first), or among the
+  // ones a temperature draws from.
+  SamplerOptions g;
+  g.temperature = 0;
+  g.top_k = 3;
+  const std::vector<std::pair<float, int32_t>> dev_first = {{nan, 9}, {2.0f, 1}, {1.0f, 4}},
+                                               dev_inside = {{2.0f, 1}, {nan, 9}, {1.0f, 4}};
+  EXPECT_THROW(Sampler(g).sample_top(dev_first, 10), Error);
+  g.temperature = 0.8f;
+  EXPECT_THROW(Sampler(g).sample_top(dev_first, 10), Error);
+  EXPECT_THROW(Sampler(g).sample_top(dev_inside, 10), Error);
   std::vector<float> l(200, 0.5f);
   l[150] = inf;
   SamplerOptions o;
