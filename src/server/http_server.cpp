@@ -237,6 +237,14 @@ void HttpServer::Impl::generate(Endpoint ep, const httplib::Request& req, httpli
   job.stop_ids = chat_stop_ids(tok);
   job.top_logprobs = g.top_logprobs;
 
+  // Counted as answering from before the scheduler has the job until this handler returns (and
+  // then, where chunked, until the content provider is released), so that a shutdown's drain
+  // waits for this answer too.
+  ++answering;
+  struct Counted {
+    std::atomic<int>& n;
+    ~Counted() { --n; }
+  } counted{answering};
   auto x = std::make_shared<Exchange>();
   x->req = sched.submit(std::move(job));
   if (!x->req) {
@@ -252,13 +260,6 @@ void HttpServer::Impl::generate(Endpoint ep, const httplib::Request& req, httpli
   x->info.tok = &tok;
   x->stream = g.stream;
   x->include_usage = g.include_usage;
-  // Counted as answering until this handler returns (and then, where chunked, until the content
-  // provider is released), so that a shutdown's drain waits for this answer too.
-  ++answering;
-  struct Counted {
-    std::atomic<int>& n;
-    ~Counted() { --n; }
-  } counted{answering};
   // Not streamed: an answer done within one heartbeat (or a failure in that time, such as an
   // engine error at the first step) goes out whole, with its own status. Later the keep-alive
   // spaces must start, and with them the 200.
@@ -274,6 +275,9 @@ void HttpServer::Impl::generate(Endpoint ep, const httplib::Request& req, httpli
       if (done) {
         res.status = status;
         res.set_header("Cache-Control", "no-cache");
+        // As every generation answer: a kept-alive connection would hold a connection thread for
+        // httplib's keep-alive wait, and with it the server's shutdown.
+        res.set_header("Connection", "close");
         res.set_content(body, "application/json; charset=utf-8");
         return;
       }

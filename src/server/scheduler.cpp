@@ -362,6 +362,7 @@ bool Scheduler::step() {
   std::vector<int32_t> ids(rows.size());
   std::vector<TokenLogprob> lps(rows.size());
   std::vector<std::string> errors(rows.size());
+  std::vector<char> failed(rows.size(), 0);
   pool_.parallel_for_dynamic(static_cast<int64_t>(rows.size()), 1, [&](int64_t b, int64_t e) {
     std::vector<std::pair<float, int32_t>> cand;
     for (int64_t i = b; i < e; ++i) {
@@ -381,13 +382,17 @@ bool Scheduler::step() {
           if (s.job.top_logprobs >= 0) lps[r] = logprobs_of(lg, ids[r], s.job.top_logprobs);
         }
       } catch (const std::exception& ex) {
+        failed[r] = 1;
         errors[r] = ex.what();
       }
     }
   });
   for (size_t i = 0; i < rows.size(); ++i) {
-    if (!errors[i].empty()) {
+    if (failed[i]) {
+      // Its cache may hold what made the logits NaN: the slot starts empty, as after an engine error.
       finish(*rows[i], Finish::kError, errors[i]);
+      engine_.truncate(rows[i]->slot, 0);
+      slot_tokens_[static_cast<size_t>(rows[i]->slot)].clear();
       done.push_back(rows[i]);
     } else if (!advance(*rows[i], ids[i], rows[i]->job.top_logprobs >= 0 ? &lps[i] : nullptr)) {
       done.push_back(rows[i]);

@@ -80,11 +80,13 @@ TEST(HttpServer, EarlyEngineFailureIs500) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 500);
   const auto j = nlohmann::json::parse(r->body);
-  EXPECT_NE(j["error"]["message"].get<std::string>().find("fake engine failure"), std::string::npos) << r->body;
+  EXPECT_NE(j["error"]["message"].get<std::string>().find("fake engine failure"), std::string::npos)
+      << r->body;
   // The server goes on: the next request is answered.
   const auto ok = s.post(completion(3));
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->get_header_value("Connection"), "close");  // as every generation answer
   EXPECT_EQ(nlohmann::json::parse(ok->body)["choices"][0]["text"], "bcd");
 }
 
@@ -110,6 +112,7 @@ TEST(HttpServer, SlowAnswerIsSpacesThenJson) {
   const auto r = s.post(completion(10));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
+  ASSERT_FALSE(r->body.empty());
   EXPECT_EQ(r->body.front(), ' ');
   EXPECT_EQ(nlohmann::json::parse(r->body)["choices"][0]["text"], "bcdefghijk");
   e.steps = 0;

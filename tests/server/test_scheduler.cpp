@@ -247,6 +247,10 @@ TEST(Scheduler, NanLogitsEndOnlyThatRequestWithAnError) {
     EXPECT_EQ(ob.text, "lm");
     EXPECT_EQ(og.finish, Finish::kStop);
     EXPECT_EQ(og.text, "tuvwxyz");
+    // The failed sequence's slot starts empty (its cache may hold what made the NaN); the other
+    // keeps its cache for a later prefix.
+    EXPECT_EQ(std::min(e.n_past(0), e.n_past(1)), 0);
+    EXPECT_GT(std::max(e.n_past(0), e.n_past(1)), 0);
     EXPECT_EQ(run_to_end(s, s.submit(job("x"))).text, "yz");
   }
 }
