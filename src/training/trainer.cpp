@@ -224,7 +224,8 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
   // Data: tokenized once into the shard (kept for a resumed run).
   TokenShard ts;
   bool in_memory = false;
-  if (!o.resume || !fs::exists(shard)) {
+  const bool shard_kept = o.resume && fs::exists(shard);
+  if (!shard_kept) {
     const Tokenizer tok = Tokenizer::from_vocab(vocab);
     const auto files = list_text_files(o.data);
     std::vector<int32_t> ids = tokenize_files(tok, files);
@@ -255,7 +256,7 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
     if (primary) trim_log(log, ck.step);
     // The run goes on with the tokens it started with: --data is not read again where the shard
     // is there (a run resumed with other files would otherwise look like it used them).
-    if (!in_memory)
+    if (shard_kept)
       report({.kind = TrainEvent::kInfo,
               .step = ck.step,
               .tokens = ts.size(),

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "core/error.h"
 #include "inference/forward.h"
@@ -97,7 +98,8 @@ std::vector<int> tp_devices(const TpOption& o, bool cuda) {
 }
 
 void warn_past_trained_context(const ModelConfig& c, int64_t n_ctx) {
-  if (c.n_ctx_train > 0 && n_ctx > c.n_ctx_train)
+  static bool said = false;  // once a process (perplexity --kl-base makes two engines)
+  if (c.n_ctx_train > 0 && n_ctx > c.n_ctx_train && !std::exchange(said, true))
     std::fprintf(stderr,
                  "warning: a context of %lld positions passes the %lld the model was trained on; text past "
                  "position %lld may degrade\n",
