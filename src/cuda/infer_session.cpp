@@ -167,18 +167,6 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   const ModelConfig& c = model.cfg;
   if (opts.n_ctx <= 0) fail("context size must be positive, got {}", opts.n_ctx);
   if (opts.max_seqs < 1) fail("cuda: at least one sequence slot, got {}", opts.max_seqs);
-  {
-    // The K and V caches (f16), in double so that a huge context cannot wrap the count around:
-    // refused by size where they pass the GPU's free memory, rather than by a failed allocation.
-    const double kv_bytes = 2.0 * 2.0 * static_cast<double>(opts.max_seqs) * static_cast<double>(c.n_layer) *
-                            static_cast<double>(opts.n_ctx) * static_cast<double>(c.kv_dim());
-    size_t free_b = 0, total_b = 0;
-    BN_CUDA(cudaMemGetInfo(&free_b, &total_b));
-    if (kv_bytes > static_cast<double>(free_b))
-      fail("cuda: a KV cache of {} slot{} x {} positions needs {:.1f} GiB; the GPU has {:.1f} GiB free of {:.1f}",
-           opts.max_seqs, opts.max_seqs == 1 ? "" : "s", opts.n_ctx, kv_bytes / (1 << 30),
-           static_cast<double>(free_b) / (1 << 30), static_cast<double>(total_b) / (1 << 30));
-  }
   if (!infer::attention_supported(c.head_dim, c.n_head / c.n_head_kv))
     fail("cuda: attention with head_dim {} and {} query heads per KV head is not built (32/64/128; 1/2/4/8)",
          c.head_dim, c.n_head / c.n_head_kv);
@@ -190,6 +178,21 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   s.bytes_before = used_device_bytes();
   BN_CUDA(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
   s.w = upload_model(model);
+  {
+    // The K and V caches (f16), in double so that a huge context cannot wrap the count around:
+    // refused by size where they pass the GPU's memory left free by the weights, rather than by a
+    // failed allocation (the activations' few MB are not counted).
+    const double kv_bytes = 2.0 * 2.0 * static_cast<double>(opts.max_seqs) * static_cast<double>(c.n_layer) *
+                            static_cast<double>(opts.n_ctx) * static_cast<double>(c.kv_dim());
+    size_t free_b = 0, total_b = 0;
+    BN_CUDA(cudaMemGetInfo(&free_b, &total_b));
+    if (kv_bytes > static_cast<double>(free_b))
+      fail(
+          "cuda: a KV cache of {} slot{} x {} positions needs {:.1f} GiB; the GPU has {:.1f} GiB free of "
+          "{:.1f} with the weights on it",
+          opts.max_seqs, opts.max_seqs == 1 ? "" : "s", opts.n_ctx, kv_bytes / (1 << 30),
+          static_cast<double>(free_b) / (1 << 30), static_cast<double>(total_b) / (1 << 30));
+  }
   const int64_t kvd = c.kv_dim(), qkv_n = c.q_dim() + 2 * kvd;
   s.kv.n_layer = c.n_layer;
   s.kv.n_head_kv = c.n_head_kv;
