@@ -254,6 +254,14 @@ std::unique_ptr<Model> load_gguf_model(const GgufFile& f, const std::function<vo
     if (c.sub_norms) {
       L.attn_sub_norm = read_vector(f, p + "attn_sub_norm.weight", qd);
       L.ffn_sub_norm = read_vector(f, p + "ffn_sub_norm.weight", c.n_ff);
+    } else {
+      // Sub-norms are told by layer 0's; another layer's without it would be dropped, and every
+      // layer run without its sub-norms.
+      for (const char* n : {"attn_sub_norm.weight", "ffn_sub_norm.weight"})
+        if (f.find_tensor(p + n))
+          fail("{}: '{}{}' is present but 'blk.0.attn_sub_norm.weight' is not: sub-norms must be in every "
+               "layer or in none",
+               f.name(), p, n);
     }
     L.wqkv = load_fused(f, {{p + "attn_q.weight", qd}, {p + "attn_k.weight", kvd}, {p + "attn_v.weight", kvd}}, d);
     L.wo = load_fused(f, {{p + "attn_output.weight", d}}, qd);

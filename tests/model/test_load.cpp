@@ -99,6 +99,17 @@ TEST(LoadGguf, ErrorsNameTheProblem) {
     EXPECT_NE(error_of(bad).find("head count"), std::string::npos) << error_of(bad);
   }
   {
+    GgufWriter bad = w;  // layer 0's sub-norm missing, layer 1's there: not a model without sub-norms
+    std::erase_if(bad.tensors, [](const auto& t) { return t.name == "blk.0.attn_sub_norm.weight"; });
+    EXPECT_NE(error_of(bad).find("'blk.0.ffn_sub_norm.weight' is present but 'blk.0.attn_sub_norm.weight' is not"),
+              std::string::npos)
+        << error_of(bad);
+    std::erase_if(bad.tensors, [](const auto& t) { return t.name == "blk.0.ffn_sub_norm.weight"; });
+    EXPECT_NE(error_of(bad).find("'blk.1.attn_sub_norm.weight' is present but 'blk.0.attn_sub_norm.weight' is not"),
+              std::string::npos)
+        << error_of(bad);
+  }
+  {
     GgufWriter bad = w;  // a NaN in an F32 norm vector (it would spread through every activation)
     bool found = false;
     for (auto& t : bad.tensors)
