@@ -349,7 +349,13 @@ GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
     for (size_t i = 0; i < v.size(); ++i)
       if (!std::isfinite(v[i])) fail("{}: tensor '{}' has a non-finite value at {}", st.file_of(hname)->name(), hname, i);
     const int64_t cols = shape.back(), rows = static_cast<int64_t>(v.size()) / cols;
-    w.add_tensor(gname, *ggml_from_dtype(t), std::move(shape), quantize_rows(t, v.data(), rows, cols));
+    std::vector<uint8_t> bytes;
+    try {
+      bytes = quantize_rows(t, v.data(), rows, cols);
+    } catch (const Error& e) {
+      fail("{}: tensor '{}': {}", st.file_of(hname)->name(), hname, e.what());
+    }
+    w.add_tensor(gname, *ggml_from_dtype(t), std::move(shape), std::move(bytes));
   };
   auto add_lin = [&](const std::string& gname, const std::string& hname, int64_t out, int64_t in) {
     step(gname);

@@ -108,12 +108,49 @@ bool quantize_supported(DType t) {
   return type_traits(t).quantize != nullptr;
 }
 
+namespace {
+
+// The largest |value| a type stores without an infinity: its own range (F16), or where the block
+// scale it keeps as fp16 would pass fp16's largest value (65504). 0: any finite value.
+double largest_storable(DType t) {
+  constexpr double kHalfMax = 65504.0;
+  switch (t) {
+    case DType::F16:
+      return kHalfMax;
+    case DType::BF16:
+      return 3.38e38;  // rounds to bf16's largest finite value, 3.3895e38
+    case DType::Q8_0:
+      return kHalfMax * 127;  // d = max / 127
+    case DType::Q4_0:
+      return kHalfMax * 8;  // d = max / -8
+    case DType::Q6_K:
+      return kHalfMax * 31 * 127;  // d = max sub-scale / 127, sub-scale = max / 31
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
 std::vector<uint8_t> quantize_rows(DType t, const float* x, int64_t rows, int64_t cols) {
   const TypeTraits& r = type_traits(t);
   if (!r.quantize)
     fail("cannot write type {} (supported: {})", dtype_name(t),
          fmt::join(type_names(&TypeTraits::quantize), ", "));
   const size_t rb = row_bytes(t, cols);  // checks whole blocks
+  // A value beyond the type's range would be stored as an infinity (or an infinite block scale),
+  // which every later product spreads: refused, naming the value, rather than written.
+  if (const double lim = largest_storable(t); lim > 0) {
+    const auto limf = static_cast<float>(lim);
+    const int64_t n = rows * cols;
+    int bad = 0;  // int, not bool: GCC vectorizes the or of an int
+    for (int64_t i = 0; i < n; ++i) bad |= !(std::fabs(x[i]) <= limf);  // NaN too
+    if (bad)
+      for (int64_t i = 0; i < n; ++i)
+        if (!(std::fabs(x[i]) <= limf))
+          fail("value {} (row {}, column {}) does not fit type {} (largest {}): store it as f32{}", x[i],
+               i / cols, i % cols, dtype_name(t), lim, t == DType::BF16 ? "" : " or bf16");
+  }
   std::vector<uint8_t> out(rb * static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) r.quantize(x + i * cols, cols, out.data() + static_cast<size_t>(i) * rb);
   return out;

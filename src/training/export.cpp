@@ -39,7 +39,13 @@ GgufWriter export_gguf(const TrainModel& m, const TokenizerVocab& vocab, DType t
   const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
   auto add_float = [&](const std::string& gname, int64_t off, int64_t rows, int64_t cols, DType t) {
     std::vector<int64_t> shape = rows == 1 ? std::vector<int64_t>{cols} : std::vector<int64_t>{rows, cols};
-    w.add_tensor(gname, *ggml_from_dtype(t), std::move(shape), quantize_rows(t, m.at(off), rows, cols));
+    std::vector<uint8_t> bytes;
+    try {
+      bytes = quantize_rows(t, m.at(off), rows, cols);
+    } catch (const Error& e) {
+      fail("export: tensor '{}': {}", gname, e.what());
+    }
+    w.add_tensor(gname, *ggml_from_dtype(t), std::move(shape), std::move(bytes));
   };
   // Rows [r0, r0 + rows) of a fused matrix of `cols` columns: one logical matrix, one scale.
   auto add_ternary = [&](const std::string& gname, int64_t off, int64_t r0, int64_t rows, int64_t cols) {

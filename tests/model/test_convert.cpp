@@ -440,6 +440,23 @@ TEST(Convert, BadInputNamesTheProblem) {
     EXPECT_NE(e.find("num_hidden_layers is 1 but the checkpoint has 'model.layers.1."), std::string::npos) << e;
   }
   {
+    Tmp t("range");  // an embedding value beyond F16's range, asked for an F16 embedding
+    Checkpoint big = ck;
+    big.embd[5] = 65536.0f;  // exact in bf16, the checkpoint's type; F16 ends at 65504
+    write_checkpoint(t.dir, big, false);
+    ConvertOptions o;
+    o.embd_type = DType::F16;
+    std::string e;
+    try {
+      convert_hf(t.dir.string(), o);
+    } catch (const Error& err) {
+      e = err.what();
+    }
+    EXPECT_NE(e.find("tensor 'model.embed_tokens.weight': value 65536 (row 0, column 5) does not fit type f16"),
+              std::string::npos)
+        << e;
+  }
+  {
     Tmp t("untied");  // untied head without lm_head.weight
     json cfg = config_json();
     cfg["tie_word_embeddings"] = false;

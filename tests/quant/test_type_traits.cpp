@@ -3,7 +3,11 @@
 // per row so a failing row names itself.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -203,4 +207,41 @@ TEST(TypeTraits, RowsKeepTheKernelRules) {
   EXPECT_EQ(why, nullptr) << why;
 }
 }  // namespace
+}  // namespace bitnet
+
+namespace bitnet {
+
+// A value a stored type cannot hold (it would be an infinity, or make an infinite fp16 block
+// scale) is refused naming it and where it is; the largest storable values pass and come back
+// finite; NaN and infinities are refused for every type with a limit.
+TEST(TypeTraits, ValuesBeyondATypesRangeAreRefused) {
+  struct Case {
+    DType t;
+    float fits, too_big;
+  };
+  for (const Case c : {Case{DType::F16, 65504.0f, 70000.0f}, Case{DType::Q8_0, 8.0e6f, 8.4e6f},
+                       Case{DType::Q4_0, 5.2e5f, 5.3e5f}, Case{DType::Q6_K, 2.5e8f, 2.6e8f},
+                       Case{DType::BF16, 3.3e38f, 3.39e38f}}) {
+    SCOPED_TRACE(dtype_name(c.t));
+    std::vector<float> x(512, 0.25f), back(512);
+    x[300] = -c.fits;
+    const auto ok = quantize_rows(c.t, x.data(), 2, 256);
+    dequantize_row(c.t, ok.data() + row_bytes(c.t, 256), 256, back.data());
+    for (float v : back) ASSERT_TRUE(std::isfinite(v));
+    for (const float bad : {c.too_big, -c.too_big, std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity()}) {
+      x[300] = bad;
+      try {
+        quantize_rows(c.t, x.data(), 2, 256);
+        ADD_FAILURE() << "took " << bad;
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("(row 1, column 44) does not fit type"), std::string::npos)
+            << e.what();
+      }
+    }
+  }
+  std::vector<float> big(32, 3e38f);
+  EXPECT_NO_THROW(quantize_rows(DType::F32, big.data(), 1, 32));
+}
+
 }  // namespace bitnet
