@@ -45,7 +45,8 @@ void quantize_row_q8_0(const float* x, int64_t n, uint8_t* dst) {
     const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
     put_f16(dst, d);
     for (int j = 0; j < 32; ++j)
-      dst[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::clamp(std::nearbyint(x[b * 32 + j] * id), -127.0f, 127.0f)));
+      dst[2 + j] = static_cast<uint8_t>(
+          static_cast<int8_t>(std::clamp(std::nearbyint(x[b * 32 + j] * id), -127.0f, 127.0f)));
   }
 }
 
@@ -87,7 +88,8 @@ void quantize_row_q6_k(const float* x, int64_t n, uint8_t* dst) {
       scales[s] = static_cast<int8_t>(sc);
       const float step = d16 * static_cast<float>(sc);
       for (int j = 0; j < 16; ++j)
-        q[16 * s + j] = step != 0 ? static_cast<int>(std::clamp(std::nearbyint(v[16 * s + j] / step), -32.0f, 31.0f)) : 0;
+        q[16 * s + j] =
+            step != 0 ? static_cast<int>(std::clamp(std::nearbyint(v[16 * s + j] / step), -32.0f, 31.0f)) : 0;
     }
     for (int h = 0; h < 2; ++h) {
       uint8_t* ql = dst + 64 * h;

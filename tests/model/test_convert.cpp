@@ -18,6 +18,7 @@
 #include <fstream>
 #include <limits>
 #include <random>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -438,6 +439,21 @@ TEST(Convert, BadInputNamesTheProblem) {
     write_checkpoint(t.dir, ck, false, cfg);
     const std::string e = error_of(t.dir);
     EXPECT_NE(e.find("num_hidden_layers is 1 but the checkpoint has 'model.layers.1."), std::string::npos) << e;
+  }
+  for (const auto& [key, value, says] :
+       {std::tuple<const char*, double, const char*>{"rms_norm_eps", 1e300, "RMS norm epsilon"},
+        {"rope_theta", 1e-30, "RoPE base"},
+        {"max_position_embeddings", 1e12, "trained context 1000000000000"}}) {
+    Tmp t(std::string("cfg_") + key);  // values GGUF would hold as inf, or wrapped around
+    json cfg = config_json();
+    if (std::string(key) == "max_position_embeddings")
+      cfg[key] = static_cast<int64_t>(value);
+    else if (std::string(key) == "rope_theta")
+      cfg["rope_parameters"][key] = value;  // where transformers 5 keeps it (read over the top level)
+    else
+      cfg[key] = value;
+    write_checkpoint(t.dir, ck, false, cfg);
+    EXPECT_NE(error_of(t.dir).find(says), std::string::npos) << key << ": " << error_of(t.dir);
   }
   {
     Tmp t("range");  // an embedding value beyond F16's range, asked for an F16 embedding

@@ -94,6 +94,11 @@ TEST(LoadGguf, ErrorsNameTheProblem) {
     EXPECT_NE(error_of(bad).find("blk.0.attn_q.weight"), std::string::npos) << error_of(bad);
   }
   {
+    GgufWriter bad = w;  // an infinite RoPE base (convert wrote 1e300 as inf)
+    bad.set("bitnet-b1.58.rope.freq_base", GgufValue::f32(std::numeric_limits<float>::infinity()));
+    EXPECT_NE(error_of(bad).find("RoPE base inf must be finite"), std::string::npos) << error_of(bad);
+  }
+  {
     GgufWriter bad = w;
     bad.set("bitnet-b1.58.attention.head_count_kv", GgufValue::u32(3));
     EXPECT_NE(error_of(bad).find("head count"), std::string::npos) << error_of(bad);
