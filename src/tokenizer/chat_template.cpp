@@ -65,6 +65,12 @@ std::vector<int32_t> encode_chat(const Tokenizer& tok, ChatTemplate t, std::span
   return out;
 }
 
+std::vector<int32_t> chat_turn_end(const Tokenizer& tok) {
+  std::vector<int32_t> out;
+  append(out, tok, "<|eot_id|>", true);
+  return out;
+}
+
 std::vector<int32_t> chat_stop_ids(const Tokenizer& tok) {
   std::vector<int32_t> stops = tok.stop_ids();
   if (int32_t eot = tok.special_id("<|eot_id|>");

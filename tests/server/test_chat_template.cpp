@@ -49,3 +49,26 @@ TEST(ChatTemplate, MessageTextNeverBecomesAMarker) {
 
 }  // namespace
 }  // namespace bitnet
+
+namespace bitnet {
+namespace {
+
+// The tokens that close a cut answer (cmd_chat) are those the template closes every turn with:
+// encoding [user, assistant] is encoding [user] + the answer's text + them + the next open turn.
+TEST(ChatTemplate, TurnEndIsWhatTheTemplateClosesATurnWith) {
+  if (!std::filesystem::exists(std::string(BITNET_SOURCE_DIR) + "/models/bitnet-en.gguf")) GTEST_SKIP();
+  Tokenizer tok = model_tokenizer();
+  const std::vector<int32_t> end = chat_turn_end(tok);
+  ASSERT_EQ(end, std::vector<int32_t>{tok.special_id("<|eot_id|>")});
+  for (const ChatTemplate t : {ChatTemplate::kBitnet, ChatTemplate::kLlama3}) {
+    const std::vector<ChatMessage> one = {{"user", "Who?"}},
+                                   two = {{"user", "Who?"}, {"assistant", "David."}};
+    const std::vector<int32_t> a = encode_chat(tok, t, one, false), b = encode_chat(tok, t, two, false);
+    const auto at =
+        std::search(b.begin() + static_cast<ptrdiff_t>(a.size()), b.end(), end.begin(), end.end());
+    ASSERT_NE(at, b.end()) << chat_template_name(t);
+  }
+}
+
+}  // namespace
+}  // namespace bitnet

@@ -65,13 +65,15 @@ void run(Opts o) {
     loop.feed(turn);
     for (int32_t t : turn) history.push_back(t);
     StreamDecoder dec(tok, true);
-    for (int i = 0; i < o.n_predict && s.n_past() < s.n_ctx(); ++i) {
+    bool ended = false;
+    int generated = 0;
+    for (; generated < o.n_predict && s.n_past() < s.n_ctx(); ++generated) {
       const int32_t next = loop.sample(history);
       history.push_back(next);
-      const bool stop = std::find(stops.begin(), stops.end(), next) != stops.end();
+      ended = std::find(stops.begin(), stops.end(), next) != stops.end();
       // The end-of-turn token goes into the cache too, so the next turn follows the template.
       loop.feed(next);
-      if (stop) break;
+      if (ended) break;
       const std::string piece = dec.push(next);
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
@@ -79,6 +81,17 @@ void run(Opts o) {
     const std::string tail = dec.flush();
     std::printf("%s\n", tail.c_str());
     std::fflush(stdout);
+    if (!ended) {
+      // Cut by -n or the context: the turn is closed as the template closes it, where it fits.
+      const std::vector<int32_t> close = chat_turn_end(tok);
+      const bool fits = s.n_past() + static_cast<int64_t>(close.size()) <= s.n_ctx();
+      if (fits) {
+        loop.feed(close);
+        history.insert(history.end(), close.begin(), close.end());
+      }
+      std::fprintf(stderr, "[the answer was cut after %d tokens (%s)]\n", generated,
+                   fits ? "-n" : "the context is full");
+    }
   }
 }
 

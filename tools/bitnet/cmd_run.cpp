@@ -11,6 +11,7 @@
 #include "inference/token_loop.h"
 #include "json_out.h"
 #include "model_source.h"
+#include "option_checks.h"
 #include "sampling_options.h"
 
 namespace bitnet::cli {
@@ -96,7 +97,8 @@ void register_run(CLI::App& app) {
   auto* prompt = cmd->add_option("-p,--prompt", o.prompt, "prompt text");
   cmd->add_option("-f,--file", o.prompt_file, "read the prompt from a file")->excludes(prompt);
   cmd->add_option("-n,--n-predict", o.n_predict, "tokens to generate")->check(CLI::Range(0, 1 << 24));
-  cmd->add_option("-c,--ctx-size", o.n_ctx, "context size (default: prompt + n-predict)");
+  cmd->add_option("-c,--ctx-size", o.n_ctx, "context size (0, the default: prompt + n-predict)")
+      ->check(at_least(0));
   cmd->add_option("-t,--threads", o.threads, "threads")->check(CLI::Range(1, 1024));
   add_device_option(cmd, o.device);
   add_tp_options(cmd, o.tp);
