@@ -56,6 +56,18 @@ int64_t get_int_or(const json& j, const std::string& file, const char* key, int6
   return get_int(j, file, key);
 }
 
+std::string get_str_or(const json& j, const std::string& file, const char* key, const std::string& def) {
+  if (!j.contains(key) || j[key].is_null()) return def;
+  if (!j[key].is_string()) fail("{}: key '{}' must be a string", file, key);
+  return j[key].get<std::string>();
+}
+
+bool get_bool_or(const json& j, const std::string& file, const char* key, bool def) {
+  if (!j.contains(key) || j[key].is_null()) return def;
+  if (!j[key].is_boolean()) fail("{}: key '{}' must be true or false", file, key);
+  return j[key].get<bool>();
+}
+
 double get_num_or(const json& j, const std::string& file, const char* key, double def) {
   if (!j.contains(key) || j[key].is_null()) return def;
   if (!j[key].is_number()) fail("{}: key '{}' must be a number", file, key);
@@ -201,7 +213,7 @@ ModelConfig hf_config(const std::string& dir_s) {
   const fs::path dir(dir_s);
   const json j = read_config(dir);
   const std::string file = (dir / "config.json").string();
-  const std::string mt = j.value("model_type", std::string());
+  const std::string mt = get_str_or(j, file, "model_type", "");
   bool arch_ok = mt == "bitnet";
   if (j.contains("architectures") && j["architectures"].is_array())
     for (const auto& a : j["architectures"])
@@ -227,7 +239,7 @@ ModelConfig hf_config(const std::string& dir_s) {
     if (!j.contains(k) || j[k].is_null()) continue;
     const json& rp = j[k];
     if (!rp.is_object()) fail("{}: '{}' must be an object", file, k);
-    const std::string type = rp.value("rope_type", rp.value("type", std::string("default")));
+    const std::string type = get_str_or(rp, file, "rope_type", get_str_or(rp, file, "type", "default"));
     if (type != "default") fail("{}: {}.rope_type '{}' is not supported (only default RoPE)", file, k, type);
     if (rp.contains("rope_theta")) theta = get_num_or(rp, file, "rope_theta", theta);
   }
@@ -235,12 +247,12 @@ ModelConfig hf_config(const std::string& dir_s) {
   // modeling_bitnet.py applies RoPE with rotate_half (pairs i, i + d/2): NEOX, so q/k need no
   // permutation.
   c.rope = RopeStyle::kNeox;
-  const std::string act = j.value("hidden_act", std::string("relu2"));
+  const std::string act = get_str_or(j, file, "hidden_act", "relu2");
   if (act == "relu2") c.act = FfnAct::kRelu2;
   else if (act == "silu") c.act = FfnAct::kSilu;
   else fail("{}: hidden_act '{}' is not supported (relu2, silu)", file, act);
   c.sub_norms = true;
-  if (j.value("attention_bias", false)) fail("{}: attention_bias true is not supported", file);
+  if (get_bool_or(j, file, "attention_bias", false)) fail("{}: attention_bias true is not supported", file);
   validate(c);
   return c;
 }
@@ -271,7 +283,9 @@ std::vector<float> read_float_tensor(const SafetensorsModel& st, const std::stri
 }
 
 bool hf_tied(const std::string& dir) {
-  return read_config(std::filesystem::path(dir)).value("tie_word_embeddings", true);  // BitNetConfig's default
+  const std::filesystem::path d(dir);
+  return get_bool_or(read_config(d), (d / "config.json").string(), "tie_word_embeddings",
+                     true);  // BitNetConfig's default
 }
 
 DType default_embd_type(const ModelConfig& c) {
@@ -292,16 +306,17 @@ GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
   const DType embd_type = opt.embd_type.value_or(default_embd_type(c));
   const json j = read_config(dir);
   const std::string cfile = (dir / "config.json").string();
-  const bool tied = j.value("tie_word_embeddings", true);  // BitNetConfig's default
+  const bool tied = get_bool_or(j, cfile, "tie_word_embeddings", true);  // BitNetConfig's default
   ScaleMode mode = ScaleMode::kDivide;
   if (j.contains("quantization_config") && j["quantization_config"].is_object()) {
     const json& q = j["quantization_config"];
-    const std::string qm = q.value("quant_method", std::string("bitnet"));
+    const std::string qfile = cfile + " (quantization_config)";
+    const std::string qm = get_str_or(q, qfile, "quant_method", "bitnet");
     if (qm != "bitnet") fail("{}: quantization_config.quant_method '{}' is not supported (bitnet)", cfile, qm);
-    if (q.value("linear_class", std::string("bitlinear")) == "autobitlinear" &&
-        q.value("quantization_mode", std::string("offline")) == "offline")
+    if (get_str_or(q, qfile, "linear_class", "bitlinear") == "autobitlinear" &&
+        get_str_or(q, qfile, "quantization_mode", "offline") == "offline")
       mode = ScaleMode::kMultiply;
-    if (q.value("use_rms_norm", false)) fail("{}: quantization_config.use_rms_norm is not supported", cfile);
+    if (get_bool_or(q, qfile, "use_rms_norm", false)) fail("{}: quantization_config.use_rms_norm is not supported", cfile);
   }
 
   fs::path st_path = dir;

@@ -385,6 +385,9 @@ TokenizerVocab hf_json_spm_vocab(const nlohmann::json& j, const std::string& nam
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
   const std::string text = read_file(path, "tokenizer");
+  // A model file where a tokenizer file is expected (tiktoken's parser would quote its bytes).
+  if (text.compare(0, 4, "GGUF") == 0)
+    fail("{}: a GGUF model file, not a tokenizer.json or tiktoken file (pass the model with -m)", path);
   const size_t first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && text[first] == '{') return from_hf_json(text, path);
   return from_tiktoken(text, path);

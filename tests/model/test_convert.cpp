@@ -456,6 +456,14 @@ TEST(Convert, BadInputNamesTheProblem) {
     EXPECT_NE(error_of(t.dir).find(says), std::string::npos) << key << ": " << error_of(t.dir);
   }
   {
+    Tmp t("bool");  // a string where config.json holds a boolean: named, not a JSON library message
+    json cfg = config_json();
+    cfg["tie_word_embeddings"] = "yes";
+    write_checkpoint(t.dir, ck, false, cfg);
+    EXPECT_NE(error_of(t.dir).find("key 'tie_word_embeddings' must be true or false"), std::string::npos)
+        << error_of(t.dir);
+  }
+  {
     Tmp t("range");  // an embedding value beyond F16's range, asked for an F16 embedding
     Checkpoint big = ck;
     big.embd[5] = 65536.0f;  // exact in bf16, the checkpoint's type; F16 ends at 65504
