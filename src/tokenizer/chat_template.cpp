@@ -65,6 +65,15 @@ std::vector<int32_t> encode_chat(const Tokenizer& tok, ChatTemplate t, std::span
   return out;
 }
 
+std::vector<std::string> missing_chat_markers(const Tokenizer& tok, ChatTemplate t) {
+  std::vector<std::string> missing;
+  std::vector<const char*> markers = {"<|eot_id|>"};
+  if (t == ChatTemplate::kLlama3) markers = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+  for (const char* m : markers)
+    if (tok.special_id(m) < 0) missing.emplace_back(m);
+  return missing;
+}
+
 std::vector<int32_t> chat_turn_end(const Tokenizer& tok) {
   std::vector<int32_t> out;
   append(out, tok, "<|eot_id|>", true);

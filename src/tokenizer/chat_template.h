@@ -37,6 +37,9 @@ std::vector<int32_t> encode_chat(const Tokenizer& tok, ChatTemplate t, std::span
 
 // Token ids that end an assistant turn: the tokenizer's EOS/EOT and <|eot_id|> where present.
 std::vector<int32_t> chat_stop_ids(const Tokenizer& tok);
+// The template's markers that the vocabulary has no special token for (they are then encoded as
+// plain text, which the model was not trained on): empty where the template fits the vocabulary.
+std::vector<std::string> missing_chat_markers(const Tokenizer& tok, ChatTemplate t);
 // The tokens that end a turn as encode_chat writes them (both templates: "<|eot_id|>"), for an
 // answer cut before the model ended it, so that the next turn follows a closed one.
 std::vector<int32_t> chat_turn_end(const Tokenizer& tok);

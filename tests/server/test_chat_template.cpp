@@ -72,3 +72,22 @@ TEST(ChatTemplate, TurnEndIsWhatTheTemplateClosesATurnWith) {
 
 }  // namespace
 }  // namespace bitnet
+
+namespace bitnet {
+namespace {
+
+// The markers a template needs and the vocabulary lacks: none for the project model's bitnet
+// template; llama3's header markers, which its vocabulary does not have; all of them for a
+// byte-level vocabulary.
+TEST(ChatTemplate, MissingMarkersAreTheOnesTheVocabularyLacks) {
+  if (!std::filesystem::exists(std::string(BITNET_SOURCE_DIR) + "/models/bitnet-en.gguf")) GTEST_SKIP();
+  Tokenizer tok = model_tokenizer();
+  EXPECT_TRUE(missing_chat_markers(tok, ChatTemplate::kBitnet).empty());
+  EXPECT_EQ(missing_chat_markers(tok, ChatTemplate::kLlama3),
+            (std::vector<std::string>{"<|start_header_id|>", "<|end_header_id|>"}));
+  const Tokenizer bytes = Tokenizer::from_vocab(byte_level_vocab(300));
+  EXPECT_EQ(missing_chat_markers(bytes, ChatTemplate::kBitnet), std::vector<std::string>{"<|eot_id|>"});
+}
+
+}  // namespace
+}  // namespace bitnet

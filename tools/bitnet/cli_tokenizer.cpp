@@ -1,5 +1,7 @@
 #include "cli_tokenizer.h"
 
+#include <cstdio>
+
 #include "core/error.h"
 
 namespace bitnet::cli {
@@ -14,6 +16,17 @@ Tokenizer load_tokenizer(const TokenizerSource& src) {
   if (!src.model.empty()) return Tokenizer::from_gguf_file(src.model);
   if (!src.tokenizer.empty()) return Tokenizer::from_file(src.tokenizer);
   fail("no tokenizer: pass -m MODEL.gguf or --tokenizer FILE");
+}
+
+void warn_missing_chat_markers(const Tokenizer& tok, ChatTemplate t) {
+  const std::vector<std::string> missing = missing_chat_markers(tok, t);
+  if (missing.empty()) return;
+  std::string list;
+  for (const std::string& m : missing) list += (list.empty() ? "" : ", ") + m;
+  std::fprintf(stderr,
+               "warning: the vocabulary has no special token for %s: the %s chat template's markers are "
+               "encoded as plain text\n",
+               list.c_str(), chat_template_name(t));
 }
 
 }  // namespace bitnet::cli

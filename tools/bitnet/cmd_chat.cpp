@@ -9,6 +9,7 @@
 #include <iostream>
 #include <string>
 
+#include "cli_tokenizer.h"
 #include "commands.h"
 #include "core/error.h"
 #include "device_option.h"
@@ -37,6 +38,7 @@ void run(Opts o) {
   LoadedModel lm = load_model(o.src, true);
   const Tokenizer& tok = *lm.tokenizer;
   const ChatTemplate tmpl = o.tmpl.empty() ? default_chat_template(tok) : *chat_template_from_name(o.tmpl);
+  warn_missing_chat_markers(tok, tmpl);
   const bool gpu = use_cuda(o.device);
   const auto engine = make_engine(*lm.model, o.n_ctx, o.threads, gpu, tp_devices(o.tp, gpu));
   Engine& s = *engine;

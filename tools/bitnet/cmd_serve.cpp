@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "cli_tokenizer.h"
 #include "commands.h"
 #include "core/error.h"
 #include "device_option.h"
@@ -74,6 +75,7 @@ void run(Opts o) {
   server::Scheduler sched(*engine, tok, o.sched, &metrics);
 
   o.http.chat_template = o.tmpl.empty() ? default_chat_template(tok) : *chat_template_from_name(o.tmpl);
+  warn_missing_chat_markers(tok, o.http.chat_template);
   if (o.http.model_name.empty()) o.http.model_name = std::filesystem::path(lm.label).stem().string();
   if (o.http.api_key.empty())
     if (const char* k = std::getenv("BITNET_API_KEY"); k && *k) o.http.api_key = k;
