@@ -6,6 +6,12 @@
 #include "core/error.h"
 
 namespace bitnet {
+void check_perplexity_text(int64_t n_tokens, int64_t n_ctx) {
+  if (n_ctx < 4) fail("perplexity: context {} is too small", n_ctx);
+  if (n_tokens < 2 * n_ctx)
+    fail("perplexity: need at least {} tokens for context {}, the text has {}", 2 * n_ctx, n_ctx, n_tokens);
+}
+
 namespace {
 
 // The windows llama-perplexity scores (see perplexity.h); calls fn(window tokens) for each.
@@ -13,9 +19,8 @@ template <class Fn>
 int64_t for_each_window(std::span<const int32_t> tokens, int64_t n_ctx, int64_t session_ctx,
                         int64_t max_windows, bool add_bos, int32_t bos, Fn&& fn) {
   const int64_t n_tok = static_cast<int64_t>(tokens.size());
-  if (n_ctx < 4) fail("perplexity: context {} is too small", n_ctx);
+  check_perplexity_text(n_tok, n_ctx);
   if (n_ctx > session_ctx) fail("perplexity: context {} exceeds the session's {}", n_ctx, session_ctx);
-  if (n_tok < 2 * n_ctx) fail("perplexity: need at least {} tokens for context {}, the text has {}", 2 * n_ctx, n_ctx, n_tok);
   int64_t windows = n_tok / n_ctx;
   if (max_windows > 0) windows = std::min(windows, max_windows);
   std::vector<int32_t> win(static_cast<size_t>(n_ctx));

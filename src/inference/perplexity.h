@@ -24,7 +24,11 @@ struct PerplexityResult {
   int64_t windows = 0;
 };
 
-// Fails when the text has fewer than 2 * n_ctx tokens (as llama-perplexity does).
+// The text's own check, callable before an engine exists: fails when n_tokens < 2 * n_ctx (as
+// llama-perplexity does) or n_ctx < 4.
+void check_perplexity_text(int64_t n_tokens, int64_t n_ctx);
+
+// Fails as check_perplexity_text does.
 PerplexityResult perplexity(
     Engine& session, std::span<const int32_t> tokens, int64_t n_ctx, int64_t max_windows, bool add_bos,
     int32_t bos, const std::function<void(int64_t done, int64_t total, double ppl)>& progress = {});

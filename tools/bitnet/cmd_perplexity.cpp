@@ -50,9 +50,7 @@ void register_perplexity(CLI::App& app) {
     eo.add_bos = tok.add_bos();
     const std::vector<int32_t> ids = tok.encode(text, eo);
     // Before any engine exists: its KV cache for a large -c is gigabytes the text could not use.
-    if (static_cast<int64_t>(ids.size()) < 2 * o.n_ctx)
-      fail("perplexity: need at least {} tokens for context {}, the text has {}", 2 * o.n_ctx, o.n_ctx,
-           ids.size());
+    check_perplexity_text(static_cast<int64_t>(ids.size()), o.n_ctx);
     if (!o.kl_base.empty()) {
       ModelSource bsrc;
       bsrc.path = o.kl_base;
