@@ -55,6 +55,7 @@ run)
   echo "== CLI: more GPUs than the machine has; one process as a launcher starts it"
   "$bin/bitnet" train --device cuda --gpus $((gpus + 1)) --data README.md -o /tmp/dp_err 2>&1 | tail -1 || true
   small="--data README.md docs --config small --steps 12 --batch 8 --seq 128 --eval-every 6 --save-every 0 --json"
+  rm -rf /tmp/dp_plain /tmp/dp_launch  # a new run does not replace an earlier one's checkpoint
   "$bin/bitnet" train --device cuda $small -o /tmp/dp_plain >/tmp/dp_plain.jsonl 2>&1
   WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29531 \
     "$bin/bitnet" train --device cuda $small -o /tmp/dp_launch >/tmp/dp_launch.jsonl 2>&1 || tail -3 /tmp/dp_launch.jsonl

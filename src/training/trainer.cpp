@@ -220,6 +220,11 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
   cfg.n_ctx_train = std::max<int64_t>(o.seq, 1);
   if (o.quantize) check_exportable(cfg, o.ternary_type);
   if (o.resume && !fs::exists(ckpt)) fail("--resume: {} has no checkpoint.bin", o.out_dir);
+  // An earlier run's checkpoint is not replaced by a new run without being asked.
+  if (!o.resume && !o.overwrite && fs::exists(ckpt))
+    fail("train: {} holds an earlier run's checkpoint.bin: --resume continues it, --overwrite starts again "
+         "there, or choose another -o",
+         o.out_dir);
 
   // Data: tokenized once into the shard (kept for a resumed run).
   TokenShard ts;

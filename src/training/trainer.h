@@ -33,6 +33,7 @@ struct TrainOptions {
   int64_t eval_every = 100, eval_windows = 16;
   int64_t save_every = 100;
   bool resume = false;
+  bool overwrite = false;  // start again in an out_dir that holds a checkpoint (else refused)
   bool quantize = true;  // false: --float
   bool tied = false;
   int threads = 2;

@@ -366,7 +366,36 @@ TEST_F(Resume, VocabPadsTheTokenizer) {
   const GgufFile f = GgufFile::open((fs::path(o.out_dir) / "model.gguf").string());
   EXPECT_EQ(load_gguf_model(f)->cfg.n_vocab, 500);
   o.vocab = 100;
-  EXPECT_THROW(run_training(o, [](const TrainEvent&) {}), Error);
+  o.overwrite = true;  // the same folder: only the vocabulary is to be refused
+  try {
+    run_training(o, [](const TrainEvent&) {});
+    ADD_FAILURE() << "--vocab 100 was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokens for a model vocabulary of 100"), std::string::npos)
+        << e.what();
+  }
+}
+
+// A new run in a folder that holds a checkpoint is refused (it would replace it) unless asked to
+// start again there; --resume continues it.
+TEST_F(Resume, ANewRunDoesNotReplaceACheckpointUnasked) {
+  TrainOptions o = options("again");
+  o.stop_after = 2;
+  run_training(o, [](const TrainEvent&) {});
+  const auto before = fs::last_write_time(fs::path(o.out_dir) / "checkpoint.bin");
+  try {
+    run_training(o, [](const TrainEvent&) {});
+    ADD_FAILURE() << "the checkpoint was replaced";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds an earlier run's checkpoint.bin"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(fs::last_write_time(fs::path(o.out_dir) / "checkpoint.bin"), before);
+  EXPECT_EQ(log_lines(o.out_dir).size(), 2u);
+  o.overwrite = true;
+  o.stop_after = 1;
+  run_training(o, [](const TrainEvent&) {});
+  EXPECT_EQ(log_lines(o.out_dir).size(), 1u);  // started again
 }
 
 // A warm-up as long as the run (or longer) is refused before anything is written.

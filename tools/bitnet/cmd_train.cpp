@@ -80,7 +80,9 @@ void register_train(CLI::App& app) {
   cmd->add_option("--eval-windows", o.t.eval_windows, "held-out windows per evaluation")->check(at_least(1));
   cmd->add_option("--save-every", o.t.save_every, "steps between checkpoints (0: at the end only)")
       ->check(at_least(0));
-  cmd->add_flag("--resume", o.t.resume, "continue from OUT/checkpoint.bin (same settings)");
+  auto* resume = cmd->add_flag("--resume", o.t.resume, "continue from OUT/checkpoint.bin (same settings)");
+  cmd->add_flag("--overwrite", o.t.overwrite, "start again in an OUT that holds a checkpoint (else refused)")
+      ->excludes(resume);
   cmd->add_flag("--float", o.fp32, "train without quantization (the same architecture in fp32)");
   cmd->add_flag("--tied", o.t.tied, "tie the output head to the embedding");
   cmd->add_option("-t,--threads", o.t.threads, "threads (CPU)")->check(CLI::Range(1, 1024));
