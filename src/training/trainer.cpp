@@ -385,6 +385,10 @@ void run_training(const TrainOptions& o, const std::function<void(const TrainEve
     const std::string out = (fs::path(o.out_dir) / "model.gguf").string();
     export_gguf(m, vocab, o.ternary_type, o.embd_type, "bitnet trained (" + o.config + ")").write(out);
     report({.kind = TrainEvent::kExported, .step = ck.step, .steps = o.steps, .text = out});
+  } else if (!o.hf_dtype) {
+    report({.kind = TrainEvent::kInfo,
+            .step = ck.step,
+            .text = "a float run writes no model.gguf (its weights are not ternary); --hf f32|bf16 exports them"});
   }
 }
 

@@ -83,7 +83,9 @@ void register_train(CLI::App& app) {
   auto* resume = cmd->add_flag("--resume", o.t.resume, "continue from OUT/checkpoint.bin (same settings)");
   cmd->add_flag("--overwrite", o.t.overwrite, "start again in an OUT that holds a checkpoint (else refused)")
       ->excludes(resume);
-  cmd->add_flag("--float", o.fp32, "train without quantization (the same architecture in fp32)");
+  auto* fp = cmd->add_flag("--float", o.fp32,
+                           "train without quantization (the same architecture in fp32; no model.gguf, whose "
+                           "weights are ternary: --hf exports these)");
   cmd->add_flag("--tied", o.t.tied, "tie the output head to the embedding");
   cmd->add_option("-t,--threads", o.t.threads, "threads (CPU)")->check(CLI::Range(1, 1024));
   cmd->add_option("--device", o.device,
@@ -96,7 +98,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--type", o.ternary,
                   "ternary type of the exported GGUF (i2_s keeps each matrix's float scale; tq2_0 and tq1_0 "
                   "store it as f16, so their logits differ slightly from the trainer's)")
-      ->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}));
+      ->check(CLI::IsMember({"i2_s", "tq2_0", "tq1_0"}))
+      ->excludes(fp);
   cmd->add_option("--embd-type", o.embd,
                   "embedding / head type of the exported GGUF (f32 gives the trainer's logits; the others "
                   "round the trained values and are smaller)")
