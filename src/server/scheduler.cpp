@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "core/error.h"
 #include "ops/vec.h"
@@ -232,6 +233,12 @@ void Scheduler::finish(Seq& s, Finish f, const std::string& error) {
   slot_busy_[static_cast<size_t>(s.slot)] = false;
 }
 
+void Scheduler::fail_seq(Seq& s, const std::string& error) {
+  finish(s, Finish::kError, error);
+  engine_.truncate(s.slot, 0);
+  slot_tokens_[static_cast<size_t>(s.slot)].clear();
+}
+
 bool Scheduler::advance(Seq& s, int32_t id, const TokenLogprob* lpp) {
   if (s.first_token) {
     s.first_token = false;
@@ -337,9 +344,7 @@ bool Scheduler::step() {
   } catch (const Error& e) {
     // Whatever the engine refused, the sequences of this batch cannot go on; their slots restart.
     for (auto& [s, n] : fed) {
-      finish(*s, Finish::kError, e.what());
-      engine_.truncate(s->slot, 0);
-      slot_tokens_[static_cast<size_t>(s->slot)].clear();
+      fail_seq(*s, e.what());
       done.push_back(s);
     }
     drop_done();
@@ -361,8 +366,7 @@ bool Scheduler::step() {
   // where it would end the process.
   std::vector<int32_t> ids(rows.size());
   std::vector<TokenLogprob> lps(rows.size());
-  std::vector<std::string> errors(rows.size());
-  std::vector<char> failed(rows.size(), 0);
+  std::vector<std::optional<std::string>> errors(rows.size());
   pool_.parallel_for_dynamic(static_cast<int64_t>(rows.size()), 1, [&](int64_t b, int64_t e) {
     std::vector<std::pair<float, int32_t>> cand;
     for (int64_t i = b; i < e; ++i) {
@@ -382,17 +386,13 @@ bool Scheduler::step() {
           if (s.job.top_logprobs >= 0) lps[r] = logprobs_of(lg, ids[r], s.job.top_logprobs);
         }
       } catch (const std::exception& ex) {
-        failed[r] = 1;
         errors[r] = ex.what();
       }
     }
   });
   for (size_t i = 0; i < rows.size(); ++i) {
-    if (failed[i]) {
-      // Its cache may hold what made the logits NaN: the slot starts empty, as after an engine error.
-      finish(*rows[i], Finish::kError, errors[i]);
-      engine_.truncate(rows[i]->slot, 0);
-      slot_tokens_[static_cast<size_t>(rows[i]->slot)].clear();
+    if (errors[i]) {
+      fail_seq(*rows[i], *errors[i]);  // its cache may hold what made the logits NaN
       done.push_back(rows[i]);
     } else if (!advance(*rows[i], ids[i], rows[i]->job.top_logprobs >= 0 ? &lps[i] : nullptr)) {
       done.push_back(rows[i]);

@@ -128,6 +128,8 @@ class Scheduler {
   // (published and released).
   bool advance(Seq& s, int32_t id, const TokenLogprob* lp);
   void finish(Seq& s, Finish f, const std::string& error = {});
+  // finish() with an error, and the slot starts empty (its cache may hold what failed).
+  void fail_seq(Seq& s, const std::string& error);
 
   BatchEngine& engine_;
   const Tokenizer& tok_;
