@@ -260,6 +260,11 @@ void HttpServer::Impl::generate(Endpoint ep, const httplib::Request& req, httpli
   x->info.tok = &tok;
   x->stream = g.stream;
   x->include_usage = g.include_usage;
+  res.set_header("Cache-Control", "no-cache");
+  // One connection per generation: node-fetch 2 (the OpenAI client's on Node 18) reports
+  // "Premature close" for a chunked response on a connection kept alive, and a whole answer kept
+  // alive would hold a connection thread for httplib's keep-alive wait (and the shutdown with it).
+  res.set_header("Connection", "close");
   // Not streamed: an answer done within one heartbeat (or a failure in that time, such as an
   // engine error at the first step) goes out whole, with its own status. Later the keep-alive
   // spaces must start, and with them the 200.
@@ -274,19 +279,11 @@ void HttpServer::Impl::generate(Endpoint ep, const httplib::Request& req, httpli
       auto [status, body] = gather(*x, out, done);
       if (done) {
         res.status = status;
-        res.set_header("Cache-Control", "no-cache");
-        // As every generation answer: a kept-alive connection would hold a connection thread for
-        // httplib's keep-alive wait, and with it the server's shutdown.
-        res.set_header("Connection", "close");
         res.set_content(body, "application/json; charset=utf-8");
         return;
       }
     }
   }
-  res.set_header("Cache-Control", "no-cache");
-  // One connection per generation: node-fetch 2 (the OpenAI client's on Node 18) reports
-  // "Premature close" for a chunked response on a connection kept alive.
-  res.set_header("Connection", "close");
   // cpp-httplib gzips a body typed exactly "application/json" when the client accepts it; the
   // compressor would swallow the keep-alive spaces of a waiting answer (no bytes reach the socket,
   // so a client that left goes unnoticed). With the charset named it sends them as they are.
