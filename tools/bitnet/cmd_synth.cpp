@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "model/synthetic_gguf.h"
+#include "option_checks.h"
 #include "quant/type_traits.h"
 
 namespace bitnet::cli {
@@ -25,7 +26,7 @@ void register_synth(CLI::App& app) {
       ->check(CLI::IsMember(type_names(&TypeTraits::quantize)));
   cmd->add_option("--arch", o.arch, "architecture name written to the file")
       ->check(CLI::IsMember({"bitnet-b1.58", "bitnet"}));
-  cmd->add_option("--seed", o.seed, "random seed");
+  cmd->add_option("--seed", o.seed, "random seed")->check(seed_value());
   cmd->callback([] {
     ModelConfig c = synthetic_config(o.shape);
     c.arch = o.arch;

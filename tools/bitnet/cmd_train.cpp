@@ -73,7 +73,7 @@ void register_train(CLI::App& app) {
   cmd->add_option("--schedule", o.schedule, "two-stage (BitNet b1.58) | cosine | constant")
       ->check(CLI::IsMember({"two-stage", "cosine", "constant"}));
   cmd->add_option("--clip", o.t.clip, "gradient-norm clip (0: off)")->check(finite_in(0, 1e9));
-  cmd->add_option("--seed", o.t.seed, "seed of the initial weights and the data order");
+  cmd->add_option("--seed", o.t.seed, "seed of the initial weights and the data order")->check(seed_value());
   cmd->add_option("--eval-frac", o.t.eval_frac, "held-out fraction of the tokens")->check(finite_in(0, 0.9));
   cmd->add_option("--eval-every", o.t.eval_every, "steps between held-out evaluations (0: none)")
       ->check(at_least(0));

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <exception>
 #include <new>
+#include <string>
 
 #include "commands.h"
 #include "core/error.h"
@@ -28,6 +29,18 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // CLI11 answers a mistyped command with "A subcommand is required": name it and the commands.
+    std::string names;
+    bool known = false;
+    for (const CLI::App* c : app.get_subcommands([](const CLI::App*) { return true; })) {
+      names += (names.empty() ? "" : ", ") + c->get_name();
+      known = known || (argc > 1 && c->get_name() == argv[1]);
+    }
+    if (argc > 1 && argv[1][0] != '-' && !known) {
+      std::fprintf(stderr, "bitnet: error: no command '%s' (the commands: %s; bitnet CMD --help for one)\n",
+                   argv[1], names.c_str());
+      return 1;
+    }
     return app.exit(e);
   } catch (const bitnet::Error& e) {
     std::fprintf(stderr, "bitnet: error: %s\n", e.what());

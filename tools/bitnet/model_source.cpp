@@ -12,6 +12,7 @@
 #include "model/load_gguf.h"
 #include "model/synthetic.h"
 #include "model/synthetic_gguf.h"
+#include "option_checks.h"
 
 namespace bitnet::cli {
 
@@ -31,7 +32,7 @@ void add_model_options(CLI::App* cmd, ModelSource& src, bool allow_synthetic) {
       ->check(CLI::IsMember({"2b4t", "tiny"}));
   cmd->add_option("--embd-type", src.embd_type, "synthetic model's embedding/head type")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q6_k"}));
-  cmd->add_option("--seed-model", src.seed, "synthetic model's random seed");
+  cmd->add_option("--seed-model", src.seed, "synthetic model's random seed")->check(seed_value());
 }
 
 LoadedModel load_model(const ModelSource& src, bool need_tokenizer) {

@@ -41,4 +41,21 @@ inline CLI::Validator at_least(long long lo) {
       "INT >= " + std::to_string(lo));
 }
 
+// A seed: a whole number in [0, 2^64) (CLI11 takes "-5" for an unsigned option as 2^64 - 5 and
+// saturates numbers past the range, so two different flags gave the same run).
+inline CLI::Validator seed_value() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
+          return "not a whole number >= 0: " + s;
+        try {
+          (void)std::stoull(s);
+        } catch (const std::exception&) {
+          return s + " is past 2^64 - 1";
+        }
+        return {};
+      },
+      "UINT64");
+}
+
 }  // namespace bitnet::cli

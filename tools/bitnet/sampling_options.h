@@ -18,7 +18,7 @@ inline void add_sampling_options(CLI::App* cmd, SamplerOptions& s) {
       ->check(finite_in(0.01, 100));
   cmd->add_option("--repeat-last-n", s.repeat_last_n, "tokens the penalty looks back over")
       ->check(CLI::Range(0, 1 << 30));
-  cmd->add_option("--seed", s.seed, "sampling seed");
+  cmd->add_option("--seed", s.seed, "sampling seed")->check(seed_value());
 }
 
 }  // namespace bitnet::cli
