@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/available_memory.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/memory.h"
@@ -24,14 +25,18 @@ Session::Session(const Model& model, const SessionOptions& opts)
   if (opts.n_ctx <= 0) fail("context size must be positive, got {}", opts.n_ctx);
   if (opts.n_seq <= 0) fail("number of sequences must be positive, got {}", opts.n_seq);
   // The caches' size, in double so that a huge context cannot wrap the count around; refused
-  // where it passes the machine's memory rather than allocated (or zero-filled for minutes).
+  // where it passes the memory available (the kernel's estimate, or the container's limit) rather
+  // than zero-filled page by page until the machine swaps or the OOM killer ends the process.
   const double kv_bytes = 2.0 * static_cast<double>(opts.n_seq) * static_cast<double>(c.n_layer) *
                           (static_cast<double>(opts.n_ctx) + kKeyTile) * static_cast<double>(c.kv_dim()) *
                           (opts.kv_f16 ? 2 : 4);
-  const double have = static_cast<double>(physical_memory_bytes());
+  const double have = static_cast<double>(available_memory_bytes());
   if (kv_bytes > (have > 0 ? have : 1e18))
-    fail("a KV cache of {} sequence{} x {} positions needs {:.1f} GiB; this machine has {:.1f} GiB",
-         opts.n_seq, opts.n_seq == 1 ? "" : "s", opts.n_ctx, kv_bytes / (1 << 30), have / (1 << 30));
+    fail(
+        "a KV cache of {} sequence{} x {} positions needs {:.1f} GiB; {:.1f} GiB of memory is available "
+        "({:.1f} GiB installed)",
+        opts.n_seq, opts.n_seq == 1 ? "" : "s", opts.n_ctx, kv_bytes / (1 << 30), have / (1 << 30),
+        static_cast<double>(physical_memory_bytes()) / (1 << 30));
   n_past_.assign(static_cast<size_t>(opts.n_seq), 0);
   const size_t cache = static_cast<size_t>(opts.n_seq * c.n_layer * ctx_pad() * c.kv_dim());
   if (opts.kv_f16) {
