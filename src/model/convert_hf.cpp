@@ -343,6 +343,14 @@ GgufWriter convert_hf(const std::string& dir_s, const ConvertOptions& opt) {
            cfile, c.n_layer, name, il);
   }
 
+  // The vocabulary's size against the embedding's rows before anything is sized by it (the
+  // tokenizer's table is): a mistyped vocab_size of 10^12 ran out of memory instead of naming it.
+  for (const char* name : {"model.embed_tokens.weight", "lm_head.weight"})
+    if (const SafetensorsTensorInfo* info = st.find_tensor(name);
+        info && (info->shape.size() != 2 || info->shape[0] != c.n_vocab || info->shape[1] != c.n_embd))
+      fail("{}: vocab_size {} and hidden_size {} do not match '{}' of shape {}; fix the config or the checkpoint",
+           cfile, c.n_vocab, c.n_embd, name, shape_str(info->shape));
+
   GgufWriter w;
   w.set("general.name", GgufValue::str(fs::absolute(dir).lexically_normal().filename().string().empty()
                                           ? std::string("bitnet")

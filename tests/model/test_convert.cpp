@@ -440,6 +440,17 @@ TEST(Convert, BadInputNamesTheProblem) {
     const std::string e = error_of(t.dir);
     EXPECT_NE(e.find("num_hidden_layers is 1 but the checkpoint has 'model.layers.1."), std::string::npos) << e;
   }
+  for (const int64_t vocab : {int64_t{1000000000000}, int64_t{kVocab + 1}}) {
+    Tmp t("vocab" + std::to_string(vocab));  // named before the tokenizer's table is sized by it
+    json cfg = config_json();
+    cfg["vocab_size"] = vocab;
+    write_checkpoint(t.dir, ck, false, cfg);
+    const std::string e = error_of(t.dir);
+    EXPECT_NE(e.find("vocab_size " + std::to_string(vocab) + " and hidden_size " + std::to_string(kD) +
+                     " do not match 'model.embed_tokens.weight' of shape [" + std::to_string(kVocab) + ", "),
+              std::string::npos)
+        << e;
+  }
   for (const auto& [key, value, says] :
        {std::tuple<const char*, double, const char*>{"rms_norm_eps", 1e300, "RMS norm epsilon"},
         {"rope_theta", 1e-30, "RoPE base"},
