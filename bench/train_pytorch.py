@@ -145,7 +145,7 @@ def lr_at(kind, lr, warmup, steps, step):
     if kind == "constant":
         return lr
     if kind == "cosine":
-        f = min(max((step - warmup) / max(1, steps - warmup), 0.0), 1.0)
+        f = min(max((step - warmup) / max(1, steps - 1 - warmup), 0.0), 1.0)
         return f32(lr * f32(0.1 + 0.9 * 0.5 * (1.0 + math.cos(3.141592653589793 * f))))
 
     def lerp(a, b, f):  # float(a + (b - a) * clamp(f)): (b - a) is a float subtraction
@@ -153,7 +153,7 @@ def lr_at(kind, lr, warmup, steps, step):
 
     if step < mid:
         return lerp(lr, f32(f32(0.8) * lr), (step - warmup) / max(1, mid - warmup))
-    return lerp(f32(f32(0.4) * lr), f32(f32(0.04) * lr), (step - mid) / max(1, steps - mid))
+    return lerp(f32(f32(0.4) * lr), f32(f32(0.04) * lr), (step - mid) / max(1, steps - 1 - mid))
 
 
 def wd_at(kind, wd, steps, step):

@@ -38,8 +38,9 @@ float lr_at(const ScheduleConfig& s, int64_t step) {
     case Schedule::kConstant:
       return s.lr;
     case Schedule::kCosine: {
+      // The run's last step (steps - 1) is at the floor.
       const double f = std::clamp(
-          static_cast<double>(step - s.warmup) / std::max<int64_t>(1, s.steps - s.warmup), 0.0, 1.0);
+          static_cast<double>(step - s.warmup) / std::max<int64_t>(1, s.steps - 1 - s.warmup), 0.0, 1.0);
       return s.lr * static_cast<float>(0.1 + 0.9 * 0.5 * (1.0 + std::cos(3.141592653589793 * f)));
     }
     case Schedule::kTwoStage:
@@ -47,7 +48,7 @@ float lr_at(const ScheduleConfig& s, int64_t step) {
         return lerp(s.lr, 0.8f * s.lr,
                     static_cast<double>(step - s.warmup) / std::max<int64_t>(1, mid - s.warmup));
       return lerp(0.4f * s.lr, 0.04f * s.lr,
-                  static_cast<double>(step - mid) / std::max<int64_t>(1, s.steps - mid));
+                  static_cast<double>(step - mid) / std::max<int64_t>(1, s.steps - 1 - mid));
   }
   return s.lr;
 }
