@@ -97,6 +97,9 @@ void norm_quant_gated_acc(const int32_t* acc, const float* row_scale, const floa
 // and quantized as norm_quant does. acc_dq may be q.dq (as above).
 void norm_quant_residual_acc(const int32_t* acc, const float* row_scale, const float* acc_dq, float* x, int m,
                              const float* norm, float eps, DevActs q, cudaStream_t s);
+// The widest row, in floats, that the norm + quantization kernels and RoPE from sums take on the
+// current device (each holds one row in shared memory, up to the block's opt-in limit).
+int64_t row_kernels_max_floats();
 // out[t][d] = RMSNorm(in_t) * norm (the head's input).
 void rms_norm_rows(const float* in, int m, int64_t d, const float* norm, float eps, float* out,
                    cudaStream_t s);

@@ -42,6 +42,16 @@ inline int smem_optin() {
   return optin;
 }
 
+// Lets `kernel` take up to the device's opt-in limit of dynamic shared memory, less its static
+// shared memory (the attribute counts only the dynamic part, and their sum may not pass the limit).
+template <typename... P>
+void allow_smem_optin(void (*kernel)(P...)) {
+  cudaFuncAttributes fa{};
+  BN_CUDA(cudaFuncGetAttributes(&fa, kernel));
+  BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               smem_optin() - static_cast<int>(fa.sharedSizeBytes)));
+}
+
 template <typename... P, typename... A>
 void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A&&... args) {
   cudaLaunchAttribute attr[1];

@@ -51,12 +51,13 @@ struct RowIn {
         const float4 a = __ldg(reinterpret_cast<const float4*>(f + t * ld + i));
         o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w;
       } else {
+        // The row scales one at a time: a matrix's may start at any float in the session's buffer,
+        // and the choice of V must not depend on it (both routes of a product take the same V).
         const int4 a = __ldg(reinterpret_cast<const int4*>(acc + t * ld + i));
-        const float4 r = __ldg(reinterpret_cast<const float4*>(row_scale + i));
-        o[0] = static_cast<float>(a.x) * (r.x * dq_t);
-        o[1] = static_cast<float>(a.y) * (r.y * dq_t);
-        o[2] = static_cast<float>(a.z) * (r.z * dq_t);
-        o[3] = static_cast<float>(a.w) * (r.w * dq_t);
+        o[0] = static_cast<float>(a.x) * (__ldg(row_scale + i) * dq_t);
+        o[1] = static_cast<float>(a.y) * (__ldg(row_scale + i + 1) * dq_t);
+        o[2] = static_cast<float>(a.z) * (__ldg(row_scale + i + 2) * dq_t);
+        o[3] = static_cast<float>(a.w) * (__ldg(row_scale + i + 3) * dq_t);
         if constexpr (S == RowSrc::kSumsPlusResidual) {
           const float4 b = *reinterpret_cast<const float4*>(x + t * ld + i);
           o[0] = b.x + o[0], o[1] = b.y + o[1], o[2] = b.z + o[2], o[3] = b.w + o[3];
@@ -155,22 +156,23 @@ __global__ void __launch_bounds__(kWideThreads)
 
 // Whether norm_quant_kernel<S, 4> may read these rows: k, the strides and the pointers in steps of
 // 4 values (16 bytes of floats or sums, 4 bytes of codes).
-bool rows_v4(const void* in, int64_t ld_in, const float* row_scale, const float* x, const DevActs& q) {
+bool rows_v4(const void* in, int64_t ld_in, const float* x, const DevActs& q) {
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return q.k % 4 == 0 && ld_in % 4 == 0 && q.k_pad % 4 == 0 && aligned(in) && aligned(row_scale) &&
-         aligned(x) && reinterpret_cast<uintptr_t>(q.q) % 4 == 0;
+  return q.k % 4 == 0 && ld_in % 4 == 0 && q.k_pad % 4 == 0 && aligned(in) && aligned(x) &&
+         reinterpret_cast<uintptr_t>(q.q) % 4 == 0;
 }
 
 template <RowSrc S>
 void launch_norm_quant(RowIn<S> in, const void* in_ptr, int64_t ld_in, int m, const float* norm, float eps,
                        bool is_gated, int act, const DevActs& q, cudaStream_t s) {
   if (m <= 0) return;
-  const bool v4 = rows_v4(in_ptr, ld_in, in.row_scale, in.x, q);
+  const bool v4 = rows_v4(in_ptr, ld_in, in.x, q);
   const auto kernel = v4 ? norm_quant_kernel<S, 4> : norm_quant_kernel<S, 1>;
   const size_t smem = static_cast<size_t>(q.k) * sizeof(float);
-  static unsigned long long attr_set[2] = {0, 0};  // once per device and variant: the opt-in above 48 KB
-  if (smem > 48 * 1024 && first_on_device(attr_set[v4]))
-    BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_optin()));
+  // Once per device and variant, whatever this call's size: the default limit of 48 KB counts the
+  // kernel's static shared memory too, so rows just under 48 KB need the opt-in as well.
+  static unsigned long long attr_set[2] = {0, 0};
+  if (first_on_device(attr_set[v4])) allow_smem_optin(kernel);
   launch(kernel, m, m <= kWideTokens ? kWideThreads : kRowThreads, smem, s, in, ld_in, norm, eps, is_gated,
          act, q);
   BN_CUDA_LAUNCHED();
@@ -293,6 +295,12 @@ void norm_quant_residual_acc(const int32_t* acc, const float* row_scale, const f
                     eps, false, 0, q, s);
 }
 
+int64_t row_kernels_max_floats() {
+  cudaFuncAttributes fa{};  // less the norm kernel's static shared memory (its reductions'; RoPE has none)
+  BN_CUDA(cudaFuncGetAttributes(&fa, norm_quant_kernel<RowSrc::kSumsPlusResidual, 1>));
+  return (smem_optin() - static_cast<int64_t>(fa.sharedSizeBytes)) / static_cast<int64_t>(sizeof(float));
+}
+
 void rms_norm_rows(const float* in, int m, int64_t d, const float* norm, float eps, float* out,
                    cudaStream_t s) {
   if (m <= 0) return;
@@ -322,10 +330,8 @@ void rope_kv_store_acc(const int32_t* acc, const float* row_scale, const float* 
   if (m <= 0) return;
   const size_t smem =
       static_cast<size_t>(rope_dim + n_head * kv.head_dim + 2 * kv.n_head_kv * kv.head_dim) * sizeof(float);
-  static unsigned long long attr_set = 0;  // once per device: the opt-in above 48 KB
-  if (smem > 48 * 1024 && first_on_device(attr_set))
-    BN_CUDA(cudaFuncSetAttribute(rope_kv_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 smem_optin()));
+  static unsigned long long attr_set = 0;  // once per device (as launch_norm_quant)
+  if (first_on_device(attr_set)) allow_smem_optin(rope_kv_kernel<true>);
   launch(rope_kv_kernel<true>, m, kRowThreads, smem, s, qkv, acc, row_scale, acc_dq, pos, slot, n_head,
          rope_dim, inv_freq, neox, kv, il);
   BN_CUDA_LAUNCHED();

@@ -170,9 +170,10 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   if (!infer::attention_supported(c.head_dim, c.n_head / c.n_head_kv))
     fail("cuda: attention with head_dim {} and {} query heads per KV head is not built (32/64/128; 1/2/4/8)",
          c.head_dim, c.n_head / c.n_head_kv);
-  if (c.n_ff * 4 > 48 * 1024 || c.q_dim() * 4 > 48 * 1024)
-    fail("cuda: rows of {} values are wider than the norm kernel's shared memory",
-         std::max(c.n_ff, c.q_dim()));
+  const int64_t widest = std::max({c.n_embd, c.n_ff, c.q_dim() + 2 * c.kv_dim() + c.rope_dim});
+  if (widest > infer::row_kernels_max_floats())
+    fail("cuda: rows of {} values are wider than the norm and RoPE kernels' shared memory ({} floats)",
+         widest, infer::row_kernels_max_floats());
   CudaState& s = *st_;
   s.sms = devices().front().multiprocessors;
   s.bytes_before = used_device_bytes();
@@ -304,10 +305,12 @@ void CudaSession::setup_fused() {
   BN_CUDA(cudaGetDevice(&dev));
   BN_CUDA(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
   if (!coop) return;  // every step takes the per-op kernels
-  // SiLU gating: the fused kernel's logits differ from the per-op kernels' by up to 2e-4 relative
-  // with one key range where relu² models agree bit for bit (FusedDecode/silu on an H100); the
-  // cause is not found, so it takes relu² models only and SiLU steps run the per-op kernels.
-  if (c.act != FfnAct::kRelu2) return;
+  // SiLU gating, and models without sub-norms: the fused kernel's logits differ from the per-op
+  // kernels' with one key range (up to 2e-4 relative with SiLU, 3.3e-3 at one step of 24 without
+  // sub-norms; FusedDecode/silu and /no_sub_norms on an H100) where relu² models with sub-norms
+  // agree bit for bit. The cause is not found, so it takes those models only; the others' steps
+  // run the per-op kernels.
+  if (c.act != FfnAct::kRelu2 || !c.sub_norms) return;
   const size_t smem_optin = devices().front().shared_per_block_optin;
   s.fused.assign(1, infer::DecodePlan{});
   size_t scores = 0, parts = 0;

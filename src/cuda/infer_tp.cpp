@@ -123,9 +123,10 @@ CudaTpSession::CudaTpSession(const Model& model, const CudaSessionOptions& opts,
   if (!infer::attention_supported(c.head_dim, c.n_head / c.n_head_kv))
     fail("cuda: attention with head_dim {} and {} query heads per KV head is not built (32/64/128; 1/2/4/8)",
          c.head_dim, c.n_head / c.n_head_kv);
-  if (c.n_ff * 4 > 48 * 1024 || c.q_dim() * 4 > 48 * 1024)
-    fail("cuda: rows of {} values are wider than the norm kernel's shared memory",
-         std::max(c.n_ff, c.q_dim()));
+  const int64_t widest = std::max({c.n_embd, c.n_ff, c.q_dim() + 2 * c.kv_dim() + c.rope_dim});
+  if (widest > infer::row_kernels_max_floats())
+    fail("cuda: rows of {} values are wider than the norm and RoPE kernels' shared memory ({} floats)",
+         widest, infer::row_kernels_max_floats());
   const std::vector<TpRank> plan = tp_plan(c, R);
   TpState& s = *st_;
   const bool same = std::set<int>(devices.begin(), devices.end()).size() == 1 && R > 1;

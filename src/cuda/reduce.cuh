@@ -1,7 +1,7 @@
 #pragma once
-// Block-wide reductions for the training kernels: an xor butterfly within each warp, then the same
-// over the warps' results. The order depends only on blockDim, so results are reproducible, and
-// every thread gets the same bits (a + b == b + a in IEEE arithmetic).
+// Block-wide reductions (the trainer's kernels, the inference norms and log-sum-exp): an xor butterfly within
+// each warp, then the same over the warps' results. The order depends only on blockDim, so results are
+// reproducible, and every thread gets the same bits (a + b == b + a in IEEE arithmetic).
 namespace bitnet::cuda::dev {
 
 struct Sum {
