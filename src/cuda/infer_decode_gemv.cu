@@ -79,7 +79,7 @@ struct Smem {
   float dq[MT];
   float red[kWarps];
   int32_t ired[kWarps];
-  float pair[R][kWarps][MT];
+  float pair[2][R][kWarps][MT];  // by group parity (group_rows)
 };
 
 // Dynamic shared memory: Smem, then the RMSNorm weights (k_pad floats), the input values (MT x
@@ -160,7 +160,9 @@ __device__ void norm_quant_rows(const DecodeGemvIn& in, int m, int64_t k, int64_
   // of whole 16-byte pieces, a thread takes pieces of four (a quarter of the instructions; every
   // block of the SM does this work).
   const bool vec = kCache && (k & 3) == 0;
-  if (vec && !in.norm) __syncthreads();  // pass 1 staged values other threads read below
+  // Pass 1 staged values that other threads read below (in either layout of pass 2); with a norm
+  // the partials' barrier above came after it.
+  if (kCache && !in.norm) __syncthreads();
   // Pass 2: the largest |value| of the normalized row (normalized values back into xs).
   float amax = 0;
   if (live && vec) {
@@ -311,12 +313,13 @@ __device__ __forceinline__ void group_rows(const DevTernary& w, int m, const Dec
       if (out) e.y[lane * e.ldy + row] = v;
       continue;
     }
-    // The pair epilogues: each warp's value beside its neighbour's. A slot is written again only
-    // after a later barrier, which every warp reaches after reading this one.
-    if (lane < MT) sm.pair[j][warp][lane] = v;
+    // The pair epilogues: each warp's value beside its neighbour's. The slots alternate by group
+    // parity, so a slot is written again two groups later, after the next group's barrier, which
+    // every warp reaches after reading this one (a block may take several groups).
+    if (lane < MT) sm.pair[g & 1][j][warp][lane] = v;
     __syncthreads();
     if (!out) continue;
-    const float other = sm.pair[j][warp ^ 1][lane];
+    const float other = sm.pair[g & 1][j][warp ^ 1][lane];
     const int64_t l = (g * R + j) * kWarps + warp;
     if (e.kind == DecodeEpilogue::kGated) {
       if ((l & 1) == 0) e.y[lane * e.ldy + row] = gated(v, other, e.act);  // row = l / 2 (the gate)

@@ -305,12 +305,6 @@ void CudaSession::setup_fused() {
   BN_CUDA(cudaGetDevice(&dev));
   BN_CUDA(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
   if (!coop) return;  // every step takes the per-op kernels
-  // SiLU gating, and models without sub-norms: the fused kernel's logits differ from the per-op
-  // kernels' with one key range (up to 2e-4 relative with SiLU, 3.3e-3 at one step of 24 without
-  // sub-norms; FusedDecode/silu and /no_sub_norms on an H100) where relu² models with sub-norms
-  // agree bit for bit. The cause is not found, so it takes those models only; the others' steps
-  // run the per-op kernels.
-  if (c.act != FfnAct::kRelu2 || !c.sub_norms) return;
   const size_t smem_optin = devices().front().shared_per_block_optin;
   s.fused.assign(1, infer::DecodePlan{});
   size_t scores = 0, parts = 0;

@@ -806,10 +806,6 @@ TEST_P(FusedDecode, EqualsThePerOpKernels) {
   on.fused_decode = true;
   CudaSession fused(model, on), plain(model, off);
   EXPECT_FALSE(plain.fused_decode_ok(1));
-  if (cfg.act == FfnAct::kSilu || !cfg.sub_norms) {  // relu² models with sub-norms only (setup_fused)
-    for (int m = 1; m <= B; ++m) EXPECT_FALSE(fused.fused_decode_ok(m)) << m;
-    return;
-  }
   for (int m = 1; m <= B; ++m) ASSERT_TRUE(fused.fused_decode_ok(m)) << m;
   for (int b = 0; b < B; ++b) {
     std::vector<int32_t> prompt(static_cast<size_t>(5 + 70 * b));  // over 256 keys: several ranges
@@ -819,7 +815,11 @@ TEST_P(FusedDecode, EqualsThePerOpKernels) {
   }
   std::vector<int32_t> tok(B);
   for (int b = 0; b < B; ++b) tok[static_cast<size_t>(b)] = static_cast<int32_t>(11 + 5 * b);
-  const std::vector<std::vector<int32_t>> groups = {{0, 1, 2, 3, 4}, {3}, {4, 0}};
+  // Sequence 3 (215 + 8 keys) never shares a step with sequence 4 (285 and more): the fused
+  // kernel splits every token of a step into the ranges of the step's longest sequence, so a
+  // sequence that shared one would carry keys and values from split sums into later steps, and
+  // the one-range bound below holds only for caches written without ranges.
+  const std::vector<std::vector<int32_t>> groups = {{0, 1, 2, 4}, {3}, {4, 0}};
   double worst = 0, worst_split = 0;
   for (int step = 0; step < 24; ++step) {
     const std::vector<int32_t>& seqs = groups[static_cast<size_t>(step % 3)];
