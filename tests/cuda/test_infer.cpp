@@ -221,6 +221,20 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple(2, 8200, 320, true), std::make_tuple(33, 77, 1000, true),
                       std::make_tuple(64, 200, 6912, true), std::make_tuple(17, 9000, 192, false)));
 
+// The KV geometry of two layers and two slots (the kernels are run on layer 1, slot 1 or both),
+// and the halves each of its key and value caches holds.
+infer::KvGeom two_layer_kv(int64_t n_kv, int64_t n_ctx, int64_t hd) {
+  infer::KvGeom kv;
+  kv.n_layer = 2;
+  kv.n_head_kv = n_kv;
+  kv.n_ctx = n_ctx;
+  kv.head_dim = hd;
+  return kv;
+}
+size_t cache_halves(const infer::KvGeom& kv) {
+  return static_cast<size_t>(2 * kv.n_layer * kv.n_head_kv * kv.n_ctx * kv.head_dim);
+}
+
 // The prompt's tensor-core attention against the one-block kernel (whose softmax is the CPU's):
 // a chunk of m tokens at positions p0 .. p0 + m - 1 of slot 1, layer 1, over random keys and
 // values. Only the order of float additions differs (a probability on a half rounding boundary
@@ -238,12 +252,8 @@ TEST(CudaInfer, PromptAttentionMatchesTheOneBlockKernel) {
       const int m = static_cast<int>(chunk[0]);
       const int64_t p0 = chunk[1], n_head = 8, n_kv = 2, n_ctx = 320;
       SCOPED_TRACE("head_dim " + std::to_string(hd) + ", m " + std::to_string(m));
-      infer::KvGeom kv;
-      kv.n_layer = 2;
-      kv.n_head_kv = n_kv;
-      kv.n_ctx = n_ctx;
-      kv.head_dim = hd;
-      const size_t cache = static_cast<size_t>(2 * 2 * n_kv * n_ctx * hd);
+      infer::KvGeom kv = two_layer_kv(n_kv, n_ctx, hd);
+      const size_t cache = cache_halves(kv);
       std::vector<__half> kh(cache), vh(cache);
       for (size_t i = 0; i < cache; ++i) {
         kh[i] = __float2half(u(rng));
@@ -466,12 +476,8 @@ TEST(CudaInfer, RopeFromSumsIsTheEpilogueThenRope) {
         SCOPED_TRACE("neox " + std::to_string(neox) + " rope_dim " + std::to_string(rope_dim) + " m " +
                      std::to_string(m));
         const int64_t hd = 64, n_head = 6, n_kv = 2, n_ctx = 256, width = (n_head + 2 * n_kv) * hd;
-        infer::KvGeom kv;
-        kv.n_layer = 2;
-        kv.n_head_kv = n_kv;
-        kv.n_ctx = n_ctx;
-        kv.head_dim = hd;
-        const size_t cache = static_cast<size_t>(2 * 2 * n_kv * n_ctx * hd);
+        infer::KvGeom kv = two_layer_kv(n_kv, n_ctx, hd);
+        const size_t cache = cache_halves(kv);
         std::vector<int32_t> acc(static_cast<size_t>(m * width));
         for (auto& v : acc) v = static_cast<int32_t>(rng() % 200001) - 100000;
         acc[7] = 1 << 30;  // an outlier
