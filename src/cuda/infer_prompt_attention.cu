@@ -5,8 +5,10 @@
 // are the CPU's softmax (exp(s - max) / sum, the sum in double, each probability rounded to half),
 // so the keys are read twice: a first pass finds each row's max and exponential sum (the sum
 // rescaled in double when the max grows), the second turns the scores into those probabilities
-// and multiplies them (half) by the values (half) into float outputs. Only the order of the float
-// additions differs from the CPU's.
+// and multiplies them (half) by the values (half) into float outputs. What differs from the CPU:
+// the order of the float additions, the tensor cores' accumulation, and the exponential sum's
+// rescaling as the max grows (in double, so 1 / sum may differ in its last bit); a probability
+// may therefore round to half the other way (PromptAttentionMatchesTheOneBlockKernel: 1e-3).
 //
 // The keys are split between kSplits groups of warps: each step copies kSplits tiles of 64 keys
 // and each group multiplies its own, so a block's chain of dependent tile steps (its time: the
@@ -232,27 +234,27 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     const __half* sk = sk0 + (t & 1) * kStep * RS + split * kBk * RS;
     const __half* sv = sv0 + (t & 1) * kStep * RS + split * kBk * RS;
-    if (j0 > warp_last) {
-      __syncthreads();
-      continue;
-    }
-    float s[kBk / 8][4];
-    scores(s, sk, j0);
+    // Warps whose rows see none of these keys skip the products but not the barrier below (one
+    // barrier instruction for the whole block: bar.sync is aligned).
+    if (j0 <= warp_last) {
+      float s[kBk / 8][4];
+      scores(s, sk, j0);
 #pragma unroll
-    for (int kc = 0; kc < kBk / 16; ++kc) {
-      uint32_t pa[4];
-      auto prob = [&](float v, int rr) { return v == -FLT_MAX ? 0.0f : expf(v - mx[rr]) * inv[rr]; };
-      pa[0] = pack_half2(prob(s[2 * kc][0], 0), prob(s[2 * kc][1], 0));
-      pa[1] = pack_half2(prob(s[2 * kc][2], 1), prob(s[2 * kc][3], 1));
-      pa[2] = pack_half2(prob(s[2 * kc + 1][0], 0), prob(s[2 * kc + 1][1], 0));
-      pa[3] = pack_half2(prob(s[2 * kc + 1][2], 1), prob(s[2 * kc + 1][3], 1));
+      for (int kc = 0; kc < kBk / 16; ++kc) {
+        uint32_t pa[4];
+        auto prob = [&](float v, int rr) { return v == -FLT_MAX ? 0.0f : expf(v - mx[rr]) * inv[rr]; };
+        pa[0] = pack_half2(prob(s[2 * kc][0], 0), prob(s[2 * kc][1], 0));
+        pa[1] = pack_half2(prob(s[2 * kc][2], 1), prob(s[2 * kc][3], 1));
+        pa[2] = pack_half2(prob(s[2 * kc + 1][0], 0), prob(s[2 * kc + 1][1], 0));
+        pa[3] = pack_half2(prob(s[2 * kc + 1][2], 1), prob(s[2 * kc + 1][3], 1));
 #pragma unroll
-      for (int dp = 0; dp < DT / 2; ++dp) {  // two d tiles of 8 per ldmatrix.x4.trans
-        uint32_t b[4];
-        ldsm_x4_trans(b,
-                      sv + (16 * kc + (lane & 7) + ((lane >> 3) & 1) * 8) * RS + 16 * dp + (lane >> 4) * 8);
-        mma_f16(o[2 * dp], pa, b[0], b[1]);
-        mma_f16(o[2 * dp + 1], pa, b[2], b[3]);
+        for (int dp = 0; dp < DT / 2; ++dp) {  // two d tiles of 8 per ldmatrix.x4.trans
+          uint32_t b[4];
+          ldsm_x4_trans(b,
+                        sv + (16 * kc + (lane & 7) + ((lane >> 3) & 1) * 8) * RS + 16 * dp + (lane >> 4) * 8);
+          mma_f16(o[2 * dp], pa, b[0], b[1]);
+          mma_f16(o[2 * dp + 1], pa, b[2], b[3]);
+        }
       }
     }
     __syncthreads();  // as in pass 1
