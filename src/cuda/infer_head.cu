@@ -19,7 +19,6 @@ constexpr int kTok = 8;       // tokens per pass over the head (the float kernel
 constexpr int kTokWide = 32;  // Q8 / Q6_K with more than 8 tokens: their int8 x (32 x n) stays in L1
 constexpr int kWarps = 8;     // rows per block
 
-
 // One thread per block of bs values (32 or 256): q = nearbyint(x * 127 / amax), d = amax / 127.
 __global__ void prepare_blocks_kernel(const float* x, int64_t total_blocks, int bs, int8_t* q, float* d) {
   pdl_launch();
@@ -225,8 +224,8 @@ __global__ void argmax_kernel(const float* logits, int64_t n, int64_t ld, int32_
   __shared__ float bv[32];
   __shared__ int64_t bi[32];
   const float* row = logits + blockIdx.x * ld;
-  float best = -FLT_MAX;
-  int64_t idx = n;  // larger than every index: loses every tie
+  float best = -INFINITY;  // a row whose largest logit is -FLT_MAX picks it, as the CPU's argmax
+  int64_t idx = n;         // larger than every index: loses every tie
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
     if (row[i] > best) {  // strided in order: the first maximum of this thread's elements
       best = row[i];

@@ -59,7 +59,7 @@ __device__ void bitonic_desc(uint64_t* s) {
 // Block (g, r) sorts items [g kSortN, (g + 1) kSortN) of row r: logits (raw, ids = column) or
 // keys of an earlier pass (count per row), missing items as key 0 (after every real one). It
 // writes its first kp keys to out[r][g kp ..] or, as the last pass (one block a row), the first k
-// as values and ids.
+// as values (read from logits) and ids.
 template <bool kRaw>
 __global__ void __launch_bounds__(kSortThreads)
     topk_pass(const float* logits, int64_t ld, const uint64_t* in, int64_t count, int kp, uint64_t* out,
@@ -85,9 +85,11 @@ __global__ void __launch_bounds__(kSortThreads)
     for (int i = threadIdx.x; i < kp; i += blockDim.x)
       out[r * static_cast<int64_t>(gridDim.x) * kp + static_cast<int64_t>(blockIdx.x) * kp + i] = s[i];
   } else {
+    // The value read back from the row, not rebuilt from the key: the key holds -0 as +0.
     for (int i = threadIdx.x; i < k; i += blockDim.x) {
-      val[r * k + i] = key_value(s[i]);
-      id[r * k + i] = key_id(s[i]);
+      const int32_t j = key_id(s[i]);
+      val[r * k + i] = s[i] != 0 ? logits[r * ld + j] : key_value(s[i]);
+      id[r * k + i] = j;
     }
   }
 }
@@ -145,7 +147,7 @@ void topk_rows(const float* logits, int m, int64_t n, int64_t ld, int k, void* s
     for (int64_t count = groups * kp;; count = groups * kp, cur ^= 1) {
       groups = ceil_div(count, kSortN);
       uint64_t* dst = groups == 1 ? nullptr : buf[cur ^ 1];
-      launch(topk_pass<false>, dim3(static_cast<unsigned>(groups), m), block, 0, s, nullptr, ld, buf[cur],
+      launch(topk_pass<false>, dim3(static_cast<unsigned>(groups), m), block, 0, s, logits, ld, buf[cur],
              count, kp, dst, k, val, id);
       if (groups == 1) break;
     }

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -22,7 +23,8 @@
 namespace bitnet::cuda {
 namespace {
 
-// Row r of m: few distinct values (many ties); row 1 also has signed zeros, row 2 the extremes.
+// Row r of m: few distinct values (many ties); row 1 also has signed zeros, row 2 the extremes,
+// row 3 no positive value, so that its signed zeros are its largest.
 std::vector<float> tie_rows(int m, int64_t n, uint32_t seed) {
   std::mt19937 g(seed);
   std::normal_distribution<float> d(0.0f, 3.0f);
@@ -31,17 +33,27 @@ std::vector<float> tie_rows(int m, int64_t n, uint32_t seed) {
   const float inf = std::numeric_limits<float>::infinity(), big = std::numeric_limits<float>::max();
   for (int64_t j = 0; j < n; j += 7) {
     if (m > 1) x[static_cast<size_t>(n + j)] = (j / 7) % 2 ? -0.0f : 0.0f;
+    if (m > 3) x[static_cast<size_t>(3 * n + j)] = (j / 7) % 2 ? -0.0f : 0.0f;
     if (m > 2 && j % 5 == 0) {
       const float e[] = {inf, -inf, big, -big, 1e-40f, -1e-40f, 9.5f};
       x[static_cast<size_t>(2 * n + j)] = e[(j / 35) % 7];
     }
   }
+  if (m > 3)
+    for (int64_t j = 0; j < n; ++j)
+      if (j % 7) x[static_cast<size_t>(3 * n + j)] = -std::fabs(x[static_cast<size_t>(3 * n + j)]) - 0.5f;
   return x;
+}
+
+uint32_t bits(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  return b;
 }
 
 TEST(CudaTopK, EqualsTheHostsListOnTiesZerosAndInfinities) {
   SKIP_WITHOUT_GPU();
-  constexpr int m = 3;
+  constexpr int m = 4;
   // One block a row (1,000 and 4,096), two passes (4,097 and the 2B4T vocabulary) and three
   // (300,001 values at k = 256: 74 lists of 256, then 5, then 1).
   for (const int64_t n : {1000L, 4096L, 4097L, 128256L, 300001L}) {
@@ -62,15 +74,42 @@ TEST(CudaTopK, EqualsTheHostsListOnTiesZerosAndInfinities) {
           const size_t at = static_cast<size_t>(r * k + i);
           ASSERT_EQ(gi[at], want[static_cast<size_t>(i)].second)
               << "n " << n << " k " << k << " row " << r << " #" << i;
-          ASSERT_EQ(gv[at], want[static_cast<size_t>(i)].first) << "n " << n << " k " << k << " row " << r;
+          ASSERT_EQ(bits(gv[at]), bits(want[static_cast<size_t>(i)].first))  // -0 stays -0
+              << "n " << n << " k " << k << " row " << r << " #" << i;
         }
-        if (r < 2) {  // the finite rows
+        if (r != 2) {  // the finite rows
           const double cpu = log_sum_exp_row(row.data(), n);
           EXPECT_NEAR(gz[static_cast<size_t>(r)], cpu, 1e-5 * std::fabs(cpu) + 1e-5)
               << "n " << n << " row " << r;
         }
       }
     }
+  }
+}
+
+// Greedy steps' argmax on the device is the CPU's argmax (the first largest logit), also where the
+// largest is -FLT_MAX, every logit is -inf, or the largest repeats.
+TEST(CudaTopK, ArgmaxRowsIsTheCpusArgmax) {
+  SKIP_WITHOUT_GPU();
+  const float inf = std::numeric_limits<float>::infinity(), big = std::numeric_limits<float>::max();
+  for (const int64_t n : {1L, 33L, 5000L, 128256L}) {
+    std::mt19937 g(static_cast<uint32_t>(n));
+    std::vector<float> x(static_cast<size_t>(4 * n), -inf);  // row 0: all -inf
+    const size_t last = static_cast<size_t>(n - 1);
+    x[static_cast<size_t>(n) + last] = -big;  // row 1: -FLT_MAX at the end
+    for (int64_t j = 0; j < n; ++j) {
+      x[static_cast<size_t>(2 * n + j)] = static_cast<float>(g() % 5);  // row 2: ties of 4
+      x[static_cast<size_t>(3 * n + j)] = static_cast<float>(g() % 100000) * 1e-3f - 50.0f;
+    }
+    Buffer<float> dx;
+    dx.upload(x);
+    Buffer<int32_t> out(4);
+    infer::argmax_rows(dx.data(), 4, n, n, out.data(), nullptr);
+    const std::vector<int32_t> got = out.download();
+    for (int r = 0; r < 4; ++r)
+      EXPECT_EQ(got[static_cast<size_t>(r)],
+                argmax(std::span<const float>(x.data() + r * n, static_cast<size_t>(n))))
+          << "n " << n << " row " << r;
   }
 }
 
