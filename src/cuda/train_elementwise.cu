@@ -486,6 +486,7 @@ __global__ void __launch_bounds__(kCeThreads)
     double part = 0.0;
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
       const float x = __bfloat162float(l[v]);
+      if (x == -INFINITY) continue;  // adds exp(-inf) = 0 (and -inf - -inf would be NaN)
       if (x > m) {
         part *= static_cast<double>(expf(__fsub_rn(m, x)));  // 0 while m is -inf
         m = x;
@@ -761,7 +762,10 @@ void cross_entropy_bf16(const bf16_t* logits, const int32_t* targets, int64_t T,
     // rows go through shared memory where it holds them.
     const int64_t per_thread = (V / 8 + kCeThreads - 1) / kCeThreads;
     const size_t row_bytes = sizeof(__nv_bfloat16) * static_cast<size_t>(V);
-    if (aligned && per_thread > 2 && row_bytes <= max_dynamic_shared()) {
+    // The row beside the kernel's static shared memory (its reductions') within the opt-in limit.
+    cudaFuncAttributes fa{};
+    BN_CUDA(cudaFuncGetAttributes(&fa, cross_entropy_bf16_smem_kernel));
+    if (aligned && per_thread > 2 && row_bytes + fa.sharedSizeBytes <= max_dynamic_shared()) {
       auto* kernel = cross_entropy_bf16_smem_kernel;
       BN_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    static_cast<int>(row_bytes)));

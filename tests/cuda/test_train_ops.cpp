@@ -1008,7 +1008,8 @@ TEST(CudaTrainOps, CrossEntropy) {
 // float rounding, dlogits to bf16's rounding, written over the logits or beside them. The widths
 // take each kernel: the row in registers with 1 and 2 loads per thread (V a multiple of 8 up to
 // 16,384), the row in shared memory (V a multiple of 8 whose row fits it: 24,584 to 70,000), and the
-// element-at-a-time kernel (V = 29, 70,001, and 120,000: too wide for shared memory).
+// element-at-a-time kernel (V = 29, 70,001, and 120,000: too wide for shared memory). Each row
+// starts with masked (-inf) logits.
 TEST(CudaTrainOps, CrossEntropyBf16) {
   if (cuda::devices().empty()) GTEST_SKIP() << cuda::unavailable_reason();
   TrainContext ctx;
@@ -1017,11 +1018,15 @@ TEST(CudaTrainOps, CrossEntropyBf16) {
                                                {3, 65536}, {3, 70000}, {2, 70001}, {2, 120000}};
   for (const auto& [T, V] : cases) {
     const std::string name = "T=" + std::to_string(T) + " V=" + std::to_string(V);
-    const std::vector<kern::bf16_t> bits =
+    std::vector<kern::bf16_t> bits =
         to_bf16_bits(random_vec(static_cast<size_t>(T * V), seed++, -8.0f, 8.0f));
-    const Vec logits = from_bf16(bits);
     std::vector<int32_t> targets = random_ids(static_cast<size_t>(T), static_cast<int32_t>(V), seed++);
     targets.back() = static_cast<int32_t>(V - 1);  // the last element of a row: the last load's last lane
+    // Masked entries (-inf) at the start of every row, where each thread reads its first logit.
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < std::min<int64_t>(V / 2, 64); ++j)
+        if (j != targets[static_cast<size_t>(t)]) bits[static_cast<size_t>(t * V + j)] = 0xFF80;
+    const Vec logits = from_bf16(bits);
     const float gs = 1.0f / static_cast<float>(T);
     Vec dl_cpu(logits.size());
     const double loss_cpu = train::cross_entropy(logits.data(), targets.data(), T, V, gs, dl_cpu.data());
