@@ -73,13 +73,17 @@ __device__ __forceinline__ int64_t row_of(int64_t l, const DecodeGemvOut& e) {
   return base + (e.neox ? pair + which * (e.rope_dim / 2) : 2 * pair + which);
 }
 
+// Each member starts a 16-byte piece: ptxas merges a thread's neighbouring shared loads into
+// 16-byte ones from an aligned address, which may take in the member before. The reads of red
+// after its barrier then also read dq[0], which thread 0 writes meanwhile (compute-sanitizer's
+// racecheck reported it on an H100; the value read was unused, but the access is a race).
 template <int MT, int R>
 struct Smem {
-  double part[MT][kVirtual];
-  float dq[MT];
-  float red[kWarps];
-  int32_t ired[kWarps];
-  float pair[2][R][kWarps][MT];  // by group parity (group_rows)
+  alignas(16) double part[MT][kVirtual];
+  alignas(16) float dq[MT];
+  alignas(16) float red[kWarps];
+  alignas(16) int32_t ired[kWarps];
+  alignas(16) float pair[2][R][kWarps][MT];  // by group parity (group_rows)
 };
 
 // Dynamic shared memory: Smem, then the RMSNorm weights (k_pad floats), the input values (MT x
