@@ -83,7 +83,7 @@ struct Smem {
   alignas(16) float dq[MT];
   alignas(16) float red[kWarps];
   alignas(16) int32_t ired[kWarps];
-  alignas(16) float pair[2][R][kWarps][MT];  // by group parity (group_rows)
+  alignas(16) float pair[2][R][kWarps][MT];  // by the parity of the block's group count (group_rows)
 };
 
 // Dynamic shared memory: Smem, then the RMSNorm weights (k_pad floats), the input values (MT x
@@ -268,8 +268,8 @@ __device__ __forceinline__ void load_rows(const DevTernary& w, const DecodeGemvO
 // The group's products and epilogue (every thread of the block: the pair epilogues synchronize).
 template <int MT, int S, int R>
 __device__ __forceinline__ void group_rows(const DevTernary& w, int m, const DecodeGemvOut& e, int64_t g,
-                                           const WarpRows<S, R>& r, const int8_t* q, Smem<MT, R>& sm,
-                                           int xsum) {
+                                           int slot, const WarpRows<S, R>& r, const int8_t* q,
+                                           Smem<MT, R>& sm, int xsum) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const int64_t steps = w.k_pad / 64;
   const int rot = (lane >> 1) & 3;
@@ -317,13 +317,14 @@ __device__ __forceinline__ void group_rows(const DevTernary& w, int m, const Dec
       if (out) e.y[lane * e.ldy + row] = v;
       continue;
     }
-    // The pair epilogues: each warp's value beside its neighbour's. The slots alternate by group
-    // parity, so a slot is written again two groups later, after the next group's barrier, which
-    // every warp reaches after reading this one (a block may take several groups).
-    if (lane < MT) sm.pair[g & 1][j][warp][lane] = v;
+    // The pair epilogues: each warp's value beside its neighbour's. A block may take several
+    // groups (g, g + gridDim.x, ...); the slots alternate with the block's count of them (not g's
+    // parity, which stays the same when gridDim.x is even), so a slot is written again two groups
+    // later, after the next group's barrier, which every warp reaches after reading this one.
+    if (lane < MT) sm.pair[slot][j][warp][lane] = v;
     __syncthreads();
     if (!out) continue;
-    const float other = sm.pair[g & 1][j][warp ^ 1][lane];
+    const float other = sm.pair[slot][j][warp ^ 1][lane];
     const int64_t l = (g * R + j) * kWarps + warp;
     if (e.kind == DecodeEpilogue::kGated) {
       if ((l & 1) == 0) e.y[lane * e.ldy + row] = gated(v, other, e.act);  // row = l / 2 (the gate)
@@ -390,10 +391,10 @@ __global__ void __launch_bounds__(kThreads)
   int xsum = 0;  // token `lane`'s codes summed
   norm_quant_rows<MT, R>(in, m, w.k, w.k_pad, gs, xs, q, sm, xsum);
   tick(3);
-  for (; g < groups; g += gridDim.x) {
+  for (int slot = 0; g < groups; g += gridDim.x, slot ^= 1) {
     WarpRows<S, R> next;
     if (g + gridDim.x < groups) load_rows(w, e, g + gridDim.x, warp, lane, next);
-    group_rows<MT, S, R>(w, m, e, g, cur, q, sm, xsum);
+    group_rows<MT, S, R>(w, m, e, g, slot, cur, q, sm, xsum);
     cur = next;
   }
   tick(4);

@@ -183,10 +183,12 @@ TEST(CudaDecodeGemv, AddsTheAttentionParts) {
 }
 
 // kGated: rows i and ff + i of a gate|up matrix give relu(gate)² · up in column i (ff odd).
+// ff 20,001: a block takes several groups, so the pair slots are used again (a race there showed
+// under compute-sanitizer --tool racecheck, and as wrong logits of wide FFNs under synccheck).
 TEST(CudaDecodeGemv, GatedPairsMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(13);
-  for (const int64_t ff : {int64_t{37}, int64_t{200}})
+  for (const int64_t ff : {int64_t{37}, int64_t{200}, int64_t{20001}})
     for (const int m : {1, 3, 8}) {
       const int64_t k = 300, n = 2 * ff;
       Weights W = make_weights(n, k, rng);
