@@ -1,13 +1,17 @@
 #include "cli_tokenizer.h"
 
 #include <cstdio>
+#include <filesystem>
 
 #include "core/error.h"
+#include "model_source.h"
 
 namespace bitnet::cli {
 
 void add_tokenizer_options(CLI::App* cmd, TokenizerSource& src) {
-  cmd->add_option("-m,--model", src.model, "GGUF model file whose tokenizer to use");
+  cmd->add_option("-m,--model", src.model,
+                  "GGUF model file whose tokenizer to use (default: $BITNET_MODEL or " BITNET_DEFAULT_MODEL
+                  ")");
   cmd->add_option("--tokenizer", src.tokenizer, "HF tokenizer.json or tiktoken rank file (LLaMA-3 specials)");
 }
 
@@ -15,7 +19,11 @@ Tokenizer load_tokenizer(const TokenizerSource& src) {
   if (!src.model.empty() && !src.tokenizer.empty()) fail("give -m MODEL.gguf or --tokenizer FILE, not both");
   if (!src.model.empty()) return Tokenizer::from_gguf_file(src.model);
   if (!src.tokenizer.empty()) return Tokenizer::from_file(src.tokenizer);
-  fail("no tokenizer: pass -m MODEL.gguf or --tokenizer FILE");
+  // Neither: the default model's, as `run` and `chat` use it.
+  const std::string path = default_model_path();
+  if (!std::filesystem::exists(path))
+    fail("no tokenizer: pass -m MODEL.gguf or --tokenizer FILE (the default model {} is missing)", path);
+  return Tokenizer::from_gguf_file(path);
 }
 
 void warn_missing_chat_markers(const Tokenizer& tok, ChatTemplate t) {
