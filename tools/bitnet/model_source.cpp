@@ -50,7 +50,7 @@ LoadedModel load_model(const ModelSource& src, bool need_tokenizer) {
     if (!std::filesystem::exists(path))
       fail("no model: pass -m MODEL.gguf (the default model {} is missing)", path);
   }
-  if (path.empty()) fail("no model: pass -m MODEL.gguf");
+  if (path.empty()) fail("no model: pass -m MODEL.gguf or --synthetic 2b4t|tiny");  // (commands with no default)
   const bool tty = isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
   GgufFile f = GgufFile::open(path);
