@@ -11,7 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -528,7 +530,25 @@ TEST(CudaInfer, RopeFromSumsIsTheEpilogueThenRope) {
 // A session's prompt chunks of 128 tokens or more multiply through cuBLASLt (gate|up's sums read
 // by the gated norm, o's and down's by the next norm, directly); with BITNET_CUDA_LT=0 they take
 // the tile GEMM. The same exact sums and the same float operations: the prompt's logits are the
-// same bits.
+// same bits. Returns the cuBLASLt route's session, the prompt in its cache, and the logits.
+std::unique_ptr<CudaSession> prompt_through_both_routes(const Model& model, const CudaSessionOptions& o,
+                                                        std::span<const int32_t> prompt,
+                                                        std::vector<float>& logits) {
+  const int64_t V = model.cfg.n_vocab;
+  setenv("BITNET_CUDA_LT", "0", 1);
+  CudaSession tile(model, o);  // first, so a one-time allocation is not counted in lt's bytes below
+  unsetenv("BITNET_CUDA_LT");
+  auto lt = std::make_unique<CudaSession>(model, o);
+  const float* a = tile.forward(prompt, true);
+  const std::vector<float> want(a, a + prompt.size() * V);
+  const float* b = lt->forward(prompt, true);
+  EXPECT_EQ(std::memcmp(b, want.data(), want.size() * 4), 0)
+      << "rel. error " << rel_err(b, want.data(), want.size());
+  EXPECT_GT(lt->device_bytes(), tile.device_bytes());  // the expanded-matrix scratch: the route was set up
+  logits.assign(b, b + prompt.size() * V);
+  return lt;
+}
+
 TEST(CudaInfer, PromptThroughCublasLtGivesTheTileGemmsLogits) {
   SKIP_WITHOUT_GPU();
   // An F32 head: the head kernel (the F16 head's cuBLASLt GEMM need not repeat its float order).
@@ -536,16 +556,8 @@ TEST(CudaInfer, PromptThroughCublasLtGivesTheTileGemmsLogits) {
   const int64_t V = model.cfg.n_vocab;
   std::vector<int32_t> prompt(300);  // chunks of 256 (cuBLASLt) and 44 (the tile GEMM)
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 613 + 29) % V);
-  setenv("BITNET_CUDA_LT", "0", 1);
-  CudaSession tile(model, {512, 1, 256});
-  unsetenv("BITNET_CUDA_LT");
-  CudaSession lt(model, {512, 1, 256});
-  const float* a = tile.forward(prompt, true);
-  const std::vector<float> want(a, a + prompt.size() * V);
-  const float* b = lt.forward(prompt, true);
-  EXPECT_EQ(std::memcmp(b, want.data(), want.size() * 4), 0)
-      << "rel. error " << rel_err(b, want.data(), want.size());
-  EXPECT_GT(lt.device_bytes(), tile.device_bytes());  // the expanded-matrix scratch: the route was set up
+  std::vector<float> logits;
+  prompt_through_both_routes(model, {512, 1, 256}, prompt, logits);
 }
 
 // The CPU's regrouped Q8_0X head uploads to the same codes and scales as plain Q8_0.
@@ -748,27 +760,19 @@ TEST(CudaInfer, FfnRowsWiderThan48KbMatchTheCpu) {
     const int64_t V = cfg.n_vocab;
     std::vector<int32_t> prompt(150);  // one chunk of 150: cuBLASLt, the gated norm from sums
     for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 389 + 17) % V);
-    setenv("BITNET_CUDA_LT", "0", 1);
-    CudaSession tile(model, {256, 1, 256});
-    unsetenv("BITNET_CUDA_LT");
-    CudaSession gpu(model, {256, 1, 256});
+    std::vector<float> g;
+    const std::unique_ptr<CudaSession> gpu = prompt_through_both_routes(model, {256, 1, 256}, prompt, g);
     Session cpu(model, {256, 2});
-    const float* a = tile.forward(prompt, true);
-    const std::vector<float> want(a, a + prompt.size() * V);
     const float* c = cpu.forward(prompt, true);
     const std::vector<float> cl(c, c + prompt.size() * V);
-    const float* g = gpu.forward(prompt, true);
-    EXPECT_EQ(std::memcmp(g, want.data(), want.size() * 4), 0)
-        << "rel. error " << rel_err(g, want.data(), want.size());
-    EXPECT_GT(gpu.device_bytes(), tile.device_bytes());  // the expanded-matrix scratch: the route was set up
-    const double prompt_err = rel_err(g, cl.data(), cl.size());
+    const double prompt_err = rel_err(g.data(), cl.data(), cl.size());
     EXPECT_LT(prompt_err, 5e-2);
     double worst = 0;
     int32_t tok = static_cast<int32_t>(argmax(cl.data() + (prompt.size() - 1) * V, V));
     for (int i = 0; i < 4; ++i) {
       const float* cd = cpu.forward(std::span(&tok, 1));
       const std::vector<float> cv(cd, cd + V);
-      const float* gd = gpu.forward(std::span(&tok, 1));
+      const float* gd = gpu->forward(std::span(&tok, 1));
       worst = std::max(worst, rel_err(gd, cv.data(), V));
       EXPECT_LT(rel_err(gd, cv.data(), V), 5e-2) << "step " << i;
       tok = static_cast<int32_t>(argmax(cv.data(), V));
