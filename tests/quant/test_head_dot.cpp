@@ -182,6 +182,50 @@ TEST(HeadDot, ExtremeStoredValues) {
   }
 }
 
+// Q6_KX at the extremes of its integer sums: codes all 0 or all 63 (and mixed) against
+// activations all -1, all +1 and alternating (xq = -127 and 127), scales -128 and 127, 19 rows (a
+// whole group of 16 and one of 3), 1 - 9 tokens: every variant gives the reference's bits (the
+// tolerance of EveryVariantMatchesTheReference lets an integer sum off by one pass).
+TEST(HeadDot, Q6_KXExtremeSumsGiveTheReferencesBits) {
+  const int64_t n = 512, nb = n / 256, rows = 19;
+  std::vector<uint8_t> q6(static_cast<size_t>(rows * nb * 210), 0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* blk = q6.data() + (r * nb + b) * 210;
+      const uint8_t ql = r % 3 == 0   ? 0x00
+                         : r % 3 == 1 ? 0xFF
+                                      : 0xF0,
+                    qh = r % 3 == 0   ? 0x00
+                         : r % 3 == 1 ? 0xFF
+                                      : 0xCC;
+      std::memset(blk, ql, 128);
+      std::memset(blk + 128, qh, 64);
+      for (int j = 0; j < 16; ++j)
+        blk[192 + j] = static_cast<uint8_t>(static_cast<int8_t>((j + r) % 2 ? 127 : -128));
+      const uint16_t dh = f32_to_f16(std::ldexp(1.0f, -10));
+      std::memcpy(blk + 208, &dh, 2);
+    }
+  std::vector<uint8_t> kx(q6.size());
+  repack_q6_kx_rows(q6.data(), rows, n, kx.data());
+  for (int64_t m : {1, 3, 8, 9}) {
+    std::vector<float> x(static_cast<size_t>(m * n));
+    for (int64_t t = 0; t < m; ++t)
+      for (int64_t i = 0; i < n; ++i)
+        x[static_cast<size_t>(t * n + i)] = t % 3 == 0 ? -1.0f : t % 3 == 1 ? 1.0f : (i % 2 ? 1.0f : -1.0f);
+    HeadActs a;
+    head_prepare(DType::Q6_KX, x.data(), m, n, a);
+    std::vector<float> want(static_cast<size_t>(m * rows), NAN);
+    head_matvec_with(head_variants()[0], nullptr, kx.data(), static_cast<size_t>(nb * 210), rows, a,
+                     want.data());
+    for (const HeadVariant& v : head_variants()) {
+      if (!v.cpu_ok() || !v.supports(DType::Q6_KX)) continue;
+      std::vector<float> got(want.size(), NAN);
+      head_matvec_with(v, nullptr, kx.data(), static_cast<size_t>(nb * 210), rows, a, got.data());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0) << v.name << " m=" << m;
+    }
+  }
+}
+
 // Q8_0X's reference sums the same products in the same order as Q8_0's: the same bits, so the
 // regrouped head changes no logit of the reference path.
 TEST(HeadDot, Q8_0XReferenceGivesQ8_0sBits) {
