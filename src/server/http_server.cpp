@@ -107,7 +107,8 @@ void HttpServer::Impl::routes() {
   });
   svr.set_read_timeout(o.read_timeout_s, 0);
   svr.set_write_timeout(o.write_timeout_s, 0);
-  const int threads = o.http_threads > 0 ? o.http_threads : sched.stats().slots + 64 + 16;
+  const int threads =
+      o.http_threads > 0 ? o.http_threads : sched.stats().slots + SchedulerOptions{}.max_queue + 16;
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
 
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {

@@ -22,7 +22,7 @@ struct ServerOptions {
   size_t max_body_bytes = 1 << 20;
   int read_timeout_s = 30;   // a client that sends nothing for this long is dropped
   int write_timeout_s = 30;  // ... or reads nothing
-  int http_threads = 0;      // 0: slots + queue bound + 16
+  int http_threads = 0;      // 0: slots + 64 (the default queue bound) + 16; `serve` passes its own
   int heartbeat_ms = 1000;   // idle gap after which a waiting response writes a keep-alive
   std::string model_name;    // what /v1/models lists and answers name
   ChatTemplate chat_template = ChatTemplate::kBitnet;

@@ -55,7 +55,7 @@ inline CLI::Validator seed_value() {
         }
         return {};
       },
-      "UINT64");
+      "in [0, 2^64 - 1]");
 }
 
 }  // namespace bitnet::cli
