@@ -4,7 +4,9 @@
 # carried there with the libraries they need:
 #   scripts/cuda-device.sh stage   # here: Release build for sm_90, binaries + libraries into .device/
 #   scripts/cuda-device.sh run     # there (device tool, carry [".device"]): GPU list, the CUDA tests,
-#                                  # the same under compute-sanitizer, then TORCH=1: PyTorch's speed,
+#                                  # the same under compute-sanitizer (memcheck; RACE=1, the default:
+#                                  # racecheck and synccheck over the shared-memory kernels' tests),
+#                                  # then TORCH=1: PyTorch's speed,
 #                                  # HF=1: the HF export under transformers against the engine,
 #                                  # FIDELITY=1: 2,000 steps of ours and PyTorch's, held-out losses,
 #                                  # INFER=1: CUDA inference against the CPU, and its bench,
@@ -60,6 +62,21 @@ run)
     --gtest_filter="${SAN_FILTER:-*}" >"$OUT/sanitizer.log" 2>&1 &&
     echo "compute-sanitizer: no errors" || { echo "compute-sanitizer: FAILED"; tail -40 "$OUT/sanitizer.log"; }
   grep -E '^\[  (PASSED|FAILED) ' "$OUT/sanitizer.log" || true
+  fi
+  if [ "${RACE:-${SANITIZER:-1}}" = 1 ]; then  # RACE=0: no racecheck / synccheck
+  # racecheck (shared-memory hazards) and synccheck (barriers; it also slows warps unevenly, which
+  # showed a race of decode_gemv's pair slots as wrong logits) over the tests of the kernels with
+  # shared-memory exchanges: about 40 s and 10 s on an H100. RACE_FILTER=...: other tests (the
+  # fused decode kernel's FusedDecode/tiny takes 150 s under racecheck, CudaTopK.EqualsTheHosts* 85 s).
+  race_filter=${RACE_FILTER:-'CudaDecodeGemv.*:*NormQuant*:*RopeFromSums*:*PromptAttention*:CudaTopK.ArgmaxRows*:CudaTopK.DecodeTop*'}
+  echo "== racecheck"
+  timeout "${RACE_TIMEOUT:-300}" compute-sanitizer --tool racecheck --error-exitcode 9 .device/test_cuda \
+    --gtest_filter="$race_filter" >"$OUT/racecheck.log" 2>&1 &&
+    echo "racecheck: no hazards" || { echo "racecheck: FAILED"; grep -m5 -A1 'Error: Race' "$OUT/racecheck.log"; }
+  echo "== synccheck"
+  timeout "${RACE_TIMEOUT:-300}" compute-sanitizer --tool synccheck --error-exitcode 9 .device/test_cuda \
+    --gtest_filter="$race_filter:*FfnRowsWider*" >"$OUT/synccheck.log" 2>&1 &&
+    echo "synccheck: no errors, every test passed" || { echo "synccheck: FAILED"; grep -E -m10 'FAILED|Failure|Error' "$OUT/synccheck.log"; }
   fi
   fi
   if [ "${CPU:-0}" = 1 ] && [ "${BENCH_ONLY:-0}" != 1 ]; then
