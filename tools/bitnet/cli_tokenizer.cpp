@@ -1,7 +1,6 @@
 #include "cli_tokenizer.h"
 
 #include <cstdio>
-#include <filesystem>
 
 #include "core/error.h"
 #include "model_source.h"
@@ -20,10 +19,8 @@ Tokenizer load_tokenizer(const TokenizerSource& src) {
   if (!src.model.empty()) return Tokenizer::from_gguf_file(src.model);
   if (!src.tokenizer.empty()) return Tokenizer::from_file(src.tokenizer);
   // Neither: the default model's, as `run` and `chat` use it.
-  const std::string path = default_model_path();
-  if (!std::filesystem::exists(path))
-    fail("no tokenizer: pass -m MODEL.gguf or --tokenizer FILE (the default model {} is missing)", path);
-  return Tokenizer::from_gguf_file(path);
+  return Tokenizer::from_gguf_file(
+      existing_default_model("no tokenizer: pass -m MODEL.gguf or --tokenizer FILE"));
 }
 
 void warn_missing_chat_markers(const Tokenizer& tok, ChatTemplate t) {

@@ -21,6 +21,12 @@ std::string default_model_path() {
   return BITNET_DEFAULT_MODEL;
 }
 
+std::string existing_default_model(const char* instead) {
+  std::string path = default_model_path();
+  if (!std::filesystem::exists(path)) fail("{} (the default model {} is missing)", instead, path);
+  return path;
+}
+
 void add_model_options(CLI::App* cmd, ModelSource& src, bool allow_synthetic) {
   cmd->add_option("-m,--model", src.path,
                   allow_synthetic ? "model file (GGUF)"
@@ -46,11 +52,10 @@ LoadedModel load_model(const ModelSource& src, bool need_tokenizer) {
   }
   std::string path = src.path;
   if (path.empty() && src.use_default) {
-    path = default_model_path();
-    if (!std::filesystem::exists(path))
-      fail("no model: pass -m MODEL.gguf (the default model {} is missing)", path);
+    path = existing_default_model("no model: pass -m MODEL.gguf");
   }
-  if (path.empty()) fail("no model: pass -m MODEL.gguf or --synthetic 2b4t|tiny");  // (commands with no default)
+  if (path.empty())
+    fail("no model: pass -m MODEL.gguf or --synthetic 2b4t|tiny");  // (commands with no default)
   const bool tty = isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
   GgufFile f = GgufFile::open(path);

@@ -22,6 +22,8 @@ struct ModelSource {
 
 // $BITNET_MODEL, else the model shipped in the repository's models/ folder (its path compiled in).
 std::string default_model_path();
+// default_model_path(), or an error "<instead> (the default model PATH is missing)" where it is.
+std::string existing_default_model(const char* instead);
 
 struct LoadedModel {
   std::unique_ptr<Model> model;
