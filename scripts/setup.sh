@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
       libcli11-dev nlohmann-json3-dev libpcre2-dev libfmt-dev g++-aarch64-linux-gnu qemu-user wamerican
-      libcpp-httplib-dev nodejs npm chromium)  # the last three: the server's end-to-end tests (tests/server/js)
+      libcpp-httplib-dev nodejs npm chromium  # these three: the server's end-to-end tests (tests/server/js)
+      python3)  # the PyTorch reference trainer's self-check (bench/train_pytorch.py)
 missing=()
 for p in "${pkgs[@]}"; do
   # A Node.js from elsewhere (e.g. NodeSource's nodejs, which bundles npm and conflicts with Debian's
