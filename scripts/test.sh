@@ -12,9 +12,6 @@ echo "== release build + tests"
 scripts/build.sh build/release -DCMAKE_BUILD_TYPE=Release
 ctest --test-dir build/release -j"$jobs" --output-on-failure
 
-echo "== the PyTorch reference trainer's self-check (schedules, RNG and init against the C++ values)"
-python3 bench/train_pytorch.py --self-check
-
 echo "== address + undefined-behavior sanitizer build + tests (CPU only: this also checks the build without CUDA)"
 scripts/build.sh build/asan -DCMAKE_BUILD_TYPE=Debug -DBITNET_SANITIZE=ON -DBITNET_BENCH=OFF -DBITNET_CUDA=OFF
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
